@@ -1,0 +1,1 @@
+"""Devices: the Device protocol, its transports, the on-device runner and benchmark-output parsers."""

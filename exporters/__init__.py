@@ -1,0 +1,1 @@
+"""torch -> ONNX / TFLite exporters, parity checks and the artifact cache."""
