@@ -14,7 +14,7 @@ from harness.zoo.registry import (
 )
 
 # Builder modules register themselves on import (order does not matter).
-from harness.zoo import (  # noqa: E402, F401  isort: skip
+from harness.zoo import (  # noqa: F401  isort: skip
     blocks,
     efficientnet,
     fd_mobilenet,

@@ -138,3 +138,47 @@ class Classifier(nn.Sequential):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(cin, classes)
+
+
+# --- MobileNet-style blocks shared by several families -------------------------------------------------------
+
+
+class DepthwiseSeparable(nn.Module):
+    """Depthwise k×k (carries the stride) → pointwise 1×1, each with BN and activation (MobileNetV1)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, kernel: int = 3, act: str = "relu") -> None:
+        super().__init__()
+        self.dw = ConvBNAct(cin, cin, kernel, stride, groups=cin, act=act)
+        self.pw = ConvBNAct(cin, cout, 1, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pw(self.dw(x))
+
+
+class InvertedResidual(nn.Module):
+    """Expand 1×1 → depthwise k×k → optional SE → linear project 1×1, with an identity skip when shapes allow.
+
+    Shared by MobileNetV2, MobileNetV3 and EfficientNet's MBConv; the expand conv is left out (``nn.Identity``)
+    when ``expanded == cin``, as those papers do for expansion ratio 1.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        expanded: int,
+        kernel: int = 3,
+        stride: int = 1,
+        act: str = "relu6",
+        se: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.expand: nn.Module = ConvBNAct(cin, expanded, 1, act=act) if expanded != cin else nn.Identity()
+        self.dw = ConvBNAct(expanded, expanded, kernel, stride, groups=expanded, act=act)
+        self.se: nn.Module = se if se is not None else nn.Identity()
+        self.project = ConvBNAct(expanded, cout, 1, act="none")
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.se(self.dw(self.expand(x))))
+        return x + out if self.residual else out

@@ -42,9 +42,7 @@ class Param:
                 if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
                     raise ValueError(raw)
                 value: ParamValue = raw.lower() in {"true", "1", "yes"}
-            elif kind is int and isinstance(raw, float) and raw.is_integer():
-                value = int(raw)
-            elif kind is int and isinstance(raw, str):
+            elif kind is int and (isinstance(raw, str) or (isinstance(raw, float) and raw.is_integer())):
                 value = int(raw)
             else:
                 value = kind(raw)
@@ -211,7 +209,9 @@ def get_entry(name: str) -> ModelEntry:
 def list_models(pattern: str = "*", kind: str | None = None) -> list[str]:
     """Registered names matching a shell-style wildcard, sorted."""
     _ensure_loaded()
-    return sorted(n for n, e in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and (kind is None or e.kind == kind))
+    return sorted(
+        n for n, e in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and (kind is None or e.kind == kind)
+    )
 
 
 def resolve(name: str, **params: ParamValue) -> ModelSpec:
