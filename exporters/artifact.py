@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from harness.zoo.registry import ModelSpec
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     ONNX = "onnx"
     TFLITE = "tflite"
 
@@ -20,7 +20,7 @@ class Format(str, Enum):
         return f".{self.value}"
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     FP32 = "fp32"
     FP16 = "fp16"  # float16 weights, float32 compute where the runtime chooses
     INT8 = "int8"  # full integer, calibrated on random inputs

@@ -10,6 +10,14 @@ from __future__ import annotations
 class FlopgapError(Exception):
     """An error the user can fix; its message is one line naming the thing and what to do."""
 
+    exit_code = 2
+
+
+class Interrupted(FlopgapError):
+    """Ctrl-C: the work stopped cleanly and everything committed so far is kept."""
+
+    exit_code = 130
+
 
 class UnknownModelError(FlopgapError, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message

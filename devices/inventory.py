@@ -1,0 +1,358 @@
+"""The device inventory: a TOML file naming the devices flopgap can measure on and how to reach each one.
+
+Where: ``$FLOPGAP_DEVICES`` if set, else ``devices.toml`` in the user config dir (``~/.config/flopgap`` on
+Linux). A device named ``local`` (this machine) always exists, with or without a file; a ``[devices.local]``
+table overrides it. One table per device, the table name being the device name::
+
+    [devices.rpi5]                     # a Raspberry Pi 5 over SSH
+    transport = "ssh"
+    host = "192.168.1.50"
+    user = "pi"
+    port = 22                          # default 22
+    key = "~/.ssh/id_ed25519"          # default: ssh-agent and ~/.ssh/id_*
+    known_hosts = "~/.ssh/known_hosts" # default; the host key must be in it (ssh-keyscan, after checking)
+    python = "/home/pi/venv/bin/python3"   # default "python3"; needs numpy and onnxruntime/ai-edge-litert
+    affinity = [4, 5, 6, 7]            # or a hex mask: "f0"
+    threads = [1, 4]                   # default [1]
+    work_dir = "/tmp/flopgap"          # default; each session makes and removes its own dir inside
+    connect_timeout = 10               # seconds, default 10
+
+    [devices.pixel7]                   # a phone over adb, measured with TFLite's benchmark binary
+    transport = "adb"
+    serial = "2B111FDH2007NB"
+    server = "10.0.0.2:5037"           # default the local adb server, 127.0.0.1:5037
+    runner = "benchmark_model"         # default for adb; or "benchmark_model_plus_flex", "onnxruntime_perf_test"
+    binary = "bin/android_aarch64_benchmark_model"
+    affinity = "f0"
+
+Runners: ``agent`` (flopgap's ``runner.py``; needs Python with numpy and the runtime) is the default and the only
+choice for ``local``; ``ssh`` also takes a benchmark binary; ``adb`` takes only benchmark binaries
+(``benchmark_model`` by default, ``benchmark_model_plus_flex``, ``onnxruntime_perf_test``), which need ``binary``,
+the local path of the prebuilt binary to push. Relative paths (``key``, ``known_hosts``, ``binary``) are taken
+from the inventory file's folder; ``~`` expands.
+Unknown keys are errors. Every error is one line naming the file, the device and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from devices.base import Device
+from harness.errors import FlopgapError
+
+ENV_VAR = "FLOPGAP_DEVICES"
+TRANSPORTS = ("local", "ssh", "adb")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class InventoryError(FlopgapError):
+    """The inventory file is unreadable or invalid; the message names the file, the device and the key."""
+
+
+class UnknownDeviceError(FlopgapError, KeyError):
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class _DeviceBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    runner: str = "agent"  # each transport narrows it to the runners it can start
+    binary: Path | None = Field(
+        default=None, description="Local path of the benchmark binary to push (non-agent runners)."
+    )
+    affinity: list[int] | None = Field(default=None, description="CPU ids, or a hex mask string such as 'f0'.")
+    threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
+
+    @field_validator("affinity", mode="before")
+    @classmethod
+    def _affinity(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_cpu_mask(v)
+        return v
+
+    @field_validator("affinity")
+    @classmethod
+    def _affinity_ids(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return None
+        if not v or min(v) < 0:
+            raise ValueError("give CPU ids >= 0 (e.g. [4, 5, 6, 7]) or a hex mask string (e.g. 'f0')")
+        return sorted(set(v))
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: list[int]) -> list[int]:
+        if min(v) < 1:
+            raise ValueError("thread counts must be >= 1")
+        return v
+
+    @field_validator("binary", "key", "known_hosts", "work_dir", check_fields=False)
+    @classmethod
+    def _local_path(cls, v: Any, info: ValidationInfo) -> Any:
+        if not isinstance(v, Path):  # remote work dirs are strings and stay as written
+            return v
+        base = (info.context or {}).get("base")
+        v = v.expanduser()
+        return v if v.is_absolute() or base is None else Path(base) / v
+
+    @model_validator(mode="after")
+    def _binary_for_runner(self) -> _DeviceBase:
+        if self.runner != "agent" and self.binary is None:
+            raise ValueError(f"key 'binary' is required with runner '{self.runner}' (the prebuilt binary to push)")
+        if self.runner == "agent" and self.binary is not None:
+            raise ValueError("key 'binary' is only used with a benchmark binary runner, not with 'agent'")
+        return self
+
+    @property
+    def affinity_mask(self) -> str | None:
+        """The affinity as a hex mask (``'f0'``), as ``taskset`` and benchmark tools take it."""
+        return None if self.affinity is None else format(sum(1 << c for c in self.affinity), "x")
+
+
+def _remote_dir(v: str) -> str:
+    if not v.startswith("/") or "\n" in v:
+        raise ValueError(f"'{v}' must be an absolute path on the device (e.g. /tmp/flopgap)")
+    return v
+
+
+class LocalConfig(_DeviceBase):
+    transport: Literal["local"]
+    runner: Literal["agent"] = "agent"
+    python: str | None = Field(
+        default=None, description="Interpreter for the runner; default: the one running flopgap."
+    )
+    work_dir: Path | None = None
+
+
+class SshConfig(_DeviceBase):
+    transport: Literal["ssh"]
+    runner: Literal["agent", "benchmark_model", "benchmark_model_plus_flex", "onnxruntime_perf_test"] = "agent"
+    host: str = Field(min_length=1)
+    user: str | None = Field(default=None, description="Default: the local user name, as ssh does.")
+    port: int = Field(default=22, ge=1, le=65535)
+    key: Path | None = Field(default=None, description="Private key; default: ssh-agent and ~/.ssh/id_*.")
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    python: str = "python3"
+    work_dir: str = "/tmp/flopgap"
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir(cls, v: str) -> str:
+        return _remote_dir(v)
+
+
+class AdbConfig(_DeviceBase):
+    transport: Literal["adb"]
+    runner: Literal["benchmark_model", "benchmark_model_plus_flex", "onnxruntime_perf_test"] = "benchmark_model"
+    serial: str = Field(min_length=1)
+    server: str = Field(default="127.0.0.1:5037", description="host:port of the adb server.")
+    work_dir: str = "/data/local/tmp/flopgap"
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir(cls, v: str) -> str:
+        return _remote_dir(v)
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"'{v}' is not host:port (e.g. 127.0.0.1:5037)")
+        return v
+
+    @property
+    def server_host(self) -> str:
+        return self.server.rpartition(":")[0].strip("[]")
+
+    @property
+    def server_port(self) -> int:
+        return int(self.server.rpartition(":")[2])
+
+
+DeviceConfig = LocalConfig | SshConfig | AdbConfig
+_ADAPTER: TypeAdapter[DeviceConfig] = TypeAdapter(
+    Annotated[LocalConfig | SshConfig | AdbConfig, Field(discriminator="transport")]
+)
+_MODELS: dict[str, type[_DeviceBase]] = {"local": LocalConfig, "ssh": SshConfig, "adb": AdbConfig}
+
+
+def parse_cpu_mask(mask: str) -> list[int]:
+    """``'f0'`` or ``'0xf0'`` → ``[4, 5, 6, 7]``."""
+    text = mask.strip().lower().removeprefix("0x")
+    try:
+        bits = int(text, 16)
+    except ValueError:
+        raise ValueError(f"'{mask}' is not a hex CPU mask; give a list of CPU ids or a mask such as 'f0'") from None
+    cpus = [i for i in range(bits.bit_length()) if bits >> i & 1]
+    if not cpus:
+        raise ValueError(f"mask '{mask}' selects no CPU")
+    return cpus
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The devices of one inventory file (plus the implicit ``local``)."""
+
+    path: Path
+    devices: dict[str, DeviceConfig] = field(default_factory=dict)
+    from_file: bool = False  # False: no file there yet, only the implicit 'local'
+
+    def get(self, name: str) -> DeviceConfig:
+        try:
+            return self.devices[name]
+        except KeyError:
+            pass
+        close = difflib.get_close_matches(name, list(self.devices), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        where = str(self.path) if self.from_file else f"{self.path}, which does not exist yet"
+        raise UnknownDeviceError(
+            f"unknown device '{name}'; {hint}known: {', '.join(sorted(self.devices))} (inventory: {where}; "
+            f"set ${ENV_VAR} or --devices to use another)"
+        )
+
+    def names(self) -> list[str]:
+        return sorted(self.devices)
+
+
+def default_inventory_path() -> Path:
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs  # only needed when no path was given
+
+    return Path(platformdirs.user_config_dir("flopgap")) / "devices.toml"
+
+
+def load_inventory(path: Path | None = None) -> Inventory:
+    """Read and validate an inventory. A missing default file means only ``local``; a missing named one is an error."""
+    explicit = path is not None or bool(os.environ.get(ENV_VAR))
+    path = path if path is not None else default_inventory_path()
+    local = LocalConfig(name="local", transport="local")
+    if not path.exists() and not explicit:
+        return Inventory(path, {"local": local}, from_file=False)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InventoryError(f"cannot read device inventory {path}: {exc.strerror}") from None
+    devices = parse_inventory(text, source=str(path), base=path.parent)
+    return Inventory(path, {"local": local, **devices}, from_file=True)
+
+
+def parse_inventory(text: str, source: str = "<inventory>", base: Path | None = None) -> dict[str, DeviceConfig]:
+    """Validate inventory TOML text; relative paths are taken from ``base``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryError(f"{source}: not valid TOML: {exc}") from None
+    for key in data:
+        if key != "devices":
+            hint = " (write [devices.NAME] tables, not [[device]])" if key == "device" else ""
+            raise InventoryError(f"{source}: unknown top-level key '{key}'; allowed: devices{hint}")
+    tables = data.get("devices", {})
+    if not isinstance(tables, dict):
+        raise InventoryError(f"{source}: 'devices' must hold [devices.NAME] tables")
+    devices: dict[str, DeviceConfig] = {}
+    for name, table in tables.items():
+        where = f"{source}: device '{name}'"
+        if not _NAME.fullmatch(name):
+            raise InventoryError(f"{where}: names may use letters, digits, '_', '.' and '-' only")
+        if not isinstance(table, dict):
+            raise InventoryError(f"{where}: expected a table [devices.{name}]")
+        if "name" in table and table["name"] != name:
+            raise InventoryError(f"{where}: key 'name': the table name is the device name; drop this key")
+        try:
+            devices[name] = _ADAPTER.validate_python({**table, "name": name}, context={"base": base})
+        except ValidationError as exc:
+            raise InventoryError(f"{where}: {_describe(exc, table)}") from None
+    return devices
+
+
+def _describe(exc: ValidationError, table: dict[str, Any]) -> str:
+    errors = exc.errors()
+    # A typo shows up as an unknown key plus a missing one: name the unknown key, it is the cause.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    transport = table.get("transport")
+    loc = [str(p) for p in err["loc"]]
+    if loc and loc[0] == transport:  # the discriminated union puts the tag first
+        loc = loc[1:]
+    key = loc[0] if loc else ""
+    allowed = ", ".join(TRANSPORTS)
+    if err["type"] == "union_tag_not_found":
+        return f"key 'transport' is missing; allowed: {allowed}"
+    if err["type"] == "union_tag_invalid":
+        return f"key 'transport': unknown transport '{transport}'; allowed: {allowed}"
+    if err["type"] == "extra_forbidden":
+        model = _MODELS[str(transport)]
+        keys = [k for k in model.model_fields if k != "name"]
+        close = difflib.get_close_matches(key, keys, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown key '{key}' for transport '{transport}'; {hint}allowed: {', '.join(keys)}"
+    if err["type"] == "missing":
+        return f"key '{key}' is required for transport '{transport}'"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"key '{'.'.join(loc)}': {msg}" if loc else msg
+
+
+def open_device(cfg: DeviceConfig) -> Device:
+    """Build the transport for one inventory entry (nothing connects until it is used)."""
+    if isinstance(cfg, LocalConfig):
+        from devices.local import LocalDevice
+
+        return LocalDevice(cfg.name, python=cfg.python or sys.executable, work_dir=cfg.work_dir)
+    if isinstance(cfg, SshConfig):
+        from devices.ssh import SshDevice  # paramiko is only imported when a board is used
+
+        return SshDevice(
+            cfg.name,
+            cfg.host,
+            user=cfg.user,
+            port=cfg.port,
+            key=cfg.key,
+            known_hosts=cfg.known_hosts,
+            python=cfg.python,
+            work_dir=cfg.work_dir,
+            runner=cfg.runner,
+            binary=cfg.binary,
+            affinity=cfg.affinity,
+            connect_timeout=cfg.connect_timeout,
+        )
+    return _open_adb(cfg)
+
+
+def _open_adb(cfg: AdbConfig) -> Device:
+    # The one call site of devices.adb; keep it in step with AdbDevice's constructor.
+    from devices.adb import AdbDevice
+
+    device: Device = AdbDevice(
+        name=cfg.name,
+        serial=cfg.serial,
+        server_host=cfg.server_host,
+        server_port=cfg.server_port,
+        work_dir=cfg.work_dir,
+        runner=cfg.runner,
+        binary=cfg.binary,
+        affinity=cfg.affinity,
+    )
+    return device

@@ -1,0 +1,822 @@
+"""flopgap's on-device runner (the agent): time one model with one runtime and print one JSON document.
+
+Self-contained on purpose: only the standard library, numpy and the runtime (onnxruntime, or ai_edge_litert /
+tflite_runtime) are imported, so this single file can be copied to a board and run as ``python3 runner.py``.
+Never import flopgap modules here.
+
+Protocol (see DESIGN.md, "Measurement protocol"): inputs are allocated once; warm-up runs until at least
+``--warmup-runs`` runs AND ``--warmup-seconds`` have passed; timed runs until at least ``--runs`` runs AND
+``--min-seconds`` have passed, capped at ``--max-runs``. The timed loop only invokes the runtime and reads
+``time.perf_counter_ns`` around each call; raw per-iteration latencies are kept.
+
+stdout carries exactly one JSON document (schema ``flopgap.runner/1``), also on failure, where ``error`` names
+the kind and the exit code is 2. Everything else (runtime logs, native prints) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import importlib
+import json
+import os
+import platform
+import resource
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "flopgap.runner/1"
+SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
+SYS_THERMAL = "/sys/class/thermal"
+EXIT_FAILED = 2
+EXIT_INTERNAL = 1
+
+_TFLITE_PROFILE_NOTE = (
+    "the LiteRT/TFLite Python interpreter exposes no per-op profiler (no profiler hook or op timings in "
+    "ai_edge_litert.interpreter or CompiledModel); time sub-models or use benchmark_model --enable_op_profiling"
+)
+
+
+class RunnerError(Exception):
+    """A failure the caller can act on; ``kind`` is one of the schema's error kinds."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _one_line(text: object, limit: int = 400) -> str:
+    """Collapse whitespace so an error message is always a single line."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- device state and facts (stdlib only)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _read_int(path: str) -> int | None:
+    text = _read_text(path)
+    if text is None:
+        return None
+    try:
+        return int(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _cpu_dirs() -> list[tuple[int, str]]:
+    """(cpu index, sysfs dir) for every cpuN directory, in numeric order."""
+    found = []
+    for path in glob.glob(os.path.join(SYS_CPU, "cpu[0-9]*")):
+        suffix = os.path.basename(path)[3:]
+        if suffix.isdigit():
+            found.append((int(suffix), path))
+    return sorted(found)
+
+
+def cpu_frequencies() -> list[dict[str, Any]]:
+    """Per-CPU cpufreq readings in kHz plus governor; fields that cannot be read are left out."""
+    rows = []
+    for index, path in _cpu_dirs():
+        row: dict[str, Any] = {"cpu": index}
+        freq = os.path.join(path, "cpufreq")
+        for key, name in (
+            ("cur_khz", "scaling_cur_freq"),
+            ("max_khz", "cpuinfo_max_freq"),
+            ("min_khz", "cpuinfo_min_freq"),
+            ("scaling_max_khz", "scaling_max_freq"),
+        ):
+            value = _read_int(os.path.join(freq, name))
+            if value is not None:
+                row[key] = value
+        governor = _read_text(os.path.join(freq, "scaling_governor"))
+        if governor:
+            row["governor"] = governor
+        if len(row) > 1:
+            rows.append(row)
+    return rows
+
+
+def thermal_zones() -> list[dict[str, Any]]:
+    """Thermal zone readings in °C (sysfs reports millidegrees); unreadable zones are skipped."""
+    zones = []
+    for path in glob.glob(os.path.join(SYS_THERMAL, "thermal_zone*")):
+        suffix = os.path.basename(path)[len("thermal_zone") :]
+        if suffix.isdigit():
+            zones.append((int(suffix), path))
+    rows = []
+    for _, path in sorted(zones):
+        millidegrees = _read_int(os.path.join(path, "temp"))
+        if millidegrees is None:
+            continue
+        row: dict[str, Any] = {"zone": os.path.basename(path), "temp_c": millidegrees / 1000.0}
+        kind = _read_text(os.path.join(path, "type"))
+        if kind:
+            row["type"] = kind
+        rows.append(row)
+    return rows
+
+
+def device_state() -> dict[str, Any]:
+    """Frequencies, governors, temperatures and load right now; never raises for unreadable files."""
+    state: dict[str, Any] = {"time_unix": time.time()}
+    with contextlib.suppress(Exception):
+        cpus = cpu_frequencies()
+        if cpus:
+            state["cpus"] = cpus
+    with contextlib.suppress(Exception):
+        zones = thermal_zones()
+        if zones:
+            state["thermal"] = zones
+    with contextlib.suppress(OSError, AttributeError):
+        state["loadavg"] = [round(x, 3) for x in os.getloadavg()]
+    return state
+
+
+def _cpuinfo() -> dict[str, Any]:
+    """CPU model fields from /proc/cpuinfo: x86 'model name', ARM 'Hardware', 'CPU implementer'/'CPU part'."""
+    text = _read_text("/proc/cpuinfo")
+    if not text:
+        return {}
+    models: list[str] = []
+    parts: list[str] = []
+    implementers: list[str] = []
+    info: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip().lower(), value.strip()
+        if key in ("model name", "processor") and value and not value.isdigit():
+            models.append(value)  # ARM kernels put the model in 'Processor' on old 32-bit boards
+        elif key == "hardware" and value:
+            info["cpu_hardware"] = value
+        elif key == "cpu part":
+            parts.append(value)
+        elif key == "cpu implementer":
+            implementers.append(value)
+        elif key == "model" and value and not value.isdigit():
+            info["board_model"] = value  # Raspberry Pi kernels put the board here
+    if models:
+        info["cpu_model"] = models[0]
+    if parts:
+        info["cpu_parts"] = sorted(set(parts))
+        info["cpu_part_per_core"] = parts
+    if implementers:
+        info["cpu_implementers"] = sorted(set(implementers))
+    return info
+
+
+def _os_pretty_name() -> str | None:
+    text = _read_text("/etc/os-release")
+    if not text:
+        return None
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return None
+
+
+def _mem_total_kib() -> int | None:
+    text = _read_text("/proc/meminfo")
+    if text:
+        for line in text.splitlines():
+            if line.startswith("MemTotal:"):
+                with contextlib.suppress(ValueError, IndexError):
+                    return int(line.split()[1])
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024
+    return None
+
+
+def _module_version(name: str) -> str | None:
+    """Version of an importable module, or None when it cannot be imported."""
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # a broken wheel can raise anything on import; it is simply "not available"
+        return None
+    version = getattr(module, "__version__", None)
+    if version is None:
+        with contextlib.suppress(Exception):
+            from importlib import metadata
+
+            version = metadata.version(name.replace("_", "-"))
+    return str(version) if version is not None else "unknown"
+
+
+def _affinity() -> list[int] | None:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def device_facts() -> dict[str, Any]:
+    """Static facts about this device plus its current state, for ``--facts``."""
+    facts: dict[str, Any] = {"schema": SCHEMA + "#facts"}
+    facts.update(_cpuinfo())
+    facts["cpu_count"] = os.cpu_count()
+    affinity = _affinity()
+    facts["cpus_usable"] = len(affinity) if affinity is not None else None
+    max_khz = {}
+    for row in cpu_frequencies():
+        if "max_khz" in row:
+            max_khz[str(row["cpu"])] = row["max_khz"]
+    facts["cpu_max_khz"] = max_khz or None
+    facts["os"] = platform.platform()
+    facts["os_pretty_name"] = _os_pretty_name()
+    facts["kernel"] = platform.release()
+    facts["machine"] = platform.machine()
+    facts["mem_total_kib"] = _mem_total_kib()
+    facts["python"] = platform.python_version()
+    facts["hostname"] = socket.gethostname()
+    facts["runtimes"] = {
+        name: _module_version(name) for name in ("onnxruntime", "ai_edge_litert", "tflite_runtime", "numpy")
+    }
+    facts["state"] = device_state()
+    return facts
+
+
+def peak_rss_kib() -> int:
+    """Peak resident set size of this process in KiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak // 1024) if sys.platform == "darwin" else int(peak)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
+    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        # Full range for 8/16-bit (quantized activations); small values for wider ints (likely indices).
+        low, high = (int(info.min), int(info.max)) if dtype.itemsize <= 2 else (0, 9)
+        return rng.integers(low, high, size=shape, dtype=dtype, endpoint=True)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    raise RunnerError("ModelLoadFailed", f"input dtype {dtype} is not supported by the runner")
+
+
+def _static_shape(shape: Any) -> tuple[int, ...]:
+    """Concrete shape: dynamic dimensions (None, -1, symbolic names) become 1."""
+    return tuple(int(d) if isinstance(d, int | np.integer) and d > 0 else 1 for d in shape)
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class Backend:
+    """A runtime holding one model.
+
+    Construct (imports the runtime), ``load`` (timed as init), ``bind_inputs`` (once), then ``invoke`` is the
+    only thing called inside the timed loop.
+    """
+
+    runtime: str = ""
+    runtime_version: str = ""
+    inputs: list[dict[str, Any]]
+    xnnpack: bool | None = None
+    delegate: dict[str, Any] | None = None
+
+    profile_note: str | None = None  # why ``profile`` gives nothing, where it cannot
+
+    def load(self, path: str) -> None:
+        """Create the session/interpreter and allocate its tensors; raises RunnerError(ModelLoadFailed)."""
+        raise NotImplementedError
+
+    def bind_inputs(self, rng: np.random.Generator) -> None:
+        """Allocate random inputs once and hand them to the runtime."""
+        raise NotImplementedError
+
+    def invoke(self) -> None:
+        raise NotImplementedError
+
+    def profile(self, warmup_runs: int, runs: int) -> list[dict[str, Any]] | None:
+        """Per-op rows, or None where the runtime offers no per-op timing."""
+        return None
+
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(int16)": np.int16,
+    "tensor(uint16)": np.uint16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+_ORT_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
+
+
+class OrtBackend(Backend):
+    """onnxruntime, CPU execution provider, inputs and outputs pre-bound with io_binding."""
+
+    def __init__(self, threads: int, graph_opt: str) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RunnerError("RuntimeMissing", f"onnxruntime is not importable ({_one_line(exc)})") from exc
+        self._ort = ort
+        self._threads = threads
+        self._graph_opt = graph_opt
+        self.runtime = "onnxruntime"
+        self.runtime_version = ort.__version__
+
+    def load(self, path: str) -> None:
+        self._path = path
+        try:
+            self._session = self._new_session(profile_prefix=None)
+        except Exception as exc:
+            raise RunnerError("ModelLoadFailed", f"onnxruntime cannot load {path}: {_one_line(exc)}") from exc
+        providers = self._session.get_providers()
+        # ORT does not say how many nodes each provider took; with the CPU provider alone, all of them.
+        self.delegate = {"name": providers[0] if providers else None, "nodes_total": None, "nodes_delegated": None}
+
+    def bind_inputs(self, rng: np.random.Generator) -> None:
+        try:
+            self._binding = self._bind(self._session, rng)
+        except RunnerError:
+            raise
+        except Exception as exc:
+            raise RunnerError("ModelLoadFailed", f"cannot bind inputs of {self._path}: {_one_line(exc)}") from exc
+
+    def _new_session(self, profile_prefix: str | None) -> Any:
+        ort = self._ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        level = _ORT_OPT_LEVELS.get(self._graph_opt, "ORT_ENABLE_ALL")
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        if profile_prefix is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
+        return ort.InferenceSession(self._path, sess_options=options, providers=["CPUExecutionProvider"])
+
+    def _bind(self, session: Any, rng: np.random.Generator) -> Any:
+        ort = self._ort
+        binding = session.io_binding()
+        self.inputs = []
+        self._input_arrays: dict[str, np.ndarray] = {}
+        for meta in session.get_inputs():
+            dtype = _ORT_TYPES.get(meta.type)
+            if dtype is None:
+                raise RunnerError("ModelLoadFailed", f"input {meta.name} has unsupported type {meta.type}")
+            shape = _static_shape(meta.shape)
+            array = random_input(shape, np.dtype(dtype), rng)
+            self._input_arrays[meta.name] = array
+            binding.bind_ortvalue_input(meta.name, ort.OrtValue.ortvalue_from_numpy(array))
+            self.inputs.append({"name": meta.name, "shape": list(shape), "dtype": np.dtype(dtype).name})
+        self._outputs: list[Any] = []  # keep the OrtValues alive as long as the binding
+        for meta in session.get_outputs():
+            dtype = _ORT_TYPES.get(meta.type)
+            static = all(isinstance(d, int) and d > 0 for d in (meta.shape or []))
+            if dtype is not None and static and meta.shape:
+                value = ort.OrtValue.ortvalue_from_shape_and_type(list(meta.shape), dtype)
+                self._outputs.append(value)
+                binding.bind_ortvalue_output(meta.name, value)
+            else:  # dynamic output: ORT allocates it on every run
+                binding.bind_output(meta.name, "cpu")
+        return binding
+
+    def invoke(self) -> None:
+        self._session.run_with_iobinding(self._binding)
+
+    def profile(self, warmup_runs: int, runs: int) -> list[dict[str, Any]] | None:
+        """Per-node kernel times from ORT's chrome-trace profile of a separate session (so timing is untouched)."""
+        with tempfile.TemporaryDirectory(prefix="flopgap-ort-profile-") as tmp:
+            session = self._new_session(profile_prefix=os.path.join(tmp, "ort"))
+            binding = session.io_binding()
+            for name, array in self._input_arrays.items():
+                binding.bind_ortvalue_input(name, self._ort.OrtValue.ortvalue_from_numpy(array))
+            for meta in session.get_outputs():
+                binding.bind_output(meta.name, "cpu")
+            for _ in range(warmup_runs + runs):
+                session.run_with_iobinding(binding)
+            trace_path = session.end_profiling()
+            with open(trace_path, encoding="utf-8") as f:
+                events = json.load(f)
+        return parse_ort_profile(events, skip_first=warmup_runs)
+
+
+def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list[dict[str, Any]]:
+    """Per-node rows {name, op_type, provider, time_us, calls} from ORT's chrome-trace events, in execution order.
+
+    ``time_us`` is the mean kernel time over the calls kept after dropping each node's first ``skip_first`` calls.
+    """
+    durations: dict[str, list[float]] = {}
+    op_types: dict[str, str] = {}
+    providers: dict[str, str] = {}
+    for event in events:
+        if event.get("cat") != "Node":
+            continue
+        full_name = str(event.get("name", ""))
+        if not full_name.endswith("_kernel_time"):
+            continue  # fence_before / fence_after markers
+        name = full_name[: -len("_kernel_time")]
+        args = event.get("args") or {}
+        durations.setdefault(name, []).append(float(event.get("dur", 0.0)))
+        op_types.setdefault(name, str(args.get("op_name", "")))
+        if "provider" in args:
+            providers.setdefault(name, str(args["provider"]))
+    rows = []
+    for name, times in durations.items():
+        kept = times[skip_first:] or times
+        rows.append(
+            {
+                "name": name,
+                "op_type": op_types[name],
+                "provider": providers.get(name),
+                "time_us": sum(kept) / len(kept),
+                "calls": len(kept),
+            }
+        )
+    return rows
+
+
+def _import_tflite() -> tuple[Any, str, str]:
+    """The TFLite interpreter module, preferring ai_edge_litert over tflite_runtime."""
+    errors = []
+    for package in ("ai_edge_litert", "tflite_runtime"):
+        try:
+            module = importlib.import_module(f"{package}.interpreter")
+        except ImportError as exc:
+            errors.append(f"{package}: {_one_line(exc, 120)}")
+            continue
+        return module, package, _module_version(package) or "unknown"
+    raise RunnerError("RuntimeMissing", "no TFLite runtime is importable (" + "; ".join(errors) + ")")
+
+
+class TfliteBackend(Backend):
+    """LiteRT / TFLite interpreter; XNNPACK is the default delegate, switched off via the op resolver."""
+
+    def __init__(self, threads: int, xnnpack: bool) -> None:
+        self._module, self.runtime, self.runtime_version = _import_tflite()
+        self._threads = threads
+        self.xnnpack = xnnpack
+        self.profile_note = _TFLITE_PROFILE_NOTE
+        self._resolver = getattr(self._module, "OpResolverType", None)
+        if self._resolver is None and not xnnpack:
+            message = f"--no-xnnpack needs OpResolverType, which {self.runtime} {self.runtime_version} lacks"
+            raise RunnerError("BadArguments", message)
+
+    def load(self, path: str) -> None:
+        kwargs: dict[str, Any] = {"model_path": path, "num_threads": self._threads}
+        if self._resolver is not None:
+            kwargs["experimental_op_resolver_type"] = (
+                self._resolver.BUILTIN if self.xnnpack else self._resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            )
+        try:
+            self._interpreter = self._module.Interpreter(**kwargs)
+            self._interpreter.allocate_tensors()  # default delegates (XNNPACK) are applied here
+        except Exception as exc:
+            raise RunnerError("ModelLoadFailed", f"{self.runtime} cannot load {path}: {_one_line(exc)}") from exc
+        self.delegate = self._delegate_report(bool(self.xnnpack))
+
+    def bind_inputs(self, rng: np.random.Generator) -> None:
+        self.inputs = []
+        for detail in self._interpreter.get_input_details():
+            shape = _static_shape(detail["shape"])
+            array = random_input(shape, np.dtype(detail["dtype"]), rng)
+            # Set once: invoke() neither consumes nor overwrites input tensors, so the loop only calls invoke().
+            self._interpreter.set_tensor(detail["index"], array)
+            self.inputs.append({"name": detail["name"], "shape": list(shape), "dtype": np.dtype(detail["dtype"]).name})
+
+    def _delegate_report(self, xnnpack: bool) -> dict[str, Any]:
+        """How many of the graph's ops the delegate took: each DELEGATE kernel covers the ops between its I/O."""
+        report: dict[str, Any] = {"name": "xnnpack" if xnnpack else None, "nodes_total": None, "nodes_delegated": None}
+        try:
+            ops = self._interpreter._get_ops_details()
+        except Exception:  # private API; absent in some builds
+            return report
+        original = [op for op in ops if op["op_name"] != "DELEGATE"]
+        kernels = [op for op in ops if op["op_name"] == "DELEGATE"]
+        producer = {int(t): op["index"] for op in original for t in op["outputs"]}
+        by_index = {op["index"]: op for op in original}
+        covered: set[int] = set()
+        for kernel in kernels:
+            boundary = {int(t) for t in kernel["inputs"]}
+            stack = [int(t) for t in kernel["outputs"]]
+            while stack:
+                tensor = stack.pop()
+                if tensor in boundary or tensor not in producer or producer[tensor] in covered:
+                    continue
+                covered.add(producer[tensor])
+                stack.extend(int(t) for t in by_index[producer[tensor]]["inputs"])
+        report.update(
+            nodes_total=len(original),
+            nodes_delegated=len(covered),
+            delegate_kernels=len(kernels),
+            nodes_on_cpu=len(original) - len(covered),
+        )
+        if not kernels and xnnpack:
+            report["name"] = None  # XNNPACK asked for but took nothing (e.g. unsupported ops or int types)
+        return report
+
+    def invoke(self) -> None:
+        self._interpreter.invoke()
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def run_protocol(
+    invoke: Callable[[], None],
+    warmup_runs: int,
+    warmup_seconds: float,
+    runs: int,
+    min_seconds: float,
+    max_runs: int,
+) -> dict[str, Any]:
+    """First inference, warm-up (count AND time), then timed runs (count AND time, capped by max_runs)."""
+    clock = time.perf_counter_ns
+    t0 = clock()
+    invoke()
+    first_ns = clock() - t0
+
+    warmup_limit = int(warmup_seconds * 1e9)
+    n_warmup = 0
+    start = clock()
+    now = start
+    while n_warmup < warmup_runs or now - start < warmup_limit:
+        invoke()
+        n_warmup += 1
+        now = clock()
+    warmup_ns = now - start
+
+    min_ns = int(min_seconds * 1e9)
+    samples: list[int] = []
+    append = samples.append
+    start = clock()
+    end = start
+    while len(samples) < max_runs and (len(samples) < runs or end - start < min_ns):
+        t0 = clock()
+        invoke()
+        end = clock()
+        append(end - t0)
+    return {
+        "first_inference_ns": first_ns,
+        "warmup_runs": n_warmup,
+        "warmup_ns": warmup_ns,
+        "timed_ns": end - start,
+        "samples_ns": samples,
+    }
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print usage and exit(2); we want the JSON document
+        raise RunnerError("BadArguments", _one_line(message))
+
+
+def _cpu_list(text: str) -> list[int]:
+    """Parse '0,2-3' into [0, 2, 3]."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                low, high = part.split("-", 1)
+                cpus.update(range(int(low), int(high) + 1))
+            else:
+                cpus.add(int(part))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid CPU list {text!r} (expected e.g. '0,2-3')") from exc
+    if not cpus or min(cpus) < 0:
+        raise argparse.ArgumentTypeError(f"invalid CPU list {text!r} (expected e.g. '0,2-3')")
+    return sorted(cpus)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="runner.py",
+        description="Time one .onnx or .tflite model and print one JSON document (schema flopgap.runner/1).",
+    )
+    parser.add_argument("model", nargs="?", help="path to a .onnx or .tflite file")
+    parser.add_argument("--facts", action="store_true", help="print device facts as JSON instead of measuring")
+    parser.add_argument("--threads", type=int, default=1, help="runtime intra-op / interpreter threads (default 1)")
+    xnn = parser.add_mutually_exclusive_group()
+    xnn.add_argument("--xnnpack", dest="xnnpack", action="store_true", default=True, help="TFLite: XNNPACK on")
+    xnn.add_argument("--no-xnnpack", dest="xnnpack", action="store_false", help="TFLite: builtin kernels only")
+    parser.add_argument(
+        "--graph-optimization",
+        choices=("all", "extended", "basic", "disable"),
+        default="all",
+        help="ONNX Runtime graph optimization level (default all)",
+    )
+    parser.add_argument("--warmup-runs", type=int, default=5, help="at least this many warm-up runs (default 5)")
+    parser.add_argument("--warmup-seconds", type=float, default=0.5, help="and at least this long (default 0.5)")
+    parser.add_argument("--runs", type=int, default=50, help="at least this many timed runs (default 50)")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="and at least this long (default 1.0)")
+    parser.add_argument("--max-runs", type=int, default=10000, help="never more timed runs than this (default 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    parser.add_argument("--affinity", type=_cpu_list, default=None, help="pin to these CPUs first, e.g. '4-7'")
+    parser.add_argument("--profile", action="store_true", help="also collect a per-op profile (ONNX Runtime only)")
+    parser.add_argument("--profile-runs", type=int, default=20, help="profiled runs averaged per op (default 20)")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    checks = [
+        (args.threads >= 1, "--threads must be >= 1"),
+        (args.warmup_runs >= 0, "--warmup-runs must be >= 0"),
+        (args.warmup_seconds >= 0, "--warmup-seconds must be >= 0"),
+        (args.runs >= 1, "--runs must be >= 1"),
+        (args.min_seconds >= 0, "--min-seconds must be >= 0"),
+        (args.max_runs >= args.runs, "--max-runs must be >= --runs"),
+        (args.profile_runs >= 1, "--profile-runs must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise RunnerError("BadArguments", message)
+    if not args.facts:
+        if not args.model:
+            raise RunnerError("BadArguments", "a model path is required (or --facts)")
+        if os.path.splitext(args.model)[1].lower() not in (".onnx", ".tflite"):
+            raise RunnerError("BadArguments", f"{args.model}: the model must end in .onnx or .tflite")
+
+
+def empty_document(args: argparse.Namespace | None) -> dict[str, Any]:
+    """Every schema field, unknowns as null, so a failed run has the same shape as a good one."""
+    protocol = None
+    if args is not None:
+        protocol = {
+            "warmup_runs": args.warmup_runs,
+            "warmup_seconds": args.warmup_seconds,
+            "runs": args.runs,
+            "min_seconds": args.min_seconds,
+            "max_runs": args.max_runs,
+            "seed": args.seed,
+            "affinity": args.affinity,
+            "graph_optimization": args.graph_optimization,
+            "profile": args.profile,
+            "profile_runs": args.profile_runs,
+            "clock": "time.perf_counter_ns",
+        }
+    model = getattr(args, "model", None)
+    ext = os.path.splitext(model)[1].lower().lstrip(".") if model else None
+    return {
+        "schema": SCHEMA,
+        "model_path": model,
+        "format": ext if ext in ("onnx", "tflite") else None,
+        "runtime": None,
+        "runtime_version": None,
+        "threads": getattr(args, "threads", None),
+        "xnnpack": None,
+        "delegate": None,
+        "inputs": None,
+        "init_ns": None,
+        "first_inference_ns": None,
+        "warmup_runs": None,
+        "warmup_ns": None,
+        "timed_ns": None,
+        "samples_ns": None,
+        "peak_rss_kib": None,
+        "rss_before_load_kib": None,
+        "affinity": _affinity(),
+        "python": platform.python_version(),
+        "hostname": socket.gethostname(),
+        "state_before": None,
+        "state_after": None,
+        "profile": None,
+        "profile_note": None,
+        "protocol": protocol,
+        "error": None,
+    }
+
+
+def measure(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """Fill ``doc`` in place: load, run the protocol, read state around it; raises RunnerError on failure."""
+    if args.affinity is not None:
+        try:
+            os.sched_setaffinity(0, args.affinity)
+        except (AttributeError, OSError, ValueError) as exc:
+            raise RunnerError("BadArguments", f"cannot pin to CPUs {args.affinity}: {_one_line(exc)}") from exc
+        doc["affinity"] = _affinity()
+    if not os.path.isfile(args.model):
+        raise RunnerError("ModelNotFound", f"{args.model}: no such model file")
+
+    backend: Backend
+    if doc["format"] == "onnx":
+        backend = OrtBackend(args.threads, args.graph_optimization)
+    else:
+        backend = TfliteBackend(args.threads, args.xnnpack)
+    doc.update(runtime=backend.runtime, runtime_version=backend.runtime_version, xnnpack=backend.xnnpack)
+
+    doc["rss_before_load_kib"] = peak_rss_kib()
+    t0 = time.perf_counter_ns()
+    backend.load(args.model)
+    doc["init_ns"] = time.perf_counter_ns() - t0
+    doc["delegate"] = backend.delegate
+    backend.bind_inputs(np.random.default_rng(args.seed))
+    doc["inputs"] = backend.inputs
+
+    doc["state_before"] = device_state()
+    try:
+        result = run_protocol(
+            backend.invoke, args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds, args.max_runs
+        )
+    except Exception as exc:
+        raise RunnerError("InferenceFailed", f"{backend.runtime} failed to run {args.model}: {_one_line(exc)}") from exc
+    doc["state_after"] = device_state()
+    doc.update(result)
+    doc["peak_rss_kib"] = peak_rss_kib()
+
+    if args.profile:
+        doc["profile_note"] = backend.profile_note
+        try:
+            doc["profile"] = backend.profile(max(1, min(args.warmup_runs, 10)), args.profile_runs)
+        except Exception as exc:
+            raise RunnerError("InferenceFailed", f"profiling {args.model} failed: {_one_line(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _stdout_reserved() -> Iterator[Callable[[str], None]]:
+    """Send everything written to stdout (Python or native) to stderr; yield a writer for the real stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no usable fds (e.g. embedded); fall back to Python-level redirection only
+        saved = -1
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr
+
+    def write(text: str) -> None:
+        data = text.encode("utf-8")
+        if saved >= 0:
+            while data:
+                data = data[os.write(saved, data) :]
+        else:
+            real_stdout.write(text)
+            real_stdout.flush()
+
+    try:
+        yield write
+    finally:
+        sys.stdout = real_stdout
+        if saved >= 0:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, measure (or print facts), print one JSON document; returns the exit code."""
+    args: argparse.Namespace | None = None
+    try:
+        args = build_parser().parse_args(argv)  # outside the redirection so --help still goes to stdout
+        _validate(args)
+    except RunnerError as exc:
+        doc = empty_document(args)
+        doc["error"] = {"kind": exc.kind, "message": _one_line(str(exc))}
+        print(json.dumps(doc), flush=True)
+        return EXIT_FAILED
+    with _stdout_reserved() as emit:
+        if args.facts:
+            emit(json.dumps(device_facts()) + "\n")
+            return 0
+        doc = empty_document(args)
+        code = 0
+        try:
+            measure(args, doc)
+        except RunnerError as exc:
+            doc["error"] = {"kind": exc.kind, "message": _one_line(str(exc))}
+            code = EXIT_FAILED
+        except Exception as exc:  # a bug: keep the traceback on stderr, still answer with a document
+            traceback.print_exc()
+            doc["error"] = {"kind": "InternalError", "message": _one_line(f"{type(exc).__name__}: {exc}")}
+            code = EXIT_INTERNAL
+        emit(json.dumps(doc) + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

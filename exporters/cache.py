@@ -1,0 +1,140 @@
+"""Content-addressed artifact cache: one file plus a JSON sidecar per (model, params, format, precision, tools).
+
+The key is the sha256 of everything that can change the bytes of an export: model name and resolved
+parameters, format, precision, opset, calibration settings, the versions of every tool involved and the
+flopgap exporter version. A hit is only trusted when the file's sha256 still matches the sidecar. Files appear
+atomically (temp file in the same directory, then ``os.replace``), so a failed conversion leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from exporters.artifact import Artifact, Format, Precision
+from harness.zoo.registry import ModelSpec
+
+# Bump when a change in flopgap's exporters changes what they write (invalidates every cached artifact).
+EXPORTER_VERSION = "2"  # 2: signal-preserving init + BatchNorm calibration in the zoo
+CACHE_ENV = "FLOPGAP_CACHE_DIR"
+TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+
+
+def default_cache_dir() -> Path:
+    """``$FLOPGAP_CACHE_DIR`` if set, else the per-user cache dir (``~/.cache/flopgap/artifacts`` on Linux)."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("flopgap")) / "artifacts"
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools an export depends on (``"absent"`` for one not installed)."""
+    out = {"flopgap-exporter": EXPORTER_VERSION}
+    for tool in TOOLS:
+        try:
+            out[tool] = metadata.version(tool)
+        except metadata.PackageNotFoundError:
+            out[tool] = "absent"
+    return out
+
+
+def cache_key(
+    spec: ModelSpec, fmt: Format, precision: Precision, versions: Mapping[str, str], settings: Mapping[str, Any]
+) -> str:
+    """sha256 over the canonical JSON of everything that determines the artifact's bytes."""
+    payload = {
+        "model": spec.name,
+        "params": [[k, v] for k, v in spec.params],
+        "format": fmt.value,
+        "precision": precision.value,
+        "versions": dict(sorted(versions.items())),
+        "settings": dict(sorted(settings.items())),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_stem(spec: ModelSpec, precision: Precision) -> str:
+    """A readable, filesystem-safe stem: ``shufflenet_v1_groups=8_int8``."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", spec.label).strip("_") + f"_{precision.value}"
+
+
+class ArtifactCache:
+    """Artifacts stored flat under ``root`` as ``<stem>_<key16><ext>`` with a ``.json`` sidecar."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def file_path(self, spec: ModelSpec, fmt: Format, precision: Precision, key: str) -> Path:
+        return self.root / f"{file_stem(spec, precision)}_{key[:16]}{fmt.extension}"
+
+    @staticmethod
+    def sidecar(path: Path) -> Path:
+        return path.with_suffix(".json")
+
+    def get(self, spec: ModelSpec, fmt: Format, precision: Precision, key: str) -> Artifact | None:
+        """The cached artifact, or None when absent, unreadable or its file no longer matches its sha256."""
+        path = self.file_path(spec, fmt, precision, key)
+        side = self.sidecar(path)
+        if not (path.is_file() and side.is_file()):
+            return None
+        try:
+            art = Artifact.from_json(side.read_text())
+        except (ValueError, TypeError, KeyError):
+            return None
+        if sha256_file(path) != art.sha256:
+            return None  # modified or truncated behind our back: the caller re-exports over it
+        return _with_path(art, path)
+
+    def put(self, art: Artifact) -> Artifact:
+        """(Re)write the sidecar of an artifact whose file already sits in the cache."""
+        write_atomic(self.sidecar(art.path), art.to_json().encode())
+        return art
+
+    @contextlib.contextmanager
+    def staging(self, final: Path) -> Iterator[Path]:
+        """A temp path next to ``final``; moved onto ``final`` if the block succeeds, deleted if it raises."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".partial{final.suffix}", dir=final.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, final)
+        finally:
+            tmp_path.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _with_path(art: Artifact, path: Path) -> Artifact:
+    from dataclasses import replace
+
+    return replace(art, path=path)

@@ -1,0 +1,242 @@
+"""The exporters' entry point: a model spec in, a verified, cached artifact out."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporters import onnx_export, parity, tflite_export
+from exporters.artifact import Artifact, Format, Precision
+from exporters.cache import ArtifactCache, cache_key, file_stem, sha256_file, tool_versions
+from exporters.fold import fold_batchnorm
+from exporters.quiet import captured_output
+from harness.errors import ExportError
+from harness.zoo.registry import ModelSpec
+
+# int8 calibration: random NCHW inputs from these seeds (the parity input uses the spec's seed 0, not among them).
+CALIBRATION_SAMPLES = 16
+CALIBRATION_SEED = 1000
+
+SUPPORTED: dict[Format, tuple[Precision, ...]] = {
+    Format.ONNX: (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8),
+    Format.TFLITE: (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8),
+}
+
+
+def export(
+    spec: ModelSpec,
+    fmt: Format | str,
+    precision: Precision | str,
+    *,
+    cache_dir: Path | None = None,
+    check_parity: bool = True,
+    allow_parity_failure: bool = False,
+    out_dir: Path | None = None,
+) -> Artifact:
+    """Export ``spec`` to ``fmt`` at ``precision``, from cache when an identical export exists.
+
+    With ``check_parity`` the artifact is run once in its runtime against torch and an error over the bound
+    raises :class:`ExportError` (``allow_parity_failure`` records it instead). ``out_dir`` also receives a copy
+    (file and sidecar); the returned artifact then points at that copy.
+    """
+    fmt, precision = _parse(spec, fmt, precision)
+    cache = ArtifactCache(cache_dir)
+    art = _cached_or_convert(spec, fmt, precision, cache)
+    if check_parity and art.parity_error is None:
+        art = cache.put(_with_parity(spec, art))
+    if check_parity and not allow_parity_failure and not _parity_ok(art):
+        raise ExportError(
+            f"{spec.label}: {fmt.value} {precision.value} parity error {art.parity_error:.3g} exceeds the bound "
+            f"{art.parity_bound:g} (max|y - y_torch| / max|y_torch|); pass allow_parity_failure to keep it anyway"
+        )
+    if out_dir is not None:
+        art = _copy_out(art, Path(out_dir))
+    return art
+
+
+def _parse(spec: ModelSpec, fmt: Format | str, precision: Precision | str) -> tuple[Format, Precision]:
+    try:
+        fmt = Format(fmt)
+    except ValueError:
+        raise ExportError(f"unknown format '{fmt}'; allowed: {', '.join(f.value for f in Format)}") from None
+    try:
+        precision = Precision(precision)
+    except ValueError:
+        allowed = ", ".join(p.value for p in Precision)
+        raise ExportError(f"unknown precision '{precision}'; allowed: {allowed}") from None
+    if precision not in SUPPORTED[fmt]:
+        allowed = ", ".join(p.value for p in SUPPORTED[fmt])
+        raise ExportError(f"{spec.label}: {fmt.value} export does not offer {precision.value}; offered: {allowed}")
+    return fmt, precision
+
+
+def settings(fmt: Format, precision: Precision) -> dict[str, Any]:
+    """Export settings that enter the cache key besides model, format, precision and tool versions."""
+    out: dict[str, Any] = {"batch": 1, "fold_batchnorm": True}
+    if fmt is Format.ONNX:
+        out["opset"] = onnx_export.OPSET
+    if precision is Precision.INT8:
+        out["calibration"] = {"samples": CALIBRATION_SAMPLES, "seed": CALIBRATION_SEED, "dist": "randn"}
+    return out
+
+
+def _cached_or_convert(spec: ModelSpec, fmt: Format, precision: Precision, cache: ArtifactCache) -> Artifact:
+    versions = tool_versions()
+    key = cache_key(spec, fmt, precision, versions, settings(fmt, precision))
+    hit = cache.get(spec, fmt, precision, key)
+    if hit is not None:
+        return hit
+    final = cache.file_path(spec, fmt, precision, key)
+    notes: dict[str, Any] = {"cache_key": key, **settings(fmt, precision)}
+    if precision is Precision.FP32:
+        base = None
+    else:
+        # Reduced precisions start from the (cached) fp32 artifact of the same format: one graph, one conversion.
+        base = _cached_or_convert(spec, fmt, Precision.FP32, cache)
+        notes["source_transposes"] = base.notes.get("source_transposes")
+        notes["bn_folded"] = base.notes.get("bn_folded")
+    start = time.perf_counter()
+    with cache.staging(final) as tmp:
+        with captured_output() as log:
+            try:
+                if base is None:
+                    notes.update(_convert_fp32(spec, fmt, tmp))
+                else:
+                    calib = calibration_inputs(spec, fmt) if precision is Precision.INT8 else []
+                    module = onnx_export if fmt is Format.ONNX else tflite_export
+                    module.convert_precision(base.path, tmp, precision, calib)
+                failure: BaseException | None = None
+            except Exception as exc:  # any converter failure becomes one ExportError below
+                failure = exc
+        if failure is not None:
+            raise _conversion_error(spec, fmt, precision, failure, log.text, cache.root, key) from failure
+        notes["convert_seconds"] = round(time.perf_counter() - start, 3)
+        notes.update(_graph_notes(fmt, tmp, notes.get("source_transposes")))
+        art = Artifact(
+            path=final,
+            format=fmt,
+            precision=precision,
+            sha256=sha256_file(tmp),
+            model=spec.name,
+            params=spec.params,
+            input_shape=_artifact_input_shape(spec, fmt),
+            layout="NCHW" if fmt is Format.ONNX else "NHWC",
+            tool_versions=versions,
+            parity_error=None,
+            parity_bound=None,
+            size_bytes=tmp.stat().st_size,
+            notes=notes,
+        )
+    return cache.put(art)
+
+
+def _convert_fp32(spec: ModelSpec, fmt: Format, path: Path) -> dict[str, Any]:
+    model = spec.build()
+    x = spec.example_input()
+    folded = fold_batchnorm(model, x)
+    if fmt is Format.ONNX:
+        onnx_export.export_onnx(folded.model, x, path)
+    else:
+        tflite_export.export_tflite(folded.model, x, path)
+    return {"bn_folded": len(folded.pairs), "source_transposes": folded.source_transposes}
+
+
+def _graph_notes(fmt: Format, path: Path, source_transposes: int | None) -> dict[str, Any]:
+    if fmt is Format.ONNX:
+        counts = onnx_export.op_counts(path)
+        transposes = counts.get("Transpose", 0)
+    else:
+        counts = tflite_export.op_counts(path)
+        transposes = counts.get("TRANSPOSE", 0)
+    notes: dict[str, Any] = {"op_counts": counts, "transpose_ops": transposes}
+    if source_transposes is not None:
+        # Transposes the converter added (negative: it cancelled some of the model's own) for layout reasons.
+        notes["layout_transposes_added"] = transposes - source_transposes
+    return notes
+
+
+def _artifact_input_shape(spec: ModelSpec, fmt: Format) -> tuple[int, ...]:
+    n, c, h, w = spec.input_shape
+    return (n, c, h, w) if fmt is Format.ONNX else (n, h, w, c)
+
+
+def calibration_inputs(spec: ModelSpec, fmt: Format) -> list[np.ndarray]:
+    """Fixed-seed standard-normal inputs for int8 calibration, in the artifact's layout."""
+    xs = [spec.example_input(seed=CALIBRATION_SEED + i).numpy() for i in range(CALIBRATION_SAMPLES)]
+    return xs if fmt is Format.ONNX else [np.ascontiguousarray(x.transpose(0, 2, 3, 1)) for x in xs]
+
+
+def _with_parity(spec: ModelSpec, art: Artifact) -> Artifact:
+    try:
+        with captured_output():
+            result = parity.measure(spec.build(), spec.example_input(), art.path, art.format, art.precision)
+    except Exception as exc:
+        raise ExportError(
+            f"{spec.label}: {art.format.value} {art.precision.value} artifact failed to run in its runtime "
+            f"({type(exc).__name__}: {_one_line(str(exc))})"
+        ) from exc
+    notes = {**art.notes, "parity": result.as_notes()}
+    return replace(art, parity_error=result.error, parity_bound=result.bound, notes=notes)
+
+
+def _parity_ok(art: Artifact) -> bool:
+    return art.parity_error is not None and art.parity_bound is not None and art.parity_error <= art.parity_bound
+
+
+def _copy_out(art: Artifact, out_dir: Path) -> Artifact:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / f"{file_stem(art.spec, art.precision)}{art.format.extension}"
+    tmp = dest.with_name(f".{dest.name}.partial")
+    shutil.copyfile(art.path, tmp)
+    tmp.replace(dest)
+    copy = replace(art, path=dest)
+    ArtifactCache(out_dir).put(copy)
+    return copy
+
+
+_OP_PATTERNS = (
+    re.compile(r"target=torch\.ops\.([\w.]+)"),  # fx node in both exporters' messages
+    re.compile(r"OpOverload\(op='([\w.]+)'"),  # ONNX dispatcher
+    re.compile(r"Lowering not found: ([\w.]+)"),  # litert-torch
+    re.compile(r"'([\w]+)' op .*(?:not supported|failed to legalize)", re.IGNORECASE),  # MLIR legalization
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def failing_op(exc: BaseException) -> str | None:
+    """The op a converter choked on, parsed from its exception chain, or None."""
+    seen: BaseException | None = exc
+    texts = []
+    while seen is not None and len(texts) < 8:
+        texts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    text = _ANSI.sub("", "\n".join(texts))
+    for pattern in _OP_PATTERNS:
+        found = pattern.search(text)
+        if found:
+            return found.group(1).removesuffix(".default")
+    return None
+
+
+def _conversion_error(
+    spec: ModelSpec, fmt: Format, precision: Precision, exc: BaseException, log: str, root: Path, key: str
+) -> ExportError:
+    log_path = root / "logs" / f"{file_stem(spec, precision)}_{fmt.value}_{key[:16]}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(f"{log}\n--- exception ---\n{type(exc).__name__}: {_ANSI.sub('', str(exc))}\n")
+    op = failing_op(exc)
+    what = f"at op '{op}'" if op else f"({type(exc).__name__}: {_one_line(str(exc))})"
+    return ExportError(
+        f"{spec.label}: {fmt.value} {precision.value} conversion failed {what}; converter log: {log_path}"
+    )
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(_ANSI.sub("", text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

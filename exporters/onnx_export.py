@@ -1,0 +1,132 @@
+"""torch → ONNX: dynamo exporter, fixed opset, static batch-1 shapes, BatchNorm folded, module paths in names.
+
+Every node is renamed ``<module path>/<OpType>`` (``features.3.conv.dw/Conv``; ops of the top-level forward get
+an empty path: ``/Reshape``), so onnxruntime's profiler output maps straight back to the torch module. The
+exporter's own ``pkg.torch.onnx.name_scopes`` metadata stays on each node; :func:`node_module_path` reads
+either. Reduced precisions are produced from the fp32 graph with onnxruntime's own tools.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from exporters.artifact import Precision
+
+OPSET = 18
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> onnx.ModelProto:
+    """Export ``model`` (BatchNorm already folded) at :data:`OPSET` with static shapes and write it to ``path``."""
+    with torch.no_grad():
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            opset_version=OPSET,
+            optimize=True,  # constant folding and onnxscript's rewrites (a leftover BatchNorm is fused here too)
+            external_data=False,
+            verbose=False,
+        )
+    proto = program.model_proto
+    if proto.opset_import and _default_opset(proto) != OPSET:
+        proto = onnx.version_converter.convert_version(proto, OPSET)
+    rename_nodes(proto)
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(path))
+    return proto
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), -1)
+
+
+def node_module_path(node: onnx.NodeProto | str) -> str:
+    """The torch module path a node came from (``'features.3.conv.dw'``); ``''`` for the model's own forward.
+
+    Reads the exporter's name-scope metadata when the node carries it, else the ``<path>/<Op>`` node name.
+    """
+    if isinstance(node, onnx.NodeProto):
+        for prop in node.metadata_props:
+            if prop.key == NAME_SCOPES_KEY:
+                scopes = ast.literal_eval(prop.value)
+                # ['', 'features', 'features.3', 'features.3.conv', 'conv2d_7']: the last entry names the aten call.
+                return str(scopes[-2]) if len(scopes) >= 2 else ""
+        name = node.name
+    else:
+        name = node
+    path, sep, _ = name.rpartition("/")
+    return path if sep else ""
+
+
+def rename_nodes(proto: onnx.ModelProto) -> None:
+    """Name each node ``<module path>/<OpType>``, numbered when a module holds several of one op type."""
+    seen: Counter[str] = Counter()
+    for node in proto.graph.node:
+        base = f"{node_module_path(node)}/{node.op_type}"
+        seen[base] += 1
+        node.name = base if seen[base] == 1 else f"{base}_{seen[base] - 1}"
+
+
+def op_counts(proto: onnx.ModelProto | Path) -> dict[str, int]:
+    """Histogram of op types in the main graph, most frequent first."""
+    if isinstance(proto, Path):
+        proto = onnx.load(str(proto), load_external_data=False)
+    return dict(Counter(n.op_type for n in proto.graph.node).most_common())
+
+
+def convert_precision(src: Path, dst: Path, precision: Precision, calibration: Sequence[np.ndarray]) -> None:
+    """Write ``src`` (fp32) at ``precision`` to ``dst`` with onnxruntime's converters; I/O stays float32.
+
+    fp16: weights and compute in float16 (``keep_io_types``). int8-dynamic: int8 weights, activations quantized at
+    run time (``quantize_dynamic``). int8: static QDQ, int8 weights per channel and int8 activations calibrated
+    on ``calibration`` (``quantize_static``).
+    """
+    if precision is Precision.FP16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save_model(model, str(dst))
+        return
+    from onnxruntime import quantization as q
+
+    if precision is Precision.INT8_DYNAMIC:
+        q.quantize_dynamic(str(src), str(dst), weight_type=q.QuantType.QInt8, per_channel=True)
+    elif precision is Precision.INT8:
+        q.quantize_static(
+            str(src),
+            str(dst),
+            _reader(src, calibration),
+            quant_format=q.QuantFormat.QDQ,
+            activation_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=q.CalibrationMethod.MinMax,
+        )
+    else:
+        raise ValueError(f"no ONNX conversion to {precision.value}")
+
+
+def _reader(model: Path, data: Sequence[np.ndarray]) -> object:
+    """onnxruntime's CalibrationDataReader over a fixed list of NCHW inputs."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    name = onnx.load(str(model), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(data)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {name: x}
+
+    return Reader()

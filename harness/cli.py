@@ -1,0 +1,208 @@
+"""The ``flopgap`` command line.
+
+User errors (:class:`harness.errors.FlopgapError`) print one line and exit 2; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.errors import FlopgapError, Interrupted
+
+app = typer.Typer(
+    help="flopgap: measure how fast efficient CNNs really run, and where FLOP counts lie.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _human(n: float | None, unit: str = "") -> str:
+    if n is None:
+        return "-"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+@app.command()
+def models(
+    pattern: Annotated[str, typer.Argument(help="Shell-style wildcard over model names, e.g. 'shufflenet_*'.")] = "*",
+    all_configs: Annotated[
+        bool, typer.Option("--all", help="One row per configuration in each model's parameter grid.")
+    ] = False,
+    kind: Annotated[str | None, typer.Option(help="Only 'model' or only 'block' entries.")] = None,
+) -> None:
+    """List the zoo: name, family, input size, params, MACs (counted on the built model) and reference MACs.
+
+    Example: flopgap models 'mobilenet_v1' --all
+    """
+    from harness.zoo import get_entry, grid, list_models, resolve
+    from harness.zoo.counting import count
+
+    names = list_models(pattern, kind=kind)
+    if not names:
+        raise FlopgapError(f"no model matches '{pattern}'; run 'flopgap models' to list them all")
+    table = Table(title=f"flopgap zoo ({pattern})")
+    for col in ("name", "family", "input", "params", "MACs", "ref MACs", "ref params", "source"):
+        table.add_column(col, justify="right" if col in {"params", "MACs", "ref MACs", "ref params"} else "left")
+    with console.status("building models to count params and MACs..."):
+        for name in names:
+            specs = grid(name) if all_configs else [resolve(name)]
+            for spec in specs:
+                counts = count(spec.build(), spec.example_input())
+                ref = spec.reference
+                table.add_row(
+                    spec.label,
+                    get_entry(name).family,
+                    "x".join(str(d) for d in spec.input_shape[1:]),
+                    _human(counts.params),
+                    _human(counts.macs),
+                    _human(ref.macs) if ref else "-",
+                    _human(ref.params) if ref else "-",
+                    ref.source if ref else "",
+                )
+    console.print(table)
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="Registered model name (see 'flopgap models').")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Model parameter as key=value; repeatable.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx or tflite.")] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 (full integer) or int8-dynamic.")] = "fp32",
+    out: Annotated[Path | None, typer.Option(help="Also copy the artifact (and its JSON) into this directory.")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Artifact cache (default: user cache dir, or $FLOPGAP_CACHE_DIR).")
+    ] = None,
+    no_parity: Annotated[
+        bool, typer.Option("--no-parity", help="Skip the parity check against torch (not recommended).")
+    ] = False,
+) -> None:
+    """Export a model to ONNX or TFLite, verified against PyTorch, and print its path, size, hash and parity error.
+
+    Example: flopgap export shufflenet_v1 --param groups=3 --format tflite --precision fp32
+    """
+    from exporters.artifact import Format, Precision
+    from exporters.export import export as run_export
+    from harness.zoo.registry import parse_param_args, resolve
+
+    spec = resolve(name, **parse_param_args(param or []))
+    fmt_e = _enum(Format, fmt, "--format")
+    prec_e = _enum(Precision, precision, "--precision")
+    with console.status(f"exporting {spec.label} to {fmt_e.value} {prec_e.value}..."):
+        art = run_export(spec, fmt_e, prec_e, cache_dir=cache_dir, check_parity=not no_parity, out_dir=out)
+    table = Table(show_header=False, title=f"{spec.label} → {fmt_e.value} {prec_e.value}")
+    table.add_row("path", str(art.path))
+    table.add_row("size", _human(art.size_bytes, "B"))
+    table.add_row("sha256", art.sha256)
+    table.add_row("input", f"{'x'.join(map(str, art.input_shape))} ({art.layout})")
+    bound = f" (bound {art.parity_bound:.0e})" if art.parity_bound is not None else ""
+    table.add_row("parity error", "skipped" if art.parity_error is None else f"{art.parity_error:.2e}{bound}")
+    transposes = art.notes.get("transpose_ops")
+    if transposes is not None:
+        table.add_row("TRANSPOSE ops", str(transposes))
+    console.print(table)
+
+
+@app.command()
+def sweep(
+    spec_path: Annotated[Path | None, typer.Argument(metavar="SPEC", help="Sweep spec (TOML).")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Run the built-in quick sweep (6 models, ONNX and TFLite).")
+    ] = False,
+    db: Annotated[Path | None, typer.Option(help="Results database (default results/flopgap.db).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache directory.")] = None,
+    devices_file: Annotated[Path | None, typer.Option("--devices", help="Device inventory (TOML).")] = None,
+) -> None:
+    """Measure every point of a sweep spec; resumable: a rerun skips finished points and trials.
+
+    Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml
+    """
+    from harness.sweep_cli import run_sweep_command
+
+    run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
+
+
+@app.command("run")
+def run_point(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value; repeatable.")] = None,
+    runtime: Annotated[str, typer.Option(help="onnxruntime, litert or litert-builtin (no XNNPACK).")] = "litert",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 or int8-dynamic.")] = "fp32",
+    threads: Annotated[int, typer.Option(help="Runtime threads.")] = 1,
+    trials: Annotated[int, typer.Option(help="Trials (each a fresh runner process).")] = 3,
+    runs: Annotated[int, typer.Option(help="Minimum timed runs per trial.")] = 50,
+    min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per trial.")] = 1.0,
+    device: Annotated[str, typer.Option(help="Device name from the inventory.")] = "local",
+    db: Annotated[Path | None, typer.Option(help="Results database.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache directory.")] = None,
+    devices_file: Annotated[Path | None, typer.Option("--devices", help="Device inventory (TOML).")] = None,
+) -> None:
+    """Measure one point (one model, runtime, precision, thread count, device) and print its statistics.
+
+    Example: flopgap run shufflenet_v2 --param scale=0.5 --runtime onnxruntime --threads 2
+    """
+    from harness.sweep_cli import run_point_command
+
+    run_point_command(
+        name,
+        param or [],
+        runtime,
+        precision,
+        threads,
+        trials,
+        runs,
+        min_seconds,
+        device,
+        db,
+        cache_dir,
+        devices_file,
+        console,
+    )
+
+
+def _enum(kind: type, value: str, flag: str):  # type: ignore[no-untyped-def]
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise FlopgapError(f"{flag} '{value}' is not supported; allowed: {allowed}") from None
+
+
+def _mount_subcommands() -> None:
+    from harness.results_cmd import results_app
+
+    app.add_typer(results_app, name="results")
+
+
+_mount_subcommands()
+
+
+def main() -> None:
+    """Console-script entry point: one clear line for user errors, a traceback for bugs."""
+    try:
+        app()
+    except Interrupted as exc:
+        err_console.print(str(exc), highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except FlopgapError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

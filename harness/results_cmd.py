@@ -1,0 +1,148 @@
+"""``flopgap results``: list runs, show the points of a run, export tables from the results database."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import pandas as pd
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.errors import FlopgapError
+from harness.store import EXPORT_TABLES, ExportFormat, Store, resolve_db_path
+
+results_app = typer.Typer(
+    help="Inspect stored measurements: list runs, show a run's points, export tables to CSV or Parquet.",
+    no_args_is_help=True,
+)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Results database (default: $FLOPGAP_DB, else results/flopgap.db).", show_default=False),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(fn: F) -> F:
+    """User errors print one line on stderr and exit 1; anything else is a bug and keeps its traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FlopgapError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(db: Path | None) -> Store:
+    """Open an existing database read-only (never creates one, never blocks a running sweep)."""
+    path = resolve_db_path(db)
+    if not path.is_file():
+        raise FlopgapError(f"no results database at {path}; run 'flopgap sweep' first or pass --db")
+    return Store(path, readonly=True)
+
+
+def _ms(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3f}" if value < 100 else f"{value:.1f}"
+
+
+def _table(title: str) -> Table:
+    """A compact table: no vertical rules, so wide sweeps still fit a terminal."""
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+
+
+@results_app.command("list")
+@_one_line_errors
+def list_runs(db: DbOption = None) -> None:
+    """List the sweep runs with how many of their points are done, failed and pending."""
+    with _open(db) as store:
+        runs = store.runs()
+    if not runs:
+        typer.echo(f"no runs in {resolve_db_path(db)}")
+        return
+    table = _table(escape(f"runs in {resolve_db_path(db)}"))
+    for header in ("run", "started (UTC)", "status", "done", "failed", "pending", "spec"):
+        table.add_column(header, justify="right" if header in ("run", "done", "failed", "pending") else "left")
+    for run in runs:
+        table.add_row(
+            str(run.id),
+            run.started_at[:19].replace("T", " "),
+            run.status,
+            str(run.counts.done),
+            str(run.counts.failed),
+            str(run.counts.pending),
+            escape(run.spec_name),
+        )
+    Console().print(table)
+
+
+@results_app.command("show")
+@_one_line_errors
+def show_run(
+    run_id: Annotated[int | None, typer.Argument(help="Run id (default: the latest run).", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Show the points of a run: model, device, format, precision, threads, median and its 95% CI."""
+    with _open(db) as store:
+        if run_id is None:
+            run_id = store.latest_run_id()
+            if run_id is None:
+                raise FlopgapError(f"no runs in {store.path}; run 'flopgap sweep' first")
+        elif run_id not in {r.id for r in store.runs()}:
+            raise FlopgapError(f"no run {run_id} in {store.path}; see 'flopgap results list'")
+        frame = store.points_frame(run_id)
+    frame = frame.sort_values(["device", "runtime", "model_label", "format", "precision", "threads"], kind="stable")
+    rows: list[tuple[str, ...]] = []
+    failures: list[str] = []  # printed under the table so long reasons do not squeeze the columns
+    for row in frame.itertuples(index=False):
+        ci = "–" if math.isnan(row.ci_low_ms) else f"{_ms(row.ci_low_ms)}–{_ms(row.ci_high_ms)}"
+        status = row.status
+        if status == "failed":
+            failures.append(row.failure_reason or "no reason recorded")
+            status = f"failed ({len(failures)})"
+        noisy = "yes" if pd.notna(row.noisy) and bool(row.noisy) else ""
+        artifact = f"{row.format} {row.precision}" if isinstance(row.format, str) else "–"
+        median = _ms(row.median_ms)
+        rows.append((row.model_label, row.device, row.runtime, artifact, str(row.threads), median, ci, noisy, status))
+    headers = ("model", "device", "runtime", "artifact", "threads", "median ms", "95% CI ms", "noisy", "status")
+    table = _table(f"run {run_id}: {len(frame)} points")
+    for header in headers:
+        numeric = header in ("threads", "median ms", "95% CI ms")
+        # Numbers never wrap; names wrap (rather than lose their ends) when the terminal is narrow.
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
+    for cells in rows:
+        # escape: labels like "shufflenet_v2[width=1.5]" would otherwise read as rich markup
+        table.add_row(*(escape(c) for c in cells))
+    console = Console()
+    console.print(table)
+    for number, reason in enumerate(failures, start=1):
+        console.print(escape(f"({number}) {reason}"), soft_wrap=True)
+    return
+
+
+@results_app.command("export")
+@_one_line_errors
+def export_table(
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.CSV,
+    table: Annotated[str, typer.Option("--table", help=f"One of: {', '.join(EXPORT_TABLES)}.")] = "points",
+    run_id: Annotated[int | None, typer.Option("--run", help="Only this run's points (and their rows).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Export a table (points by default) to CSV or Parquet for pandas, R or a spreadsheet."""
+    with _open(db) as store:
+        rows = store.export(out, format, table, run_id)
+    typer.echo(f"wrote {rows} {table} rows to {out}")

@@ -1,0 +1,240 @@
+"""Run a sweep: export every artifact, then measure every point in interleaved trials, committing as it goes.
+
+Trials are interleaved across points (trial 0 of every point, then trial 1 of every point, ...) so drift and
+heat spread evenly over models. Each trial is committed when it completes; a point's summary when its last
+trial is in. A rerun of the same sweep skips finished points and finished trials, so an interrupted sweep
+resumes where it stopped and never duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from devices.base import Device, DeviceError
+from exporters.artifact import Artifact, Format, Precision
+from harness.errors import FlopgapError
+from harness.measure import TrialFailed, TrialResult, check_runner_doc, parse_runner_output, runner_args
+from harness.stats import combine_summaries, combine_trials
+from harness.store import Store
+from harness.sweep_spec import Protocol as SweepProtocol
+from harness.sweep_spec import SweepPoint, SweepSpec, expand_points
+from harness.zoo.counting import count
+from harness.zoo.registry import ModelSpec
+
+
+@runtime_checkable
+class BinaryBenchmarkDevice(Protocol):
+    """A device that runs an official benchmark binary (adb phones) instead of flopgap's runner."""
+
+    name: str
+
+    def measure(self, artifact: Path, opts: Any, timeout: float = 600, profile_dir: Path | None = None) -> Any: ...
+
+
+class Reporter(Protocol):
+    def exporting(self, done: int, total: int, label: str) -> None: ...
+    def measuring_started(self, total_trials: int, skipped_points: int) -> None: ...
+    def trial_started(self, point: SweepPoint, trial: int) -> None: ...
+    def trial_finished(self, point: SweepPoint, trial: int, median_ms: float | None) -> None: ...
+    def point_failed(self, point: SweepPoint, reason: str) -> None: ...
+
+
+class SilentReporter:
+    def exporting(self, done: int, total: int, label: str) -> None:
+        pass
+
+    def measuring_started(self, total_trials: int, skipped_points: int) -> None:
+        pass
+
+    def trial_started(self, point: SweepPoint, trial: int) -> None:
+        pass
+
+    def trial_finished(self, point: SweepPoint, trial: int, median_ms: float | None) -> None:
+        pass
+
+    def point_failed(self, point: SweepPoint, reason: str) -> None:
+        pass
+
+
+@dataclass
+class PointState:
+    point: SweepPoint
+    point_id: int
+    artifact: Artifact
+    remote_path: str = ""
+    done_trials: set[int] = field(default_factory=set)
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    run_id: int
+    point_ids: list[int]
+    measured_trials: int
+    skipped_points: int
+    failed_points: int
+
+
+Exporter = Callable[[ModelSpec, Format, Precision], Artifact]
+
+
+def run_sweep(
+    spec: SweepSpec,
+    spec_text: str,
+    store: Store,
+    devices: dict[str, Device],
+    exporter: Exporter,
+    reporter: Reporter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SweepResult:
+    """Measure every point of ``spec`` on ``devices``; failures are recorded per point and the sweep goes on."""
+    rep = reporter or SilentReporter()
+    points = expand_points(spec)
+    missing = sorted({p.device for p in points} - set(devices))
+    if missing:
+        raise FlopgapError(f"sweep '{spec.name}' names unknown device(s) {', '.join(missing)}")
+    run_id = store.start_run(spec.name, spec_text)
+    status = "failed"
+    try:
+        states, skipped = _prepare(spec, store, run_id, points, devices, exporter, rep)
+        measured = _measure(spec, store, states, devices, rep, sleep)
+        status = "completed"
+        failed = sum(1 for s in states if s.failed)
+        return SweepResult(run_id, [s.point_id for s in states], measured, skipped, failed)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.finish_run(run_id, status)
+
+
+def _prepare(
+    spec: SweepSpec,
+    store: Store,
+    run_id: int,
+    points: list[SweepPoint],
+    devices: dict[str, Device],
+    exporter: Exporter,
+    rep: Reporter,
+) -> tuple[list[PointState], int]:
+    # Export each (model, format, precision) once; a failed export fails its points, not the sweep.
+    artifacts: dict[tuple[ModelSpec, str, str], Artifact | str] = {}
+    wanted = list(dict.fromkeys((p.model, p.format, p.precision) for p in points))
+    for i, (model, fmt, precision) in enumerate(wanted):
+        rep.exporting(i, len(wanted), f"{model.label} {fmt} {precision}")
+        try:
+            art = exporter(model, Format(fmt), Precision(precision))
+        except FlopgapError as exc:
+            artifacts[(model, fmt, precision)] = str(exc)
+            continue
+        counts = count(model.build(), model.example_input())
+        store.upsert_artifact(art, macs=counts.macs, params_count=counts.params)
+        artifacts[(model, fmt, precision)] = art
+    rep.exporting(len(wanted), len(wanted), "")
+
+    for name in sorted({p.device for p in points}):
+        dev = devices[name]
+        try:
+            facts = dev.facts()
+        except DeviceError as exc:
+            facts = {"error": str(exc)}
+        store.upsert_device(name, dev.transport, facts)
+
+    states: list[PointState] = []
+    skipped = 0
+    for p in points:
+        art = artifacts[(p.model, p.format, p.precision)]
+        if isinstance(art, str):
+            pid = store.ensure_point(run_id, *_key_fields(p, None))
+            store.fail_point(pid, art)
+            rep.point_failed(p, art)
+            continue
+        pid = store.ensure_point(run_id, *_key_fields(p, art))
+        if store.point_status(pid) == "done":
+            skipped += 1
+            continue
+        states.append(PointState(p, pid, art, done_trials=store.trials_done(pid)))
+    return states, skipped
+
+
+def _key_fields(p: SweepPoint, art: Artifact | None) -> tuple[str, str, str, int, dict[str, Any]]:
+    sha = art.sha256 if art else f"unexported:{p.model.label}:{p.format}:{p.precision}"
+    return (sha, p.device, p.runtime, p.threads, p.options)
+
+
+def _measure(
+    spec: SweepSpec,
+    store: Store,
+    states: list[PointState],
+    devices: dict[str, Device],
+    rep: Reporter,
+    sleep: Callable[[float], None],
+) -> int:
+    proto = spec.protocol
+    todo = sum(proto.trials - len(s.done_trials & set(range(proto.trials))) for s in states)
+    rep.measuring_started(todo, 0)
+    measured = 0
+    for trial in range(proto.trials):
+        for st in states:
+            if st.failed or trial in st.done_trials:
+                continue
+            dev = devices[st.point.device]
+            rep.trial_started(st.point, trial)
+            try:
+                result = _trial(dev, st, proto)
+            except (TrialFailed, DeviceError) as exc:
+                st.failed = True
+                store.fail_point(st.point_id, str(exc))
+                rep.point_failed(st.point, str(exc))
+                continue
+            store.add_trial(st.point_id, trial, result.doc, result.samples_ns)
+            st.done_trials.add(trial)
+            measured += 1
+            rep.trial_finished(st.point, trial, result.median_ms)
+            if set(range(proto.trials)) <= st.done_trials:
+                _complete(store, st, spec)
+            if proto.cooldown_s:
+                sleep(proto.cooldown_s)
+    for st in states:  # points whose trials were all in before an interruption
+        if not st.failed and set(range(proto.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
+            _complete(store, st, spec)
+    return measured
+
+
+def _trial(dev: Device, st: PointState, proto: SweepProtocol) -> TrialResult:
+    """One trial on one device: an official benchmark binary where the device drives one, else flopgap's runner."""
+    if isinstance(dev, BinaryBenchmarkDevice):
+        from devices.adb import BenchmarkOptions
+
+        opts = BenchmarkOptions.from_protocol(proto, st.point.threads, st.point.options)
+        return check_runner_doc(dev.measure(st.artifact.path, opts, proto.timeout_s), dev.name)
+    starter = getattr(dev, "runner_argv", None)
+    if starter is None:
+        raise DeviceError(f"device '{dev.name}' has no flopgap runner configured")
+    if not st.remote_path:
+        st.remote_path = dev.push(st.artifact.path)
+    argv = [*starter(), *runner_args(st.remote_path, st.point.threads, proto, st.point.options)]
+    return parse_runner_output(dev.run(argv, timeout=proto.timeout_s), dev.name)
+
+
+def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:
+    proto = spec.protocol
+    trials = [t for t in store.trial_samples(st.point_id) if t]
+    if trials:
+        stats: Any = combine_trials(
+            [np.asarray(t, dtype=np.int64) for t in trials],
+            cv_threshold=proto.cv_threshold,
+            spread_threshold=proto.spread_threshold,
+        )
+    else:  # summary-only trials (benchmark_model): no raw samples to pool
+        docs = store.trials_frame([st.point_id]).sort_values("trial_index")["runner_json"]
+        summaries = [json.loads(d)["summary_ns"] for d in docs]
+        stats = combine_summaries(summaries, proto.cv_threshold, proto.spread_threshold)
+    store.complete_point(st.point_id, stats)

@@ -1,0 +1,193 @@
+"""What `flopgap sweep` and `flopgap run` do: wire spec, devices, exporter and store, show progress, summarise."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from devices.base import Device
+from exporters.artifact import Artifact, Format, Precision
+from harness.errors import FlopgapError, Interrupted
+from harness.store import Store
+from harness.sweep import run_sweep
+from harness.sweep_spec import QUICK_SPEC, RUNTIMES, SweepPoint, SweepSpec, load_spec, parse_spec
+from harness.zoo.registry import ModelSpec, parse_param_args, resolve
+
+
+class ProgressReporter:
+    """Rich progress: points exported, then trials done/total with the current point and an ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}"),
+            console=console,
+            transient=False,
+        )
+        self._export: Any = None
+        self._measure: Any = None
+
+    def __enter__(self) -> ProgressReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def exporting(self, done: int, total: int, label: str) -> None:
+        if self._export is None:
+            self._export = self.progress.add_task("export", total=total, current="")
+        self.progress.update(self._export, completed=done, current=label)
+
+    def measuring_started(self, total_trials: int, skipped_points: int) -> None:
+        self._measure = self.progress.add_task("measure", total=total_trials, current="")
+
+    def trial_started(self, point: SweepPoint, trial: int) -> None:
+        self.progress.update(self._measure, current=f"{point.label} trial {trial + 1}")
+
+    def trial_finished(self, point: SweepPoint, trial: int, median_ms: float | None) -> None:
+        self.progress.advance(self._measure)
+
+    def point_failed(self, point: SweepPoint, reason: str) -> None:
+        self.progress.console.print(f"[red]failed[/] {escape(point.label)}: {escape(reason)}", highlight=False)
+
+
+def make_exporter(cache_dir: Path | None, parity: bool) -> Any:
+    from exporters.export import export
+
+    def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
+        return export(model, fmt, precision, cache_dir=cache_dir, check_parity=parity)
+
+    return _export
+
+
+def open_devices(names: list[str], devices_file: Path | None) -> dict[str, Device]:
+    from devices.inventory import load_inventory, open_device
+
+    inventory = load_inventory(devices_file)
+    return {name: open_device(inventory.get(name)) for name in names}
+
+
+def run_sweep_command(
+    spec_path: Path | None,
+    quick: bool,
+    db: Path | None,
+    cache_dir: Path | None,
+    devices_file: Path | None,
+    console: Console,
+) -> None:
+    if quick == (spec_path is not None):
+        raise FlopgapError("give either a sweep spec file or --quick (see 'flopgap sweep --help')")
+    if spec_path is not None:
+        spec = load_spec(spec_path)
+        text = spec_path.read_text()
+    else:
+        spec, text = parse_spec(QUICK_SPEC, "quick"), QUICK_SPEC
+    _run(spec, text, db, cache_dir, devices_file, console)
+
+
+def run_point_command(
+    name: str,
+    params: list[str],
+    runtime: str,
+    precision: str,
+    threads: int,
+    trials: int,
+    runs: int,
+    min_seconds: float,
+    device: str,
+    db: Path | None,
+    cache_dir: Path | None,
+    devices_file: Path | None,
+    console: Console,
+) -> None:
+    model = resolve(name, **parse_param_args(params))
+    if runtime not in RUNTIMES:
+        raise FlopgapError(f"--runtime '{runtime}' is not supported; allowed: {', '.join(RUNTIMES)}")
+    kv = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {str(v).lower()}" for k, v in model.params)
+    text = (
+        f'name = "run {model.label}"\nruntimes = ["{runtime}"]\nprecisions = ["{precision}"]\n'
+        f'threads = [{threads}]\ndevices = ["{device}"]\n'
+        f'[[models]]\nname = "{model.name}"\nparams = {{ {kv} }}\n'
+        f"[protocol]\ntrials = {trials}\nruns = {runs}\nmin_seconds = {min_seconds}\n"
+    )
+    _run(parse_spec(text, "flopgap run"), text, db, cache_dir, devices_file, console)
+
+
+def _run(
+    spec: SweepSpec, text: str, db: Path | None, cache_dir: Path | None, devices_file: Path | None, console: Console
+) -> None:
+    devices = open_devices(spec.devices, devices_file)
+    started = time.monotonic()
+    with Store(db) as store:
+        try:
+            with ProgressReporter(console) as rep:
+                result = run_sweep(spec, text, store, devices, make_exporter(cache_dir, spec.protocol.parity), rep)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to resume"
+            ) from None
+        finally:
+            for dev in devices.values():
+                dev.cleanup()
+        console.print(summary_table(store, result.point_ids, spec.name))
+        console.print(
+            f"{result.measured_trials} trials measured, {result.skipped_points} points already done (skipped), "
+            f"{result.failed_points} failed, in {time.monotonic() - started:.0f}s; results in {store.path}",
+            highlight=False,
+        )
+
+
+def summary_table(store: Store, point_ids: list[int], title: str) -> Table:
+    frame = store.points_frame()
+    frame = frame[frame["point_id"].isin(point_ids)] if point_ids else frame
+    table = Table(title=f"sweep '{title}'")
+    for col in ("model", "MACs", "format", "precision", "threads", "device", "median ms", "95% CI", "CV", "noisy"):
+        table.add_column(col, justify="right" if col in {"MACs", "threads", "median ms", "CV"} else "left")
+    for row in frame.sort_values(["device", "macs", "model_label", "format"]).itertuples():
+        if row.status != "done":
+            table.add_row(
+                escape(row.model_label),
+                _macs(row.macs),
+                row.format,
+                row.precision,
+                str(row.threads),
+                row.device,
+                "-",
+                "-",
+                "-",
+                f"[red]{row.status}[/]: {row.failure_reason or ''}",
+            )
+            continue
+        table.add_row(
+            escape(row.model_label),
+            _macs(row.macs),
+            row.format,
+            row.precision,
+            str(row.threads),
+            row.device,
+            f"{row.median_ms:.3f}",
+            f"{row.ci_low_ms:.3f}-{row.ci_high_ms:.3f}",
+            f"{row.cv:.1%}",
+            "[yellow]noisy[/]" if row.noisy else "",
+        )
+    return table
+
+
+def _macs(v: Any) -> str:
+    try:
+        return f"{float(v) / 1e6:.1f}M"
+    except (TypeError, ValueError):
+        return "-"

@@ -1,0 +1,227 @@
+"""Sweep specs: a TOML file naming models (names, wildcards, parameter grids), runtimes, precisions, threads,
+devices and protocol settings. Validated on load; an unknown key, model or value names the file, the key and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import FlopgapError, InvalidParameterError, UnknownModelError
+from harness.zoo.registry import ModelSpec, ParamValue, list_models, resolve
+
+# A runtime names the artifact format it runs and how the runner configures it.
+RUNTIMES: dict[str, dict[str, Any]] = {
+    "onnxruntime": {"format": "onnx", "options": {}},
+    "litert": {"format": "tflite", "options": {"xnnpack": True}},
+    "litert-builtin": {"format": "tflite", "options": {"xnnpack": False}},
+}
+PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
+
+
+class SpecError(FlopgapError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSelection(_Strict):
+    name: str = Field(description="A registered name or a shell wildcard such as 'shufflenet_v2' or 'mobilenet_*'.")
+    params: dict[str, ParamValue | list[ParamValue]] = Field(
+        default_factory=dict, description="Parameter values; a list expands into a grid."
+    )
+
+
+class Protocol(_Strict):
+    trials: int = Field(3, ge=1, description="Interleaved trials per point.")
+    warmup_runs: int = Field(10, ge=0)
+    warmup_seconds: float = Field(0.5, ge=0)
+    runs: int = Field(50, ge=1, description="Minimum timed runs per trial.")
+    min_seconds: float = Field(1.0, ge=0, description="Minimum timed seconds per trial.")
+    max_runs: int = Field(100_000, ge=1)
+    timeout_s: float = Field(600, gt=0, description="A trial running longer is killed and the point fails.")
+    cooldown_s: float = Field(0.0, ge=0, description="Sleep between trials.")
+    affinity: list[int] | None = Field(None, description="CPU ids to pin the runner to.")
+    cv_threshold: float = Field(0.10, gt=0, description="A point whose CV exceeds this is flagged noisy.")
+    spread_threshold: float = Field(0.05, gt=0, description="Max relative spread of trial medians before noisy.")
+    parity: bool = Field(True, description="Check each artifact against torch on export.")
+
+
+class SweepSpec(_Strict):
+    name: str = "sweep"
+    models: list[ModelSelection] = Field(min_length=1)
+    runtimes: list[str] = Field(default_factory=lambda: ["onnxruntime", "litert"])
+    precisions: list[str] = Field(default_factory=lambda: ["fp32"])
+    threads: list[int] = Field(default_factory=lambda: [1])
+    devices: list[str] = Field(default_factory=lambda: ["local"])
+    protocol: Protocol = Field(default_factory=Protocol)  # type: ignore[arg-type]
+
+    @field_validator("runtimes")
+    @classmethod
+    def _runtimes(cls, v: list[str]) -> list[str]:
+        for r in v:
+            if r not in RUNTIMES:
+                raise ValueError(f"unknown runtime '{r}'; allowed: {', '.join(RUNTIMES)}")
+        return v
+
+    @field_validator("precisions")
+    @classmethod
+    def _precisions(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if p not in PRECISIONS:
+                raise ValueError(f"unknown precision '{p}'; allowed: {', '.join(PRECISIONS)}")
+        return v
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: list[int]) -> list[int]:
+        if any(t < 1 for t in v):
+            raise ValueError("thread counts must be >= 1")
+        return v
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One thing to measure: a model configuration in one format/precision on one runtime, device, thread count."""
+
+    model: ModelSpec
+    runtime: str
+    precision: str
+    threads: int
+    device: str
+
+    @property
+    def format(self) -> str:
+        return str(RUNTIMES[self.runtime]["format"])
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(RUNTIMES[self.runtime]["options"])
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.label} {self.runtime} {self.precision} t{self.threads} @{self.device}"
+
+
+def load_spec(path: Path) -> SweepSpec:
+    """Read and validate a TOML spec; every problem names the file and the key."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read sweep spec {path}: {exc.strerror}") from None
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            raise SpecError(f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(err['loc'])}") from None
+        raise SpecError(f"{source}: key '{key}': {err['msg'].removeprefix('Value error, ')}") from None
+    # Resolve models now, so a typo fails before anything is measured.
+    try:
+        expand_models(spec)
+    except (UnknownModelError, InvalidParameterError) as exc:
+        raise SpecError(f"{source}: {exc}") from None
+    return spec
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = SweepSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        inner = getattr(ann, "__args__", (ann,))[0] if ann is not None else None
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+        elif isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+    return ", ".join(model.model_fields)
+
+
+def expand_models(spec: SweepSpec) -> list[ModelSpec]:
+    """Every model configuration the spec selects, in spec order, without duplicates."""
+    out: list[ModelSpec] = []
+    for sel in spec.models:
+        names = list_models(sel.name) if any(c in sel.name for c in "*?[") else [sel.name]
+        if not names:
+            raise UnknownModelError(f"models.name '{sel.name}' matches no model; run 'flopgap models'")
+        keys = list(sel.params)
+        grids = [v if isinstance(v, list) else [v] for v in sel.params.values()]
+        for name in names:
+            for combo in itertools.product(*grids):
+                m = resolve(name, **dict(zip(keys, combo, strict=True)))
+                if m not in out:
+                    out.append(m)
+    return out
+
+
+def expand_points(spec: SweepSpec) -> list[SweepPoint]:
+    return list(_points(spec))
+
+
+def _points(spec: SweepSpec) -> Iterator[SweepPoint]:
+    for device in spec.devices:
+        for model in expand_models(spec):
+            for runtime in spec.runtimes:
+                for precision in spec.precisions:
+                    for threads in spec.threads:
+                        yield SweepPoint(model, runtime, precision, threads, device)
+
+
+QUICK_SPEC = """\
+# The built-in quick sweep: a handful of models from different families, both formats, a few minutes on 2 cores.
+name = "quick"
+runtimes = ["onnxruntime", "litert"]
+precisions = ["fp32"]
+threads = [1]
+devices = ["local"]
+
+[[models]]
+name = "mobilenet_v1"
+params = { alpha = 0.25, resolution = 128 }
+
+[[models]]
+name = "mobilenet_v2"
+params = { alpha = 0.35 }
+
+[[models]]
+name = "mobilenet_v3_small"
+
+[[models]]
+name = "shufflenet_v1"
+params = { groups = 3, scale = 0.5 }
+
+[[models]]
+name = "shufflenet_v2"
+params = { scale = 0.5 }
+
+[[models]]
+name = "fd_mobilenet"
+params = { alpha = 0.5 }
+
+[protocol]
+trials = 3
+warmup_runs = 5
+warmup_seconds = 0.2
+runs = 30
+min_seconds = 0.5
+"""

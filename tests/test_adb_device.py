@@ -1,0 +1,200 @@
+"""AdbDevice end to end over the real adb wire protocol, against a fake phone at the protocol boundary.
+
+tests/adb_endpoint.py is a fake adb server on 127.0.0.1; adbutils (and, where installed, Debian's ``adb``
+client) talk to it over TCP exactly as they would to a real server with a phone attached.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from adb_endpoint import AdbEndpoint, FakePhone
+
+from devices.adb import AdbDevice, BenchmarkOptions, affinity_mask
+from devices.base import (
+    BinaryMissing,
+    Device,
+    DeviceOffline,
+    DeviceUnauthorized,
+    DeviceUnreachable,
+    NoSpaceLeft,
+    UnknownSerial,
+    WrongABI,
+)
+
+AARCH64, X86_64 = 183, 62
+
+
+def _elf(path: Path, machine: int, size: int = 4096) -> Path:
+    head = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HH", 3, machine)
+    path.write_bytes(head + bytes(size - len(head)))
+    return path
+
+
+@pytest.fixture()
+def phone(tmp_path: Path) -> FakePhone:
+    return FakePhone(tmp_path / "phone")
+
+
+@pytest.fixture()
+def endpoint(phone: FakePhone, tmp_path: Path) -> Iterator[AdbEndpoint]:
+    others = {"OFF01": FakePhone(tmp_path / "off", state="offline"),
+              "UNAUTH01": FakePhone(tmp_path / "unauth", state="unauthorized")}  # fmt: skip
+    with AdbEndpoint({"FAKE01": phone, **others}) as ep:
+        yield ep
+
+
+def _device(endpoint: AdbEndpoint, tmp_path: Path, serial: str = "FAKE01", **kw: object) -> AdbDevice:
+    binary = kw.pop("binary", None) or _elf(tmp_path / "benchmark_model", AARCH64)
+    return AdbDevice("pixel", serial, "127.0.0.1", endpoint.port, binary=binary, **kw)  # type: ignore[arg-type]
+
+
+def test_adb_push_fake_phone_endpoint_pushes_once_and_reuses_by_hash(
+    endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
+) -> None:
+    dev = _device(endpoint, tmp_path)
+    assert isinstance(dev, Device)
+    remote = dev.push_binary()
+    assert remote == "/data/local/tmp/flopgap/bin/benchmark_model"
+    assert phone.sends == [remote] and phone.data_bytes == 4096
+    assert phone.modes[remote] == 0o755
+    assert any(c.startswith("sha256sum ") for c in phone.commands)
+    # A new session finds the same bytes on the phone: hash check, no DATA sent.
+    again = _device(endpoint, tmp_path)
+    assert again.push_binary() == remote
+    assert phone.sends == [remote] and phone.data_bytes == 4096
+    model = tmp_path / "mbv1.tflite"
+    model.write_bytes(b"TFL3" * 100)
+    assert dev.push(model) == "/data/local/tmp/flopgap/mbv1.tflite"
+    assert dev.push(model) == "/data/local/tmp/flopgap/mbv1.tflite"
+    assert phone.sends.count("/data/local/tmp/flopgap/mbv1.tflite") == 1
+    dev.cleanup()
+    assert not phone.path("/data/local/tmp/flopgap/mbv1.tflite").exists()
+    assert phone.path(remote).exists()  # the runner stays for the next session
+
+
+def test_adb_run_fake_phone_endpoint_taskset_and_parsed_latency(
+    endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
+) -> None:
+    dev = _device(endpoint, tmp_path, affinity=[4, 5, 6, 7])
+    model = tmp_path / "my model.tflite"  # a space: every argument must arrive quoted
+    model.write_bytes(b"TFL3" * 10)
+    doc = dev.measure(model, BenchmarkOptions(threads=4, runs=50, xnnpack=False), profile_dir=tmp_path)
+    run = next(c for c in phone.commands if c.startswith("taskset "))
+    assert run.startswith("taskset f0 /data/local/tmp/flopgap/bin/benchmark_model ")
+    assert "'--graph=/data/local/tmp/flopgap/my model.tflite'" in run
+    assert "--num_threads=4" in run and "--use_xnnpack=false" in run and "--enable_op_profiling=true" in run
+    assert doc["schema"] == "flopgap.runner/1" and "error" not in doc
+    assert doc["samples_kind"] == "summary" and doc["samples_ns"] == []
+    s = doc["summary_ns"]  # the captured log: count=50 ... min=2727568 max=3189954 avg=2.95034e+06 std=109798
+    assert (s["count"], s["min"], s["max"], s["mean"], s["std"]) == (50, 2727568000, 3189954000, 2950340000, 109798000)
+    assert doc["init_ns"] == 17187000 and doc["first_inference_ns"] == 3512391000
+    assert doc["affinity_mask"] == "f0"
+    # op profile: the CSV was written on the phone, pulled and parsed
+    assert len(doc["ops"]) == 8 and doc["ops"][1]["op_type"] == "DEPTHWISE_CONV_2D" and doc["ops"][1]["avg_ms"] == 49.87
+    assert Path(doc["ops_file"]).is_file()
+    before = doc["state_before"]
+    assert before["cpufreq"]["policy6"] == {
+        "cpus": [6, 7],
+        "cur_khz": 2850000,
+        "max_khz": 2850000,
+        "governor": "schedutil",
+    }
+    assert before["temperatures_c"] == {"BIG": 41.0, "battery": 31.2}
+    assert before["battery"] == {"temperature_c": 31.2, "level": 87, "charging": True, "powered_by": ["USB"]}
+
+
+def test_adb_ort_fake_phone_endpoint_gives_raw_samples(endpoint: AdbEndpoint, tmp_path: Path) -> None:
+    binary = _elf(tmp_path / "onnxruntime_perf_test", AARCH64)
+    dev = _device(endpoint, tmp_path, binary=binary, runner="onnxruntime_perf_test")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    doc = dev.measure(model, BenchmarkOptions(threads=2, runs=10))
+    assert doc["tool"]["argv"][:10] == [
+        "/data/local/tmp/flopgap/bin/onnxruntime_perf_test", "-I", "-m", "times", "-r", "10", "-x", "2", "-e", "cpu",
+    ]  # fmt: skip
+    assert doc["samples_kind"] == "raw" and len(doc["samples_ns"]) == 10 and doc["samples_ns"][0] == 61200000
+    assert doc["summary_ns"]["p50"] == 60356200 and doc["summary_ns"]["mean"] == 62293500
+
+
+def test_adb_facts_fake_phone_endpoint(endpoint: AdbEndpoint, tmp_path: Path) -> None:
+    facts = _device(endpoint, tmp_path).facts()
+    assert (facts["model"], facts["soc"], facts["os"], facts["abi"], facts["cores"]) == (
+        "Pixel 7", "GS201", "Android 14", "arm64-v8a", 8,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("serial", "error", "hint"),
+    [
+        ("OFF01", DeviceOffline, "adb reconnect"),
+        ("UNAUTH01", DeviceUnauthorized, "Allow USB debugging"),
+        ("NOPE", UnknownSerial, "attached: FAKE01, OFF01, UNAUTH01"),
+    ],
+)
+def test_adb_state_errors_fake_phone_endpoint(
+    endpoint: AdbEndpoint, tmp_path: Path, serial: str, error: type[Exception], hint: str
+) -> None:
+    with pytest.raises(error) as info:
+        _device(endpoint, tmp_path, serial=serial).run(["getprop", "ro.product.model"], timeout=10)
+    assert hint in str(info.value) and "\n" not in str(info.value) and serial in str(info.value)
+
+
+def test_adb_wrong_abi_fake_phone_endpoint(endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path) -> None:
+    dev = _device(endpoint, tmp_path, binary=_elf(tmp_path / "benchmark_model", X86_64))
+    with pytest.raises(WrongABI, match="built for x86_64 but the phone's ABI is arm64-v8a") as info:
+        dev.push_binary()
+    assert "\n" not in str(info.value) and phone.sends == []
+
+
+def test_adb_binary_missing(endpoint: AdbEndpoint, tmp_path: Path) -> None:
+    with pytest.raises(BinaryMissing, match="not found on this machine"):
+        _device(endpoint, tmp_path, binary=tmp_path / "nope" / "benchmark_model").push_binary()
+
+
+def test_adb_no_space_fake_phone_endpoint(endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path) -> None:
+    phone.free_bytes = 1000
+    with pytest.raises(NoSpaceLeft) as info:
+        _device(endpoint, tmp_path).push_binary()
+    assert "only 0.0 MB are free" in str(info.value) and "\n" not in str(info.value)
+    # Without a usable df, the device's own FAIL message ("No space left on device") is what tells.
+    phone._cmd_df = lambda rest: (b"", b"df: unknown\n", 1)  # type: ignore[method-assign]
+    with pytest.raises(NoSpaceLeft, match="no space left on the phone"):
+        _device(endpoint, tmp_path).push_binary()
+
+
+def test_adb_server_unreachable(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dev = AdbDevice("pixel", "FAKE01", "127.0.0.1", port, binary=tmp_path / "x")
+    with pytest.raises(DeviceUnreachable, match=f"adb server 127.0.0.1:{port} unreachable"):
+        dev.facts()
+
+
+def test_affinity_mask() -> None:
+    assert affinity_mask([0]) == "1" and affinity_mask([4, 5, 6, 7]) == "f0" and affinity_mask([0, 2, 9]) == "205"
+
+
+@pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb client is not installed")
+def test_debian_adb_client_speaks_to_fake_phone_endpoint(
+    endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
+) -> None:
+    base = ["adb", "-H", "127.0.0.1", "-P", str(endpoint.port), "-s", "FAKE01"]
+    out = subprocess.run([*base, "shell", "getprop", "ro.product.model"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Pixel 7"
+    src = tmp_path / "hello.bin"
+    src.write_bytes(b"hello phone" * 1000)
+    push = subprocess.run(
+        [*base, "push", str(src), "/data/local/tmp/hello.bin"], capture_output=True, text=True, timeout=20
+    )
+    assert push.returncode == 0, push.stderr + push.stdout
+    assert phone.path("/data/local/tmp/hello.bin").read_bytes() == src.read_bytes()

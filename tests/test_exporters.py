@@ -1,0 +1,275 @@
+"""Exporters on small real blocks: real conversions (no mocks), each cached once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from exporter_blocks import register  # tests/ is on sys.path under pytest
+from torch import nn
+
+import exporters.export as export_mod
+from exporters import tflite_export
+from exporters.artifact import Artifact, Format, Precision
+from exporters.cache import ArtifactCache, cache_key, default_cache_dir, tool_versions
+from exporters.export import export, failing_op, settings
+from exporters.fold import fold_batchnorm
+from exporters.onnx_export import OPSET, node_module_path
+from exporters.parity import BOUNDS, relative_error
+from exporters.quiet import captured_output
+from harness.errors import ExportError
+from harness.zoo.registry import ModelSpec, resolve
+
+register()
+
+# Small sizes keep each conversion under a second or two.
+CONV = {"cin": 16, "cout": 16, "h": 16, "w": 16}
+SHUFFLE = {"channels": 24, "h": 16, "w": 16, "groups": 3}
+IR = {"cin": 16, "cout": 16, "h": 16, "w": 16, "expansion": 4}
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("artifacts")
+
+
+def _onnx(path: Path) -> onnx.ModelProto:
+    return onnx.load(str(path))
+
+
+# --- ONNX ------------------------------------------------------------------------------------------------------
+
+
+def test_onnx_opset_static_shapes_and_no_batchnorm(cache: Path) -> None:
+    spec = resolve("inverted_residual", **IR)
+    art = export(spec, Format.ONNX, Precision.FP32, cache_dir=cache)
+    model = _onnx(art.path)
+    assert {o.domain: o.version for o in model.opset_import}[""] == OPSET == 18
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        assert all(d.HasField("dim_value") for d in dims), value.name
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 16, 16, 16]
+    ops = [n.op_type for n in model.graph.node]
+    assert "BatchNormalization" not in ops
+    assert ops.count("Conv") == 3
+    assert art.notes["bn_folded"] == 3
+    assert art.input_shape == (1, 16, 16, 16) and art.layout == "NCHW"
+
+
+def test_onnx_nodes_map_back_to_module_paths(cache: Path) -> None:
+    spec = resolve("inverted_residual", **IR)
+    model = _onnx(export(spec, Format.ONNX, Precision.FP32, cache_dir=cache).path)
+    convs = {node_module_path(n) for n in model.graph.node if n.op_type == "Conv"}
+    # The folded conv keeps the conv's path (not the BatchNorm's), in metadata and in the node name.
+    assert convs == {"expand.conv", "dw.conv", "project.conv"}
+    names = sorted(n.name for n in model.graph.node)
+    assert "dw.conv/Conv" in names and "dw.act/Clip" in names
+    assert all(node_module_path(n.name) == node_module_path(n) for n in model.graph.node)
+    assert node_module_path("/Add") == "" and node_module_path("stage2.0.branch2.dw.conv/Conv_1") == (
+        "stage2.0.branch2.dw.conv"
+    )
+
+
+def test_fold_batchnorm_is_exact_and_leaves_no_batchnorm() -> None:
+    spec = resolve("xt_conv_block")
+    model, x = spec.build(), spec.example_input()
+    folded = fold_batchnorm(model, x)
+    assert folded.pairs == (("stem.conv", "stem.bn"), ("dw.conv", "dw.bn"), ("pw.conv", "pw.bn"))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.model.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    with torch.no_grad():
+        assert torch.allclose(folded.model(x), model(x), atol=1e-5)
+
+
+# --- TFLite ----------------------------------------------------------------------------------------------------
+
+
+def test_tflite_io_is_nhwc(cache: Path) -> None:
+    spec = resolve("conv3x3", **{**CONV, "cout": 8})
+    art = export(spec, Format.TFLITE, Precision.FP32, cache_dir=cache)
+    from exporters.parity import tflite_interpreter
+
+    interp = tflite_interpreter(art.path)
+    assert list(interp.get_input_details()[0]["shape"]) == [1, 16, 16, 16]
+    assert list(interp.get_output_details()[0]["shape"]) == [1, 16, 16, 8]  # NHWC: 8 channels last
+    assert art.input_shape == (1, 16, 16, 16) and art.layout == "NHWC"
+
+
+def test_nchw_shuffle_gains_layout_transposes_under_tflite(cache: Path) -> None:
+    conv = export(resolve("conv3x3", **CONV), Format.TFLITE, Precision.FP32, cache_dir=cache)
+    shuffle = export(resolve("shuffle_transpose", **SHUFFLE), Format.TFLITE, Precision.FP32, cache_dir=cache)
+    shuffle_onnx = export(resolve("shuffle_transpose", **SHUFFLE), Format.ONNX, Precision.FP32, cache_dir=cache)
+    assert tflite_export.op_counts(conv.path).get("TRANSPOSE", 0) == 0
+    # One transpose in the torch code; the NHWC conversion wraps it in two more (to NCHW and back).
+    assert tflite_export.op_counts(shuffle.path)["TRANSPOSE"] == 3
+    assert shuffle.notes["transpose_ops"] == 3 and shuffle.notes["source_transposes"] == 1
+    assert shuffle.notes["layout_transposes_added"] == 2
+    assert shuffle_onnx.notes["transpose_ops"] == 1 and shuffle_onnx.notes["layout_transposes_added"] == 0
+    assert shuffle.notes["op_counts"] == {"TRANSPOSE": 3, "RESHAPE": 2}
+
+
+def test_channels_last_shuffle_lets_the_converter_cancel_transposes(cache: Path) -> None:
+    art = export(resolve("shuffle_channels_last", **SHUFFLE), Format.TFLITE, Precision.FP32, cache_dir=cache)
+    assert art.notes["source_transposes"] == 3
+    assert art.notes["transpose_ops"] == 1 and art.notes["layout_transposes_added"] == -2
+
+
+# --- parity ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_fp32_parity_within_1e4_and_stored_in_json(cache: Path, fmt: Format) -> None:
+    art = export(resolve("xt_tiny_net"), fmt, Precision.FP32, cache_dir=cache)
+    assert art.parity_bound == 1e-4
+    assert art.parity_error is not None and art.parity_error < 1e-5
+    stored = json.loads(art.path.with_suffix(".json").read_text())
+    assert stored["parity_error"] == art.parity_error
+    assert stored["notes"]["parity"]["top1_agrees"] is True
+    assert stored["notes"]["parity"]["signal"] > 0.01  # the output does depend on the input
+    assert Artifact.from_json(art.path.with_suffix(".json").read_text()) == art
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+@pytest.mark.parametrize("precision", [Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8])
+def test_reduced_precisions_within_documented_bounds(cache: Path, fmt: Format, precision: Precision) -> None:
+    art = export(resolve("conv3x3", **CONV), fmt, precision, cache_dir=cache)
+    assert art.parity_bound == BOUNDS[precision]
+    assert art.parity_error is not None and 0 < art.parity_error <= BOUNDS[precision]
+    assert art.notes["parity"]["cosine"] > 0.999
+
+
+def test_tflite_int8_is_full_integer(cache: Path) -> None:
+    art = export(resolve("conv3x3", **CONV), Format.TFLITE, Precision.INT8, cache_dir=cache)
+    from exporters.parity import tflite_interpreter
+
+    interp = tflite_interpreter(art.path)
+    assert interp.get_input_details()[0]["dtype"].__name__ == "int8"
+    assert interp.get_output_details()[0]["dtype"].__name__ == "int8"
+    assert art.notes["calibration"] == {"samples": 16, "seed": 1000, "dist": "randn"}
+
+
+def test_fp16_tflite_stores_half_weights(cache: Path) -> None:
+    fp32 = export(resolve("conv3x3", **CONV), Format.TFLITE, Precision.FP32, cache_dir=cache)
+    fp16 = export(resolve("conv3x3", **CONV), Format.TFLITE, Precision.FP16, cache_dir=cache)
+    assert fp16.notes["op_counts"].get("DEQUANTIZE", 0) >= 1
+    assert fp16.size_bytes < fp32.size_bytes
+
+
+def test_relative_error() -> None:
+    import numpy as np
+
+    ref = np.array([1.0, -4.0, 2.0])
+    assert relative_error(ref + np.array([0.0, 0.4, 0.0]), ref) == pytest.approx(0.1)
+    assert relative_error(ref[:2], ref) == float("inf")
+
+
+# --- cache -----------------------------------------------------------------------------------------------------
+
+
+def test_cache_hit_does_not_reconvert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = export_mod.onnx_export.export_onnx
+
+    def counting(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export_mod.onnx_export, "export_onnx", counting)
+    spec = resolve("conv3x3", **CONV)
+    first = export(spec, "onnx", "fp32", cache_dir=tmp_path)
+    mtime = first.path.stat().st_mtime_ns
+    second = export(spec, "onnx", "fp32", cache_dir=tmp_path)
+    assert calls == [1]
+    assert second == first and second.path.stat().st_mtime_ns == mtime
+    # A file changed behind the cache's back fails its sha256 check and is exported again.
+    first.path.write_bytes(first.path.read_bytes() + b"\0")
+    third = export(spec, "onnx", "fp32", cache_dir=tmp_path)
+    assert calls == [1, 1] and third.sha256 == first.sha256
+
+
+def test_cache_key_covers_params_precision_and_versions() -> None:
+    versions = tool_versions()
+    a = resolve("conv3x3", **CONV)
+    b = resolve("conv3x3", **{**CONV, "cout": 8})
+    s = settings(Format.ONNX, Precision.FP32)
+    base = cache_key(a, Format.ONNX, Precision.FP32, versions, s)
+    assert base == cache_key(a, Format.ONNX, Precision.FP32, dict(versions), s)
+    assert base != cache_key(b, Format.ONNX, Precision.FP32, versions, s)
+    assert base != cache_key(a, Format.ONNX, Precision.FP16, versions, s)
+    assert base != cache_key(a, Format.ONNX, Precision.FP32, {**versions, "torch": "0.0"}, s)
+    assert base != cache_key(a, Format.ONNX, Precision.FP32, versions, {**s, "opset": 17})
+    assert {"torch", "onnx", "onnxscript", "litert-torch", "ai-edge-litert", "flopgap-exporter"} <= set(versions)
+
+
+def test_cache_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("FLOPGAP_CACHE_DIR")
+    assert default_cache_dir().parts[-2:] == ("flopgap", "artifacts")
+
+
+def test_out_dir_receives_a_copy(cache: Path, tmp_path: Path) -> None:
+    art = export(resolve("conv3x3", **CONV), Format.ONNX, Precision.FP32, cache_dir=cache, out_dir=tmp_path)
+    assert art.path.parent == tmp_path and art.path.name == "conv3x3_cin=16_cout=16_h=16_w=16_fp32.onnx"
+    assert art.path.with_suffix(".json").is_file()
+    assert ArtifactCache(cache).root == cache
+
+
+# --- failures --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fmt", "op"), [(Format.ONNX, "prims.bessel_j0"), (Format.TFLITE, "aten.special_bessel_j0")])
+def test_conversion_failure_names_op_and_leaves_no_file(tmp_path: Path, fmt: Format, op: str) -> None:
+    with pytest.raises(ExportError) as info:
+        export(resolve("xt_unconvertible"), fmt, Precision.FP32, cache_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"xt_unconvertible: {fmt.value} fp32 conversion failed at op '{op}'")
+    assert "\n" not in message
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent == tmp_path]
+    assert leftovers == []  # no artifact, no sidecar, no .partial temp file
+    logs = list((tmp_path / "logs").iterdir())
+    assert len(logs) == 1 and "bessel" in logs[0].read_text()
+
+
+def test_unknown_precision_is_one_clear_line(cache: Path) -> None:
+    with pytest.raises(ExportError, match=r"^unknown precision 'int4'; allowed: fp32, fp16, int8, int8-dynamic$"):
+        export(resolve("conv3x3", **CONV), "onnx", "int4", cache_dir=cache)
+    with pytest.raises(ExportError, match=r"^unknown format 'coreml'"):
+        export(resolve("conv3x3", **CONV), "coreml", "fp32", cache_dir=cache)
+
+
+def test_parity_failure_raises_unless_allowed(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = resolve("conv3x3", **CONV)
+    monkeypatch.setitem(export_mod.parity.BOUNDS, Precision.INT8_DYNAMIC, 1e-9)
+    fresh = cache / "strict"
+    with pytest.raises(ExportError, match=r"conv3x3\[.*\]: onnx int8-dynamic parity error .* exceeds the bound 1e-09"):
+        export(spec, Format.ONNX, Precision.INT8_DYNAMIC, cache_dir=fresh)
+    art = export(spec, Format.ONNX, Precision.INT8_DYNAMIC, cache_dir=fresh, allow_parity_failure=True)
+    assert art.parity_error is not None and art.parity_error > 1e-9
+    skipped = export(
+        resolve("se", channels=16, h=8, w=8), Format.ONNX, Precision.FP32, cache_dir=fresh, check_parity=False
+    )
+    assert skipped.parity_error is None
+
+
+def test_failing_op_parses_converter_messages() -> None:
+    assert failing_op(RuntimeError("Lowering not found: aten.erfinv.default\n\nWhile executing")) == "aten.erfinv"
+    assert failing_op(ValueError("nothing useful")) is None
+
+
+def test_captured_output_keeps_the_terminal_clean(capfd: pytest.CaptureFixture[str]) -> None:
+    with captured_output() as log:
+        os.write(1, b"native stdout\n")
+        os.write(2, b"native stderr\n")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert "native stdout" in log.text and "native stderr" in log.text
+
+
+def test_spec_roundtrip_through_artifact(cache: Path) -> None:
+    art = export(resolve("conv3x3", **CONV), Format.ONNX, Precision.FP32, cache_dir=cache)
+    assert art.spec == ModelSpec("conv3x3", art.params)

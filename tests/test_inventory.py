@@ -1,0 +1,150 @@
+"""Device inventory: a valid file parses; every mistake is one line naming the file, the device and the key."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from devices.inventory import (
+    AdbConfig,
+    InventoryError,
+    LocalConfig,
+    SshConfig,
+    UnknownDeviceError,
+    load_inventory,
+    open_device,
+    parse_cpu_mask,
+)
+from devices.local import LocalDevice
+
+EXAMPLE = """
+[devices.rpi5]
+transport = "ssh"
+host = "192.168.1.50"
+user = "pi"
+key = "keys/rpi_ed25519"
+python = "/home/pi/venv/bin/python3"
+affinity = "f0"
+threads = [1, 4]
+
+[devices.pixel7]
+transport = "adb"
+serial = "2B111FDH2007NB"
+server = "10.0.0.2:5038"
+runner = "benchmark_model"
+binary = "/opt/bin/benchmark_model"
+affinity = [6, 7]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    f = tmp_path / "devices.toml"
+    f.write_text(text)
+    return f
+
+
+def test_valid_inventory_parses_with_defaults(tmp_path: Path) -> None:
+    inv = load_inventory(_write(tmp_path, EXAMPLE))
+    assert inv.names() == ["local", "pixel7", "rpi5"]
+    rpi = inv.get("rpi5")
+    assert isinstance(rpi, SshConfig)
+    assert (rpi.host, rpi.user, rpi.port, rpi.python) == ("192.168.1.50", "pi", 22, "/home/pi/venv/bin/python3")
+    assert rpi.key == tmp_path / "keys/rpi_ed25519"  # relative to the inventory file
+    assert rpi.known_hosts == Path("~/.ssh/known_hosts")
+    assert rpi.affinity == [4, 5, 6, 7] and rpi.affinity_mask == "f0"
+    assert rpi.threads == [1, 4] and rpi.work_dir == "/tmp/flopgap" and rpi.runner == "agent"
+    phone = inv.get("pixel7")
+    assert isinstance(phone, AdbConfig)
+    assert (phone.server_host, phone.server_port) == ("10.0.0.2", 5038)
+    assert phone.work_dir == "/data/local/tmp/flopgap" and phone.affinity_mask == "c0" and phone.threads == [1]
+    assert isinstance(inv.get("local"), LocalConfig)
+
+
+def test_cpu_masks() -> None:
+    assert parse_cpu_mask("0xF0") == [4, 5, 6, 7]
+    assert parse_cpu_mask("1") == [0]
+    with pytest.raises(ValueError, match="selects no CPU"):
+        parse_cpu_mask("0")
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (
+            'transport = "ssh"\nhots = "192.168.1.50"',
+            "device 'rpi5': unknown key 'hots' for transport 'ssh'; did you mean 'host'?",
+        ),
+        ('transport = "telnet"\nhost = "x"', "device 'rpi5': key 'transport': unknown transport 'telnet'"),
+        ('transport = "ssh"\nuser = "pi"', "device 'rpi5': key 'host' is required for transport 'ssh'"),
+        ('host = "x"', "device 'rpi5': key 'transport' is missing; allowed: local, ssh, adb"),
+        ('transport = "ssh"\nhost = "x"\nport = 70000', "device 'rpi5': key 'port': Input should be less than"),
+        ('transport = "ssh"\nhost = "x"\naffinity = "4-7"', "device 'rpi5': key 'affinity': '4-7' is not a hex"),
+        ('transport = "ssh"\nhost = "x"\nwork_dir = "flopgap"', "device 'rpi5': key 'work_dir': 'flopgap' must be"),
+        ('transport = "ssh"\nhost = "x"\nrunner = "benchmark_model"', "device 'rpi5': key 'binary' is required"),
+        ('transport = "adb"\nserial = "s"\nserver = "5037"', "device 'rpi5': key 'server': '5037' is not host:port"),
+    ],
+)
+def test_invalid_device_names_file_device_and_key(tmp_path: Path, table: str, expected: str) -> None:
+    f = _write(tmp_path, f"[devices.rpi5]\n{table}\n")
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(f)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{f}: {expected}"), msg
+
+
+def test_array_of_tables_form_gets_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match=r"unknown top-level key 'device'.*write \[devices.NAME\] tables"):
+        load_inventory(_write(tmp_path, '[[device]]\nname = "rpi5"\ntransport = "ssh"\n'))
+
+
+def test_unknown_device_suggests_close_matches(tmp_path: Path) -> None:
+    f = _write(tmp_path, EXAMPLE)
+    with pytest.raises(UnknownDeviceError) as exc:
+        load_inventory(f).get("rpi4")
+    msg = str(exc.value)
+    assert msg.startswith("unknown device 'rpi4'; did you mean 'rpi5'? known: local, pixel7, rpi5")
+    assert str(f) in msg and "\n" not in msg
+
+
+def test_local_exists_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOPGAP_DEVICES", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))  # platformdirs' config dir on Linux
+    inv = load_inventory()
+    assert inv.names() == ["local"] and not inv.from_file
+    assert inv.path == tmp_path / "cfg" / "flopgap" / "devices.toml"
+    with pytest.raises(UnknownDeviceError, match="does not exist yet"):
+        inv.get("rpi5")
+
+
+def test_env_var_names_the_file_and_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = _write(tmp_path, EXAMPLE)
+    monkeypatch.setenv("FLOPGAP_DEVICES", str(f))
+    assert "rpi5" in load_inventory().devices
+    monkeypatch.setenv("FLOPGAP_DEVICES", str(tmp_path / "missing.toml"))
+    with pytest.raises(InventoryError, match=f"cannot read device inventory {tmp_path / 'missing.toml'}"):
+        load_inventory()
+
+
+def test_open_device_builds_transports_without_connecting(tmp_path: Path) -> None:
+    inv = load_inventory(_write(tmp_path, EXAMPLE))
+    local = open_device(inv.get("local"))
+    assert isinstance(local, LocalDevice) and local.python == sys.executable
+    from devices.ssh import SshDevice
+
+    rpi = open_device(inv.get("rpi5"))
+    assert isinstance(rpi, SshDevice)
+    assert (rpi.name, rpi.host, rpi.port, rpi.affinity) == ("rpi5", "192.168.1.50", 22, [4, 5, 6, 7])
+    assert rpi.key == tmp_path / "keys/rpi_ed25519"
+
+
+def test_open_device_builds_the_adb_transport(tmp_path: Path) -> None:
+    pytest.importorskip("adbutils")  # devices.adb's own dependency
+    from devices.adb import AdbDevice
+
+    phone = open_device(load_inventory(_write(tmp_path, EXAMPLE)).get("pixel7"))
+    assert isinstance(phone, AdbDevice)  # constructing it does not talk to the adb server
+    assert (phone.name, phone.serial, phone.server) == ("pixel7", "2B111FDH2007NB", ("10.0.0.2", 5038))
+    assert (phone.runner, phone.binary, phone.affinity) == ("benchmark_model", Path("/opt/bin/benchmark_model"), [6, 7])

@@ -1,0 +1,300 @@
+"""SshDevice against a real OpenSSH server on 127.0.0.1, started by these tests, running the real runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devices.base import (
+    AuthFailed,
+    Device,
+    DeviceTimeout,
+    DeviceUnreachable,
+    HostKeyMismatch,
+    HostKeyUnknown,
+    NoSpaceLeft,
+    PullFailed,
+    RunnerMissing,
+)
+from devices.ssh import SshDevice
+
+SSHD = Path("/usr/sbin/sshd")
+pytestmark = pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+
+
+@dataclass(frozen=True)
+class Sshd:
+    port: int
+    dir: Path
+    client_key: Path
+    known_hosts: Path  # holds the server's real host key
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flopgap-test", "-f", str(path)], check=True)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    d = tmp_path_factory.mktemp("sshd")
+    host_key = _keygen(d / "host_ed25519")
+    client_key = _keygen(d / "client_ed25519")
+    shutil.copy(client_key.with_suffix(".pub"), d / "authorized_keys")
+    port = _free_port()
+    user = pwd.getpwuid(os.getuid()).pw_name
+    cfg = d / "sshd_config"
+    cfg.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+        f"PermitRootLogin {'yes' if user == 'root' else 'no'}\nUsePAM no\nStrictModes no\nPidFile {d / 'sshd.pid'}\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+    )
+    try:
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation dir
+    except PermissionError:
+        pytest.skip("sshd needs /run/sshd; create it once as root (or run the tests as root, as CI does)")
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"sshd exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("sshd did not listen within 10 s")
+            time.sleep(0.05)
+    known_hosts = d / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key.with_suffix('.pub').read_text()}")
+    yield Sshd(port, d, client_key, known_hosts)
+    proc.kill()
+    proc.wait()
+
+
+def _device(sshd: Sshd, work: Path, **kw: object) -> SshDevice:
+    opts: dict[str, object] = {
+        "user": pwd.getpwuid(os.getuid()).pw_name,
+        "port": sshd.port,
+        "key": sshd.client_key,
+        "known_hosts": sshd.known_hosts,
+        "python": sys.executable,
+        "work_dir": str(work),
+        "connect_timeout": 5.0,
+    }
+    opts.update(kw)
+    return SshDevice("pi-test", "127.0.0.1", **opts)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def board(sshd: Sshd, tmp_path: Path) -> Iterator[SshDevice]:
+    dev = _device(sshd, tmp_path / "board")
+    yield dev
+    dev.cleanup()
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU()).eval()
+    path = tmp_path_factory.mktemp("onnx") / "tiny_conv.onnx"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter deprecation chatter, not ours
+        program = torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), dynamo=True, verbose=False)
+    assert program is not None
+    program.save(str(path))
+    return path
+
+
+def test_runner_measures_tiny_conv_over_ssh(sshd: Sshd, tiny_onnx: Path, tmp_path: Path) -> None:
+    import onnxruntime  # type: ignore[import-untyped]
+
+    cpu = min(os.sched_getaffinity(0))
+    board = _device(sshd, tmp_path / "board", affinity=[cpu])  # the inventory's affinity reaches the runner
+    assert isinstance(board, Device)
+    remote = board.push(tiny_onnx)
+    assert remote.startswith(board.remote_dir + "/") and remote.endswith("/tiny_conv.onnx")
+    argv = [*board.runner_argv(), remote, "--threads", "1", "--warmup-runs", "2", "--warmup-seconds", "0"]
+    res = board.run([*argv, "--runs", "7", "--min-seconds", "0"], timeout=120)
+    assert res.ok, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["error"] is None
+    assert doc["runtime"] == "onnxruntime" and doc["runtime_version"] == onnxruntime.__version__
+    assert doc["threads"] == 1 and doc["model_path"] == remote
+    assert len(doc["samples_ns"]) >= 7 and min(doc["samples_ns"]) > 0
+    assert doc["affinity"] == [cpu]
+
+    facts = board.facts()
+    assert facts["runtimes"]["onnxruntime"] == onnxruntime.__version__
+    assert facts["cpu_count"] == os.cpu_count() and facts["hostname"] == socket.gethostname()
+    board.cleanup()
+
+
+def test_push_skips_a_file_already_there(board: SshDevice, tmp_path: Path) -> None:
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"\x00" * 1000)
+    first = board.push(f)
+    mtime = os.stat(first).st_mtime_ns  # the "board" is this machine: its files are visible here
+    time.sleep(0.02)
+    assert board.push(f) == first
+    assert os.stat(first).st_mtime_ns == mtime  # not sent again
+    f.write_bytes(b"\x01" * 1000)  # same name, new content: a new place, the old one untouched
+    second = board.push(f)
+    assert second != first and Path(second).read_bytes() == b"\x01" * 1000
+
+
+def test_hostile_file_name_travels_intact_and_runs_nothing(board: SshDevice, tmp_path: Path) -> None:
+    marker = f"flopgap-pwned-{os.getpid()}"
+    name = f"a b; touch {marker}; $(touch {marker}2) `touch {marker}3` 'q\" $HOME.onnx"
+    f = tmp_path / name
+    f.write_bytes(b"payload \x00\xff\n")
+    remote = board.push(f)
+    assert Path(remote).name == name
+    res = board.run(["cat", remote], timeout=30)
+    assert res.ok and res.stdout == "payload \x00\ufffd\n"  # bytes that are not UTF-8 decode as U+FFFD
+    back = board.pull(remote, tmp_path / "back.bin")
+    assert back.read_bytes() == b"payload \x00\xff\n"
+    res = board.run(["echo", "$(id)", ";", "`id`", "|", "x"], timeout=30)
+    assert res.stdout == "$(id) ; `id` | x\n"
+    for where in (Path(pwd.getpwuid(os.getuid()).pw_dir), Path(board.remote_dir), tmp_path, Path.cwd()):
+        assert not list(where.glob(f"{marker}*")), where
+
+
+def test_run_returns_code_stdout_stderr_in_work_dir(board: SshDevice) -> None:
+    res = board.run(["sh", "-c", 'echo "out $(pwd)"; echo err >&2; exit 3'], timeout=30)
+    assert (res.returncode, res.stdout, res.stderr) == (3, f"out {board.remote_dir}\n", "err\n")
+    assert res.argv == ("sh", "-c", 'echo "out $(pwd)"; echo err >&2; exit 3')
+
+
+def test_timeout_kills_the_remote_process_group(board: SshDevice) -> None:
+    tag = f"31.{os.getpid() % 1000:03d}7"  # a sleep only this test starts
+    t0 = time.monotonic()
+    with pytest.raises(DeviceTimeout, match="pi-test"):
+        board.run(["sh", "-c", f"sleep {tag}; echo done"], timeout=1)
+    assert time.monotonic() - t0 < 5
+    deadline = time.monotonic() + 3
+    while _processes_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_with(tag) == []
+    assert board.run(["true"], timeout=10).ok  # the connection is still usable
+
+
+def _processes_with(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_cleanup_removes_the_work_dir(sshd: Sshd, tmp_path: Path) -> None:
+    dev = _device(sshd, tmp_path / "board")
+    f = tmp_path / "x.onnx"
+    f.write_bytes(b"x")
+    remote = dev.push(f)
+    work = Path(dev.remote_dir)
+    assert Path(remote).is_file() and work.parent == tmp_path / "board"
+    dev.cleanup()
+    assert not work.exists() and (tmp_path / "board").is_dir()
+    dev.cleanup()  # twice is fine
+    assert Path(dev.push(f)).is_file()  # and the device can start a new session
+    dev.cleanup()
+
+
+def test_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostKeyUnknown) as exc:
+        _device(sshd, tmp_path, known_hosts=empty).run(["true"], timeout=10)
+    msg = str(exc.value)
+    keygen = subprocess.run(["ssh-keygen", "-lf", str(sshd.dir / "host_ed25519.pub")], capture_output=True, text=True)
+    fingerprint = keygen.stdout.split()[1]  # what the user compares on the board
+    assert "\n" not in msg and "pi-test" in msg and f"ssh-ed25519 {fingerprint}" in msg
+    assert f"ssh-keyscan -p {sshd.port} 127.0.0.1 >> {empty}" in msg
+    assert empty.read_text() == ""  # never added
+
+
+def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    other = _keygen(tmp_path / "impostor")
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{sshd.port} {other.with_suffix('.pub').read_text()}")
+    with pytest.raises(HostKeyMismatch, match=r"device 'pi-test': host key of \[127.0.0.1\]:\d+ CHANGED") as exc:
+        _device(sshd, tmp_path, known_hosts=kh).run(["touch", str(tmp_path / "ran")], timeout=10)
+    assert "\n" not in str(exc.value) and "ssh-keygen -R" in str(exc.value)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_hashed_known_hosts_entry_is_accepted(sshd: Sshd, tmp_path: Path) -> None:
+    kh = tmp_path / "known_hosts"
+    shutil.copy(sshd.known_hosts, kh)
+    subprocess.run(["ssh-keygen", "-H", "-f", str(kh)], check=True, capture_output=True)
+    assert kh.read_text().startswith("|1|")
+    dev = _device(sshd, tmp_path / "board", known_hosts=kh)
+    assert dev.run(["echo", "ok"], timeout=10).stdout == "ok\n"
+    dev.cleanup()
+
+
+def test_wrong_client_key_fails_auth(sshd: Sshd, tmp_path: Path) -> None:
+    stranger = _keygen(tmp_path / "stranger")
+    with pytest.raises(AuthFailed, match=f"device 'pi-test': .*127.0.0.1:{sshd.port} refused key {stranger}"):
+        _device(sshd, tmp_path, key=stranger).run(["true"], timeout=10)
+
+
+def test_closed_port_is_unreachable_quickly(sshd: Sshd, tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(DeviceUnreachable, match="device 'pi-test': cannot reach"):
+        _device(sshd, tmp_path, port=_free_port(), connect_timeout=1.0).run(["true"], timeout=10)
+    assert time.monotonic() - t0 < 3
+
+
+def test_missing_python_is_runner_missing(sshd: Sshd, tmp_path: Path) -> None:
+    dev = _device(sshd, tmp_path / "board", python="/nonexistent/python3")
+    with pytest.raises(RunnerMissing, match="device 'pi-test': '/nonexistent/python3' not found on the board"):
+        dev.runner_argv()
+    dev.cleanup()
+
+
+def test_pull_of_missing_file_names_it(board: SshDevice, tmp_path: Path) -> None:
+    with pytest.raises(PullFailed, match=r"no-such\.json"):
+        board.pull(f"{board.remote_dir}/no-such.json", tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "x.json.part").exists()
+
+
+def test_full_disk_is_no_space_left(sshd: Sshd, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount permission)")
+    try:
+        dev = _device(sshd, small)
+        big = tmp_path / "big.onnx"
+        big.write_bytes(os.urandom(1 << 20))
+        with pytest.raises(NoSpaceLeft, match=f"device 'pi-test': no space left under {small}"):
+            dev.push(big)
+        dev.cleanup()
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

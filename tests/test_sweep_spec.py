@@ -1,0 +1,68 @@
+"""Sweep specs: validation names the file and the key; grids expand into points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.sweep_spec import QUICK_SPEC, SpecError, expand_models, expand_points, load_spec, parse_spec
+
+
+def test_quick_spec_expands_to_both_formats() -> None:
+    spec = parse_spec(QUICK_SPEC, "quick")
+    points = expand_points(spec)
+    models = expand_models(spec)
+    assert len(models) == 6
+    assert len({m.family for m in models}) == 6  # six different families
+    assert len(points) == 6 * 2  # two runtimes, one precision, one thread count, one device
+    assert {p.format for p in points} == {"onnx", "tflite"}
+
+
+def test_grid_expands_lists_and_wildcards() -> None:
+    spec = parse_spec(
+        """
+        [[models]]
+        name = "mobilenet_v1"
+        params = { alpha = [0.25, 0.5], resolution = [128, 160, 224] }
+        [[models]]
+        name = "shufflenet_v2"
+        """
+    )
+    labels = [m.label for m in expand_models(spec)]
+    assert len(labels) == 2 * 3 + 1
+    assert "mobilenet_v1[alpha=0.5,resolution=160]" in labels
+
+
+def test_unknown_top_level_key_names_file_and_key(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text('thread = [1]\n[[models]]\nname = "shufflenet_v2"\n')
+    with pytest.raises(SpecError) as exc:
+        load_spec(f)
+    msg = str(exc.value)
+    assert str(f) in msg and "'thread'" in msg and "threads" in msg
+
+
+def test_unknown_protocol_key_lists_protocol_keys() -> None:
+    with pytest.raises(SpecError, match=r"unknown key 'protocol.trails'; allowed here: trials, warmup_runs"):
+        parse_spec('[[models]]\nname = "shufflenet_v2"\n[protocol]\ntrails = 3\n')
+
+
+def test_unknown_model_suggests_close_match() -> None:
+    with pytest.raises(SpecError, match="did you mean: shufflenet_v2"):
+        parse_spec('[[models]]\nname = "shufflenet_v3"\n')
+
+
+def test_value_not_offered_names_parameter() -> None:
+    with pytest.raises(SpecError, match=r"'alpha'.*allowed: 0.25, 0.5, 0.75, 1.0"):
+        parse_spec('[[models]]\nname = "mobilenet_v1"\nparams = { alpha = 0.3 }\n')
+
+
+def test_unknown_runtime_lists_runtimes() -> None:
+    with pytest.raises(SpecError, match=r"key 'runtimes': unknown runtime 'tvm'; allowed: onnxruntime, litert"):
+        parse_spec('runtimes = ["tvm"]\n[[models]]\nname = "shufflenet_v2"\n')
+
+
+def test_bad_toml_names_file() -> None:
+    with pytest.raises(SpecError, match=r"my\.toml: not valid TOML"):
+        parse_spec("[[models]\n", "my.toml")
