@@ -320,7 +320,7 @@ def open_device(cfg: DeviceConfig) -> Device:
     if isinstance(cfg, LocalConfig):
         from devices.local import LocalDevice
 
-        return LocalDevice(cfg.name, python=cfg.python or sys.executable, work_dir=cfg.work_dir)
+        return LocalDevice(cfg.name, python=cfg.python or sys.executable, work_dir=cfg.work_dir, affinity=cfg.affinity)
     if isinstance(cfg, SshConfig):
         from devices.ssh import SshDevice  # paramiko is only imported when a board is used
 

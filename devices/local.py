@@ -27,9 +27,15 @@ class LocalDevice:
     transport = "local"
 
     def __init__(
-        self, name: str = "local", python: str = sys.executable, work_dir: Path | None = None, facts_timeout: float = 60
+        self,
+        name: str = "local",
+        python: str = sys.executable,
+        work_dir: Path | None = None,
+        facts_timeout: float = 60,
+        affinity: list[int] | None = None,
     ) -> None:
         self.name = name
+        self.affinity = affinity
         self.python = python
         self.facts_timeout = facts_timeout
         self._work_dir = work_dir
@@ -43,8 +49,9 @@ class LocalDevice:
         return self._work_dir
 
     def runner_argv(self) -> list[str]:
-        """How to start flopgap's runner here: the same interpreter that runs flopgap."""
-        return [self.python, str(RUNNER_PATH)]
+        """How to start flopgap's runner here: the same interpreter that runs flopgap (pinned if configured)."""
+        pin = ["--affinity", ",".join(str(c) for c in self.affinity)] if self.affinity else []
+        return [self.python, str(RUNNER_PATH), *pin]
 
     def facts(self) -> dict[str, Any]:
         res = self.run([*self.runner_argv(), "--facts"], timeout=self.facts_timeout)

@@ -1,12 +1,44 @@
 """Run an artifact once in its own runtime and compare it with torch on the same input.
 
-The stored figure is the relative error ``max|y - y_torch| / max|y_torch|``. Bounds per precision were set by
-measuring the zoo (smallest configuration of each family, random-init weights, seed 0); see ``BOUNDS``.
-Cosine similarity and top-1 agreement are kept alongside for reading quantized results.
+The stored figure (``Artifact.parity_error``) is the relative error ``max|y - y_torch| / max|y_torch|``; the
+cosine similarity of the flattened outputs, top-1 agreement and how much torch's own output moves between two
+inputs (``signal``, ``signal_cosine``) are kept alongside in the artifact's notes.
+
+Criteria per precision (``BOUNDS``: ceiling on the relative error; ``MIN_COSINE``: floor on the cosine, int8 only):
+
+=============  ===============  ==========  ===================================================================
+precision      relative error   cosine      worst measured (ONNX / TFLite)
+=============  ===============  ==========  ===================================================================
+fp32           <= 1e-4          -           2.2e-5 / 2.2e-5 (resnet50)
+fp16           <= 0.05          -           2.0e-2 (resnet50; ONNX computes in fp16) / 1.4e-2 (mobilenet_v1)
+int8-dynamic   <= 0.6           >= 0.9      0.39, cos 0.939 / 0.34, cos 0.952 (mobilenet_v1 0.25 @128)
+int8           <= 0.6           >= 0.9      0.23, cos 0.963 / 0.30, cos 0.953 (mobilenet_v1, mobilenet_v2)
+=============  ===============  ==========  ===================================================================
+
+Measured 2026-11-23 on a 2-core x86_64 VM (torch 2.13.0, onnxruntime 1.32.0, litert-torch 0.10.0,
+ai-edge-litert 2.3.0, ai-edge-quantizer 0.10.0) by ``benchmarks/parity_errors.py``: the smallest configuration
+of every family (resnet50, mobilenet_v1 0.25 @128, mobilenet_v2 0.35, mobilenet_v3 small/large 0.75,
+shufflenet_v1 g3 0.25, shufflenet_v2 0.5, fd_mobilenet 0.25, efficientnet_b0) and four blocks, with the zoo's
+signal-preserving init (outputs depend on the input: ``signal`` 0.2 to 1.6), seed-0 input, int8 calibrated on
+16 random inputs. The blocks are far inside every bound (int8: error <= 0.061, cosine >= 0.9997).
+
+Why two figures for int8: on the classifiers the relative max error is set by the one logit where the
+quantization noise peaks (0.08 to 0.39, growing as the net gets thinner) and says little on its own; the cosine
+(0.94 to 0.999) measures the whole output. The cosine floor catches a wrong graph, a wrong output ordering or
+layout (cosine near 0 on the zero-mean logits and the blocks' feature maps); the error ceiling, which the cosine
+cannot see, catches a wrong scale (a factor 2 gives 0.5 to 1). fp32 and fp16 need only the error bound: their
+worst errors are 2e-5 and 2e-2, a broken conversion's is of order 1. Bounds leave about 1.5x (int8) to 2.5x
+(fp16) headroom over the worst case; a shape mismatch is an infinite error and always fails.
+
+Caveat: logits of random-init classifiers on random inputs are largely input-independent, torch's own outputs
+on two unrelated inputs already have a cosine of 0.87 to 0.99 (``signal_cosine``). On classifiers the int8
+criterion therefore proves the graph, weights and output order right, not that every input-dependent detail
+survived quantization; the blocks (``signal_cosine`` near 0) are where it checks that too.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,40 +49,76 @@ from torch import nn
 
 from exporters.artifact import Format, Precision
 
-# Bounds on max|y - y_torch| / max|y_torch|. Worst cases measured on the zoo's smallest configurations and the
-# blocks (ONNX and TFLite, seed-0 input; also with a signal-preserving kaiming init, see signal below):
-#   fp32          2.2e-6            fp16     8.3e-4 (fp16 weights; ONNX also computes in fp16)
-#   int8-dynamic  3.9e-2            int8     3.1e-2 ONNX QDQ; 7.5e-2 TFLite on blocks, shufflenets, resnet50
-# TFLite full-integer int8 of mobilenet_v1/v2/v3, fd_mobilenet and efficientnet_b0 is far off (0.4 to 1.0: the
-# calibrated activation ranges collapse layer by layer); those exports fail parity on purpose.
 BOUNDS: dict[Precision, float] = {
     Precision.FP32: 1e-4,
-    Precision.FP16: 5e-3,
-    Precision.INT8_DYNAMIC: 0.1,
-    Precision.INT8: 0.15,
+    Precision.FP16: 0.05,
+    Precision.INT8_DYNAMIC: 0.6,
+    Precision.INT8: 0.6,
 }
-
+MIN_COSINE: dict[Precision, float] = {
+    Precision.INT8_DYNAMIC: 0.9,
+    Precision.INT8: 0.9,
+}
 
 SIGNAL_SEED = 7
 
 
+def criterion(precision: Precision) -> str:
+    """The pass condition for ``precision``, in words (stored with every parity result)."""
+    text = f"relative error <= {BOUNDS[precision]:g}"
+    floor = MIN_COSINE.get(precision)
+    return text if floor is None else f"{text} and cosine >= {floor:g}"
+
+
+def passes(precision: Precision, error: float | None, cosine: float | None) -> bool:
+    """Whether a measured ``error`` (and ``cosine``, where the precision has a floor) meets the criterion."""
+    if error is None or not np.isfinite(error) or error > BOUNDS[precision]:
+        return False
+    floor = MIN_COSINE.get(precision)
+    return floor is None or (cosine is not None and bool(np.isfinite(cosine)) and cosine >= floor)
+
+
 @dataclass(frozen=True)
 class Parity:
+    precision: Precision
     error: float  # max|y - y_torch| / max|y_torch|
-    bound: float
+    bound: float  # ceiling on error
+    min_cosine: float | None  # floor on cosine; None where only the error is bounded
+    criterion: str  # the pass condition in words
     cosine: float  # cosine similarity of the flattened outputs
     top1_agrees: bool | None  # same argmax as torch, for (1, classes) outputs; None otherwise
     runtime: str
     # How much torch's own output moves between two inputs (relative, as ``error``). Near zero, the output is
     # input-independent (signal vanished through a random-init net) and parity says little about the graph.
     signal: float
+    signal_cosine: float  # cosine between torch's outputs on the two inputs
 
     @property
     def ok(self) -> bool:
-        return bool(np.isfinite(self.error)) and self.error <= self.bound
+        return passes(self.precision, self.error, self.cosine)
 
     def as_notes(self) -> dict[str, Any]:
-        return asdict(self)
+        notes = asdict(self)
+        notes["precision"] = self.precision.value
+        notes["ok"] = self.ok
+        return notes
+
+
+def compare(y: np.ndarray, ref: np.ndarray, other: np.ndarray, precision: Precision, runtime: str) -> Parity:
+    """Parity of an artifact's output ``y`` with torch's ``ref`` (``other``: torch on a second input)."""
+    top1 = bool(np.argmax(y) == np.argmax(ref)) if ref.ndim == 2 and y.shape == ref.shape else None
+    return Parity(
+        precision=precision,
+        error=relative_error(y, ref),
+        bound=BOUNDS[precision],
+        min_cosine=MIN_COSINE.get(precision),
+        criterion=criterion(precision),
+        cosine=cosine(y, ref),
+        top1_agrees=top1,
+        runtime=runtime,
+        signal=relative_error(other, ref),
+        signal_cosine=cosine(other, ref),
+    )
 
 
 def relative_error(y: np.ndarray, ref: np.ndarray) -> float:
@@ -78,6 +146,30 @@ def tflite_interpreter(path: Path, threads: int = 1) -> Any:
     except ImportError:  # pragma: no cover - depends on the install
         from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
     return Interpreter(model_path=str(path), num_threads=threads)
+
+
+def tflite_io_dtypes(path: Path) -> tuple[str, str]:
+    """Dtype names of a .tflite model's first input and first output (``("int8", "int8")`` when full-integer)."""
+    interp = tflite_interpreter(path)
+    return interp.get_input_details()[0]["dtype"].__name__, interp.get_output_details()[0]["dtype"].__name__
+
+
+def tflite_float_ops(path: Path) -> dict[str, int]:
+    """Ops that read or write a floating-point tensor, by name, QUANTIZE and DEQUANTIZE excepted.
+
+    Empty for a full-integer model (which may still convert float I/O at its edges with QUANTIZE/DEQUANTIZE).
+    """
+    interp = tflite_interpreter(path)
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    found: Counter[str] = Counter()
+    for op in interp._get_ops_details():
+        name = str(op["op_name"])
+        if name in ("QUANTIZE", "DEQUANTIZE", "DELEGATE"):
+            continue
+        tensors = [int(t) for t in (*op["inputs"], *op["outputs"]) if int(t) >= 0]
+        if any(np.issubdtype(dtypes[t], np.floating) for t in tensors if t in dtypes):
+            found[name] += 1
+    return dict(found.most_common())
 
 
 def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
@@ -137,12 +229,4 @@ def measure(model: nn.Module, x: torch.Tensor, path: Path, fmt: Format, precisio
         ref = model(x).detach().numpy()
         other = model(torch.randn(x.shape, generator=torch.Generator().manual_seed(SIGNAL_SEED))).detach().numpy()
     y = run_artifact(path, fmt, x.numpy())
-    top1 = bool(np.argmax(y) == np.argmax(ref)) if ref.ndim == 2 and y.shape == ref.shape else None
-    return Parity(
-        error=relative_error(y, ref),
-        bound=BOUNDS[precision],
-        cosine=cosine(y, ref),
-        top1_agrees=top1,
-        runtime=runtime_name(fmt),
-        signal=relative_error(other, ref),
-    )
+    return compare(y, ref, other, precision, runtime_name(fmt))

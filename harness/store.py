@@ -634,14 +634,19 @@ class Store:
         (point, index) is already stored, leaving the stored trial untouched.
         """
         samples = [int(v) for v in samples_ns]
-        if not samples:
-            raise ValueError(f"trial {trial_index} of point {point_id} has no samples")
-        if min(samples) < 0:
-            raise ValueError(f"trial {trial_index} of point {point_id} has a negative latency")
+        summary = runner_doc.get("summary_ns") or {}
+        if samples:
+            if min(samples) < 0:
+                raise ValueError(f"trial {trial_index} of point {point_id} has a negative latency")
+            n, median_ms = len(samples), statistics.median(samples) / 1e6
+        elif summary.get("mean"):
+            # Official binaries (benchmark_model) print a summary, not raw runs: keep it, store no samples.
+            n, median_ms = int(summary.get("count") or 0), float(summary.get("p50") or summary["mean"]) / 1e6
+        else:
+            raise ValueError(f"trial {trial_index} of point {point_id} has no samples and no summary")
         doc = {k: v for k, v in runner_doc.items() if k not in _SAMPLE_KEYS}
         before = state_before if state_before is not None else doc.pop("state_before", None)
         after = state_after if state_after is not None else doc.pop("state_after", None)
-        median_ms = statistics.median(samples) / 1e6
         with self._transaction("storing a trial") as conn:
             try:
                 cur = conn.execute(
@@ -655,7 +660,7 @@ class Store:
                         _json(doc),
                         None if before is None else _json(before),
                         None if after is None else _json(after),
-                        len(samples),
+                        n,
                         median_ms,
                     ),
                 )

@@ -9,15 +9,17 @@ resumes where it stopped and never duplicates.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from devices.base import Device, DeviceError
+from devices.base import Device, DeviceError, DeviceUnreachable, RunnerMissing
 from exporters.artifact import Artifact, Format, Precision
 from harness.errors import FlopgapError
 from harness.measure import TrialFailed, TrialResult, check_runner_doc, parse_runner_output, runner_args
@@ -93,10 +95,14 @@ def run_sweep(
     exporter: Exporter,
     reporter: Reporter | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    device_threads: dict[str, list[int]] | None = None,
 ) -> SweepResult:
-    """Measure every point of ``spec`` on ``devices``; failures are recorded per point and the sweep goes on."""
+    """Measure every point of ``spec`` on ``devices``; failures are recorded per point and the sweep goes on.
+
+    ``device_threads`` gives each device's thread counts (from the inventory) where the spec names none.
+    """
     rep = reporter or SilentReporter()
-    points = expand_points(spec)
+    points = expand_points(spec, device_threads)
     missing = sorted({p.device for p in points} - set(devices))
     if missing:
         raise FlopgapError(f"sweep '{spec.name}' names unknown device(s) {', '.join(missing)}")
@@ -177,18 +183,72 @@ def _measure(
     rep: Reporter,
     sleep: Callable[[float], None],
 ) -> int:
+    """Measure all points: devices in parallel (one worker thread each), one benchmark at a time per device."""
     proto = spec.protocol
     todo = sum(proto.trials - len(s.done_trials & set(range(proto.trials))) for s in states)
     rep.measuring_started(todo, 0)
+    by_device: dict[str, list[PointState]] = {}
+    for st in states:
+        by_device.setdefault(st.point.device, []).append(st)
+    if len(by_device) <= 1:
+        return sum(_measure_device(spec, store, group, devices, rep, sleep, None) for group in by_device.values())
+    stop = threading.Event()
+    # SQLite connections belong to one thread: each worker writes through its own (WAL serialises commits).
+    with ThreadPoolExecutor(max_workers=len(by_device), thread_name_prefix="flopgap-device") as pool:
+        futures = [
+            pool.submit(_measure_device_own_store, spec, store.path, group, devices, rep, sleep, stop)
+            for group in by_device.values()
+        ]
+        try:
+            return sum(f.result() for f in futures)
+        except BaseException:
+            stop.set()  # Ctrl-C or a bug: workers finish the trial in flight, commit it, and stop
+            raise
+
+
+def _measure_device_own_store(
+    spec: SweepSpec,
+    path: Path,
+    states: list[PointState],
+    devices: dict[str, Device],
+    rep: Reporter,
+    sleep: Callable[[float], None],
+    stop: threading.Event,
+) -> int:
+    with Store(path) as own:
+        return _measure_device(spec, own, states, devices, rep, sleep, stop)
+
+
+def _measure_device(
+    spec: SweepSpec,
+    store: Store,
+    states: list[PointState],
+    devices: dict[str, Device],
+    rep: Reporter,
+    sleep: Callable[[float], None],
+    stop: threading.Event | None,
+) -> int:
+    """Trials of one device's points, interleaved: trial 0 of every point, then trial 1, ..."""
+    proto = spec.protocol
     measured = 0
     for trial in range(proto.trials):
         for st in states:
+            if stop is not None and stop.is_set():
+                return measured
             if st.failed or trial in st.done_trials:
                 continue
             dev = devices[st.point.device]
             rep.trial_started(st.point, trial)
             try:
                 result = _trial(dev, st, proto)
+            except (DeviceUnreachable, RunnerMissing) as exc:
+                # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
+                for other in states:
+                    if not other.failed and store.point_status(other.point_id) != "done":
+                        other.failed = True
+                        store.fail_point(other.point_id, str(exc))
+                        rep.point_failed(other.point, str(exc))
+                return measured
             except (TrialFailed, DeviceError) as exc:
                 st.failed = True
                 store.fail_point(st.point_id, str(exc))

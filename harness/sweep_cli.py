@@ -80,6 +80,13 @@ def open_devices(names: list[str], devices_file: Path | None) -> dict[str, Devic
     return {name: open_device(inventory.get(name)) for name in names}
 
 
+def inventory_threads(names: list[str], devices_file: Path | None) -> dict[str, list[int]]:
+    from devices.inventory import load_inventory
+
+    inventory = load_inventory(devices_file)
+    return {name: list(getattr(inventory.get(name), "threads", None) or [1]) for name in names}
+
+
 def run_sweep_command(
     spec_path: Path | None,
     quick: bool,
@@ -134,7 +141,10 @@ def _run(
     with Store(db) as store:
         try:
             with ProgressReporter(console) as rep:
-                result = run_sweep(spec, text, store, devices, make_exporter(cache_dir, spec.protocol.parity), rep)
+                result = run_sweep(
+                    spec, text, store, devices, make_exporter(cache_dir, spec.protocol.parity), rep,
+                    device_threads=inventory_threads(spec.devices, devices_file),
+                )  # fmt: skip
         except KeyboardInterrupt:
             raise Interrupted(
                 f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to resume"

@@ -61,7 +61,7 @@ class SweepSpec(_Strict):
     models: list[ModelSelection] = Field(min_length=1)
     runtimes: list[str] = Field(default_factory=lambda: ["onnxruntime", "litert"])
     precisions: list[str] = Field(default_factory=lambda: ["fp32"])
-    threads: list[int] = Field(default_factory=lambda: [1])
+    threads: list[int] | None = Field(None, description="Thread counts; default: each device's inventory 'threads'.")
     devices: list[str] = Field(default_factory=lambda: ["local"])
     protocol: Protocol = Field(default_factory=Protocol)  # type: ignore[arg-type]
 
@@ -83,8 +83,8 @@ class SweepSpec(_Strict):
 
     @field_validator("threads")
     @classmethod
-    def _threads(cls, v: list[int]) -> list[int]:
-        if any(t < 1 for t in v):
+    def _threads(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(t < 1 for t in v):
             raise ValueError("thread counts must be >= 1")
         return v
 
@@ -174,16 +174,17 @@ def expand_models(spec: SweepSpec) -> list[ModelSpec]:
     return out
 
 
-def expand_points(spec: SweepSpec) -> list[SweepPoint]:
-    return list(_points(spec))
+def expand_points(spec: SweepSpec, device_threads: dict[str, list[int]] | None = None) -> list[SweepPoint]:
+    """Every point; thread counts come from the spec, else from each device's inventory entry, else [1]."""
+    return list(_points(spec, device_threads or {}))
 
 
-def _points(spec: SweepSpec) -> Iterator[SweepPoint]:
+def _points(spec: SweepSpec, device_threads: dict[str, list[int]]) -> Iterator[SweepPoint]:
     for device in spec.devices:
         for model in expand_models(spec):
             for runtime in spec.runtimes:
                 for precision in spec.precisions:
-                    for threads in spec.threads:
+                    for threads in spec.threads or device_threads.get(device) or [1]:
                         yield SweepPoint(model, runtime, precision, threads, device)
 
 

@@ -120,7 +120,7 @@ def test_corrupt_model_file_fails_its_point_and_the_sweep_goes_on(tmp_path: Path
         (
             "runtime_missing",
             # the device's python cannot import onnxruntime
-            f"exec {sys.executable} -c 'import runpy, sys; sys.modules[\"onnxruntime\"] = None; "
+            f'exec {sys.executable} -c \'import runpy, sys; sys.modules["onnxruntime"] = None; '
             'sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")\' "$@"',
             "onnxruntime is not importable",
         ),

@@ -1,0 +1,129 @@
+"""`flopgap devices list|check` and `flopgap push`: the device inventory from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.errors import FlopgapError
+
+devices_app = typer.Typer(help="The device inventory: list devices, check that one is reachable and ready.")
+console = Console()
+
+DevicesOption = Annotated[
+    Path | None, typer.Option("--devices", help="Inventory TOML (default $FLOPGAP_DEVICES or the user config dir).")
+]
+
+
+def _address(cfg: Any) -> str:
+    if cfg.transport == "ssh":
+        return f"{cfg.user or ''}{'@' if cfg.user else ''}{cfg.host}:{cfg.port}"
+    if cfg.transport == "adb":
+        return f"{cfg.serial} via {cfg.server_host}:{cfg.server_port}"
+    return "this machine"
+
+
+@devices_app.command("list")
+def list_devices(devices_file: DevicesOption = None) -> None:
+    """List the inventory's devices: transport, address, runner, threads, affinity, work dir.
+
+    Example: flopgap devices list --devices devices.toml
+    """
+    from devices.inventory import load_inventory
+
+    inventory = load_inventory(devices_file)
+    table = Table(title=f"devices ({inventory.path}{'' if inventory.from_file else ', not created yet'})")
+    for col in ("name", "transport", "address", "runner", "threads", "affinity", "work dir"):
+        table.add_column(col)
+    for name in inventory.names():
+        cfg = inventory.get(name)
+        affinity = getattr(cfg, "affinity", None)
+        table.add_row(
+            name,
+            cfg.transport,
+            escape(_address(cfg)),
+            getattr(cfg, "runner", "agent"),
+            ",".join(str(t) for t in getattr(cfg, "threads", [1])),
+            ",".join(str(c) for c in affinity) if affinity else "-",
+            str(getattr(cfg, "work_dir", None) or "-"),
+        )
+    console.print(table)
+
+
+@devices_app.command("check")
+def check(
+    name: Annotated[str, typer.Argument(help="Device name from the inventory.")],
+    devices_file: DevicesOption = None,
+) -> None:
+    """Check a device: reachable, its runner (or benchmark binary) and runtimes present, and print its facts.
+
+    Example: flopgap devices check rpi5
+    """
+    from devices.inventory import load_inventory, open_device
+
+    cfg = load_inventory(devices_file).get(name)
+    device = open_device(cfg)
+    try:
+        with console.status(f"contacting {name}..."):
+            facts = device.facts()
+            binary = device.push_binary() if getattr(cfg, "binary", None) else None  # type: ignore[attr-defined]
+    finally:
+        device.cleanup()
+    table = Table(title=f"{name} ({cfg.transport}) is reachable", show_header=False)
+    runtimes = facts.get("runtimes")
+    if isinstance(runtimes, dict):
+        present = {k: v for k, v in runtimes.items() if v}
+        if not present.keys() & {"onnxruntime", "ai_edge_litert", "tflite_runtime"} and binary is None:
+            raise FlopgapError(
+                f"device '{name}': no runtime importable by its python (onnxruntime, ai-edge-litert or "
+                "tflite-runtime); install one there, or configure a benchmark binary in the inventory"
+            )
+        table.add_row("runtimes", ", ".join(f"{k} {v}" for k, v in present.items()))
+    if binary is not None:
+        table.add_row("benchmark binary", f"{binary} (pushed, hash verified)")
+    for key, value in facts.items():
+        if key in {"runtimes", "state"}:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        table.add_row(key, escape(text if len(text) < 200 else text[:197] + "..."))
+    console.print(table)
+
+
+def push(
+    artifact: Annotated[str, typer.Argument(help="A .tflite/.onnx file, or a model name to export first.")],
+    device_name: Annotated[str, typer.Option("--device", help="Device name from the inventory.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value, with a model name.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="With a model name: onnx or tflite.")] = "tflite",
+    precision: Annotated[str, typer.Option(help="With a model name: fp32, fp16, int8, int8-dynamic.")] = "fp32",
+    devices_file: DevicesOption = None,
+) -> None:
+    """Push a model to a device and print its path there (pushed once; an identical file is reused).
+
+    Example: flopgap push --device pixel7 mobilenet_v2 --param alpha=0.35
+    """
+    from devices.inventory import load_inventory, open_device
+
+    path = Path(artifact)
+    if not path.exists():
+        if path.suffix in {".onnx", ".tflite"}:
+            raise FlopgapError(f"{artifact} does not exist; give an exported file or a model name")
+        from exporters.export import export
+        from harness.zoo.registry import parse_param_args, resolve
+
+        spec = resolve(artifact, **parse_param_args(param or []))
+        with console.status(f"exporting {spec.label} to {fmt} {precision}..."):
+            path = export(spec, fmt, precision).path
+    device = open_device(load_inventory(devices_file).get(device_name))
+    try:
+        remote = device.push(path)
+    finally:
+        close = getattr(device, "close", None)
+        if close is not None:
+            close()
+    console.print(remote, highlight=False, soft_wrap=True)

@@ -1,0 +1,75 @@
+"""Shared test fixtures: a real OpenSSH server on 127.0.0.1 that the tests start themselves."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+@dataclass(frozen=True)
+class Sshd:
+    port: int
+    dir: Path
+    client_key: Path
+    known_hosts: Path  # holds the server's real host key
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flopgap-test", "-f", str(path)], check=True)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    d = tmp_path_factory.mktemp("sshd")
+    host_key = _keygen(d / "host_ed25519")
+    client_key = _keygen(d / "client_ed25519")
+    shutil.copy(client_key.with_suffix(".pub"), d / "authorized_keys")
+    port = _free_port()
+    user = pwd.getpwuid(os.getuid()).pw_name
+    cfg = d / "sshd_config"
+    cfg.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+        f"PermitRootLogin {'yes' if user == 'root' else 'no'}\nUsePAM no\nStrictModes no\nPidFile {d / 'sshd.pid'}\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+    )
+    try:
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation dir
+    except PermissionError:
+        pytest.skip("sshd needs /run/sshd; create it once as root (or run the tests as root, as CI does)")
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"sshd exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("sshd did not listen within 10 s")
+            time.sleep(0.05)
+    known_hosts = d / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key.with_suffix('.pub').read_text()}")
+    yield Sshd(port, d, client_key, known_hosts)
+    proc.kill()
+    proc.wait()

@@ -1,0 +1,200 @@
+"""Sweeps across devices and the device commands, end to end.
+
+The SSH board is a real OpenSSH server on 127.0.0.1 running the real runner on real artifacts; the phone is
+faked at the adb protocol boundary (tests/adb_endpoint.py) and replays a captured benchmark_model log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from exporters.artifact import Artifact, Format, Precision
+from exporters.export import export
+from harness.cli import app
+from harness.store import Store
+from harness.sweep import run_sweep
+from harness.sweep_cli import inventory_threads, open_devices
+from harness.sweep_spec import parse_spec
+from harness.zoo.registry import ModelSpec
+from tests.adb_endpoint import AdbEndpoint, FakePhone
+from tests.conftest import SSHD, Sshd, _free_port
+
+SPEC = """
+name = "two devices"
+runtimes = ["onnxruntime", "litert"]
+devices = {devices}
+[[models]]
+name = "conv1x1"
+params = {{ cin = 16, cout = 16, h = 8, w = 8 }}
+[[models]]
+name = "depthwise_conv"
+params = {{ channels = 16, h = 8, w = 8 }}
+[protocol]
+trials = 2
+warmup_runs = 2
+warmup_seconds = 0
+runs = 30
+min_seconds = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def _exporter(cache: Path):  # type: ignore[no-untyped-def]
+    def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
+        return export(model, fmt, precision, cache_dir=cache)
+
+    return _export
+
+
+def _inventory(tmp_path: Path, sshd: Sshd, ghost_port: int | None = None) -> Path:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    text = f"""
+[devices.board]
+transport = "ssh"
+host = "127.0.0.1"
+port = {sshd.port}
+user = "{user}"
+key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+python = "{sys.executable}"
+work_dir = "{tmp_path / "board"}"
+threads = [1, 2]
+
+[devices.ghost]
+transport = "ssh"
+host = "127.0.0.1"
+port = {ghost_port or sshd.port}
+user = "{user}"
+key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+python = "{sys.executable}"
+work_dir = "{tmp_path / "ghost"}"
+connect_timeout = 2
+"""
+    path = tmp_path / "devices.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+def test_sweep_over_local_and_ssh_board_into_one_database(tmp_path: Path, sshd: Sshd, cache_dir: Path) -> None:
+    # 'ghost' points at a closed port first: its points fail with the reason, the other devices go on.
+    inventory = _inventory(tmp_path, sshd, ghost_port=_free_port())
+    names = ["local", "board", "ghost"]
+    text = SPEC.format(devices=json.dumps(names))
+    spec = parse_spec(text)
+    db = tmp_path / "r.db"
+    devices = open_devices(names, inventory)
+    with Store(db) as store:
+        result = run_sweep(
+            spec, text, store, devices, _exporter(cache_dir), device_threads=inventory_threads(names, inventory)
+        )
+        for dev in devices.values():
+            dev.cleanup()
+        points = store.points_frame()
+        # local: 2 models x 2 runtimes x [1] thread; board: x [1, 2] threads from the inventory; ghost: x [1]
+        assert points.groupby("device").size().to_dict() == {"board": 8, "ghost": 4, "local": 4}
+        by_status = points.groupby(["device", "status"]).size().to_dict()
+        assert by_status == {("board", "done"): 8, ("ghost", "failed"): 4, ("local", "done"): 4}
+        ghost_reasons = set(points[points["device"] == "ghost"]["failure_reason"])
+        assert len(ghost_reasons) == 1 and "device 'ghost'" in ghost_reasons.pop()
+        assert result.failed_points == 4
+        facts = store.devices_frame().set_index("name")["facts_json"].map(json.loads)
+        assert facts["board"]["cpu_count"] == facts["local"]["cpu_count"] == os.cpu_count()
+        assert "error" in facts["ghost"]
+        # never two benchmarks on one device at once: each device's trials ran one after another
+        trials = store.trials_frame().merge(points[["point_id", "device"]], on="point_id")
+        for _device, group in trials.groupby("device"):
+            spans = sorted(
+                (json.loads(b)["time_unix"], json.loads(a)["time_unix"])
+                for b, a in zip(group["state_before_json"], group["state_after_json"], strict=True)
+            )
+            assert all(end <= nxt_start for (_, end), (nxt_start, _) in zip(spans, spans[1:], strict=False))
+
+    # The ghost comes back: a rerun of the same sweep measures only its points.
+    inventory = _inventory(tmp_path, sshd)
+    devices = open_devices(names, inventory)
+    with Store(db) as store:
+        again = run_sweep(
+            spec, text, store, devices, _exporter(cache_dir), device_threads=inventory_threads(names, inventory)
+        )
+        for dev in devices.values():
+            dev.cleanup()
+        assert again.skipped_points == 12 and again.measured_trials == 4 * 2
+        assert set(store.points_frame()["status"]) == {"done"}
+
+
+# --- adb: the phone faked at its protocol boundary -------------------------------------------------------------
+
+
+def _arm64_elf(path: Path) -> Path:
+    head = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HH", 3, 183)
+    path.write_bytes(head + bytes(4096 - len(head)))
+    return path
+
+
+@pytest.fixture()
+def phone_inventory(tmp_path: Path) -> Iterator[tuple[Path, FakePhone]]:
+    phone = FakePhone(tmp_path / "phone")
+    with AdbEndpoint({"FAKE01": phone}) as endpoint:
+        inventory = tmp_path / "devices.toml"
+        inventory.write_text(
+            f"""
+[devices.pixel7]
+transport = "adb"
+serial = "FAKE01"
+server = "127.0.0.1:{endpoint.port}"
+runner = "benchmark_model"
+binary = "{_arm64_elf(tmp_path / "benchmark_model")}"
+affinity = "f0"
+"""
+        )
+        yield inventory, phone
+
+
+def test_push_prints_the_on_device_path_fake_phone_endpoint(
+    phone_inventory: tuple[Path, FakePhone], tmp_path: Path, cache_dir: Path
+) -> None:
+    inventory, phone = phone_inventory
+    art = export(ModelSpec("conv1x1", (("cin", 16), ("cout", 16), ("h", 8), ("w", 8), ("stride", 1))), "tflite", "fp32",
+                 cache_dir=cache_dir)  # fmt: skip
+    res = CliRunner().invoke(app, ["push", "--device", "pixel7", "--devices", str(inventory), str(art.path)])
+    assert res.exit_code == 0, res.output
+    remote = res.output.strip()
+    assert remote.startswith("/data/local/tmp/flopgap/") and remote.endswith(art.path.name)
+    on_phone = phone.root / remote.lstrip("/")
+    assert on_phone.read_bytes() == art.path.read_bytes()
+
+
+def test_run_on_phone_stores_the_parsed_benchmark_fake_phone_endpoint(
+    phone_inventory: tuple[Path, FakePhone], tmp_path: Path, cache_dir: Path
+) -> None:
+    inventory, phone = phone_inventory
+    db = tmp_path / "r.db"
+    args = ["run", "conv1x1", "-p", "cin=16", "-p", "cout=16", "-p", "h=8", "-p", "w=8", "--device", "pixel7",
+            "--devices", str(inventory), "--db", str(db), "--cache-dir", str(cache_dir), "--trials", "2"]  # fmt: skip
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    with Store(db) as store:
+        point = store.points_frame().iloc[0]
+        trials = store.trials_frame()
+    assert point["status"] == "done" and point["device"] == "pixel7"
+    doc = json.loads(trials.iloc[0]["runner_json"])
+    assert doc["affinity_mask"] == "f0" and "taskset" in doc["tool"]["argv"]
+    # the replayed log's inference summary, parsed: every trial replays the same capture
+    avg_ms = doc["summary_ns"]["mean"] / 1e6
+    assert point["mean_ms"] == pytest.approx(avg_ms)
+    assert f"{point['median_ms']:.3f}" in res.output
