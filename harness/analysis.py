@@ -15,6 +15,7 @@ profiled op and an accounted op are the same op when they share the artifact and
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -49,6 +50,8 @@ CATEGORIES: tuple[str, ...] = (
 SHUFFLE = "shuffle_transpose"
 DEPTHWISE = "depthwise_conv"
 UNATTRIBUTED = "other"  # a profiled node neither the profiler nor the graph account could put in a category
+# op_profile's category for TFLite rows: one row per block sub-model (module path), not per op.
+BLOCK = "block"
 
 # Models the latency-vs-MACs fit leaves out: guideline blocks are single-block stacks at matched FLOPs, not
 # networks, and would pull the fit of the model zoo towards their own regime.
@@ -58,13 +61,28 @@ FIT_EXCLUDED_FAMILIES: tuple[str, ...] = ("guideline",)
 HOW_TO: dict[str, str] = {
     "points": "no measured points: run 'flopgap sweep SPEC.toml'",
     "fit": "fewer than two models with MACs in any context: sweep more models ('flopgap sweep SPEC.toml')",
-    "op_profiles": "no op profiles: run 'flopgap profile MODEL --device DEVICE' (or a sweep with profiling on)",
+    "op_profiles": "no op profiles: run 'flopgap profile MODEL --device DEVICE --runtime RUNTIME --threads N'",
     "accounts": "no graph accounts (per-op FLOPs) for the profiled artifacts: keep their files under the "
     "artifact cache, or re-export them with 'flopgap export MODEL'",
-    "calibrations": "no roofline calibration: run 'flopgap calibrate --device DEVICE'",
+    "calibrations": "no roofline calibration: run 'flopgap calibrate --device DEVICE --runtime RUNTIME --threads N'",
     "guidelines": "no guideline experiments: sweep the guideline_g1..guideline_g4 blocks "
     "(e.g. 'flopgap sweep' with models = ['guideline_g*'])",
 }
+
+
+def profile_command(context: Context, model: str, params: Mapping[str, Any] | str | None = None) -> str:
+    """The ``flopgap profile`` command line that fills the op profile of one model in one context."""
+    values = json.loads(params) if isinstance(params, str) else dict(params or {})
+    flags = "".join(f" -p {k}={v}" for k, v in sorted(values.items()))
+    return (
+        f"flopgap profile {model}{flags} --device {context.device} --runtime {context.runtime} "
+        f"--threads {context.threads} --precision {context.precision}"
+    )
+
+
+def calibrate_command(context: Context) -> str:
+    """The ``flopgap calibrate`` command line for the roofline of one context."""
+    return f"flopgap calibrate --device {context.device} --runtime {context.runtime} --threads {context.threads}"
 
 
 @dataclass(frozen=True)
@@ -228,7 +246,7 @@ def _profiles(store: Store, points: pd.DataFrame) -> pd.DataFrame:
         category=("category", "first"),
         module_path=("module_path", "first"),
         time_us=("time_us", "sum"),
-        calls=("calls", "sum"),
+        calls=("calls", "max"),
     )
     per_node = per_profile.groupby(["point_id", "node_name"], sort=False, as_index=False).agg(
         op_type=("op_type", "first"),
@@ -435,6 +453,7 @@ def op_breakdown(results: Results) -> pd.DataFrame:
     graph account (see ``Results.account_errors``). Points without an op profile are not here: see
     :func:`missing_profiles`."""
     prof = results.op_profiles
+    prof = prof[~prof["point_id"].isin(block_profiled(results))]
     if prof.empty:
         return pd.DataFrame(columns=list(BREAKDOWN_COLUMNS))
     info = prof.drop_duplicates("point_id")[["point_id", "artifact_sha", *_POINT_INFO[2:], *CONTEXT]]
@@ -462,10 +481,88 @@ def op_breakdown(results: Results) -> pd.DataFrame:
     return both[list(BREAKDOWN_COLUMNS)]
 
 
+def block_profiled(results: Results) -> set[int]:
+    """Points whose profile is per block (TFLite sub-models), not per op: no per-category time."""
+    prof = results.op_profiles
+    if prof.empty:
+        return set()
+    blocks = prof.groupby("point_id")["category"].agg(lambda c: bool((c == BLOCK).all()))
+    return {int(p) for p, is_block in blocks.items() if is_block}
+
+
+BLOCK_COLUMNS = (
+    "point_id",
+    *CONTEXT,
+    "runtime_version",
+    "model_label",
+    "input_shape",
+    "block",
+    "op_type",
+    "flops",
+    "flops_share",
+    "time_us",
+    "time_share",
+)
+OUTSIDE_BLOCKS = "(outside the timed blocks)"
+
+
+def block_breakdown(results: Results) -> pd.DataFrame:
+    """Per block-profiled point (TFLite) and block: share of the model's FLOPs vs share of the blocks' time.
+
+    A block's FLOPs are those of the graph-account ops whose module path is the block's or under it; the ops
+    under no timed block get one row named :data:`OUTSIDE_BLOCKS` (no time). FLOP columns are NaN when the
+    artifact has no account or the account has no module paths.
+    """
+    prof = results.op_profiles
+    prof = prof[prof["point_id"].isin(block_profiled(results))]
+    if prof.empty:
+        return pd.DataFrame(columns=list(BLOCK_COLUMNS))
+    rows: list[dict[str, Any]] = []
+    for _point_id, group in prof.groupby("point_id", sort=True):
+        acc = results.accounts[results.accounts["artifact_sha"] == group["artifact_sha"].iloc[0]]
+        paths = acc["module_path"].fillna("").astype(str)
+        usable = not acc.empty and bool((paths != "").any())
+        total_flops = float(acc["flops"].sum()) if usable else math.nan
+        total_time = float(group["time_us"].sum())
+        covered = pd.Series(False, index=acc.index)
+        base = {c: group[c].iloc[0] for c in ("point_id", *CONTEXT, "runtime_version", "model_label", "input_shape")}
+        for record in group.to_dict("records"):
+            block = str(record["module_path"] or record["node_name"])
+            inside = (paths == block) | paths.str.startswith(block + ".")
+            covered |= inside
+            flops = float(acc.loc[inside, "flops"].sum()) if usable else math.nan
+            rows.append(
+                {
+                    **base,
+                    "block": block,
+                    "op_type": record["op_type"],
+                    "flops": flops,
+                    "flops_share": flops / total_flops if total_flops else math.nan,
+                    "time_us": record["time_us"],
+                    "time_share": record["time_us"] / total_time if total_time else math.nan,
+                }
+            )
+        if usable:
+            rest = float(acc.loc[~covered, "flops"].sum())
+            rows.append(
+                {
+                    **base,
+                    "block": OUTSIDE_BLOCKS,
+                    "op_type": "",
+                    "flops": rest,
+                    "flops_share": rest / total_flops if total_flops else math.nan,
+                    "time_us": 0.0,
+                    "time_share": 0.0,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(BLOCK_COLUMNS))
+
+
 def missing_profiles(results: Results) -> pd.DataFrame:
     """Measured points that have no op profile: context and model, to say what to profile."""
     frame = results.points[~results.points["point_id"].isin(results.op_profiles["point_id"].unique())]
-    return frame[["point_id", *CONTEXT, "runtime_version", "model_label", "input_shape"]].reset_index(drop=True)
+    columns = ["point_id", *CONTEXT, "runtime_version", "model", "params", "model_label", "input_shape"]
+    return frame[columns].reset_index(drop=True)
 
 
 def category_gaps(results: Results, breakdown: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -508,19 +605,31 @@ class Headline:
     depthwise_time_share: float
     has_shuffle: bool
     has_depthwise: bool
+    per_block: bool = False  # a TFLite per-block profile: op categories' time cannot be told apart
 
     @property
     def sentence(self) -> str:
         """``shufflenet_v2[scale=0.5] on local/onnxruntime: shuffle/transpose 0.0% of FLOPs, 7.3% of time; …``."""
         parts = []
-        if self.has_shuffle:
-            parts.append(f"shuffle/transpose {_pct(self.shuffle_flops_share)} of FLOPs, {_pct(self.shuffle_time_share)} of time")
+        if self.per_block:
+            parts.append(
+                "per-block profile only (the TFLite runtime has no per-op profiler), so shuffle/transpose and "
+                "depthwise time cannot be told apart from the rest of each block; see the block breakdown"
+            )
+        elif self.has_shuffle:
+            parts.append(
+                f"shuffle/transpose {_pct(self.shuffle_flops_share)} of FLOPs, {_pct(self.shuffle_time_share)} of time"
+            )
         if self.has_depthwise:
             parts.append(
                 f"depthwise conv {_pct(self.depthwise_flops_share)} of FLOPs, {_pct(self.depthwise_time_share)} of time"
             )
         if not parts:
-            parts.append("no shuffle/transpose or depthwise ops")
+            parts.append(
+                "no shuffle/transpose or depthwise ops"
+                if self.shuffle_flops_share is not None
+                else "op categories and FLOP shares unknown (no graph account of the artifact)"
+            )
         where = f"{self.model_label} on {self.context.device}/{self.context.runtime}"
         detail = (
             f"({self.context.runtime} {self.runtime_version}, {self.context.threads} "
@@ -564,6 +673,25 @@ def headlines(results: Results, breakdown: pd.DataFrame | None = None) -> list[H
                 depthwise_time_share=share(DEPTHWISE, "time_share"),
                 has_shuffle=present(SHUFFLE),
                 has_depthwise=present(DEPTHWISE),
+            )
+        )
+    blocks = results.op_profiles[results.op_profiles["point_id"].isin(block_profiled(results))]
+    for point_id, group in blocks.groupby("point_id", sort=True):
+        first = group.iloc[0]
+        out.append(
+            Headline(
+                point_id=int(point_id),
+                context=Context.of(first),
+                runtime_version=str(first["runtime_version"] or "unknown"),
+                model_label=str(first["model_label"]),
+                input_shape=str(first["input_shape"]),
+                shuffle_flops_share=None,
+                shuffle_time_share=math.nan,
+                depthwise_flops_share=None,
+                depthwise_time_share=math.nan,
+                has_shuffle=False,
+                has_depthwise=False,
+                per_block=True,
             )
         )
     return out
@@ -640,9 +768,8 @@ def roofline(results: Results) -> pd.DataFrame:
     frame["attainable_gflops"] = np.fmin(frame["peak_gflops"], memory_roof)
     frame.loc[frame["peak_gflops"].isna() | memory_roof.isna(), "attainable_gflops"] = np.nan
     frame["efficiency"] = frame["achieved_gflops"] / frame["attainable_gflops"]
-    frame["bound"] = np.where(
-        frame["attainable_gflops"].isna(), None, np.where(memory_roof < frame["peak_gflops"], "memory", "compute")
-    )
+    bound = pd.Series(np.where(memory_roof < frame["peak_gflops"], "memory", "compute"), index=frame.index)
+    frame["bound"] = bound.where(frame["attainable_gflops"].notna(), None)
     return frame.sort_values(["point_id", "node_name"]).reset_index(drop=True)[list(ROOFLINE_COLUMNS)]
 
 
@@ -668,14 +795,15 @@ def _ratio(p: Mapping[str, Any]) -> float:
 
 
 def _fragments(p: Mapping[str, Any]) -> float:
+    """The paper's order: 1 fragment, then 2 and 4 in series, then 2 and 4 in parallel."""
     variant = str(p["variant"])
-    return int(variant[0]) + (0.5 if variant.endswith("parallel") else 0.0)
+    return int(variant[0]) + (10.0 if variant.endswith("parallel") else 0.0)
 
 
 def _increasing(latencies: list[float]) -> bool | None:
     if len(latencies) < 2:
         return None
-    return all(a < b for a, b in zip(latencies, latencies[1:], strict=False))
+    return all(a < b for a, b in itertools.pairwise(latencies))
 
 
 def _g1_agrees(lat: dict[str, float]) -> bool | None:
@@ -692,7 +820,9 @@ def _g2_agrees(lat: dict[str, float]) -> bool | None:
 def _g3_agrees(lat: dict[str, float]) -> bool | None:
     verdicts = []
     for kind in ("series", "parallel"):
-        chain = [k for k in ("variant=1-fragment", f"variant=2-fragment-{kind}", f"variant=4-fragment-{kind}") if k in lat]
+        chain = [
+            k for k in ("variant=1-fragment", f"variant=2-fragment-{kind}", f"variant=4-fragment-{kind}") if k in lat
+        ]
         verdict = _increasing([lat[k] for k in chain])
         if verdict is not None:
             verdicts.append(verdict)

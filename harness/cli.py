@@ -185,11 +185,13 @@ def _enum(kind: type, value: str, flag: str):  # type: ignore[no-untyped-def]
 
 def _mount_subcommands() -> None:
     from harness.devices_cmd import devices_app, push
+    from harness.report_cmd import report
     from harness.results_cmd import results_app
 
     app.add_typer(results_app, name="results")
     app.add_typer(devices_app, name="devices")
     app.command("push")(push)
+    app.command("report")(report)
 
 
 _mount_subcommands()

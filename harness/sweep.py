@@ -109,8 +109,10 @@ def run_sweep(
     run_id = store.start_run(spec.name, spec_text)
     status = "failed"
     try:
-        states, skipped = _prepare(spec, store, run_id, points, devices, exporter, rep)
+        states, skipped, finished = _prepare(spec, store, run_id, points, devices, exporter, rep)
         measured = _measure(spec, store, states, devices, rep, sleep)
+        if spec.protocol.profile:
+            _profile_pass(spec, store, [*finished, *states], devices, rep)
         status = "completed"
         failed = sum(1 for s in states if s.failed)
         return SweepResult(run_id, [s.point_id for s in states], measured, skipped, failed)
@@ -129,7 +131,7 @@ def _prepare(
     devices: dict[str, Device],
     exporter: Exporter,
     rep: Reporter,
-) -> tuple[list[PointState], int]:
+) -> tuple[list[PointState], int, list[PointState]]:
     # Export each (model, format, precision) once; a failed export fails its points, not the sweep.
     artifacts: dict[tuple[ModelSpec, str, str], Artifact | str] = {}
     wanted = list(dict.fromkeys((p.model, p.format, p.precision) for p in points))
@@ -154,6 +156,7 @@ def _prepare(
         store.upsert_device(name, dev.transport, facts)
 
     states: list[PointState] = []
+    finished: list[PointState] = []  # done before this run; the profile pass may still need them
     skipped = 0
     for p in points:
         art = artifacts[(p.model, p.format, p.precision)]
@@ -165,9 +168,10 @@ def _prepare(
         pid = store.ensure_point(run_id, *_key_fields(p, art))
         if store.point_status(pid) == "done":
             skipped += 1
+            finished.append(PointState(p, pid, art))
             continue
         states.append(PointState(p, pid, art, done_trials=store.trials_done(pid)))
-    return states, skipped
+    return states, skipped, finished
 
 
 def _key_fields(p: SweepPoint, art: Artifact | None) -> tuple[str, str, str, int, dict[str, Any]]:
@@ -282,6 +286,31 @@ def _trial(dev: Device, st: PointState, proto: SweepProtocol) -> TrialResult:
         st.remote_path = dev.push(st.artifact.path)
     argv = [*starter(), *runner_args(st.remote_path, st.point.threads, proto, st.point.options)]
     return parse_runner_output(dev.run(argv, timeout=proto.timeout_s), dev.name)
+
+
+def _profile_pass(
+    spec: SweepSpec, store: Store, states: list[PointState], devices: dict[str, Device], rep: Reporter
+) -> None:
+    """Per-op (ONNX) or per-block (TFLite) times for every done point that has none yet; after all trials, so
+    profiling never sits between timed trials. A failure is reported and leaves the point's timing untouched."""
+    from harness.op_profile import has_profile, profile_artifact, store_profile
+
+    proto = spec.protocol
+    for st in states:
+        if st.failed or store.point_status(st.point_id) != "done" or has_profile(store, st.point_id):
+            continue
+        p = st.point
+        try:
+            profile = profile_artifact(
+                devices[p.device], p.model, st.artifact, p.threads, proto, p.options, depth=proto.profile_depth
+            )
+        except FlopgapError as exc:
+            rep.point_failed(p, f"profiling failed (timing kept): {exc}")
+            continue
+        store_profile(store, st.point_id, profile)
+        hook = getattr(rep, "point_profiled", None)
+        if hook is not None:
+            hook(p, profile)
 
 
 def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:

@@ -54,6 +54,12 @@ class Protocol(_Strict):
     cv_threshold: float = Field(0.10, gt=0, description="A point whose CV exceeds this is flagged noisy.")
     spread_threshold: float = Field(0.05, gt=0, description="Max relative spread of trial medians before noisy.")
     parity: bool = Field(True, description="Check each artifact against torch on export.")
+    profile: bool = Field(
+        False,
+        description="After measuring, store each point's per-op times: ORT per-node for ONNX, per-block "
+        "sub-model times for TFLite (see harness/op_profile.py).",
+    )
+    profile_depth: int = Field(1, ge=1, description="TFLite block profiles: depth of the module tree to cut at.")
 
 
 class SweepSpec(_Strict):

@@ -6,6 +6,7 @@ faked at the adb protocol boundary (tests/adb_endpoint.py) and replays a capture
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pwd
@@ -122,7 +123,7 @@ def test_sweep_over_local_and_ssh_board_into_one_database(tmp_path: Path, sshd: 
                 (json.loads(b)["time_unix"], json.loads(a)["time_unix"])
                 for b, a in zip(group["state_before_json"], group["state_after_json"], strict=True)
             )
-            assert all(end <= nxt_start for (_, end), (nxt_start, _) in zip(spans, spans[1:], strict=False))
+            assert all(end <= nxt_start for (_, end), (nxt_start, _) in itertools.pairwise(spans))
 
     # The ghost comes back: a rerun of the same sweep measures only its points.
     inventory = _inventory(tmp_path, sshd)
@@ -182,7 +183,7 @@ def test_push_prints_the_on_device_path_fake_phone_endpoint(
 def test_run_on_phone_stores_the_parsed_benchmark_fake_phone_endpoint(
     phone_inventory: tuple[Path, FakePhone], tmp_path: Path, cache_dir: Path
 ) -> None:
-    inventory, phone = phone_inventory
+    inventory, _phone = phone_inventory
     db = tmp_path / "r.db"
     args = ["run", "conv1x1", "-p", "cin=16", "-p", "cout=16", "-p", "h=8", "-p", "w=8", "--device", "pixel7",
             "--devices", str(inventory), "--db", str(db), "--cache-dir", str(cache_dir), "--trials", "2"]  # fmt: skip

@@ -1,19 +1,22 @@
 """Real conversions of zoo models: parity for the smallest configuration of every family, in both formats.
 
-The default run converts one small model per family (about 10 s per model for both formats on one core); the
-whole-zoo sweep at every precision is marked slow.
+The default run converts one small model per family (a few seconds per model and format on one core), checks
+every reduced precision on ShuffleNet V2 and that a wrong artifact fails parity; the whole-zoo sweep at every
+precision is marked slow. Bounds and the measurements behind them: ``exporters.parity`` and
+``benchmarks/parity_errors.py``.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from exporters.artifact import Format, Precision
 from exporters.export import export
-from exporters.parity import BOUNDS
+from exporters.parity import BOUNDS, MIN_COSINE, compare, measure, run_artifact, tflite_float_ops, tflite_io_dtypes
 from harness.zoo.registry import ModelSpec, list_models, resolve
 
 SMALLEST: dict[str, tuple[str, dict[str, object]]] = {
@@ -51,8 +54,12 @@ def test_fp32_parity_per_family(cache: Path, family: str, fmt: Format) -> None:
     spec = _spec(family)
     art = export(spec, fmt, Precision.FP32, cache_dir=cache)
     assert art.parity_error is not None and art.parity_error <= 1e-4
+    assert art.notes["parity"]["ok"] is True and art.notes["parity"]["cosine"] > 0.99999
+    # The output depends on the input (measured 0.2 to 1.5): parity compares a live signal, not a constant.
+    assert art.notes["parity"]["signal"] > 0.15
     if spec.entry.kind == "model":
         assert art.notes["bn_folded"] > 0
+        assert art.notes["parity"]["top1_agrees"] is True
     assert "BatchNormalization" not in art.notes["op_counts"]
 
 
@@ -74,7 +81,38 @@ def test_transposes_per_family(cache: Path, family: str, onnx_transposes: int, t
 @pytest.mark.parametrize("precision", [Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8])
 def test_reduced_precision_parity_on_shufflenet_v2(cache: Path, fmt: Format, precision: Precision) -> None:
     art = export(_spec("shufflenet_v2"), fmt, precision, cache_dir=cache)
+    notes = art.notes["parity"]
+    assert notes["ok"] is True
     assert art.parity_error is not None and art.parity_error <= BOUNDS[precision]
+    # Measured (2026-11-23): fp16 error 9e-3 (both formats); int8-dynamic 0.17 / 0.13 and int8 0.14 / 0.18
+    # (ONNX / TFLite) with cosines 0.987 to 0.992. The figures are real: reduced precision does move the logits.
+    if precision is Precision.FP16:
+        assert 1e-3 < art.parity_error < 0.02 and notes["cosine"] > 0.9999
+    else:
+        assert 0.05 < art.parity_error < 0.3
+        assert MIN_COSINE[precision] < 0.98 < notes["cosine"] < 0.999
+    if fmt is Format.TFLITE and precision is Precision.INT8:
+        assert tflite_io_dtypes(art.path) == ("int8", "int8")
+        assert tflite_float_ops(art.path) == {}  # full integer: no float op, not even at the edges
+
+
+def test_wrong_artifact_fails_parity(cache: Path) -> None:
+    """A wrong artifact fails even the loosest (int8) criterion: another model's, or the logits shuffled."""
+    spec = _spec("shufflenet_v2")
+    model, x = spec.build(), spec.example_input()
+    # ShuffleNet V1's fp32 artifact: the same (1, 1000) output, another net.
+    other = export(_spec("shufflenet_v1"), Format.ONNX, Precision.FP32, cache_dir=cache)
+    for precision in (Precision.FP32, Precision.INT8):
+        result = measure(model, x, other.path, Format.ONNX, precision)
+        assert not result.ok and result.cosine < 0.5, result
+    own = export(spec, Format.TFLITE, Precision.INT8, cache_dir=cache)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    y = run_artifact(own.path, Format.TFLITE, x.numpy())
+    assert compare(y, ref, ref, Precision.INT8, "litert").ok
+    shuffled = y[:, np.random.default_rng(0).permutation(y.shape[1])]  # class order lost
+    broken = compare(shuffled, ref, ref, Precision.INT8, "litert")
+    assert not broken.ok and broken.cosine < 0.5, broken
 
 
 @pytest.mark.slow
@@ -83,12 +121,6 @@ def test_reduced_precision_parity_on_shufflenet_v2(cache: Path, fmt: Format, pre
 def test_whole_zoo_sweep(tmp_path_factory: pytest.TempPathFactory, name: str, fmt: Format) -> None:
     cache = tmp_path_factory.getbasetemp() / "sweep"
     spec = resolve(name)
-    for precision in (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC):
-        art = export(spec, fmt, precision, cache_dir=cache)
-        assert art.parity_error is not None and art.parity_error <= BOUNDS[precision]
-    # Full-integer TFLite is known to lose the signal on the MobileNet-style nets (see exporters.parity);
-    # it must still convert and run, and its error is recorded.
-    art = export(spec, fmt, Precision.INT8, cache_dir=cache, allow_parity_failure=True)
-    assert art.parity_error is not None and math.isfinite(art.parity_error)
-    if fmt is Format.ONNX:
-        assert art.parity_error <= BOUNDS[Precision.INT8]
+    for precision in (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8):
+        art = export(spec, fmt, precision, cache_dir=cache)  # raises when parity fails its criterion
+        assert art.notes["parity"]["ok"] is True

@@ -1,0 +1,86 @@
+"""`flopgap calibrate`: measure a device's roofline (peak GFLOP/s, GB/s) through one runtime and store it.
+
+Mount it with ``app.command("calibrate")(calibrate)`` in :mod:`harness.cli`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.calibrate import PROTOCOL, Calibration, store_calibration
+from harness.calibrate import calibrate as run_calibration
+from harness.errors import FlopgapError
+from harness.store import Store
+from harness.sweep_cli import make_exporter, open_devices
+from harness.sweep_spec import RUNTIMES
+
+
+def run_calibrate_command(
+    device: str,
+    runtime: str,
+    threads: int,
+    trials: int,
+    db: Path | None,
+    cache_dir: Path | None,
+    devices_file: Path | None,
+    console: Console,
+) -> Calibration:
+    if runtime not in RUNTIMES:
+        raise FlopgapError(f"--runtime '{runtime}' is not supported; allowed: {', '.join(RUNTIMES)}")
+    if threads < 1 or trials < 1:
+        raise FlopgapError("--threads and --trials must be >= 1")
+    protocol = PROTOCOL.model_copy(update={"trials": trials})
+    dev = open_devices([device], devices_file)[device]
+    try:
+        with console.status(f"calibrating {device} / {runtime} / {threads} thread(s)..."):
+            cal = run_calibration(dev, runtime, threads, make_exporter(cache_dir, protocol.parity), protocol=protocol)
+        with Store(db) as store:
+            cal_id = store_calibration(store, dev, cal)
+            where = store.path
+    finally:
+        dev.cleanup()
+    console.print(calibration_table(cal))
+    console.print(
+        f"peak {cal.peak_gflops:.1f} GFLOP/s, bandwidth {cal.bandwidth_gbs:.1f} GB/s, ridge "
+        f"{cal.ridge_flops_per_byte:.1f} FLOP/byte; stored as calibration {cal_id} in {where}",
+        highlight=False,
+    )
+    return cal
+
+
+def calibration_table(cal: Calibration) -> Table:
+    table = Table(title=f"roofline of {cal.device} ({cal.runtime} {cal.runtime_version}, {cal.threads} thread(s))")
+    for col in ("kernel", "kind", "MFLOP", "MB moved", "best median ms", "GFLOP/s", "GB/s"):
+        table.add_column(col, justify="left" if col in {"kernel", "kind"} else "right")
+    for t in cal.timings:
+        table.add_row(
+            t.kernel.name,
+            t.kernel.kind,
+            f"{t.kernel.flops / 1e6:.1f}",
+            f"{t.kernel.bytes / 1e6:.1f}",
+            f"{t.median_ns / 1e6:.3f}",
+            f"{t.gflops:.1f}",
+            f"{t.gbs:.1f}",
+        )
+    return table
+
+
+def calibrate(
+    device: Annotated[str, typer.Option(help="Device name from the inventory.")] = "local",
+    runtime: Annotated[str, typer.Option(help="onnxruntime, litert or litert-builtin.")] = "onnxruntime",
+    threads: Annotated[int, typer.Option(help="Runtime threads (a calibration is stored per thread count).")] = 1,
+    trials: Annotated[int, typer.Option(help="Runner calls per kernel; the best median is kept.")] = PROTOCOL.trials,
+    db: Annotated[Path | None, typer.Option(help="Results database.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache directory.")] = None,
+    devices_file: Annotated[Path | None, typer.Option("--devices", help="Device inventory (TOML).")] = None,
+) -> None:
+    """Measure peak GFLOP/s (1x1 convs) and memory GB/s (ReLU over 64-128 MiB) with the device's runtime.
+
+    Example: flopgap calibrate --device local --runtime litert --threads 2
+    """
+    run_calibrate_command(device, runtime, threads, trials, db, cache_dir, devices_file, Console())

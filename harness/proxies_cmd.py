@@ -1,0 +1,86 @@
+"""``flopgap proxies``: per-category FLOPs, bytes moved and intensity of a model's exported graphs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import FlopgapError
+
+proxies_app = typer.Typer(
+    help="Graph accounting of exported models: FLOPs, params, bytes moved and intensity per op category.",
+    no_args_is_help=True,
+)
+console = Console()
+FORMATS = ("onnx", "tflite")
+
+
+@proxies_app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="Registered model name (see 'flopgap models').")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Model parameter as key=value; repeatable.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, tflite or both.")] = "both",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 or int8-dynamic.")] = "fp32",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Artifact cache (default: user cache dir, or $FLOPGAP_CACHE_DIR).")
+    ] = None,
+    ops: Annotated[bool, typer.Option("--ops", help="Also print one row per op.")] = False,
+) -> None:
+    """Export (or reuse the cached export of) a model and print its per-category graph accounting.
+
+    Example: flopgap proxies show shufflenet_v2 --param scale=0.5 --format both
+    """
+    from exporters.export import export
+    from harness.proxies import account
+    from harness.zoo.registry import parse_param_args, resolve
+
+    spec = resolve(name, **parse_param_args(param or []))
+    formats = FORMATS if fmt == "both" else (fmt,)
+    if any(f not in FORMATS for f in formats):
+        raise FlopgapError(f"--format '{fmt}' is not supported; allowed: onnx, tflite, both")
+    for f in formats:
+        with console.status(f"exporting {spec.label} to {f} {precision}..."):
+            art = export(spec, f, precision, cache_dir=cache_dir)
+        acc = account(art)
+        console.print(category_table(acc.totals_by_category(), f"{spec.label} · {f} {precision}"))
+        t = acc.totals
+        intensity = f"{t.intensity:.2f}" if t.intensity is not None else "–"
+        line = (
+            f"total: {t.ops} ops, {t.macs / 1e6:.2f} M MACs, {t.flops / 1e6:.2f} MFLOPs, {t.params:,} params, "
+            f"{t.mac_bytes / 1e6:.2f} MB moved ({t.view_bytes / 1e6:.2f} MB by views), {intensity} FLOP/B"
+        )
+        if t.unsupported_ops:
+            kinds = ", ".join(f"{k}×{v}" for k, v in t.unsupported_types.items())
+            line += f"; [bold yellow]{t.unsupported_ops} unsupported ops not in the FLOPs: {kinds}[/]"
+        console.print(line)
+        if ops:
+            cols = ["name", "category", "macs", "flops", "bytes_read", "bytes_written", "weight_bytes", "intensity"]
+            console.print(acc.frame()[cols].to_string(index=False), highlight=False)
+
+
+def category_table(df: pd.DataFrame, title: str) -> Table:
+    """A rich table of :meth:`GraphAccount.totals_by_category`."""
+    table = Table(title=title)
+    for col in ("category", "ops", "M MACs", "MFLOPs", "FLOP %", "MB moved", "bytes %", "FLOP/B", "unsupported"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for category, row in df.iterrows():
+        intensity = row["intensity"]
+        table.add_row(
+            str(category),
+            str(int(row["ops"])),
+            f"{row['macs'] / 1e6:.2f}",
+            f"{row['flops'] / 1e6:.2f}",
+            f"{100 * row['flops_share']:.1f}",
+            f"{row['mac_bytes'] / 1e6:.2f}",
+            f"{100 * row['bytes_share']:.1f}",
+            "–" if pd.isna(intensity) else f"{intensity:.2f}",
+            str(int(row["unsupported"])) if row["unsupported"] else "",
+        )
+    return table

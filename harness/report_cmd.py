@@ -1,0 +1,49 @@
+"""``flopgap report``: every figure as PNG and one self-contained HTML page from a results database.
+
+The lead mounts it with ``app.command("report")(report)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.errors import FlopgapError
+from harness.store import resolve_db_path
+
+DEFAULT_OUT = Path("results") / "report"
+
+
+def report(
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db", help="Results database (default: $FLOPGAP_DB, else results/flopgap.db).", show_default=False
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for report.html and the PNG figures.")] = DEFAULT_OUT,
+) -> None:
+    """Write the FLOP-gap report: latency vs MACs, residuals, op shares, roofline, guideline experiments.
+
+    Sections whose data is missing say what to run to get it. Example: flopgap report --db results/flopgap.db
+    """
+    from harness.report import write_report  # matplotlib and pandas load only when reporting
+
+    path = resolve_db_path(db)
+    if not path.is_file():
+        typer.echo(f"error: no results database at {path}; run 'flopgap sweep' first or pass --db", err=True)
+        raise typer.Exit(2)
+    try:
+        written = write_report(path, out)
+    except FlopgapError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(err.exit_code) from None
+    typer.echo(f"wrote {written.html_path} and {len(written.figures)} figure(s) in {out}")
+    for line in written.headlines:
+        typer.echo(f"  {line}")
+    if written.missing:
+        typer.echo(f"{len(written.missing)} section(s) lack data:")
+        for line in dict.fromkeys(written.missing):
+            typer.echo(f"  - {line}")

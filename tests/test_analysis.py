@@ -1,0 +1,299 @@
+"""Analysis frames on a real SQLite store filled through the Store API, with hand-computable numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from exporters.artifact import Format
+from harness import analysis
+from harness.analysis import Context, Results
+from harness.store import OpTime, Store
+from tests import analysis_data as data
+
+CTX_A = Context("local", "onnxruntime", "fp32", 4)
+CTX_B = Context("pi4", "litert", "fp32", 1)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "results.db") as s:
+        yield s
+
+
+@pytest.fixture
+def results(store: Store, tmp_path: Path) -> Results:
+    accounts = data.populate(store, tmp_path)
+    return analysis.load(store, accounts=accounts)
+
+
+def _by_category(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.set_index("category")
+
+
+def test_fit_of_latency_proportional_to_macs_is_slope_one_r2_one_rho_one(results: Results) -> None:
+    fit = analysis.fits(results)
+    row = fit[CTX_A.mask(fit)].iloc[0]
+    assert row["n"] == 3  # the 17 guideline blocks of this context are not in the fit
+    assert row["slope"] == pytest.approx(1.0, abs=1e-12)
+    assert row["intercept"] == pytest.approx(math.log10(2.0 / 100e6), abs=1e-12)  # 2 ms per 100 M MACs
+    assert row["r2"] == pytest.approx(1.0, abs=1e-12)
+    assert row["spearman_rho"] == pytest.approx(1.0)
+    assert (row["runtime_version"], row["input_shapes"]) == ("1.20.1", "1x3x224x224")
+
+
+def test_fit_with_orthogonal_perturbation_keeps_the_line_and_loses_r2(results: Results) -> None:
+    row = analysis.fits(results).set_index("device").loc["pi4"]
+    assert (row["n"], row["runtime"], row["threads"], row["runtime_version"]) == (4, "litert", 1, "2.16.1")
+    assert row["slope"] == pytest.approx(1.0, abs=1e-12)
+    assert row["intercept"] == pytest.approx(-6.0, abs=1e-12)
+    assert row["r2"] == pytest.approx(data.R2_B, abs=1e-12)
+    assert row["r2"] == pytest.approx(1 - 0.05 / 5.05, abs=1e-12)
+    assert row["spearman_rho"] == pytest.approx(1.0)
+
+
+def test_fit_loglog_spearman_and_undefined_cases() -> None:
+    slope, _, _, rho = analysis.fit_loglog([1e6, 1e7, 1e8], [3.0, 2.0, 1.0])
+    assert rho == pytest.approx(-1.0)
+    assert slope == pytest.approx(-math.log10(3) / 2)  # x centred on 7: slope = (y3 - y1) / 2
+    assert all(math.isnan(v) for v in analysis.fit_loglog([1e6, 1e6], [1.0, 2.0]))
+    assert all(math.isnan(v) for v in analysis.fit_loglog([1e6], [1.0]))
+
+
+def test_residual_ranking_is_measured_over_fit_worst_first(results: Results) -> None:
+    res = analysis.residuals(results)
+    assert res["residual"].is_monotonic_decreasing
+    pi4 = res[CTX_B.mask(res)]
+    assert tuple(pi4["model_label"]) == data.RESIDUAL_ORDER_B
+    assert pi4["residual"].to_numpy() == pytest.approx(data.RESIDUALS_B, rel=1e-12)
+    assert tuple(pi4["rank"]) == (1, 2, 3, 4)
+    worst = pi4.iloc[0]
+    assert worst["predicted_ms"] == pytest.approx(100.0)  # 10^(log10(1e8) - 6)
+    assert worst["median_ms"] / worst["predicted_ms"] == pytest.approx(worst["residual"])
+    local = res[CTX_A.mask(res)]
+    assert local["residual"].to_numpy() == pytest.approx([1.0, 1.0, 1.0], rel=1e-12)
+
+
+def test_latency_frame_leaves_guideline_blocks_out_unless_asked(results: Results) -> None:
+    assert len(analysis.latency_vs_macs(results)) == 7
+    with_blocks = analysis.latency_vs_macs(results, include_guidelines=True)
+    assert len(with_blocks) == 7 + len(data.GUIDELINE_POINTS)
+    row = with_blocks.set_index("model_label").loc[data.SHUFFLENET_LABEL]
+    assert (row["family"], row["macs"], row["median_ms"], row["ci_low_ms"]) == ("shufflenet_v2", 2e8, 4.0, 3.96)
+
+
+def test_op_breakdown_shares_of_flops_and_time(results: Results) -> None:
+    frame = analysis.op_breakdown(results)
+    assert set(frame["model_label"]) == {data.SHUFFLENET_LABEL}  # the TFLite model is profiled per block
+    cat = _by_category(frame)
+    expected_flops = {
+        "dense_conv": 0.5,
+        "pointwise_conv": 0.3,
+        "depthwise_conv": 0.1,
+        "activation": 0.1,
+        "shuffle_transpose": 0.0,
+        "reshape_concat_split_slice": 0.0,
+        "other": 0.0,
+    }
+    # Transpose: mean of 8 and 12 µs over the two profiled trials; the fused ReLU has no time of its own; the
+    # runtime-added reorder node is in no graph account and has no category: "other".
+    expected_time = {
+        "dense_conv": 0.40,
+        "pointwise_conv": 0.20,
+        "depthwise_conv": 0.25,
+        "activation": 0.0,
+        "shuffle_transpose": 0.10,
+        "reshape_concat_split_slice": 0.03,
+        "other": 0.02,
+    }
+    assert cat["flops_share"].to_dict() == pytest.approx(expected_flops)
+    assert cat["time_share"].to_dict() == pytest.approx(expected_time)
+    assert cat.loc["shuffle_transpose", "time_us"] == pytest.approx(10.0)
+    assert frame["flops_share"].sum() == pytest.approx(1.0) and frame["time_share"].sum() == pytest.approx(1.0)
+    assert cat.loc["dense_conv", "flops"] == 4_000_000
+    assert (cat.loc["activation", "n_ops"], cat.loc["activation", "n_profiled"]) == (1, 0)
+    assert list(frame["category"][:3]) == ["dense_conv", "pointwise_conv", "depthwise_conv"]  # CATEGORIES order
+
+
+def test_headline_sentence_states_shares_and_context(results: Results) -> None:
+    heads = {h.model_label: h for h in analysis.headlines(results)}
+    shuffle = heads[data.SHUFFLENET_LABEL]
+    assert shuffle.sentence == data.HEADLINE
+    assert (shuffle.shuffle_flops_share, shuffle.shuffle_time_share) == (0.0, pytest.approx(0.10))
+    assert (shuffle.depthwise_flops_share, shuffle.depthwise_time_share) == (pytest.approx(0.1), pytest.approx(0.25))
+    block = heads["mobilenet_v2[alpha=0.35]"]
+    assert block.per_block and "per-block profile only" in block.sentence
+    frame = analysis.headline_frame(results)
+    assert list(frame["sentence"]) == [h.sentence for h in analysis.headlines(results)]
+
+
+def test_missing_graph_account_is_said_not_guessed(store: Store, tmp_path: Path) -> None:
+    data.populate(store, tmp_path)
+    results = analysis.load(store)  # the artifact files were never written: no account can be made
+    assert len(results.account_errors) == 2
+    assert all("is gone" in why for why in results.account_errors.values())
+    frame = analysis.op_breakdown(results)
+    assert frame["flops_share"].isna().all()
+    assert frame.set_index("category")["time_share"].sum() == pytest.approx(1.0)
+    sentence = next(h.sentence for h in analysis.headlines(results) if h.model_label == data.SHUFFLENET_LABEL)
+    # ORT rows carry no category: without the graph account, neither FLOPs nor categories are known.
+    assert sentence.startswith(f"{data.SHUFFLENET_LABEL} on local/onnxruntime: op categories and FLOP shares unknown")
+    assert set(frame["category"]) == {"other"}
+    assert analysis.roofline(results).empty
+
+
+def test_block_breakdown_sums_account_flops_under_each_block(results: Results) -> None:
+    frame = analysis.block_breakdown(results).set_index("block")
+    assert frame["flops_share"].to_dict() == pytest.approx(
+        {"features.0": 0.2, "features.1": 0.6, analysis.OUTSIDE_BLOCKS: 0.2}
+    )
+    assert frame["time_share"].to_dict() == pytest.approx(
+        {"features.0": 0.3, "features.1": 0.7, analysis.OUTSIDE_BLOCKS: 0.0}
+    )
+    assert frame.loc["features.1", "flops"] == 6_000_000
+
+
+def test_category_gaps_rank_what_flops_miss(results: Results) -> None:
+    gaps = analysis.category_gaps(results)
+    first = gaps.iloc[0]
+    assert (first["category"], first["gap"], first["residual"]) == (
+        "depthwise_conv",
+        pytest.approx(0.15),
+        pytest.approx(2.5),
+    )
+    shuffle = gaps.set_index("category").loc["shuffle_transpose"]
+    assert shuffle["gap"] == pytest.approx(0.10) and math.isinf(shuffle["residual"])
+    assert gaps["gap"].is_monotonic_decreasing
+
+
+def test_roofline_places_ops_by_intensity_and_flops_over_time(results: Results) -> None:
+    roof = analysis.roofline(results).set_index("node_name")
+    assert set(roof.index) == {"/stem/Conv", "/s2/pw/Conv", "/s2/dw/Conv"}  # zero-FLOP and unprofiled ops are out
+    assert roof["achieved_gflops"].to_dict() == pytest.approx(
+        {"/stem/Conv": 4e6 / 40e-6 / 1e9, "/s2/pw/Conv": 120.0, "/s2/dw/Conv": 32.0}
+    )
+    assert roof["intensity"].to_dict() == pytest.approx({"/stem/Conv": 5.0, "/s2/pw/Conv": 2.0, "/s2/dw/Conv": 0.5})
+    # The later calibration (200 GFLOP/s, 100 GB/s) replaces the superseded one; ridge at 2 FLOPs/byte.
+    assert set(roof["peak_gflops"]) == {data.PEAK_GFLOPS} and set(roof["bandwidth_gbs"]) == {data.BANDWIDTH_GBS}
+    dw = roof.loc["/s2/dw/Conv"]
+    assert (dw["attainable_gflops"], dw["efficiency"], dw["bound"]) == (50.0, pytest.approx(0.64), "memory")
+    stem = roof.loc["/stem/Conv"]
+    assert (stem["attainable_gflops"], stem["efficiency"], stem["bound"]) == (200.0, pytest.approx(0.5), "compute")
+    assert roof.loc["/s2/dw/Conv", "category"] == "depthwise_conv"
+
+
+def test_guidelines_next_to_the_papers_direction(results: Results) -> None:
+    frame = analysis.guidelines(results)
+    assert len(frame) == len(data.GUIDELINE_POINTS)
+    verdicts = analysis.guideline_verdicts(results).set_index("experiment")
+    assert verdicts["agrees"].to_dict() == {"G1": True, "G2": False, "G3": True, "G4": True}
+    assert verdicts.loc["G1", "fastest"] == "ratio=1:1"
+    assert verdicts.loc["G4", "fastest"] == "relu=False,shortcut=False"
+    assert "grows with groups" in verdicts.loc["G2", "expected"]
+    g3 = frame[frame["experiment"] == "G3"]
+    assert list(g3["variant"].str.removeprefix("variant=")) == [
+        "1-fragment",
+        "2-fragment-series",
+        "4-fragment-series",
+        "2-fragment-parallel",
+        "4-fragment-parallel",
+    ]
+    g4 = frame[frame["experiment"] == "G4"].set_index("variant")
+    assert g4["relative"].to_dict() == pytest.approx(
+        {
+            "relu=True,shortcut=True": 1.0,
+            "relu=False,shortcut=True": 0.9,
+            "relu=True,shortcut=False": 0.85,
+            "relu=False,shortcut=False": 0.75,
+        }
+    )
+    assert set(frame["setup"]) == {"setting=arm,width=1", "channels=64", "channels=32"}
+
+
+def test_guideline_verdict_rules() -> None:
+    g1, g2, g3, g4 = analysis.GUIDELINES
+    assert g1.agrees({"ratio=1:1": 1.2, "ratio=1:2": 1.1}) is False
+    assert g1.agrees({"ratio=1:2": 1.1}) is None
+    assert g2.agrees({"groups=8": 3.0, "groups=1": 1.0, "groups=2": 2.0}) is True
+    assert g3.agrees({"variant=1-fragment": 1.0, "variant=4-fragment-parallel": 0.9}) is False
+    assert g4.agrees({"relu=True,shortcut=True": 2.0, "relu=False,shortcut=True": 2.1}) is False
+
+
+def test_missing_profiles_are_listed(results: Results) -> None:
+    missing = analysis.missing_profiles(results)
+    assert "mobilenet_v2[alpha=0.5]" in set(missing["model_label"])
+    assert data.SHUFFLENET_LABEL not in set(missing["model_label"])
+    assert len(missing) == len(results.points) - 2
+
+
+def test_empty_database_gives_empty_frames(store: Store) -> None:
+    results = analysis.load(store)
+    assert results.contexts() == []
+    for frame in (
+        analysis.latency_vs_macs(results),
+        analysis.fits(results),
+        analysis.residuals(results),
+        analysis.op_breakdown(results),
+        analysis.block_breakdown(results),
+        analysis.category_gaps(results),
+        analysis.roofline(results),
+        analysis.guidelines(results),
+        analysis.guideline_verdicts(results),
+        analysis.headline_frame(results),
+    ):
+        assert frame.empty
+    assert analysis.headlines(results) == []
+
+
+def test_load_reads_a_database_path_read_only(store: Store, tmp_path: Path) -> None:
+    accounts = data.populate(store, tmp_path)
+    results = analysis.load(tmp_path / "results.db", accounts=accounts)
+    assert results.source == str(tmp_path / "results.db")
+    assert results.contexts() == [CTX_A, CTX_B]
+
+
+def _tiny_shuffle_onnx(path: Path) -> None:
+    """A 1×1 conv 4→4 on 8×8 (1024 MACs) then a channel shuffle: reshape, transpose, reshape."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    inits = [
+        numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w"),
+        numpy_helper.from_array(np.array([1, 2, 2, 8, 8], np.int64), "s1"),
+        numpy_helper.from_array(np.array([1, 4, 8, 8], np.int64), "s2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="/pw/Conv"),
+        helper.make_node("Reshape", ["c", "s1"], ["r"], name="/shuffle/Reshape"),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4], name="/shuffle/Transpose"),
+        helper.make_node("Reshape", ["t", "s2"], ["y"], name="/shuffle/Reshape_1"),
+    ]
+    graph = helper.make_graph(nodes, "tiny", [x], [y], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_real_graph_account_of_an_onnx_file_joins_profiled_nodes(store: Store, tmp_path: Path) -> None:
+    art = data.artifact(tmp_path, "shufflenet_v2", (("scale", 0.5),), Format.ONNX, (1, 4, 8, 8))
+    _tiny_shuffle_onnx(art.path)
+    run = store.start_run("t", "")
+    store.upsert_device("local", "local", {})
+    store.upsert_artifact(art, macs=1024, params_count=16)
+    point = store.ensure_point(run, art.sha256, "local", "onnxruntime", 1, runtime_version="1.20.1")
+    store.complete_point(point, {"n": 10, "median_ms": 0.02})
+    times = {"/pw/Conv": 10.0, "/shuffle/Reshape": 1.0, "/shuffle/Transpose": 6.0, "/shuffle/Reshape_1": 1.0}
+    store.add_op_profile(point, [OpTime(n, n.rsplit("/", 1)[1].rstrip("_1"), us) for n, us in times.items()])
+    results = analysis.load(store)  # the default account: harness.proxies.account on the artifact's file
+    assert results.account_errors == {}
+    cat = _by_category(analysis.op_breakdown(results))
+    assert cat.loc["pointwise_conv", "flops"] == 2 * 1024  # 1 MAC = 2 FLOPs
+    assert cat.loc["shuffle_transpose", ["flops_share", "time_share"]].tolist() == pytest.approx([0.0, 6 / 18])
+    roof = analysis.roofline(results).iloc[0]
+    assert roof["node_name"] == "/pw/Conv"
+    assert roof["achieved_gflops"] == pytest.approx(2048 / 10e-6 / 1e9)
+    assert roof["intensity"] == pytest.approx(2048 / (1024 + 1024 + 64))  # read + written + weights
