@@ -25,31 +25,39 @@ the median over rounds of that tool's per-round median; ``[lo-hi]`` after a rati
 (paired) ratios. The machine (CPU, cores, OS, runtime versions, date) and the load average during the run are
 printed with the table. A benchmark: it prints figures and asserts nothing.
 
-What to expect, and why a ratio can leave 0.97-1.03 (see the measured table in the lead's notes):
+Why a ratio can leave 0.97-1.03 (figures measured 2026-11-23 on a 2-vCPU AMD EPYC KVM guest, ai-edge-litert 2.3.0,
+onnxruntime 1.32.0, 1 thread, while other engineers' jobs kept the load average at 3.5-5):
 
-- The peer prints every figure in ms with two decimals (``f"{x:.2f}"``, also in its ``--result_json``), so its
-  median is only known to +-0.005 ms; the ``res`` column gives that as a share of the median. For a model that
-  runs in ~0.2 ms this alone is +-2.5 %, so ``fg/peer`` of a tiny model can sit anywhere in about 0.97-1.03
-  without any difference between the tools; only models of >= ~1 ms can test the 0.97-1.03 band through the
-  peer.
-- The peer does not run the model the way flopgap does: it uses LiteRT's ``CompiledModel`` API (environment,
-  CPU accelerator = XNNPACK, ``run_by_name`` with dicts of ``TensorBuffer``), while flopgap and the bare loop use
-  the classic ``Interpreter`` with its default XNNPACK delegate. So ``fg/peer`` measures the two runtime paths
-  as much as the two harnesses; ``peer/bare`` (both columns are printed) isolates the path, ``fg/bare`` isolates
-  flopgap's own overhead. The peer's warm-up is a run count only, and it fills the input with uniform(-1, 1)
-  rather than N(0, 1) (irrelevant to fp32 latency). Its timed region is ``run_by_name`` alone (no input write
-  inside the loop), like flopgap's.
-- On ONNX, flopgap's runner pre-binds input AND output OrtValues with ``io_binding`` and calls
-  ``run_with_iobinding``; the bare ``session.run(None, feed)`` also builds a fresh output array (numpy
-  conversion) and does name lookups on every call. On a tiny model that per-call work is a visible share, so
-  ``fg/bare`` for ONNX tends to fall a little below 1: flopgap measures less Python/ORT glue than the naive
-  loop, not a faster model.
-- ResNet-50's TFLite graph has one op XNNPACK does not take (flopgap's runner reports 76 of 77 nodes
-  delegated; the peer prints ``Fully accelerated: False``); both tools run it the same way, on the builtin CPU
-  kernel.
-- Under a shared, loaded machine the per-sample noise is large; medians across interleaved rounds damp it but
-  do not remove it: compare the ``fg spread`` column with a ratio's distance from 1 before reading anything into
-  it.
+- Rounding of the peer. It prints every figure in ms with two decimals (``f"{x:.2f}"``, its ``--result_json``
+  too), so its median is known to +-0.005 ms only; ``res`` gives that as a share of its median. On
+  mobilenet_v1[alpha=0.25,resolution=128] (~0.196 ms) the peer printed 0.20 in all five rounds, so
+  ``fg/peer`` = 0.980 there says only that the true ratio lies in about 0.956-1.005. Only models of >= ~1 ms
+  can test the 0.97-1.03 band through the peer (mobilenet_v1[alpha=0.5]: 0.994).
+- The peer runs another API. ``benchmark_litert_model.py`` uses LiteRT's ``CompiledModel`` (environment, CPU
+  accelerator = XNNPACK, ``run_by_name`` with dicts of ``TensorBuffer``); flopgap and the bare loop use the
+  classic ``Interpreter`` with its default XNNPACK delegate. Per call, ``run_by_name`` rebuilds two dicts of
+  capsules and looks the signature and tensors up by name. In-process, interleaved, 9 blocks each:
+  ``run_by_name`` 193.9 us vs ``invoke`` 191.3 us on the tiny model (+2.7 us, 1.4 %), 1430 vs 1420 us on
+  mobilenet_v1[alpha=0.5] (0.7 %, within noise). So ``fg/peer`` of a tiny model is expected near 0.986 even
+  with equal harnesses; ``fg/bare`` (same API as flopgap) is the test of flopgap's own overhead. The peer's
+  timed region is ``run_by_name`` alone (no input write inside the loop), like flopgap's; its warm-up is a run
+  count only (so is everyone's here); its input is uniform(-1, 1) rather than N(0, 1) (irrelevant to fp32
+  latency).
+- ONNX: io_binding. flopgap's runner pre-binds input AND output OrtValues and calls ``run_with_iobinding``; the
+  bare ``session.run(None, feed)`` also allocates and converts the output to numpy on every call. In-process,
+  interleaved, 7 blocks: 189.4 us (``run``) vs 188.1 us (pre-bound io_binding) on the tiny model, 0.7 %. The
+  full run measured ``fg/bare`` 0.981 there (all five paired rounds 0.971-0.988); a separate 6-round
+  subprocess check gave 0.992 (183.9 vs 185.4 us), so about 0.7 % is io_binding and the rest lies within that
+  run's load noise. flopgap measures less Python/ORT glue than the naive loop, not a faster model.
+- Time-sharing. On a 2-vCPU guest with two other busy processes a measurement either has a vCPU to itself or
+  shares one, and the latency is then bimodal: mobilenet_v2 3.6 ms or 7.4 ms, resnet50 36 ms or 72-76 ms. A
+  round's median lands in either mode, so with rounds of ~1 s the tools' medians flip between modes
+  independently: ``fg spread`` 52-73 % and ``fg/bare`` 0.74 / ``fg/peer`` 0.87 on resnet50 describe the
+  machine, not the tools. The ``noisy`` column names every tool whose per-round medians spread more than 5 %
+  (harness.stats' trial-spread threshold); read no ratio of such a row as a harness difference. A quiet machine
+  (load ~0) is needed for the medium and large models.
+- ResNet-50's TFLite graph has one op XNNPACK does not take (the runner reports 76 of 77 nodes delegated, the
+  peer ``Fully accelerated: False``); both tools run it the same way, on the builtin CPU kernel.
 
 Run::
 
@@ -365,6 +373,21 @@ class Row:
         values = self.medians(tool)
         return statistics.median(values) if values else None
 
+    def spread(self, tool: str) -> float | None:
+        """(max - min) / median of the tool's per-round medians; None with fewer than two rounds."""
+        values = self.medians(tool)
+        if len(values) < 2:
+            return None
+        center = statistics.median(values)
+        return (max(values) - min(values)) / center if center > 0 else None
+
+    def noisy(self) -> list[tuple[str, float]]:
+        """Tools whose per-round medians spread more than harness.stats' trial-spread threshold."""
+        from harness.stats import DEFAULT_SPREAD_THRESHOLD
+
+        spreads = [(tool, self.spread(tool)) for tool in self.cells]
+        return [(tool, value) for tool, value in spreads if value is not None and value > DEFAULT_SPREAD_THRESHOLD]
+
     def paired_ratios(self, tool: str) -> list[float]:
         out = []
         for mine, theirs in zip(self.cells.get("flopgap", []), self.cells.get(tool, []), strict=False):
@@ -481,11 +504,12 @@ def _ratio(row: Row, tool: str) -> str:
 
 
 def _spread(row: Row) -> str:
-    values = row.medians("flopgap")
-    if len(values) < 2:
-        return "-"
-    center = statistics.median(values)
-    return f"{(max(values) - min(values)) / center * 100:.1f}% (n={len(values)})"
+    value = row.spread("flopgap")
+    return "-" if value is None else f"{value * 100:.1f}% (n={len(row.medians('flopgap'))})"
+
+
+def _noisy(row: Row) -> str:
+    return ", ".join(f"{tool} {value * 100:.0f}%" for tool, value in row.noisy())
 
 
 def _peer_cell(row: Row) -> str:
@@ -507,7 +531,19 @@ def _resolution(row: Row) -> str:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    header = ("model", "fmt", "W/N", "flopgap ms", "peer ms", "res", "bare ms", "fg/peer", "fg/bare", "fg spread")
+    header = (
+        "model",
+        "fmt",
+        "W/N",
+        "flopgap ms",
+        "peer ms",
+        "res",
+        "bare ms",
+        "fg/peer",
+        "fg/bare",
+        "fg spread",
+        "noisy",
+    )
     lines = [header]
     for row in rows:
         lines.append(
@@ -522,6 +558,7 @@ def format_table(rows: Sequence[Row]) -> str:
                 _ratio(row, "peer") if row.fmt == "tflite" else "n/a",
                 _ratio(row, "bare"),
                 _spread(row),
+                _noisy(row),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -538,6 +575,8 @@ def print_report(rows: Sequence[Row], facts: dict[str, Any], args: argparse.Name
         f"runtimes: ai-edge-litert {facts['ai_edge_litert']}, onnxruntime {facts['onnxruntime']}, "
         f"numpy {facts['numpy']}, python {facts['python']}; governor {facts['governors'] or 'n/a'}"
     )
+    if loads and statistics.median(loads) >= 0.5 * (os.cpu_count() or 1):
+        print("WARNING: the machine was busy (load average >= 0.5 per CPU): other processes shared the CPUs")
     if loads:
         print(
             f"load average (1 min) at each measurement: min {min(loads):.2f}, median {statistics.median(loads):.2f}, "
@@ -551,6 +590,8 @@ def print_report(rows: Sequence[Row], facts: dict[str, Any], args: argparse.Name
     print("res: the peer prints ms with 2 decimals; half a unit of that as a share of its median")
     print("fg/peer, fg/bare: flopgap median / other median; [lo-hi]: range of the per-round paired ratios")
     print("fg spread: (max - min) / median of flopgap's medians over its separate invocations (one per round)")
+    print("noisy: tools whose per-round medians spread > 5% (harness.stats threshold): the machine changed under")
+    print("       the run (load, co-runners, clocks); that row's ratios describe the machine more than the tools")
     print("peer: benchmark_litert_model.py (CompiledModel API); bare: Interpreter.invoke / InferenceSession.run loop")
     notes = [(row.label, row.fmt, text) for row in rows for text in row.errors()]
     for label, fmt, text in notes:

@@ -426,7 +426,8 @@ class OrtBackend(Backend):
 def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list[dict[str, Any]]:
     """Per-node rows {name, op_type, provider, time_us, calls} from ORT's chrome-trace events, in execution order.
 
-    ``time_us`` is the mean kernel time over the calls kept after dropping each node's first ``skip_first`` calls.
+    ``time_us`` is the mean kernel time over the calls kept after dropping each node's first ``skip_first`` calls;
+    ``median_us`` is their median, robust to the odd preempted call on a shared machine.
     """
     durations: dict[str, list[float]] = {}
     op_types: dict[str, str] = {}
@@ -452,6 +453,7 @@ def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list
                 "op_type": op_types[name],
                 "provider": providers.get(name),
                 "time_us": sum(kept) / len(kept),
+                "median_us": float(np.median(kept)),
                 "calls": len(kept),
             }
         )

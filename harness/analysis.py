@@ -207,8 +207,13 @@ _TEXT = ("artifact_sha", "node_name", "op_type", "category", "module_path")
 
 
 def _accounts(
-    artifacts: pd.DataFrame, supplied: Mapping[str, pd.DataFrame] | None, account_fn: AccountFn
+    artifacts: pd.DataFrame,
+    supplied: Mapping[str, pd.DataFrame] | None,
+    account_fn: AccountFn,
+    stored: Mapping[str, pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Graph accounts per artifact: supplied ones, else those stored in the database, else computed from the file."""
+    stored = stored or {}
     frames: list[pd.DataFrame] = []
     errors: dict[str, str] = {}
     for sha, path in artifacts[["artifact_sha", "path"]].itertuples(index=False):
@@ -218,7 +223,9 @@ def _accounts(
             else:
                 errors[sha] = "no graph account supplied"
             continue
-        if not isinstance(path, str) or not path:
+        if sha in stored:
+            frames.append(normalize_account(stored[sha], sha))
+        elif not isinstance(path, str) or not path:
             errors[sha] = "the artifact row has no file path"
         elif not Path(path).is_file():
             errors[sha] = f"artifact file {path} is gone (re-export the model to recreate it)"
@@ -299,7 +306,7 @@ def _load(
     profiled = points[points["point_id"].isin(profiles["point_id"].unique())]
     artifacts = store.artifacts_frame().rename(columns={"sha256": "artifact_sha"})
     artifacts = artifacts[artifacts["artifact_sha"].isin(profiled["artifact_sha"].unique())]
-    account_frame, errors = _accounts(artifacts, supplied, account_fn)
+    account_frame, errors = _accounts(artifacts, supplied, account_fn, store.op_accounts())
     for sha in set(profiled["artifact_sha"]) - set(artifacts["artifact_sha"]):
         errors[sha] = "no artifact row in the database"
     profiles = _attribute(profiles, account_frame)

@@ -184,7 +184,9 @@ def _enum(kind: type, value: str, flag: str):  # type: ignore[no-untyped-def]
 
 
 def _mount_subcommands() -> None:
+    from harness.calibrate_cmd import calibrate
     from harness.devices_cmd import devices_app, push
+    from harness.profile_cmd import profile
     from harness.report_cmd import report
     from harness.results_cmd import results_app
 
@@ -192,6 +194,8 @@ def _mount_subcommands() -> None:
     app.add_typer(devices_app, name="devices")
     app.command("push")(push)
     app.command("report")(report)
+    app.command("profile")(profile)
+    app.command("calibrate")(calibrate)
 
 
 _mount_subcommands()

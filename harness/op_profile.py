@@ -59,8 +59,9 @@ _LAYOUT_NEIGHBOUR = {"ReorderOutput": -1, "ReorderInput": +1}
 _WALK_DEPTH = 4  # how far up a fused chain (Conv → Add → Relu) to look for the node that names the fused op
 MIN_PROFILE_RUNS = 20
 # What the tests hold a profile's ratio (sum of rows / whole-model median) to. Measured on the quick sweep's
-# models, 1 thread, on an otherwise idle 2-core x86 host: ORT per-node 1.11-1.50 (more, smaller nodes: higher),
-# TFLite depth-1 blocks 0.99-1.02; a tiny test block on a busy machine strays further, hence the slack.
+# models, 1 thread, 2-core x86 host: ORT per-node 1.11-1.50 (more, smaller nodes: higher; ORT's trace has
+# 1 us resolution and the runner averages calls, so a busy host pushes it to ~2.2), TFLite blocks 0.99-1.02 at
+# depth 1 and 1.01-1.04 at depth 2; a tiny test block on a busy machine strays further, hence the slack.
 EXPECTED_RATIO = (1 / 3, 3.0)
 
 

@@ -15,6 +15,7 @@ which is small next to the artifacts (≈ 15 MB per million samples).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import socket
@@ -171,6 +172,14 @@ _SCHEMA: tuple[str, ...] = (
     bandwidth_gbs REAL,
     details_json TEXT NOT NULL,
     measured_at TEXT NOT NULL
+)""",
+    # The graph accounting of each artifact (one JSON frame per artifact), so a results database carries its
+    # FLOP and byte proxies wherever it is copied, without the artifact files.
+    """CREATE TABLE op_accounts (
+    artifact_sha TEXT PRIMARY KEY,
+    frame_json TEXT NOT NULL,
+    unsupported INTEGER NOT NULL,
+    computed_at TEXT NOT NULL
 )""",
 )
 
@@ -916,6 +925,26 @@ class Store:
 
     def calibrations_frame(self) -> pd.DataFrame:
         return self._frame("SELECT * FROM calibrations ORDER BY id")
+
+    def put_op_account(self, artifact_sha: str, frame: pd.DataFrame, unsupported: int) -> None:
+        """Store (or replace) an artifact's per-op graph account frame."""
+        with self._transaction("storing a graph account") as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO op_accounts (artifact_sha, frame_json, unsupported, computed_at) "
+                "VALUES (?, ?, ?, ?)",
+                (artifact_sha, frame.to_json(orient="records"), int(unsupported), _now()),
+            )
+
+    def has_op_account(self, artifact_sha: str) -> bool:
+        with self._errors("reading graph accounts"):
+            row = self._conn.execute("SELECT 1 FROM op_accounts WHERE artifact_sha = ?", (artifact_sha,)).fetchone()
+        return row is not None
+
+    def op_accounts(self) -> dict[str, pd.DataFrame]:
+        """Artifact sha → its stored per-op account frame."""
+        with self._errors("reading graph accounts"):
+            rows = self._conn.execute("SELECT artifact_sha, frame_json FROM op_accounts").fetchall()
+        return {sha: pd.read_json(io.StringIO(text), orient="records") for sha, text in rows}
 
     def frame(self, table: str, run_id: int | None = None) -> pd.DataFrame:
         """The frame of an exportable table by name (see :data:`EXPORT_TABLES`); ``run_id`` applies to points."""

@@ -144,6 +144,8 @@ def _prepare(
             continue
         counts = count(model.build(), model.example_input())
         store.upsert_artifact(art, macs=counts.macs, params_count=counts.params)
+        if not store.has_op_account(art.sha256):
+            _store_account(store, art, rep)
         artifacts[(model, fmt, precision)] = art
     rep.exporting(len(wanted), len(wanted), "")
 
@@ -172,6 +174,20 @@ def _prepare(
             continue
         states.append(PointState(p, pid, art, done_trials=store.trials_done(pid)))
     return states, skipped, finished
+
+
+def _store_account(store: Store, art: Artifact, rep: Reporter) -> None:
+    """Keep the artifact's per-op graph account in the database, so analysis works without the file."""
+    from harness.proxies import account
+
+    try:
+        acc = account(art)
+    except Exception as exc:  # accounting is analysis support: a graph it cannot read must not stop measuring
+        warn = getattr(rep, "warning", None)
+        if warn is not None:
+            warn(f"graph accounting of {art.path.name} failed ({type(exc).__name__}: {exc}); FLOP shares unavailable")
+        return
+    store.put_op_account(art.sha256, acc.frame(), len(acc.unsupported))
 
 
 def _key_fields(p: SweepPoint, art: Artifact | None) -> tuple[str, str, str, int, dict[str, Any]]:

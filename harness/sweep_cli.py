@@ -60,6 +60,9 @@ class ProgressReporter:
     def trial_finished(self, point: SweepPoint, trial: int, median_ms: float | None) -> None:
         self.progress.advance(self._measure)
 
+    def warning(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]warning[/] {escape(message)}", highlight=False)
+
     def point_failed(self, point: SweepPoint, reason: str) -> None:
         self.progress.console.print(f"[red]failed[/] {escape(point.label)}: {escape(reason)}", highlight=False)
 

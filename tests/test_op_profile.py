@@ -7,6 +7,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from devices.base import Device
 from devices.local import LocalDevice
 from exporters.artifact import Artifact, Format, Precision
 from exporters.export import export
@@ -57,7 +58,7 @@ def _exported_paths(art: Artifact) -> set[str]:
 
 def test_sweep_with_profile_stores_ort_nodes_and_tflite_blocks_once(tmp_path: Path, cache_dir: Path) -> None:
     spec = parse_spec(SPEC)
-    devices = {"local": LocalDevice()}
+    devices: dict[str, Device] = {"local": LocalDevice()}
 
     def exporter(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
         return export(model, fmt, precision, cache_dir=cache_dir)

@@ -86,6 +86,11 @@ def test_sweep_measures_every_point_then_resumes_without_duplicates(tmp_path: Pa
             mine = samples[samples["point_id"] == row.point_id]["latency_ns"].median() / 1e6
             assert row.median_ms == pytest.approx(mine)
             assert row.ci_low_ms <= row.median_ms <= row.ci_high_ms
+        # each artifact's graph account travels with the database: the conv1x1 is 8*8*16*16 MACs
+        accounts = store.op_accounts()
+        assert set(accounts) == set(points["artifact_sha"])
+        conv = points.set_index("model").loc["conv1x1", "artifact_sha"]
+        assert int(accounts[conv]["macs"].sum()) == 8 * 8 * 16 * 16
         again = run_sweep(spec, text, store, {"local": LocalDevice()}, exporter_for(cache_dir))
         assert again.measured_trials == 0 and again.skipped_points == 2
         assert len(store.trials_frame()) == 4

@@ -154,7 +154,10 @@ class OpCost:
 
 @dataclass(frozen=True)
 class Totals:
-    """Whole-graph sums; ``macs``/``flops`` cover the supported ops only (a lower bound when any are not)."""
+    """Whole-graph sums; ``macs``/``flops`` cover the supported ops only (a lower bound when any are not).
+
+    ``params`` sums the ops' weight inputs (a weight shared by two ops would count twice; none of the zoo's are).
+    """
 
     ops: int
     macs: int
@@ -180,8 +183,7 @@ class Totals:
         return self.unsupported_ops == 0
 
 
-COLUMNS = [f.name for f in fields(OpCost)]
-COLUMNS[COLUMNS.index("weight_bytes") + 1 : COLUMNS.index("weight_bytes") + 1] = ["mac_bytes", "intensity"]
+COLUMNS = [*(f.name for f in fields(OpCost)), "mac_bytes", "intensity"]
 SUM_COLUMNS = ("macs", "flops", "params", "bytes_read", "bytes_written", "weight_bytes", "mac_bytes")
 
 
