@@ -55,8 +55,10 @@ def models(
     if not names:
         raise FlopgapError(f"no model matches '{pattern}'; run 'flopgap models' to list them all")
     table = Table(title=f"flopgap zoo ({pattern})")
-    for col in ("name", "family", "input", "params", "MACs", "ref MACs", "ref params", "source"):
-        table.add_column(col, justify="right" if col in {"params", "MACs", "ref MACs", "ref params"} else "left")
+    for col in ("name", "family", "input", "params", "MACs", "ref MACs", "ref params"):
+        numeric = col in {"params", "MACs", "ref MACs", "ref params"}
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=True)
+    table.add_column("source", overflow="fold", ratio=1)
     with console.status("building models to count params and MACs..."):
         for name in names:
             specs = grid(name) if all_configs else [resolve(name)]
@@ -64,7 +66,7 @@ def models(
                 counts = count(spec.build(), spec.example_input())
                 ref = spec.reference
                 table.add_row(
-                    spec.label,
+                    escape(spec.label),
                     get_entry(name).family,
                     "x".join(str(d) for d in spec.input_shape[1:]),
                     _human(counts.params),
@@ -105,7 +107,9 @@ def export(
     prec_e = _enum(Precision, precision, "--precision")
     with console.status(f"exporting {spec.label} to {fmt_e.value} {prec_e.value}..."):
         art = run_export(spec, fmt_e, prec_e, cache_dir=cache_dir, check_parity=not no_parity, out_dir=out)
-    table = Table(show_header=False, title=f"{spec.label} → {fmt_e.value} {prec_e.value}")
+    table = Table(show_header=False, title=f"{escape(spec.label)} → {fmt_e.value} {prec_e.value}")
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # paths and hashes are copied by users: never truncate them
     table.add_row("path", str(art.path))
     table.add_row("size", _human(art.size_bytes, "B"))
     table.add_row("sha256", art.sha256)
@@ -187,11 +191,13 @@ def _mount_subcommands() -> None:
     from harness.calibrate_cmd import calibrate
     from harness.devices_cmd import devices_app, push
     from harness.profile_cmd import profile
+    from harness.proxies_cmd import proxies_app
     from harness.report_cmd import report
     from harness.results_cmd import results_app
 
     app.add_typer(results_app, name="results")
     app.add_typer(devices_app, name="devices")
+    app.add_typer(proxies_app, name="proxies")
     app.command("push")(push)
     app.command("report")(report)
     app.command("profile")(profile)

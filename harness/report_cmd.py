@@ -41,6 +41,8 @@ def report(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(err.exit_code) from None
     typer.echo(f"wrote {written.html_path} and {len(written.figures)} figure(s) in {out}")
+    if written.headlines:
+        typer.echo("share of FLOPs vs share of measured time (profiled models with shuffles or depthwise convs):")
     for line in written.headlines:
         typer.echo(f"  {line}")
     if written.missing:
