@@ -1,0 +1,35 @@
+"""The README stays true: its quickstart commands are the ones CI runs, and every CLI command is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.main import get_command
+
+from harness.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _quickstart_commands() -> list[str]:
+    section = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_quickstart_is_exactly_two_commands_and_ci_runs_the_test_one() -> None:
+    commands = _quickstart_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("flopgap sweep --quick")
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert commands[1] in ci_lines
+
+
+def test_every_cli_command_has_a_readme_section_with_an_example() -> None:
+    group = get_command(app)
+    names = sorted(group.commands)  # type: ignore[attr-defined]
+    assert {"models", "export", "sweep", "run", "results", "devices", "push", "report", "profile"} <= set(names)
+    for name in names:
+        assert f"### `flopgap {name}" in README, f"README has no section for 'flopgap {name}'"
+        assert re.search(rf"```bash\n(?:.*\n)*?flopgap {name}\b", README), f"no example of 'flopgap {name}'"
