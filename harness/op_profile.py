@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import statistics
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,7 +46,7 @@ from devices.base import Device
 from exporters.artifact import Artifact, Format, Precision
 from exporters.cache import ArtifactCache, sha256_file
 from harness.errors import FlopgapError
-from harness.measure import TrialResult, parse_runner_output, runner_args
+from harness.measure import TrialResult, check_runner_doc, parse_runner_output, runner_args
 from harness.store import OpTime, Store
 from harness.sweep_spec import Protocol
 from harness.zoo.registry import ModelSpec
@@ -454,12 +455,58 @@ def profile_artifact(
     depth: int = 1,
     cache_dir: Path | None = None,
 ) -> OpProfile:
-    """Per-node profile for ONNX, per-block profile for TFLite."""
+    """Per-node profile for ONNX, per-block profile for TFLite; per-op from ``benchmark_model`` on phones."""
     if getattr(dev, "runner_argv", None) is None:
-        raise ProfileError(f"device '{dev.name}' runs a benchmark binary, not flopgap's runner; it cannot profile yet")
+        if artifact.format is Format.TFLITE and hasattr(dev, "measure"):
+            return profile_binary(dev, artifact, threads, protocol, options)
+        raise ProfileError(
+            f"device '{dev.name}' runs a benchmark binary that cannot profile {artifact.format.value} models; "
+            "use a TFLite artifact with benchmark_model"
+        )
     if artifact.format is Format.ONNX:
         return profile_onnx(dev, artifact, threads, protocol, options)
     return profile_tflite_blocks(dev, spec, artifact, threads, protocol, options, depth, cache_dir)
+
+
+BINARY_KIND = "tflite-ops"
+_BRACKETED = re.compile(r"^\[(?P<tensor>.*)\](?::\d+)?$")
+
+
+def profile_binary(
+    dev: Device, artifact: Artifact, threads: int, protocol: Protocol, options: Mapping[str, Any] | None = None
+) -> OpProfile:
+    """Per-op TFLite times from the official ``benchmark_model --enable_op_profiling`` (its CSV pulled back).
+
+    Rows are named like the graph account's (``<module path>/<OP_TYPE>``) where the op's output tensor carries a
+    litert-torch module path, so they join the FLOP and byte proxies; otherwise they keep the tool's name.
+    """
+    from devices.adb import BenchmarkOptions
+    from harness.proxies.tflite_graph import torch_module_paths
+
+    opts = BenchmarkOptions.from_protocol(protocol, threads, dict(options or {}))
+    with tempfile.TemporaryDirectory(prefix="flopgap-ops-") as tmp:
+        doc = dev.measure(artifact.path, opts, protocol.timeout_s, profile_dir=Path(tmp))  # type: ignore[attr-defined]
+    result = check_runner_doc(doc, dev.name)
+    rows = doc.get("ops") or []
+    if not rows:
+        raise ProfileError(f"device '{dev.name}': the benchmark binary printed no op profile")
+    ops = []
+    for row in rows:
+        raw = str(row["name"])
+        match = _BRACKETED.match(raw)
+        paths = torch_module_paths(match.group("tensor") if match else raw)
+        module = paths[-1][0] if paths else None
+        ops.append(
+            OpTime(
+                node_name=f"{module}/{row['op_type']}" if module else raw,
+                op_type=str(row["op_type"]),
+                time_us=float(row["avg_ms"]) * 1e3,
+                calls=int(row["times_called"]) if row.get("times_called") is not None else None,
+                module_path=module,
+            )
+        )
+    notes = {"source": "benchmark_model --enable_op_profiling (CSV)", "device": dev.name}
+    return OpProfile(BINARY_KIND, tuple(ops), _median_us(result), notes)
 
 
 def store_profile(store: Store, point_id: int, profile: OpProfile, trial_id: int | None = None) -> int:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from adb_endpoint import AdbEndpoint, FakePhone
 
 from devices.adb import AdbDevice, BenchmarkOptions, affinity_mask
 from devices.base import (
@@ -26,6 +25,7 @@ from devices.base import (
     UnknownSerial,
     WrongABI,
 )
+from tests.adb_endpoint import AdbEndpoint, FakePhone
 
 AARCH64, X86_64 = 183, 62
 

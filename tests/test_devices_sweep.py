@@ -199,3 +199,25 @@ def test_run_on_phone_stores_the_parsed_benchmark_fake_phone_endpoint(
     avg_ms = doc["summary_ns"]["mean"] / 1e6
     assert point["mean_ms"] == pytest.approx(avg_ms)
     assert f"{point['median_ms']:.3f}" in res.output
+
+
+def test_profile_on_phone_pulls_and_stores_the_op_csv_fake_phone_endpoint(
+    phone_inventory: tuple[Path, FakePhone], tmp_path: Path, cache_dir: Path
+) -> None:
+    from devices.parsers import parse_tflite_op_csv
+
+    inventory, phone = phone_inventory
+    db = tmp_path / "r.db"
+    model = ["conv1x1", "-p", "cin=16", "-p", "cout=16", "-p", "h=8", "-p", "w=8", "--runtime", "litert"]
+    where = ["--device", "pixel7", "--devices", str(inventory), "--db", str(db), "--cache-dir", str(cache_dir)]
+    args = ["profile", *model, *where]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    expected = parse_tflite_op_csv(phone.op_csv.read_text())  # what the phone wrote, pulled back and parsed
+    with Store(db) as store:
+        rows = store.op_profiles_frame()
+    assert len(rows) == len(expected)
+    by_type = rows.groupby("op_type")["time_us"].sum().to_dict()
+    for op_type in {r.op_type for r in expected}:
+        want = sum(r.avg_ms for r in expected if r.op_type == op_type) * 1e3
+        assert by_type[op_type] == pytest.approx(want)

@@ -389,11 +389,13 @@ def test_parse_ort_profile_averages_after_skipping_warmup() -> None:
         event("relu", 3, "Relu"),
         event("conv", 14, "Conv"),
         event("relu", 5, "Relu"),
+        event("conv", 30, "Conv"),  # one preempted call: the mean moves, the median does not
+        event("relu", 4, "Relu"),
     ]
     rows = runner.parse_ort_profile(events, skip_first=1)
     assert rows == [
-        {"name": "conv", "op_type": "Conv", "provider": None, "time_us": 12.0, "calls": 2},
-        {"name": "relu", "op_type": "Relu", "provider": None, "time_us": 4.0, "calls": 2},
+        {"name": "conv", "op_type": "Conv", "provider": None, "time_us": 18.0, "median_us": 14.0, "calls": 3},
+        {"name": "relu", "op_type": "Relu", "provider": None, "time_us": 4.0, "median_us": 4.0, "calls": 3},
     ]
 
 
