@@ -164,38 +164,33 @@ def _run(
 
 
 def summary_table(store: Store, point_ids: list[int], title: str) -> Table:
+    """One row per point; columns whose value is the same for every row move into the title (narrow terminals)."""
     frame = store.points_frame()
     frame = frame[frame["point_id"].isin(point_ids)] if point_ids else frame
-    table = Table(title=f"sweep '{title}'")
-    for col in ("model", "MACs", "format", "precision", "threads", "device", "median ms", "95% CI", "CV", "noisy"):
-        table.add_column(col, justify="right" if col in {"MACs", "threads", "median ms", "CV"} else "left")
-    for row in frame.sort_values(["device", "macs", "model_label", "format"]).itertuples():
+    frame = frame.sort_values(["device", "macs", "model_label", "format"])
+    varying = {"format": "format", "precision": "precision", "threads": "threads", "device": "device"}
+    constant = {k: frame[k].iloc[0] for k in varying if len(frame) and frame[k].nunique(dropna=False) == 1}
+    shown = [k for k in varying if k not in constant]
+    caption = " · ".join(f"{k} {v}" for k, v in constant.items())
+    table = Table(title=f"sweep '{escape(title)}'" + (f" ({escape(caption)})" if caption else ""))
+    # Numbers never wrap or truncate; the model label and the status fold onto more lines instead.
+    table.add_column("model", overflow="fold", ratio=3)
+    table.add_column("MACs", justify="right", no_wrap=True, min_width=6)
+    for col in shown:
+        table.add_column(col, justify="right" if col == "threads" else "left", no_wrap=True, min_width=len(col))
+    table.add_column("median ms", justify="right", no_wrap=True, min_width=9)
+    table.add_column("95% CI", no_wrap=True, min_width=11)
+    table.add_column("CV", justify="right", no_wrap=True, min_width=5)
+    table.add_column("noisy", overflow="fold", ratio=1)
+    for row in frame.itertuples():
+        head = [escape(row.model_label), _macs(row.macs), *(str(getattr(row, col)) for col in shown)]
         if row.status != "done":
-            table.add_row(
-                escape(row.model_label),
-                _macs(row.macs),
-                row.format,
-                row.precision,
-                str(row.threads),
-                row.device,
-                "-",
-                "-",
-                "-",
-                f"[red]{row.status}[/]: {row.failure_reason or ''}",
-            )
+            reason = escape(str(row.failure_reason or ""))
+            table.add_row(*head, "-", "-", "-", f"[red]{row.status}[/]: {reason}")
             continue
-        table.add_row(
-            escape(row.model_label),
-            _macs(row.macs),
-            row.format,
-            row.precision,
-            str(row.threads),
-            row.device,
-            f"{row.median_ms:.3f}",
-            f"{row.ci_low_ms:.3f}-{row.ci_high_ms:.3f}",
-            f"{row.cv:.1%}",
-            "[yellow]noisy[/]" if row.noisy else "",
-        )
+        no_ci = row.ci_low_ms is None or row.ci_low_ms != row.ci_low_ms  # NaN: summary-only trials have no CI
+        ci = "-" if no_ci else f"{row.ci_low_ms:.3f}-{row.ci_high_ms:.3f}"
+        table.add_row(*head, f"{row.median_ms:.3f}", ci, f"{row.cv:.1%}", "[yellow]noisy[/]" if row.noisy else "")
     return table
 
 
