@@ -219,7 +219,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def failing_op(exc: BaseException) -> str | None:
     """The op a converter choked on, parsed from its exception chain, or None."""
     seen: BaseException | None = exc
-    texts = []
+    texts: list[str] = []
     while seen is not None and len(texts) < 8:
         texts.append(str(seen))
         seen = seen.__cause__ or seen.__context__

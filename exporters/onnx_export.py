@@ -36,6 +36,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> onnx.Mod
             external_data=False,
             verbose=False,
         )
+    if program is None:  # the dynamo exporter always returns a program; None would be a torch bug
+        raise RuntimeError("torch.onnx.export returned no program")
     proto = program.model_proto
     if proto.opset_import and _default_opset(proto) != OPSET:
         proto = onnx.version_converter.convert_version(proto, OPSET)

@@ -7,8 +7,9 @@ its traceback.
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import FlopgapError, Interrupted
+
+E = TypeVar("E", bound=Enum)
 
 app = typer.Typer(
     help="flopgap: measure how fast efficient CNNs really run, and where FLOP counts lie.",
@@ -179,11 +182,11 @@ def run_point(
     )
 
 
-def _enum(kind: type, value: str, flag: str):  # type: ignore[no-untyped-def]
+def _enum(kind: type[E], value: str, flag: str) -> E:
     try:
         return kind(value)
     except ValueError:
-        allowed = ", ".join(m.value for m in kind)
+        allowed = ", ".join(str(m.value) for m in kind)
         raise FlopgapError(f"{flag} '{value}' is not supported; allowed: {allowed}") from None
 
 

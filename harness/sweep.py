@@ -161,12 +161,13 @@ def _prepare(
     finished: list[PointState] = []  # done before this run; the profile pass may still need them
     skipped = 0
     for p in points:
-        art = artifacts[(p.model, p.format, p.precision)]
-        if isinstance(art, str):
+        exported = artifacts[(p.model, p.format, p.precision)]
+        if isinstance(exported, str):  # the export failed; this is its reason
             pid = store.ensure_point(run_id, *_key_fields(p, None))
-            store.fail_point(pid, art)
-            rep.point_failed(p, art)
+            store.fail_point(pid, exported)
+            rep.point_failed(p, exported)
             continue
+        art = exported
         pid = store.ensure_point(run_id, *_key_fields(p, art))
         if store.point_status(pid) == "done":
             skipped += 1

@@ -93,6 +93,7 @@ class ChannelShuffleGather(nn.Module):
         per = channels // groups
         # output channel j*groups + i takes input channel i*per + j
         index = torch.arange(channels).reshape(groups, per).t().reshape(-1)
+        self.index: torch.Tensor
         self.register_buffer("index", index, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
