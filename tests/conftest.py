@@ -8,11 +8,15 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from exporters.artifact import Artifact, Format, Precision
+from harness.zoo.registry import ModelSpec
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -73,3 +77,26 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     yield Sshd(port, d, client_key, known_hosts)
     proc.kill()
     proc.wait()
+
+
+@contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A real, tiny filesystem (root only), to fill up for full-disk tests."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def cached_exporter(cache: Path) -> Callable[[ModelSpec, Format, Precision], Artifact]:
+    """The real exporter, into a test's own artifact cache."""
+    from exporters.export import export
+
+    def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
+        return export(model, fmt, precision, cache_dir=cache)
+
+    return _export

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from exporters.artifact import Artifact, Format, Precision
 from exporters.export import export
 from harness.cli import app
 from harness.store import Store
@@ -27,7 +26,7 @@ from harness.sweep_cli import inventory_threads, open_devices
 from harness.sweep_spec import parse_spec
 from harness.zoo.registry import ModelSpec
 from tests.adb_endpoint import AdbEndpoint, FakePhone
-from tests.conftest import SSHD, Sshd, _free_port
+from tests.conftest import SSHD, Sshd, _free_port, cached_exporter
 
 SPEC = """
 name = "two devices"
@@ -51,13 +50,6 @@ min_seconds = 0
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
-
-
-def _exporter(cache: Path):  # type: ignore[no-untyped-def]
-    def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
-        return export(model, fmt, precision, cache_dir=cache)
-
-    return _export
 
 
 def _inventory(tmp_path: Path, sshd: Sshd, ghost_port: int | None = None) -> Path:
@@ -101,7 +93,7 @@ def test_sweep_over_local_and_ssh_board_into_one_database(tmp_path: Path, sshd: 
     devices = open_devices(names, inventory)
     with Store(db) as store:
         result = run_sweep(
-            spec, text, store, devices, _exporter(cache_dir), device_threads=inventory_threads(names, inventory)
+            spec, text, store, devices, cached_exporter(cache_dir), device_threads=inventory_threads(names, inventory)
         )
         for dev in devices.values():
             dev.cleanup()
@@ -130,7 +122,7 @@ def test_sweep_over_local_and_ssh_board_into_one_database(tmp_path: Path, sshd: 
     devices = open_devices(names, inventory)
     with Store(db) as store:
         again = run_sweep(
-            spec, text, store, devices, _exporter(cache_dir), device_threads=inventory_threads(names, inventory)
+            spec, text, store, devices, cached_exporter(cache_dir), device_threads=inventory_threads(names, inventory)
         )
         for dev in devices.values():
             dev.cleanup()

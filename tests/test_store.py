@@ -30,6 +30,7 @@ from harness.store import (
     StoreError,
     point_key,
 )
+from tests.conftest import small_tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = hashlib.sha256(b"mobilenet_v1 fp32 onnx").hexdigest()
@@ -414,18 +415,6 @@ def test_failing_disk_write_raises_store_error_and_keeps_trials(store: Store, db
         committed = reopened.trials_done(point_id)
     assert {0, 1, 2} <= committed
     assert_whole_trials_survive(db, point_id, committed)
-
-
-@contextmanager
-def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 @pytest.mark.skipif(shutil.which("mount") is None or not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root")

@@ -12,8 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,11 +19,11 @@ import pytest
 
 from devices.local import LocalDevice
 from exporters.artifact import Artifact, Format, Precision
-from exporters.export import export
 from harness.store import Store
 from harness.sweep import run_sweep
 from harness.sweep_spec import parse_spec
 from harness.zoo.registry import ModelSpec
+from tests.conftest import cached_exporter, small_tmpfs
 
 SPEC = """
 name = "test"
@@ -55,13 +53,6 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def exporter_for(cache: Path):  # type: ignore[no-untyped-def]
-    def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
-        return export(model, fmt, precision, cache_dir=cache)
-
-    return _export
-
-
 def wrapper(tmp_path: Path, name: str, body: str) -> str:
     """An executable that stands in for the device's python: same argv, different behaviour."""
     path = tmp_path / name
@@ -74,7 +65,7 @@ def test_sweep_measures_every_point_then_resumes_without_duplicates(tmp_path: Pa
     text = spec_text(trials=2, runs=25)
     spec = parse_spec(text)
     with Store(tmp_path / "r.db") as store:
-        first = run_sweep(spec, text, store, {"local": LocalDevice()}, exporter_for(cache_dir))
+        first = run_sweep(spec, text, store, {"local": LocalDevice()}, cached_exporter(cache_dir))
         assert first.measured_trials == 4 and first.failed_points == 0
         points = store.points_frame()
         assert list(points["status"]) == ["done", "done"]
@@ -91,7 +82,7 @@ def test_sweep_measures_every_point_then_resumes_without_duplicates(tmp_path: Pa
         assert set(accounts) == set(points["artifact_sha"])
         conv = points.set_index("model").loc["conv1x1", "artifact_sha"]
         assert int(accounts[conv]["macs"].sum()) == 8 * 8 * 16 * 16
-        again = run_sweep(spec, text, store, {"local": LocalDevice()}, exporter_for(cache_dir))
+        again = run_sweep(spec, text, store, {"local": LocalDevice()}, cached_exporter(cache_dir))
         assert again.measured_trials == 0 and again.skipped_points == 2
         assert len(store.trials_frame()) == 4
 
@@ -99,7 +90,7 @@ def test_sweep_measures_every_point_then_resumes_without_duplicates(tmp_path: Pa
 def test_corrupt_model_file_fails_its_point_and_the_sweep_goes_on(tmp_path: Path, cache_dir: Path) -> None:
     text = spec_text(trials=1)
     spec = parse_spec(text)
-    real = exporter_for(cache_dir)
+    real = cached_exporter(cache_dir)
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(os.urandom(2048))
 
@@ -140,7 +131,7 @@ def test_broken_runner_fails_points_with_one_line_reason(
     spec = parse_spec(text)
     device = LocalDevice(python=wrapper(tmp_path, f"python-{case}", body), facts_timeout=2)
     with Store(tmp_path / "r.db") as store:
-        result = run_sweep(spec, text, store, {"local": device}, exporter_for(cache_dir))
+        result = run_sweep(spec, text, store, {"local": device}, cached_exporter(cache_dir))
         assert result.failed_points == 2
         reasons = list(store.points_frame()["failure_reason"])
         assert all(expected in r and "\n" not in r for r in reasons), reasons
@@ -201,18 +192,6 @@ def test_interrupted_sweep_keeps_what_it_measured_and_resumes_without_duplicates
         assert not trials.duplicated(["point_id", "trial_index"]).any()
         assert list(store.points_frame()["status"]) == ["done", "done"]
         assert f"{6 - kept} trials measured" in done.stdout.replace("\n", " ")
-
-
-@contextmanager
-def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_full_disk_at_results_path_stops_with_one_line_and_keeps_committed_trials(

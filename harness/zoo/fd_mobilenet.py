@@ -6,10 +6,9 @@ at small resolution with many channels: 5 layers at 512 and one at 1024, all at 
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from harness.zoo.layers import Classifier, ConvBNAct, DepthwiseSeparable
+from harness.zoo.mobilenet_v1 import MobileNetV1
 from harness.zoo.registry import Param, Reference, register_model
 
 # (output channels, stride) of the 11 depthwise-separable layers after the 32-channel stride-2 stem
@@ -23,24 +22,6 @@ LAYERS: tuple[tuple[int, int], ...] = (
     *((512, 1),) * 4,
     (1024, 1),
 )
-
-
-class FDMobileNet(nn.Module):
-    """``stem`` → ``features.0..10`` (each ``.dw`` then ``.pw``) → ``classifier``."""
-
-    def __init__(self, alpha: float = 1.0, classes: int = 1000) -> None:
-        super().__init__()
-        cin = int(32 * alpha)
-        self.stem = ConvBNAct(3, cin, 3, 2)
-        self.features = nn.Sequential()
-        for i, (c, stride) in enumerate(LAYERS):
-            cout = int(c * alpha)
-            self.features.add_module(str(i), DepthwiseSeparable(cin, cout, stride))
-            cin = cout
-        self.classifier = Classifier(cin, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.stem(x)))
 
 
 # Qin et al. 2018 count FLOPs as multiply-adds (as ShuffleNet does) and compare at three complexity levels:
@@ -61,4 +42,4 @@ _QIN = "Qin et al. 2018, ImageNet results table (MFLOPs = mult-adds)"
 )
 def fd_mobilenet(alpha: float = 1.0) -> nn.Module:
     """FD-MobileNet: depthwise-separable layers with fast downsampling to 7×7; ``alpha`` scales widths."""
-    return FDMobileNet(alpha)
+    return MobileNetV1(alpha, layers=LAYERS)

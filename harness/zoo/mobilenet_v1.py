@@ -23,15 +23,18 @@ LAYERS: tuple[tuple[int, int], ...] = (
 
 
 class MobileNetV1(nn.Module):
-    """``stem`` → ``features.0..12`` (each ``.dw`` then ``.pw``) → ``classifier``."""
+    """``stem`` → ``features.0..12`` (each ``.dw`` then ``.pw``) → ``classifier``.
 
-    def __init__(self, alpha: float = 1.0, classes: int = 1000) -> None:
+    ``layers`` replaces the table of depthwise-separable layers (FD-MobileNet is this net with its own table).
+    """
+
+    def __init__(self, alpha: float = 1.0, classes: int = 1000, layers: tuple[tuple[int, int], ...] = LAYERS) -> None:
         super().__init__()
         # Every width at the offered alphas is a whole number, so no rounding rule is needed (the paper has none).
         cin = int(32 * alpha)
         self.stem = ConvBNAct(3, cin, 3, 2)
         self.features = nn.Sequential()
-        for i, (c, stride) in enumerate(LAYERS):
+        for i, (c, stride) in enumerate(layers):
             cout = int(c * alpha)
             self.features.add_module(str(i), DepthwiseSeparable(cin, cout, stride))
             cin = cout
