@@ -15,6 +15,7 @@ from rich.table import Table
 from harness.calibrate import PROTOCOL, Calibration, store_calibration
 from harness.calibrate import calibrate as run_calibration
 from harness.errors import FlopgapError
+from harness.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt
 from harness.store import Store
 from harness.sweep_cli import make_exporter, open_devices
 from harness.sweep_spec import RUNTIMES
@@ -71,13 +72,13 @@ def calibration_table(cal: Calibration) -> Table:
 
 
 def calibrate(
-    device: Annotated[str, typer.Option(help="Device name from the inventory.")] = "local",
+    device: DeviceOpt = "local",
     runtime: Annotated[str, typer.Option(help="onnxruntime, litert or litert-builtin.")] = "onnxruntime",
     threads: Annotated[int, typer.Option(help="Runtime threads (a calibration is stored per thread count).")] = 1,
     trials: Annotated[int, typer.Option(help="Runner calls per kernel; the best median is kept.")] = PROTOCOL.trials,
-    db: Annotated[Path | None, typer.Option(help="Results database.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache directory.")] = None,
-    devices_file: Annotated[Path | None, typer.Option("--devices", help="Device inventory (TOML).")] = None,
+    db: DbOpt = None,
+    cache_dir: CacheDirOpt = None,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
     """Measure peak GFLOP/s (1x1 convs) and memory GB/s (ReLU over 64-128 MiB) with the device's runtime.
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import FlopgapError, Interrupted
+from harness.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, ParamOpt, PrecisionOpt, ThreadsOpt
 
 E = TypeVar("E", bound=Enum)
 
@@ -131,9 +132,9 @@ def sweep(
     quick: Annotated[
         bool, typer.Option("--quick", help="Run the built-in quick sweep (6 models, ONNX and TFLite).")
     ] = False,
-    db: Annotated[Path | None, typer.Option(help="Results database (default results/flopgap.db).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache directory.")] = None,
-    devices_file: Annotated[Path | None, typer.Option("--devices", help="Device inventory (TOML).")] = None,
+    db: DbOpt = None,
+    cache_dir: CacheDirOpt = None,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
     """Measure every point of a sweep spec; resumable: a rerun skips finished points and trials.
 
@@ -147,17 +148,17 @@ def sweep(
 @app.command("run")
 def run_point(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value; repeatable.")] = None,
+    param: ParamOpt = None,
     runtime: Annotated[str, typer.Option(help="onnxruntime, litert or litert-builtin (no XNNPACK).")] = "litert",
-    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 or int8-dynamic.")] = "fp32",
-    threads: Annotated[int, typer.Option(help="Runtime threads.")] = 1,
+    precision: PrecisionOpt = "fp32",
+    threads: ThreadsOpt = 1,
     trials: Annotated[int, typer.Option(help="Trials (each a fresh runner process).")] = 3,
     runs: Annotated[int, typer.Option(help="Minimum timed runs per trial.")] = 50,
     min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per trial.")] = 1.0,
-    device: Annotated[str, typer.Option(help="Device name from the inventory.")] = "local",
-    db: Annotated[Path | None, typer.Option(help="Results database.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache directory.")] = None,
-    devices_file: Annotated[Path | None, typer.Option("--devices", help="Device inventory (TOML).")] = None,
+    device: DeviceOpt = "local",
+    db: DbOpt = None,
+    cache_dir: CacheDirOpt = None,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
     """Measure one point (one model, runtime, precision, thread count, device) and print its statistics.
 

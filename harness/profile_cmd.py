@@ -21,6 +21,7 @@ from rich.table import Table
 
 from harness.errors import FlopgapError, Interrupted
 from harness.op_profile import OpProfile
+from harness.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, ParamOpt, PrecisionOpt, ThreadsOpt
 from harness.store import Store
 from harness.sweep import run_sweep
 from harness.sweep_cli import ProgressReporter, make_exporter, open_devices
@@ -150,21 +151,21 @@ def _text(value: Any) -> str:
 
 def profile(
     name: Annotated[str, typer.Argument(help="Registered model name (see 'flopgap models').")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value; repeatable.")] = None,
+    param: ParamOpt = None,
     runtime: Annotated[str, typer.Option(help="onnxruntime (per node) or litert / litert-builtin (per block).")] = (
         "onnxruntime"
     ),
-    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 or int8-dynamic.")] = "fp32",
-    threads: Annotated[int, typer.Option(help="Runtime threads.")] = 1,
+    precision: PrecisionOpt = "fp32",
+    threads: ThreadsOpt = 1,
     trials: Annotated[int, typer.Option(help="Timed trials before profiling.")] = 1,
     runs: Annotated[int, typer.Option(help="Minimum timed runs per trial (and per block).")] = 50,
     min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per trial (and per block).")] = 1.0,
     depth: Annotated[int, typer.Option(help="TFLite: module-tree depth of the blocks (Sequentials expand).")] = 1,
     top: Annotated[int, typer.Option(help="Rows to show.")] = 25,
-    device: Annotated[str, typer.Option(help="Device name from the inventory.")] = "local",
-    db: Annotated[Path | None, typer.Option(help="Results database.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache directory.")] = None,
-    devices_file: Annotated[Path | None, typer.Option("--devices", help="Device inventory (TOML).")] = None,
+    device: DeviceOpt = "local",
+    db: DbOpt = None,
+    cache_dir: CacheDirOpt = None,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
     """Time one model, then store where its time goes: per ONNX node (ORT profiler) or per TFLite block.
 
