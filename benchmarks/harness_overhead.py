@@ -4,7 +4,7 @@ On the SAME exported .tflite and .onnx files, per zoo model, three tools time th
 same warm-up and run counts (flopgap's runner gets ``--warmup-seconds 0 --min-seconds 0 --max-runs N`` so it
 runs exactly W warm-up and N timed runs, as the others do):
 
-- ``flopgap``: ``devices/runner.py`` in a subprocess; its median via :func:`harness.stats.summarize`.
+- ``flopgap``: ``devices/runner.py`` in a subprocess; its median via :func:`harness.measure.stats.summarize`.
 - ``peer``: Google's ``benchmark_litert_model.py`` from the ai-edge-litert wheel, in a subprocess (TFLite only;
   there is no ONNX counterpart in the installed wheels); its printed ``Inference (median)``.
 - ``bare``: the minimal timing loop, ``interpreter.invoke()`` (TFLite, input set once) or
@@ -57,7 +57,7 @@ and both formats; fg/peer 0.989-1.014 for the three models of >= 1 ms); the exce
   run A ``fg spread`` was 52 % (mobilenet_v2) and 73 % (resnet50), and resnet50 gave ``fg/bare`` 0.741 and
   ``fg/peer`` 0.865 — the machine, not the tools (in run B, with fewer co-runners, the same rows read 0.988
   and 0.989). The ``noisy`` column names every tool whose per-round medians spread more than 5 %
-  (harness.stats' trial-spread threshold), and the report warns when the load average is >= 0.5 per CPU; read
+  (harness.measure.stats' trial-spread threshold), and the report warns when the load average is >= 0.5 per CPU; read
   no ratio of such a row as a harness difference. A quiet machine is needed for the final figures.
 - ResNet-50's TFLite graph has one op XNNPACK does not take (the runner reports 76 of 77 nodes delegated, the
   peer ``Fully accelerated: False``); both tools run it the same way, on the builtin CPU kernel.
@@ -249,7 +249,7 @@ def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _stats_of(samples_ns: Sequence[int]) -> tuple[float, float]:
-    from harness.stats import summarize
+    from harness.measure.stats import summarize
 
     stats = summarize(samples_ns, resamples=100)  # only median and mean are used; keep the bootstrap cheap
     return stats.median, stats.mean
@@ -389,8 +389,8 @@ class Row:
         return (max(values) - min(values)) / center if center > 0 else None
 
     def noisy(self) -> list[tuple[str, float]]:
-        """Tools whose per-round medians spread more than harness.stats' trial-spread threshold."""
-        from harness.stats import DEFAULT_SPREAD_THRESHOLD
+        """Tools whose per-round medians spread more than harness.measure.stats' trial-spread threshold."""
+        from harness.measure.stats import DEFAULT_SPREAD_THRESHOLD
 
         spreads = [(tool, self.spread(tool)) for tool in self.cells]
         return [(tool, value) for tool, value in spreads if value is not None and value > DEFAULT_SPREAD_THRESHOLD]
@@ -602,7 +602,7 @@ def print_report(rows: Sequence[Row], facts: dict[str, Any], args: argparse.Name
     print("res: the peer prints ms with 2 decimals; half a unit of that as a share of its median")
     print("fg/peer, fg/bare: flopgap median / other median; [lo-hi]: range of the per-round paired ratios")
     print("fg spread: (max - min) / median of flopgap's medians over its separate invocations (one per round)")
-    print("noisy: tools whose per-round medians spread > 5% (harness.stats threshold): the machine changed under")
+    print("noisy: tools whose per-round medians spread > 5% (the stats threshold): the machine changed under")
     print("       the run (load, co-runners, clocks); that row's ratios describe the machine more than the tools")
     print("peer: benchmark_litert_model.py (CompiledModel API); bare: Interpreter.invoke / InferenceSession.run loop")
     notes = [(row.label, row.fmt, text) for row in rows for text in row.errors()]

@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.vocabulary import Format, Precision
 from exporters import parity
-from exporters.artifact import Format, Precision
 from exporters.cache import default_cache_dir, tool_versions
 from exporters.export import export
 from exporters.quiet import captured_output

@@ -32,7 +32,8 @@ from typing import Any
 import adbutils
 from adbutils.errors import AdbError, AdbTimeout
 
-from devices.base import (
+from devices.base import ShellReturn
+from devices.errors import (
     BinaryMissing,
     DeviceError,
     DeviceOffline,
@@ -42,7 +43,6 @@ from devices.base import (
     NoSpaceLeft,
     PullFailed,
     PushFailed,
-    ShellReturn,
     UnknownSerial,
     WrongABI,
 )
@@ -99,7 +99,7 @@ class BenchmarkOptions:
 
     @classmethod
     def from_protocol(cls, protocol: Any, threads: int, options: dict[str, Any] | None = None) -> BenchmarkOptions:
-        """From a sweep :class:`~harness.sweep_spec.Protocol` (read by attribute) and a point's options."""
+        """From a sweep :class:`~harness.measure.spec.Protocol` (read by attribute) and a point's options."""
         return cls(
             threads=threads,
             warmup_runs=protocol.warmup_runs,

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from harness.errors import FlopgapError
-
 
 @dataclass(frozen=True)
 class ShellReturn:
@@ -27,66 +25,6 @@ class ShellReturn:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
-
-
-class DeviceError(FlopgapError):
-    """Something went wrong talking to a device; the message names the device and what to do."""
-
-
-class DeviceUnreachable(DeviceError):
-    pass
-
-
-class DeviceTimeout(DeviceError):
-    pass
-
-
-class PushFailed(DeviceError):
-    pass
-
-
-class PullFailed(DeviceError):
-    pass
-
-
-class RunnerMissing(DeviceError):
-    """The runner (or the runtime it needs) is not present on the device."""
-
-
-class HostKeyUnknown(DeviceError):
-    """The SSH host is not in known_hosts; the message says how to add it after checking its fingerprint."""
-
-
-class HostKeyMismatch(DeviceError):
-    """The SSH host offered a different key than known_hosts holds; flopgap refuses to connect."""
-
-
-class AuthFailed(DeviceError):
-    """The device refused our credentials (SSH key not authorized)."""
-
-
-class NoSpaceLeft(DeviceError):
-    """The device's file system is full (ENOSPC) while pushing or creating the work dir."""
-
-
-class DeviceOffline(DeviceUnreachable):
-    """The transport sees the device but it does not answer (adb state 'offline')."""
-
-
-class DeviceUnauthorized(DeviceUnreachable):
-    """The phone has not accepted this host's adb key (adb state 'unauthorized')."""
-
-
-class UnknownSerial(DeviceUnreachable):
-    """No device with this serial is attached to the adb server."""
-
-
-class WrongABI(DeviceError):
-    """A runner binary was built for another CPU architecture than the device's."""
-
-
-class BinaryMissing(RunnerMissing):
-    """The runner binary named in the inventory does not exist on this machine."""
 
 
 @runtime_checkable

@@ -56,7 +56,7 @@ from pydantic import (
 )
 
 from devices.base import Device
-from harness.errors import FlopgapError
+from devices.errors import FlopgapError
 
 ENV_VAR = "FLOPGAP_DEVICES"
 TRANSPORTS = ("local", "ssh", "adb")

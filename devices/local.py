@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devices.base import DeviceError, DeviceTimeout, PullFailed, PushFailed, ShellReturn
+from devices.base import ShellReturn
+from devices.errors import DeviceError, DeviceTimeout, PullFailed, PushFailed
 
 RUNNER_PATH = Path(__file__).with_name("runner.py")
 

@@ -37,7 +37,8 @@ from typing import Any, NoReturn
 
 import paramiko
 
-from devices.base import (
+from devices.base import ShellReturn
+from devices.errors import (
     AuthFailed,
     DeviceError,
     DeviceTimeout,
@@ -48,7 +49,6 @@ from devices.base import (
     PullFailed,
     PushFailed,
     RunnerMissing,
-    ShellReturn,
 )
 
 RUNNER_PATH = Path(__file__).with_name("runner.py")

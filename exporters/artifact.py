@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from harness.zoo.registry import ModelSpec
-
-
-class Format(StrEnum):
-    ONNX = "onnx"
-    TFLITE = "tflite"
-
-    @property
-    def extension(self) -> str:
-        return f".{self.value}"
-
-
-class Precision(StrEnum):
-    FP32 = "fp32"
-    FP16 = "fp16"  # float16 weights, float32 compute where the runtime chooses
-    INT8 = "int8"  # full integer, calibrated on random inputs
-    INT8_DYNAMIC = "int8-dynamic"  # dynamic range: int8 weights, float activations
+from devices.vocabulary import Format, Precision
 
 
 @dataclass(frozen=True)
@@ -42,10 +25,6 @@ class Artifact:
     parity_bound: float | None
     size_bytes: int
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. {"transpose_ops": 2, "op_counts": {...}}
-
-    @property
-    def spec(self) -> ModelSpec:
-        return ModelSpec(self.model, self.params)
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -21,8 +21,9 @@ from typing import Any
 
 import platformdirs
 
-from exporters.artifact import Artifact, Format, Precision
-from harness.zoo.registry import ModelSpec
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
+from exporters.source import ModelSource
 
 # Bump when a change in flopgap's exporters changes what they write (invalidates every cached artifact).
 EXPORTER_VERSION = "2"  # 2: signal-preserving init + BatchNorm calibration in the zoo
@@ -48,7 +49,7 @@ def tool_versions() -> dict[str, str]:
 
 
 def cache_key(
-    spec: ModelSpec, fmt: Format, precision: Precision, versions: Mapping[str, str], settings: Mapping[str, Any]
+    spec: ModelSource, fmt: Format, precision: Precision, versions: Mapping[str, str], settings: Mapping[str, Any]
 ) -> str:
     """sha256 over the canonical JSON of everything that determines the artifact's bytes."""
     payload = {
@@ -71,7 +72,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_stem(spec: ModelSpec, precision: Precision) -> str:
+def file_stem(spec: ModelSource, precision: Precision) -> str:
     """A readable, filesystem-safe stem: ``shufflenet_v1_groups=8_int8``."""
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", spec.label).strip("_") + f"_{precision.value}"
 
@@ -82,14 +83,14 @@ class ArtifactCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
 
-    def file_path(self, spec: ModelSpec, fmt: Format, precision: Precision, key: str) -> Path:
+    def file_path(self, spec: ModelSource, fmt: Format, precision: Precision, key: str) -> Path:
         return self.root / f"{file_stem(spec, precision)}_{key[:16]}{fmt.extension}"
 
     @staticmethod
     def sidecar(path: Path) -> Path:
         return path.with_suffix(".json")
 
-    def get(self, spec: ModelSpec, fmt: Format, precision: Precision, key: str) -> Artifact | None:
+    def get(self, spec: ModelSource, fmt: Format, precision: Precision, key: str) -> Artifact | None:
         """The cached artifact, or None when absent, unreadable or its file no longer matches its sha256."""
         path = self.file_path(spec, fmt, precision, key)
         side = self.sidecar(path)

@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from devices.vocabulary import Format, Precision
 from exporters import onnx_export, parity, tflite_export
-from exporters.artifact import Artifact, Format, Precision
+from exporters.artifact import Artifact
 from exporters.cache import ArtifactCache, cache_key, file_stem, sha256_file, tool_versions
+from exporters.errors import ExportError
 from exporters.fold import fold_batchnorm
 from exporters.quiet import captured_output
-from harness.errors import ExportError
-from harness.zoo.registry import ModelSpec
+from exporters.source import ModelSource
 
 # int8 calibration: random NCHW inputs from these seeds (the parity input uses the spec's seed 0, not among them).
 CALIBRATION_SAMPLES = 16
@@ -30,7 +31,7 @@ SUPPORTED: dict[Format, tuple[Precision, ...]] = {
 
 
 def export(
-    spec: ModelSpec,
+    spec: ModelSource,
     fmt: Format | str,
     precision: Precision | str,
     *,
@@ -58,11 +59,11 @@ def export(
             "pass allow_parity_failure to keep it anyway"
         )
     if out_dir is not None:
-        art = _copy_out(art, Path(out_dir))
+        art = _copy_out(art, Path(out_dir), file_stem(spec, art.precision))
     return art
 
 
-def _parse(spec: ModelSpec, fmt: Format | str, precision: Precision | str) -> tuple[Format, Precision]:
+def _parse(spec: ModelSource, fmt: Format | str, precision: Precision | str) -> tuple[Format, Precision]:
     try:
         fmt = Format(fmt)
     except ValueError:
@@ -88,7 +89,7 @@ def settings(fmt: Format, precision: Precision) -> dict[str, Any]:
     return out
 
 
-def _cached_or_convert(spec: ModelSpec, fmt: Format, precision: Precision, cache: ArtifactCache) -> Artifact:
+def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cache: ArtifactCache) -> Artifact:
     versions = tool_versions()
     key = cache_key(spec, fmt, precision, versions, settings(fmt, precision))
     hit = cache.get(spec, fmt, precision, key)
@@ -138,7 +139,7 @@ def _cached_or_convert(spec: ModelSpec, fmt: Format, precision: Precision, cache
     return cache.put(art)
 
 
-def _convert_fp32(spec: ModelSpec, fmt: Format, path: Path) -> dict[str, Any]:
+def _convert_fp32(spec: ModelSource, fmt: Format, path: Path) -> dict[str, Any]:
     model = spec.build()
     x = spec.example_input()
     folded = fold_batchnorm(model, x)
@@ -163,18 +164,18 @@ def _graph_notes(fmt: Format, path: Path, source_transposes: int | None) -> dict
     return notes
 
 
-def _artifact_input_shape(spec: ModelSpec, fmt: Format) -> tuple[int, ...]:
+def _artifact_input_shape(spec: ModelSource, fmt: Format) -> tuple[int, ...]:
     n, c, h, w = spec.input_shape
     return (n, c, h, w) if fmt is Format.ONNX else (n, h, w, c)
 
 
-def calibration_inputs(spec: ModelSpec, fmt: Format) -> list[np.ndarray]:
+def calibration_inputs(spec: ModelSource, fmt: Format) -> list[np.ndarray]:
     """Fixed-seed standard-normal inputs for int8 calibration, in the artifact's layout."""
     xs = [spec.example_input(seed=CALIBRATION_SEED + i).numpy() for i in range(CALIBRATION_SAMPLES)]
     return xs if fmt is Format.ONNX else [np.ascontiguousarray(x.transpose(0, 2, 3, 1)) for x in xs]
 
 
-def _with_parity(spec: ModelSpec, art: Artifact) -> Artifact:
+def _with_parity(spec: ModelSource, art: Artifact) -> Artifact:
     try:
         with captured_output():
             result = parity.measure(spec.build(), spec.example_input(), art.path, art.format, art.precision)
@@ -196,9 +197,9 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def _copy_out(art: Artifact, out_dir: Path) -> Artifact:
+def _copy_out(art: Artifact, out_dir: Path, stem: str) -> Artifact:
     out_dir.mkdir(parents=True, exist_ok=True)
-    dest = out_dir / f"{file_stem(art.spec, art.precision)}{art.format.extension}"
+    dest = out_dir / f"{stem}{art.format.extension}"
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.copyfile(art.path, tmp)
     tmp.replace(dest)
@@ -232,7 +233,7 @@ def failing_op(exc: BaseException) -> str | None:
 
 
 def _conversion_error(
-    spec: ModelSpec, fmt: Format, precision: Precision, exc: BaseException, log: str, root: Path, key: str
+    spec: ModelSource, fmt: Format, precision: Precision, exc: BaseException, log: str, root: Path, key: str
 ) -> ExportError:
     log_path = root / "logs" / f"{file_stem(spec, precision)}_{fmt.value}_{key[:16]}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

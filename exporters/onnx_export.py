@@ -18,7 +18,7 @@ import onnx
 import torch
 from torch import nn
 
-from exporters.artifact import Precision
+from devices.vocabulary import Precision
 
 OPSET = 18
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"

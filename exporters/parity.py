@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.artifact import Format, Precision
+from devices.vocabulary import Format, Precision
 
 BOUNDS: dict[Precision, float] = {
     Precision.FP32: 1e-4,

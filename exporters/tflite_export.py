@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.artifact import Precision
+from devices.vocabulary import Precision
 from exporters.parity import tflite_interpreter
 
 SIGNATURE = "serving_default"

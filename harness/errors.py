@@ -1,22 +1,12 @@
-"""User-facing error types.
+"""Errors of the zoo: an unknown model or a parameter value it does not offer.
 
-A :class:`FlopgapError` is something the user caused (bad name, bad parameter, bad spec). The CLI prints
-its message as one line and exits non-zero; any other exception is a bug and keeps its traceback.
+Both are :class:`~devices.errors.FlopgapError` (the base every user error shares): the CLI prints their message as
+one line and exits with code 2.
 """
 
 from __future__ import annotations
 
-
-class FlopgapError(Exception):
-    """An error the user can fix; its message is one line naming the thing and what to do."""
-
-    exit_code = 2
-
-
-class Interrupted(FlopgapError):
-    """Ctrl-C: the work stopped cleanly and everything committed so far is kept."""
-
-    exit_code = 130
+from devices.errors import FlopgapError
 
 
 class UnknownModelError(FlopgapError, KeyError):
@@ -26,7 +16,3 @@ class UnknownModelError(FlopgapError, KeyError):
 
 class InvalidParameterError(FlopgapError, ValueError):
     pass
-
-
-class ExportError(FlopgapError):
-    """A conversion or parity failure; names the model, the format and (where known) the failing op."""

@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from exporters.artifact import Artifact, Format, Precision
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
 from harness.store import OpTime, Store
 
 ORT = ("local", "onnxruntime", "1.20.1", 4)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from exporters.artifact import Artifact, Format, Precision
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
 from harness.zoo.registry import ModelSpec
 
 SSHD = Path("/usr/sbin/sshd")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from devices.adb import AdbDevice, BenchmarkOptions, affinity_mask
-from devices.base import (
+from devices.base import Device
+from devices.errors import (
     BinaryMissing,
-    Device,
     DeviceOffline,
     DeviceUnauthorized,
     DeviceUnreachable,

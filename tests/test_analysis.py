@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exporters.artifact import Format
-from harness import analysis
+import harness.analysis as analysis
+from devices.vocabulary import Format
 from harness.analysis import Context, Results
 from harness.store import OpTime, Store
 from tests import analysis_data as data

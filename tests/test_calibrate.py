@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from devices.local import LocalDevice
-from exporters.artifact import Artifact, Format, Precision
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
 from exporters.export import export
-from harness.calibrate import BANDWIDTH, COMPUTE, calibrate, conv1x1_kernel, relu_kernel, store_calibration
+from harness.measure.calibrate import BANDWIDTH, COMPUTE, calibrate, conv1x1_kernel, relu_kernel, store_calibration
+from harness.measure.spec import Protocol
 from harness.store import Store
-from harness.sweep_spec import Protocol
 from harness.zoo.counting import count_macs
 from harness.zoo.registry import ModelSpec
 

@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from exporters.export import export
-from harness.cli import app
+from harness.cli.main import app
+from harness.cli.sweep import inventory_threads, open_devices
+from harness.measure.spec import parse_spec
+from harness.measure.sweep import run_sweep
 from harness.store import Store
-from harness.sweep import run_sweep
-from harness.sweep_cli import inventory_threads, open_devices
-from harness.sweep_spec import parse_spec
 from harness.zoo.registry import ModelSpec
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 from tests.conftest import SSHD, Sshd, _free_port, cached_exporter

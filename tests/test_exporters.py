@@ -12,15 +12,16 @@ import torch
 from torch import nn
 
 import exporters.export as export_mod
+from devices.vocabulary import Format, Precision
 from exporters import tflite_export
-from exporters.artifact import Artifact, Format, Precision
+from exporters.artifact import Artifact
 from exporters.cache import ArtifactCache, cache_key, default_cache_dir, tool_versions
+from exporters.errors import ExportError
 from exporters.export import export, failing_op, settings
 from exporters.fold import fold_batchnorm
 from exporters.onnx_export import OPSET, node_module_path
 from exporters.parity import BOUNDS, MIN_COSINE, compare, cosine, criterion, measure, passes, relative_error
 from exporters.quiet import captured_output
-from harness.errors import ExportError
 from harness.zoo.registry import ModelSpec, resolve
 from tests.exporter_blocks import register
 
@@ -337,4 +338,4 @@ def test_captured_output_keeps_the_terminal_clean(capfd: pytest.CaptureFixture[s
 
 def test_spec_roundtrip_through_artifact(cache: Path) -> None:
     art = export(resolve("conv3x3", **CONV), Format.ONNX, Precision.FP32, cache_dir=cache)
-    assert art.spec == ModelSpec("conv3x3", art.params)
+    assert ModelSpec(art.model, art.params) == ModelSpec("conv3x3", art.params)

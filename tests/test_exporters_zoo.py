@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from exporters.artifact import Format, Precision
+from devices.vocabulary import Format, Precision
 from exporters.export import export
 from exporters.parity import BOUNDS, MIN_COSINE, compare, measure, run_artifact, tflite_float_ops, tflite_io_dtypes
 from harness.zoo.registry import ModelSpec, list_models, resolve

@@ -17,7 +17,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exporters.artifact import Format
+from devices.vocabulary import Format
 from harness.store import Store
 from tests import analysis_data as data
 

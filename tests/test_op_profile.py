@@ -9,10 +9,11 @@ import pytest
 
 from devices.base import Device
 from devices.local import LocalDevice
-from exporters.artifact import Artifact, Format, Precision
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
 from exporters.export import export
 from exporters.onnx_export import node_module_path
-from harness.op_profile import (
+from harness.measure.profile import (
     BLOCK_CATEGORY,
     EXPECTED_RATIO,
     GraphIndex,
@@ -21,9 +22,9 @@ from harness.op_profile import (
     profile_onnx,
     profile_tflite_blocks,
 )
+from harness.measure.spec import Protocol, parse_spec
+from harness.measure.sweep import run_sweep
 from harness.store import Store
-from harness.sweep import run_sweep
-from harness.sweep_spec import Protocol, parse_spec
 from harness.zoo.registry import ModelSpec, resolve
 
 BLOCK = resolve("inverted_residual")  # 24 -> 144 -> 24 channels at 56x56, residual add in the parent's forward

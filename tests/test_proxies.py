@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from exporters.artifact import Format, Precision
+from devices.vocabulary import Format, Precision
 from exporters.export import export
 from harness.proxies import GraphAccount, OpCost, account
 from harness.proxies.tflite_graph import torch_module_paths
@@ -241,7 +241,7 @@ def test_frame_and_category_totals(acc: Accounter) -> None:
 
 
 def test_unknown_file_is_one_clear_error(tmp_path: Path) -> None:
-    from harness.errors import FlopgapError
+    from devices.errors import FlopgapError
 
     with pytest.raises(FlopgapError, match=r"\.onnx or \.tflite"):
         account(tmp_path / "model.pt")

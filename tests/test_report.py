@@ -13,8 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from harness import analysis, report
-from harness.report_cmd import report as report_command
+import harness.analysis as analysis
+from harness.cli.report import report as report_command
+from harness.report import html as report
 from harness.store import Store
 from tests import analysis_data as data
 

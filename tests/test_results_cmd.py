@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from exporters.artifact import Artifact, Format, Precision
-from harness.results_cmd import results_app
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
+from harness.cli.results import results_app
 from harness.store import Store
 
 SHA_A = hashlib.sha256(b"a").hexdigest()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from devices.base import (
+from devices.base import Device
+from devices.errors import (
     AuthFailed,
-    Device,
     DeviceTimeout,
     DeviceUnreachable,
     HostKeyMismatch,

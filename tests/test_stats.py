@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.stats import combine_trials, summarize
+from harness.measure import stats
+from harness.measure.stats import combine_trials, summarize
 
 MS = 1_000_000  # ns per ms
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from exporters.artifact import Artifact, Format, Precision
-from harness.errors import FlopgapError
+from devices.errors import FlopgapError
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
 from harness.store import (
     SCHEMA_VERSION,
     DuplicateTrialError,
@@ -586,7 +587,7 @@ def test_database_on_a_read_only_filesystem(store: Store, db: Path, tmp_path: Pa
 
 
 def test_complete_point_with_the_statistics_the_sweep_computes(store: Store) -> None:
-    from harness.stats import combine_trials
+    from harness.measure.stats import combine_trials
 
     run_id = store.start_run("tiny", "")
     point_id = store.ensure_point(run_id, SHA, "bench-host", "onnxruntime", 1)  # runtime version not known yet

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from devices.local import LocalDevice
-from exporters.artifact import Artifact, Format, Precision
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
+from harness.measure.spec import parse_spec
+from harness.measure.sweep import run_sweep
 from harness.store import Store
-from harness.sweep import run_sweep
-from harness.sweep_spec import parse_spec
 from harness.zoo.registry import ModelSpec
 from tests.conftest import cached_exporter, small_tmpfs
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.sweep_spec import QUICK_SPEC, SpecError, expand_models, expand_points, load_spec, parse_spec
+from harness.measure.spec import QUICK_SPEC, SpecError, expand_models, expand_points, load_spec, parse_spec
 
 
 def test_quick_spec_expands_to_both_formats() -> None:

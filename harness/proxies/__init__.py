@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporters.artifact import Artifact, Format
-from harness.errors import FlopgapError
+from devices.errors import FlopgapError
+from devices.vocabulary import Format
+from exporters.artifact import Artifact
 from harness.proxies.categories import Category
 from harness.proxies.costs import GraphAccount, OpCost, Totals
 from harness.proxies.onnx_graph import account_onnx

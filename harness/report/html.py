@@ -24,10 +24,12 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness import __version__, analysis, plots
+import harness.analysis as analysis
+from devices.errors import FlopgapError
+from harness import __version__
 from harness.analysis import CONTEXT, HOW_TO, Context, Results
-from harness.errors import FlopgapError
-from harness.plots import NoData
+from harness.report import plots
+from harness.report.plots import NoData
 
 REPORT_NAME = "report.html"
 DPI = 110

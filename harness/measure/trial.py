@@ -7,8 +7,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from devices.base import DeviceError, ShellReturn
-from harness.sweep_spec import Protocol
+from devices.base import ShellReturn
+from devices.errors import DeviceError
+from harness.measure.spec import Protocol
 
 RUNNER_SCHEMA = "flopgap.runner/1"
 

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.errors import FlopgapError, Interrupted
-from harness.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, ParamOpt, PrecisionOpt, ThreadsOpt
+from devices.errors import FlopgapError, Interrupted
+from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, ParamOpt, PrecisionOpt, ThreadsOpt
 
 E = TypeVar("E", bound=Enum)
 
@@ -102,7 +102,7 @@ def export(
 
     Example: flopgap export shufflenet_v1 --param groups=3 --format tflite --precision fp32
     """
-    from exporters.artifact import Format, Precision
+    from devices.vocabulary import Format, Precision
     from exporters.export import export as run_export
     from harness.zoo.registry import parse_param_args, resolve
 
@@ -140,7 +140,7 @@ def sweep(
 
     Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml
     """
-    from harness.sweep_cli import run_sweep_command
+    from harness.cli.sweep import run_sweep_command
 
     run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
 
@@ -164,7 +164,7 @@ def run_point(
 
     Example: flopgap run shufflenet_v2 --param scale=0.5 --runtime onnxruntime --threads 2
     """
-    from harness.sweep_cli import run_point_command
+    from harness.cli.sweep import run_point_command
 
     run_point_command(
         name,
@@ -192,12 +192,12 @@ def _enum(kind: type[E], value: str, flag: str) -> E:
 
 
 def _mount_subcommands() -> None:
-    from harness.calibrate_cmd import calibrate
-    from harness.devices_cmd import devices_app, push
-    from harness.profile_cmd import profile
-    from harness.proxies_cmd import proxies_app
-    from harness.report_cmd import report
-    from harness.results_cmd import results_app
+    from harness.cli.calibrate import calibrate
+    from harness.cli.devices import devices_app, push
+    from harness.cli.profile import profile
+    from harness.cli.proxies import proxies_app
+    from harness.cli.report import report
+    from harness.cli.results import results_app
 
     app.add_typer(results_app, name="results")
     app.add_typer(devices_app, name="devices")

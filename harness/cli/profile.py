@@ -1,10 +1,10 @@
 """`flopgap profile`: measure one model point and store where its time goes (per ONNX node, per TFLite block).
 
 It is `flopgap run` with the sweep protocol's ``profile = true``: the point is timed in trials as usual, then
-profiled once (see :mod:`harness.op_profile`), and both land in the results database. A point that already has
+profiled once (see :mod:`harness.measure.profile`), and both land in the results database. A point that already has
 a profile is not profiled again; its stored rows are shown.
 
-Mount it with ``app.command("profile")(profile)`` in :mod:`harness.cli`.
+Mount it with ``app.command("profile")(profile)`` in :mod:`harness.cli.main`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.errors import FlopgapError, Interrupted
-from harness.op_profile import OpProfile
-from harness.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, ParamOpt, PrecisionOpt, ThreadsOpt
+from devices.errors import FlopgapError, Interrupted
+from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, ParamOpt, PrecisionOpt, ThreadsOpt
+from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
+from harness.measure.profile import OpProfile
+from harness.measure.spec import RUNTIMES, SweepPoint, parse_spec
+from harness.measure.sweep import run_sweep
 from harness.store import Store
-from harness.sweep import run_sweep
-from harness.sweep_cli import ProgressReporter, make_exporter, open_devices
-from harness.sweep_spec import RUNTIMES, SweepPoint, parse_spec
 from harness.zoo.registry import parse_param_args, resolve
 
 

@@ -22,12 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devices.base import Device, DeviceError
-from exporters.artifact import Artifact, Format, Precision
-from harness.errors import FlopgapError
-from harness.measure import parse_runner_output, runner_args
+from devices.base import Device
+from devices.errors import DeviceError, FlopgapError
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
+from harness.measure.spec import RUNTIMES, Protocol
+from harness.measure.trial import parse_runner_output, runner_args
 from harness.store import Store
-from harness.sweep_spec import RUNTIMES, Protocol
 from harness.zoo.registry import ModelSpec, resolve
 
 FLOAT_BYTES = 4

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
+from devices.errors import FlopgapError
 from harness import __version__
-from harness.errors import FlopgapError
 
 if TYPE_CHECKING:
     from exporters.artifact import Artifact
@@ -308,8 +308,10 @@ def _scalar(value: Any) -> Any:
 
 def _describe(artifact: Artifact) -> tuple[str | None, str]:
     """(family, label) from the zoo registry; for a model it does not know, no family and every param shown."""
+    from harness.zoo.registry import ModelSpec  # the zoo imports torch; only this path needs it
+
     try:
-        spec = artifact.spec
+        spec = ModelSpec(artifact.model, artifact.params)
         return spec.family, spec.label
     except FlopgapError:
         shown = ",".join(f"{k}={v}" for k, v in artifact.params)
@@ -705,7 +707,7 @@ class Store:
     def complete_point(self, point_id: int, stats: Mapping[str, Any] | SupportsToRow) -> None:
         """Mark a point done with its summary statistics: a mapping keyed by :data:`STATS_COLUMNS` (``n`` and
         ``median_ms`` required, others NULL when missing) or an object whose ``to_row()`` gives one
-        (``harness.stats.PointStats``). ``init_ms``, ``first_inference_ms`` and ``peak_rss_kib``, when left out,
+        (``harness.measure.stats.PointStats``). ``init_ms``, ``first_inference_ms`` and ``peak_rss_kib``, when left out,
         come from the stored runner documents (median init and first inference over trials, max RSS)."""
         row: dict[str, Any] = dict(stats) if isinstance(stats, Mapping) else dict(stats.to_row())
         for column, figure in self._runner_figures(point_id).items():

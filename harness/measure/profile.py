@@ -43,12 +43,13 @@ import torch
 from torch import nn
 
 from devices.base import Device
-from exporters.artifact import Artifact, Format, Precision
+from devices.errors import FlopgapError
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
 from exporters.cache import ArtifactCache, sha256_file
-from harness.errors import FlopgapError
-from harness.measure import TrialResult, check_runner_doc, parse_runner_output, runner_args
+from harness.measure.spec import Protocol
+from harness.measure.trial import TrialResult, check_runner_doc, parse_runner_output, runner_args
 from harness.store import OpTime, Store
-from harness.sweep_spec import Protocol
 from harness.zoo.registry import ModelSpec
 
 ORT_KIND = "ort-nodes"

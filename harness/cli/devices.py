@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.errors import FlopgapError
+from devices.errors import FlopgapError
 
 devices_app = typer.Typer(help="The device inventory: list devices, check that one is reachable and ready.")
 console = Console()

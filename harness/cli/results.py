@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.errors import FlopgapError
+from devices.errors import FlopgapError
 from harness.store import EXPORT_TABLES, ExportFormat, Store, resolve_db_path
 
 results_app = typer.Typer(

@@ -16,9 +16,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness import analysis
+import harness.analysis as analysis
+from devices.errors import FlopgapError
 from harness.analysis import HOW_TO, Context, Results
-from harness.errors import FlopgapError
 
 FLOPS_COLOR = "#4c72b0"
 TIME_COLOR = "#dd8452"

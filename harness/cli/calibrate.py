@@ -1,6 +1,6 @@
 """`flopgap calibrate`: measure a device's roofline (peak GFLOP/s, GB/s) through one runtime and store it.
 
-Mount it with ``app.command("calibrate")(calibrate)`` in :mod:`harness.cli`.
+Mount it with ``app.command("calibrate")(calibrate)`` in :mod:`harness.cli.main`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.calibrate import PROTOCOL, Calibration, store_calibration
-from harness.calibrate import calibrate as run_calibration
-from harness.errors import FlopgapError
-from harness.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt
+from devices.errors import FlopgapError
+from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt
+from harness.cli.sweep import make_exporter, open_devices
+from harness.measure.calibrate import PROTOCOL, Calibration, store_calibration
+from harness.measure.calibrate import calibrate as run_calibration
+from harness.measure.spec import RUNTIMES
 from harness.store import Store
-from harness.sweep_cli import make_exporter, open_devices
-from harness.sweep_spec import RUNTIMES
 
 
 def run_calibrate_command(

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import FlopgapError, InvalidParameterError, UnknownModelError
+from devices.errors import FlopgapError
+from harness.errors import InvalidParameterError, UnknownModelError
 from harness.zoo.registry import ModelSpec, ParamValue, list_models, resolve
 
 # A runtime names the artifact format it runs and how the runner configures it.

@@ -12,11 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from devices.base import Device
-from exporters.artifact import Artifact, Format, Precision
-from harness.errors import FlopgapError, Interrupted
+from devices.errors import FlopgapError, Interrupted
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
+from harness.measure.spec import QUICK_SPEC, RUNTIMES, SweepPoint, SweepSpec, load_spec, parse_spec
+from harness.measure.sweep import run_sweep
 from harness.store import Store
-from harness.sweep import run_sweep
-from harness.sweep_spec import QUICK_SPEC, RUNTIMES, SweepPoint, SweepSpec, load_spec, parse_spec
 from harness.zoo.registry import ModelSpec, parse_param_args, resolve
 
 

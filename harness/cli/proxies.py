@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import FlopgapError
+from devices.errors import FlopgapError
 
 proxies_app = typer.Typer(
     help="Graph accounting of exported models: FLOPs, params, bytes moved and intensity per op category.",

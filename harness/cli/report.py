@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from harness.errors import FlopgapError
+from devices.errors import FlopgapError
 from harness.store import resolve_db_path
 
 DEFAULT_OUT = Path("results") / "report"
@@ -29,7 +29,7 @@ def report(
 
     Sections whose data is missing say what to run to get it. Example: flopgap report --db results/flopgap.db
     """
-    from harness.report import write_report  # matplotlib and pandas load only when reporting
+    from harness.report.html import write_report  # matplotlib and pandas load only when reporting
 
     path = resolve_db_path(db)
     if not path.is_file():

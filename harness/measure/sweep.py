@@ -19,14 +19,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from devices.base import Device, DeviceError, DeviceUnreachable, RunnerMissing
-from exporters.artifact import Artifact, Format, Precision
-from harness.errors import FlopgapError
-from harness.measure import TrialFailed, TrialResult, check_runner_doc, parse_runner_output, runner_args
-from harness.stats import combine_summaries, combine_trials
+from devices.base import Device
+from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerMissing
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
+from harness.measure.spec import Protocol as SweepProtocol
+from harness.measure.spec import SweepPoint, SweepSpec, expand_points
+from harness.measure.stats import combine_summaries, combine_trials
+from harness.measure.trial import TrialFailed, TrialResult, check_runner_doc, parse_runner_output, runner_args
 from harness.store import Store
-from harness.sweep_spec import Protocol as SweepProtocol
-from harness.sweep_spec import SweepPoint, SweepSpec, expand_points
 from harness.zoo.counting import count
 from harness.zoo.registry import ModelSpec
 
@@ -310,7 +311,7 @@ def _profile_pass(
 ) -> None:
     """Per-op (ONNX) or per-block (TFLite) times for every done point that has none yet; after all trials, so
     profiling never sits between timed trials. A failure is reported and leaves the point's timing untouched."""
-    from harness.op_profile import has_profile, profile_artifact, store_profile
+    from harness.measure.profile import has_profile, profile_artifact, store_profile
 
     proto = spec.protocol
     for st in states:

@@ -1,0 +1,78 @@
+"""Typed errors. A :class:`FlopgapError` is something the user can fix (bad name, bad spec, unreachable device):
+the CLI prints its message as one line and exits with ``exit_code``; any other exception is a bug and keeps its
+traceback. Device errors name the device and what to do.
+"""
+
+from __future__ import annotations
+
+
+class FlopgapError(Exception):
+    """An error the user can fix; its message is one line naming the thing and what to do."""
+
+    exit_code = 2
+
+
+class Interrupted(FlopgapError):
+    """Ctrl-C: the work stopped cleanly and everything committed so far is kept."""
+
+    exit_code = 130
+
+
+class DeviceError(FlopgapError):
+    """Something went wrong talking to a device; the message names the device and what to do."""
+
+
+class DeviceUnreachable(DeviceError):
+    pass
+
+
+class DeviceTimeout(DeviceError):
+    pass
+
+
+class PushFailed(DeviceError):
+    pass
+
+
+class PullFailed(DeviceError):
+    pass
+
+
+class RunnerMissing(DeviceError):
+    """The runner (or the runtime it needs) is not present on the device."""
+
+
+class HostKeyUnknown(DeviceError):
+    """The SSH host is not in known_hosts; the message says how to add it after checking its fingerprint."""
+
+
+class HostKeyMismatch(DeviceError):
+    """The SSH host offered a different key than known_hosts holds; flopgap refuses to connect."""
+
+
+class AuthFailed(DeviceError):
+    """The device refused our credentials (SSH key not authorized)."""
+
+
+class NoSpaceLeft(DeviceError):
+    """The device's file system is full (ENOSPC) while pushing or creating the work dir."""
+
+
+class DeviceOffline(DeviceUnreachable):
+    """The transport sees the device but it does not answer (adb state 'offline')."""
+
+
+class DeviceUnauthorized(DeviceUnreachable):
+    """The phone has not accepted this host's adb key (adb state 'unauthorized')."""
+
+
+class UnknownSerial(DeviceUnreachable):
+    """No device with this serial is attached to the adb server."""
+
+
+class WrongABI(DeviceError):
+    """A runner binary was built for another CPU architecture than the device's."""
+
+
+class BinaryMissing(RunnerMissing):
+    """The runner binary named in the inventory does not exist on this machine."""

@@ -1,0 +1,83 @@
+"""The layout stays as the README's Layout section draws it: imports go one way, modules stay small."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("devices", "exporters", "harness")
+# Lowest first: a package may import only those before it.
+ALLOWED = {"devices": set(), "exporters": {"devices"}, "harness": {"devices", "exporters"}}
+MAX_LINES = 500
+RUNNER = ROOT / "devices" / "runner.py"  # one self-contained file that is copied onto boards
+
+
+def _modules() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    """Every absolute module a file imports, at any depth (function-local imports count too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_top_level_packages_import_one_way() -> None:
+    wrong = []
+    for path in _modules():
+        pkg = path.relative_to(ROOT).parts[0]
+        for module in _imports(path):
+            top = module.split(".")[0]
+            if top in PACKAGES and top != pkg and top not in ALLOWED[pkg]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not wrong, "imports against the direction devices <- exporters <- harness:\n" + "\n".join(wrong)
+
+
+def test_nothing_imports_the_cli() -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in _modules()
+        if path.relative_to(ROOT).parts[:2] != ("harness", "cli")
+        for module in _imports(path)
+        if module == "harness.cli" or module.startswith("harness.cli.")
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_runner_needs_only_stdlib_numpy_and_a_runtime() -> None:
+    """Top level: stdlib and numpy; a runtime is imported only when a model of its format is run."""
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    tree = ast.parse(RUNNER.read_text())
+    top = {
+        (alias.name if isinstance(node, ast.Import) else str(node.module)).split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert top - stdlib == {"numpy"}
+    anywhere = {m.split(".")[0] for m in _imports(RUNNER)} - stdlib
+    assert anywhere <= {"numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime"}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_stay_small(path: Path) -> None:
+    if path == RUNNER:
+        return
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines; split it by idea"
+
+
+def test_the_import_checker_sees_violations(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text("def f():\n    from harness.zoo import registry\n    import exporters.cache\n")
+    assert {"harness.zoo", "harness.zoo.registry", "exporters.cache"} <= _imports(bad)
