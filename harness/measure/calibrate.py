@@ -24,9 +24,9 @@ from typing import Any
 
 from devices.base import Device
 from devices.errors import DeviceError, FlopgapError
-from devices.vocabulary import Format, Precision
+from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
-from harness.measure.spec import RUNTIMES, Protocol
+from harness.measure.spec import Protocol
 from harness.measure.trial import parse_runner_output, runner_args
 from harness.store import Store
 from harness.zoo.registry import ModelSpec, resolve
@@ -162,20 +162,18 @@ Exporter = Callable[[ModelSpec, Format, Precision], Artifact]
 
 def calibrate(
     dev: Device,
-    runtime: str,
+    runtime: Runtime,
     threads: int,
     exporter: Exporter,
     kernels: Sequence[Kernel] | None = None,
     protocol: Protocol = PROTOCOL,
 ) -> Calibration:
     """Time every kernel on ``dev`` with ``runtime`` at ``threads``, ``protocol.trials`` times, interleaved."""
-    if runtime not in RUNTIMES:
-        raise CalibrationError(f"runtime '{runtime}' is not supported; allowed: {', '.join(RUNTIMES)}")
     starter = getattr(dev, "runner_argv", None)
     if starter is None:
         raise CalibrationError(f"device '{dev.name}' has no flopgap runner configured; calibration needs it")
     kernels = list(kernels) if kernels is not None else default_kernels()
-    fmt, options = Format(RUNTIMES[runtime]["format"]), dict(RUNTIMES[runtime]["options"])
+    fmt, options = runtime.artifact_format, dict(runtime.options)
     remote: dict[str, str] = {}
     shas: dict[str, str] = {}
     for k in kernels:

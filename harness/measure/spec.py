@@ -15,16 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from devices.errors import FlopgapError
+from devices.vocabulary import Format, Precision, Runtime
 from harness.errors import InvalidParameterError, UnknownModelError
 from harness.zoo.registry import ModelSpec, ParamValue, list_models, resolve
-
-# A runtime names the artifact format it runs and how the runner configures it.
-RUNTIMES: dict[str, dict[str, Any]] = {
-    "onnxruntime": {"format": "onnx", "options": {}},
-    "litert": {"format": "tflite", "options": {"xnnpack": True}},
-    "litert-builtin": {"format": "tflite", "options": {"xnnpack": False}},
-}
-PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
 
 
 class SpecError(FlopgapError):
@@ -66,27 +59,11 @@ class Protocol(_Strict):
 class SweepSpec(_Strict):
     name: str = "sweep"
     models: list[ModelSelection] = Field(min_length=1)
-    runtimes: list[str] = Field(default_factory=lambda: ["onnxruntime", "litert"])
-    precisions: list[str] = Field(default_factory=lambda: ["fp32"])
+    runtimes: list[Runtime] = Field(default_factory=lambda: [Runtime.ONNXRUNTIME, Runtime.LITERT])
+    precisions: list[Precision] = Field(default_factory=lambda: [Precision.FP32])
     threads: list[int] | None = Field(None, description="Thread counts; default: each device's inventory 'threads'.")
     devices: list[str] = Field(default_factory=lambda: ["local"])
     protocol: Protocol = Field(default_factory=Protocol)  # type: ignore[arg-type]
-
-    @field_validator("runtimes")
-    @classmethod
-    def _runtimes(cls, v: list[str]) -> list[str]:
-        for r in v:
-            if r not in RUNTIMES:
-                raise ValueError(f"unknown runtime '{r}'; allowed: {', '.join(RUNTIMES)}")
-        return v
-
-    @field_validator("precisions")
-    @classmethod
-    def _precisions(cls, v: list[str]) -> list[str]:
-        for p in v:
-            if p not in PRECISIONS:
-                raise ValueError(f"unknown precision '{p}'; allowed: {', '.join(PRECISIONS)}")
-        return v
 
     @field_validator("threads")
     @classmethod
@@ -101,18 +78,18 @@ class SweepPoint:
     """One thing to measure: a model configuration in one format/precision on one runtime, device, thread count."""
 
     model: ModelSpec
-    runtime: str
-    precision: str
+    runtime: Runtime
+    precision: Precision
     threads: int
     device: str
 
     @property
-    def format(self) -> str:
-        return str(RUNTIMES[self.runtime]["format"])
+    def format(self) -> Format:
+        return self.runtime.artifact_format
 
     @property
     def options(self) -> dict[str, Any]:
-        return dict(RUNTIMES[self.runtime]["options"])
+        return dict(self.runtime.options)
 
     @property
     def label(self) -> str:
