@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.measure.spec import QUICK_SPEC, SpecError, expand_models, expand_points, load_spec, parse_spec
+from harness.measure.spec import (
+    QUICK_SPEC,
+    SpecError,
+    expand_models,
+    expand_points,
+    load_spec,
+    parse_spec,
+    spec_to_toml,
+)
 
 
 def test_quick_spec_expands_to_both_formats() -> None:
@@ -61,6 +69,23 @@ def test_value_not_offered_names_parameter() -> None:
 def test_unknown_runtime_lists_runtimes() -> None:
     with pytest.raises(SpecError, match=r"key 'runtimes': unknown runtime 'tvm'; allowed: onnxruntime, litert"):
         parse_spec('runtimes = ["tvm"]\n[[models]]\nname = "shufflenet_v2"\n')
+
+
+def test_unknown_precision_lists_precisions() -> None:
+    with pytest.raises(
+        SpecError, match=r"key 'precisions': unknown precision 'int4'; allowed: fp32, fp16, int8, int8-dy"
+    ):
+        parse_spec('precisions = ["fp32", "int4"]\n[[models]]\nname = "shufflenet_v2"\n')
+
+
+def test_spec_written_as_toml_reads_back_equal_even_with_hostile_strings() -> None:
+    spec = parse_spec(QUICK_SPEC, "quick").model_copy(
+        update={"name": 'a "quoted"\\ name\twith\nnewline, DEL \x7f and ü ✓', "devices": ['x"y', "local"]}
+    )
+    text = spec_to_toml(spec)
+    assert text.startswith('name = "a \\"quoted\\"\\\\ name\\twith\\nnewline, DEL \\u007F and ü ✓"\n')
+    assert parse_spec(text, "written") == spec
+    assert parse_spec(spec_to_toml(parse_spec(text)), "again") == spec
 
 
 def test_bad_toml_names_file() -> None:

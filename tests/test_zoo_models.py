@@ -166,3 +166,15 @@ def test_module_paths_name_the_op() -> None:
     assert {"features.12.dw.conv", "features.12.pw.conv", "classifier.fc"} <= set(v1)
     r50 = dict(resolve("resnet50").build().named_modules())
     assert {"layer1.0.shortcut.conv", "layer4.2.conv.conv", "classifier.fc"} <= set(r50)
+
+
+def test_build_leaves_the_global_rng_alone_and_gives_the_same_weights() -> None:
+    spec = resolve("mobilenet_v3_small")  # layer default inits, init_weights, then BatchNorm calibration
+    torch.manual_seed(1234)
+    before = torch.random.get_rng_state()
+    first = spec.build().state_dict()
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(99)  # another global stream must not change the weights either
+    second = spec.build().state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)

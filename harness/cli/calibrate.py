@@ -6,24 +6,22 @@ Mount it with ``app.command("calibrate")(calibrate)`` in :mod:`harness.cli.main`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
-from devices.errors import FlopgapError
-from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt
+from devices.vocabulary import Runtime
+from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, RuntimeOpt, ThreadsOpt, TrialsOpt
 from harness.cli.sweep import make_exporter, open_devices
+from harness.cli.user_errors import one_line_errors
 from harness.measure.calibrate import PROTOCOL, Calibration, store_calibration
 from harness.measure.calibrate import calibrate as run_calibration
-from harness.measure.spec import RUNTIMES
 from harness.store import Store
 
 
 def run_calibrate_command(
     device: str,
-    runtime: str,
+    runtime: Runtime,
     threads: int,
     trials: int,
     db: Path | None,
@@ -31,10 +29,6 @@ def run_calibrate_command(
     devices_file: Path | None,
     console: Console,
 ) -> Calibration:
-    if runtime not in RUNTIMES:
-        raise FlopgapError(f"--runtime '{runtime}' is not supported; allowed: {', '.join(RUNTIMES)}")
-    if threads < 1 or trials < 1:
-        raise FlopgapError("--threads and --trials must be >= 1")
     protocol = PROTOCOL.model_copy(update={"trials": trials})
     dev = open_devices([device], devices_file)[device]
     try:
@@ -71,17 +65,19 @@ def calibration_table(cal: Calibration) -> Table:
     return table
 
 
+@one_line_errors
 def calibrate(
     device: DeviceOpt = "local",
-    runtime: Annotated[str, typer.Option(help="onnxruntime, litert or litert-builtin.")] = "onnxruntime",
-    threads: Annotated[int, typer.Option(help="Runtime threads (a calibration is stored per thread count).")] = 1,
-    trials: Annotated[int, typer.Option(help="Runner calls per kernel; the best median is kept.")] = PROTOCOL.trials,
+    runtime: RuntimeOpt = Runtime.ONNXRUNTIME,
+    threads: ThreadsOpt = 1,
+    trials: TrialsOpt = PROTOCOL.trials,
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
     devices_file: DevicesFileOpt = None,
 ) -> None:
     """Measure peak GFLOP/s (1x1 convs) and memory GB/s (ReLU over 64-128 MiB) with the device's runtime.
 
+    One calibration is stored per device, runtime and thread count; each kernel's best trial median is kept.
     Example: flopgap calibrate --device local --runtime litert --threads 2
     """
     run_calibrate_command(device, runtime, threads, trials, db, cache_dir, devices_file, Console())

@@ -12,13 +12,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from devices.errors import FlopgapError
+from devices.vocabulary import Format, Precision
+from harness.cli.options import DeviceOpt, DevicesFileOpt, FormatOpt, ParamOpt, PrecisionOpt
+from harness.cli.user_errors import one_line_errors
 
 devices_app = typer.Typer(help="The device inventory: list devices, check that one is reachable and ready.")
 console = Console()
-
-DevicesOption = Annotated[
-    Path | None, typer.Option("--devices", help="Inventory TOML (default $FLOPGAP_DEVICES or the user config dir).")
-]
 
 
 def _address(cfg: Any) -> str:
@@ -30,7 +29,8 @@ def _address(cfg: Any) -> str:
 
 
 @devices_app.command("list")
-def list_devices(devices_file: DevicesOption = None) -> None:
+@one_line_errors
+def list_devices(devices_file: DevicesFileOpt = None) -> None:
     """List the inventory's devices: transport, address, runner, threads, affinity, work dir.
 
     Example: flopgap devices list --devices devices.toml
@@ -57,9 +57,10 @@ def list_devices(devices_file: DevicesOption = None) -> None:
 
 
 @devices_app.command("check")
+@one_line_errors
 def check(
     name: Annotated[str, typer.Argument(help="Device name from the inventory.")],
-    devices_file: DevicesOption = None,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
     """Check a device: reachable, its runner (or benchmark binary) and runtimes present, and print its facts.
 
@@ -95,15 +96,18 @@ def check(
     console.print(table)
 
 
+@one_line_errors
 def push(
     artifact: Annotated[str, typer.Argument(help="A .tflite/.onnx file, or a model name to export first.")],
-    device_name: Annotated[str, typer.Option("--device", help="Device name from the inventory.")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value, with a model name.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="With a model name: onnx or tflite.")] = "tflite",
-    precision: Annotated[str, typer.Option(help="With a model name: fp32, fp16, int8, int8-dynamic.")] = "fp32",
-    devices_file: DevicesOption = None,
+    device_name: DeviceOpt,
+    param: ParamOpt = None,
+    fmt: FormatOpt = Format.TFLITE,
+    precision: PrecisionOpt = Precision.FP32,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
     """Push a model to a device and print its path there (pushed once; an identical file is reused).
+
+    With a model name, --param, --format and --precision choose the export.
 
     Example: flopgap push --device pixel7 mobilenet_v2 --param alpha=0.35
     """
@@ -111,7 +115,7 @@ def push(
 
     path = Path(artifact)
     if not path.exists():
-        if path.suffix in {".onnx", ".tflite"}:
+        if path.suffix in {f.extension for f in Format}:
             raise FlopgapError(f"{artifact} does not exist; give an exported file or a model name")
         from exporters.export import export
         from harness.zoo.registry import parse_param_args, resolve

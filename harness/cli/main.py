@@ -1,25 +1,38 @@
 """The ``flopgap`` command line.
 
-User errors (:class:`harness.errors.FlopgapError`) print one line and exit 2; anything else is a bug and keeps
-its traceback.
+User errors (:class:`devices.errors.FlopgapError`) print one line and exit 2 (see :mod:`harness.cli.user_errors`);
+anything else is a bug and keeps its traceback. Bad option values are typer's usage errors, also exit 2.
 """
 
 from __future__ import annotations
 
-import sys
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from devices.errors import FlopgapError, Interrupted
-from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, ParamOpt, PrecisionOpt, ThreadsOpt
-
-E = TypeVar("E", bound=Enum)
+from devices.errors import FlopgapError
+from devices.vocabulary import Format, Precision, Runtime
+from harness.cli.options import (
+    CacheDirOpt,
+    DbOpt,
+    DeviceOpt,
+    DevicesFileOpt,
+    FormatOpt,
+    MinSecondsOpt,
+    ModelArg,
+    ParamOpt,
+    PrecisionOpt,
+    RunsOpt,
+    RuntimeOpt,
+    ThreadsOpt,
+    TrialsOpt,
+)
+from harness.cli.user_errors import one_line_errors
+from harness.zoo.registry import EntryKind
 
 app = typer.Typer(
     help="flopgap: measure how fast efficient CNNs really run, and where FLOP counts lie.",
@@ -28,7 +41,6 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-err_console = Console(stderr=True)
 
 
 def _human(n: float | None, unit: str = "") -> str:
@@ -41,12 +53,13 @@ def _human(n: float | None, unit: str = "") -> str:
 
 
 @app.command()
+@one_line_errors
 def models(
     pattern: Annotated[str, typer.Argument(help="Shell-style wildcard over model names, e.g. 'shufflenet_*'.")] = "*",
     all_configs: Annotated[
         bool, typer.Option("--all", help="One row per configuration in each model's parameter grid.")
     ] = False,
-    kind: Annotated[str | None, typer.Option(help="Only 'model' or only 'block' entries.")] = None,
+    kind: Annotated[EntryKind | None, typer.Option(help="Only whole models, or only building blocks.")] = None,
 ) -> None:
     """List the zoo: name, family, input size, params, MACs (counted on the built model) and reference MACs.
 
@@ -83,17 +96,14 @@ def models(
 
 
 @app.command()
+@one_line_errors
 def export(
-    name: Annotated[str, typer.Argument(help="Registered model name (see 'flopgap models').")],
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Model parameter as key=value; repeatable.")
-    ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx or tflite.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 (full integer) or int8-dynamic.")] = "fp32",
+    name: ModelArg,
+    param: ParamOpt = None,
+    fmt: FormatOpt = Format.ONNX,
+    precision: PrecisionOpt = Precision.FP32,
     out: Annotated[Path | None, typer.Option(help="Also copy the artifact (and its JSON) into this directory.")] = None,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Artifact cache (default: user cache dir, or $FLOPGAP_CACHE_DIR).")
-    ] = None,
+    cache_dir: CacheDirOpt = None,
     no_parity: Annotated[
         bool, typer.Option("--no-parity", help="Skip the parity check against torch (not recommended).")
     ] = False,
@@ -102,16 +112,13 @@ def export(
 
     Example: flopgap export shufflenet_v1 --param groups=3 --format tflite --precision fp32
     """
-    from devices.vocabulary import Format, Precision
     from exporters.export import export as run_export
     from harness.zoo.registry import parse_param_args, resolve
 
     spec = resolve(name, **parse_param_args(param or []))
-    fmt_e = _enum(Format, fmt, "--format")
-    prec_e = _enum(Precision, precision, "--precision")
-    with console.status(f"exporting {spec.label} to {fmt_e.value} {prec_e.value}..."):
-        art = run_export(spec, fmt_e, prec_e, cache_dir=cache_dir, check_parity=not no_parity, out_dir=out)
-    table = Table(show_header=False, title=f"{escape(spec.label)} → {fmt_e.value} {prec_e.value}")
+    with console.status(f"exporting {spec.label} to {fmt} {precision}..."):
+        art = run_export(spec, fmt, precision, cache_dir=cache_dir, check_parity=not no_parity, out_dir=out)
+    table = Table(show_header=False, title=f"{escape(spec.label)} → {fmt} {precision}")
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # paths and hashes are copied by users: never truncate them
     table.add_row("path", str(art.path))
@@ -127,6 +134,7 @@ def export(
 
 
 @app.command()
+@one_line_errors
 def sweep(
     spec_path: Annotated[Path | None, typer.Argument(metavar="SPEC", help="Sweep spec (TOML).")] = None,
     quick: Annotated[
@@ -146,15 +154,16 @@ def sweep(
 
 
 @app.command("run")
+@one_line_errors
 def run_point(
-    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    name: ModelArg,
     param: ParamOpt = None,
-    runtime: Annotated[str, typer.Option(help="onnxruntime, litert or litert-builtin (no XNNPACK).")] = "litert",
-    precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = Runtime.LITERT,
+    precision: PrecisionOpt = Precision.FP32,
     threads: ThreadsOpt = 1,
-    trials: Annotated[int, typer.Option(help="Trials (each a fresh runner process).")] = 3,
-    runs: Annotated[int, typer.Option(help="Minimum timed runs per trial.")] = 50,
-    min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per trial.")] = 1.0,
+    trials: TrialsOpt = 3,
+    runs: RunsOpt = 50,
+    min_seconds: MinSecondsOpt = 1.0,
     device: DeviceOpt = "local",
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -164,31 +173,14 @@ def run_point(
 
     Example: flopgap run shufflenet_v2 --param scale=0.5 --runtime onnxruntime --threads 2
     """
-    from harness.cli.sweep import run_point_command
+    from harness.cli.sweep import one_point_spec, run_spec_command
+    from harness.measure.spec import Protocol, spec_to_toml
+    from harness.zoo.registry import parse_param_args, resolve
 
-    run_point_command(
-        name,
-        param or [],
-        runtime,
-        precision,
-        threads,
-        trials,
-        runs,
-        min_seconds,
-        device,
-        db,
-        cache_dir,
-        devices_file,
-        console,
-    )
-
-
-def _enum(kind: type[E], value: str, flag: str) -> E:
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(str(m.value) for m in kind)
-        raise FlopgapError(f"{flag} '{value}' is not supported; allowed: {allowed}") from None
+    model = resolve(name, **parse_param_args(param or []))
+    protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds)
+    spec = one_point_spec("run", model, runtime, precision, threads, device, protocol)
+    run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
 
 
 def _mount_subcommands() -> None:
@@ -212,15 +204,8 @@ _mount_subcommands()
 
 
 def main() -> None:
-    """Console-script entry point: one clear line for user errors, a traceback for bugs."""
-    try:
-        app()
-    except Interrupted as exc:
-        err_console.print(str(exc), highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except FlopgapError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+    """Console-script entry point."""
+    app()
 
 
 if __name__ == "__main__":

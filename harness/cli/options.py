@@ -1,4 +1,8 @@
-"""Command-line options shared by several `flopgap` commands, declared once so their names and help agree."""
+"""Arguments and options that several `flopgap` commands share, declared once so their names and help agree.
+
+Runtimes, precisions and formats are the :mod:`devices.vocabulary` enums: typer lists their values in ``--help``
+and rejects anything else with its usual one-line usage error (exit code 2). A command sets its own default.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,30 @@ from typing import Annotated
 
 import typer
 
+from devices.vocabulary import Format, Precision, Runtime
+
+ModelArg = Annotated[str, typer.Argument(help="Registered model name (see 'flopgap models').")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter as key=value; repeatable.")]
-PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16, int8 (full integer) or int8-dynamic.")]
-ThreadsOpt = Annotated[int, typer.Option(help="Runtime threads.")]
-DeviceOpt = Annotated[str, typer.Option(help="Device name from the inventory.")]
-DbOpt = Annotated[Path | None, typer.Option(help="Results database (default results/flopgap.db or $FLOPGAP_DB).")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Artifact format.")]
+PrecisionOpt = Annotated[
+    Precision, typer.Option(help="Artifact precision; int8 is full integer, int8-dynamic quantises weights only.")
+]
+RuntimeOpt = Annotated[Runtime, typer.Option(help="Runtime; litert runs XNNPACK, litert-builtin LiteRT's own kernels.")]
+ThreadsOpt = Annotated[int, typer.Option(min=1, help="Runtime threads.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Device name from the inventory ('local' always exists).")]
+TrialsOpt = Annotated[int, typer.Option(min=1, help="Interleaved trials, each a fresh runner process.")]
+RunsOpt = Annotated[int, typer.Option(min=1, help="Minimum timed runs per trial (profile: also per TFLite block).")]
+MinSecondsOpt = Annotated[
+    float, typer.Option(min=0, help="Minimum timed seconds per trial (profile: also per TFLite block).")
+]
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", help="Results database (default: $FLOPGAP_DB, else results/flopgap.db).", show_default=False),
+]
 CacheDirOpt = Annotated[
-    Path | None, typer.Option(help="Artifact cache (default: user cache dir, or $FLOPGAP_CACHE_DIR).")
+    Path | None, typer.Option(help="Artifact cache (default: $FLOPGAP_CACHE_DIR, else the user cache dir).")
 ]
 DevicesFileOpt = Annotated[
     Path | None,
-    typer.Option("--devices", help="Device inventory TOML (default $FLOPGAP_DEVICES or the user config dir)."),
+    typer.Option("--devices", help="Device inventory TOML (default: $FLOPGAP_DEVICES, else the user config dir)."),
 ]

@@ -19,12 +19,25 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from devices.errors import FlopgapError, Interrupted
-from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, ParamOpt, PrecisionOpt, ThreadsOpt
-from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
+from devices.vocabulary import Precision, Runtime
+from harness.cli.options import (
+    CacheDirOpt,
+    DbOpt,
+    DeviceOpt,
+    DevicesFileOpt,
+    MinSecondsOpt,
+    ModelArg,
+    ParamOpt,
+    PrecisionOpt,
+    RunsOpt,
+    RuntimeOpt,
+    ThreadsOpt,
+    TrialsOpt,
+)
+from harness.cli.sweep import ProgressReporter, measure, one_point_spec
+from harness.cli.user_errors import one_line_errors
 from harness.measure.profile import OpProfile
-from harness.measure.spec import RUNTIMES, SweepPoint, parse_spec
-from harness.measure.sweep import run_sweep
+from harness.measure.spec import Protocol, SweepPoint, SweepSpec, spec_to_toml
 from harness.store import Store
 from harness.zoo.registry import parse_param_args, resolve
 
@@ -40,65 +53,14 @@ class _ProfileReporter(ProgressReporter):
         self.profiles.append((point, profile))
 
 
-def profile_spec_text(
-    name: str,
-    params: list[str],
-    runtime: str,
-    precision: str,
-    threads: int,
-    trials: int,
-    runs: int,
-    min_seconds: float,
-    device: str,
-    depth: int,
-) -> str:
-    """The one-point sweep spec (TOML) that `flopgap profile` runs."""
-    model = resolve(name, **parse_param_args(params))
-    if runtime not in RUNTIMES:
-        raise FlopgapError(f"--runtime '{runtime}' is not supported; allowed: {', '.join(RUNTIMES)}")
-    kv = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {str(v).lower()}" for k, v in model.params)
-    return (
-        f'name = "profile {model.label}"\nruntimes = ["{runtime}"]\nprecisions = ["{precision}"]\n'
-        f'threads = [{threads}]\ndevices = ["{device}"]\n'
-        f'[[models]]\nname = "{model.name}"\nparams = {{ {kv} }}\n'
-        f"[protocol]\ntrials = {trials}\nruns = {runs}\nmin_seconds = {min_seconds}\n"
-        f"profile = true\nprofile_depth = {depth}\n"
-    )
-
-
 def run_profile_command(
-    name: str,
-    params: list[str],
-    runtime: str,
-    precision: str,
-    threads: int,
-    trials: int,
-    runs: int,
-    min_seconds: float,
-    device: str,
-    depth: int,
-    top: int,
-    db: Path | None,
-    cache_dir: Path | None,
-    devices_file: Path | None,
-    console: Console,
+    spec: SweepSpec, db: Path | None, cache_dir: Path | None, devices_file: Path | None, top: int, console: Console
 ) -> None:
-    text = profile_spec_text(name, params, runtime, precision, threads, trials, runs, min_seconds, device, depth)
-    spec = parse_spec(text, "flopgap profile")
-    devices = open_devices(spec.devices, devices_file)
+    """Measure and profile the point(s) of ``spec`` and print the ``top`` rows of each profile."""
     started = time.monotonic()
-    with Store(db) as store:
-        rep = _ProfileReporter(console)
-        try:
-            with rep:
-                result = run_sweep(spec, text, store, devices, make_exporter(cache_dir, spec.protocol.parity), rep)
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to resume"
-            ) from None
-        finally:
-            for dev in devices.values():
-                dev.cleanup()
+    rep = _ProfileReporter(console)
+    result, path = measure(spec, spec_to_toml(spec), db, rep, cache_dir, devices_file)
+    with Store(path, readonly=True) as store:
         points = store.points_frame()
         points = points[points["point_id"].isin(result.point_ids)]
         for row in points.itertuples():
@@ -109,7 +71,7 @@ def run_profile_command(
             console.print(profile_table(ops, f"{row.model_label} {row.runtime} t{row.threads} @{row.device}", top))
             same_pass = next((p for _, p in rep.profiles), None)
             console.print(ratio_line(ops, float(row.median_ms), same_pass), highlight=False)
-    console.print(f"done in {time.monotonic() - started:.0f}s; results in {store.path}", highlight=False)
+    console.print(f"done in {time.monotonic() - started:.0f}s; results in {path}", highlight=False)
 
 
 def ratio_line(ops: pd.DataFrame, point_median_ms: float, same_pass: OpProfile | None) -> str:
@@ -149,19 +111,20 @@ def _text(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value) or "(model)"
 
 
+@one_line_errors
 def profile(
-    name: Annotated[str, typer.Argument(help="Registered model name (see 'flopgap models').")],
+    name: ModelArg,
     param: ParamOpt = None,
-    runtime: Annotated[str, typer.Option(help="onnxruntime (per node) or litert / litert-builtin (per block).")] = (
-        "onnxruntime"
-    ),
-    precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = Runtime.ONNXRUNTIME,
+    precision: PrecisionOpt = Precision.FP32,
     threads: ThreadsOpt = 1,
-    trials: Annotated[int, typer.Option(help="Timed trials before profiling.")] = 1,
-    runs: Annotated[int, typer.Option(help="Minimum timed runs per trial (and per block).")] = 50,
-    min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per trial (and per block).")] = 1.0,
-    depth: Annotated[int, typer.Option(help="TFLite: module-tree depth of the blocks (Sequentials expand).")] = 1,
-    top: Annotated[int, typer.Option(help="Rows to show.")] = 25,
+    trials: TrialsOpt = 1,
+    runs: RunsOpt = 50,
+    min_seconds: MinSecondsOpt = 1.0,
+    depth: Annotated[
+        int, typer.Option(min=1, help="TFLite: module-tree depth of the blocks (Sequentials expand).")
+    ] = 1,
+    top: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 25,
     device: DeviceOpt = "local",
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -171,20 +134,7 @@ def profile(
 
     Example: flopgap profile shufflenet_v2 --param scale=0.5 --runtime litert --depth 2
     """
-    run_profile_command(
-        name,
-        param or [],
-        runtime,
-        precision,
-        threads,
-        trials,
-        runs,
-        min_seconds,
-        device,
-        depth,
-        top,
-        db,
-        cache_dir,
-        devices_file,
-        Console(),
-    )
+    model = resolve(name, **parse_param_args(param or []))
+    protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds, profile=True, profile_depth=depth)
+    spec = one_point_spec("profile", model, runtime, precision, threads, device, protocol)
+    run_profile_command(spec, db, cache_dir, devices_file, top, Console())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
@@ -10,27 +9,40 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from devices.errors import FlopgapError
+from devices.vocabulary import Format, Precision, choices
+from harness.cli.options import CacheDirOpt, ModelArg, ParamOpt, PrecisionOpt
+from harness.cli.user_errors import one_line_errors
 
 proxies_app = typer.Typer(
     help="Graph accounting of exported models: FLOPs, params, bytes moved and intensity per op category.",
     no_args_is_help=True,
 )
 console = Console()
-FORMATS = ("onnx", "tflite")
+BOTH = "both"
+
+
+def _format_or_both(value: str) -> str:
+    if value != BOTH and value not in set(Format):
+        raise typer.BadParameter(f"{value!r} is not one of {choices(Format)}, {BOTH}")
+    return value
+
+
+FormatOrBothOpt = Annotated[
+    str,
+    typer.Option(
+        "--format", "-f", callback=_format_or_both, metavar="[" + "|".join([*Format, BOTH]) + "]", help="Formats."
+    ),
+]
 
 
 @proxies_app.command()
+@one_line_errors
 def show(
-    name: Annotated[str, typer.Argument(help="Registered model name (see 'flopgap models').")],
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Model parameter as key=value; repeatable.")
-    ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, tflite or both.")] = "both",
-    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 or int8-dynamic.")] = "fp32",
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Artifact cache (default: user cache dir, or $FLOPGAP_CACHE_DIR).")
-    ] = None,
+    name: ModelArg,
+    param: ParamOpt = None,
+    fmt: FormatOrBothOpt = BOTH,
+    precision: PrecisionOpt = Precision.FP32,
+    cache_dir: CacheDirOpt = None,
     ops: Annotated[bool, typer.Option("--ops", help="Also print one row per op.")] = False,
 ) -> None:
     """Export (or reuse the cached export of) a model and print its per-category graph accounting.
@@ -42,10 +54,7 @@ def show(
     from harness.zoo.registry import parse_param_args, resolve
 
     spec = resolve(name, **parse_param_args(param or []))
-    formats = FORMATS if fmt == "both" else (fmt,)
-    if any(f not in FORMATS for f in formats):
-        raise FlopgapError(f"--format '{fmt}' is not supported; allowed: onnx, tflite, both")
-    for f in formats:
+    for f in list(Format) if fmt == BOTH else [Format(fmt)]:
         with console.status(f"exporting {spec.label} to {f} {precision}..."):
             art = export(spec, f, precision, cache_dir=cache_dir)
         acc = account(art)

@@ -11,18 +11,16 @@ from typing import Annotated
 import typer
 
 from devices.errors import FlopgapError
+from harness.cli.options import DbOpt
+from harness.cli.user_errors import one_line_errors
 from harness.store import resolve_db_path
 
 DEFAULT_OUT = Path("results") / "report"
 
 
+@one_line_errors
 def report(
-    db: Annotated[
-        Path | None,
-        typer.Option(
-            "--db", help="Results database (default: $FLOPGAP_DB, else results/flopgap.db).", show_default=False
-        ),
-    ] = None,
+    db: DbOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for report.html and the PNG figures.")] = DEFAULT_OUT,
 ) -> None:
     """Write the FLOP-gap report: latency vs MACs, residuals, op shares, roofline, guideline experiments.
@@ -33,13 +31,8 @@ def report(
 
     path = resolve_db_path(db)
     if not path.is_file():
-        typer.echo(f"error: no results database at {path}; run 'flopgap sweep' first or pass --db", err=True)
-        raise typer.Exit(2)
-    try:
-        written = write_report(path, out)
-    except FlopgapError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(err.exit_code) from None
+        raise FlopgapError(f"no results database at {path}; run 'flopgap sweep' first or pass --db")
+    written = write_report(path, out)
     typer.echo(f"wrote {written.html_path} and {len(written.figures)} figure(s) in {out}")
     if written.headlines:
         typer.echo("share of FLOPs vs share of measured time (profiled models with shuffles or depthwise convs):")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -16,33 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from devices.errors import FlopgapError
+from harness.cli.options import DbOpt
+from harness.cli.user_errors import one_line_errors
 from harness.store import EXPORT_TABLES, ExportFormat, Store, resolve_db_path
 
 results_app = typer.Typer(
     help="Inspect stored measurements: list runs, show a run's points, export tables to CSV or Parquet.",
     no_args_is_help=True,
 )
-
-DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help="Results database (default: $FLOPGAP_DB, else results/flopgap.db).", show_default=False),
-]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _one_line_errors(fn: F) -> F:
-    """User errors print one line on stderr and exit 1; anything else is a bug and keeps its traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FlopgapError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(err.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _open(db: Path | None) -> Store:
@@ -65,8 +44,8 @@ def _table(title: str) -> Table:
 
 
 @results_app.command("list")
-@_one_line_errors
-def list_runs(db: DbOption = None) -> None:
+@one_line_errors
+def list_runs(db: DbOpt = None) -> None:
     """List the sweep runs with how many of their points are done, failed and pending."""
     with _open(db) as store:
         runs = store.runs()
@@ -90,10 +69,10 @@ def list_runs(db: DbOption = None) -> None:
 
 
 @results_app.command("show")
-@_one_line_errors
+@one_line_errors
 def show_run(
     run_id: Annotated[int | None, typer.Argument(help="Run id (default: the latest run).", show_default=False)] = None,
-    db: DbOption = None,
+    db: DbOpt = None,
 ) -> None:
     """Show the points of a run: model, device, format, precision, threads, median and its 95% CI."""
     with _open(db) as store:
@@ -130,17 +109,16 @@ def show_run(
     console.print(table)
     for number, reason in enumerate(failures, start=1):
         console.print(escape(f"({number}) {reason}"), soft_wrap=True)
-    return
 
 
 @results_app.command("export")
-@_one_line_errors
+@one_line_errors
 def export_table(
     out: Annotated[Path, typer.Option("--out", help="File to write.")],
     format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.CSV,
     table: Annotated[str, typer.Option("--table", help=f"One of: {', '.join(EXPORT_TABLES)}.")] = "points",
     run_id: Annotated[int | None, typer.Option("--run", help="Only this run's points (and their rows).")] = None,
-    db: DbOption = None,
+    db: DbOpt = None,
 ) -> None:
     """Export a table (points by default) to CSV or Parquet for pandas, R or a spreadsheet."""
     with _open(db) as store:

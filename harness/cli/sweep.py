@@ -13,12 +13,20 @@ from rich.table import Table
 
 from devices.base import Device
 from devices.errors import FlopgapError, Interrupted
-from devices.vocabulary import Format, Precision
+from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
-from harness.measure.spec import QUICK_SPEC, RUNTIMES, SweepPoint, SweepSpec, load_spec, parse_spec
-from harness.measure.sweep import run_sweep
+from harness.measure.spec import (
+    QUICK_SPEC,
+    ModelSelection,
+    Protocol,
+    SweepPoint,
+    SweepSpec,
+    load_spec,
+    parse_spec,
+)
+from harness.measure.sweep import Exporter, SweepResult, run_sweep
 from harness.store import Store
-from harness.zoo.registry import ModelSpec, parse_param_args, resolve
+from harness.zoo.registry import ModelSpec, ParamValue
 
 
 class ProgressReporter:
@@ -68,7 +76,7 @@ class ProgressReporter:
         self.progress.console.print(f"[red]failed[/] {escape(point.label)}: {escape(reason)}", highlight=False)
 
 
-def make_exporter(cache_dir: Path | None, parity: bool) -> Any:
+def make_exporter(cache_dir: Path | None, parity: bool) -> Exporter:
     from exporters.export import export
 
     def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
@@ -103,65 +111,84 @@ def run_sweep_command(
         raise FlopgapError("give either a sweep spec file or --quick (see 'flopgap sweep --help')")
     if spec_path is not None:
         spec = load_spec(spec_path)
-        text = spec_path.read_text()
+        text = spec_path.read_text()  # the file as written, comments included
     else:
         spec, text = parse_spec(QUICK_SPEC, "quick"), QUICK_SPEC
-    _run(spec, text, db, cache_dir, devices_file, console)
+    run_spec_command(spec, text, db, cache_dir, devices_file, console)
 
 
-def run_point_command(
-    name: str,
-    params: list[str],
-    runtime: str,
-    precision: str,
+def one_point_spec(
+    title: str,
+    model: ModelSpec,
+    runtime: Runtime,
+    precision: Precision,
     threads: int,
-    trials: int,
-    runs: int,
-    min_seconds: float,
     device: str,
+    protocol: Protocol,
+) -> SweepSpec:
+    """The sweep spec of a single point (``flopgap run`` and ``flopgap profile``), named ``title model-label``."""
+    params: dict[str, ParamValue | list[ParamValue]] = dict(model.params)
+    return SweepSpec(
+        name=f"{title} {model.label}",
+        models=[ModelSelection(name=model.name, params=params)],
+        runtimes=[runtime],
+        precisions=[precision],
+        threads=[threads],
+        devices=[device],
+        protocol=protocol,
+    )
+
+
+def measure(
+    spec: SweepSpec,
+    spec_text: str,
+    db: Path | None,
+    reporter: ProgressReporter,
+    cache_dir: Path | None,
+    devices_file: Path | None,
+) -> tuple[SweepResult, Path]:
+    """Run ``spec`` into the results database with progress; returns the result and the database's path.
+
+    The devices are looked up first, so a bad name fails before a database is created; they are always closed.
+    """
+    devices = open_devices(spec.devices, devices_file)
+    exporter = make_exporter(cache_dir, spec.protocol.parity)
+    try:
+        with Store(db) as store, reporter:
+            try:
+                result = run_sweep(
+                    spec, spec_text, store, devices, exporter, reporter,
+                    device_threads=inventory_threads(spec.devices, devices_file),
+                )  # fmt: skip
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted; everything measured so far is saved in {store.path}; "
+                    "rerun the same command to resume"
+                ) from None
+            return result, store.path
+    finally:
+        for dev in devices.values():
+            dev.cleanup()
+
+
+def run_spec_command(
+    spec: SweepSpec,
+    spec_text: str,
     db: Path | None,
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
 ) -> None:
-    model = resolve(name, **parse_param_args(params))
-    if runtime not in RUNTIMES:
-        raise FlopgapError(f"--runtime '{runtime}' is not supported; allowed: {', '.join(RUNTIMES)}")
-    kv = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {str(v).lower()}" for k, v in model.params)
-    text = (
-        f'name = "run {model.label}"\nruntimes = ["{runtime}"]\nprecisions = ["{precision}"]\n'
-        f'threads = [{threads}]\ndevices = ["{device}"]\n'
-        f'[[models]]\nname = "{model.name}"\nparams = {{ {kv} }}\n'
-        f"[protocol]\ntrials = {trials}\nruns = {runs}\nmin_seconds = {min_seconds}\n"
-    )
-    _run(parse_spec(text, "flopgap run"), text, db, cache_dir, devices_file, console)
-
-
-def _run(
-    spec: SweepSpec, text: str, db: Path | None, cache_dir: Path | None, devices_file: Path | None, console: Console
-) -> None:
-    devices = open_devices(spec.devices, devices_file)
+    """Measure ``spec`` (stored with ``spec_text``) and print the summary table."""
     started = time.monotonic()
-    with Store(db) as store:
-        try:
-            with ProgressReporter(console) as rep:
-                result = run_sweep(
-                    spec, text, store, devices, make_exporter(cache_dir, spec.protocol.parity), rep,
-                    device_threads=inventory_threads(spec.devices, devices_file),
-                )  # fmt: skip
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to resume"
-            ) from None
-        finally:
-            for dev in devices.values():
-                dev.cleanup()
+    result, path = measure(spec, spec_text, db, ProgressReporter(console), cache_dir, devices_file)
+    with Store(path, readonly=True) as store:
         console.print(summary_table(store, result.point_ids, spec.name))
-        console.print(
-            f"{result.measured_trials} trials measured, {result.skipped_points} points already done (skipped), "
-            f"{result.failed_points} failed, in {time.monotonic() - started:.0f}s; results in {store.path}",
-            highlight=False,
-        )
+    console.print(
+        f"{result.measured_trials} trials measured, {result.skipped_points} points already done (skipped), "
+        f"{result.failed_points} failed, in {time.monotonic() - started:.0f}s; results in {path}",
+        highlight=False,
+    )
 
 
 def summary_table(store: Store, point_ids: list[int], title: str) -> Table:

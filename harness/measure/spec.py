@@ -1,21 +1,23 @@
 """Sweep specs: a TOML file naming models (names, wildcards, parameter grids), runtimes, precisions, threads,
 devices and protocol settings. Validated on load; an unknown key, model or value names the file, the key and
-what is allowed.
+what is allowed. A spec built in code (``flopgap run``) is written back as TOML with :func:`spec_to_toml`.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from devices.errors import FlopgapError
-from devices.vocabulary import Format, Precision, Runtime
+from devices.vocabulary import Format, Precision, Runtime, choices
 from harness.errors import InvalidParameterError, UnknownModelError
 from harness.zoo.registry import ModelSpec, ParamValue, list_models, resolve
 
@@ -36,24 +38,28 @@ class ModelSelection(_Strict):
 
 
 class Protocol(_Strict):
-    trials: int = Field(3, ge=1, description="Interleaved trials per point.")
-    warmup_runs: int = Field(10, ge=0)
-    warmup_seconds: float = Field(0.5, ge=0)
-    runs: int = Field(50, ge=1, description="Minimum timed runs per trial.")
-    min_seconds: float = Field(1.0, ge=0, description="Minimum timed seconds per trial.")
-    max_runs: int = Field(100_000, ge=1)
-    timeout_s: float = Field(600, gt=0, description="A trial running longer is killed and the point fails.")
-    cooldown_s: float = Field(0.0, ge=0, description="Sleep between trials.")
-    affinity: list[int] | None = Field(None, description="CPU ids to pin the runner to.")
-    cv_threshold: float = Field(0.10, gt=0, description="A point whose CV exceeds this is flagged noisy.")
-    spread_threshold: float = Field(0.05, gt=0, description="Max relative spread of trial medians before noisy.")
-    parity: bool = Field(True, description="Check each artifact against torch on export.")
-    profile: bool = Field(
-        False,
-        description="After measuring, store each point's per-op times: ORT per-node for ONNX, per-block "
-        "sub-model times for TFLite (see harness/op_profile.py).",
+    trials: int = Field(default=3, ge=1, description="Interleaved trials per point.")
+    warmup_runs: int = Field(default=10, ge=0)
+    warmup_seconds: float = Field(default=0.5, ge=0)
+    runs: int = Field(default=50, ge=1, description="Minimum timed runs per trial.")
+    min_seconds: float = Field(default=1.0, ge=0, description="Minimum timed seconds per trial.")
+    max_runs: int = Field(default=100_000, ge=1)
+    timeout_s: float = Field(default=600, gt=0, description="A trial running longer is killed and the point fails.")
+    cooldown_s: float = Field(default=0.0, ge=0, description="Sleep between trials.")
+    affinity: list[int] | None = Field(default=None, description="CPU ids to pin the runner to.")
+    cv_threshold: float = Field(default=0.10, gt=0, description="A point whose CV exceeds this is flagged noisy.")
+    spread_threshold: float = Field(
+        default=0.05, gt=0, description="Max relative spread of trial medians before noisy."
     )
-    profile_depth: int = Field(1, ge=1, description="TFLite block profiles: depth of the module tree to cut at.")
+    parity: bool = Field(default=True, description="Check each artifact against torch on export.")
+    profile: bool = Field(
+        default=False,
+        description="After measuring, store each point's per-op times: ORT per-node for ONNX, per-block "
+        "sub-model times for TFLite (see harness/measure/profile.py).",
+    )
+    profile_depth: int = Field(
+        default=1, ge=1, description="TFLite block profiles: depth of the module tree to cut at."
+    )
 
 
 class SweepSpec(_Strict):
@@ -61,9 +67,11 @@ class SweepSpec(_Strict):
     models: list[ModelSelection] = Field(min_length=1)
     runtimes: list[Runtime] = Field(default_factory=lambda: [Runtime.ONNXRUNTIME, Runtime.LITERT])
     precisions: list[Precision] = Field(default_factory=lambda: [Precision.FP32])
-    threads: list[int] | None = Field(None, description="Thread counts; default: each device's inventory 'threads'.")
+    threads: list[int] | None = Field(
+        default=None, description="Thread counts; default: each device's inventory 'threads'."
+    )
     devices: list[str] = Field(default_factory=lambda: ["local"])
-    protocol: Protocol = Field(default_factory=Protocol)  # type: ignore[arg-type]
+    protocol: Protocol = Field(default_factory=Protocol)
 
     @field_validator("threads")
     @classmethod
@@ -117,6 +125,12 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             raise SpecError(f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(err['loc'])}") from None
+        enum = _enum_of(err["loc"]) if err["type"] == "enum" else None
+        if enum is not None:
+            noun, field = enum.__name__.lower(), err["loc"][0]
+            raise SpecError(
+                f"{source}: key '{field}': unknown {noun} {err['input']!r}; allowed: {choices(enum)}"
+            ) from None
         raise SpecError(f"{source}: key '{key}': {err['msg'].removeprefix('Value error, ')}") from None
     # Resolve models now, so a typo fails before anything is measured.
     try:
@@ -124,6 +138,61 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
     except (UnknownModelError, InvalidParameterError) as exc:
         raise SpecError(f"{source}: {exc}") from None
     return spec
+
+
+def spec_to_toml(spec: SweepSpec) -> str:
+    """``spec`` as a TOML document that :func:`parse_spec` reads back to an equal spec (and a user can rerun)."""
+    data = spec.model_dump(mode="json", exclude_none=True)  # enums become their values; unset options vanish
+    lines = [_toml_pair(k, v) for k, v in data.items() if k not in {"models", "protocol"}]
+    for model in data["models"]:
+        lines += ["", "[[models]]", *(_toml_pair(k, v) for k, v in model.items())]
+    lines += ["", "[protocol]", *(_toml_pair(k, v) for k, v in data["protocol"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_pair(key: str, value: Any) -> str:
+    return f"{_toml_key(key)} = {_toml_value(value)}"
+
+
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    # TOML basic strings forbid raw control characters (DEL included); everything else is written as is.
+    def escape(ch: str) -> str:
+        if ch in _TOML_ESCAPES:
+            return _TOML_ESCAPES[ch]
+        return f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
+
+    return '"' + "".join(escape(ch) for ch in text) + '"'
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):  # before int: bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip form; inf and nan are spelled as TOML spells them
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        pairs = ", ".join(_toml_pair(k, v) for k, v in value.items())
+        return "{ " + pairs + " }" if pairs else "{}"
+    raise TypeError(f"no TOML form for {type(value).__name__}: {value!r}")
+
+
+def _enum_of(loc: tuple[Any, ...]) -> type[StrEnum] | None:
+    """The vocabulary enum of a top-level list field such as ``runtimes`` (from its annotation, not a re-list)."""
+    field = SweepSpec.model_fields.get(str(loc[0]))
+    args = getattr(field.annotation, "__args__", ()) if field else ()
+    return next((a for a in args if isinstance(a, type) and issubclass(a, StrEnum)), None)
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> str:

@@ -1,6 +1,7 @@
 """The architecture zoo: importing this package registers every model and block."""
 
 from harness.zoo.registry import (
+    EntryKind,
     ModelEntry,
     ModelSpec,
     Param,
@@ -28,6 +29,7 @@ from harness.zoo import (  # noqa: F401  isort: skip
 )
 
 __all__ = [
+    "EntryKind",
     "ModelEntry",
     "ModelSpec",
     "Param",

@@ -23,7 +23,7 @@ from harness.zoo.layers import (
     SqueezeExcite,
     channel_shuffle,
 )
-from harness.zoo.registry import Param, ParamValue, register_model
+from harness.zoo.registry import EntryKind, Param, ParamValue, register_model
 from harness.zoo.resnet import Bottleneck
 from harness.zoo.shufflenet_v1 import ShuffleV1Unit
 from harness.zoo.shufflenet_v2 import ShuffleV2Unit
@@ -80,7 +80,7 @@ def _check_divides(block: str, p: Values, divisor: str, *channels: str) -> None:
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(_int("cin", 64), _int("cout", 64), *_spatial(56), STRIDE),
     input_shape=_shape_of("cin"),
 )
@@ -91,7 +91,7 @@ def conv3x3(cin: int = 64, cout: int = 64, h: int = 56, w: int = 56, stride: int
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(_int("cin", 64), _int("cout", 64), *_spatial(56), STRIDE),
     input_shape=_shape_of("cin"),
 )
@@ -106,7 +106,7 @@ def _validate_group_conv(p: Values) -> None:
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(_int("cin", 240), _int("cout", 240), *_spatial(28), _kernel(1), STRIDE, _int("groups", 3)),
     input_shape=_shape_of("cin"),
     validate=_validate_group_conv,
@@ -120,7 +120,7 @@ def group_conv(
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(_int("channels", 144), *_spatial(56), _kernel(3), STRIDE),
     input_shape=_shape_of("channels"),
 )
@@ -131,7 +131,7 @@ def depthwise_conv(channels: int = 144, h: int = 56, w: int = 56, kernel: int = 
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(_int("cin", 64), _int("cout", 128), *_spatial(56), _kernel(3), STRIDE),
     input_shape=_shape_of("cin"),
 )
@@ -164,7 +164,7 @@ def _register_shuffle(impl: str) -> None:
     register_model(
         name=name,
         family=FAMILY,
-        kind="block",
+        kind=EntryKind.BLOCK,
         params=(_int("channels", 240), *_spatial(28), _int("groups", 3)),
         input_shape=_shape_of("channels"),
         validate=validate,
@@ -180,7 +180,7 @@ for _impl in SHUFFLES:
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(_int("cin", 256), _int("planes", 64), *_spatial(56), STRIDE),
     input_shape=_shape_of("cin"),
 )
@@ -197,7 +197,7 @@ def _validate_resnext(p: Values) -> None:
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(
         _int("cin", 256),
         _int("planes", 64),
@@ -224,7 +224,7 @@ def resnext_block(
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(_int("cin", 24), _int("cout", 24), *_spatial(56), _int("expansion", 6), _kernel(3), STRIDE),
     input_shape=_shape_of("cin"),
 )
@@ -252,7 +252,7 @@ def _validate_v1_unit(p: Values) -> None:
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(
         _int("cin", 240),
         _int("cout", 240),
@@ -289,7 +289,7 @@ def _validate_v2_unit(p: Values) -> None:
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(
         _int("cin", 116),
         _int("cout", 116),
@@ -317,7 +317,7 @@ def _validate_se(p: Values) -> None:
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(
         _int("channels", 96),
         *_spatial(14),
@@ -334,7 +334,7 @@ def se(channels: int = 96, h: int = 14, w: int = 14, reduction: int = 4, gate: s
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(_int("channels", 64), *_spatial(56), Param("fn", "relu", choices=ACTIVATION_FNS)),
     input_shape=_shape_of("channels"),
 )

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.zoo.layers import ConvBNAct
-from harness.zoo.registry import Param, ParamValue, register_model
+from harness.zoo.registry import EntryKind, Param, ParamValue, register_model
 
 FAMILY = "guideline"
 SIZE = 56  # input height and width in all four experiments
@@ -88,7 +88,7 @@ class PointwisePair(nn.Module):
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(
         Param("ratio", "1:1", choices=tuple(G1_CHANNELS["arm"])),
         Param("setting", "arm", choices=SETTINGS),
@@ -118,7 +118,7 @@ class GroupPointwise(nn.Module):
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(
         Param("groups", 1, choices=tuple(G2_CHANNELS["arm"])),
         Param("setting", "arm", choices=SETTINGS),
@@ -163,7 +163,7 @@ class ParallelFragments(nn.Module):
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(Param("variant", "1-fragment", choices=G3_VARIANTS), Param("channels", 64, choices=G3_CHANNELS)),
     input_shape=lambda p: (g3_fragment_channels(str(p["variant"]), _p(p, "channels")), SIZE, SIZE),
 )
@@ -198,7 +198,7 @@ class SwitchableBottleneck(nn.Module):
 
 @register_model(
     family=FAMILY,
-    kind="block",
+    kind=EntryKind.BLOCK,
     params=(
         Param("relu", True, choices=(True, False)),
         Param("shortcut", True, choices=(True, False)),

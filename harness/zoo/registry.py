@@ -2,8 +2,8 @@
 
 Builders are small functions decorated with :func:`register_model`; each declares its parameters (with the
 allowed values), its input shape and its published reference figures. :func:`create_model` validates the
-parameters, seeds the RNG and returns the module in eval mode; :func:`resolve` gives the typed
-:class:`ModelSpec` that exporters, the cache and the store key on.
+parameters and builds the module in eval mode from a fixed seed (torch's global RNG is left alone); :func:`resolve`
+gives the typed :class:`ModelSpec` that exporters, the cache and the store key on.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import difflib
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import torch
@@ -20,6 +21,15 @@ from torch import nn
 from harness.errors import InvalidParameterError, UnknownModelError
 
 SEED = 0
+
+
+class EntryKind(StrEnum):
+    """Whole networks, or building blocks (and guideline experiments) with explicit shapes."""
+
+    MODEL = "model"
+    BLOCK = "block"
+
+
 ParamValue = int | float | str | bool
 Params = Mapping[str, ParamValue]
 
@@ -84,7 +94,7 @@ class ModelEntry:
     params: tuple[Param, ...]
     input_shape: Callable[[dict[str, ParamValue]], tuple[int, ...]]
     references: ReferenceTable
-    kind: str  # "model" or "block"
+    kind: EntryKind
     description: str
     validate: Callable[[dict[str, ParamValue]], None] | None = None
     torchvision_params: Mapping[tuple[tuple[str, ParamValue], ...], int] = field(default_factory=dict)
@@ -134,11 +144,16 @@ class ModelSpec:
         return f"{self.name}[{','.join(shown)}]" if shown else self.name
 
     def build(self) -> nn.Module:
-        """The module with signal-preserving random weights from a fixed seed, in eval mode."""
-        torch.manual_seed(SEED)
-        model = self.entry.builder(**self.param_dict)
-        init_weights(model)
-        calibrate_batchnorm(model, self.input_shape)
+        """The module with signal-preserving random weights from a fixed seed, in eval mode.
+
+        Layers draw their default init from torch's global RNG, so the build runs in a fork of it: the weights
+        depend only on the spec, and the caller's random stream is left exactly as it was.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            model = self.entry.builder(**self.param_dict)
+            init_weights(model)
+            calibrate_batchnorm(model, self.input_shape)
         return model.eval()
 
     def example_input(self, seed: int = SEED) -> torch.Tensor:
@@ -207,7 +222,7 @@ def register_model(
     params: Sequence[Param] = (),
     input_shape: Callable[[dict[str, ParamValue]], tuple[int, ...]] | tuple[int, ...] = (3, 224, 224),
     references: ReferenceTable | None = None,
-    kind: str = "model",
+    kind: EntryKind = EntryKind.MODEL,
     validate: Callable[[dict[str, ParamValue]], None] | None = None,
     torchvision_params: Mapping[tuple[tuple[str, ParamValue], ...], int] | None = None,
     name: str | None = None,
@@ -253,7 +268,7 @@ def get_entry(name: str) -> ModelEntry:
         raise UnknownModelError(f"unknown model '{name}'; {hint}") from None
 
 
-def list_models(pattern: str = "*", kind: str | None = None) -> list[str]:
+def list_models(pattern: str = "*", kind: EntryKind | None = None) -> list[str]:
     """Registered names matching a shell-style wildcard, sorted."""
     _ensure_loaded()
     return sorted(
