@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -21,6 +22,6 @@ class PointStatus(StrEnum):
 FINAL_RUN_STATUSES: tuple[RunStatus, ...] = tuple(s for s in RunStatus if s is not RunStatus.RUNNING)
 
 
-def sql_values(statuses: type[StrEnum] | tuple[StrEnum, ...]) -> str:
+def sql_values(statuses: Iterable[StrEnum]) -> str:
     """``('a', 'b')``: the values as an SQL list, for ``CHECK (status IN …)``."""
     return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
