@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,7 @@ def test_fit_of_latency_proportional_to_macs_is_slope_one_r2_one_rho_one(results
     assert row["intercept"] == pytest.approx(math.log10(2.0 / 100e6), abs=1e-12)  # 2 ms per 100 M MACs
     assert row["r2"] == pytest.approx(1.0, abs=1e-12)
     assert row["spearman_rho"] == pytest.approx(1.0)
+    assert row["slope_stderr"] == pytest.approx(0.0, abs=1e-6)  # every point on the line (sqrt of rounding)
     assert (row["runtime_version"], row["input_shapes"]) == ("1.20.1", "1x3x224x224")
 
 
@@ -56,15 +58,29 @@ def test_fit_with_orthogonal_perturbation_keeps_the_line_and_loses_r2(results: R
     assert row["intercept"] == pytest.approx(-6.0, abs=1e-12)
     assert row["r2"] == pytest.approx(data.R2_B, abs=1e-12)
     assert row["r2"] == pytest.approx(1 - 0.05 / 5.05, abs=1e-12)
+    assert row["slope_stderr"] == pytest.approx(math.sqrt(0.005), rel=1e-9)
     assert row["spearman_rho"] == pytest.approx(1.0)
 
 
 def test_fit_loglog_spearman_and_undefined_cases() -> None:
-    slope, _, _, rho = analysis.fit_loglog([1e6, 1e7, 1e8], [3.0, 2.0, 1.0])
-    assert rho == pytest.approx(-1.0)
-    assert slope == pytest.approx(-math.log10(3) / 2)  # x centred on 7: slope = (y3 - y1) / 2
-    assert all(math.isnan(v) for v in analysis.fit_loglog([1e6, 1e6], [1.0, 2.0]))
-    assert all(math.isnan(v) for v in analysis.fit_loglog([1e6], [1.0]))
+    fit = analysis.fit_loglog([1e6, 1e7, 1e8], [3.0, 2.0, 1.0])
+    assert fit.spearman_rho == pytest.approx(-1.0)
+    assert fit.slope == pytest.approx(-math.log10(3) / 2)  # x centred on 7: slope = (y3 - y1) / 2
+    for undefined in (analysis.fit_loglog([1e6, 1e6], [1.0, 2.0]), analysis.fit_loglog([1e6], [1.0])):
+        assert all(math.isnan(v) for v in dataclasses.astuple(undefined))
+    flat = analysis.fit_loglog([1e6, 1e7, 1e8], [2.0, 2.0, 2.0])
+    assert flat.slope == 0.0 and math.isnan(flat.r2) and math.isnan(flat.spearman_rho)
+
+
+def test_slope_standard_error_by_hand() -> None:
+    # log10 MACs 6..9 (Sxx = 5), residuals (+1, -3, +3, -1)·0.05 about slope 1 (SSR = 0.05), n - 2 = 2:
+    # SE = sqrt(SSR / (n - 2) / Sxx) = sqrt(0.005).
+    latency = [10 ** (exp - 6 + e) for exp, e in zip((6, 7, 8, 9), data.PERTURBATION, strict=True)]
+    fit = analysis.fit_loglog([1e6, 1e7, 1e8, 1e9], latency)
+    assert fit.slope == pytest.approx(1.0, abs=1e-12)
+    assert fit.slope_stderr == pytest.approx(math.sqrt(0.005), rel=1e-9)
+    two = analysis.fit_loglog([1e6, 1e8], [1.0, 3.0])  # a line through two points: no uncertainty left
+    assert two.slope_stderr == 0.0 and two.r2 == pytest.approx(1.0)
 
 
 def test_residual_ranking_is_measured_over_fit_worst_first(results: Results) -> None:
@@ -189,6 +205,29 @@ def test_roofline_places_ops_by_intensity_and_flops_over_time(results: Results) 
     assert roof.loc["/s2/dw/Conv", "category"] == "depthwise_conv"
 
 
+def test_roofline_summary_per_context_and_category(results: Results) -> None:
+    summary = analysis.roofline_summary(results)
+    assert set(summary["device"]) == {"local"}
+    cat = _by_category(summary)
+    assert cat["ops"].to_dict() == {"dense_conv": 1, "pointwise_conv": 1, "depthwise_conv": 1}
+    assert cat["memory_bound"].to_dict() == {"dense_conv": 0, "pointwise_conv": 0, "depthwise_conv": 1}
+    assert cat.loc["depthwise_conv", "median_intensity"] == pytest.approx(0.5)
+    assert cat.loc["pointwise_conv", "median_achieved_gflops"] == pytest.approx(120.0)
+    assert cat.loc["pointwise_conv", "median_efficiency"] == pytest.approx(120.0 / 200.0)  # at the ridge
+    assert set(cat["peak_gflops"]) == {data.PEAK_GFLOPS}
+
+
+def test_context_overview_counts_models_points_and_noisy(store: Store, tmp_path: Path) -> None:
+    accounts = data.populate(store, tmp_path)
+    noisy = int(store.points_frame()["point_id"].iloc[0])
+    store.complete_point(noisy, {"n": 100, "median_ms": 2.0, "noisy": True, "noisy_reasons": ["cv 0.2 > 0.05"]})
+    overview = analysis.context_overview(analysis.load(store, accounts=accounts)).set_index("device")
+    local, pi4 = overview.loc["local"], overview.loc["pi4"]
+    assert (local["models"], local["points"], local["noisy"]) == (3 + len(data.GUIDELINE_POINTS), 20, 1)
+    assert (pi4["models"], pi4["points"], pi4["noisy"], pi4["runtime_version"]) == (4, 4, 0, "2.16.1")
+    assert local["input_shapes"] == "1x32x56x56, 1x3x224x224"
+
+
 def test_guidelines_next_to_the_papers_direction(results: Results) -> None:
     frame = analysis.guidelines(results)
     assert len(frame) == len(data.GUIDELINE_POINTS)
@@ -247,6 +286,8 @@ def test_empty_database_gives_empty_frames(store: Store) -> None:
         analysis.guidelines(results),
         analysis.guideline_verdicts(results),
         analysis.headline_frame(results),
+        analysis.roofline_summary(results),
+        analysis.context_overview(results),
     ):
         assert frame.empty
     assert analysis.headlines(results) == []

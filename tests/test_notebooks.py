@@ -15,9 +15,13 @@ import nbformat
 import numpy as np
 import onnx
 import pytest
+from matplotlib.figure import Figure
 from onnx import TensorProto, helper, numpy_helper
 
 from devices.vocabulary import Format
+from harness.analysis import HOW_TO, Context
+from harness.report import plots
+from harness.report.notebook import Notebook, find_database
 from harness.store import Store
 from tests import analysis_data as data
 
@@ -96,3 +100,42 @@ def test_notebook_runs_top_to_bottom(path: Path, database: Path, monkeypatch: py
     assert not [out for out in outputs if out.output_type == "error"]
     images = [out for out in outputs if "image/png" in out.get("data", {})]
     assert images, f"{path.name} drew no figure from {database}"
+
+
+def test_find_database_from_the_notebooks_directory_or_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLOPGAP_DB", raising=False)
+    sample = tmp_path / "results" / "sample.db"
+    sample.parent.mkdir()
+    sample.write_bytes(b"")
+    (tmp_path / "notebooks").mkdir()
+    assert find_database(cwd=tmp_path / "notebooks") == sample  # Jupyter starts in notebooks/
+    assert find_database(cwd=tmp_path) == sample  # or from the repository root
+    mine = tmp_path / "mine.db"
+    mine.write_bytes(b"")
+    monkeypatch.setenv("FLOPGAP_DB", str(mine))
+    assert find_database(cwd=tmp_path / "notebooks") == mine
+    monkeypatch.setenv("FLOPGAP_DB", "mine.db")  # relative: tried from the working directory and its parent
+    assert find_database(cwd=tmp_path / "notebooks") == mine
+    assert find_database(tmp_path / "results" / "sample.db") == sample  # an explicit path wins
+    with pytest.raises(
+        FileNotFoundError, match=r"no results database at .*/notebooks/other\.db or .*/other\.db: set FLOPGAP_DB"
+    ):
+        find_database("other.db", cwd=tmp_path / "notebooks")
+
+
+def test_notebook_shows_the_chosen_contexts_and_says_what_is_missing(tmp_path: Path) -> None:
+    db = _fixture_db(tmp_path)
+    nb = Notebook.open(db, show=False)
+    local = Context("local", "onnxruntime", "fp32", 4)
+    pi4 = Context("pi4", "litert", "fp32", 1)
+    assert nb.contexts == [local, pi4]
+    assert nb.contexts_in(nb.results.points) == [local, pi4]
+    nb.contexts = [pi4]  # narrowed by the user
+    assert nb.contexts_in(nb.results.points) == [pi4]
+    assert nb.contexts_in(nb.results.points.iloc[0:0]) == []
+    drawn = nb.figure(plots.latency_vs_macs, pi4)
+    assert isinstance(drawn, Figure) and "device pi4 · litert 2.16.1" in drawn.get_suptitle()
+    said = nb.figure(plots.guidelines, pi4)  # no guideline blocks were measured on the pi4
+    assert said == f"{HOW_TO['guidelines']} (nothing for {pi4})"

@@ -79,6 +79,8 @@ def test_report_is_self_contained_with_headline_sections_and_valid_pngs(store: S
 
     # Tables carry the numbers: the fit, the residual ranking, the guideline verdicts, the block shares.
     assert "0.9901" in page  # R² of the pi4 fit, 1 - 0.05/5.05
+    assert "<th>slope_stderr</th>" in page and "0.07071" in page  # its slope's standard error, sqrt(0.005)
+    assert "<th>median_efficiency</th>" in page and "<th>memory_bound</th>" in page  # the roofline summary
     assert "1.413" in page  # shufflenet_v2's residual on pi4, 10^0.15
     assert "disagrees" in page or ">no<" in page  # G2 does not grow with g on this device
     assert "60.0%" in page and "70.0%" in page  # block features.1: 60% of FLOPs, 70% of time

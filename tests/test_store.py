@@ -23,14 +23,20 @@ from devices.errors import FlopgapError
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.store import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     DuplicateTrialError,
+    Migration,
     OpTime,
     PointCounts,
+    PointStatus,
+    RunStatus,
     Store,
     StoreError,
     point_key,
 )
+from harness.store.errors import translate
+from harness.store.schema import upgrade
 from tests.conftest import small_tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +136,7 @@ def test_newer_schema_is_refused_with_a_clear_error(db: Path) -> None:
     conn = sqlite3.connect(db)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 2, newer .* upgrade flopgap") as info:
+    with pytest.raises(StoreError, match=rf"schema version {SCHEMA_VERSION + 1}, newer .* upgrade flopgap") as info:
         Store(db)
     assert str(db) in str(info.value)
     assert isinstance(info.value, FlopgapError)
@@ -167,6 +173,95 @@ def test_readonly_store_reads_but_refuses_writes_clearly(store: Store, db: Path)
         with pytest.raises(StoreError, match=r"is read-only while starting a run; make it .* writable"):
             ro.start_run("x", "")
     assert [r.id for r in store.runs()] == [run_id]
+
+
+def test_new_database_records_each_schema_step(db: Path) -> None:
+    with Store(db) as s:
+        steps = s.migrations()
+        assert [m.version for m in steps] == [m.version for m in MIGRATIONS] and steps[-1].version == SCHEMA_VERSION
+        assert all(m.applied_at is not None for m in steps)
+        assert steps[0].description == MIGRATIONS[0].description
+
+
+SAMPLE_DB = REPO / "results" / "sample.db"
+
+
+@pytest.mark.skipif(not SAMPLE_DB.is_file(), reason="no results/sample.db in this checkout")
+def test_database_from_before_migrations_opens_and_is_upgraded_in_place(tmp_path: Path) -> None:
+    old = tmp_path / "sample.db"
+    shutil.copy(SAMPLE_DB, old)
+    conn = sqlite3.connect(old)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() == (0,)
+    conn.close()
+    with Store(old, readonly=True) as ro:  # read-only: readable as it is, nothing written
+        before = ro.points_frame()
+        assert [(m.version, m.applied_at) for m in ro.migrations()] == [(1, None)]
+    assert len(before) == 66
+    with Store(old) as rw:
+        assert [(m.version, m.applied_at) for m in rw.migrations()] == [(1, None)]  # recorded, date unknown
+        pd.testing.assert_frame_equal(rw.points_frame(), before)
+        rw.start_run("after-upgrade", "")  # and writable
+    conn = sqlite3.connect(old)
+    recorded = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+    conn.close()
+    assert recorded == [(1, None)]
+    assert integrity(old) == ("ok", [])
+
+
+def test_a_new_migration_upgrades_an_existing_database_and_is_recorded(store: Store, db: Path) -> None:
+    run_id, point_id = new_point(store)
+    store.close()
+    step = Migration(
+        SCHEMA_VERSION + 1,
+        "points.notes",
+        ("ALTER TABLE points ADD COLUMN notes TEXT", "UPDATE points SET notes = 'migrated'"),
+    )
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    assert upgrade(conn, (*MIGRATIONS, step)) == [step.version]
+    conn.execute("COMMIT")
+    assert upgrade(conn, (*MIGRATIONS, step)) == []  # applied once
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == step.version
+    assert conn.execute("SELECT id, run_id, notes FROM points").fetchall() == [(point_id, run_id, "migrated")]
+    versions = conn.execute("SELECT version, description, applied_at IS NOT NULL FROM schema_migrations").fetchall()
+    conn.close()
+    assert versions == [(1, MIGRATIONS[0].description, 1), (step.version, "points.notes", 1)]
+    with pytest.raises(StoreError, match="newer than this flopgap"):  # this flopgap does not know the step
+        Store(db)
+
+
+def test_statuses_are_enums_and_the_schema_checks_them(store: Store) -> None:
+    run_id, point_id = new_point(store)
+    assert store.point_status(point_id) is PointStatus.PENDING
+    assert store.runs()[0].status is RunStatus.RUNNING
+    store.finish_run(run_id, RunStatus.COMPLETED)
+    assert store.runs()[0].status is RunStatus.COMPLETED
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        store.connection.execute("UPDATE points SET status = 'skipped' WHERE id = ?", (point_id,))
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        store.connection.execute("UPDATE runs SET status = 'paused' WHERE id = ?", (run_id,))
+    with pytest.raises(ValueError, match="run status must be one of completed, interrupted, failed; got 'paused'"):
+        store.finish_run(run_id, "paused")
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (sqlite3.SQLITE_FULL, "is full"),
+        (sqlite3.SQLITE_IOERR_WRITE, "disk I/O error"),  # an extended code: its low byte is SQLITE_IOERR
+        (sqlite3.SQLITE_READONLY, "is read-only"),
+        (sqlite3.SQLITE_BUSY, "stayed locked"),
+        (sqlite3.SQLITE_NOTADB, "not a flopgap results database"),
+    ],
+)
+def test_sqlite_result_codes_decide_the_message(code: int, said: str, tmp_path: Path) -> None:
+    err = sqlite3.OperationalError("opaque")  # no hint in the text: only the code tells
+    err.sqlite_errorcode = code
+    translated = translate(err, tmp_path / "r.db", "storing a trial")
+    assert translated is not None and said in str(translated)
+    bug = sqlite3.IntegrityError("opaque")
+    bug.sqlite_errorcode = sqlite3.SQLITE_CONSTRAINT_UNIQUE
+    assert translate(bug, tmp_path / "r.db", "storing a trial") is None
 
 
 # -- point keys and resume -------------------------------------------------------------------------------------

@@ -1,44 +1,62 @@
-"""Analysis of a results database: fits, residuals, op breakdowns, roofline placement, guideline verdicts."""
+"""Analysis of a results database as pandas frames: where FLOP counts lie, in numbers.
 
-from harness.analysis.core import (
-    CATEGORIES,
-    CONTEXT,
-    GUIDELINES,
-    HOW_TO,
+Everything the report and the notebooks show is computed here, from the store, so a figure can always be
+recomputed from a table: latency against MACs with a log-log fit per measurement context (:mod:`.fits`), the
+residual ranking of models the FLOP proxy underestimates (:mod:`.residuals`), per-model shares of FLOPs and of
+measured time per op category (:mod:`.breakdowns`, :mod:`.headlines`), the roofline placement of every profiled
+op (:mod:`.roofline`), and the ShuffleNetV2 guideline experiments G1-G4 (:mod:`.guidelines`). :func:`load` reads
+the frames once (:mod:`.results`); a :class:`Context` is what a latency depends on besides the model.
+
+Use it as ``import harness.analysis as analysis; analysis.fits(analysis.load("results/flopgap.db"))``.
+"""
+
+from harness.analysis.accounts import ACCOUNT_COLUMNS, normalize_account, proxies_account
+from harness.analysis.breakdowns import (
+    BLOCK,
+    BLOCK_COLUMNS,
+    BREAKDOWN_COLUMNS,
     OUTSIDE_BLOCKS,
-    Context,
-    Results,
     block_breakdown,
     block_profiled,
-    calibrate_command,
     category_gaps,
-    fit_loglog,
-    fits,
-    guideline_verdicts,
-    guidelines,
-    headline_frame,
-    headlines,
-    latency_vs_macs,
-    load,
     missing_profiles,
     op_breakdown,
-    profile_command,
-    residuals,
-    roofline,
 )
+from harness.analysis.context import CONTEXT, Context, contexts_in
+from harness.analysis.fits import FIT_COLUMNS, FIT_EXCLUDED_FAMILIES, LogLogFit, fit_loglog, fits, latency_vs_macs
+from harness.analysis.guidelines import GUIDELINE_COLUMNS, GUIDELINES, Guideline, guideline_verdicts, guidelines
+from harness.analysis.headlines import Headline, headline_frame, headlines
+from harness.analysis.hints import HOW_TO, calibrate_command, profile_command
+from harness.analysis.residuals import residuals
+from harness.analysis.results import OVERVIEW_COLUMNS, Results, context_overview, load
+from harness.analysis.roofline import ROOFLINE_COLUMNS, ROOFLINE_SUMMARY_COLUMNS, roofline, roofline_summary
 
 __all__ = [
-    "CATEGORIES",
+    "ACCOUNT_COLUMNS",
+    "BLOCK",
+    "BLOCK_COLUMNS",
+    "BREAKDOWN_COLUMNS",
     "CONTEXT",
+    "FIT_COLUMNS",
+    "FIT_EXCLUDED_FAMILIES",
     "GUIDELINES",
+    "GUIDELINE_COLUMNS",
     "HOW_TO",
     "OUTSIDE_BLOCKS",
+    "OVERVIEW_COLUMNS",
+    "ROOFLINE_COLUMNS",
+    "ROOFLINE_SUMMARY_COLUMNS",
     "Context",
+    "Guideline",
+    "Headline",
+    "LogLogFit",
     "Results",
     "block_breakdown",
     "block_profiled",
     "calibrate_command",
     "category_gaps",
+    "context_overview",
+    "contexts_in",
     "fit_loglog",
     "fits",
     "guideline_verdicts",
@@ -48,8 +66,11 @@ __all__ = [
     "latency_vs_macs",
     "load",
     "missing_profiles",
+    "normalize_account",
     "op_breakdown",
     "profile_command",
+    "proxies_account",
     "residuals",
     "roofline",
+    "roofline_summary",
 ]

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 import harness.analysis as analysis
 from devices.errors import FlopgapError
 from harness import __version__
-from harness.analysis import CONTEXT, HOW_TO, Context, Results
+from harness.analysis import CONTEXT, HOW_TO, ROOFLINE_SUMMARY_COLUMNS, Context, Results, contexts_in
 from harness.report import plots
 from harness.report.plots import NoData
 
@@ -142,27 +142,12 @@ def _context_heading(page: _Page, context: Context, frame: pd.DataFrame) -> None
     page.heading(3, plots.caption(context, frame))
 
 
-def _contexts(frame: pd.DataFrame) -> list[Context]:
-    if frame.empty:
-        return []
-    keys = frame[list(CONTEXT)].drop_duplicates().sort_values(list(CONTEXT))
-    return [Context.of(r) for r in keys.to_dict("records")]
-
-
 def _overview(page: _Page, results: Results) -> None:
-    points = results.points
-    if points.empty:
+    if results.points.empty:
         page.missing(HOW_TO["points"])
         return
-    summary = points.groupby(list(CONTEXT), as_index=False).agg(
-        runtime_version=("runtime_version", lambda v: ", ".join(sorted({str(x) for x in v.dropna()})) or "unknown"),
-        input_shapes=("input_shape", lambda v: ", ".join(sorted({str(x) for x in v.dropna()}))),
-        models=("model_label", "nunique"),
-        points=("point_id", "count"),
-        noisy=("noisy", lambda v: int(v.fillna(False).sum())),
-    )
     page.para("Measurement contexts in this database (a context is a device, runtime, precision and thread count):")
-    page.table(summary)
+    page.table(analysis.context_overview(results))
 
 
 def _headline(page: _Page, results: Results, breakdown: pd.DataFrame) -> None:
@@ -185,7 +170,7 @@ def _headline(page: _Page, results: Results, breakdown: pd.DataFrame) -> None:
 
 def _missing_profiles(page: _Page, results: Results) -> None:
     missing = analysis.missing_profiles(results)
-    for context in _contexts(missing):
+    for context in contexts_in(missing):
         sel = missing[context.mask(missing)]
         labels = sel["model_label"].astype(str).tolist()
         names = ", ".join(labels[:6]) + (f" and {len(labels) - 6} more" if len(labels) > 6 else "")
@@ -200,7 +185,7 @@ def _latency(page: _Page, results: Results, frame: pd.DataFrame, fit_frame: pd.D
             HOW_TO["points"] if results.points.empty else f"no measured point has MACs recorded; {HOW_TO['points']}"
         )
         return
-    for context in _contexts(frame):
+    for context in contexts_in(frame):
         sel = frame[context.mask(frame)]
         _context_heading(page, context, sel)
         page.figure(
@@ -231,7 +216,7 @@ def _latency(page: _Page, results: Results, frame: pd.DataFrame, fit_frame: pd.D
 def _residuals(page: _Page, results: Results, frame: pd.DataFrame, gaps: pd.DataFrame) -> None:
     if frame.empty:
         page.missing(HOW_TO["fit"])
-    for context in _contexts(frame):
+    for context in contexts_in(frame):
         sel = frame[context.mask(frame)]
         _context_heading(page, context, sel)
         page.figure(f"residuals-{context}", partial(plots.residuals, results, context, frame=frame))
@@ -253,7 +238,7 @@ def _residuals(page: _Page, results: Results, frame: pd.DataFrame, gaps: pd.Data
     if gaps.empty:
         page.missing(HOW_TO["op_profiles"] if results.op_profiles.empty else HOW_TO["accounts"])
         return
-    for context in _contexts(gaps):
+    for context in contexts_in(gaps):
         sel = gaps[context.mask(gaps)]
         shapes = results.points[context.mask(results.points)]
         page.para(f"{plots.caption(context, shapes)} — gap = share of time − share of FLOPs; residual = their ratio")
@@ -264,7 +249,7 @@ def _ops(page: _Page, results: Results, breakdown: pd.DataFrame, blocks: pd.Data
     if breakdown.empty and blocks.empty:
         page.missing(HOW_TO["op_profiles"])
         return
-    for context in _contexts(breakdown):
+    for context in contexts_in(breakdown):
         sel = breakdown[context.mask(breakdown)]
         _context_heading(page, context, sel)
         page.figure(f"op_share-{context}", partial(plots.op_share, results, context, breakdown=breakdown))
@@ -285,7 +270,7 @@ def _ops(page: _Page, results: Results, breakdown: pd.DataFrame, blocks: pd.Data
         )
     if not blocks.empty:
         page.heading(3, "Per-block profiles (TFLite: blocks timed as sub-models, no per-op times)")
-    for context in _contexts(blocks):
+    for context in contexts_in(blocks):
         sel = blocks[context.mask(blocks)]
         page.para(plots.caption(context, sel))
         page.table(
@@ -301,7 +286,8 @@ def _roofline(page: _Page, results: Results, frame: pd.DataFrame) -> None:
     if frame.empty:
         page.missing(HOW_TO["accounts"])
         return
-    for context in _contexts(frame):
+    summary = analysis.roofline_summary(results, frame)
+    for context in contexts_in(frame):
         sel = frame[context.mask(frame)]
         _context_heading(page, context, sel)
         page.figure(f"roofline-{context}", partial(plots.roofline, results, context, frame=frame))
@@ -310,16 +296,7 @@ def _roofline(page: _Page, results: Results, frame: pd.DataFrame) -> None:
                 f"no roofline calibration for {context.device}/{context.runtime} at {context.threads} threads: "
                 f"run '{analysis.calibrate_command(context)}'"
             )
-        summary = sel.groupby("category", as_index=False).agg(
-            ops=("node_name", "count"),
-            median_intensity=("intensity", "median"),
-            median_achieved_gflops=("achieved_gflops", "median"),
-            peak_gflops=("peak_gflops", "first"),
-            bandwidth_gbs=("bandwidth_gbs", "first"),
-            median_efficiency=("efficiency", "median"),
-            memory_bound=("bound", lambda b: int((b == "memory").sum())),
-        )
-        page.table(summary)
+        page.table(summary[context.mask(summary)], ROOFLINE_SUMMARY_COLUMNS[len(CONTEXT) :])
 
 
 def _guidelines(page: _Page, results: Results, frame: pd.DataFrame) -> None:
@@ -327,7 +304,7 @@ def _guidelines(page: _Page, results: Results, frame: pd.DataFrame) -> None:
         page.missing(HOW_TO["guidelines"])
         return
     verdicts = analysis.guideline_verdicts(results, frame)
-    for context in _contexts(frame):
+    for context in contexts_in(frame):
         sel = frame[context.mask(frame)]
         _context_heading(page, context, sel)
         page.figure(f"guidelines-{context}", partial(plots.guidelines, results, context, frame=frame))

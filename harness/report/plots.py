@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 import harness.analysis as analysis
 from devices.errors import FlopgapError
 from harness.analysis import HOW_TO, Context, Results
+from harness.proxies.categories import Category
 
 FLOPS_COLOR = "#4c72b0"
 TIME_COLOR = "#dd8452"
@@ -98,7 +99,10 @@ def latency_vs_macs(
             10 ** (row["intercept"] + row["slope"] * np.log10(xs)),
             "k--",
             lw=1,
-            label=f"fit: slope {row['slope']:.2f}, R² {row['r2']:.3f}, ρ {row['spearman_rho']:.2f} (n={row['n']})",
+            label=(
+                f"fit: slope {row['slope']:.2f} ± {row['slope_stderr']:.2f}, R² {row['r2']:.3f}, "
+                f"ρ {row['spearman_rho']:.2f} (n={row['n']})"
+            ),
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -153,7 +157,7 @@ def roofline(results: Results, context: Context, *, frame: pd.DataFrame | None =
         raise NoData(f"no op of {context} has both FLOPs and bytes in its graph account; check harness.proxies")
     fig = _figure(8, 5.5)
     ax = fig.add_subplot()
-    categories = [c for c in analysis.CATEGORIES if c in set(sel["category"])]
+    categories = [c.value for c in Category if c in set(sel["category"])]
     categories += sorted(set(sel["category"]) - set(categories))
     colors = _colors(categories)
     for category in categories:

@@ -1,27 +1,35 @@
 """The results database: SQLite in WAL mode, one transaction per trial."""
 
-from harness.store.database import (
-    EXPORT_TABLES,
-    SCHEMA_VERSION,
-    DuplicateTrialError,
-    ExportFormat,
-    OpTime,
-    PointCounts,
-    Store,
-    StoreError,
-    point_key,
-    resolve_db_path,
-)
+from harness.store.database import Store
+from harness.store.errors import DuplicateTrialError, StoreError
+from harness.store.export import ExportFormat, export_frame
+from harness.store.frames import EXPORT_TABLES
+from harness.store.keys import point_key
+from harness.store.location import DB_ENV, DEFAULT_DB, resolve_db_path
+from harness.store.rows import OpTime, PointCounts, PointRow, RunRow
+from harness.store.schema import MIGRATIONS, SCHEMA_VERSION, STATS_COLUMNS, AppliedMigration, Migration
+from harness.store.status import PointStatus, RunStatus
 
 __all__ = [
+    "DB_ENV",
+    "DEFAULT_DB",
     "EXPORT_TABLES",
+    "MIGRATIONS",
     "SCHEMA_VERSION",
+    "STATS_COLUMNS",
+    "AppliedMigration",
     "DuplicateTrialError",
     "ExportFormat",
+    "Migration",
     "OpTime",
     "PointCounts",
+    "PointRow",
+    "PointStatus",
+    "RunRow",
+    "RunStatus",
     "Store",
     "StoreError",
+    "export_frame",
     "point_key",
     "resolve_db_path",
 ]

@@ -1,0 +1,143 @@
+"""The headline numbers: channel shuffle's and depthwise convs' share of FLOPs against their share of time."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.analysis.breakdowns import block_profiled, op_breakdown
+from harness.analysis.context import CONTEXT, Context
+from harness.analysis.results import Results
+from harness.proxies.categories import Category
+
+SHUFFLE = Category.SHUFFLE_TRANSPOSE
+DEPTHWISE = Category.DEPTHWISE_CONV
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The FLOP gap of channel shuffle and depthwise convs for one profiled model in one context."""
+
+    point_id: int
+    context: Context
+    runtime_version: str
+    model_label: str
+    input_shape: str
+    shuffle_flops_share: float | None  # None: no graph account
+    shuffle_time_share: float
+    depthwise_flops_share: float | None
+    depthwise_time_share: float
+    has_shuffle: bool
+    has_depthwise: bool
+    per_block: bool = False  # a TFLite per-block profile: op categories' time cannot be told apart
+
+    @property
+    def sentence(self) -> str:
+        """``shufflenet_v2[scale=0.5] on local/onnxruntime: shuffle/transpose 0.0% of FLOPs, 7.3% of time; …``."""
+        parts = []
+        if self.per_block:
+            parts.append(
+                "per-block profile only (the TFLite runtime has no per-op profiler), so shuffle/transpose and "
+                "depthwise time cannot be told apart from the rest of each block; see the block breakdown"
+            )
+        elif self.has_shuffle:
+            parts.append(
+                f"shuffle/transpose {_pct(self.shuffle_flops_share)} of FLOPs, {_pct(self.shuffle_time_share)} of time"
+            )
+        if self.has_depthwise:
+            parts.append(
+                f"depthwise conv {_pct(self.depthwise_flops_share)} of FLOPs, {_pct(self.depthwise_time_share)} of time"
+            )
+        if not parts:
+            parts.append(
+                "no shuffle/transpose or depthwise ops"
+                if self.shuffle_flops_share is not None
+                else "op categories and FLOP shares unknown (no graph account of the artifact)"
+            )
+        where = f"{self.model_label} on {self.context.device}/{self.context.runtime}"
+        detail = (
+            f"({self.context.runtime} {self.runtime_version}, {self.context.threads} "
+            f"thread{'s' if self.context.threads != 1 else ''}, {self.context.precision}, input {self.input_shape})"
+        )
+        return f"{where}: {'; '.join(parts)} {detail}"
+
+
+def _pct(share: float | None) -> str:
+    return "unknown (no graph account)" if share is None or math.isnan(share) else f"{100 * share:.1f}%"
+
+
+def headlines(results: Results, breakdown: pd.DataFrame | None = None) -> list[Headline]:
+    """Shuffle and depthwise share of FLOPs vs share of time, one per profiled point (model × context)."""
+    frame = op_breakdown(results) if breakdown is None else breakdown
+    out = []
+    for point_id, group in frame.groupby("point_id", sort=False):
+        first = group.iloc[0]
+        by_cat = group.set_index("category")
+        accounted = not group["flops_share"].isna().all()
+
+        def share(category: str, column: str, by_cat: pd.DataFrame = by_cat) -> float:
+            return float(by_cat.at[category, column]) if category in by_cat.index else 0.0
+
+        def present(category: str, by_cat: pd.DataFrame = by_cat) -> bool:
+            if category not in by_cat.index:
+                return False
+            row = by_cat.loc[category]
+            return bool((row["n_ops"] if pd.notna(row["n_ops"]) else 0) > 0 or row["n_profiled"] > 0)
+
+        out.append(
+            Headline(
+                point_id=int(point_id),
+                context=Context.of(first),
+                runtime_version=str(first["runtime_version"] or "unknown"),
+                model_label=str(first["model_label"]),
+                input_shape=str(first["input_shape"]),
+                shuffle_flops_share=share(SHUFFLE, "flops_share") if accounted else None,
+                shuffle_time_share=share(SHUFFLE, "time_share"),
+                depthwise_flops_share=share(DEPTHWISE, "flops_share") if accounted else None,
+                depthwise_time_share=share(DEPTHWISE, "time_share"),
+                has_shuffle=present(SHUFFLE),
+                has_depthwise=present(DEPTHWISE),
+            )
+        )
+    blocks = results.op_profiles[results.op_profiles["point_id"].isin(block_profiled(results))]
+    for point_id, group in blocks.groupby("point_id", sort=True):
+        first = group.iloc[0]
+        out.append(
+            Headline(
+                point_id=int(point_id),
+                context=Context.of(first),
+                runtime_version=str(first["runtime_version"] or "unknown"),
+                model_label=str(first["model_label"]),
+                input_shape=str(first["input_shape"]),
+                shuffle_flops_share=None,
+                shuffle_time_share=math.nan,
+                depthwise_flops_share=None,
+                depthwise_time_share=math.nan,
+                has_shuffle=False,
+                has_depthwise=False,
+                per_block=True,
+            )
+        )
+    return out
+
+
+def headline_frame(results: Results, breakdown: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`headlines` as a table (shares as fractions), one row per profiled point."""
+    rows = [
+        {
+            "point_id": h.point_id,
+            **{c: getattr(h.context, c) for c in CONTEXT},
+            "runtime_version": h.runtime_version,
+            "model_label": h.model_label,
+            "input_shape": h.input_shape,
+            "shuffle_flops_share": h.shuffle_flops_share,
+            "shuffle_time_share": h.shuffle_time_share,
+            "depthwise_flops_share": h.depthwise_flops_share,
+            "depthwise_time_share": h.depthwise_time_share,
+            "sentence": h.sentence,
+        }
+        for h in headlines(results, breakdown)
+    ]
+    return pd.DataFrame(rows)

@@ -1,0 +1,236 @@
+"""The tables of a results database and the numbered migrations that build them.
+
+A database records each schema step it has taken in ``schema_migrations`` (version, what it did, when), and
+``PRAGMA user_version`` holds the last one, so opening a file costs one header read. A schema change is a new
+:class:`Migration` appended to :data:`MIGRATIONS`: opening an older database read-write applies the missing steps
+in place, in one transaction. Statements contain no ';' so they run one by one inside that transaction
+(``executescript`` would commit half-way).
+
+Databases written before migrations were recorded (version 1, no ``schema_migrations`` table) gain the table on
+their first read-write open, with version 1 marked as applied at an unknown time (``applied_at`` NULL).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from harness.store.status import PointStatus, RunStatus, sql_values
+
+# Summary statistics of a point, as stored: column -> SQLite type.
+STATS_COLUMNS: dict[str, str] = {
+    "n": "INTEGER",
+    "median_ms": "REAL",
+    "mean_ms": "REAL",
+    "min_ms": "REAL",
+    "max_ms": "REAL",
+    "p10_ms": "REAL",
+    "p90_ms": "REAL",
+    "std_ms": "REAL",
+    "cv": "REAL",
+    "ci_low_ms": "REAL",
+    "ci_high_ms": "REAL",
+    "trial_spread": "REAL",
+    "noisy": "INTEGER",  # 0/1
+    "noisy_reasons": "TEXT",  # JSON list of strings
+    "init_ms": "REAL",
+    "first_inference_ms": "REAL",
+    "peak_rss_kib": "INTEGER",
+}
+
+_STATS_DDL = ",\n    ".join(f"{name} {kind}" for name, kind in STATS_COLUMNS.items())
+
+# Changing a status enum changes these CHECKs: that needs a migration that rebuilds the table.
+_TABLES_V1: tuple[str, ...] = (
+    f"""CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL CHECK (status IN {sql_values(RunStatus)}),
+    spec_name TEXT NOT NULL,
+    spec_toml TEXT NOT NULL,
+    flopgap_version TEXT NOT NULL,
+    host TEXT NOT NULL
+)""",
+    """CREATE TABLE devices (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    transport TEXT NOT NULL,
+    facts_json TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+)""",
+    """CREATE TABLE artifacts (
+    sha256 TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    label TEXT NOT NULL,
+    params_json TEXT NOT NULL,
+    family TEXT,
+    format TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    input_shape_json TEXT NOT NULL,
+    tool_versions_json TEXT NOT NULL,
+    parity_error REAL,
+    parity_bound REAL,
+    notes_json TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    macs INTEGER,
+    params_count INTEGER,
+    path TEXT
+)""",
+    f"""CREATE TABLE points (
+    id INTEGER PRIMARY KEY,
+    point_key TEXT NOT NULL UNIQUE,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    artifact_sha TEXT NOT NULL,  -- no FK: a point whose export failed is recorded (failed) with no artifact row
+    device TEXT NOT NULL REFERENCES devices(name),
+    runtime TEXT NOT NULL,
+    runtime_version TEXT,
+    threads INTEGER NOT NULL,
+    options_json TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT '{PointStatus.PENDING}' CHECK (status IN {sql_values(PointStatus)}),
+    failure_reason TEXT,
+    {_STATS_DDL},
+    updated_at TEXT NOT NULL
+)""",
+    # Which runs covered which points: a resumed sweep's run lists the points an earlier run created.
+    """CREATE TABLE run_points (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    point_id INTEGER NOT NULL REFERENCES points(id) ON DELETE CASCADE,
+    PRIMARY KEY (run_id, point_id)
+) WITHOUT ROWID""",
+    "CREATE INDEX run_points_point ON run_points(point_id)",
+    """CREATE TABLE trials (
+    id INTEGER PRIMARY KEY,
+    point_id INTEGER NOT NULL REFERENCES points(id) ON DELETE CASCADE,
+    run_id INTEGER REFERENCES runs(id),
+    trial_index INTEGER NOT NULL CHECK (trial_index >= 0),
+    started_at TEXT NOT NULL,
+    runner_json TEXT NOT NULL,
+    state_before_json TEXT,
+    state_after_json TEXT,
+    n INTEGER NOT NULL,
+    median_ms REAL NOT NULL,
+    UNIQUE (point_id, trial_index)
+)""",
+    # One row per sample rather than a BLOB per trial: plain SQL reads them with no decoding convention.
+    """CREATE TABLE samples (
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    latency_ns INTEGER NOT NULL,
+    PRIMARY KEY (trial_id, seq)
+) WITHOUT ROWID""",
+    """CREATE TABLE op_profiles (
+    id INTEGER PRIMARY KEY,
+    point_id INTEGER NOT NULL REFERENCES points(id) ON DELETE CASCADE,
+    trial_id INTEGER REFERENCES trials(id) ON DELETE CASCADE,
+    node_name TEXT NOT NULL,
+    op_type TEXT NOT NULL,
+    time_us REAL NOT NULL,
+    calls INTEGER,
+    category TEXT,
+    module_path TEXT
+)""",
+    "CREATE INDEX op_profiles_point ON op_profiles(point_id)",
+    """CREATE TABLE calibrations (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL REFERENCES devices(name),
+    runtime TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    peak_gflops REAL,
+    bandwidth_gbs REAL,
+    details_json TEXT NOT NULL,
+    measured_at TEXT NOT NULL
+)""",
+    # The graph accounting of each artifact (one JSON frame per artifact), so a results database carries its
+    # FLOP and byte proxies wherever it is copied, without the artifact files.
+    """CREATE TABLE op_accounts (
+    artifact_sha TEXT PRIMARY KEY,
+    frame_json TEXT NOT NULL,
+    unsupported INTEGER NOT NULL,
+    computed_at TEXT NOT NULL
+)""",
+)
+
+MIGRATIONS_TABLE = "schema_migrations"
+_MIGRATIONS_DDL = f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT  -- NULL: applied before this database recorded its migrations
+)"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: the statements that take a database from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "runs, devices, artifacts, points, run_points, trials, samples, op_profiles, calibrations, op_accounts",
+        _TABLES_V1,
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    version: int
+    description: str
+    applied_at: str | None
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def has_migrations_table(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,))
+    return row.fetchone() is not None
+
+
+def upgrade(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the steps of ``migrations`` newer than the database, inside the caller's transaction, and record
+    them; returns the versions applied. Steps the database took before it recorded migrations are recorded with
+    no date. Checking that the file is a flopgap database at all is the caller's job."""
+    current = user_version(conn)
+    conn.execute(_MIGRATIONS_DDL)
+    recorded = {int(r[0]) for r in conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")}
+    for step in migrations:
+        if step.version <= current and step.version not in recorded:
+            conn.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} (version, description, applied_at) VALUES (?, ?, NULL)",
+                (step.version, step.description),
+            )
+    applied = []
+    for step in migrations:
+        if step.version <= current:
+            continue
+        for statement in step.statements:
+            conn.execute(statement)
+        conn.execute(
+            f"INSERT INTO {MIGRATIONS_TABLE} (version, description, applied_at) VALUES (?, ?, ?)",
+            (step.version, step.description, datetime.now(UTC).isoformat(timespec="milliseconds")),
+        )
+        applied.append(step.version)
+    if applied:
+        conn.execute(f"PRAGMA user_version = {applied[-1]:d}")
+    return applied
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[AppliedMigration]:
+    """The steps recorded in the database, oldest first; for a database that predates the record (opened only
+    read-only since), the steps its version implies, undated."""
+    if has_migrations_table(conn):
+        rows = conn.execute(f"SELECT version, description, applied_at FROM {MIGRATIONS_TABLE} ORDER BY version")
+        return [AppliedMigration(int(v), d, at) for v, d, at in rows]
+    current = user_version(conn)
+    return [AppliedMigration(m.version, m.description, None) for m in MIGRATIONS if m.version <= current]
