@@ -6,14 +6,14 @@ what is allowed. A spec built in code (``flopgap run``) is written back as TOML 
 from __future__ import annotations
 
 import itertools
-import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from devices.errors import FlopgapError
@@ -142,50 +142,7 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
 
 def spec_to_toml(spec: SweepSpec) -> str:
     """``spec`` as a TOML document that :func:`parse_spec` reads back to an equal spec (and a user can rerun)."""
-    data = spec.model_dump(mode="json", exclude_none=True)  # enums become their values; unset options vanish
-    lines = [_toml_pair(k, v) for k, v in data.items() if k not in {"models", "protocol"}]
-    for model in data["models"]:
-        lines += ["", "[[models]]", *(_toml_pair(k, v) for k, v in model.items())]
-    lines += ["", "[protocol]", *(_toml_pair(k, v) for k, v in data["protocol"].items())]
-    return "\n".join(lines) + "\n"
-
-
-def _toml_pair(key: str, value: Any) -> str:
-    return f"{_toml_key(key)} = {_toml_value(value)}"
-
-
-_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
-def _toml_string(text: str) -> str:
-    # TOML basic strings forbid raw control characters (DEL included); everything else is written as is.
-    def escape(ch: str) -> str:
-        if ch in _TOML_ESCAPES:
-            return _TOML_ESCAPES[ch]
-        return f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
-
-    return '"' + "".join(escape(ch) for ch in text) + '"'
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):  # before int: bool is an int
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)  # shortest round-trip form; inf and nan are spelled as TOML spells them
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        pairs = ", ".join(_toml_pair(k, v) for k, v in value.items())
-        return "{ " + pairs + " }" if pairs else "{}"
-    raise TypeError(f"no TOML form for {type(value).__name__}: {value!r}")
+    return tomli_w.dumps(spec.model_dump(mode="json", exclude_none=True))  # enums become their values
 
 
 def _enum_of(loc: tuple[Any, ...]) -> type[StrEnum] | None:
