@@ -361,7 +361,8 @@ class OrtBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise RunnerError("RuntimeMissing", f"onnxruntime is not importable ({_one_line(exc)})") from exc
+            message = f"onnxruntime is not importable ({_one_line(exc)}); install onnxruntime for {sys.executable}"
+            raise RunnerError("RuntimeMissing", message) from exc
         self._ort = ort
         self._threads = threads
         self._graph_opt = graph_opt
@@ -492,7 +493,11 @@ def _import_tflite() -> tuple[Any, str, str]:
             errors.append(f"{package}: {_one_line(exc, 120)}")
             continue
         return module, package, _module_version(package) or "unknown"
-    raise RunnerError("RuntimeMissing", "no TFLite runtime is importable (" + "; ".join(errors) + ")")
+    raise RunnerError(
+        "RuntimeMissing",
+        f"no TFLite runtime is importable ({'; '.join(errors)}); install ai-edge-litert (or tflite-runtime) for "
+        f"{sys.executable}",
+    )
 
 
 class TfliteBackend(Backend):
