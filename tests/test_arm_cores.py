@@ -153,3 +153,22 @@ def test_x86_facts_have_no_arm_cores(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(runner, "PROC_CPUINFO", str(tmp_path / "cpuinfo"))
     assert "cpu_cores" not in runner._cpuinfo()
     assert arm_cores.cores_from_facts({"cpu_model": "AMD EPYC"}) == []
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(1, ["all"]), (2, ["LITTLE", "big"]), (8, ["LITTLE", "big"])])
+def test_the_emulated_boards_fake_topology_reads_as_big_little(
+    cpus: int, expected: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What tests/arm64_board.py bind-mounts over /proc/cpuinfo and /sys/devices/system/cpu, read by the runner."""
+    from tests.arm64_board import fake_cores, write_topology
+
+    write_topology(tmp_path, fake_cores(cpus))
+    monkeypatch.setattr(runner, "PROC_CPUINFO", str(tmp_path / "cpuinfo"))
+    monkeypatch.setattr(runner, "SYS_CPU", str(tmp_path / "cpu"))
+    facts = runner.device_facts()
+    found = clusters(arm_cores.cores_from_facts(facts), arm_cores.max_khz_from_facts(facts))
+    assert [c.name for c in found] == expected
+    assert found[-1] == Cluster(expected[-1], "Cortex-A76", tuple(range(cpus // 2, cpus)), 2_400_000)
+    if cpus > 1:
+        assert found[0] == Cluster("LITTLE", "Cortex-A55", tuple(range(cpus // 2)), 1_800_000)
+    assert [row["governor"] for row in facts["state"]["cpus"]] == ["schedutil"] * cpus
