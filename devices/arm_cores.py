@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 
@@ -25,6 +25,15 @@ class Role(IntEnum):
     LITTLE = 0
     BIG = 1
     PRIME = 2
+
+
+class ClusterName(StrEnum):
+    """What a cluster is called, by its frequency rank (see the module docstring)."""
+
+    LITTLE = "LITTLE"
+    BIG = "big"
+    PRIME = "prime"
+    ALL = "all"  # every core alike
 
 
 IMPLEMENTERS: dict[int, str] = {
@@ -115,9 +124,9 @@ class Core:
 
 @dataclass(frozen=True)
 class Cluster:
-    """Cores of one part at one maximum frequency; ``name`` is LITTLE, big, prime or all."""
+    """Cores of one part at one maximum frequency."""
 
-    name: str
+    name: ClusterName
     core: str
     cpus: tuple[int, ...]
     max_khz: int | None
@@ -222,19 +231,19 @@ def clusters(cores: Iterable[Core], max_khz: Mapping[int, int] | None = None) ->
     for key in ordered:
         position = ranks.index(rank(key))
         if len(ranks) == 1:
-            name = "all"
+            name = ClusterName.ALL
         elif position == 0:
-            name = "LITTLE"
+            name = ClusterName.LITTLE
         elif position == len(ranks) - 1 and len(ranks) >= 3:
-            name = "prime"
+            name = ClusterName.PRIME
         else:
-            name = "big"
+            name = ClusterName.BIG
         members = groups[key]
         out.append(Cluster(name, members[0].name, tuple(sorted(c.cpu for c in members)), key[2]))
     return out
 
 
-def cluster_cpus(found: Iterable[Cluster], name: str) -> list[int]:
+def cluster_cpus(found: Iterable[Cluster], name: ClusterName | str) -> list[int]:
     """CPU ids of every cluster called ``name`` (``big`` can be more than one cluster), sorted."""
     return sorted(cpu for cluster in found if cluster.name == name for cpu in cluster.cpus)
 
