@@ -2,7 +2,8 @@
 
 Self-contained on purpose: only the standard library, numpy and the runtime (onnxruntime, or ai_edge_litert /
 tflite_runtime) are imported, so this single file can be copied to a board and run as ``python3 runner.py``.
-Never import flopgap modules here.
+Never import flopgap modules here. Boards run old Pythons: keep this file Python 3.9 (no ``match``, no ``X | Y``
+outside annotations; tests/test_runner_python39.py checks).
 
 Protocol (see DESIGN.md, "Measurement protocol"): inputs are allocated once; warm-up runs until at least
 ``--warmup-runs`` runs AND ``--warmup-seconds`` have passed; timed runs until at least ``--runs`` runs AND
@@ -35,6 +36,7 @@ import numpy as np
 
 SCHEMA = "flopgap.runner/1"
 SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
+PROC_CPUINFO = "/proc/cpuinfo"
 SYS_THERMAL = "/sys/class/thermal"
 EXIT_FAILED = 2
 EXIT_INTERNAL = 1
@@ -149,20 +151,37 @@ def device_state() -> dict[str, Any]:
     return state
 
 
+_CORE_FIELDS = {
+    "cpu implementer": "implementer",
+    "cpu part": "part",
+    "cpu variant": "variant",
+    "cpu revision": "revision",
+}
+
+
 def _cpuinfo() -> dict[str, Any]:
-    """CPU model fields from /proc/cpuinfo: x86 'model name', ARM 'Hardware', 'CPU implementer'/'CPU part'."""
-    text = _read_text("/proc/cpuinfo")
+    """CPU model fields from /proc/cpuinfo: x86 'model name', ARM 'Hardware', 'CPU implementer'/'CPU part'.
+
+    ARM kernels also get ``cpu_cores``: one row per listed processor with its implementer, part, variant and
+    revision as written there (devices/arm_cores.py turns them into core names and clusters on the host).
+    """
+    text = _read_text(PROC_CPUINFO)
     if not text:
         return {}
     models: list[str] = []
     parts: list[str] = []
     implementers: list[str] = []
+    cores: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if not sep:
             continue
         key, value = key.strip().lower(), value.strip()
+        if key == "processor" and value.isdigit():
+            cores.append({"processor": int(value)})
+        elif key in _CORE_FIELDS and cores:
+            cores[-1][_CORE_FIELDS[key]] = value
         if key in ("model name", "processor") and value and not value.isdigit():
             models.append(value)  # ARM kernels put the model in 'Processor' on old 32-bit boards
         elif key == "hardware" and value:
@@ -180,6 +199,8 @@ def _cpuinfo() -> dict[str, Any]:
         info["cpu_part_per_core"] = parts
     if implementers:
         info["cpu_implementers"] = sorted(set(implementers))
+    if any("part" in core for core in cores):
+        info["cpu_cores"] = cores
     return info
 
 
@@ -279,7 +300,8 @@ def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generat
 
 def _static_shape(shape: Any) -> tuple[int, ...]:
     """Concrete shape: dynamic dimensions (None, -1, symbolic names) become 1."""
-    return tuple(int(d) if isinstance(d, int | np.integer) and d > 0 else 1 for d in shape)
+    # A tuple, not `int | np.integer`: isinstance takes unions only from Python 3.10.
+    return tuple(int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape)
 
 
 # --------------------------------------------------------------------------- backends
@@ -339,7 +361,8 @@ class OrtBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise RunnerError("RuntimeMissing", f"onnxruntime is not importable ({_one_line(exc)})") from exc
+            message = f"onnxruntime is not importable ({_one_line(exc)}); install onnxruntime for {sys.executable}"
+            raise RunnerError("RuntimeMissing", message) from exc
         self._ort = ort
         self._threads = threads
         self._graph_opt = graph_opt
@@ -470,7 +493,11 @@ def _import_tflite() -> tuple[Any, str, str]:
             errors.append(f"{package}: {_one_line(exc, 120)}")
             continue
         return module, package, _module_version(package) or "unknown"
-    raise RunnerError("RuntimeMissing", "no TFLite runtime is importable (" + "; ".join(errors) + ")")
+    raise RunnerError(
+        "RuntimeMissing",
+        f"no TFLite runtime is importable ({'; '.join(errors)}); install ai-edge-litert (or tflite-runtime) for "
+        f"{sys.executable}",
+    )
 
 
 class TfliteBackend(Backend):

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from devices.arm_cores import clusters, cores_from_facts, max_khz_from_facts
 from devices.errors import FlopgapError
 from devices.vocabulary import Format, Precision
 from harness.cli.options import DeviceOpt, DevicesFileOpt, FormatOpt, ParamOpt, PrecisionOpt
@@ -88,8 +89,11 @@ def check(
         table.add_row("runtimes", ", ".join(f"{k} {v}" for k, v in present.items()))
     if binary is not None:
         table.add_row("benchmark binary", f"{binary} (pushed, hash verified)")
+    arm = clusters(cores_from_facts(facts), max_khz_from_facts(facts))
+    if arm:  # ARM boards and phones: core names and LITTLE/big/prime clusters instead of raw part numbers
+        table.add_row("clusters", escape("; ".join(cluster.summary() for cluster in arm)))
     for key, value in facts.items():
-        if key in {"runtimes", "state"}:
+        if key in {"runtimes", "state"} or (arm and key == "cpu_cores"):
             continue
         text = value if isinstance(value, str) else json.dumps(value)
         table.add_row(key, escape(text if len(text) < 200 else text[:197] + "..."))
