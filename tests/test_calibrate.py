@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.local import LocalDevice
+from devices.local import local_device
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from exporters.export import export
@@ -46,7 +46,7 @@ def test_calibration_stores_figures_that_are_work_over_stored_medians(
         return export(spec, fmt, precision, cache_dir=cache_dir)
 
     kernels = [conv1x1_kernel(16, 32, 8, 8), conv1x1_kernel(32, 32, 8, 8), relu_kernel(8, 16, 16)]
-    dev = LocalDevice()
+    dev = local_device()
     cal = calibrate(dev, runtime, 1, exporter, kernels, PROTO)
     with Store(tmp_path / "r.db") as store:
         store_calibration(store, dev, cal, facts={"cpu_model": "test"})
