@@ -142,7 +142,7 @@ def test_adb_ort_fake_phone_endpoint_gives_raw_samples(endpoint: AdbEndpoint, tm
 def test_adb_binary_cannot_time_the_other_format_fake_phone_endpoint(endpoint: AdbEndpoint, tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     model.write_bytes(b"onnx")
-    with pytest.raises(TrialFailed, match="runs benchmark_model, which times .tflite models, not m.onnx"):
+    with pytest.raises(TrialFailed, match=r"runs benchmark_model, which times \.tflite models, not m\.onnx"):
         _device(endpoint, tmp_path).measure(model, TrialRequest())
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from devices.local import local_device
-from devices.vocabulary import Format, Precision
+from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from exporters.export import export
 from harness.measure.calibrate import BANDWIDTH, COMPUTE, calibrate, conv1x1_kernel, relu_kernel, store_calibration
@@ -38,9 +38,9 @@ def test_kernels_count_the_work_they_do() -> None:
     assert (conv.kind, relu.kind) == (COMPUTE, BANDWIDTH)
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "litert"])
+@pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.LITERT])
 def test_calibration_stores_figures_that_are_work_over_stored_medians(
-    tmp_path: Path, cache_dir: Path, runtime: str
+    tmp_path: Path, cache_dir: Path, runtime: Runtime
 ) -> None:
     def exporter(spec: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
         return export(spec, fmt, precision, cache_dir=cache_dir)

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from devices.agent import AgentBackend
+from devices.base import Device
+from devices.binary import TfliteBenchmarkBackend
 from devices.inventory import (
     AdbConfig,
     InventoryError,
@@ -17,9 +20,6 @@ from devices.inventory import (
     open_device,
     parse_cpu_mask,
 )
-from devices.agent import AgentBackend
-from devices.base import Device
-from devices.binary import TfliteBenchmarkBackend
 from devices.local import LocalTransport
 from devices.vocabulary import RunnerKind
 

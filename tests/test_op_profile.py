@@ -9,11 +9,11 @@ import pytest
 
 from devices.base import Device
 from devices.local import local_device
+from devices.result import OpTiming
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from exporters.export import export
 from exporters.onnx_export import node_module_path
-from devices.result import OpTiming
 from harness.measure.block_profile import block_cut, profile_tflite_blocks
 from harness.measure.profile import BLOCK_CATEGORY, EXPECTED_RATIO, GraphIndex, map_ort_rows, profile_onnx
 from harness.measure.spec import Protocol, parse_spec
