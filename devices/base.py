@@ -156,8 +156,13 @@ class Device:
         return self.can_run(fmt) and self.backend.profiles_ops(fmt)
 
     def facts(self) -> dict[str, Any]:
-        """The transport's facts, completed (and where both tell, overridden) by the backend's."""
-        return {**self.transport.facts(), **self.backend.facts(self.transport)}
+        """The transport's facts, completed by the backend's (runtime versions, the runner's sha256...).
+
+        Where both tell (a phone's OS), the transport's word stands: it asks the device itself, while a Python
+        under Termux, say, describes its own environment.
+        """
+        own = self.transport.facts()
+        return {**own, **{k: v for k, v in self.backend.facts(self.transport).items() if k not in own}}
 
     def prepare(self) -> str:
         """Push the runner or benchmark binary (hash-verified) and check it can start; returns what will run."""
