@@ -101,6 +101,7 @@ class BinaryBackend:
         self.binary = Path(binary)
         self.affinity = list(affinity) if affinity else None
         self._remote: str | None = None
+        self._sha256: str | None = None  # of the binary pushed this session
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.binary})"
@@ -109,10 +110,11 @@ class BinaryBackend:
         if self._remote is None:
             check_executable(transport.name, self.binary, transport.machine(), self.kind)
             self._remote = transport.push(self.binary, executable=True)
+            self._sha256 = sha256_of(self.binary)
         return self._remote
 
     def forget(self) -> None:
-        self._remote = None
+        self._remote = self._sha256 = None
 
     def facts(self, transport: Transport) -> dict[str, Any]:
         return {"runner": str(self.kind), "runner_sha256": sha256_of(self.binary) if self.binary.is_file() else None}
@@ -143,7 +145,7 @@ class BinaryBackend:
             affinity=tuple(sorted(set(cpus))) if cpus else None,
             state_before=before,
             state_after=after,
-            tool=Tool(str(self.kind), sha256_of(self.binary), tuple(argv)),
+            tool=Tool(str(self.kind), self._sha256, tuple(argv)),
             details={**parsed.details, "options": asdict(request), "returncode": res.returncode},
         )
 

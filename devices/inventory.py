@@ -153,10 +153,10 @@ class LocalConfig(_DeviceBase):
         # This machine's architecture is known now: a binary built for another one is named at load time.
         if self.binary is not None and self.binary.is_file():
             from devices.binary import check_executable
-            from devices.local import LocalTransport
+            from devices.local import this_machine
 
             try:
-                check_executable(self.name, self.binary, LocalTransport(self.name).machine(), self.runner)
+                check_executable(self.name, self.binary, this_machine(), self.runner)
             except FlopgapError as exc:
                 why = str(exc).removeprefix(f"device '{self.name}': ")
                 raise ValueError(f"key 'binary': {why}") from None

@@ -88,8 +88,7 @@ class LocalTransport:
         return str(self.work_dir / name)
 
     def machine(self) -> Machine:
-        arch = normalize_arch(platform.machine())
-        return Machine(arch, f"this machine is {arch}")
+        return this_machine()
 
     def facts(self) -> dict[str, Any]:
         return {"transport": str(self.kind), **read_facts(self)}
@@ -105,6 +104,12 @@ class LocalTransport:
 
     def close(self) -> None:
         pass  # no connection
+
+
+def this_machine() -> Machine:
+    """The architecture flopgap itself runs on."""
+    arch = normalize_arch(platform.machine())
+    return Machine(arch, f"this machine is {arch}")
 
 
 def local_device(
