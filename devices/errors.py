@@ -76,3 +76,11 @@ class WrongABI(DeviceError):
 
 class BinaryMissing(RunnerMissing):
     """The runner binary named in the inventory does not exist on this machine."""
+
+
+class TrialFailed(DeviceError):
+    """One trial could not be measured; ``kind`` is the runner's error kind (or the backend's, e.g. RunnerCrashed)."""
+
+    def __init__(self, message: str, kind: str = "RunnerFailed") -> None:
+        super().__init__(message)
+        self.kind = kind

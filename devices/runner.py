@@ -10,8 +10,9 @@ Protocol (see DESIGN.md, "Measurement protocol"): inputs are allocated once; war
 ``--min-seconds`` have passed, capped at ``--max-runs``. The timed loop only invokes the runtime and reads
 ``time.perf_counter_ns`` around each call; raw per-iteration latencies are kept.
 
-stdout carries exactly one JSON document (schema ``flopgap.runner/1``), also on failure, where ``error`` names
-the kind and the exit code is 2. Everything else (runtime logs, native prints) goes to stderr.
+stdout carries exactly one JSON document (schema ``flopgap.runner/1``, declared below as :class:`RunnerDocument`),
+also on failure, where ``error`` names the kind and the exit code is 2. Everything else (runtime logs, native
+prints) goes to stderr. The controller parses the document once, into ``devices.result.TrialResult``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -45,6 +46,98 @@ _TFLITE_PROFILE_NOTE = (
     "the LiteRT/TFLite Python interpreter exposes no per-op profiler (no profiler hook or op timings in "
     "ai_edge_litert.interpreter or CompiledModel); time sub-models or use benchmark_model --enable_op_profiling"
 )
+
+
+# --------------------------------------------------------------------------- the JSON document (the contract)
+
+
+class DelegateReport(TypedDict, total=False):
+    """Which delegate ran the graph and how much of it (TFLite); ORT reports its provider only."""
+
+    name: str | None
+    nodes_total: int | None
+    nodes_delegated: int | None
+    delegate_kernels: int
+    nodes_on_cpu: int
+
+
+class InputInfo(TypedDict):
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+class ProfileRow(TypedDict):
+    """One node of ORT's per-node profile: mean and median kernel time over ``calls`` profiled runs."""
+
+    name: str
+    op_type: str
+    provider: str | None
+    time_us: float
+    median_us: float
+    calls: int
+
+
+class ProtocolEcho(TypedDict):
+    """The protocol arguments the runner was given, echoed back."""
+
+    warmup_runs: int
+    warmup_seconds: float
+    runs: int
+    min_seconds: float
+    max_runs: int
+    seed: int
+    affinity: list[int] | None
+    graph_optimization: str
+    profile: bool
+    profile_runs: int
+    clock: str
+
+
+class ErrorInfo(TypedDict):
+    kind: str  # BadArguments, ModelNotFound, ModelLoadFailed, RuntimeMissing, InferenceFailed, InternalError
+    message: str
+
+
+class Timing(TypedDict):
+    """What :func:`run_protocol` measured."""
+
+    first_inference_ns: int
+    warmup_runs: int
+    warmup_ns: int
+    timed_ns: int
+    samples_ns: list[int]
+
+
+class RunnerDocument(TypedDict):
+    """The one JSON document the runner prints; every key is present, unknowns are null."""
+
+    schema: str
+    model_path: str | None
+    format: str | None
+    runtime: str | None
+    runtime_version: str | None
+    threads: int | None
+    xnnpack: bool | None
+    delegate: DelegateReport | None
+    inputs: list[InputInfo] | None
+    init_ns: int | None
+    first_inference_ns: int | None
+    warmup_runs: int | None
+    warmup_ns: int | None
+    timed_ns: int | None
+    samples_ns: list[int] | None
+    peak_rss_kib: int | None
+    rss_before_load_kib: int | None
+    affinity: list[int] | None
+    python: str
+    hostname: str
+    state_before: dict[str, Any] | None  # device_state(): time_unix, cpus, thermal, loadavg
+    state_after: dict[str, Any] | None
+    profile: list[ProfileRow] | None
+    profile_note: str | None
+    protocol: ProtocolEcho | None
+    error: ErrorInfo | None
 
 
 class RunnerError(Exception):
@@ -316,9 +409,9 @@ class Backend:
 
     runtime: str = ""
     runtime_version: str = ""
-    inputs: list[dict[str, Any]]
+    inputs: list[InputInfo]
     xnnpack: bool | None = None
-    delegate: dict[str, Any] | None = None
+    delegate: DelegateReport | None = None
 
     profile_note: str | None = None  # why ``profile`` gives nothing, where it cannot
 
@@ -333,7 +426,7 @@ class Backend:
     def invoke(self) -> None:
         raise NotImplementedError
 
-    def profile(self, warmup_runs: int, runs: int) -> list[dict[str, Any]] | None:
+    def profile(self, warmup_runs: int, runs: int) -> list[ProfileRow] | None:
         """Per-op rows, or None where the runtime offers no per-op timing."""
         return None
 
@@ -429,7 +522,7 @@ class OrtBackend(Backend):
     def invoke(self) -> None:
         self._session.run_with_iobinding(self._binding)
 
-    def profile(self, warmup_runs: int, runs: int) -> list[dict[str, Any]] | None:
+    def profile(self, warmup_runs: int, runs: int) -> list[ProfileRow] | None:
         """Per-node kernel times from ORT's chrome-trace profile of a separate session (so timing is untouched)."""
         with tempfile.TemporaryDirectory(prefix="flopgap-ort-profile-") as tmp:
             session = self._new_session(profile_prefix=os.path.join(tmp, "ort"))
@@ -446,7 +539,7 @@ class OrtBackend(Backend):
         return parse_ort_profile(events, skip_first=warmup_runs)
 
 
-def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list[dict[str, Any]]:
+def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list[ProfileRow]:
     """Per-node rows {name, op_type, provider, time_us, calls} from ORT's chrome-trace events, in execution order.
 
     ``time_us`` is the mean kernel time over the calls kept after dropping each node's first ``skip_first`` calls;
@@ -467,7 +560,7 @@ def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list
         op_types.setdefault(name, str(args.get("op_name", "")))
         if "provider" in args:
             providers.setdefault(name, str(args["provider"]))
-    rows = []
+    rows: list[ProfileRow] = []
     for name, times in durations.items():
         kept = times[skip_first:] or times
         rows.append(
@@ -535,9 +628,9 @@ class TfliteBackend(Backend):
             self._interpreter.set_tensor(detail["index"], array)
             self.inputs.append({"name": detail["name"], "shape": list(shape), "dtype": np.dtype(detail["dtype"]).name})
 
-    def _delegate_report(self, xnnpack: bool) -> dict[str, Any]:
+    def _delegate_report(self, xnnpack: bool) -> DelegateReport:
         """How many of the graph's ops the delegate took: each DELEGATE kernel covers the ops between its I/O."""
-        report: dict[str, Any] = {"name": "xnnpack" if xnnpack else None, "nodes_total": None, "nodes_delegated": None}
+        report: DelegateReport = {"name": "xnnpack" if xnnpack else None, "nodes_total": None, "nodes_delegated": None}
         try:
             ops = self._interpreter._get_ops_details()
         except Exception:  # private API; absent in some builds
@@ -556,12 +649,10 @@ class TfliteBackend(Backend):
                     continue
                 covered.add(producer[tensor])
                 stack.extend(int(t) for t in by_index[producer[tensor]]["inputs"])
-        report.update(
-            nodes_total=len(original),
-            nodes_delegated=len(covered),
-            delegate_kernels=len(kernels),
-            nodes_on_cpu=len(original) - len(covered),
-        )
+        report["nodes_total"] = len(original)
+        report["nodes_delegated"] = len(covered)
+        report["delegate_kernels"] = len(kernels)
+        report["nodes_on_cpu"] = len(original) - len(covered)
         if not kernels and xnnpack:
             report["name"] = None  # XNNPACK asked for but took nothing (e.g. unsupported ops or int types)
         return report
@@ -580,7 +671,7 @@ def run_protocol(
     runs: int,
     min_seconds: float,
     max_runs: int,
-) -> dict[str, Any]:
+) -> Timing:
     """First inference, warm-up (count AND time), then timed runs (count AND time, capped by max_runs)."""
     clock = time.perf_counter_ns
     t0 = clock()
@@ -693,9 +784,9 @@ def _validate(args: argparse.Namespace) -> None:
             raise RunnerError("BadArguments", f"{args.model}: the model must end in .onnx or .tflite")
 
 
-def empty_document(args: argparse.Namespace | None) -> dict[str, Any]:
+def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
     """Every schema field, unknowns as null, so a failed run has the same shape as a good one."""
-    protocol = None
+    protocol: ProtocolEcho | None = None
     if args is not None:
         protocol = {
             "warmup_runs": args.warmup_runs,
@@ -742,7 +833,7 @@ def empty_document(args: argparse.Namespace | None) -> dict[str, Any]:
     }
 
 
-def measure(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     """Fill ``doc`` in place: load, run the protocol, read state around it; raises RunnerError on failure."""
     if args.affinity is not None:
         try:
@@ -758,7 +849,7 @@ def measure(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         backend = OrtBackend(args.threads, args.graph_optimization)
     else:
         backend = TfliteBackend(args.threads, args.xnnpack)
-    doc.update(runtime=backend.runtime, runtime_version=backend.runtime_version, xnnpack=backend.xnnpack)
+    doc["runtime"], doc["runtime_version"], doc["xnnpack"] = backend.runtime, backend.runtime_version, backend.xnnpack
 
     doc["rss_before_load_kib"] = peak_rss_kib()
     t0 = time.perf_counter_ns()
@@ -776,7 +867,11 @@ def measure(args: argparse.Namespace, doc: dict[str, Any]) -> None:
     except Exception as exc:
         raise RunnerError("InferenceFailed", f"{backend.runtime} failed to run {args.model}: {_one_line(exc)}") from exc
     doc["state_after"] = device_state()
-    doc.update(result)
+    doc["first_inference_ns"] = result["first_inference_ns"]
+    doc["warmup_runs"] = result["warmup_runs"]
+    doc["warmup_ns"] = result["warmup_ns"]
+    doc["timed_ns"] = result["timed_ns"]
+    doc["samples_ns"] = result["samples_ns"]
     doc["peak_rss_kib"] = peak_rss_kib()
 
     if args.profile:

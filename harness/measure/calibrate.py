@@ -17,7 +17,6 @@ so the stored figures can be recomputed from it.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from devices.errors import DeviceError, FlopgapError
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.spec import Protocol
-from harness.measure.trial import parse_runner_output, runner_args
+from harness.measure.trial import trial_request
 from harness.store import Store
 from harness.zoo.registry import ModelSpec, resolve
 
@@ -169,32 +168,28 @@ def calibrate(
     protocol: Protocol = PROTOCOL,
 ) -> Calibration:
     """Time every kernel on ``dev`` with ``runtime`` at ``threads``, ``protocol.trials`` times, interleaved."""
-    starter = getattr(dev, "runner_argv", None)
-    if starter is None:
-        raise CalibrationError(f"device '{dev.name}' has no flopgap runner configured; calibration needs it")
+    fmt = runtime.artifact_format
+    if not dev.can_run(fmt):
+        raise CalibrationError(
+            f"device '{dev.name}' runs {dev.runner}, which cannot time {fmt.value} models; calibrate another runtime"
+        )
     kernels = list(kernels) if kernels is not None else default_kernels()
-    fmt, options = runtime.artifact_format, dict(runtime.options)
-    remote: dict[str, str] = {}
-    shas: dict[str, str] = {}
-    for k in kernels:
-        art = exporter(k.spec, fmt, Precision.FP32)
-        remote[k.name], shas[k.name] = dev.push(art.path), art.sha256
+    artifacts = {k.name: exporter(k.spec, fmt, Precision.FP32) for k in kernels}
+    request = trial_request(protocol, threads, runtime.options)
     medians: dict[str, list[float]] = {k.name: [] for k in kernels}
     version: str | None = None
     for _ in range(protocol.trials):
         for k in kernels:
-            argv = [*starter(), *runner_args(remote[k.name], threads, protocol, options)]
             try:
-                result = parse_runner_output(dev.run(argv, timeout=protocol.timeout_s), dev.name)
+                result = dev.measure(artifacts[k.name].path, request)
             except DeviceError as exc:
                 raise CalibrationError(f"calibration kernel {k.name} ({runtime}) failed: {exc}") from exc
-            samples = result.samples_ns
-            median_ns = float(statistics.median(samples)) if samples else (result.median_ms or 0.0) * 1e6
-            if median_ns <= 0:
+            median_ns = result.centre_ns
+            if not median_ns:
                 raise CalibrationError(f"calibration kernel {k.name} on '{dev.name}': the runner gave no timing")
             medians[k.name].append(median_ns)
-            version = version or result.doc.get("runtime_version")
-    timings = tuple(KernelTiming(k, tuple(medians[k.name]), shas[k.name]) for k in kernels)
+            version = version or result.runtime_version
+    timings = tuple(KernelTiming(k, tuple(medians[k.name]), artifacts[k.name].sha256) for k in kernels)
     return Calibration(dev.name, runtime, threads, version, timings, protocol)
 
 
@@ -205,6 +200,6 @@ def store_calibration(store: Store, dev: Device, cal: Calibration, facts: dict[s
             facts = dev.facts()
         except DeviceError as exc:
             facts = {"error": str(exc)}
-    store.upsert_device(dev.name, dev.transport, facts)
+    store.upsert_device(dev.name, dev.transport.kind, facts)
     details = cal.details()
     return store.add_calibration(cal.device, cal.runtime, cal.threads, cal.peak_gflops, cal.bandwidth_gbs, details)

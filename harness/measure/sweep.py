@@ -15,30 +15,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 
 from devices.base import Device
-from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerMissing
+from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerMissing, TrialFailed
+from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
-from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.spec import SweepPoint, SweepSpec, expand_points
 from harness.measure.stats import combine_summaries, combine_trials
-from harness.measure.trial import TrialFailed, TrialResult, check_runner_doc, parse_runner_output, runner_args
+from harness.measure.trial import trial_request
 from harness.store import Store
 from harness.zoo.counting import count
 from harness.zoo.registry import ModelSpec
-
-
-@runtime_checkable
-class BinaryBenchmarkDevice(Protocol):
-    """A device that runs an official benchmark binary (adb phones) instead of flopgap's runner."""
-
-    name: str
-
-    def measure(self, artifact: Path, opts: Any, timeout: float = 600, profile_dir: Path | None = None) -> Any: ...
 
 
 class Reporter(Protocol):
@@ -71,7 +62,6 @@ class PointState:
     point: SweepPoint
     point_id: int
     artifact: Artifact
-    remote_path: str = ""
     done_trials: set[int] = field(default_factory=set)
     failed: bool = False
 
@@ -156,7 +146,7 @@ def _prepare(
             facts = dev.facts()
         except DeviceError as exc:
             facts = {"error": str(exc)}
-        store.upsert_device(name, dev.transport, facts)
+        store.upsert_device(name, dev.transport.kind, facts)
 
     states: list[PointState] = []
     finished: list[PointState] = []  # done before this run; the profile pass may still need them
@@ -262,7 +252,7 @@ def _measure_device(
             dev = devices[st.point.device]
             rep.trial_started(st.point, trial)
             try:
-                result = _trial(dev, st, proto)
+                result = dev.measure(st.artifact.path, trial_request(proto, st.point.threads, st.point.options))
             except (DeviceUnreachable, RunnerMissing) as exc:
                 # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
                 for other in states:
@@ -276,7 +266,7 @@ def _measure_device(
                 store.fail_point(st.point_id, str(exc))
                 rep.point_failed(st.point, str(exc))
                 continue
-            store.add_trial(st.point_id, trial, result.doc, result.samples_ns)
+            store.add_trial(st.point_id, trial, result)
             st.done_trials.add(trial)
             measured += 1
             rep.trial_finished(st.point, trial, result.median_ms)
@@ -288,22 +278,6 @@ def _measure_device(
         if not st.failed and set(range(proto.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
             _complete(store, st, spec)
     return measured
-
-
-def _trial(dev: Device, st: PointState, proto: SweepProtocol) -> TrialResult:
-    """One trial on one device: an official benchmark binary where the device drives one, else flopgap's runner."""
-    if isinstance(dev, BinaryBenchmarkDevice):
-        from devices.adb import BenchmarkOptions
-
-        opts = BenchmarkOptions.from_protocol(proto, st.point.threads, st.point.options)
-        return check_runner_doc(dev.measure(st.artifact.path, opts, proto.timeout_s), dev.name)
-    starter = getattr(dev, "runner_argv", None)
-    if starter is None:
-        raise DeviceError(f"device '{dev.name}' has no flopgap runner configured")
-    if not st.remote_path:
-        st.remote_path = dev.push(st.artifact.path)
-    argv = [*starter(), *runner_args(st.remote_path, st.point.threads, proto, st.point.options)]
-    return parse_runner_output(dev.run(argv, timeout=proto.timeout_s), dev.name)
 
 
 def _profile_pass(
@@ -342,6 +316,6 @@ def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:
         )
     else:  # summary-only trials (benchmark_model): no raw samples to pool
         docs = store.trials_frame([st.point_id]).sort_values("trial_index")["runner_json"]
-        summaries = [json.loads(d)["summary_ns"] for d in docs]
-        stats = combine_summaries(summaries, proto.cv_threshold, proto.spread_threshold)
+        summaries = [TrialResult.from_json(json.loads(d)).summary for d in docs]
+        stats = combine_summaries([s.to_json() for s in summaries if s], proto.cv_threshold, proto.spread_threshold)
     store.complete_point(st.point_id, stats)

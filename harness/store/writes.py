@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from devices.errors import FlopgapError
+from devices.result import TrialResult
 from harness import __version__
 from harness.store.connection import StoreConnection
 from harness.store.errors import DuplicateTrialError
@@ -203,8 +204,8 @@ class Writes(StoreConnection):
         self,
         point_id: int,
         trial_index: int,
-        runner_doc: Mapping[str, Any],
-        samples_ns: Sequence[int] | Iterable[int],
+        trial: TrialResult | Mapping[str, Any],
+        samples_ns: Sequence[int] | Iterable[int] | None = None,
         *,
         run_id: int | None = None,
         started_at: str | None = None,
@@ -213,24 +214,25 @@ class Writes(StoreConnection):
     ) -> int:
         """Store one trial and all its samples in one transaction; returns the trial id.
 
-        ``runner_doc`` is the runner's whole document; keys holding samples are dropped and ``state_before`` /
-        ``state_after`` move to their own columns unless given here. Raises :class:`DuplicateTrialError` if the
-        (point, index) is already stored, leaving the stored trial untouched.
+        ``trial`` is a backend's :class:`~devices.result.TrialResult`, or a runner document with its samples in
+        ``samples_ns`` (the argument, else the document's key). Samples go to their own table, ``state_before`` /
+        ``state_after`` to their own columns unless given here, the rest to ``runner_json``; ``median_ms`` is
+        the result's central value. Raises :class:`DuplicateTrialError` if the (point, index) is already stored,
+        leaving the stored trial untouched.
         """
-        samples = [int(v) for v in samples_ns]
-        summary = runner_doc.get("summary_ns") or {}
-        if samples:
-            if min(samples) < 0:
-                raise ValueError(f"trial {trial_index} of point {point_id} has a negative latency")
-            n, median_ms = len(samples), statistics.median(samples) / 1e6
-        elif summary.get("mean"):
-            # Official binaries (benchmark_model) print a summary, not raw runs: keep it, store no samples.
-            n, median_ms = int(summary.get("count") or 0), float(summary.get("p50") or summary["mean"]) / 1e6
-        else:
+        if not isinstance(trial, TrialResult):
+            given = samples_ns if samples_ns is not None else trial.get("samples_ns") or ()
+            trial = TrialResult.from_json({k: v for k, v in trial.items() if k not in _SAMPLE_KEYS}, given)
+        samples = list(trial.samples_ns)
+        if samples and min(samples) < 0:
+            raise ValueError(f"trial {trial_index} of point {point_id} has a negative latency")
+        centre = trial.centre_ns
+        if centre is None:
             raise ValueError(f"trial {trial_index} of point {point_id} has no samples and no summary")
-        doc = {k: v for k, v in runner_doc.items() if k not in _SAMPLE_KEYS}
-        before = state_before if state_before is not None else doc.pop("state_before", None)
-        after = state_after if state_after is not None else doc.pop("state_after", None)
+        n, median_ms = trial.n, centre / 1e6
+        doc = trial.record()
+        before = state_before if state_before is not None else trial.state_before
+        after = state_after if state_after is not None else trial.state_after
         with self._transaction("storing a trial") as conn:
             try:
                 cur = conn.execute(
