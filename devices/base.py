@@ -132,6 +132,9 @@ class Backend(Protocol):
         ...
 
 
+SYSTEM_FACTS = frozenset({"os", "os_pretty_name", "kernel", "system"})
+
+
 class Device:
     """One device of the inventory: its transport and its backend, and what the sweep asks of it."""
 
@@ -156,13 +159,16 @@ class Device:
         return self.can_run(fmt) and self.backend.profiles_ops(fmt)
 
     def facts(self) -> dict[str, Any]:
-        """The transport's facts, completed by the backend's (runtime versions, the runner's sha256...).
+        """The transport's facts, overridden by the backend's where the backend tells (runtime versions, CPUs...).
 
-        Where both tell (a phone's OS), the transport's word stands: it asks the device itself, while a Python
-        under Termux, say, describes its own environment.
+        The backend describes the process that measures: its architecture, its view of the CPUs, its Python and
+        runtimes (on an emulated board the login shell is the host's, the runner is not). The system's own name for
+        itself (OS, kernel) stays the transport's: a phone's getprop knows it is Android where a Python under Termux
+        says Linux.
         """
         own = self.transport.facts()
-        return {**own, **{k: v for k, v in self.backend.facts(self.transport).items() if k not in own}}
+        backend = self.backend.facts(self.transport)
+        return {**own, **{k: v for k, v in backend.items() if k not in SYSTEM_FACTS or k not in own}}
 
     def prepare(self) -> str:
         """Push the runner or benchmark binary (hash-verified) and check it can start; returns what will run."""
