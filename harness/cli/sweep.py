@@ -24,12 +24,12 @@ from harness.measure.spec import (
     load_spec,
     parse_spec,
 )
-from harness.measure.sweep import Exporter, SweepResult, run_sweep
+from harness.measure.sweep import Exporter, Reporter, SweepResult, run_sweep
 from harness.store import Store
 from harness.zoo.registry import ModelSpec, ParamValue
 
 
-class ProgressReporter:
+class ProgressReporter(Reporter):
     """Rich progress: points exported, then trials done/total with the current point and an ETA."""
 
     def __init__(self, console: Console) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,16 +31,13 @@ from harness.store import Store
 from harness.zoo.counting import count
 from harness.zoo.registry import ModelSpec
 
-
-class Reporter(Protocol):
-    def exporting(self, done: int, total: int, label: str) -> None: ...
-    def measuring_started(self, total_trials: int, skipped_points: int) -> None: ...
-    def trial_started(self, point: SweepPoint, trial: int) -> None: ...
-    def trial_finished(self, point: SweepPoint, trial: int, median_ms: float | None) -> None: ...
-    def point_failed(self, point: SweepPoint, reason: str) -> None: ...
+if TYPE_CHECKING:
+    from harness.measure.profile import OpProfile
 
 
-class SilentReporter:
+class Reporter:
+    """What a sweep tells as it goes; every hook does nothing here, so a reporter overrides only what it shows."""
+
     def exporting(self, done: int, total: int, label: str) -> None:
         pass
 
@@ -54,6 +51,12 @@ class SilentReporter:
         pass
 
     def point_failed(self, point: SweepPoint, reason: str) -> None:
+        pass
+
+    def point_profiled(self, point: SweepPoint, profile: OpProfile) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
         pass
 
 
@@ -92,7 +95,7 @@ def run_sweep(
 
     ``device_threads`` gives each device's thread counts (from the inventory) where the spec names none.
     """
-    rep = reporter or SilentReporter()
+    rep = reporter or Reporter()
     points = expand_points(spec, device_threads)
     missing = sorted({p.device for p in points} - set(devices))
     if missing:
@@ -175,9 +178,8 @@ def _store_account(store: Store, art: Artifact, rep: Reporter) -> None:
     try:
         acc = account(art)
     except Exception as exc:  # accounting is analysis support: a graph it cannot read must not stop measuring
-        warn = getattr(rep, "warning", None)
-        if warn is not None:
-            warn(f"graph accounting of {art.path.name} failed ({type(exc).__name__}: {exc}); FLOP shares unavailable")
+        reason = f"{type(exc).__name__}: {exc}"
+        rep.warning(f"graph accounting of {art.path.name} failed ({reason}); FLOP shares unavailable")
         return
     store.put_op_account(art.sha256, acc.frame(), len(acc.unsupported))
 
@@ -300,9 +302,7 @@ def _profile_pass(
             rep.point_failed(p, f"profiling failed (timing kept): {exc}")
             continue
         store_profile(store, st.point_id, profile)
-        hook = getattr(rep, "point_profiled", None)
-        if hook is not None:
-            hook(p, profile)
+        rep.point_profiled(p, profile)
 
 
 def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:
