@@ -49,6 +49,7 @@ from exporters.artifact import Artifact
 from exporters.cache import ArtifactCache, sha256_file
 from harness.measure.spec import Protocol
 from harness.measure.trial import TrialResult, check_runner_doc, parse_runner_output, runner_args
+from harness.proxies.runtime_ops import runtime_category
 from harness.store import OpTime, Store
 from harness.zoo.registry import ModelSpec
 
@@ -178,10 +179,17 @@ def map_ort_rows(rows: Sequence[Mapping[str, Any]], index: GraphIndex) -> list[O
             # A runner that reports a per-node median is preferred: ORT's mean is pulled up by the odd slow call.
             time_us=float(row.get("median_us", row["time_us"])),
             calls=int(row["calls"]) if row.get("calls") is not None else None,
+            # Runtime-inserted layout nodes have no exported counterpart to take a category from.
+            category=_runtime_category(str(row["op_type"])),
             module_path=path,
         )
         for row, anchor, path in zip(rows, anchors, paths, strict=True)
     ]
+
+
+def _runtime_category(op_type: str) -> str | None:
+    category = runtime_category(op_type)
+    return category.value if category is not None else None
 
 
 def _mapped_neighbour(anchors: Sequence[str | None], i: int, direction: int) -> int | None:

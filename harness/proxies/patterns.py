@@ -113,6 +113,8 @@ def legacy_channel_shuffle_rows(frame: pd.DataFrame) -> set[int]:
     that form a shuffle chain: a transpose right between two reshapes in graph order whose output shapes make it a
     group shuffle (the last reshape restores the shape the first one split). Without tensor names this trusts
     graph order, which the exporters keep topological with a shuffle's three ops next to each other."""
+    if not {"op_type", "out_shape"} <= set(frame.columns):
+        return set()
     ordered = frame.sort_values("index") if "index" in frame.columns else frame
     labels = list(ordered.index)
     op_types = ordered["op_type"].astype(str).tolist()
