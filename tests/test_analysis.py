@@ -444,3 +444,26 @@ def test_real_graph_account_of_an_onnx_file_joins_profiled_nodes(store: Store, t
     assert roof["node_name"] == "/pw/Conv"
     assert roof["achieved_gflops"] == pytest.approx(2048 / 10e-6 / 1e9)
     assert roof["intensity"] == pytest.approx(2048 / (1024 + 1024 + 64))  # read + written + weights
+
+
+def test_flop_gap_claims_are_computed_from_the_frames(results: Results) -> None:
+    from harness.analysis.claims import flop_gap_claims, flop_gap_markdown
+
+    claims = flop_gap_claims(results)
+    assert (claims.models, claims.families, claims.guideline_variants) == (7, 4, len(data.GUIDELINE_POINTS))
+    [layout] = claims.layout
+    assert (layout.model, layout.shuffle, layout.layout) == (data.SHUFFLENET_LABEL, pytest.approx(0.13), 0.02)
+    assert layout.flop_ops == pytest.approx(0.85)  # dense 40% + pointwise 20% + depthwise 25% of the node time
+    [dw] = claims.depthwise
+    assert dw.ratio == pytest.approx(2.5)  # 25% of time for 10% of FLOPs
+    assert claims.overhead == ((data.SHUFFLENET_LABEL, pytest.approx(0.025)),)
+    assert claims.inversion is None  # context A's latency is exactly proportional to MACs
+    assert claims.roof == (data.PEAK_GFLOPS, data.BANDWIDTH_GBS)
+    assert claims.depthwise_intensity == (pytest.approx(0.5), pytest.approx(0.5))
+    assert [g.experiment for g in claims.guidelines] == ["G1", "G2", "G3", "G4"]
+    text = flop_gap_markdown(claims)
+    assert all(len(line) <= 116 for line in text.splitlines())
+    text = " ".join(text.split())  # unwrapped
+    assert "**Depthwise convs: 2.5×–2.5× their FLOP share in time**" in text
+    assert f"`{data.SHUFFLENET_LABEL}` 15.0% (shuffle 13.0%, layout 2.0%) vs 85.0% on ops with FLOPs" in text
+    assert "on x86_64, unknown OS." in text
