@@ -180,16 +180,11 @@ def map_ort_rows(rows: Sequence[Mapping[str, Any]], index: GraphIndex) -> list[O
             time_us=float(row.get("median_us", row["time_us"])),
             calls=int(row["calls"]) if row.get("calls") is not None else None,
             # Runtime-inserted layout nodes have no exported counterpart to take a category from.
-            category=_runtime_category(str(row["op_type"])),
+            category=getattr(runtime_category(str(row["op_type"])), "value", None),
             module_path=path,
         )
         for row, anchor, path in zip(rows, anchors, paths, strict=True)
     ]
-
-
-def _runtime_category(op_type: str) -> str | None:
-    category = runtime_category(op_type)
-    return category.value if category is not None else None
 
 
 def _mapped_neighbour(anchors: Sequence[str | None], i: int, direction: int) -> int | None:
