@@ -139,6 +139,8 @@ def test_fused_and_runtime_only_rows_map_back_to_the_export(cache_dir: Path) -> 
     ]
     assert [op.module_path for op in ops] == ["expand.conv", "expand.conv", "dw", "project.conv", "project.conv", ""]
     assert ops[-1].time_us == 2.5  # a per-node median, when the runner gives one, wins over the mean
+    # The reorders ORT inserts are layout conversions; exported nodes take their category from the graph account.
+    assert [op.category for op in ops] == ["layout", None, None, None, "layout", None]
 
 
 def test_block_cut_expands_sequentials_only() -> None:

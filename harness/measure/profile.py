@@ -42,6 +42,7 @@ from devices.vocabulary import Format
 from exporters.artifact import Artifact
 from harness.measure.spec import Protocol
 from harness.measure.trial import trial_request
+from harness.proxies.runtime_ops import runtime_category
 from harness.store import OpTime, Store
 from harness.zoo.registry import ModelSpec
 
@@ -166,6 +167,8 @@ def map_ort_rows(rows: Sequence[OpTiming], index: GraphIndex) -> list[OpTime]:
             # A runner that reports a per-node median is preferred: ORT's mean is pulled up by the odd slow call.
             time_us=row.median_us if row.median_us is not None else row.time_us,
             calls=row.calls,
+            # Runtime-inserted layout nodes have no exported counterpart to take a category from.
+            category=runtime_category(row.op_type),
             module_path=path,
         )
         for row, anchor, path in zip(rows, anchors, paths, strict=True)

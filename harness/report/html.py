@@ -129,7 +129,7 @@ nav a { margin-right: 1em; }
 """
 
 _SECTIONS = (
-    ("headline", "Headline: channel shuffle and depthwise convs"),
+    ("headline", "Headline: channel shuffle, layout conversions and depthwise convs"),
     ("latency", "Latency vs MACs"),
     ("residuals", "Residual ranking: where FLOPs underestimate latency"),
     ("ops", "Op breakdown: share of FLOPs vs share of time"),
@@ -156,12 +156,17 @@ def _headline(page: _Page, results: Results, breakdown: pd.DataFrame) -> None:
         return
     heads = analysis.headlines(results, breakdown)
     page.para(
-        "Channel shuffle (reshape/transpose) has no FLOPs but moves the whole tensor; depthwise convs have few FLOPs "
-        "and low arithmetic intensity. Their share of measured time against their share of FLOPs, per model:"
+        "A channel shuffle (reshape → transpose → reshape, all three counted) has no FLOPs but moves the whole "
+        "tensor three times; layout conversions (transposes a converter adds, ONNX Runtime's NCHWc reorders) have "
+        "none either; depthwise convs have few FLOPs and low arithmetic intensity. Their share of measured time "
+        f"({analysis.TIME_SHARE_BASIS}) against their share of FLOPs, per model, with the profiler overhead "
+        "(summed node times / whole-model median):"
     )
     page.add('<ul class="headline">' + "".join(f"<li>{html.escape(h.sentence)}</li>" for h in heads) + "</ul>")
     # The terminal gets the sentences that measure a gap; report.html has every one.
-    page.report.headlines.extend(h.sentence for h in heads if not h.per_block and (h.has_shuffle or h.has_depthwise))
+    page.report.headlines.extend(
+        h.sentence for h in heads if not h.per_block and (h.has_shuffle or h.has_layout or h.has_depthwise)
+    )
     unaccounted = sorted({h.model_label for h in heads if h.shuffle_flops_share is None and not h.per_block})
     if unaccounted:
         reasons = sorted(set(results.account_errors.values()))
@@ -249,6 +254,11 @@ def _ops(page: _Page, results: Results, breakdown: pd.DataFrame, blocks: pd.Data
     if breakdown.empty and blocks.empty:
         page.missing(HOW_TO["op_profiles"])
         return
+    if not breakdown.empty or not blocks.empty:
+        page.para(
+            f"time_share: {analysis.TIME_SHARE_BASIS} (profiled_us); time_share_of_median: of the whole-model median "
+            f"(median_us); {analysis.OVERHEAD_NOTE}. Guideline blocks are not models and are left out."
+        )
     for context in contexts_in(breakdown):
         sel = breakdown[context.mask(breakdown)]
         _context_heading(page, context, sel)
@@ -264,6 +274,10 @@ def _ops(page: _Page, results: Results, breakdown: pd.DataFrame, blocks: pd.Data
                 "flops_share",
                 "time_us",
                 "time_share",
+                "time_share_of_median",
+                "profiled_us",
+                "median_us",
+                "profiler_overhead",
                 "n_ops",
                 "n_profiled",
             ),
@@ -274,23 +288,41 @@ def _ops(page: _Page, results: Results, breakdown: pd.DataFrame, blocks: pd.Data
         sel = blocks[context.mask(blocks)]
         page.para(plots.caption(context, sel))
         page.table(
-            sel, ("model_label", "input_shape", "block", "op_type", "flops", "flops_share", "time_us", "time_share")
+            sel,
+            (
+                "model_label",
+                "input_shape",
+                "block",
+                "op_type",
+                "flops",
+                "flops_share",
+                "time_us",
+                "time_share",
+                "time_share_of_median",
+                "profiler_overhead",
+            ),
         )
     _missing_profiles(page, results)
 
 
-def _roofline(page: _Page, results: Results, frame: pd.DataFrame) -> None:
+def _roofline(page: _Page, results: Results, frame: pd.DataFrame, movement: pd.DataFrame) -> None:
     if results.op_profiles.empty:
         page.missing(HOW_TO["op_profiles"])
         return
+    placed = set(contexts_in(frame))
+    for context in contexts_in(results.op_profiles):
+        blocks_only = plots.no_per_op_points(results, context) if context not in placed else None
+        if blocks_only is not None:
+            page.missing(str(blocks_only))
     if frame.empty:
-        page.missing(HOW_TO["accounts"])
+        if not set(results.op_profiles["point_id"]) <= analysis.block_profiled(results):
+            page.missing(HOW_TO["accounts"])
         return
-    summary = analysis.roofline_summary(results, frame)
+    summary = analysis.roofline_summary(results, frame, movement)
     for context in contexts_in(frame):
         sel = frame[context.mask(frame)]
         _context_heading(page, context, sel)
-        page.figure(f"roofline-{context}", partial(plots.roofline, results, context, frame=frame))
+        page.figure(f"roofline-{context}", partial(plots.roofline, results, context, frame=frame, movement=movement))
         if sel["peak_gflops"].isna().all():
             page.missing(
                 f"no roofline calibration for {context.device}/{context.runtime} at {context.threads} threads: "
@@ -346,7 +378,7 @@ def render(results: Results, out: Path) -> Report:
             page, results, analysis.residuals(results, fit_frame), analysis.category_gaps(results, breakdown)
         ),
         "ops": lambda: _ops(page, results, breakdown, analysis.block_breakdown(results)),
-        "roofline": lambda: _roofline(page, results, analysis.roofline(results)),
+        "roofline": lambda: _roofline(page, results, analysis.roofline(results), analysis.data_movement(results)),
         "guidelines": lambda: _guidelines(page, results, analysis.guidelines(results)),
     }
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

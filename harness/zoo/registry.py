@@ -161,26 +161,33 @@ class ModelSpec:
         return torch.randn(self.input_shape, generator=gen)
 
 
+# Conv and linear biases: never exactly zero, and small enough that a classifier's output still follows its input
+# (a linear's N(0, 0.01) weights make small outputs; the parity checks' "signal" must stay visible over the bias).
+BIAS_STD = 1e-3
+
+
 def init_weights(model: nn.Module) -> None:
-    """Kaiming-normal (fan-in) convs, N(0, 0.01) linears, zero biases, unit BatchNorm.
+    """Kaiming-normal (fan-in) convs, N(0, 0.01) linears, N(0, 0.001) conv and linear biases, unit BatchNorm.
 
     Latency does not depend on trained weights, but it does depend on the values flowing through: PyTorch's
     default init lets activations vanish through a deep random net in eval mode, which makes parity checks
     meaningless (the output no longer depends on the input) and can produce subnormal floats that slow x86
-    kernels. Fan-in keeps the forward variance of depthwise convs (fan-in 9) as of dense ones.
+    kernels. Fan-in keeps the forward variance of depthwise convs (fan-in 9) as of dense ones. Biases are
+    non-zero because exporters drop an all-zero bias (an SE conv's, the classifier's), which a trained model never
+    has: the exported graph would lose the bias adds a deployed model runs. The values come from the build's seed.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                nn.init.normal_(m.bias, 0.0, BIAS_STD)
         elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.01)
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                nn.init.normal_(m.bias, 0.0, BIAS_STD)
 
 
 def calibrate_batchnorm(model: nn.Module, input_shape: tuple[int, ...], batch: int = 2) -> None:
