@@ -228,7 +228,9 @@ def _copy_out(art: Artifact, out_dir: Path, stem: str) -> Artifact:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         reason = err.strerror if isinstance(err, OSError) else str(err)
-        raise ExportError(f"cannot copy {art.path.name} into --out {out_dir} ({reason}); choose another --out") from None
+        raise ExportError(
+            f"cannot copy {art.path.name} into --out {out_dir} ({reason}); choose another --out"
+        ) from None
     return copy
 
 
