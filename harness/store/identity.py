@@ -21,6 +21,7 @@ IDENTITY_KEYS: tuple[str, ...] = (
     "cpu_family",
     "cpu_model_number",
     "cpu_stepping",
+    "cpu_revision",
     "cpu_parts",
     "cpu_count",
     "cpu_caches",
