@@ -22,14 +22,17 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import onnxruntime
 import pytest
 
+import harness.analysis as analysis
 from devices.errors import ExitCode
 from devices.local import LocalDevice
 from exporters.cache import CacheUnwritable
 from exporters.export import export
 from harness.measure.spec import parse_spec
 from harness.measure.sweep import run_sweep
+from harness.report.html import version_note, write_report
 from harness.store import RunStatus, Store
 from harness.zoo.registry import resolve
 from tests.conftest import cached_exporter, small_tmpfs
@@ -192,6 +195,10 @@ def test_a_swapped_machine_behind_one_name_is_kept_apart_and_re_measured(tmp_pat
         assert sorted(points["device"]) == sorted(["local", other])
         third = run_sweep(spec, text, store, {"local": LocalDevice()}, cached_exporter(cache_dir))
         assert (third.measured_trials, third.skipped_points) == (0, 1)  # back on the first machine: all done
+        report = write_report(store, tmp_path / "report")
+    page = report.html_path.read_text()
+    assert "Device &#x27;local&#x27; was 2 different machines" in page
+    assert f"&#x27;{other}&#x27;: Intel(R) Xeon(R) Platinum 8375C" in page
 
 
 def test_an_unreachable_device_keeps_its_facts_and_fails_its_points_with_exit_code_3(
@@ -232,11 +239,12 @@ def test_an_upgraded_runtime_is_measured_again_not_skipped(tmp_path: Path, cache
         after = run_sweep(spec, text, store, {"local": LocalDevice(python=str(upgraded))}, cached_exporter(cache_dir))
         assert (before.measured_trials, after.measured_trials, after.skipped_points) == (1, 1, 0)
         points = store.points_frame()
-        import onnxruntime
-
         assert sorted(points["runtime_version"]) == sorted([onnxruntime.__version__, "99.0.0"])
         assert set(points["status"]) == {"done"} and points["runner_version"].notna().all()
         assert [str(v) for v in store.versions()][-1].startswith("onnxruntime 99.0.0 (runner ")
+        fits = analysis.fits(analysis.load(store))
+    note = version_note(fits)  # the report never fits one line through two versions without saying so
+    assert note is not None and f"{onnxruntime.__version__}, 99.0.0" in note
 
 
 # -- the artifact cache on a full or read-only filesystem ----------------------------------------------------------

@@ -240,3 +240,18 @@ def test_results_stored_before_fingerprints_stay_apart_from_a_fingerprinted_mach
     record = store.record_device("bench-host", "local", EPYC)
     assert (record.name, record.replaced) == (f"bench-host@{fingerprint(EPYC)[:8]}", "bench-host")  # type: ignore[index]
     assert store.record_device("bench-host", "local", EPYC).name == record.name
+
+
+def test_a_point_created_while_versions_were_unknown_takes_them_if_it_never_measured(store: Store) -> None:
+    """A device unreachable on the first run: its points were keyed without versions and failed."""
+    run1 = store.start_run("s", "")
+    failed = store.ensure_point(run1, SHA, "bench-host", "onnxruntime", 1)
+    store.fail_point(failed, "device 'bench-host': connection refused")
+    measured = store.ensure_point(run1, SHA, "bench-host", "onnxruntime", 2)
+    store.add_trial(measured, 0, {}, samples(0))  # measured with a version nobody recorded: keeps its key
+    run2 = store.start_run("s", "")
+    assert store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1, None, "1.20.1", runner_version="1") == failed
+    row = store.point(failed)
+    assert (row.runtime_version, row.runner_version, row.status) == ("1.20.1", "1", "failed")
+    assert row.point_key == point_key(SHA, "bench-host", "onnxruntime", 1, runtime_version="1.20.1", runner_version="1")
+    assert store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 2, None, "1.20.1", runner_version="1") != measured

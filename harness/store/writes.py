@@ -136,6 +136,17 @@ class Writes(StoreConnection):
             missing = self._missing_refs(run_id, device)
             if missing:
                 raise ValueError(f"cannot create point: {missing}")
+            if runtime_version is not None or runner_version is not None:
+                # A point created while the versions were unknown (its device unreachable) that never stored a
+                # trial committed to no version: it takes these, so a rerun picks it up instead of leaving it failed.
+                unversioned = point_key(artifact_sha, device, runtime, threads, options)
+                conn.execute(
+                    "UPDATE points SET point_key = ?, runtime_version = ?, runner_version = ? WHERE point_key = ? "
+                    "AND runtime_version IS NULL AND runner_version IS NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM trials WHERE trials.point_id = points.id) "
+                    "AND NOT EXISTS (SELECT 1 FROM points WHERE point_key = ?)",
+                    (key, runtime_version, runner_version, unversioned, key),
+                )
             conn.execute(
                 "INSERT INTO points (point_key, run_id, artifact_sha, device, runtime, runtime_version, "
                 "runner_version, threads, options_json, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
