@@ -211,3 +211,26 @@ def test_onnx_export_of_mobilenet_v3_large_keeps_every_conv_and_linear_bias(tmp_
     assert len(weighted) == layers == 64
     assert len(with_bias) == 64
     assert {"features.3.se.fc1/Conv", "features.3.se.fc2/Conv", "classifier.fc2/Gemm"} <= set(with_bias)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "expected"),
+    [
+        ("shufflenet_v1", {"groups": 3.7}, r"parameter 'groups' must be an integer, got 3\.7; allowed: 1, 2, 3, 4, 8"),
+        ("shufflenet_v1", {"groups": True}, r"parameter 'groups' must be an integer, got True; allowed: 1, 2, 3"),
+        ("mobilenet_v1", {"alpha": True}, r"parameter 'alpha' must be a number, got True; allowed: 0\.25, 0\.5"),
+        ("mobilenet_v1", {"alpha": "nan"}, r"parameter 'alpha' must be a number, got 'nan'"),
+        ("shufflenet_v2", {"shuffle": 1}, r"parameter 'shuffle' must be a string, got 1; allowed: transpose"),
+    ],
+)
+def test_parameters_are_never_coerced_lossily(name: str, params: dict[str, object], expected: str) -> None:
+    """3.7 was truncated to groups=3 and true read as alpha=1.0: a typo measured the wrong model."""
+    with pytest.raises(InvalidParameterError, match=expected):
+        resolve(name, **params)  # type: ignore[arg-type]
+
+
+def test_exact_conversions_are_still_accepted() -> None:
+    assert resolve("shufflenet_v1", groups=3.0).param_dict["groups"] == 3  # TOML 3.0 is the integer 3
+    assert resolve("shufflenet_v1", groups="8").param_dict["groups"] == 8  # --param groups=8
+    assert resolve("mobilenet_v1", alpha=1).param_dict["alpha"] == 1.0
+    assert resolve("mobilenet_v1", alpha="0.5").param_dict["alpha"] == 0.5

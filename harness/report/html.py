@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -30,6 +31,7 @@ from harness import __version__
 from harness.analysis import CONTEXT, HOW_TO, ROOFLINE_SUMMARY_COLUMNS, Context, Results, contexts_in
 from harness.report import plots
 from harness.report.plots import NoData
+from harness.store.identity import describe
 
 REPORT_NAME = "report.html"
 DPI = 110
@@ -124,6 +126,7 @@ table.data th, table.data td { padding: 2px 8px; border-bottom: 1px solid #ddd; 
 table.data th { background: #f0f0f0; }
 figure { margin: 0.5em 0; } figure img { max-width: 100%; }
 p.missing { color: #8a4b00; background: #fff4e0; padding: 4px 8px; border-left: 3px solid #e0a040; }
+p.note { background: #eef4ff; padding: 4px 8px; border-left: 3px solid #5080c0; }
 ul.headline li { margin: 0.3em 0; }
 nav a { margin-right: 1em; }
 """
@@ -148,6 +151,47 @@ def _overview(page: _Page, results: Results) -> None:
         return
     page.para("Measurement contexts in this database (a context is a device, runtime, precision and thread count):")
     page.table(analysis.context_overview(results))
+    for note in machine_notes(results.devices):
+        page.para(note, "note")
+
+
+def machine_notes(devices: pd.DataFrame) -> list[str]:
+    """One sentence per inventory name that stood for more than one machine (their results are kept apart)."""
+    if "inventory_name" not in devices or devices.empty:
+        return []
+    notes = []
+    for name, group in devices.groupby(devices["inventory_name"].fillna(devices["name"]), sort=True):
+        if len(group) < 2:
+            continue
+        machines = "; ".join(
+            f"'{row.name}': {describe(_facts(row.facts_json))}, seen {str(row.first_seen)[:10]} to "
+            f"{str(row.last_seen)[:10]}"
+            for row in group.sort_values("first_seen").itertuples()
+        )
+        notes.append(
+            f"Device '{name}' was {len(group)} different machines (their fingerprints differ); each one's results "
+            f"are kept apart under its own name: {machines}."
+        )
+    return notes
+
+
+def _facts(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def version_note(fit: pd.DataFrame) -> str | None:
+    """A warning when a fit line goes through points of more than one runtime version."""
+    mixed = sorted({str(v) for v in fit.get("runtime_version", pd.Series(dtype=str)) if ", " in str(v)})
+    if not mixed:
+        return None
+    return (
+        f"This fit mixes runtime versions ({'; '.join(mixed)}): its points were measured with different versions "
+        "of the runtime, so the line is not one runtime's; rerun the older points or read the table per version."
+    )
 
 
 def _headline(page: _Page, results: Results, breakdown: pd.DataFrame) -> None:
@@ -202,6 +246,9 @@ def _latency(page: _Page, results: Results, frame: pd.DataFrame, fit_frame: pd.D
             page.missing(f"{HOW_TO['fit']} (only {len(sel)} model(s) in {context})")
         else:
             page.table(fit)
+            note = version_note(fit)
+            if note is not None:
+                page.para(note, "note")
         page.table(
             sel,
             (

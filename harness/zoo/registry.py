@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,21 +46,17 @@ class Param:
     hint: str = ""  # what is allowed, for open parameters ("a positive integer")
 
     def coerce(self, raw: ParamValue, model: str) -> ParamValue:
-        """Convert a CLI string or a loose value to the default's type and validate it."""
+        """Convert a CLI string or a spec value to the default's type and validate it.
+
+        Only exact conversions are made: ``3.7`` is not an int (it is not truncated to 3), ``true`` is not a number
+        and ``1`` is not a bool; strings (from ``--param k=v``) are parsed as the default's type.
+        """
         kind = type(self.default)
-        try:
-            if kind is bool and isinstance(raw, str):
-                if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-                    raise ValueError(raw)
-                value: ParamValue = raw.lower() in {"true", "1", "yes"}
-            elif kind is int and (isinstance(raw, str) or (isinstance(raw, float) and raw.is_integer())):
-                value = int(raw)
-            else:
-                value = kind(raw)
-        except (TypeError, ValueError):
+        value = _exact(kind, raw)
+        if value is None:
             raise InvalidParameterError(
-                f"{model}: parameter '{self.name}' must be {kind.__name__}, got {raw!r}; allowed: {self.allowed()}"
-            ) from None
+                f"{model}: parameter '{self.name}' must be {_KIND_NAMES[kind]}, got {raw!r}; allowed: {self.allowed()}"
+            )
         if self.choices is not None and value not in self.choices:
             raise InvalidParameterError(
                 f"{model}: parameter '{self.name}'={raw} is not offered; allowed: {self.allowed()}"
@@ -72,6 +69,47 @@ class Param:
         if self.choices is not None:
             return ", ".join(str(c) for c in self.choices)
         return self.hint or f"any {type(self.default).__name__}"
+
+
+_KIND_NAMES: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _exact(kind: type, raw: object) -> ParamValue | None:
+    """``raw`` as a ``kind`` when that loses nothing, else None. bool is checked first: it is an int in Python."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        return None
+    if isinstance(raw, bool):
+        return None  # never a number or a name
+    if kind is int:
+        if isinstance(raw, int):
+            return raw
+        if isinstance(raw, float) and raw.is_integer():
+            return int(raw)
+        if isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                return None
+        return None
+    if kind is float:
+        if isinstance(raw, int | float):
+            value = float(raw)
+        elif isinstance(raw, str):
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                return None
+        else:
+            return None
+        return value if math.isfinite(value) else None
+    if kind is str:
+        return raw if isinstance(raw, str) else None
+    return None
 
 
 @dataclass(frozen=True)
