@@ -37,7 +37,7 @@ from devices.errors import (
     PushFailed,
     UnknownSerial,
 )
-from devices.linux_state import read_state
+from devices.linux_state import arm_core_facts, read_state
 from devices.vocabulary import TransportKind
 
 DEFAULT_WORK_DIR = "/data/local/tmp/flopgap"
@@ -278,6 +278,7 @@ class AdbTransport:
             "abi": props.get("ro.product.cpu.abi"),
             "cores": len(cpus) or None,
             "clusters": st["cpufreq"],
+            **arm_core_facts(self, st["cpufreq"]),
             "temperatures_c": st["temperatures_c"],
             "battery": st["battery"],
             "props": {k: props[k] for k in _PROPS if k in props},

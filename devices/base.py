@@ -10,10 +10,11 @@ shell strings built from unquoted input; every transport raises the same typed e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from devices.arm_cores import ClusterName
 from devices.errors import DeviceError, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, RunnerKind, TransportKind
@@ -138,11 +139,13 @@ SYSTEM_FACTS = frozenset({"os", "os_pretty_name", "kernel", "system"})
 class Device:
     """One device of the inventory: its transport and its backend, and what the sweep asks of it."""
 
-    def __init__(self, name: str, transport: Transport, backend: Backend) -> None:
+    def __init__(self, name: str, transport: Transport, backend: Backend, cluster: ClusterName | None = None) -> None:
         self.name = name
         self.transport = transport
         self.backend = backend
+        self.cluster = cluster  # the inventory's affinity as a cluster name: resolved from the facts when measuring
         self._pushed: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> remote path, this session
+        self._facts: dict[str, Any] | None = None  # the last facts read, for placing ``cluster``
 
     def __repr__(self) -> str:
         return f"Device({self.name!r}, {self.transport.kind}, {self.backend.kind})"
@@ -168,7 +171,18 @@ class Device:
         """
         own = self.transport.facts()
         backend = self.backend.facts(self.transport)
-        return {**own, **{k: v for k, v in backend.items() if k not in SYSTEM_FACTS or k not in own}}
+        self._facts = {**own, **{k: v for k, v in backend.items() if k not in SYSTEM_FACTS or k not in own}}
+        return dict(self._facts)
+
+    def cluster_cpus(self) -> tuple[int, ...] | None:
+        """The CPU ids of the inventory's cluster on this device (facts read once if not yet); None without one.
+        Raises :class:`~devices.placement.ClusterMissing` when the device has no such cluster."""
+        if self.cluster is None:
+            return None
+        from devices.placement import place
+
+        facts = self._facts if self._facts is not None else self.facts()
+        return place(self.name, facts, self.cluster).cpus
 
     def prepare(self) -> str:
         """Push the runner or benchmark binary (hash-verified) and check it can start; returns what will run."""
@@ -206,6 +220,8 @@ class Device:
                 "measure it on a device with another runner",
                 kind="Unsupported",
             )
+        if request.affinity is None and self.cluster is not None:
+            request = replace(request, affinity=self.cluster_cpus())
         self.prepare()
         return self.backend.measure(self.transport, self.push(artifact), request)
 

@@ -12,7 +12,7 @@ table overrides it. One table per device, the table name being the device name::
     key = "~/.ssh/id_ed25519"          # default: ssh-agent and ~/.ssh/id_*
     known_hosts = "~/.ssh/known_hosts" # default; the host key must be in it (ssh-keyscan, after checking)
     python = "/home/pi/venv/bin/python3"   # default "python3"; needs numpy and onnxruntime/ai-edge-litert
-    affinity = [4, 5, 6, 7]            # or a hex mask: "f0"
+    affinity = [4, 5, 6, 7]            # or a hex mask: "f0"; or a cluster: "big", "little", "prime", "all"
     threads = [1, 4]                   # default [1]
     work_dir = "/tmp/flopgap"          # default; each session makes and removes its own dir inside
     connect_timeout = 10               # seconds, default 10
@@ -56,8 +56,10 @@ from pydantic import (
     model_validator,
 )
 
+from devices.arm_cores import ClusterName
 from devices.base import Device, Transport
 from devices.errors import FlopgapError
+from devices.placement import cluster_name
 from devices.vocabulary import RunnerKind
 
 ENV_VAR = "FLOPGAP_DEVICES"
@@ -83,13 +85,21 @@ class _DeviceBase(BaseModel):
     binary: Path | None = Field(
         default=None, description="Local path of the benchmark binary to push (non-agent runners)."
     )
-    affinity: list[int] | None = Field(default=None, description="CPU ids, or a hex mask string such as 'f0'.")
+    affinity: list[int] | ClusterName | None = Field(
+        default=None,
+        description="CPU ids, a hex mask string such as 'f0', or a cluster: 'big', 'little', 'prime' or 'all' "
+        "(resolved from the device's facts when it is used).",
+    )
     threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
 
     @field_validator("affinity", mode="before")
     @classmethod
     def _affinity(cls, v: Any) -> Any:
         if isinstance(v, str):
+            try:
+                return cluster_name(v)
+            except ValueError:
+                pass
             return parse_cpu_mask(v)
         if isinstance(v, list) and any(isinstance(c, bool) for c in v):  # pydantic would read true as CPU 1
             raise ValueError("give CPU ids >= 0 (e.g. [4, 5, 6, 7]) or a hex mask string (e.g. 'f0'), not true/false")
@@ -97,9 +107,9 @@ class _DeviceBase(BaseModel):
 
     @field_validator("affinity")
     @classmethod
-    def _affinity_ids(cls, v: list[int] | None) -> list[int] | None:
-        if v is None:
-            return None
+    def _affinity_ids(cls, v: list[int] | ClusterName | None) -> list[int] | ClusterName | None:
+        if v is None or isinstance(v, ClusterName):
+            return v
         if not v or min(v) < 0:
             raise ValueError("give CPU ids >= 0 (e.g. [4, 5, 6, 7]) or a hex mask string (e.g. 'f0')")
         return sorted(set(v))
@@ -133,8 +143,18 @@ class _DeviceBase(BaseModel):
 
     @property
     def affinity_mask(self) -> str | None:
-        """The affinity as a hex mask (``'f0'``), as ``taskset`` and benchmark tools take it."""
-        return None if self.affinity is None else format(sum(1 << c for c in self.affinity), "x")
+        """The affinity as a hex mask (``'f0'``), as ``taskset`` and benchmark tools take it (None for a cluster)."""
+        return None if self.cpu_ids is None else format(sum(1 << c for c in self.cpu_ids), "x")
+
+    @property
+    def cpu_ids(self) -> list[int] | None:
+        """The affinity's CPU ids when given as ids or a mask (a cluster name is resolved later, from facts)."""
+        return self.affinity if isinstance(self.affinity, list) else None
+
+    @property
+    def cluster(self) -> ClusterName | None:
+        """The affinity's cluster name, when the inventory gives one instead of CPU ids."""
+        return self.affinity if isinstance(self.affinity, ClusterName) else None
 
 
 def _remote_dir(v: str) -> str:
@@ -232,7 +252,10 @@ def parse_cpu_mask(mask: str) -> list[int]:
     text = mask.strip().lower().removeprefix("0x")
     # Hex digits only: int(text, 16) would also take '-1' (read as CPU 0), '+f' and 'f_0'.
     if not re.fullmatch(r"[0-9a-f]+", text):
-        raise ValueError(f"'{mask}' is not a hex CPU mask; give a list of CPU ids or a mask such as 'f0'")
+        raise ValueError(
+            f"'{mask}' is not a hex CPU mask; give a list of CPU ids, a mask such as 'f0' or a cluster "
+            "(big, little, prime, all)"
+        )
     bits = int(text, 16)
     cpus = [i for i in range(bits.bit_length()) if bits >> i & 1]
     if not cpus:
@@ -353,11 +376,11 @@ def open_device(cfg: DeviceConfig) -> Device:
     backend: Backend
     if cfg.runner.is_binary:
         assert cfg.binary is not None  # the config's validator requires it
-        backend = binary_backend(cfg.runner, cfg.binary, cfg.affinity)
+        backend = binary_backend(cfg.runner, cfg.binary, cfg.cpu_ids)
     else:
         default = sys.executable if isinstance(cfg, LocalConfig) else "python3"
-        backend = AgentBackend(cfg.python or default, cfg.affinity)
-    return Device(cfg.name, _transport(cfg), backend)
+        backend = AgentBackend(cfg.python or default, cfg.cpu_ids)
+    return Device(cfg.name, _transport(cfg), backend, cluster=cfg.cluster)
 
 
 def _transport(cfg: DeviceConfig) -> Transport:

@@ -85,7 +85,36 @@ def read_facts(device: Transport, timeout: float = 30) -> dict[str, Any]:
     state = read_state(device, timeout)
     facts["clusters"] = state["cpufreq"]
     facts["temperatures_c"] = state["temperatures_c"]
+    facts.update(arm_core_facts(device, state["cpufreq"], timeout))
     return facts
+
+
+def arm_core_facts(device: Transport, cpufreq: dict[str, dict[str, Any]], timeout: float = 30) -> dict[str, Any]:
+    """``cpu_cores`` and ``cpu_max_khz`` as flopgap's runner reports them (so ``devices/arm_cores.py`` names the
+    cores and finds clusters), from ``/proc/cpuinfo`` and the cpufreq policies; empty where cpuinfo lists no parts
+    (x86)."""
+    from devices.arm_cores import parse_cpuinfo
+
+    res = device.run(["cat", "/proc/cpuinfo"], timeout=timeout)
+    cores = parse_cpuinfo(res.stdout) if res.ok else []
+    if not cores:
+        return {}
+    rows = []
+    for core in cores:  # written as cpuinfo writes them: ids in hex, the revision in decimal
+        row: dict[str, Any] = {"processor": core.cpu}
+        for key, value in (("implementer", core.implementer), ("part", core.part), ("variant", core.variant)):
+            if value is not None:
+                row[key] = f"0x{value:x}"
+        if core.revision is not None:
+            row["revision"] = str(core.revision)
+        rows.append(row)
+    max_khz = {
+        str(cpu): policy["max_khz"]
+        for policy in cpufreq.values()
+        if isinstance(policy.get("max_khz"), int)
+        for cpu in policy.get("cpus", [])
+    }
+    return {"cpu_cores": rows, "cpu_max_khz": max_khz or None}
 
 
 def cpu_list(text: str) -> list[int]:

@@ -51,6 +51,22 @@ BATTERY = """Current Battery Service state:
 """
 
 
+def _arm64_cpuinfo(parts: list[tuple[int, int]]) -> str:
+    """An arm64 kernel's /proc/cpuinfo for cores of these (variant, part) codes, all by Arm (implementer 0x41)."""
+    blocks = [
+        f"processor\t: {cpu}\nBogoMIPS\t: 49.15\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics\n"
+        f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x{variant:x}\nCPU part\t: 0x{part:03x}\n"
+        "CPU revision\t: 0\n"
+        for cpu, (variant, part) in enumerate(parts)
+    ]
+    return "\n".join(blocks) + "\n"
+
+
+# The fake phone is a Pixel 7 (Tensor G2): 4x Cortex-A55, 2x Cortex-A78, 2x Cortex-X1, matching its cpufreq policies
+# below. Synthesized in the arm64 kernel's layout; the parser is tested on real captured dumps in tests/data.
+PIXEL7_CPUINFO = _arm64_cpuinfo([(2, 0xD05)] * 4 + [(1, 0xD41)] * 2 + [(1, 0xD44)] * 2)
+
+
 @dataclass
 class FakePhone:
     """The sandboxed phone behind one serial."""
@@ -79,6 +95,8 @@ class FakePhone:
             (d / "scaling_cur_freq").write_text(f"{cur}\n")
             (d / "cpuinfo_max_freq").write_text(f"{top}\n")
             (d / "scaling_governor").write_text("schedutil\n")
+        (self.root / "proc").mkdir(exist_ok=True)
+        (self.root / "proc/cpuinfo").write_text(PIXEL7_CPUINFO)
         for i, (kind, milli) in enumerate([("BIG", 41000), ("battery", 31200)]):
             z = self.root / f"sys/class/thermal/thermal_zone{i}"
             z.mkdir(parents=True, exist_ok=True)

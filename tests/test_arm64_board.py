@@ -124,6 +124,31 @@ def test_small_sweep_on_the_emulated_board(inventory: Path, tmp_path: Path) -> N
     assert _facts(db, "emu-arm64")["machine"] == "aarch64"
 
 
+def test_sweep_over_big_and_little_clusters_stores_both(inventory: Path, board: Board, tmp_path: Path) -> None:
+    little = [c.cpu for c in board.cores if c.name == "Cortex-A55"]
+    big = [c.cpu for c in board.cores if c.name == "Cortex-A76"]
+    if not little:
+        pytest.skip("a one-CPU host's board has a single big core, no LITTLE one")
+    spec = tmp_path / "clusters.toml"
+    spec.write_text(
+        'name = "big.LITTLE"\nruntimes = ["onnxruntime"]\ndevices = ["emu-arm64"]\nclusters = ["big", "little"]\n'
+        '[[models]]\nname = "conv1x1"\nparams = { cin = 8, cout = 8, h = 8, w = 8 }\n'
+        "[protocol]\ntrials = 1\nwarmup_runs = 1\nwarmup_seconds = 0\nruns = 3\nmin_seconds = 0\n"
+    )
+    db = tmp_path / "clusters.db"
+    res = flopgap("sweep", spec, "--db", db, "--devices", inventory)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with Store(db) as store:
+        points = store.points_frame()
+        trials = store.trials_frame()
+    assert list(points["status"]) == ["done", "done"]
+    placed = sorted((json.loads(o)["cluster"], json.loads(o)["cpus"]) for o in points["options"])
+    assert placed == [("LITTLE", little), ("big", big)]
+    # each trial ran pinned to its cluster's CPUs, as the runner on the board reports
+    assert sorted(json.loads(doc)["affinity"] for doc in trials["runner_json"]) == sorted([little, big])
+    assert "LITTLE (cpus 0" in res.stdout and f"big (cpus {big[0]}" in res.stdout  # the summary's cluster column
+
+
 def test_a_board_with_only_onnxruntime_runs_it_and_names_the_missing_runtime(inventory: Path, tmp_path: Path) -> None:
     check = flopgap("devices", "check", "emu-arm64-ort", "--devices", inventory, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr

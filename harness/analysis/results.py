@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -66,6 +68,7 @@ def _load(
     points = points[(points["status"] == PointStatus.DONE) & points["median_ms"].notna()].reset_index(drop=True)
     points["threads"] = points["threads"].astype("int64")
     points["precision"] = points["precision"].fillna("unknown")
+    points["device"] = _device_and_cluster(points)
     profiles = _profiles(store, points)
     profiles = profiles.merge(points[list(POINT_INFO) + list(CONTEXT)], on="point_id", how="inner")
     profiled = points[points["point_id"].isin(profiles["point_id"].unique())]
@@ -154,3 +157,17 @@ def context_overview(results: Results) -> pd.DataFrame:
         points=("point_id", "count"),
         noisy=("noisy", lambda v: int(v.fillna(False).sum())),
     )[list(OVERVIEW_COLUMNS)]
+
+
+def _device_and_cluster(points: pd.DataFrame) -> pd.Series:
+    """The device column, with the cluster of points pinned to one (``rpi5 (big)``): big and LITTLE cores are two
+    measurement contexts, fitted and plotted apart, and every caption says which."""
+
+    def name(row: Any) -> str:
+        options = json.loads(row.options) if isinstance(row.options, str) else {}
+        cluster = options.get("cluster") if isinstance(options, dict) else None
+        return f"{row.device} ({cluster})" if cluster else str(row.device)
+
+    if points.empty:
+        return points["device"]
+    return pd.Series([name(row) for row in points.itertuples()], index=points.index, dtype=object)

@@ -51,7 +51,7 @@ def list_devices(devices_file: DevicesFileOpt = None) -> None:
             escape(_address(cfg)),
             getattr(cfg, "runner", "agent"),
             ",".join(str(t) for t in getattr(cfg, "threads", [1])),
-            ",".join(str(c) for c in affinity) if affinity else "-",
+            (str(affinity) if isinstance(affinity, str) else ",".join(str(c) for c in affinity)) if affinity else "-",
             str(getattr(cfg, "work_dir", None) or "-"),
         )
     console.print(table)
@@ -92,6 +92,11 @@ def check(
     arm = clusters(cores_from_facts(facts), max_khz_from_facts(facts))
     if arm:  # ARM boards and phones: core names and LITTLE/big/prime clusters instead of raw part numbers
         table.add_row("clusters", escape("; ".join(cluster.summary() for cluster in arm)))
+    cluster = getattr(cfg, "cluster", None)
+    if cluster is not None:  # the inventory pins to a cluster: show its CPUs here, or say it has none such
+        from devices.placement import place
+
+        table.add_row("affinity", escape(place(name, facts, cluster).label))
     for key, value in facts.items():
         if key in {"runtimes", "state"} or (arm and key == "cpu_cores"):
             continue

@@ -206,9 +206,11 @@ def summary_table(store: Store, point_ids: list[int], title: str) -> Table:
     is the same for every row move into the title (narrow terminals)."""
     frame = store.points_frame()
     frame = frame[frame["point_id"].isin(point_ids)]
-    frame = frame.sort_values(["device", "macs", "model_label", "runtime", "format"])
+    frame = frame.sort_values(["device", "macs", "model_label", "runtime", "format", "cluster"])
     # runtime before format: litert and litert-builtin share the tflite format and differ only by runtime
-    varying = {k: k for k in ("runtime", "format", "precision", "threads", "device")}
+    varying = {k: k for k in ("runtime", "format", "precision", "threads", "device", "cluster")}
+    if not frame["cluster"].notna().any():  # nothing pinned to a cluster: no column, no caption
+        del varying["cluster"]
     constant = {k: frame[k].iloc[0] for k in varying if len(frame) and frame[k].nunique(dropna=False) == 1}
     shown = [k for k in varying if k not in constant]
     caption = " · ".join(f"{k} {v}" for k, v in constant.items())

@@ -17,7 +17,9 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from devices.arm_cores import ClusterName
 from devices.errors import FlopgapError
+from devices.placement import cluster_name
 from devices.vocabulary import Format, Precision, Runtime, choices
 from harness.errors import InvalidParameterError, UnknownModelError
 from harness.zoo.registry import ModelSpec, ParamValue, list_models, resolve
@@ -101,7 +103,35 @@ class SweepSpec(_Strict):
         default=None, min_length=1, description="Thread counts; default: each device's inventory 'threads'."
     )
     devices: list[str] = Field(default_factory=lambda: ["local"], min_length=1)
+    clusters: list[ClusterName] | None = Field(
+        default=None,
+        min_length=1,
+        description="CPU clusters to measure on, each a dimension of the sweep: 'big', 'little', 'prime', 'all'; "
+        "resolved per device from its facts (default: the device's inventory 'affinity', else unpinned).",
+    )
     protocol: Protocol = Field(default_factory=Protocol)
+
+    @field_validator("clusters", mode="before")
+    @classmethod
+    def _cluster_names(cls, v: Any) -> Any:
+        # "little" as users write it is the LITTLE cluster; an unknown name lists the allowed ones.
+        if isinstance(v, list):
+            return [cluster_name(c) if isinstance(c, str) else c for c in v]
+        return v
+
+    @field_validator("clusters")
+    @classmethod
+    def _clusters_once(cls, v: list[ClusterName] | None) -> list[ClusterName] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a cluster is listed twice; list each once")
+        return v
+
+    @field_validator("protocol")
+    @classmethod
+    def _clusters_or_affinity(cls, v: Protocol, info: ValidationInfo) -> Protocol:
+        if v.affinity is not None and info.data.get("clusters"):
+            raise ValueError("'affinity' pins every point to the same CPUs; give either 'clusters' or 'affinity'")
+        return v
 
     @field_validator("threads")
     @classmethod
@@ -120,6 +150,8 @@ class SweepPoint:
     precision: Precision
     threads: int
     device: str
+    cluster: ClusterName | None = None  # which cores of the device (None: the device's own affinity, if any)
+    cpus: tuple[int, ...] | None = None  # the cluster's CPU ids on this device, from its facts (placement.py)
 
     @property
     def format(self) -> Format:
@@ -127,11 +159,18 @@ class SweepPoint:
 
     @property
     def options(self) -> dict[str, Any]:
-        return dict(self.runtime.options)
+        """The runtime's options, and the cluster and its CPU ids: big and LITTLE points are different points."""
+        options: dict[str, Any] = dict(self.runtime.options)
+        if self.cluster is not None:
+            options["cluster"] = self.cluster.value
+        if self.cpus is not None:
+            options["cpus"] = list(self.cpus)
+        return options
 
     @property
     def label(self) -> str:
-        return f"{self.model.label} {self.runtime} {self.precision} t{self.threads} @{self.device}"
+        where = f" {self.cluster}" if self.cluster is not None else ""
+        return f"{self.model.label} {self.runtime} {self.precision} t{self.threads}{where} @{self.device}"
 
 
 def load_spec(path: Path) -> SweepSpec:
@@ -192,6 +231,8 @@ def _needs_entry(loc: tuple[Any, ...]) -> str:
         return f"give at least one of: {choices(enum)} (or omit the key for the default)"
     if field == "threads":
         return "give thread counts such as [1, 4], or omit the key to use each device's inventory 'threads'"
+    if field == "clusters":
+        return 'give cluster names such as ["big", "little"], or omit the key to leave points unpinned'
     if field == "devices":
         return "give device names from the inventory such as [\"local\"], or omit the key for 'local'"
     return "give at least one entry"
@@ -240,7 +281,9 @@ def _points(spec: SweepSpec, device_threads: dict[str, list[int]]) -> Iterator[S
             for runtime in spec.runtimes:
                 for precision in spec.precisions:
                     for threads in spec.threads or device_threads.get(device) or [1]:
-                        yield SweepPoint(model, runtime, precision, threads, device)
+                        clusters: list[ClusterName | None] = [*spec.clusters] if spec.clusters else [None]
+                        for cluster in clusters:
+                            yield SweepPoint(model, runtime, precision, threads, device, cluster)
 
 
 QUICK_SPEC = """\

@@ -25,6 +25,7 @@ from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerM
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
+from harness.measure.placement import place_points
 from harness.measure.recording import ensure_point, record_devices
 from harness.measure.spec import SweepPoint, SweepSpec, expand_points
 from harness.measure.stats import combine_summaries, combine_trials
@@ -155,6 +156,7 @@ def _prepare(
     rep.exporting(len(wanted), len(wanted), "")
 
     stored, facts = record_devices(store, sorted({p.device for p in points}), devices, rep)
+    points = place_points(points, facts, devices)  # clusters to CPU ids, per device: part of each point's key
 
     states: list[PointState] = []
     finished: list[PointState] = []  # done before this run; the profile pass may still need them

@@ -22,7 +22,9 @@ def trial_request(
     profile: bool = False,
     profile_runs: int | None = None,
 ) -> TrialRequest:
-    """The request for one trial at ``threads`` with a point's runtime ``options`` (``{"xnnpack": False}``...)."""
+    """The request for one trial at ``threads`` with a point's ``options`` (``{"xnnpack": False}``...); a point
+    placed on a cluster (``{"cluster": "big", "cpus": [4, 5, 6, 7]}``) is pinned to its CPUs."""
+    cpus = (options or {}).get("cpus") or protocol.affinity
     return TrialRequest(
         threads=threads,
         warmup_runs=protocol.warmup_runs,
@@ -31,7 +33,7 @@ def trial_request(
         min_seconds=protocol.min_seconds,
         max_runs=protocol.max_runs,
         xnnpack=(options or {}).get("xnnpack", True) is not False,
-        affinity=tuple(protocol.affinity) if protocol.affinity else None,
+        affinity=tuple(cpus) if cpus else None,
         profile=profile,
         profile_runs=profile_runs,
         timeout_s=protocol.timeout_s,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from devices.arm_cores import format_cpus
 from devices.errors import FlopgapError
 from harness.store.connection import StoreConnection
 from harness.store.export import ExportFormat, export_frame
@@ -21,6 +22,16 @@ def _point_filter(point_ids: Iterable[int] | None, column: str) -> tuple[str, li
         return "", []
     # json_each keeps any number of ids in one bound parameter (no SQLITE_MAX_VARIABLE_NUMBER limit).
     return f"WHERE {column} IN (SELECT value FROM json_each(?))", [json.dumps([int(i) for i in point_ids])]
+
+
+def _cluster(options: Any) -> str | None:
+    """``big (cpus 4-7)`` for a point placed on a cluster (its options say which, and its CPU ids), else None."""
+    doc = json.loads(options) if isinstance(options, str) else {}
+    name = doc.get("cluster") if isinstance(doc, dict) else None
+    if not name:
+        return None
+    cpus = doc.get("cpus")
+    return f"{name} (cpus {format_cpus(cpus)})" if isinstance(cpus, list) and cpus else str(name)
 
 
 class Frames(StoreConnection):
@@ -61,6 +72,7 @@ class Frames(StoreConnection):
         frame["noisy_reasons"] = frame["noisy_reasons"].map(
             lambda s: "; ".join(json.loads(s)) if isinstance(s, str) else None
         )
+        frame["cluster"] = frame["options"].map(_cluster)
         return frame
 
     def samples_frame(self, point_ids: Iterable[int] | None = None) -> pd.DataFrame:
