@@ -18,6 +18,7 @@ from devices.arm_cores import ClusterName
 from devices.base import Device
 from devices.inventory import InventoryError, open_device, parse_inventory
 from devices.placement import ClusterMissing, Placement, cluster_name, device_clusters, place
+from harness.analysis import load
 from harness.cli.main import app
 from harness.cli.sweep import open_devices
 from harness.measure.placement import place_points
@@ -221,6 +222,9 @@ def test_sweep_over_the_phones_clusters_stores_each_fake_phone_endpoint(
     masks = sorted(json.loads(doc)["affinity_mask"] for doc in trials["runner_json"])
     assert masks == ["30", "c0", "f"]
     assert sorted(c.split()[1] for c in phone.commands if c.startswith("taskset ")) == ["30", "c0", "f"]
+    # the report's contexts: each cluster is fitted and captioned apart
+    contexts = load(tmp_path / "r.db").contexts()
+    assert sorted(c.device for c in contexts) == ["pixel7 (LITTLE)", "pixel7 (big)", "pixel7 (prime)"]
 
 
 def test_inventory_cluster_pins_a_run_and_a_missing_one_is_one_line_fake_phone_endpoint(
