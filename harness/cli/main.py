@@ -186,6 +186,7 @@ def run_point(
 def _mount_subcommands() -> None:
     from harness.cli.calibrate import calibrate
     from harness.cli.devices import devices_app, push
+    from harness.cli.predict import predict, predictor_app
     from harness.cli.profile import profile
     from harness.cli.proxies import proxies_app
     from harness.cli.report import report
@@ -194,10 +195,12 @@ def _mount_subcommands() -> None:
     app.add_typer(results_app, name="results")
     app.add_typer(devices_app, name="devices")
     app.add_typer(proxies_app, name="proxies")
+    app.add_typer(predictor_app, name="predictor")
     app.command("push")(push)
     app.command("report")(report)
     app.command("profile")(profile)
     app.command("calibrate")(calibrate)
+    app.command("predict")(predict)
 
 
 _mount_subcommands()

@@ -154,6 +154,40 @@ _TABLES_V1: tuple[str, ...] = (
 )""",
 )
 
+# Kernel-level latency predictor (harness.predict): which points are kernel probes, the kernels of each artifact
+# as its runtime runs them, and fitted predictors stored as data (LightGBM's text model format inside JSON).
+_TABLES_PREDICTOR: tuple[str, ...] = (
+    """CREATE TABLE kernel_samples (
+    point_id INTEGER PRIMARY KEY REFERENCES points(id) ON DELETE CASCADE,
+    kernel_type TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    source TEXT NOT NULL,  -- 'space', or the family of the model whose kernel an adaptive sample refines
+    round INTEGER NOT NULL
+)""",
+    """CREATE TABLE kernels (
+    artifact_sha TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    node_name TEXT NOT NULL,
+    kernel_type TEXT NOT NULL,
+    kernel_json TEXT NOT NULL,
+    PRIMARY KEY (artifact_sha, runtime, seq)
+) WITHOUT ROWID""",
+    """CREATE TABLE predictors (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    precision TEXT NOT NULL,
+    library TEXT NOT NULL,
+    versions_json TEXT NOT NULL,
+    model_json TEXT NOT NULL,  -- data only: loading it never executes code
+    summary_json TEXT NOT NULL,
+    created_at TEXT NOT NULL
+)""",
+    "CREATE INDEX predictors_context ON predictors(device, runtime, threads, precision)",
+)
+
 MIGRATIONS_TABLE = "schema_migrations"
 _MIGRATIONS_DDL = f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     version INTEGER PRIMARY KEY,
@@ -177,6 +211,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "runs, devices, artifacts, points, run_points, trials, samples, op_profiles, calibrations, op_accounts",
         _TABLES_V1,
     ),
+    Migration(2, "kernel predictor: kernel_samples, kernels, predictors", _TABLES_PREDICTOR),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
