@@ -126,9 +126,7 @@ def load_dataset(store: Store, ctx: PredictContext) -> Dataset:
     roof = _roofline(store, ctx)
     models = []
     for row in model_rows.itertuples():
-        ks = kernels(str(row.artifact_sha))
-        if not ks:
-            continue
+        ks = kernels(str(row.artifact_sha))  # none: measured by a sweep, not a build (the baselines still apply)
         models.append(
             ModelPoint(
                 point_id=int(row.point_id),
@@ -176,3 +174,24 @@ def describe_sources(rows: Sequence[TrainingRow]) -> dict[str, int]:
 
 def config_of(config_json: str) -> dict[str, object]:
     return dict(json.loads(config_json))
+
+
+def model_contexts(store: Store) -> list[PredictContext]:
+    """Contexts with measured zoo models (what the baselines can be evaluated on), in first-measured order."""
+    frame = store.points_frame()
+    frame = frame[(frame["status"] == "done") & frame["family"].notna() & ~frame["family"].isin(NOT_MODELS)]
+    seen = dict.fromkeys(
+        PredictContext(str(r.device), Runtime(r.runtime), int(r.threads), Precision(r.precision))
+        for r in frame.itertuples()
+    )
+    return list(seen)
+
+
+def predictor_contexts(store: Store) -> list[PredictContext]:
+    """Contexts that have a stored predictor, in the order they were first built."""
+    frame = store.predictors_frame()
+    seen = dict.fromkeys(
+        PredictContext(str(r.device), Runtime(r.runtime), int(r.threads), Precision(r.precision))
+        for r in frame.itertuples()
+    )
+    return list(seen)

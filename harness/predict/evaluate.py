@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.predict.dataset import Dataset, ModelPoint
-from harness.predict.predictor import TrainingRow, fit_predictor
+from harness.predict.predictor import KernelPredictor, TrainingRow, fit_predictor
 
 METHODS = ("predictor", "macs_linear", "roofline")
 
@@ -27,7 +27,7 @@ class ModelResult:
     label: str
     family: str
     measured_ms: float
-    predictor_ms: float
+    predictor_ms: float | None  # None: no kernels measured for this context, or none extracted for this model
     macs_linear_ms: float
     roofline_ms: float | None
     ci_halfwidth: float | None  # half the 95% CI of the measured median, relative to it: the noise floor
@@ -107,9 +107,8 @@ def leave_one_family_out(
         if on_fold is not None:
             on_fold(family, rows, train_models)
         held_out = [m for m in dataset.models if m.family == family]
-        predictor = fit_predictor(
-            dataset.context.to_json(), rows, [(m.kernels, m.median_ms * 1e3) for m in train_models]
-        )
+        calibrating = [(m.kernels, m.median_ms * 1e3) for m in train_models if m.kernels]
+        predictor = fit_predictor(dataset.context.to_json(), rows, calibrating) if rows else None
         macs = _fit_macs(train_models)
         roof = _fit_roofline(train_models)
         for m in held_out:
@@ -121,7 +120,7 @@ def leave_one_family_out(
                     label=m.label,
                     family=m.family,
                     measured_ms=m.median_ms,
-                    predictor_ms=predictor.predict(m.kernels).total_ms,
+                    predictor_ms=predictor.predict(m.kernels).total_ms if predictor and m.kernels else None,
                     macs_linear_ms=macs(m),
                     roofline_ms=roof(m) if roof is not None and m.roofline_ms is not None else None,
                     ci_halfwidth=ci,
@@ -150,3 +149,48 @@ def _fit_roofline(models: Sequence[ModelPoint]) -> Callable[[ModelPoint], float]
     y = np.array([m.median_ms for m in usable])
     (k,) = _weighted_lstsq(np.array([[m.roofline_ms] for m in usable], dtype=float), y)
     return lambda m: float(k * (m.roofline_ms or 0.0))
+
+
+def kernel_errors(dataset: Dataset, folds: int = 4) -> pd.DataFrame:
+    """Each kernel row's time predicted by regressors fitted without its point (K folds over points, so a probe's
+    or a model's kernels are held out together): type, source, measured and predicted µs, relative error."""
+    from harness.predict.predictor import fit_kernel_models
+
+    points = sorted({r.point_id for r in dataset.rows if r.point_id is not None})
+    fold_of = {p: i % folds for i, p in enumerate(points)}
+    records = []
+    for f in range(folds):
+        train = [r for r in dataset.rows if fold_of.get(r.point_id or -1, -1) != f]
+        test = [r for r in dataset.rows if fold_of.get(r.point_id or -1, -1) == f]
+        if not train or not test:
+            continue
+        models, fallback = fit_kernel_models(train)
+        predictor = KernelPredictor(dataset.context.to_json(), models, fallback)
+        predicted = predictor.kernel_times_us([r.kernel for r in test])
+        records += [
+            {
+                "type": r.kernel.type.value,
+                "source": r.source,
+                "measured_us": r.time_us,
+                "predicted_us": float(p),
+                "error": float(p) / r.time_us - 1,
+            }
+            for r, p in zip(test, predicted, strict=True)
+        ]
+    return pd.DataFrame(records, columns=["type", "source", "measured_us", "predicted_us", "error"])
+
+
+def kernel_error_table(errors: pd.DataFrame) -> pd.DataFrame:
+    """Per kernel type: rows, median |error|, share within ±10%, and the type's share of the measured time."""
+    if errors.empty:
+        return pd.DataFrame(columns=["type", "kernels", "median_abs_error", "within10", "time_share"])
+    grouped = errors.assign(abs_error=errors["error"].abs()).groupby("type")
+    table = pd.DataFrame(
+        {
+            "kernels": grouped.size(),
+            "median_abs_error": grouped["abs_error"].median(),
+            "within10": grouped["abs_error"].apply(lambda s: float((s <= 0.10).mean())),
+            "time_share": grouped["measured_us"].sum() / errors["measured_us"].sum(),
+        }
+    )
+    return table.sort_values("time_share", ascending=False).reset_index()

@@ -30,6 +30,7 @@ from harness import __version__
 from harness.analysis import CONTEXT, HOW_TO, ROOFLINE_SUMMARY_COLUMNS, Context, Results, contexts_in
 from harness.report import plots
 from harness.report.plots import NoData
+from harness.report.predictor_section import predictor_section
 
 REPORT_NAME = "report.html"
 DPI = 110
@@ -135,6 +136,7 @@ _SECTIONS = (
     ("ops", "Op breakdown: share of FLOPs vs share of time"),
     ("roofline", "Roofline"),
     ("guidelines", "ShuffleNetV2 guideline experiments"),
+    ("predictor", "Latency predictor: held-out families"),
 )
 
 
@@ -348,6 +350,7 @@ def render(results: Results, out: Path) -> Report:
         "ops": lambda: _ops(page, results, breakdown, analysis.block_breakdown(results)),
         "roofline": lambda: _roofline(page, results, analysis.roofline(results)),
         "guidelines": lambda: _guidelines(page, results, analysis.guidelines(results)),
+        "predictor": lambda: predictor_section(page, results.source),
     }
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page.add("<h1>flopgap report: where FLOP counts lie</h1>")
