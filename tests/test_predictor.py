@@ -53,6 +53,19 @@ def test_litert_runs_a_shufflenet_v2_unit_as_its_tflite_ops() -> None:
     assert kernels[8].bytes_read == kernels[8].bytes_written == 116 * 28 * 28 * 4
 
 
+def test_litert_pads_before_strided_convs_are_folded_into_them() -> None:
+    from harness.proxies import account
+
+    spec = resolve("shufflenet_v2_unit", stride=2, cout=232)
+    art = export(spec, Format.TFLITE, Precision.FP32)
+    pads = [op for op in account(art).ops if op.op_type == "PAD"]
+    assert len(pads) == 2  # litert-torch pads before each stride-2 depthwise conv (VALID) ...
+    kernels = extract_kernels(art.path, Runtime.LITERT)
+    assert not [k for k in kernels if k.type is K.PAD]  # ... which XNNPACK folds into the conv's padding
+    strided = [k for k in kernels if k.type is K.DEPTHWISE_CONV]
+    assert [(k.h_in, k.h_out, k.stride) for k in strided] == [(30, 14, 2)] * 2  # the padded input
+
+
 def test_onnxruntime_runs_a_shufflenet_v2_unit_as_its_optimized_graph() -> None:
     kernels = _unit_kernels(Format.ONNX, Runtime.ONNXRUNTIME)
     assert [(k.type, k.activation) for k in kernels] == [

@@ -139,28 +139,29 @@ def evaluate(
     )
 
 
+METHOD_LABELS = {"predictor": "kernel predictor", "macs_linear": "linear in MACs", "roofline": "roofline sum"}
+
+
 def evaluation_table(evaluation: Evaluation, title: str) -> Table:
+    """Per family and overall, one row per method (narrow enough for an 80-column terminal)."""
     table = Table(title=title)
-    table.add_column("family")
-    table.add_column("models", justify="right")
-    labels = {"predictor": "kernels", "macs_linear": "MACs-linear", "roofline": "roofline"}
-    for m in METHODS:
-        for what in ("±5%", "±10%", "RMSE%"):
-            table.add_column(f"{labels[m]} {what}", justify="right")
+    for col in ("family", "models", "method", "±5%", "±10%", "RMSE %"):
+        table.add_column(col, justify="left" if col in {"family", "method"} else "right")
     for family in [*evaluation.families, None]:
         scores = evaluation.scores(family)
         first = next((s for s in scores.values() if s is not None), None)
-        cells = [family or "[bold]overall[/]", str(first.models if first else 0)]
-        for m in METHODS:
+        name = family or "[bold]overall[/]"
+        for i, m in enumerate(METHODS):
             s = scores[m]
-            cells += [f"{s.within5:.0%}", f"{s.within10:.0%}", f"{s.rmse_pct:.1f}"] if s else ["–", "–", "–"]
-        table.add_row(*cells)
+            numbers = [f"{s.within5:.0%}", f"{s.within10:.0%}", f"{s.rmse_pct:.1f}"] if s else ["–", "–", "–"]
+            table.add_row(name if i == 0 else "", str(first.models if first else 0) if i == 0 else "",
+                          METHOD_LABELS[m], *numbers, end_section=i == len(METHODS) - 1)  # fmt: skip
     return table
 
 
 def models_table(evaluation: Evaluation) -> Table:
     table = Table(title="per model (held out with its family)")
-    for col in ("model", "family", "measured ms", "±CI", "kernels ms", "err", "MACs-lin err", "roofline err"):
+    for col in ("model", "family", "measured ms", "±CI", "predicted ms", "error", "MACs-lin", "roofline"):
         table.add_column(col, justify="left" if col in {"model", "family"} else "right")
     for r in sorted(evaluation.results, key=lambda r: (r.family, r.measured_ms)):
         errs = [r.error(m) for m in METHODS]
