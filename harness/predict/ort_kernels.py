@@ -37,6 +37,7 @@ _ORT_ACTIVATIONS = {
     "HardSwish": "hardswish",
     "LeakyRelu": "leaky_relu",
     "Tanh": "tanh",
+    "QuickGelu": "swish",  # ORT's fusion of x * sigmoid(x)
 }
 _FLOAT_BYTES = 4
 

@@ -60,6 +60,8 @@ def _activation(g: _Graph, x: str, act: str) -> str:
         return g.node("HardSigmoid", [x], alpha=1 / 6, beta=0.5)
     if act == "hardswish":
         return g.node("HardSwish", [x])
+    if act == "swish":  # as torch exports SiLU; ORT fuses the pair into one QuickGelu
+        return g.node("Mul", [x, g.node("Sigmoid", [x])])
     return x
 
 
@@ -77,6 +79,8 @@ def onnx_probe(cfg: KernelConfig, seed: int = 0) -> onnx.ModelProto:
         if cfg.fused_add:
             y = g.node("Add", [y, g.input([1, cfg.cout, cfg.h_out, cfg.w_out])])
         y = _activation(g, y, cfg.act)
+        if cfg.act == "hardswish":  # ORT fuses it into the conv only when it feeds another node, as in a network
+            y = g.node("Relu", [y])
     elif t is KernelType.FULLY_CONNECTED:
         if cfg.variant == "conv":
             x = g.input([1, cfg.cin, 1, 1])

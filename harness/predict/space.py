@@ -25,9 +25,22 @@ from harness.predict.kernels import KernelType
 RESOLUTIONS = (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224)
 MAX_ELEMENTS = 2_000_000  # largest activation tensor of a probe (a 224-pixel MobileNet's is 1.6 M)
 MAX_MACS = 600_000_000  # largest probe conv: ResNet-50's biggest layers are ~0.2 GMACs, keeps each probe short
-CONV_ACTIVATIONS = ("", "relu", "relu6")  # what both runtimes fuse into a conv
-ACTIVATIONS = ("relu", "relu6", "sigmoid", "hardsigmoid", "hardswish")
-TFLITE_ACTIVATIONS = ("relu", "relu6", "sigmoid", "hardswish")  # hard-sigmoid has no builtin op
+# Activations a conv carries: LiteRT's converter fuses ReLU and ReLU6; ORT's NCHWc convs also take hard-swish (the
+# MobileNetV3 convs) and an SE gate's sigmoid / hard-sigmoid on its 1x1 convs.
+CONV_ACTIVATIONS: dict[Runtime, tuple[str, ...]] = {
+    Runtime.ONNXRUNTIME: ("", "relu", "relu6", "hardswish"),
+    Runtime.LITERT: ("", "relu", "relu6"),
+}
+GATE_ACTIVATIONS: dict[Runtime, tuple[str, ...]] = {
+    Runtime.ONNXRUNTIME: ("", "relu", "sigmoid", "hardsigmoid"),
+    Runtime.LITERT: ("", "relu"),
+}
+# Standalone activations: ORT runs swish (x * sigmoid(x), EfficientNet's) as one QuickGelu kernel; the converter
+# writes it as LOGISTIC then MUL (an activation and an element-wise probe), and hard-sigmoid has no builtin.
+ACTIVATIONS: dict[Runtime, tuple[str, ...]] = {
+    Runtime.ONNXRUNTIME: ("relu", "relu6", "sigmoid", "hardsigmoid", "hardswish", "swish", "swish"),
+    Runtime.LITERT: ("relu", "relu6", "sigmoid", "hardswish"),
+}
 GROUPS = (2, 3, 4, 8, 16, 32)
 
 # How often each type is drawn (relative); a runtime only draws the types its graphs contain.
@@ -153,7 +166,7 @@ def _draw(rng: np.random.Generator, kind: KernelType, runtime: Runtime) -> Kerne
     h = _resolution(rng)
     cin = _channels(rng, h, h)
     stride = 2 if rng.random() < 0.25 and h >= 8 else 1
-    act = str(rng.choice(CONV_ACTIVATIONS))
+    act = str(rng.choice(CONV_ACTIVATIONS.get(runtime, CONV_ACTIVATIONS[Runtime.LITERT])))
     fused_add = runtime is Runtime.ONNXRUNTIME and stride == 1 and rng.random() < 0.15
     if kind is KernelType.POINTWISE_CONV:
         ratio = float(rng.choice([1 / 6, 1 / 4, 1 / 3, 1 / 2, 1, 1, 2, 3, 4, 6]))
@@ -179,13 +192,14 @@ def _draw(rng: np.random.Generator, kind: KernelType, runtime: Runtime) -> Kerne
         cout = _channels(rng, 1, 1, high=2048)
         variant = "conv" if rng.random() < 0.6 else "gemm"  # SE's 1x1 convs on a 1x1 map, or a classifier
         c_in = _channels(rng, 1, 1, high=2048)
-        return KernelConfig(kind, c_in, cout, 1, 1, variant=variant, act=act if variant == "conv" else "")
+        gate = str(rng.choice(GATE_ACTIVATIONS.get(runtime, GATE_ACTIVATIONS[Runtime.LITERT])))
+        return KernelConfig(kind, c_in, cout, 1, 1, variant=variant, act=gate if variant == "conv" else "")
     if kind is KernelType.ELEMENTWISE:
         variant = str(rng.choice(["add", "add", "mul", "mul_broadcast"]))
         eact = "relu" if variant == "add" and rng.random() < 0.3 else ""
         return KernelConfig(kind, cin, cin, h, h, variant=variant, act=eact)
     if kind is KernelType.ACTIVATION:
-        acts = ACTIVATIONS if runtime is Runtime.ONNXRUNTIME else TFLITE_ACTIVATIONS
+        acts = ACTIVATIONS.get(runtime, ACTIVATIONS[Runtime.LITERT])
         return KernelConfig(kind, cin, cin, h, h, act=str(rng.choice(acts)))
     if kind is KernelType.POOLING:
         variant = str(rng.choice(["max", "avg"]))
