@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devices.errors import FlopgapError
 from devices.local import LocalDevice
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.export import export
@@ -253,3 +254,13 @@ def test_an_onnxruntime_build_keeps_every_profiled_node_of_its_probes(
     assert result.probes_total >= 1 and len(dataset.rows) >= result.probes_total
     assert {r.source for r in dataset.rows} == {"space"}
     assert all(r.time_us > 0 for r in dataset.rows)
+
+
+def test_a_predictor_with_other_features_is_refused_with_what_to_do() -> None:
+    rows = _synthetic_rows(20)
+    stored = fit_predictor({}, rows, []).to_json()
+    stored["features"] = stored["features"][:-1]
+    with pytest.raises(
+        FlopgapError, match=r"stored by another version of flopgap .* rebuild it with 'flopgap predictor"
+    ):
+        KernelPredictor.from_json(stored)

@@ -186,6 +186,9 @@ _FEATURE_GETTERS: dict[str, Any] = {
     "stride": lambda k: k.stride,
     "groups": lambda k: k.groups,
     "channels_per_group": lambda k: k.cin / max(k.groups, 1),
+    # How full the last SIMD block of channels is (runtimes pad channels to 8 or 16 floats: ORT's NCHWc, XNNPACK)
+    "cin_fill": lambda k: k.cin / (16 * math.ceil(k.cin / 16)),
+    "cout_fill": lambda k: k.cout / (16 * math.ceil(k.cout / 16)),
     "log_flops": lambda k: math.log1p(k.flops),
     "log_bytes_read": lambda k: math.log1p(k.bytes_read),
     "log_bytes_written": lambda k: math.log1p(k.bytes_written),

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.predict.kernels import Kernel, KernelType
+from devices.errors import FlopgapError
+from harness.predict.kernels import FEATURES, Kernel, KernelType
 from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
 
 LIBRARY = "lightgbm"
@@ -106,6 +107,7 @@ class KernelPredictor:
         return {
             "format_version": FORMAT_VERSION,
             "library": LIBRARY,
+            "features": list(FEATURES),
             "context": self.context,
             "versions": self.versions,
             "models": [m.to_json() for m in self.models.values()],
@@ -116,6 +118,11 @@ class KernelPredictor:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> KernelPredictor:
+        if data.get("format_version") != FORMAT_VERSION or list(data.get("features") or []) != list(FEATURES):
+            raise FlopgapError(
+                "this predictor was stored by another version of flopgap (its features differ); rebuild it with "
+                "'flopgap predictor build' (measurements already in the database are reused)"
+            )
         models = [TypeModel.from_json(m) for m in data["models"]]
         return cls(
             context=dict(data["context"]),
