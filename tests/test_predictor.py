@@ -264,3 +264,17 @@ def test_a_predictor_with_other_features_is_refused_with_what_to_do() -> None:
         FlopgapError, match=r"stored by another version of flopgap .* rebuild it with 'flopgap predictor"
     ):
         KernelPredictor.from_json(stored)
+
+
+def test_kernel_lists_are_cached_beside_the_model_and_redone_when_it_changes(tmp_path: Path) -> None:
+    cfg = KernelConfig(K.DEPTHWISE_CONV, 32, 32, 14, 14, kernel=3, groups=32)
+    art = probe_artifact(cfg, Runtime.LITERT, tmp_path)
+    first = extract_kernels(art.path, Runtime.LITERT)
+    (sidecar,) = art.path.parent.glob(f"{art.path.name}.litert-*.kernels.json")
+    assert extract_kernels(art.path, Runtime.LITERT) == first
+    data = json.loads(sidecar.read_text())
+    data["kernels"][0]["cin"] = 999  # a cached list is what is used while the model is unchanged ...
+    sidecar.write_text(json.dumps(data))
+    assert extract_kernels(art.path, Runtime.LITERT)[0].cin == 999
+    art.path.write_bytes(art.path.read_bytes())  # ... and thrown away when the file changes
+    assert extract_kernels(art.path, Runtime.LITERT) == first
