@@ -251,9 +251,9 @@ def _probe_rounds(
     done_rounds = _rounds_started(store, plan.context)
     remaining = max(0.0, deadline - clock())
     first_until = clock() + remaining * FIRST_ROUND_SHARE
+    order = sample(np.random.default_rng(plan.seed), plan.context.runtime, MAX_PROBES)
     if done_rounds <= 0:
         rep.stage("round 0: probes sampled from the configuration space")
-        order = sample(np.random.default_rng(plan.seed), plan.context.runtime, MAX_PROBES)
         _measure_probes(state, order, 0, SPACE, first_until)
     for round_ in range(max(1, done_rounds), ADAPTIVE_ROUNDS + 1):
         left_rounds = ADAPTIVE_ROUNDS - round_ + 1
@@ -270,6 +270,7 @@ def _probe_rounds(
                 candidates.append(near)
                 sources[near.key] = source  # a neighbour inherits its seed's provenance
         _measure_probes(state, candidates, round_, SPACE, until, sources)
+        _measure_probes(state, order, round_, SPACE, until)  # what the neighbours left: more of the space
     return state.measured
 
 
@@ -295,9 +296,12 @@ def _measure_probes(
     sources: dict[str, str] | None = None,
 ) -> None:
     ctx = state.plan.context
+    done = _done_configs(state.store, ctx)
     for cfg in configs:
         if state.clock() >= until:
             return
+        if cfg.key in done:
+            continue
         art = probe_artifact(cfg, ctx.runtime)
         state.store.upsert_artifact(art, macs=cfg.macs, params_count=None, family=FAMILY, label=probe_label(cfg))
         pid = state.store.ensure_point(state.run_id, art.sha256, ctx.device, ctx.runtime.value, ctx.threads,
@@ -324,6 +328,16 @@ def _measure_probes(
         state.rep.probe_measured(state.measured, probe_label(cfg), result.median_ms, round_)
 
 
+def _done_configs(store: Store, ctx: PredictContext) -> set[str]:
+    """Keys of the configs whose probe points of this context are done (skipped without touching their files)."""
+    samples = store.kernel_samples_frame()
+    points = store.points_frame()
+    done = points[(points["status"] == "done") & (points["device"] == ctx.device)
+                  & (points["runtime"] == ctx.runtime.value) & (points["threads"] == ctx.threads)]  # fmt: skip
+    chosen = samples[samples["point_id"].isin(done["point_id"])]
+    return {KernelConfig.from_json(_json(text)).key for text in chosen["config_json"]}
+
+
 def _time_probe(state: _Probing, art: Artifact) -> TrialResult:
     dev, ctx, proto = state.device, state.plan.context, state.plan.probe_protocol
     remote = dev.push(art.path)
@@ -335,14 +349,15 @@ def _time_probe(state: _Probing, art: Artifact) -> TrialResult:
 
 
 def _worst_probes(store: Store, ctx: PredictContext, round_: int) -> list[tuple[KernelConfig, str]]:
-    """The probes of earlier rounds whose time their type's regressor predicts worst under K-fold CV."""
+    """The probes of earlier rounds whose time their type's regressor predicts worst under K-fold CV, by absolute
+    error: a relative error on a 3 µs kernel is mostly the machine's noise, and costs a model nothing."""
     dataset = load_dataset(store, ctx)
     samples = store.kernel_samples_frame().set_index("point_id")
     earlier = {int(p) for p, r in samples["round"].items() if r < round_}
     main = [r for r in dataset.rows if r.point_id in earlier and r.kernel.type.value == samples.loc[r.point_id,
             "kernel_type"]]  # fmt: skip
     errors = _cv_errors(main)
-    ranked = sorted(errors, key=lambda item: -abs(item[1]))
+    ranked = sorted(errors, key=lambda item: -abs(item[1]) * item[0].time_us)
     keep = ranked[: max(1, int(len(ranked) * ADAPTIVE_SHARE))] if ranked else []
     out = []
     for row, _ in keep:
