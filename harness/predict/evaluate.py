@@ -164,8 +164,8 @@ def kernel_errors(dataset: Dataset, folds: int = 4) -> pd.DataFrame:
         test = [r for r in dataset.rows if fold_of.get(r.point_id or -1, -1) == f]
         if not train or not test:
             continue
-        models, fallback = fit_kernel_models(train)
-        predictor = KernelPredictor(dataset.context.to_json(), models, fallback)
+        models, groups, fallback = fit_kernel_models(train)
+        predictor = KernelPredictor(dataset.context.to_json(), models, fallback, groups=groups)
         predicted = predictor.kernel_times_us([r.kernel for r in test])
         records += [
             {

@@ -10,6 +10,7 @@ per-invoke cost, ORT's profiler overhead per node), ``c0`` a session's fixed cos
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -18,11 +19,20 @@ from typing import Any
 import numpy as np
 
 from devices.errors import FlopgapError
-from harness.predict.kernels import FEATURES, Kernel, KernelType
+from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType
 from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
 
 LIBRARY = "lightgbm"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: models per group of types for types with too few rows
+MIN_TYPE_ROWS = 8  # fewer rows of a type: its group's model predicts it (a line through one probe is no model)
+COMPUTE = "compute"  # convolutions and fully connected layers
+MEMORY = "memory"  # everything whose time is bytes: element-wise, activations, pools, data movement
+
+
+def kernel_group(kind: KernelType) -> str:
+    return COMPUTE if kind in CONV_TYPES or kind is KernelType.FULLY_CONNECTED else MEMORY
+
+
 PRIOR_WEIGHT = 0.3  # weight of the (0, 1, 0) prior rows against one model's relative error
 
 
@@ -78,7 +88,8 @@ class Prediction:
 
 @dataclass
 class KernelPredictor:
-    """Regressors per kernel type (plus a fallback over all types) and the model-level calibration."""
+    """Regressors per kernel type, per group of types (compute, memory) for types with few rows, a fallback over
+    all rows, and the model-level calibration."""
 
     context: dict[str, Any]
     models: dict[KernelType, TypeModel]
@@ -86,6 +97,10 @@ class KernelPredictor:
     calibration: Calibration = field(default_factory=Calibration)
     versions: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, TypeModel] = field(default_factory=dict)
+
+    def model_for(self, kind: KernelType) -> TypeModel:
+        return self.models.get(kind) or self.groups.get(kernel_group(kind)) or self.fallback
 
     def kernel_times_us(self, kernels: Sequence[Kernel]) -> np.ndarray:
         """Each kernel's predicted µs (uncalibrated), by its type's model or the fallback."""
@@ -94,7 +109,7 @@ class KernelPredictor:
         for i, k in enumerate(kernels):
             by_type.setdefault(k.type, []).append(i)
         for kind, idx in by_type.items():
-            model = self.models.get(kind, self.fallback)
+            model = self.model_for(kind)
             out[idx] = _predict(model, [kernels[i] for i in idx])
         return out
 
@@ -111,6 +126,7 @@ class KernelPredictor:
             "context": self.context,
             "versions": self.versions,
             "models": [m.to_json() for m in self.models.values()],
+            "groups": {name: m.to_json() for name, m in self.groups.items()},
             "fallback": self.fallback.to_json(),
             "calibration": {"c0": self.calibration.c0, "c1": self.calibration.c1, "c2": self.calibration.c2},
             "summary": self.summary,
@@ -131,6 +147,7 @@ class KernelPredictor:
             calibration=Calibration(**data["calibration"]),
             versions=dict(data.get("versions") or {}),
             summary=dict(data.get("summary") or {}),
+            groups={name: TypeModel.from_json(m) for name, m in (data.get("groups") or {}).items()},
         )
 
 
@@ -141,14 +158,20 @@ def _predict(model: TypeModel, kernels: Sequence[Kernel]) -> np.ndarray:
     return model.predict(features, flops, moved)
 
 
-def fit_kernel_models(rows: Sequence[TrainingRow]) -> tuple[dict[KernelType, TypeModel], TypeModel]:
-    """One model per kernel type present in ``rows`` and a fallback over all rows."""
+def fit_kernel_models(
+    rows: Sequence[TrainingRow],
+) -> tuple[dict[KernelType, TypeModel], dict[str, TypeModel], TypeModel]:
+    """A model per kernel type with at least :data:`MIN_TYPE_ROWS` rows, one per group of types, and a fallback
+    over all rows."""
     by_type: dict[KernelType, list[TrainingRow]] = {}
+    by_group: dict[str, list[TrainingRow]] = {}
     for row in rows:
         by_type.setdefault(row.kernel.type, []).append(row)
-    models = {kind: _fit(kind, group) for kind, group in by_type.items()}
+        by_group.setdefault(kernel_group(row.kernel.type), []).append(row)
+    models = {kind: _fit(kind, group) for kind, group in by_type.items() if len(group) >= MIN_TYPE_ROWS}
+    groups = {name: _fit(None, group) for name, group in by_group.items() if len(group) >= MIN_TYPE_ROWS}
     fallback = _fit(None, list(rows)) if rows else TypeModel(None, (1.0, 0.0, 0.0), None, 0)
-    return models, fallback
+    return models, groups, fallback
 
 
 def _fit(kind: KernelType | None, rows: Sequence[TrainingRow]) -> TypeModel:
@@ -165,13 +188,14 @@ def fit_predictor(
     models: Sequence[tuple[Sequence[Kernel], float]],
 ) -> KernelPredictor:
     """Fit kernel models on ``rows``, then the calibration on ``models`` (kernel lists with measured µs)."""
-    type_models, fallback = fit_kernel_models(rows)
-    predictor = KernelPredictor(dict(context), type_models, fallback, versions=library_versions())
+    type_models, groups, fallback = fit_kernel_models(rows)
+    predictor = KernelPredictor(dict(context), type_models, fallback, versions=library_versions(), groups=groups)
     sums = [float(predictor.kernel_times_us(kernels).sum()) for kernels, _ in models]
     predictor.calibration = fit_calibration(sums, [len(k) for k, _ in models], [m for _, m in models])
     predictor.summary = {
         "kernel_rows": len(rows),
-        "rows_per_type": {k.value: m.rows for k, m in type_models.items()},
+        "rows_per_type": dict(Counter(r.kernel.type.value for r in rows).most_common()),
+        "types_by_group": sorted(k.value for k in KernelType if k not in type_models),
         "calibration_models": len(models),
     }
     return predictor
