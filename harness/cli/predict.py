@@ -132,8 +132,10 @@ def evaluate(
     console.print(evaluation_table(evaluation, f"leave-one-family-out, {ctx}"))
     if models:
         console.print(models_table(evaluation))
+    ci = sorted(r.ci_halfwidth for r in evaluation.results if r.ci_halfwidth is not None)
+    floor = f"; median 95% CI half-width of the measured medians {ci[len(ci) // 2]:.1%} (the noise floor)" if ci else ""
     console.print(
-        f"{len(dataset.rows)} kernel rows, {len(dataset.models)} models; "
+        f"{len(dataset.rows)} kernel rows, {len(dataset.models)} models{floor}; "
         f"evaluated in {time.monotonic() - started:.1f}s",
         highlight=False,
     )
