@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -161,6 +162,7 @@ def build_predictor(
     finally:
         store.finish_run(run_id, status)
     rep.stage("fitting the predictor")
+    _refresh_kernels(store, ctx)
     dataset = load_dataset(store, ctx)
     predictor = fit_predictor(ctx.to_json(), dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models])
     probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx)).sum())
@@ -223,13 +225,31 @@ def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exp
 
 
 def _store_kernels(store: Store, art: Artifact, runtime: Runtime) -> list[Kernel]:
-    from harness.predict.extract import extract_kernels
+    from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
 
-    if store.has_kernels(art.sha256, runtime.value):
-        return [Kernel.from_json(r.kernel) for r in store.kernels_of(art.sha256, runtime.value)]
+    stored = store.kernels_of(art.sha256, runtime.value)
+    if stored and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in stored):
+        return [Kernel.from_json(r.kernel) for r in stored]
     kernels = extract_kernels(art.path, runtime)
-    store.put_kernels(art.sha256, runtime.value, [k.to_json() for k in kernels])
+    store.put_kernels(art.sha256, runtime.value, [{**k.to_json(), "extractor": EXTRACTOR_VERSION} for k in kernels])
     return kernels
+
+
+def _refresh_kernels(store: Store, ctx: PredictContext) -> None:
+    """Extract again the kernels a previous flopgap stored for this context's artifacts (where the files remain)."""
+    from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
+
+    points = store.points_frame()
+    shas = set(points.loc[points["point_id"].isin(_context_point_ids(store, ctx)), "artifact_sha"])
+    artifacts = store.artifacts_frame().set_index("sha256")
+    for sha in sorted(shas & set(artifacts.index)):
+        stored = store.kernels_of(sha, ctx.runtime.value)
+        current = bool(stored) and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in stored)
+        path = Path(str(artifacts.loc[sha, "path"]))
+        if current or not path.is_file():
+            continue
+        kernels = extract_kernels(path, ctx.runtime)
+        store.put_kernels(sha, ctx.runtime.value, [{**k.to_json(), "extractor": EXTRACTOR_VERSION} for k in kernels])
 
 
 @dataclass

@@ -15,9 +15,12 @@ from pathlib import Path
 
 from devices.errors import FlopgapError
 from devices.vocabulary import Format, Runtime
-from harness.predict.kernels import FEATURES, Kernel
+from harness.predict.kernels import Kernel
 
 _RUNTIME_PACKAGE = {Format.ONNX: "onnxruntime", Format.TFLITE: "ai-edge-litert"}
+# Bump when extraction changes what it finds (kernel types, fusions); stored and cached lists of another version
+# are extracted again.
+EXTRACTOR_VERSION = 2
 
 
 def extract_kernels(path: Path, runtime: Runtime, cache: bool = True) -> list[Kernel]:
@@ -31,13 +34,13 @@ def extract_kernels(path: Path, runtime: Runtime, cache: bool = True) -> list[Ke
     if cache and sidecar.is_file():
         try:
             data = json.loads(sidecar.read_text())
-            if data.get("stamp") == stamp and data.get("features") == list(FEATURES):
+            if data.get("stamp") == stamp and data.get("extractor") == EXTRACTOR_VERSION:
                 return [Kernel.from_json(k) for k in data["kernels"]]
         except (OSError, ValueError, KeyError, TypeError):
             pass  # unreadable or from another flopgap: extract again
     kernels = _extract(path, fmt)
     if cache:
-        _write(sidecar, {"stamp": stamp, "features": list(FEATURES), "kernels": [k.to_json() for k in kernels]})
+        _write(sidecar, {"stamp": stamp, "extractor": EXTRACTOR_VERSION, "kernels": [k.to_json() for k in kernels]})
     return kernels
 
 
