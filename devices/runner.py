@@ -376,11 +376,22 @@ def peak_rss_kib() -> int:
 # --------------------------------------------------------------------------- inputs
 
 
-def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
-    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50."""
+def random_input(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator, quantization: Any = None
+) -> np.ndarray:
+    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50.
+
+    A quantized input (``quantization`` = TFLite's ``(scale, zero_point)`` with a non-zero scale) gets the integers
+    of N(0, 1) values, as a float input would see, so activations keep their calibrated range.
+    """
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    scale, zero = quantization if quantization is not None and len(quantization) == 2 else (0.0, 0)
+    if dtype.kind in "iu" and scale:
+        info = np.iinfo(dtype)
+        values = np.round(rng.standard_normal(shape) / float(scale) + int(zero))
+        return np.clip(values, info.min, info.max).astype(dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         # Full range for 8/16-bit (quantized activations); small values for wider ints (likely indices).
@@ -623,7 +634,7 @@ class TfliteBackend(Backend):
         self.inputs = []
         for detail in self._interpreter.get_input_details():
             shape = _static_shape(detail["shape"])
-            array = random_input(shape, np.dtype(detail["dtype"]), rng)
+            array = random_input(shape, np.dtype(detail["dtype"]), rng, detail.get("quantization"))
             # Set once: invoke() neither consumes nor overwrites input tensors, so the loop only calls invoke().
             self._interpreter.set_tensor(detail["index"], array)
             self.inputs.append({"name": detail["name"], "shape": list(shape), "dtype": np.dtype(detail["dtype"]).name})

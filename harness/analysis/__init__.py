@@ -27,6 +27,7 @@ from harness.analysis.fits import FIT_COLUMNS, FIT_EXCLUDED_FAMILIES, LogLogFit,
 from harness.analysis.guidelines import GUIDELINE_COLUMNS, GUIDELINES, Guideline, guideline_verdicts, guidelines
 from harness.analysis.headlines import Headline, headline_frame, headlines
 from harness.analysis.hints import HOW_TO, calibrate_command, profile_command
+from harness.analysis.op_types import OP_TYPE_COLUMNS, op_type_breakdown, unattributed_points
 from harness.analysis.residuals import residuals
 from harness.analysis.results import OVERVIEW_COLUMNS, Results, context_overview, load
 from harness.analysis.roofline import ROOFLINE_COLUMNS, ROOFLINE_SUMMARY_COLUMNS, roofline, roofline_summary
@@ -42,6 +43,7 @@ __all__ = [
     "GUIDELINES",
     "GUIDELINE_COLUMNS",
     "HOW_TO",
+    "OP_TYPE_COLUMNS",
     "OUTSIDE_BLOCKS",
     "OVERVIEW_COLUMNS",
     "ROOFLINE_COLUMNS",
@@ -68,9 +70,11 @@ __all__ = [
     "missing_profiles",
     "normalize_account",
     "op_breakdown",
+    "op_type_breakdown",
     "profile_command",
     "proxies_account",
     "residuals",
     "roofline",
     "roofline_summary",
+    "unattributed_points",
 ]

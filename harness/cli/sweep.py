@@ -17,16 +17,16 @@ from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.spec import (
     QUICK_SPEC,
-    ModelSelection,
     Protocol,
     SweepPoint,
     SweepSpec,
     load_spec,
+    model_selection,
     parse_spec,
 )
 from harness.measure.sweep import Exporter, SweepResult, run_sweep
+from harness.sources import ModelRef
 from harness.store import Store
-from harness.zoo.registry import ModelSpec, ParamValue
 
 
 class ProgressReporter:
@@ -77,12 +77,23 @@ class ProgressReporter:
 
 
 def make_exporter(cache_dir: Path | None, parity: bool) -> Exporter:
-    from exporters.export import export
+    from harness.sources import source_artifact
 
-    def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
-        return export(model, fmt, precision, cache_dir=cache_dir, check_parity=parity)
+    def _export(model: ModelRef, fmt: Format, precision: Precision) -> Artifact:
+        return source_artifact(model, fmt, precision, cache_dir=cache_dir, check_parity=parity)
 
     return _export
+
+
+def prepare_artifact(
+    model: ModelRef, runtime: Runtime, precision: Precision, cache_dir: Path | None, console: Console
+) -> Artifact:
+    """Export (or check) the one artifact of a single-point command first, so a model the runtime cannot take
+    fails in one line (exit 2) instead of as a failed point; the sweep then finds it in the cache."""
+    from harness.sources import source_artifact
+
+    with console.status(f"preparing {model.label} for {runtime} {precision}..."):
+        return source_artifact(model, runtime.artifact_format, precision, cache_dir=cache_dir)
 
 
 def open_devices(names: list[str], devices_file: Path | None) -> dict[str, Device]:
@@ -119,7 +130,7 @@ def run_sweep_command(
 
 def one_point_spec(
     title: str,
-    model: ModelSpec,
+    model: ModelRef,
     runtime: Runtime,
     precision: Precision,
     threads: int,
@@ -127,10 +138,9 @@ def one_point_spec(
     protocol: Protocol,
 ) -> SweepSpec:
     """The sweep spec of a single point (``flopgap run`` and ``flopgap profile``), named ``title model-label``."""
-    params: dict[str, ParamValue | list[ParamValue]] = dict(model.params)
     return SweepSpec(
         name=f"{title} {model.label}",
-        models=[ModelSelection(name=model.name, params=params)],
+        models=[model_selection(model)],
         runtimes=[runtime],
         precisions=[precision],
         threads=[threads],

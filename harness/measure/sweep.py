@@ -27,9 +27,8 @@ from exporters.artifact import Artifact
 from harness.measure.spec import SweepPoint, SweepSpec, expand_points
 from harness.measure.stats import combine_summaries, combine_trials
 from harness.measure.trial import trial_request
+from harness.sources import ModelRef, source_counts
 from harness.store import Store
-from harness.zoo.counting import count
-from harness.zoo.registry import ModelSpec
 
 
 class Reporter(Protocol):
@@ -75,7 +74,7 @@ class SweepResult:
     failed_points: int
 
 
-Exporter = Callable[[ModelSpec, Format, Precision], Artifact]
+Exporter = Callable[[ModelRef, Format, Precision], Artifact]
 
 
 def run_sweep(
@@ -124,7 +123,7 @@ def _prepare(
     rep: Reporter,
 ) -> tuple[list[PointState], int, list[PointState]]:
     # Export each (model, format, precision) once; a failed export fails its points, not the sweep.
-    artifacts: dict[tuple[ModelSpec, str, str], Artifact | str] = {}
+    artifacts: dict[tuple[ModelRef, str, str], Artifact | str] = {}
     wanted = list(dict.fromkeys((p.model, p.format, p.precision) for p in points))
     for i, (model, fmt, precision) in enumerate(wanted):
         rep.exporting(i, len(wanted), f"{model.label} {fmt} {precision}")
@@ -133,8 +132,14 @@ def _prepare(
         except FlopgapError as exc:
             artifacts[(model, fmt, precision)] = str(exc)
             continue
-        counts = count(model.build(), model.example_input())
-        store.upsert_artifact(art, macs=counts.macs, params_count=counts.params)
+        counts = source_counts(model, art)
+        store.upsert_artifact(
+            art,
+            macs=counts.macs if counts else None,
+            params_count=counts.params if counts else None,
+            family=model.family,
+            label=model.label,
+        )
         if not store.has_op_account(art.sha256):
             _store_account(store, art, rep)
         artifacts[(model, fmt, precision)] = art

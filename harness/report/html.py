@@ -276,6 +276,14 @@ def _ops(page: _Page, results: Results, breakdown: pd.DataFrame, blocks: pd.Data
         page.table(
             sel, ("model_label", "input_shape", "block", "op_type", "flops", "flops_share", "time_us", "time_share")
         )
+    by_op = analysis.op_type_breakdown(results)
+    if not by_op.empty:
+        page.heading(3, "Profiles grouped by op type (graphs that name no torch modules)")
+        page.para(
+            "These models' graphs were exported by another tool: their node names carry no torch module path, so "
+            "their time is grouped by op type instead of by block."
+        )
+        page.table(by_op, ("model_label", "runtime", "input_shape", "op_type", "nodes", "time_us", "time_share"))
     _missing_profiles(page, results)
 
 
