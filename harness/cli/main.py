@@ -197,7 +197,7 @@ def run_point(
     model = cli_model(name, param, input_shape)
     chosen = pick_runtime(model, runtime, Runtime.LITERT)
     level = pick_precision(model, precision)
-    prepare_artifact(model, chosen, level, cache_dir, console)
+    prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file)
     protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds)
     spec = one_point_spec("run", model, chosen, level, threads, device, protocol)
     run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)

@@ -168,7 +168,7 @@ def profile(
     model = cli_model(name, param, input_shape)
     chosen = pick_runtime(model, runtime, Runtime.ONNXRUNTIME)
     level = pick_precision(model, precision)
-    prepare_artifact(model, chosen, level, cache_dir, console)
+    prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file)
     protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds, profile=True, profile_depth=depth)
     spec = one_point_spec("profile", model, chosen, level, threads, device, protocol)
     run_profile_command(spec, db, cache_dir, devices_file, top, console)

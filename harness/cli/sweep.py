@@ -86,12 +86,21 @@ def make_exporter(cache_dir: Path | None, parity: bool) -> Exporter:
 
 
 def prepare_artifact(
-    model: ModelRef, runtime: Runtime, precision: Precision, cache_dir: Path | None, console: Console
+    model: ModelRef,
+    runtime: Runtime,
+    precision: Precision,
+    cache_dir: Path | None,
+    console: Console,
+    device: str,
+    devices_file: Path | None,
 ) -> Artifact:
     """Export (or check) the one artifact of a single-point command first, so a model the runtime cannot take
-    fails in one line (exit 2) instead of as a failed point; the sweep then finds it in the cache."""
+    fails in one line (exit 2) instead of as a failed point; the sweep then finds it in the cache. An unknown
+    device fails before any export."""
+    from devices.inventory import load_inventory
     from harness.sources import source_artifact
 
+    load_inventory(devices_file).get(device)
     with console.status(f"preparing {model.label} for {runtime} {precision}..."):
         return source_artifact(model, runtime.artifact_format, precision, cache_dir=cache_dir)
 
