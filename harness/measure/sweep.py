@@ -105,7 +105,9 @@ def run_sweep(
             _profile_pass(spec, store, [*finished, *states], devices, rep)
         status = "completed"
         failed = sum(1 for s in states if s.failed)
-        return SweepResult(run_id, [s.point_id for s in states], measured, skipped, failed)
+        # Every point of the spec, those finished before this run included: `run` and `profile` show them all.
+        ids = sorted({s.point_id for s in (*finished, *states)})
+        return SweepResult(run_id, ids, measured, skipped, failed)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
