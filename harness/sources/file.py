@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devices.vocabulary import Format, Precision, Runtime
-from exporters.errors import ExportError
 from exporters.file_artifact import Shapes, check_precision, fixed_shapes
 from exporters.model_file import ModelFile, read_model_file
 
@@ -69,6 +68,3 @@ def load_file(path: Path | str, input_shapes: Shapes | None = None) -> FileSourc
     declared = {i.name: i.shape for i in model.inputs}
     overrides = tuple((k, v) for k, v in sorted(shapes.items()) if declared[k] != v)
     return FileSource(model, overrides)
-
-
-__all__ = ["ExportError", "FileSource", "load_file"]

@@ -13,7 +13,7 @@ from devices.vocabulary import Format
 from harness.sources.factory import is_factory_target, load_factory
 from harness.sources.file import load_file
 from harness.sources.kinds import ModelRef
-from harness.zoo.registry import ModelSpec, ParamValue, parse_param_args, resolve
+from harness.zoo.registry import ParamValue, parse_param_args, resolve
 
 
 class SourceArgumentError(FlopgapError):
@@ -98,6 +98,3 @@ def parse_value(text: ParamValue) -> ParamValue:
         except ValueError:
             continue
     return text
-
-
-__all__ = ["ModelSpec", "SourceArgumentError", "resolve_model"]
