@@ -15,10 +15,11 @@ does not support is named here, in one line, and not as a failed trial on a devi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import numpy as np
 from devices.vocabulary import Format, Precision
 from exporters import onnx_export, parity, tflite_export
 from exporters.artifact import Artifact
-from exporters.cache import ArtifactCache, sha256_file, tool_versions
+from exporters.cache import ArtifactCache, CacheUnwritable, disk_error, sha256_file, tool_versions, unwritable
 from exporters.errors import ExportError
 from exporters.export import CALIBRATION_SAMPLES, CALIBRATION_SEED, SUPPORTED
 from exporters.model_file import ModelFile, TensorInfo
@@ -109,7 +110,9 @@ def file_artifact(
         return base
     art = _converted(model, base, wanted, shapes, cache)
     if check_parity and art.parity_error is None:
-        art = cache.put(_with_parity(model, base, art, shapes))
+        art = _with_parity(model, base, art, shapes)
+        with contextlib.suppress(CacheUnwritable):  # a read-only cache still serves its artifacts; parity is redone
+            cache.put(art)
     ok = parity.passes(art.precision, art.parity_error, art.notes.get("parity", {}).get("cosine"))
     if check_parity and not allow_parity_failure and not ok:
         raise ExportError(
@@ -163,10 +166,11 @@ def _as_is(model: ModelFile, shapes: Shapes, cache: ArtifactCache) -> Artifact:
     if hit is not None:
         return hit
     with cache.staging(path) as tmp:
-        if model.format is Format.ONNX:
-            _write_onnx(model, shapes, tmp)
-        else:
-            shutil.copyfile(model.path, tmp)
+        with _cache_faults(cache.root, f"writing {model.label} as one file"):
+            if model.format is Format.ONNX:
+                _write_onnx(model, shapes, tmp)
+            else:
+                shutil.copyfile(model.path, tmp)
         why = [w for w, on in (("external data", model.external_data), ("fixed inputs", fixed)) if on]
         art = _artifact(model, tmp, model.holds, shapes, {"derived": ", ".join(why) or "extension", "cache_key": key})
         check_loads(tmp, model.format, model.label)
@@ -192,6 +196,29 @@ def _write_onnx(model: ModelFile, shapes: Shapes, out: Path) -> None:
     onnx.save_model(proto, str(out))
 
 
+@contextlib.contextmanager
+def _cache_faults(root: Path, action: str) -> Iterator[None]:
+    """A write that failed because the cache's disk is full or read-only raises :class:`CacheUnwritable` (the
+    cache's fault, not the file's, as for the zoo's exports); any other failure passes through."""
+    try:
+        yield
+    except CacheUnwritable:
+        raise
+    except Exception as exc:
+        fault = _disk_fault(root, exc, action)
+        if fault is None:
+            raise
+        raise fault from None
+
+
+def _disk_fault(root: Path, exc: BaseException, action: str) -> CacheUnwritable | None:
+    """The one-line cache error for ``exc`` when its cause is a full or read-only disk, else None."""
+    cause = disk_error(exc)
+    if cause is None:
+        return None
+    return unwritable(root, cause if isinstance(cause, OSError) else None, action, str(cause))
+
+
 # --------------------------------------------------------------------------- reduced precisions (ONNX)
 
 
@@ -212,6 +239,9 @@ def _converted(
             except Exception as exc:  # any converter failure becomes one ExportError below
                 failure = exc
         if failure is not None:
+            fault = _disk_fault(cache.root, failure, f"converting {model.label} to onnx {precision.value}")
+            if fault is not None:  # the converter could not write its output: the cache's fault, not the file's
+                raise fault from None
             tail = log.tail(2).replace("\n", " | ")
             raise ExportError(
                 f"{model.label}: onnx {precision.value} conversion failed ({type(failure).__name__}: "

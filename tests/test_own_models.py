@@ -7,6 +7,7 @@ through the real CLI, runtimes, store and (for pushes) the loopback sshd.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,16 +25,17 @@ import torch
 from onnx import TensorProto, helper
 from typer.testing import CliRunner, Result
 
+from devices.errors import ExitCode
 from devices.runner import random_input
 from devices.vocabulary import Format, Precision
 from exporters import tflite_export
-from exporters.cache import sha256_file
+from exporters.cache import CacheUnwritable, sha256_file
 from exporters.file_artifact import file_artifact
 from exporters.model_file import content_sha256, read_model_file
 from exporters.onnx_export import legacy_module_path, node_module_path, ort_node_names
 from harness.cli.main import app
 from harness.sources import FileSource, TorchFactory, load_factory, resolve_model
-from tests.conftest import SSHD, Sshd
+from tests.conftest import SSHD, Sshd, small_tmpfs
 from tests.own_nets import MixedInputs, TinyNet, mixed_example, tiny_macs
 
 WIDE = {"COLUMNS": "240"}
@@ -184,6 +186,35 @@ def test_external_data_is_part_of_the_identity_and_the_artifact_is_one_file(file
 
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(run_onnx(alone, x), run_onnx(model, x))
+
+
+def _fill(disk: Path) -> None:
+    """Write into ``disk`` until its filesystem is full."""
+    with (disk / "filler").open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+
+
+def test_a_file_model_into_a_full_cache_fails_in_one_cache_line_not_as_the_models_fault(
+    files: Path, tmp_path: Path
+) -> None:
+    """Writing a file model's self-contained copy or its fp16 conversion into a full cache raised the disk's
+    OSError (or blamed the model's conversion); it is the cache's one line, as for the zoo's exports."""
+    with small_tmpfs(tmp_path / "disk", "64k") as disk:
+        cache = disk / "cache"
+        cache.mkdir()
+        _fill(disk)
+        net, mixed = read_model_file(files / "dynamo" / "net.onnx"), read_model_file(files / "mixed.onnx")
+        with pytest.raises(CacheUnwritable) as as_one_file:  # external data: written as one file into the cache
+            file_artifact(net, cache_dir=cache)
+        with pytest.raises(CacheUnwritable) as converted:  # self-contained: only the fp16 conversion writes
+            file_artifact(mixed, Precision.FP16, cache_dir=cache)
+        actions = (f"writing {net.label} as one file", f"converting {mixed.label} to onnx fp16")
+        for err, action in zip((as_one_file, converted), actions, strict=True):
+            message = str(err.value)
+            assert message.startswith(f"artifact cache {cache} is full (no space left on its disk) while {action}")
+            assert "--cache-dir" in message and "\n" not in message
+        assert not list(cache.iterdir())  # no partial file left behind
 
 
 @pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
@@ -422,7 +453,9 @@ profile = true
 
 def test_sweep_mixes_file_factory_and_zoo_models_and_resumes(swept: tuple[Path, Result], files: Path) -> None:
     db, res = swept
-    assert res.exit_code == 0, res.output
+    # Every point is measured; the TFLite file's profile is refused (below), and a failed profile exits 3.
+    assert res.exit_code == ExitCode.SOME_FAILED, res.output
+    assert "0 failed, 1 profiles failed" in res.output.replace("\n", " ")
     with _store(db) as conn:
         rows = conn.execute(
             "SELECT a.label, a.family, a.format, a.precision, p.runtime, p.status FROM points p "
@@ -445,7 +478,8 @@ def test_sweep_mixes_file_factory_and_zoo_models_and_resumes(swept: tuple[Path, 
     # The TFLite file has no torch module to cut into blocks: its profile is refused, its timing kept.
     assert "profiling failed (timing kept)" in res.output and "no per-op profiler" in res.output.replace("\n", " ")
     again = _invoke("sweep", str(db.parent / "mixed.toml"), "--db", str(db))
-    assert again.exit_code == 0 and "0 trials measured, 6 points already done (skipped)" in again.output
+    assert again.exit_code == ExitCode.SOME_FAILED  # the profile is still refused: still not all done
+    assert "0 trials measured, 6 points already done (skipped), 0 failed, 1 profiles failed" in again.output
 
 
 def test_proxies_show_accounts_a_foreign_graph_and_lists_ops_without_handler(files: Path) -> None:
