@@ -77,7 +77,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -103,111 +102,7 @@ FORMATS = ("tflite", "onnx")
 SUBPROCESS_TIMEOUT_S = 300.0
 
 
-# --------------------------------------------------------------------------- the peer's output
-
-
-class PeerParseError(ValueError):
-    """The text holds no complete results block of ``benchmark_litert_model.py``."""
-
-
-@dataclass(frozen=True)
-class PeerResult:
-    """The results block ``benchmark_litert_model.py`` prints to stdout (all times in ms, as printed)."""
-
-    init_ms: float | None
-    warmup_first_ms: float | None
-    warmup_avg_ms: float | None
-    warmup_runs: int | None
-    avg_ms: float
-    runs: int
-    min_ms: float | None
-    max_ms: float | None
-    median_ms: float | None  # None where the tool printed no median (then only avg_ms can be compared)
-    std_ms: float | None
-    p5_ms: float | None
-    p95_ms: float | None
-    throughput_mb_s: float | None
-    fully_accelerated: bool | None
-    resolution_ms: float  # one unit of the last printed decimal of the central figure (0.01 for "%.2f")
-
-
-_NUMBER = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
-_HEADER = re.compile(r"^\s*BENCHMARK RESULTS\s*$", re.MULTILINE)
-_MS_LINE = r"^\s*{label}:\s+" + _NUMBER + r"\s*ms(?:\s*\((\d+)\s+runs\))?\s*$"
-_MS_FIELDS = {
-    "init": "Model initialization",
-    "warmup_first": r"Warmup \(first\)",
-    "warmup_avg": r"Warmup \(avg\)",
-    "avg": r"Inference \(avg\)",
-    "min": r"Inference \(min\)",
-    "max": r"Inference \(max\)",
-    "median": r"Inference \(median\)",
-    "std": r"Inference \(std\)",
-    "p5": r"Inference \(p5\)",
-    "p95": r"Inference \(p95\)",
-}
-_THROUGHPUT = re.compile(r"^\s*Throughput:\s+" + _NUMBER + r"\s*MB/s\s*$", re.MULTILINE)
-_FULLY = re.compile(r"^\s*Fully accelerated:\s+(True|False)\s*$", re.MULTILINE)
-
-
-def _decimals(number: str) -> int:
-    mantissa = number.lower().split("e")[0]
-    return len(mantissa.split(".")[1]) if "." in mantissa else 0
-
-
-def parse_benchmark_litert_model(text: str) -> PeerResult:
-    """Parse the results block of ``benchmark_litert_model.py`` from its stdout (stderr mixed in is fine).
-
-    Raises :class:`PeerParseError` when there is no results block, more than one, or no ``Inference (avg)``
-    line with its run count.
-    """
-    headers = _HEADER.findall(text)
-    if not headers:
-        raise PeerParseError("no 'BENCHMARK RESULTS' block in the output")
-    if len(headers) > 1:
-        raise PeerParseError(f"{len(headers)} 'BENCHMARK RESULTS' blocks in the output; expected one")
-    header = _HEADER.search(text)
-    assert header is not None  # findall found exactly one
-    block = text[header.end() :]
-    values: dict[str, tuple[str, str | None]] = {}
-    for key, label in _MS_FIELDS.items():
-        matches = re.findall(_MS_LINE.format(label=label), block, flags=re.MULTILINE)
-        if len(matches) > 1:
-            raise PeerParseError(f"'{label}' appears {len(matches)} times in the results block")
-        if matches:
-            number, count = matches[0]
-            values[key] = (number, count or None)
-    avg_number, avg_count = values.get("avg", ("", None))
-    if avg_count is None:
-        raise PeerParseError("the results block has no 'Inference (avg): X ms (N runs)' line")
-
-    def ms(key: str) -> float | None:
-        return float(values[key][0]) if key in values else None
-
-    def runs(key: str) -> int | None:
-        count = values.get(key, ("", None))[1]
-        return int(count) if count is not None else None
-
-    throughput = _THROUGHPUT.search(block)
-    fully = _FULLY.search(block)
-    central = values["median"][0] if "median" in values else avg_number
-    return PeerResult(
-        init_ms=ms("init"),
-        warmup_first_ms=ms("warmup_first"),
-        warmup_avg_ms=ms("warmup_avg"),
-        warmup_runs=runs("warmup_avg"),
-        avg_ms=float(avg_number),
-        runs=int(avg_count),
-        min_ms=ms("min"),
-        max_ms=ms("max"),
-        median_ms=ms("median"),
-        std_ms=ms("std"),
-        p5_ms=ms("p5"),
-        p95_ms=ms("p95"),
-        throughput_mb_s=float(throughput.group(1)) if throughput else None,
-        fully_accelerated=(fully.group(1) == "True") if fully else None,
-        resolution_ms=10.0 ** -_decimals(central),
-    )
+# --------------------------------------------------------------------------- the peer tool
 
 
 def peer_tool_path() -> Path | None:
@@ -256,25 +151,31 @@ def _stats_of(samples_ns: Sequence[int]) -> tuple[float, float]:
 
 
 def measure_flopgap(path: Path, threads: int, warmup: int, runs: int) -> Cell:
+    from devices.agent import parse_document
+    from devices.base import ShellReturn
+    from devices.errors import TrialFailed
+    from devices.result import TrialResult
+
     argv = [sys.executable, str(RUNNER), str(path), "--threads", str(threads)]
     argv += ["--warmup-runs", str(warmup), "--warmup-seconds", "0", "--runs", str(runs), "--min-seconds", "0"]
     argv += ["--max-runs", str(runs)]
     try:
         done = _run(argv)
-        doc = json.loads(done.stdout)
-    except (subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        res = ShellReturn(tuple(argv), done.returncode, done.stdout, done.stderr, 0.0)
+        result = TrialResult.from_json(parse_document(res, "local"))
+    except (subprocess.TimeoutExpired, TrialFailed) as exc:
         return Cell(None, error=f"runner: {_one_line(str(exc))}")
-    if doc.get("error"):
-        return Cell(None, error=f"runner: {doc['error'].get('kind')}: {doc['error'].get('message')}")
-    median, mean = _stats_of(doc["samples_ns"])
-    delegate = doc.get("delegate") or {}
+    median, mean = _stats_of(result.samples_ns)
+    d = result.delegate
     note = None
-    if delegate.get("nodes_total") is not None and delegate.get("nodes_delegated") != delegate.get("nodes_total"):
-        note = f"{delegate.get('name')}: {delegate.get('nodes_delegated')}/{delegate.get('nodes_total')} nodes"
+    if d is not None and d.nodes_total is not None and d.nodes_delegated != d.nodes_total:
+        note = f"{d.name}: {d.nodes_delegated}/{d.nodes_total} nodes"
     return Cell(median, mean, note=note)
 
 
 def measure_peer(tool: Path, path: Path, threads: int, warmup: int, runs: int) -> Cell:
+    from devices.parsers import ParseError, parse_benchmark_litert_model
+
     argv = [sys.executable, str(tool), f"--model={path}", f"--num_threads={threads}"]
     argv += [f"--warmup_runs={warmup}", f"--num_runs={runs}"]
     try:
@@ -285,7 +186,7 @@ def measure_peer(tool: Path, path: Path, threads: int, warmup: int, runs: int) -
         return Cell(None, error=f"peer exit {done.returncode}: {_last_line(done.stderr)}")
     try:
         result = parse_benchmark_litert_model(done.stdout)
-    except PeerParseError as exc:
+    except ParseError as exc:
         return Cell(None, error=f"peer output: {exc}")
     note = None if result.fully_accelerated is not False else "peer: not fully accelerated"
     if result.median_ms is None:

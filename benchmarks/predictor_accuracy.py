@@ -21,22 +21,22 @@ import statistics
 import time
 from pathlib import Path
 
-from devices.local import LocalDevice
+from devices.local import local_device
 from devices.vocabulary import Runtime
-from exporters.export import export
 from harness.cli.predict import parse_budget
 from harness.measure.calibrate import calibrate, store_calibration
-from harness.predict.build import BuildPlan, SilentBuildReporter, build_predictor, eval_models
+from harness.predict.build import BuildPlan, BuildReporter, build_predictor, eval_models
 from harness.predict.dataset import PredictContext, load_dataset
 from harness.predict.evaluate import METHODS, leave_one_family_out
 from harness.predict.extract import extract_kernels
 from harness.predict.predictor import KernelPredictor
+from harness.sources import source_artifact
 from harness.store import Store
 
 LABELS = {"predictor": "kernel predictor", "macs_linear": "linear in MACs", "roofline": "roofline sum"}
 
 
-class _Progress(SilentBuildReporter):
+class _Progress(BuildReporter):
     def stage(self, message: str) -> None:
         print(f"  [{datetime.datetime.now():%H:%M:%S}] {message}", flush=True)
 
@@ -57,17 +57,18 @@ def machine() -> str:
 
 def run(runtime: Runtime, budget_s: float, db: Path) -> None:
     ctx = PredictContext("local", runtime)
-    device = LocalDevice()
+    device = local_device()
     started = time.monotonic()
     with Store(db) as store:
-        result = build_predictor(BuildPlan(ctx, budget_s), store, device, export, _Progress())
+        result = build_predictor(BuildPlan(ctx, budget_s), store, device, source_artifact, _Progress())
         wall = time.monotonic() - started
+        ctx = result.context  # the device as stored (another machine behind "local" is stored apart)
         cals = store.calibrations_frame()
-        if cals[(cals["device"] == "local") & (cals["runtime"] == runtime.value)].empty:
+        if cals[(cals["device"] == ctx.device) & (cals["runtime"] == runtime.value)].empty:
             print("  calibrating the roofline (for the roofline baseline)", flush=True)
-            store_calibration(store, device, calibrate(device, runtime, 1, export))
+            store_calibration(store, device, calibrate(device, runtime, 1, source_artifact))
         dataset = load_dataset(store, ctx)
-        predictor_row = store.latest_predictor("local", runtime.value, 1, "fp32")
+        predictor_row = store.latest_predictor(ctx.device, runtime.value, 1, "fp32")
     evaluation = leave_one_family_out(dataset)
     print(
         f"\n{ctx}: build {result.build_s / 60:.1f} min of measuring ({wall / 60:.1f} min wall with exports), "
@@ -91,7 +92,7 @@ def run(runtime: Runtime, budget_s: float, db: Path) -> None:
     predictor = KernelPredictor.from_json(predictor_row.model)
     times = []
     for spec in eval_models():
-        path = export(spec, runtime.artifact_format, ctx.precision).path
+        path = source_artifact(spec, runtime.artifact_format, ctx.precision).path
         t0 = time.perf_counter()
         predictor.predict(extract_kernels(path, runtime))
         times.append(time.perf_counter() - t0)

@@ -1,1 +1,2 @@
-"""Devices: the Device protocol, its transports, the on-device runner and benchmark-output parsers."""
+"""Devices: a device is a transport (local, ssh, adb) and a backend (flopgap's runner or an official benchmark
+binary); the inventory, the on-device runner, the typed trial result and the benchmark-output parsers."""

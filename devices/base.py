@@ -1,8 +1,11 @@
-"""The Device protocol: a transport that can push files, run a command and pull files back.
+"""A Device is a transport and a backend.
 
-Every transport (local subprocess, SSH, adb) implements the same small surface and raises the same typed
-errors, so the sweep treats a phone, a board and this machine alike. Commands are argv lists, never shell
-strings built from unquoted input.
+The **transport** (local subprocess, SSH, adb) moves files, runs an argv with a timeout (killing its process
+group past it), pulls files back and reads device facts and state. The **backend** (flopgap's runner, TFLite's
+``benchmark_model``, ``onnxruntime_perf_test``) knows how to start its tool, build its command line and parse its
+output into a :class:`~devices.result.TrialResult`. Any backend runs on any transport whose device can execute it:
+the runner needs a Python there, a binary must match the device's architecture. Commands are argv lists, never
+shell strings built from unquoted input; every transport raises the same typed errors.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from devices.errors import DeviceError, TrialFailed
+from devices.result import TrialResult
+from devices.vocabulary import Format, RunnerKind, TransportKind
 
 
 @dataclass(frozen=True)
@@ -26,26 +33,193 @@ class ShellReturn:
     def ok(self) -> bool:
         return self.returncode == 0
 
+    def last_line(self) -> str:
+        """The last line of stderr (else stdout), for one-line error messages."""
+        lines = (self.stderr or self.stdout).strip().splitlines()
+        return lines[-1].strip() if lines else f"exit code {self.returncode}"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The CPU architecture a device executes, as ``uname -m`` names it (``aarch64``, ``x86_64``, ``arm``...)."""
+
+    arch: str | None  # None when the device does not say
+    described: str  # for messages: "the phone's ABI is arm64-v8a", "the board's uname -m is aarch64"
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """What one trial asks of a backend, whichever tool measures."""
+
+    threads: int = 1
+    warmup_runs: int = 10
+    warmup_seconds: float = 0.5
+    runs: int = 50
+    min_seconds: float = 1.0
+    max_runs: int = 100_000
+    xnnpack: bool = True  # TFLite: XNNPACK delegate on (litert) or builtin kernels only (litert-builtin)
+    affinity: tuple[int, ...] | None = None  # CPU ids for this trial; overrides the device's own affinity
+    profile: bool = False  # also return per-op rows, where the backend can
+    profile_runs: int | None = None  # profiled runs per op (flopgap's runner)
+    timeout_s: float = 600
+
 
 @runtime_checkable
-class Device(Protocol):
-    name: str
-    transport: str
+class Transport(Protocol):
+    """How to reach a device: files in and out, commands run there."""
 
-    def facts(self) -> dict[str, Any]:
-        """Static facts: CPU, cores, frequencies, OS, runtime versions."""
-        ...
-
-    def push(self, local: Path) -> str:
-        """Copy a file onto the device (idempotent); return its path there."""
-        ...
+    name: str  # the device's name, for messages
+    kind: TransportKind
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
-        """Run a command on the device; raise :class:`DeviceTimeout` past ``timeout`` seconds."""
+        """Run ``argv`` in the session's work dir; raise :class:`~devices.errors.DeviceTimeout` (and kill its
+        process group) past ``timeout`` seconds."""
+        ...
+
+    def push(self, local: Path, executable: bool = False) -> str:
+        """Copy a file onto the device (an identical copy already there is reused); return its path there."""
         ...
 
     def pull(self, remote: str, local: Path) -> Path: ...
 
-    def cleanup(self) -> None:
-        """Remove what this session pushed (the per-run work dir)."""
+    def scratch(self, name: str) -> str:
+        """A path in this session's work dir for a file a command will write; removed by :meth:`cleanup`."""
         ...
+
+    def machine(self) -> Machine: ...
+
+    def facts(self) -> dict[str, Any]:
+        """What the transport can tell without any runner: OS, architecture, cores, frequencies, temperatures."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """What changes while measuring: per-cluster frequency and governor, temperatures (and battery, phones)."""
+        ...
+
+    def cleanup(self) -> None:
+        """Remove what this session pushed or wrote (never raises)."""
+        ...
+
+    def close(self) -> None:
+        """Drop the connection, keeping the session's files (a later call reconnects)."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What measures on the device: builds its command, runs it through a transport, parses its output."""
+
+    kind: RunnerKind
+
+    def prepare(self, transport: Transport) -> str:
+        """Push what the tool needs and check it can start there (once per session); returns what will run."""
+        ...
+
+    def measure(self, transport: Transport, model: str, request: TrialRequest) -> TrialResult:
+        """One trial of the model at ``model`` (a path on the device); raises :class:`TrialFailed` if it fails."""
+        ...
+
+    def facts(self, transport: Transport) -> dict[str, Any]:
+        """Facts only this backend can tell (runtime versions, the binary's sha256)."""
+        ...
+
+    def profiles_ops(self, fmt: Format) -> bool:
+        """Whether a trial with ``profile=True`` returns per-op rows for models of this format."""
+        ...
+
+    def forget(self) -> None:
+        """Forget what :meth:`prepare` did (the transport's session was cleaned up)."""
+        ...
+
+
+SYSTEM_FACTS = frozenset({"os", "os_pretty_name", "kernel", "system"})
+
+
+class Device:
+    """One device of the inventory: its transport and its backend, and what the sweep asks of it."""
+
+    def __init__(self, name: str, transport: Transport, backend: Backend) -> None:
+        self.name = name
+        self.transport = transport
+        self.backend = backend
+        self._pushed: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> remote path, this session
+
+    def __repr__(self) -> str:
+        return f"Device({self.name!r}, {self.transport.kind}, {self.backend.kind})"
+
+    @property
+    def runner(self) -> RunnerKind:
+        return self.backend.kind
+
+    def can_run(self, fmt: Format) -> bool:
+        return fmt in self.backend.kind.formats
+
+    def profiles_ops(self, fmt: Format) -> bool:
+        """Whether this device's tool reports per-op times for ``fmt`` models itself."""
+        return self.can_run(fmt) and self.backend.profiles_ops(fmt)
+
+    def facts(self) -> dict[str, Any]:
+        """The transport's facts, overridden by the backend's where the backend tells (runtime versions, CPUs...).
+
+        The backend describes the process that measures: its architecture, its view of the CPUs, its Python and
+        runtimes (on an emulated board the login shell is the host's, the runner is not). The system's own name for
+        itself (OS, kernel) stays the transport's: a phone's getprop knows it is Android where a Python under Termux
+        says Linux.
+        """
+        own = self.transport.facts()
+        backend = self.backend.facts(self.transport)
+        return {**own, **{k: v for k, v in backend.items() if k not in SYSTEM_FACTS or k not in own}}
+
+    def prepare(self) -> str:
+        """Push the runner or benchmark binary (hash-verified) and check it can start; returns what will run."""
+        return self.backend.prepare(self.transport)
+
+    def push_binary(self) -> str:
+        """Push the benchmark binary (hash-verified, checked against the device's architecture); its path there."""
+        if not self.runner.is_binary:
+            raise DeviceError(f"device '{self.name}' runs flopgap's runner, not a benchmark binary")
+        return self.prepare()
+
+    def push(self, local: Path) -> str:
+        """Copy a model onto the device once per session; return its path there."""
+        local = Path(local)
+        try:
+            st = local.stat()
+        except OSError:
+            st = None
+        key = (str(local.resolve()), st.st_size, st.st_mtime_ns) if st else None
+        if key is not None and key in self._pushed:
+            return self._pushed[key]
+        remote = self.transport.push(local)
+        if key is not None:
+            self._pushed[key] = remote
+        return remote
+
+    def measure(self, artifact: Path, request: TrialRequest) -> TrialResult:
+        """One trial of a local model file: pushed (once), run by the backend, parsed."""
+        suffix = Path(artifact).suffix.lstrip(".").lower()
+        fmt = Format(suffix) if suffix in {f.value for f in Format} else None
+        if fmt is None or not self.can_run(fmt):
+            kinds = ", ".join(sorted(f".{f.value}" for f in self.runner.formats))
+            raise TrialFailed(
+                f"device '{self.name}' runs {self.runner}, which times {kinds} models, not {Path(artifact).name}; "
+                "measure it on a device with another runner",
+                kind="Unsupported",
+            )
+        self.prepare()
+        return self.backend.measure(self.transport, self.push(artifact), request)
+
+    def run(self, argv: list[str], timeout: float) -> ShellReturn:
+        return self.transport.run(argv, timeout)
+
+    def pull(self, remote: str, local: Path) -> Path:
+        return self.transport.pull(remote, local)
+
+    def cleanup(self) -> None:
+        """Remove what this session pushed (the runner binary of an adb phone stays for reuse)."""
+        self._pushed.clear()
+        self.backend.forget()
+        self.transport.cleanup()
+
+    def close(self) -> None:
+        self.transport.close()

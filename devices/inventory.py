@@ -25,12 +25,13 @@ table overrides it. One table per device, the table name being the device name::
     binary = "bin/android_aarch64_benchmark_model"
     affinity = "f0"
 
-Runners: ``agent`` (flopgap's ``runner.py``; needs Python with numpy and the runtime) is the default and the only
-choice for ``local``; ``ssh`` also takes a benchmark binary; ``adb`` takes only benchmark binaries
-(``benchmark_model`` by default, ``benchmark_model_plus_flex``, ``onnxruntime_perf_test``), which need ``binary``,
-the local path of the prebuilt binary to push. Relative paths (``key``, ``known_hosts``, ``binary``) are taken
-from the inventory file's folder; ``~`` expands.
-Unknown keys are errors. Every error is one line naming the file, the device and the key.
+A device is a transport and a runner, and any runner works on any transport whose device can run it:
+``agent`` (flopgap's ``runner.py``, the default except on adb) needs a Python with numpy and the runtime there
+(``python``; on a phone, e.g. Termux's, named explicitly); ``benchmark_model``, ``benchmark_model_plus_flex`` and
+``onnxruntime_perf_test`` need ``binary``, the local path of the prebuilt binary to push, built for the device's
+architecture (checked against ``uname -m`` or the phone's ABI when it is pushed; on ``local``, when the inventory
+is read). Relative paths (``key``, ``known_hosts``, ``binary``) are taken from the inventory file's folder;
+``~`` expands. Unknown keys are errors. Every error is one line naming the file, the device and the key.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ from pydantic import (
     model_validator,
 )
 
-from devices.base import Device
+from devices.base import Device, Transport
 from devices.errors import FlopgapError
+from devices.vocabulary import RunnerKind
 
 ENV_VAR = "FLOPGAP_DEVICES"
 TRANSPORTS = ("local", "ssh", "adb")
@@ -76,7 +78,8 @@ class _DeviceBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    runner: str = "agent"  # each transport narrows it to the runners it can start
+    runner: RunnerKind = RunnerKind.AGENT
+    python: str | None = Field(default=None, description="The device's Python for the agent runner.")
     binary: Path | None = Field(
         default=None, description="Local path of the benchmark binary to push (non-agent runners)."
     )
@@ -88,6 +91,8 @@ class _DeviceBase(BaseModel):
     def _affinity(cls, v: Any) -> Any:
         if isinstance(v, str):
             return parse_cpu_mask(v)
+        if isinstance(v, list) and any(isinstance(c, bool) for c in v):  # pydantic would read true as CPU 1
+            raise ValueError("give CPU ids >= 0 (e.g. [4, 5, 6, 7]) or a hex mask string (e.g. 'f0'), not true/false")
         return v
 
     @field_validator("affinity")
@@ -116,11 +121,14 @@ class _DeviceBase(BaseModel):
         return v if v.is_absolute() or base is None else Path(base) / v
 
     @model_validator(mode="after")
-    def _binary_for_runner(self) -> _DeviceBase:
-        if self.runner != "agent" and self.binary is None:
+    def _runner_fits(self) -> _DeviceBase:
+        """The runner and what it needs on this transport: a binary for binary runners, a Python for the agent."""
+        if self.runner.is_binary and self.binary is None:
             raise ValueError(f"key 'binary' is required with runner '{self.runner}' (the prebuilt binary to push)")
-        if self.runner == "agent" and self.binary is not None:
+        if not self.runner.is_binary and self.binary is not None:
             raise ValueError("key 'binary' is only used with a benchmark binary runner, not with 'agent'")
+        if self.runner.is_binary and "python" in self.model_fields_set:
+            raise ValueError(f"key 'python' is only used with runner 'agent', not with '{self.runner}'")
         return self
 
     @property
@@ -137,22 +145,34 @@ def _remote_dir(v: str) -> str:
 
 class LocalConfig(_DeviceBase):
     transport: Literal["local"]
-    runner: Literal["agent"] = "agent"
     python: str | None = Field(
         default=None, description="Interpreter for the runner; default: the one running flopgap."
     )
     work_dir: Path | None = None
 
+    @model_validator(mode="after")
+    def _binary_runs_here(self) -> LocalConfig:
+        # This machine's architecture is known now: a binary built for another one is named at load time.
+        if self.binary is not None and self.binary.is_file():
+            from devices.binary import check_executable
+            from devices.local import this_machine
+
+            try:
+                check_executable(self.name, self.binary, this_machine(), self.runner)
+            except FlopgapError as exc:
+                why = str(exc).removeprefix(f"device '{self.name}': ")
+                raise ValueError(f"key 'binary': {why}") from None
+        return self
+
 
 class SshConfig(_DeviceBase):
     transport: Literal["ssh"]
-    runner: Literal["agent", "benchmark_model", "benchmark_model_plus_flex", "onnxruntime_perf_test"] = "agent"
     host: str = Field(min_length=1)
     user: str | None = Field(default=None, description="Default: the local user name, as ssh does.")
     port: int = Field(default=22, ge=1, le=65535)
     key: Path | None = Field(default=None, description="Private key; default: ssh-agent and ~/.ssh/id_*.")
     known_hosts: Path = Path("~/.ssh/known_hosts")
-    python: str = "python3"
+    python: str | None = Field(default=None, description='The board\'s Python for the agent; default "python3".')
     work_dir: str = "/tmp/flopgap"
     connect_timeout: float = Field(default=10.0, gt=0)
 
@@ -164,7 +184,7 @@ class SshConfig(_DeviceBase):
 
 class AdbConfig(_DeviceBase):
     transport: Literal["adb"]
-    runner: Literal["benchmark_model", "benchmark_model_plus_flex", "onnxruntime_perf_test"] = "benchmark_model"
+    runner: RunnerKind = RunnerKind.BENCHMARK_MODEL
     serial: str = Field(min_length=1)
     server: str = Field(default="127.0.0.1:5037", description="host:port of the adb server.")
     work_dir: str = "/data/local/tmp/flopgap"
@@ -173,6 +193,15 @@ class AdbConfig(_DeviceBase):
     @classmethod
     def _work_dir(cls, v: str) -> str:
         return _remote_dir(v)
+
+    @model_validator(mode="after")
+    def _agent_needs_python(self) -> AdbConfig:
+        if not self.runner.is_binary and self.python is None:
+            raise ValueError(
+                "runner 'agent' on a phone needs key 'python': the path of a Python with numpy there "
+                "(e.g. Termux's /data/data/com.termux/files/usr/bin/python3)"
+            )
+        return self
 
     @field_validator("server")
     @classmethod
@@ -201,10 +230,10 @@ _MODELS: dict[str, type[_DeviceBase]] = {"local": LocalConfig, "ssh": SshConfig,
 def parse_cpu_mask(mask: str) -> list[int]:
     """``'f0'`` or ``'0xf0'`` → ``[4, 5, 6, 7]``."""
     text = mask.strip().lower().removeprefix("0x")
-    try:
-        bits = int(text, 16)
-    except ValueError:
-        raise ValueError(f"'{mask}' is not a hex CPU mask; give a list of CPU ids or a mask such as 'f0'") from None
+    # Hex digits only: int(text, 16) would also take '-1' (read as CPU 0), '+f' and 'f_0'.
+    if not re.fullmatch(r"[0-9a-f]+", text):
+        raise ValueError(f"'{mask}' is not a hex CPU mask; give a list of CPU ids or a mask such as 'f0'")
+    bits = int(text, 16)
     cpus = [i for i in range(bits.bit_length()) if bits >> i & 1]
     if not cpus:
         raise ValueError(f"mask '{mask}' selects no CPU")
@@ -316,43 +345,39 @@ def _describe(exc: ValidationError, table: dict[str, Any]) -> str:
 
 
 def open_device(cfg: DeviceConfig) -> Device:
-    """Build the transport for one inventory entry (nothing connects until it is used)."""
+    """Compose the device of one inventory entry: its transport and its runner (nothing connects until used)."""
+    from devices.agent import AgentBackend
+    from devices.base import Backend
+    from devices.binary import binary_backend
+
+    backend: Backend
+    if cfg.runner.is_binary:
+        assert cfg.binary is not None  # the config's validator requires it
+        backend = binary_backend(cfg.runner, cfg.binary, cfg.affinity)
+    else:
+        default = sys.executable if isinstance(cfg, LocalConfig) else "python3"
+        backend = AgentBackend(cfg.python or default, cfg.affinity)
+    return Device(cfg.name, _transport(cfg), backend)
+
+
+def _transport(cfg: DeviceConfig) -> Transport:
     if isinstance(cfg, LocalConfig):
-        from devices.local import LocalDevice
+        from devices.local import LocalTransport
 
-        return LocalDevice(cfg.name, python=cfg.python or sys.executable, work_dir=cfg.work_dir, affinity=cfg.affinity)
+        return LocalTransport(cfg.name, work_dir=cfg.work_dir)
     if isinstance(cfg, SshConfig):
-        from devices.ssh import SshDevice  # paramiko is only imported when a board is used
+        from devices.ssh import SshTransport  # paramiko is only imported when a board is used
 
-        return SshDevice(
+        return SshTransport(
             cfg.name,
             cfg.host,
             user=cfg.user,
             port=cfg.port,
             key=cfg.key,
             known_hosts=cfg.known_hosts,
-            python=cfg.python,
             work_dir=cfg.work_dir,
-            runner=cfg.runner,
-            binary=cfg.binary,
-            affinity=cfg.affinity,
             connect_timeout=cfg.connect_timeout,
         )
-    return _open_adb(cfg)
+    from devices.adb import AdbTransport  # adbutils likewise, when a phone is used
 
-
-def _open_adb(cfg: AdbConfig) -> Device:
-    # The one call site of devices.adb; keep it in step with AdbDevice's constructor.
-    from devices.adb import AdbDevice
-
-    device: Device = AdbDevice(
-        name=cfg.name,
-        serial=cfg.serial,
-        server_host=cfg.server_host,
-        server_port=cfg.server_port,
-        work_dir=cfg.work_dir,
-        runner=cfg.runner,
-        binary=cfg.binary,
-        affinity=cfg.affinity,
-    )
-    return device
+    return AdbTransport(cfg.name, cfg.serial, cfg.server_host, cfg.server_port, work_dir=cfg.work_dir)

@@ -1,4 +1,4 @@
-"""The machine flopgap runs on, as a :class:`~devices.base.Device`.
+"""The machine flopgap runs on, as a :class:`~devices.base.Transport`.
 
 Each command runs in its own subprocess (and process group), so a runtime that crashes or hangs fails one
 point, not the sweep: on timeout the whole group is killed.
@@ -7,8 +7,8 @@ point, not the sweep: on timeout the whole group is killed.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -18,54 +18,33 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devices.base import ShellReturn
-from devices.errors import DeviceError, DeviceTimeout, PullFailed, PushFailed
+from devices.base import Device, Machine, ShellReturn
+from devices.binary import normalize_arch
+from devices.errors import DeviceError, DeviceTimeout, PullFailed, PushFailed, RunnerMissing
+from devices.linux_state import read_facts, read_state
+from devices.vocabulary import TransportKind
 
-RUNNER_PATH = Path(__file__).with_name("runner.py")
 
+class LocalTransport:
+    """Subprocesses on this machine; files stay where they are."""
 
-class LocalDevice:
-    transport = "local"
+    kind = TransportKind.LOCAL
 
-    def __init__(
-        self,
-        name: str = "local",
-        python: str = sys.executable,
-        work_dir: Path | None = None,
-        facts_timeout: float = 60,
-        affinity: list[int] | None = None,
-    ) -> None:
+    def __init__(self, name: str = "local", work_dir: Path | None = None) -> None:
         self.name = name
-        self.affinity = affinity
-        self.python = python
-        self.facts_timeout = facts_timeout
         self._work_dir = work_dir
         self._owned_dir: Path | None = None
 
+    def __repr__(self) -> str:
+        return f"LocalTransport({self.name!r})"
+
     @property
     def work_dir(self) -> Path:
+        """Where commands write their files: the inventory's ``work_dir``, else a temporary dir of this session."""
         if self._work_dir is None:
             self._owned_dir = Path(tempfile.mkdtemp(prefix="flopgap-local-"))
             self._work_dir = self._owned_dir
         return self._work_dir
-
-    def runner_argv(self) -> list[str]:
-        """How to start flopgap's runner here: the same interpreter that runs flopgap (pinned if configured)."""
-        pin = ["--affinity", ",".join(str(c) for c in self.affinity)] if self.affinity else []
-        return [self.python, str(RUNNER_PATH), *pin]
-
-    def facts(self) -> dict[str, Any]:
-        res = self.run([*self.runner_argv(), "--facts"], timeout=self.facts_timeout)
-        if not res.ok:
-            raise DeviceError(f"device '{self.name}': runner --facts failed: {_last_line(res)}")
-        facts: dict[str, Any] = json.loads(res.stdout)
-        return facts
-
-    def push(self, local: Path) -> str:
-        # Local files need no copy; the runner reads them where they are.
-        if not local.exists():
-            raise PushFailed(f"device '{self.name}': {local} does not exist")
-        return str(local.resolve())
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
         start = time.perf_counter()
@@ -73,6 +52,8 @@ class LocalDevice:
             proc = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
             )
+        except FileNotFoundError:
+            raise RunnerMissing(f"device '{self.name}': '{argv[0]}' not found on this machine") from None
         except OSError as exc:
             raise DeviceError(f"device '{self.name}': cannot start {argv[0]}: {exc.strerror}") from None
         try:
@@ -88,6 +69,14 @@ class LocalDevice:
             raise
         return ShellReturn(tuple(argv), proc.returncode, out, err, time.perf_counter() - start)
 
+    def push(self, local: Path, executable: bool = False) -> str:
+        # Local files need no copy; the command reads them where they are.
+        if not local.is_file():
+            raise PushFailed(f"device '{self.name}': {local} does not exist or is not a file")
+        if executable and not os.access(local, os.X_OK):
+            raise PushFailed(f"device '{self.name}': {local} is not executable; chmod +x it")
+        return str(local.resolve())
+
     def pull(self, remote: str, local: Path) -> Path:
         try:
             shutil.copyfile(remote, local)
@@ -95,19 +84,44 @@ class LocalDevice:
             raise PullFailed(f"device '{self.name}': cannot copy {remote} to {local}: {exc.strerror}") from None
         return local
 
+    def scratch(self, name: str) -> str:
+        return str(self.work_dir / name)
+
+    def machine(self) -> Machine:
+        return this_machine()
+
+    def facts(self) -> dict[str, Any]:
+        return {"transport": str(self.kind), **read_facts(self)}
+
+    def state(self) -> dict[str, Any]:
+        return read_state(self)
+
     def cleanup(self) -> None:
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
             self._owned_dir = None
             self._work_dir = None
 
+    def close(self) -> None:
+        pass  # no connection
+
+
+def this_machine() -> Machine:
+    """The architecture flopgap itself runs on."""
+    arch = normalize_arch(platform.machine())
+    return Machine(arch, f"this machine is {arch}")
+
+
+def local_device(
+    name: str = "local", python: str = sys.executable, affinity: list[int] | None = None, facts_timeout: float = 60
+) -> Device:
+    """This machine running flopgap's runner with ``python`` (default: the interpreter running flopgap)."""
+    from devices.agent import AgentBackend
+
+    return Device(name, LocalTransport(name), AgentBackend(python, affinity, facts_timeout))
+
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
-
-
-def _last_line(res: ShellReturn) -> str:
-    lines = (res.stderr or res.stdout).strip().splitlines()
-    return lines[-1] if lines else f"exit code {res.returncode}"

@@ -1,4 +1,5 @@
-"""Pure parsers for the output of official benchmark binaries: TFLite ``benchmark_model`` and ``onnxruntime_perf_test``.
+"""Pure parsers for the output of benchmark tools: TFLite ``benchmark_model``, ``onnxruntime_perf_test`` and LiteRT's
+``benchmark_litert_model.py``.
 
 Formats follow the tools' sources: TFLite ``Stat::OutputToStream`` (``count=.. first=.. curr=.. min=.. max=.. avg=..
 std=..`` plus ``p5= median= p95=`` in newer builds; ``count=1 curr=..`` when all values are equal), the
@@ -335,3 +336,107 @@ def parse_ort_result_file(text: str) -> list[float]:
     if not samples:
         raise ParseError("onnxruntime_perf_test result file has no per-run lines")
     return samples
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# benchmark_litert_model.py (ai_edge_litert/tools): the Python peer the harness-overhead benchmark compares with
+
+
+@dataclass(frozen=True)
+class LitertBenchmark:
+    """The results block LiteRT's ``benchmark_litert_model.py`` prints to stdout (all times in ms, as printed)."""
+
+    init_ms: float | None
+    warmup_first_ms: float | None
+    warmup_avg_ms: float | None
+    warmup_runs: int | None
+    avg_ms: float
+    runs: int
+    min_ms: float | None
+    max_ms: float | None
+    median_ms: float | None  # None where the tool printed no median (then only avg_ms can be compared)
+    std_ms: float | None
+    p5_ms: float | None
+    p95_ms: float | None
+    throughput_mb_s: float | None
+    fully_accelerated: bool | None
+    resolution_ms: float  # one unit of the last printed decimal of the central figure (0.01 for "%.2f")
+
+
+_LITERT_NUMBER = f"({_NUM})"
+_LITERT_HEADER = re.compile(r"^\s*BENCHMARK RESULTS\s*$", re.MULTILINE)
+_LITERT_MS_LINE = r"^\s*{label}:\s+" + _LITERT_NUMBER + r"\s*ms(?:\s*\((\d+)\s+runs\))?\s*$"
+_LITERT_MS_FIELDS = {
+    "init": "Model initialization",
+    "warmup_first": r"Warmup \(first\)",
+    "warmup_avg": r"Warmup \(avg\)",
+    "avg": r"Inference \(avg\)",
+    "min": r"Inference \(min\)",
+    "max": r"Inference \(max\)",
+    "median": r"Inference \(median\)",
+    "std": r"Inference \(std\)",
+    "p5": r"Inference \(p5\)",
+    "p95": r"Inference \(p95\)",
+}
+_LITERT_THROUGHPUT = re.compile(r"^\s*Throughput:\s+" + _LITERT_NUMBER + r"\s*MB/s\s*$", re.MULTILINE)
+_LITERT_FULLY = re.compile(r"^\s*Fully accelerated:\s+(True|False)\s*$", re.MULTILINE)
+
+
+def _decimals(number: str) -> int:
+    mantissa = number.lower().split("e")[0]
+    return len(mantissa.split(".")[1]) if "." in mantissa else 0
+
+
+def parse_benchmark_litert_model(text: str) -> LitertBenchmark:
+    """Parse the results block of ``benchmark_litert_model.py`` from its stdout (stderr mixed in is fine).
+
+    Raises :class:`ParseError` when there is no results block, more than one, or no ``Inference (avg)``
+    line with its run count.
+    """
+    headers = _LITERT_HEADER.findall(text)
+    if not headers:
+        raise ParseError("no 'BENCHMARK RESULTS' block in the output")
+    if len(headers) > 1:
+        raise ParseError(f"{len(headers)} 'BENCHMARK RESULTS' blocks in the output; expected one")
+    header = _LITERT_HEADER.search(text)
+    assert header is not None  # findall found exactly one
+    block = text[header.end() :]
+    values: dict[str, tuple[str, str | None]] = {}
+    for key, label in _LITERT_MS_FIELDS.items():
+        matches = re.findall(_LITERT_MS_LINE.format(label=label), block, flags=re.MULTILINE)
+        if len(matches) > 1:
+            raise ParseError(f"'{label}' appears {len(matches)} times in the results block")
+        if matches:
+            number, count = matches[0]
+            values[key] = (number, count or None)
+    avg_number, avg_count = values.get("avg", ("", None))
+    if avg_count is None:
+        raise ParseError("the results block has no 'Inference (avg): X ms (N runs)' line")
+
+    def ms(key: str) -> float | None:
+        return float(values[key][0]) if key in values else None
+
+    def runs(key: str) -> int | None:
+        count = values.get(key, ("", None))[1]
+        return int(count) if count is not None else None
+
+    throughput = _LITERT_THROUGHPUT.search(block)
+    fully = _LITERT_FULLY.search(block)
+    central = values["median"][0] if "median" in values else avg_number
+    return LitertBenchmark(
+        init_ms=ms("init"),
+        warmup_first_ms=ms("warmup_first"),
+        warmup_avg_ms=ms("warmup_avg"),
+        warmup_runs=runs("warmup_avg"),
+        avg_ms=float(avg_number),
+        runs=int(avg_count),
+        min_ms=ms("min"),
+        max_ms=ms("max"),
+        median_ms=ms("median"),
+        std_ms=ms("std"),
+        p5_ms=ms("p5"),
+        p95_ms=ms("p95"),
+        throughput_mb_s=float(throughput.group(1)) if throughput else None,
+        fully_accelerated=(fully.group(1) == "True") if fully else None,
+        resolution_ms=10.0 ** -_decimals(central),
+    )

@@ -2,15 +2,17 @@
 
 Self-contained on purpose: only the standard library, numpy and the runtime (onnxruntime, or ai_edge_litert /
 tflite_runtime) are imported, so this single file can be copied to a board and run as ``python3 runner.py``.
-Never import flopgap modules here.
+Never import flopgap modules here. Boards run old Pythons: keep this file Python 3.9 (no ``match``, no ``X | Y``
+outside annotations; tests/test_runner_python39.py checks).
 
 Protocol (see DESIGN.md, "Measurement protocol"): inputs are allocated once; warm-up runs until at least
 ``--warmup-runs`` runs AND ``--warmup-seconds`` have passed; timed runs until at least ``--runs`` runs AND
 ``--min-seconds`` have passed, capped at ``--max-runs``. The timed loop only invokes the runtime and reads
 ``time.perf_counter_ns`` around each call; raw per-iteration latencies are kept.
 
-stdout carries exactly one JSON document (schema ``flopgap.runner/1``), also on failure, where ``error`` names
-the kind and the exit code is 2. Everything else (runtime logs, native prints) goes to stderr.
+stdout carries exactly one JSON document (schema ``flopgap.runner/1``, declared below as :class:`RunnerDocument`),
+also on failure, where ``error`` names the kind and the exit code is 2. Everything else (runtime logs, native
+prints) goes to stderr. The controller parses the document once, into ``devices.result.TrialResult``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import importlib
 import json
 import os
@@ -29,12 +32,16 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 SCHEMA = "flopgap.runner/1"
+# Bump when a change to this file changes what it measures: the version is part of every sweep point's key, so
+# points measured by an older runner are measured again instead of being skipped as done.
+RUNNER_VERSION = "2"  # 2: a quantized TFLite input holds the integers of N(0, 1) values, not the full range
 SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
+PROC_CPUINFO = "/proc/cpuinfo"
 SYS_THERMAL = "/sys/class/thermal"
 EXIT_FAILED = 2
 EXIT_INTERNAL = 1
@@ -43,6 +50,99 @@ _TFLITE_PROFILE_NOTE = (
     "the LiteRT/TFLite Python interpreter exposes no per-op profiler (no profiler hook or op timings in "
     "ai_edge_litert.interpreter or CompiledModel); time sub-models or use benchmark_model --enable_op_profiling"
 )
+
+
+# --------------------------------------------------------------------------- the JSON document (the contract)
+
+
+class DelegateReport(TypedDict, total=False):
+    """Which delegate ran the graph and how much of it (TFLite); ORT reports its provider only."""
+
+    name: str | None
+    nodes_total: int | None
+    nodes_delegated: int | None
+    delegate_kernels: int
+    nodes_on_cpu: int
+
+
+class InputInfo(TypedDict):
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+class ProfileRow(TypedDict):
+    """One node of ORT's per-node profile: mean and median kernel time over ``calls`` profiled runs."""
+
+    name: str
+    op_type: str
+    provider: str | None
+    time_us: float
+    median_us: float
+    calls: int
+
+
+class ProtocolEcho(TypedDict):
+    """The protocol arguments the runner was given, echoed back."""
+
+    warmup_runs: int
+    warmup_seconds: float
+    runs: int
+    min_seconds: float
+    max_runs: int
+    seed: int
+    affinity: list[int] | None
+    graph_optimization: str
+    profile: bool
+    profile_runs: int
+    clock: str
+
+
+class ErrorInfo(TypedDict):
+    kind: str  # BadArguments, ModelNotFound, ModelLoadFailed, RuntimeMissing, InferenceFailed, InternalError
+    message: str
+
+
+class Timing(TypedDict):
+    """What :func:`run_protocol` measured."""
+
+    first_inference_ns: int
+    warmup_runs: int
+    warmup_ns: int
+    timed_ns: int
+    samples_ns: list[int]
+
+
+class RunnerDocument(TypedDict):
+    """The one JSON document the runner prints; every key is present, unknowns are null."""
+
+    schema: str
+    runner_version: str
+    model_path: str | None
+    format: str | None
+    runtime: str | None
+    runtime_version: str | None
+    threads: int | None
+    xnnpack: bool | None
+    delegate: DelegateReport | None
+    inputs: list[InputInfo] | None
+    init_ns: int | None
+    first_inference_ns: int | None
+    warmup_runs: int | None
+    warmup_ns: int | None
+    timed_ns: int | None
+    samples_ns: list[int] | None
+    peak_rss_kib: int | None
+    rss_before_load_kib: int | None
+    affinity: list[int] | None
+    python: str
+    hostname: str
+    state_before: dict[str, Any] | None  # device_state(): time_unix, cpus, thermal, loadavg
+    state_after: dict[str, Any] | None
+    profile: list[ProfileRow] | None
+    profile_note: str | None
+    protocol: ProtocolEcho | None
+    error: ErrorInfo | None
 
 
 class RunnerError(Exception):
@@ -149,20 +249,37 @@ def device_state() -> dict[str, Any]:
     return state
 
 
+_CORE_FIELDS = {
+    "cpu implementer": "implementer",
+    "cpu part": "part",
+    "cpu variant": "variant",
+    "cpu revision": "revision",
+}
+
+
 def _cpuinfo() -> dict[str, Any]:
-    """CPU model fields from /proc/cpuinfo: x86 'model name', ARM 'Hardware', 'CPU implementer'/'CPU part'."""
-    text = _read_text("/proc/cpuinfo")
+    """CPU model fields from /proc/cpuinfo: x86 'model name', ARM 'Hardware', 'CPU implementer'/'CPU part'.
+
+    ARM kernels also get ``cpu_cores``: one row per listed processor with its implementer, part, variant and
+    revision as written there (devices/arm_cores.py turns them into core names and clusters on the host).
+    """
+    text = _read_text(PROC_CPUINFO)
     if not text:
         return {}
     models: list[str] = []
     parts: list[str] = []
     implementers: list[str] = []
+    cores: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if not sep:
             continue
         key, value = key.strip().lower(), value.strip()
+        if key == "processor" and value.isdigit():
+            cores.append({"processor": int(value)})
+        elif key in _CORE_FIELDS and cores:
+            cores[-1][_CORE_FIELDS[key]] = value
         if key in ("model name", "processor") and value and not value.isdigit():
             models.append(value)  # ARM kernels put the model in 'Processor' on old 32-bit boards
         elif key == "hardware" and value:
@@ -180,7 +297,57 @@ def _cpuinfo() -> dict[str, Any]:
         info["cpu_part_per_core"] = parts
     if implementers:
         info["cpu_implementers"] = sorted(set(implementers))
+    if any("part" in core for core in cores):
+        info["cpu_cores"] = cores
     return info
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cpu_caches() -> dict[str, str] | None:
+    """Cache sizes of CPU 0 by level and type from sysfs: ``{"L1d": "32K", "L1i": "32K", "L2": "512K", ...}``."""
+    caches: dict[str, str] = {}
+    for index in sorted(glob.glob(os.path.join(SYS_CPU, "cpu0", "cache", "index[0-9]*"))):
+        level, kind, size = (_read_text(os.path.join(index, f)) for f in ("level", "type", "size"))
+        if level and size:
+            suffix = {"Data": "d", "Instruction": "i"}.get(kind or "", "")
+            caches[f"L{level}{suffix}"] = size
+    return caches or None
+
+
+def cpu_identity() -> dict[str, Any]:
+    """What tells this machine from another of the same CPU model: vendor, family/model/stepping (x86) or
+    implementer/architecture/variant/revision (ARM), cache sizes, a digest of the CPU flags, and a digest of the
+    machine id (/etc/machine-id is private: only its salted hash leaves the device)."""
+    text = _read_text("/proc/cpuinfo") or ""
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if not sep or key in first:
+            continue  # the first processor's fields; the rest repeat them
+        first[key] = value.strip()
+    fields = (
+        ("cpu_vendor", ("vendor_id", "cpu implementer")),
+        ("cpu_family", ("cpu family", "cpu architecture")),
+        ("cpu_model_number", ("model",)),
+        ("cpu_stepping", ("stepping", "cpu variant")),
+        ("cpu_revision", ("cpu revision",)),
+    )
+    ident: dict[str, Any] = {}
+    for name, keys in fields:
+        found = next((first[k] for k in keys if first.get(k)), None)
+        if found is not None and (name != "cpu_model_number" or found.isdigit()):
+            ident[name] = found
+    flags = first.get("flags") or first.get("features")
+    if flags:
+        ident["cpu_flags_digest"] = _digest(" ".join(sorted(flags.split())))
+    ident["cpu_caches"] = _cpu_caches()
+    machine_id = _read_text("/etc/machine-id") or _read_text("/var/lib/dbus/machine-id")
+    ident["machine_id_digest"] = _digest("flopgap:" + machine_id) if machine_id else None
+    return ident
 
 
 def _os_pretty_name() -> str | None:
@@ -231,6 +398,8 @@ def device_facts() -> dict[str, Any]:
     """Static facts about this device plus its current state, for ``--facts``."""
     facts: dict[str, Any] = {"schema": SCHEMA + "#facts"}
     facts.update(_cpuinfo())
+    facts.update(cpu_identity())
+    facts["runner_version"] = RUNNER_VERSION
     facts["cpu_count"] = os.cpu_count()
     affinity = _affinity()
     facts["cpus_usable"] = len(affinity) if affinity is not None else None
@@ -262,11 +431,22 @@ def peak_rss_kib() -> int:
 # --------------------------------------------------------------------------- inputs
 
 
-def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
-    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50."""
+def random_input(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator, quantization: Any = None
+) -> np.ndarray:
+    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50.
+
+    A quantized input (``quantization`` = TFLite's ``(scale, zero_point)`` with a non-zero scale) gets the integers
+    of N(0, 1) values, as a float input would see, so activations keep their calibrated range.
+    """
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    scale, zero = quantization if quantization is not None and len(quantization) == 2 else (0.0, 0)
+    if dtype.kind in "iu" and scale:
+        info = np.iinfo(dtype)
+        values = np.round(rng.standard_normal(shape) / float(scale) + int(zero))
+        return np.clip(values, info.min, info.max).astype(dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         # Full range for 8/16-bit (quantized activations); small values for wider ints (likely indices).
@@ -279,7 +459,8 @@ def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generat
 
 def _static_shape(shape: Any) -> tuple[int, ...]:
     """Concrete shape: dynamic dimensions (None, -1, symbolic names) become 1."""
-    return tuple(int(d) if isinstance(d, int | np.integer) and d > 0 else 1 for d in shape)
+    # A tuple, not `int | np.integer`: isinstance takes unions only from Python 3.10.
+    return tuple(int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape)
 
 
 # --------------------------------------------------------------------------- backends
@@ -294,9 +475,9 @@ class Backend:
 
     runtime: str = ""
     runtime_version: str = ""
-    inputs: list[dict[str, Any]]
+    inputs: list[InputInfo]
     xnnpack: bool | None = None
-    delegate: dict[str, Any] | None = None
+    delegate: DelegateReport | None = None
 
     profile_note: str | None = None  # why ``profile`` gives nothing, where it cannot
 
@@ -311,7 +492,7 @@ class Backend:
     def invoke(self) -> None:
         raise NotImplementedError
 
-    def profile(self, warmup_runs: int, runs: int) -> list[dict[str, Any]] | None:
+    def profile(self, warmup_runs: int, runs: int) -> list[ProfileRow] | None:
         """Per-op rows, or None where the runtime offers no per-op timing."""
         return None
 
@@ -339,7 +520,8 @@ class OrtBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise RunnerError("RuntimeMissing", f"onnxruntime is not importable ({_one_line(exc)})") from exc
+            message = f"onnxruntime is not importable ({_one_line(exc)}); install onnxruntime for {sys.executable}"
+            raise RunnerError("RuntimeMissing", message) from exc
         self._ort = ort
         self._threads = threads
         self._graph_opt = graph_opt
@@ -406,7 +588,7 @@ class OrtBackend(Backend):
     def invoke(self) -> None:
         self._session.run_with_iobinding(self._binding)
 
-    def profile(self, warmup_runs: int, runs: int) -> list[dict[str, Any]] | None:
+    def profile(self, warmup_runs: int, runs: int) -> list[ProfileRow] | None:
         """Per-node kernel times from ORT's chrome-trace profile of a separate session (so timing is untouched)."""
         with tempfile.TemporaryDirectory(prefix="flopgap-ort-profile-") as tmp:
             session = self._new_session(profile_prefix=os.path.join(tmp, "ort"))
@@ -423,7 +605,7 @@ class OrtBackend(Backend):
         return parse_ort_profile(events, skip_first=warmup_runs)
 
 
-def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list[dict[str, Any]]:
+def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list[ProfileRow]:
     """Per-node rows {name, op_type, provider, time_us, calls} from ORT's chrome-trace events, in execution order.
 
     ``time_us`` is the mean kernel time over the calls kept after dropping each node's first ``skip_first`` calls;
@@ -444,7 +626,7 @@ def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list
         op_types.setdefault(name, str(args.get("op_name", "")))
         if "provider" in args:
             providers.setdefault(name, str(args["provider"]))
-    rows = []
+    rows: list[ProfileRow] = []
     for name, times in durations.items():
         kept = times[skip_first:] or times
         rows.append(
@@ -470,7 +652,11 @@ def _import_tflite() -> tuple[Any, str, str]:
             errors.append(f"{package}: {_one_line(exc, 120)}")
             continue
         return module, package, _module_version(package) or "unknown"
-    raise RunnerError("RuntimeMissing", "no TFLite runtime is importable (" + "; ".join(errors) + ")")
+    raise RunnerError(
+        "RuntimeMissing",
+        f"no TFLite runtime is importable ({'; '.join(errors)}); install ai-edge-litert (or tflite-runtime) for "
+        f"{sys.executable}",
+    )
 
 
 class TfliteBackend(Backend):
@@ -503,14 +689,14 @@ class TfliteBackend(Backend):
         self.inputs = []
         for detail in self._interpreter.get_input_details():
             shape = _static_shape(detail["shape"])
-            array = random_input(shape, np.dtype(detail["dtype"]), rng)
+            array = random_input(shape, np.dtype(detail["dtype"]), rng, detail.get("quantization"))
             # Set once: invoke() neither consumes nor overwrites input tensors, so the loop only calls invoke().
             self._interpreter.set_tensor(detail["index"], array)
             self.inputs.append({"name": detail["name"], "shape": list(shape), "dtype": np.dtype(detail["dtype"]).name})
 
-    def _delegate_report(self, xnnpack: bool) -> dict[str, Any]:
+    def _delegate_report(self, xnnpack: bool) -> DelegateReport:
         """How many of the graph's ops the delegate took: each DELEGATE kernel covers the ops between its I/O."""
-        report: dict[str, Any] = {"name": "xnnpack" if xnnpack else None, "nodes_total": None, "nodes_delegated": None}
+        report: DelegateReport = {"name": "xnnpack" if xnnpack else None, "nodes_total": None, "nodes_delegated": None}
         try:
             ops = self._interpreter._get_ops_details()
         except Exception:  # private API; absent in some builds
@@ -529,12 +715,10 @@ class TfliteBackend(Backend):
                     continue
                 covered.add(producer[tensor])
                 stack.extend(int(t) for t in by_index[producer[tensor]]["inputs"])
-        report.update(
-            nodes_total=len(original),
-            nodes_delegated=len(covered),
-            delegate_kernels=len(kernels),
-            nodes_on_cpu=len(original) - len(covered),
-        )
+        report["nodes_total"] = len(original)
+        report["nodes_delegated"] = len(covered)
+        report["delegate_kernels"] = len(kernels)
+        report["nodes_on_cpu"] = len(original) - len(covered)
         if not kernels and xnnpack:
             report["name"] = None  # XNNPACK asked for but took nothing (e.g. unsupported ops or int types)
         return report
@@ -553,7 +737,7 @@ def run_protocol(
     runs: int,
     min_seconds: float,
     max_runs: int,
-) -> dict[str, Any]:
+) -> Timing:
     """First inference, warm-up (count AND time), then timed runs (count AND time, capped by max_runs)."""
     clock = time.perf_counter_ns
     t0 = clock()
@@ -666,9 +850,9 @@ def _validate(args: argparse.Namespace) -> None:
             raise RunnerError("BadArguments", f"{args.model}: the model must end in .onnx or .tflite")
 
 
-def empty_document(args: argparse.Namespace | None) -> dict[str, Any]:
+def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
     """Every schema field, unknowns as null, so a failed run has the same shape as a good one."""
-    protocol = None
+    protocol: ProtocolEcho | None = None
     if args is not None:
         protocol = {
             "warmup_runs": args.warmup_runs,
@@ -687,6 +871,7 @@ def empty_document(args: argparse.Namespace | None) -> dict[str, Any]:
     ext = os.path.splitext(model)[1].lower().lstrip(".") if model else None
     return {
         "schema": SCHEMA,
+        "runner_version": RUNNER_VERSION,
         "model_path": model,
         "format": ext if ext in ("onnx", "tflite") else None,
         "runtime": None,
@@ -715,7 +900,7 @@ def empty_document(args: argparse.Namespace | None) -> dict[str, Any]:
     }
 
 
-def measure(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     """Fill ``doc`` in place: load, run the protocol, read state around it; raises RunnerError on failure."""
     if args.affinity is not None:
         try:
@@ -731,7 +916,7 @@ def measure(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         backend = OrtBackend(args.threads, args.graph_optimization)
     else:
         backend = TfliteBackend(args.threads, args.xnnpack)
-    doc.update(runtime=backend.runtime, runtime_version=backend.runtime_version, xnnpack=backend.xnnpack)
+    doc["runtime"], doc["runtime_version"], doc["xnnpack"] = backend.runtime, backend.runtime_version, backend.xnnpack
 
     doc["rss_before_load_kib"] = peak_rss_kib()
     t0 = time.perf_counter_ns()
@@ -749,7 +934,11 @@ def measure(args: argparse.Namespace, doc: dict[str, Any]) -> None:
     except Exception as exc:
         raise RunnerError("InferenceFailed", f"{backend.runtime} failed to run {args.model}: {_one_line(exc)}") from exc
     doc["state_after"] = device_state()
-    doc.update(result)
+    doc["first_inference_ns"] = result["first_inference_ns"]
+    doc["warmup_runs"] = result["warmup_runs"]
+    doc["warmup_ns"] = result["warmup_ns"]
+    doc["timed_ns"] = result["timed_ns"]
+    doc["samples_ns"] = result["samples_ns"]
     doc["peak_rss_kib"] = peak_rss_kib()
 
     if args.profile:

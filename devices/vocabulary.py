@@ -47,3 +47,34 @@ class Runtime(StrEnum):
 def choices(enum: type[StrEnum]) -> str:
     """``a, b, c``: the allowed values for a one-line error."""
     return ", ".join(m.value for m in enum)
+
+
+class TransportKind(StrEnum):
+    """How flopgap reaches a device."""
+
+    LOCAL = "local"  # this machine, subprocesses
+    SSH = "ssh"  # a board over SSH (paramiko)
+    ADB = "adb"  # an Android phone through an adb server
+
+
+class RunnerKind(StrEnum):
+    """What measures on the device: flopgap's own runner (the agent) or an official benchmark binary."""
+
+    AGENT = "agent"  # devices/runner.py; needs a Python with numpy and the runtime on the device
+    BENCHMARK_MODEL = "benchmark_model"  # TFLite's benchmark binary
+    BENCHMARK_MODEL_PLUS_FLEX = "benchmark_model_plus_flex"  # the same, with TF (flex) ops linked in
+    ONNXRUNTIME_PERF_TEST = "onnxruntime_perf_test"
+
+    @property
+    def is_binary(self) -> bool:
+        """A prebuilt executable pushed to the device (and checked against its architecture)."""
+        return self is not RunnerKind.AGENT
+
+    @property
+    def formats(self) -> frozenset[Format]:
+        """The artifact formats it can time."""
+        if self is RunnerKind.AGENT:
+            return frozenset(Format)
+        if self is RunnerKind.ONNXRUNTIME_PERF_TEST:
+            return frozenset({Format.ONNX})
+        return frozenset({Format.TFLITE})

@@ -1,11 +1,12 @@
 """A fake adb server on 127.0.0.1 for tests: the phone is faked at the protocol boundary.
 
-It speaks the subset of the adb host protocol that :class:`devices.adb.AdbDevice` (via adbutils) and the Debian
+It speaks the subset of the adb host protocol that :class:`devices.adb.AdbTransport` (via adbutils) and the Debian
 ``adb`` client use: ``host:version``, ``host:devices(-l)``, ``host:features``, ``host:tport:serial:S`` /
 ``host:transport:S`` / ``host-serial:S:...``, ``shell:`` (v1), ``shell,v2:``, and ``sync:`` with STAT, SEND
 (DATA/DONE), RECV and QUIT. Its phone is a sandbox directory (paths on the phone map below it), a getprop table and
-a fake sysfs; the shell answers only the commands AdbDevice sends, and a benchmark binary run replays a real
-captured log from ``tests/data``.
+a fake sysfs; the shell answers only the commands the adb transport and the backends send. A benchmark binary run
+replays a real captured log from ``tests/data``; the phone's Python (``FakePhone.python``) is this machine's
+interpreter, given the sandboxed paths of its arguments, so flopgap's real runner runs "on the phone".
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import shlex
 import socket
 import socketserver
 import struct
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +63,7 @@ class FakePhone:
     op_csv: Path = DATA / "tflite_op_profile_mobilenet_v1.csv"
     ort_log: Path = DATA / "ort_perf_test_linux_riscv.txt"
     ort_runs: Path = DATA / "ort_perf_test_result_file.csv"
+    python: str = "/data/data/com.termux/files/usr/bin/python3"  # runs as sys.executable
     commands: list[str] = field(default_factory=list)
     sends: list[str] = field(default_factory=list)  # remote paths of completed or failed SENDs
     data_bytes: int = 0  # DATA payload received over all SENDs
@@ -102,6 +106,8 @@ class FakePhone:
         if not args:
             return b"", b"", 0
         cmd, rest = args[0], args[1:]
+        if cmd == self.python:
+            return self._python(rest)
         handler = getattr(self, "_cmd_" + cmd.replace("sum", "_sum"), None)
         if handler is not None:
             return handler(rest)
@@ -117,6 +123,18 @@ class FakePhone:
                 for line in p.read_text().splitlines():
                     out.append(f"/{p.relative_to(base).as_posix()}:{line}\n")
         return "".join(out).encode()
+
+    def _cmd_sh(self, rest: list[str]) -> tuple[bytes, bytes, int]:
+        if rest[:1] != ["-c"] or len(rest) < 2:
+            return b"", b"sh: only sh -c SCRIPT is faked\n", 2
+        return self.shell(rest[1])
+
+    def _python(self, rest: list[str]) -> tuple[bytes, bytes, int]:
+        """The phone's Python: this interpreter, with every argument that names a file on the phone sandboxed."""
+        args = [str(self.path(a)) if a.startswith("/") and self.path(a).exists() else a for a in rest]
+        done = subprocess.run([sys.executable, *args], capture_output=True, timeout=300, cwd=self.root)
+        code = done.returncode if done.returncode >= 0 else 128 - done.returncode  # the shell's view of a signal
+        return done.stdout, done.stderr, code
 
     def _cmd_getprop(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         if rest:

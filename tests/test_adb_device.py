@@ -1,4 +1,5 @@
-"""AdbDevice end to end over the real adb wire protocol, against a fake phone at the protocol boundary.
+"""The adb transport end to end over the real adb wire protocol, against a fake phone at the protocol boundary, with
+the benchmark-binary backends and flopgap's own runner.
 
 tests/adb_endpoint.py is a fake adb server on 127.0.0.1; adbutils (and, where installed, Debian's ``adb``
 client) talk to it over TCP exactly as they would to a real server with a phone attached.
@@ -14,17 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from devices.adb import AdbDevice, BenchmarkOptions, affinity_mask
-from devices.base import Device
+from devices.adb import AdbTransport
+from devices.agent import AgentBackend
+from devices.base import Device, TrialRequest
+from devices.binary import affinity_mask, binary_backend
 from devices.errors import (
     BinaryMissing,
     DeviceOffline,
     DeviceUnauthorized,
     DeviceUnreachable,
     NoSpaceLeft,
+    RunnerMissing,
+    TrialFailed,
     UnknownSerial,
     WrongABI,
 )
+from devices.vocabulary import RunnerKind
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 
 AARCH64, X86_64 = 183, 62
@@ -49,9 +55,17 @@ def endpoint(phone: FakePhone, tmp_path: Path) -> Iterator[AdbEndpoint]:
         yield ep
 
 
-def _device(endpoint: AdbEndpoint, tmp_path: Path, serial: str = "FAKE01", **kw: object) -> AdbDevice:
-    binary = kw.pop("binary", None) or _elf(tmp_path / "benchmark_model", AARCH64)
-    return AdbDevice("pixel", serial, "127.0.0.1", endpoint.port, binary=binary, **kw)  # type: ignore[arg-type]
+def _device(
+    endpoint: AdbEndpoint,
+    tmp_path: Path,
+    serial: str = "FAKE01",
+    binary: Path | None = None,
+    runner: RunnerKind = RunnerKind.BENCHMARK_MODEL,
+    affinity: list[int] | None = None,
+) -> Device:
+    binary = binary or _elf(tmp_path / "benchmark_model", AARCH64)
+    transport = AdbTransport("pixel", serial, "127.0.0.1", endpoint.port)
+    return Device("pixel", transport, binary_backend(runner, binary, affinity))
 
 
 def test_adb_push_fake_phone_endpoint_pushes_once_and_reuses_by_hash(
@@ -84,21 +98,23 @@ def test_adb_run_fake_phone_endpoint_taskset_and_parsed_latency(
     dev = _device(endpoint, tmp_path, affinity=[4, 5, 6, 7])
     model = tmp_path / "my model.tflite"  # a space: every argument must arrive quoted
     model.write_bytes(b"TFL3" * 10)
-    doc = dev.measure(model, BenchmarkOptions(threads=4, runs=50, xnnpack=False), profile_dir=tmp_path)
+    result = dev.measure(model, TrialRequest(threads=4, runs=50, xnnpack=False, profile=True))
     run = next(c for c in phone.commands if c.startswith("taskset "))
     assert run.startswith("taskset f0 /data/local/tmp/flopgap/bin/benchmark_model ")
     assert "'--graph=/data/local/tmp/flopgap/my model.tflite'" in run
     assert "--num_threads=4" in run and "--use_xnnpack=false" in run and "--enable_op_profiling=true" in run
-    assert doc["schema"] == "flopgap.runner/1" and "error" not in doc
-    assert doc["samples_kind"] == "summary" and doc["samples_ns"] == []
-    s = doc["summary_ns"]  # the captured log: count=50 ... min=2727568 max=3189954 avg=2.95034e+06 std=109798
-    assert (s["count"], s["min"], s["max"], s["mean"], s["std"]) == (50, 2727568000, 3189954000, 2950340000, 109798000)
-    assert doc["init_ns"] == 17187000 and doc["first_inference_ns"] == 3512391000
-    assert doc["affinity_mask"] == "f0"
+    assert result.samples_ns == () and result.summary is not None
+    s = result.summary  # the captured log: count=50 ... min=2727568 max=3189954 avg=2.95034e+06 std=109798
+    assert (s.count, s.min, s.max, s.mean, s.std) == (50, 2727568000, 3189954000, 2950340000, 109798000)
+    assert result.n == 50 and result.centre_ns == 2950340000  # this build prints no median: the mean stands in
+    assert result.init_ns == 17187000 and result.first_inference_ns == 3512391000
+    assert result.affinity_mask == "f0" and result.threads == 4
+    assert result.tool is not None and result.tool.argv[:2] == ("taskset", "f0")
     # op profile: the CSV was written on the phone, pulled and parsed
-    assert len(doc["ops"]) == 8 and doc["ops"][1]["op_type"] == "DEPTHWISE_CONV_2D" and doc["ops"][1]["avg_ms"] == 49.87
-    assert Path(doc["ops_file"]).is_file()
-    before = doc["state_before"]
+    assert result.ops is not None and len(result.ops) == 8
+    assert (result.ops[1].op_type, result.ops[1].time_us) == ("DEPTHWISE_CONV_2D", 49870.0)
+    before = result.state_before
+    assert before is not None
     assert before["cpufreq"]["policy6"] == {
         "cpus": [6, 7],
         "cur_khz": 2850000,
@@ -111,15 +127,58 @@ def test_adb_run_fake_phone_endpoint_taskset_and_parsed_latency(
 
 def test_adb_ort_fake_phone_endpoint_gives_raw_samples(endpoint: AdbEndpoint, tmp_path: Path) -> None:
     binary = _elf(tmp_path / "onnxruntime_perf_test", AARCH64)
-    dev = _device(endpoint, tmp_path, binary=binary, runner="onnxruntime_perf_test")
+    dev = _device(endpoint, tmp_path, binary=binary, runner=RunnerKind.ONNXRUNTIME_PERF_TEST)
     model = tmp_path / "m.onnx"
     model.write_bytes(b"onnx")
-    doc = dev.measure(model, BenchmarkOptions(threads=2, runs=10))
-    assert doc["tool"]["argv"][:10] == [
+    result = dev.measure(model, TrialRequest(threads=2, runs=10))
+    assert result.tool is not None and result.tool.argv[:10] == (
         "/data/local/tmp/flopgap/bin/onnxruntime_perf_test", "-I", "-m", "times", "-r", "10", "-x", "2", "-e", "cpu",
-    ]  # fmt: skip
-    assert doc["samples_kind"] == "raw" and len(doc["samples_ns"]) == 10 and doc["samples_ns"][0] == 61200000
-    assert doc["summary_ns"]["p50"] == 60356200 and doc["summary_ns"]["mean"] == 62293500
+    )  # fmt: skip
+    assert len(result.samples_ns) == 10 and result.samples_ns[0] == 61200000
+    assert result.summary is not None and (result.summary.p50, result.summary.mean) == (60356200, 62293500)
+    assert result.record()["samples_kind"] == "raw"
+
+
+def test_adb_binary_cannot_time_the_other_format_fake_phone_endpoint(endpoint: AdbEndpoint, tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    with pytest.raises(TrialFailed, match=r"runs benchmark_model, which times \.tflite models, not m\.onnx"):
+        _device(endpoint, tmp_path).measure(model, TrialRequest())
+
+
+def test_runner_over_adb_python_mapped_to_this_interpreter_fake_phone_endpoint(
+    endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
+) -> None:
+    """flopgap's own runner on a phone (Termux's Python): pushed over sync, started through the adb shell."""
+    import onnxruntime  # type: ignore[import-untyped]
+    import torch
+
+    model = tmp_path / "tiny.onnx"
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1)).eval()
+    torch.onnx.export(net, (torch.randn(1, 3, 8, 8),), str(model), dynamo=True)
+    transport = AdbTransport("termux", "FAKE01", "127.0.0.1", endpoint.port)
+    dev = Device("termux", transport, AgentBackend(phone.python, affinity=None))
+    result = dev.measure(model, TrialRequest(threads=1, warmup_runs=1, warmup_seconds=0, runs=5, min_seconds=0))
+    assert result.runtime == "onnxruntime" and result.runtime_version == onnxruntime.__version__
+    assert len(result.samples_ns) >= 5 and min(result.samples_ns) > 0 and result.summary is None
+    runs = [c for c in phone.commands if c.startswith(phone.python + " ")]
+    assert runs[-1].startswith(f"{phone.python} /data/local/tmp/flopgap/runner.py /data/local/tmp/flopgap/tiny.onnx")
+    assert phone.path("/data/local/tmp/flopgap/runner.py").read_bytes() == Path("devices/runner.py").read_bytes()
+    facts = dev.facts()
+    assert (facts["model"], facts["abi"]) == ("Pixel 7", "arm64-v8a")  # the phone's, from getprop
+    assert facts["runtimes"]["onnxruntime"] == onnxruntime.__version__  # the runner's, from --facts
+    dev.cleanup()
+    assert not phone.path("/data/local/tmp/flopgap/tiny.onnx").exists()
+
+
+def test_runner_over_adb_without_python_is_runner_missing_fake_phone_endpoint(
+    endpoint: AdbEndpoint, tmp_path: Path
+) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    dev = Device("termux", AdbTransport("termux", "FAKE01", "127.0.0.1", endpoint.port), AgentBackend("/no/python3"))
+    with pytest.raises(RunnerMissing, match="device 'termux': '/no/python3' not found there"):
+        dev.measure(model, TrialRequest())
 
 
 def test_adb_facts_fake_phone_endpoint(endpoint: AdbEndpoint, tmp_path: Path) -> None:
@@ -174,7 +233,7 @@ def test_adb_server_unreachable(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dev = AdbDevice("pixel", "FAKE01", "127.0.0.1", port, binary=tmp_path / "x")
+    dev = Device("pixel", AdbTransport("pixel", "FAKE01", "127.0.0.1", port), AgentBackend("python3"))
     with pytest.raises(DeviceUnreachable, match=f"adb server 127.0.0.1:{port} unreachable"):
         dev.facts()
 

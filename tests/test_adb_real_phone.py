@@ -1,4 +1,4 @@
-"""AdbDevice against a real phone; runs only with ``-m adb`` and FLOPGAP_ADB_SERIAL set.
+"""The adb transport against a real phone; runs only with ``-m adb`` and FLOPGAP_ADB_SERIAL set.
 
 Optional: FLOPGAP_ADB_HOST / FLOPGAP_ADB_PORT (adb server, default 127.0.0.1:5037) and
 FLOPGAP_ADB_BINARY (a prebuilt arm64 benchmark_model) plus FLOPGAP_ADB_MODEL (a .tflite) for a timed run.
@@ -11,25 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from devices.adb import AdbDevice, BenchmarkOptions
+from devices.adb import AdbTransport
+from devices.base import Device, TrialRequest
+from devices.binary import binary_backend
+from devices.vocabulary import RunnerKind
 
 SERIAL = os.environ.get("FLOPGAP_ADB_SERIAL")
 pytestmark = [pytest.mark.adb, pytest.mark.skipif(not SERIAL, reason="set FLOPGAP_ADB_SERIAL to test a real phone")]
 
 
-def _device() -> AdbDevice:
-    binary = os.environ.get("FLOPGAP_ADB_BINARY")
-    return AdbDevice(
-        "real-phone",
-        str(SERIAL),
-        os.environ.get("FLOPGAP_ADB_HOST", "127.0.0.1"),
-        int(os.environ.get("FLOPGAP_ADB_PORT", "5037")),
-        binary=Path(binary) if binary else None,
-    )
+def _transport() -> AdbTransport:
+    host, port = os.environ.get("FLOPGAP_ADB_HOST", "127.0.0.1"), int(os.environ.get("FLOPGAP_ADB_PORT", "5037"))
+    return AdbTransport("real-phone", str(SERIAL), host, port)
 
 
 def test_real_phone_facts() -> None:
-    facts = _device().facts()
+    facts = _transport().facts()
     assert facts["model"] and facts["abi"] and facts["cores"]
     assert all(c["cur_khz"] for c in facts["clusters"].values())
 
@@ -38,11 +35,12 @@ def test_real_phone_facts() -> None:
     not (os.environ.get("FLOPGAP_ADB_BINARY") and os.environ.get("FLOPGAP_ADB_MODEL")),
     reason="set FLOPGAP_ADB_BINARY and FLOPGAP_ADB_MODEL for a timed run",
 )
-def test_real_phone_benchmark_model(tmp_path: Path) -> None:
-    dev = _device()
+def test_real_phone_benchmark_model() -> None:
+    backend = binary_backend(RunnerKind.BENCHMARK_MODEL, Path(os.environ["FLOPGAP_ADB_BINARY"]))
+    dev = Device("real-phone", _transport(), backend)
     try:
-        doc = dev.measure(Path(os.environ["FLOPGAP_ADB_MODEL"]), BenchmarkOptions(runs=20), profile_dir=tmp_path)
+        result = dev.measure(Path(os.environ["FLOPGAP_ADB_MODEL"]), TrialRequest(runs=20, profile=True))
     finally:
         dev.cleanup()
-    assert "error" not in doc, doc.get("error")
-    assert doc["summary_ns"]["count"] >= 20 and doc["summary_ns"]["mean"] > 0 and doc["ops"]
+    assert result.summary is not None and result.summary.count >= 20 and (result.centre_ns or 0) > 0
+    assert result.ops

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devices.local import LocalDevice
-from devices.vocabulary import Format, Precision
+from devices.local import local_device
+from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from exporters.export import export
 from harness.measure.calibrate import BANDWIDTH, COMPUTE, calibrate, conv1x1_kernel, relu_kernel, store_calibration
@@ -38,15 +38,15 @@ def test_kernels_count_the_work_they_do() -> None:
     assert (conv.kind, relu.kind) == (COMPUTE, BANDWIDTH)
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "litert"])
+@pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.LITERT])
 def test_calibration_stores_figures_that_are_work_over_stored_medians(
-    tmp_path: Path, cache_dir: Path, runtime: str
+    tmp_path: Path, cache_dir: Path, runtime: Runtime
 ) -> None:
     def exporter(spec: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
         return export(spec, fmt, precision, cache_dir=cache_dir)
 
     kernels = [conv1x1_kernel(16, 32, 8, 8), conv1x1_kernel(32, 32, 8, 8), relu_kernel(8, 16, 16)]
-    dev = LocalDevice()
+    dev = local_device()
     cal = calibrate(dev, runtime, 1, exporter, kernels, PROTO)
     with Store(tmp_path / "r.db") as store:
         store_calibration(store, dev, cal, facts={"cpu_model": "test"})

@@ -107,7 +107,9 @@ def test_sweep_over_local_and_ssh_board_into_one_database(tmp_path: Path, sshd: 
         assert result.failed_points == 4
         facts = store.devices_frame().set_index("name")["facts_json"].map(json.loads)
         assert facts["board"]["cpu_count"] == facts["local"]["cpu_count"] == os.cpu_count()
-        assert "error" in facts["ghost"]
+        # unreachable: no facts to keep, its error recorded apart from them
+        assert facts["ghost"] == {}
+        assert "device 'ghost'" in store.devices_frame().set_index("name").loc["ghost", "last_error"]
         # never two benchmarks on one device at once: each device's trials ran one after another
         trials = store.trials_frame().merge(points[["point_id", "device"]], on="point_id")
         for _device, group in trials.groupby("device"):
@@ -213,3 +215,123 @@ def test_profile_on_phone_pulls_and_stores_the_op_csv_fake_phone_endpoint(
     for op_type in {r.op_type for r in expected}:
         want = sum(r.avg_ms for r in expected if r.op_type == op_type) * 1e3
         assert by_type[op_type] == pytest.approx(want)
+
+
+# --- ssh + benchmark_model: the binary stood in for at its protocol boundary ------------------------------------
+
+STAND_IN = """#!/bin/sh
+# A stand-in for TFLite's benchmark_model at its protocol boundary: it records its flags and the CPUs it may use,
+# writes the op-profile CSV where asked, and prints a real captured benchmark_model log.
+printf '%s\\n' "$@" >> {flags}
+grep Cpus_allowed_list /proc/$$/status >> {flags}
+for a in "$@"; do
+  case "$a" in --op_profiling_output_file=*) cat {csv} > "${{a#*=}}";; esac
+done
+cat {log}
+"""
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+def test_benchmark_model_over_ssh_stand_in_binary_into_the_store(tmp_path: Path, sshd: Sshd, cache_dir: Path) -> None:
+    """A Raspberry Pi running Google's benchmark_model over SSH: pushed, pinned, parsed, stored."""
+    from devices.parsers import parse_tflite_benchmark
+    from tests.adb_endpoint import DATA
+
+    log = DATA / "tflite_benchmark_android_aarch64_percentiles.txt"
+    flags = tmp_path / "flags.txt"
+    stand_in = tmp_path / "benchmark_model"
+    stand_in.write_text(STAND_IN.format(flags=flags, csv=DATA / "tflite_op_profile_mobilenet_v1.csv", log=log))
+    stand_in.chmod(0o755)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    cpu = min(os.sched_getaffinity(0))
+    inventory = tmp_path / "devices.toml"
+    inventory.write_text(f"""
+[devices.pi]
+transport = "ssh"
+host = "127.0.0.1"
+port = {sshd.port}
+user = "{user}"
+key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+work_dir = "{tmp_path / "pi"}"
+runner = "benchmark_model"
+binary = "{stand_in}"
+affinity = [{cpu}]
+""")
+    text = """
+name = "pi"
+runtimes = ["litert", "litert-builtin", "onnxruntime"]
+devices = ["pi"]
+[[models]]
+name = "conv1x1"
+params = { cin = 16, cout = 16, h = 8, w = 8 }
+[protocol]
+trials = 2
+runs = 1000
+"""
+    devices = open_devices(["pi"], inventory)
+    with Store(tmp_path / "r.db") as store:
+        result = run_sweep(parse_spec(text), text, store, devices, cached_exporter(cache_dir))
+        devices["pi"].cleanup()
+        points = store.points_frame().set_index("runtime")
+        trials = store.trials_frame()
+        facts = json.loads(store.devices_frame().set_index("name").loc["pi", "facts_json"])
+    assert result.failed_points == 1 and result.measured_trials == 4
+    # the ONNX point cannot run on benchmark_model: it fails with the reason, the TFLite points go on
+    assert points.loc["onnxruntime", "status"] == "failed"
+    assert "runs benchmark_model, which times .tflite models" in points.loc["onnxruntime", "failure_reason"]
+    inference = parse_tflite_benchmark(log.read_text()).inference
+    assert inference is not None and inference.median_us == 51891
+    for runtime in ("litert", "litert-builtin"):
+        row = points.loc[runtime]
+        assert row["status"] == "done" and row["n"] == 2 * 1000
+        assert row["median_ms"] == pytest.approx(51.891) and row["mean_ms"] == pytest.approx(63.7432)
+        assert row["init_ms"] == pytest.approx(119.515)
+    doc = json.loads(trials.iloc[0]["runner_json"])
+    assert doc["tool"]["name"] == "benchmark_model" and doc["tool"]["argv"][:2] == ["taskset", f"{1 << cpu:x}"]
+    assert doc["summary_ns"]["p50"] == 51891000 and doc["samples_kind"] == "summary"
+    assert trials["median_ms"].tolist() == pytest.approx([51.891] * 4)
+    # what reached the binary: its flags, and the CPU taskset pinned it to
+    seen = flags.read_text().splitlines()
+    assert seen.count("--use_xnnpack=true") == 2 and seen.count("--use_xnnpack=false") == 2
+    assert "--num_threads=1" in seen and "--num_runs=1000" in seen
+    graphs = {a for a in seen if a.startswith("--graph=")}
+    assert len(graphs) == 1 and graphs.pop().startswith(f"--graph={tmp_path / 'pi'}/run.")
+    assert set(a for a in seen if a.startswith("Cpus_allowed_list")) == {f"Cpus_allowed_list:\t{cpu}"}
+    assert facts["runner"] == "benchmark_model" and facts["transport"] == "ssh" and facts["system"] == "Linux"
+    assert not list((tmp_path / "pi").iterdir())  # the session's work dir is gone
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+def test_profile_with_benchmark_model_over_ssh_stand_in_binary(tmp_path: Path, sshd: Sshd, cache_dir: Path) -> None:
+    from devices.parsers import parse_tflite_op_csv
+    from tests.adb_endpoint import DATA
+
+    csv = DATA / "tflite_op_profile_mobilenet_v1.csv"
+    stand_in = tmp_path / "benchmark_model"
+    log = DATA / "tflite_benchmark_mobilenet_v1_op_profiling.txt"
+    stand_in.write_text(STAND_IN.format(flags=tmp_path / "flags.txt", csv=csv, log=log))
+    stand_in.chmod(0o755)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    inventory = tmp_path / "devices.toml"
+    inventory.write_text(f"""
+[devices.pi]
+transport = "ssh"
+host = "127.0.0.1"
+port = {sshd.port}
+user = "{user}"
+key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+work_dir = "{tmp_path / "pi"}"
+runner = "benchmark_model"
+binary = "{stand_in}"
+""")
+    db = tmp_path / "r.db"
+    args = ["profile", "conv1x1", "-p", "cin=16", "-p", "cout=16", "-p", "h=8", "-p", "w=8", "--runtime", "litert",
+            "--device", "pi", "--devices", str(inventory), "--db", str(db), "--cache-dir", str(cache_dir)]  # fmt: skip
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    expected = parse_tflite_op_csv(csv.read_text())
+    with Store(db) as store:
+        rows = store.op_profiles_frame()
+    assert sorted(rows["time_us"]) == pytest.approx(sorted(r.avg_ms * 1e3 for r in expected))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
+from devices.agent import AgentBackend
+from devices.base import Device
+from devices.binary import TfliteBenchmarkBackend
 from devices.inventory import (
     AdbConfig,
     InventoryError,
@@ -17,7 +21,8 @@ from devices.inventory import (
     open_device,
     parse_cpu_mask,
 )
-from devices.local import LocalDevice
+from devices.local import LocalTransport
+from devices.vocabulary import RunnerKind
 
 EXAMPLE = """
 [devices.rpi5]
@@ -67,6 +72,9 @@ def test_cpu_masks() -> None:
     assert parse_cpu_mask("1") == [0]
     with pytest.raises(ValueError, match="selects no CPU"):
         parse_cpu_mask("0")
+    for bad in ("-1", "+f", "f_0", "0x", "f0 0f"):  # int(text, 16) took '-1' as CPU 0
+        with pytest.raises(ValueError, match=re.escape(f"'{bad}' is not a hex CPU mask")):
+            parse_cpu_mask(bad)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +89,8 @@ def test_cpu_masks() -> None:
         ('host = "x"', "device 'rpi5': key 'transport' is missing; allowed: local, ssh, adb"),
         ('transport = "ssh"\nhost = "x"\nport = 70000', "device 'rpi5': key 'port': Input should be less than"),
         ('transport = "ssh"\nhost = "x"\naffinity = "4-7"', "device 'rpi5': key 'affinity': '4-7' is not a hex"),
+        ('transport = "ssh"\nhost = "x"\naffinity = "-1"', "device 'rpi5': key 'affinity': '-1' is not a hex"),
+        ('transport = "ssh"\nhost = "x"\naffinity = [true]', "device 'rpi5': key 'affinity': give CPU ids >= 0"),
         ('transport = "ssh"\nhost = "x"\nwork_dir = "flopgap"', "device 'rpi5': key 'work_dir': 'flopgap' must be"),
         ('transport = "ssh"\nhost = "x"\nrunner = "benchmark_model"', "device 'rpi5': key 'binary' is required"),
         ('transport = "adb"\nserial = "s"\nserver = "5037"', "device 'rpi5': key 'server': '5037' is not host:port"),
@@ -128,23 +138,87 @@ def test_env_var_names_the_file_and_must_exist(tmp_path: Path, monkeypatch: pyte
         load_inventory()
 
 
-def test_open_device_builds_transports_without_connecting(tmp_path: Path) -> None:
+def test_open_device_composes_transport_and_runner_without_connecting(tmp_path: Path) -> None:
     inv = load_inventory(_write(tmp_path, EXAMPLE))
     local = open_device(inv.get("local"))
-    assert isinstance(local, LocalDevice) and local.python == sys.executable
-    from devices.ssh import SshDevice
+    assert isinstance(local, Device) and isinstance(local.transport, LocalTransport)
+    assert isinstance(local.backend, AgentBackend) and local.backend.python == sys.executable
+    from devices.ssh import SshTransport
 
     rpi = open_device(inv.get("rpi5"))
-    assert isinstance(rpi, SshDevice)
-    assert (rpi.name, rpi.host, rpi.port, rpi.affinity) == ("rpi5", "192.168.1.50", 22, [4, 5, 6, 7])
-    assert rpi.key == tmp_path / "keys/rpi_ed25519"
+    assert isinstance(rpi.transport, SshTransport) and isinstance(rpi.backend, AgentBackend)
+    target = rpi.transport.target
+    assert (rpi.name, target.host, target.port, rpi.backend.affinity) == ("rpi5", "192.168.1.50", 22, [4, 5, 6, 7])
+    assert target.key == tmp_path / "keys/rpi_ed25519" and rpi.backend.python == "/home/pi/venv/bin/python3"
 
 
 def test_open_device_builds_the_adb_transport(tmp_path: Path) -> None:
     pytest.importorskip("adbutils")  # devices.adb's own dependency
-    from devices.adb import AdbDevice
+    from devices.adb import AdbTransport
 
     phone = open_device(load_inventory(_write(tmp_path, EXAMPLE)).get("pixel7"))
-    assert isinstance(phone, AdbDevice)  # constructing it does not talk to the adb server
-    assert (phone.name, phone.serial, phone.server) == ("pixel7", "2B111FDH2007NB", ("10.0.0.2", 5038))
-    assert (phone.runner, phone.binary, phone.affinity) == ("benchmark_model", Path("/opt/bin/benchmark_model"), [6, 7])
+    assert isinstance(phone.transport, AdbTransport)  # constructing it does not talk to the adb server
+    assert (phone.name, phone.transport.serial, phone.transport.server) == (
+        "pixel7", "2B111FDH2007NB", ("10.0.0.2", 5038),
+    )  # fmt: skip
+    backend = phone.backend
+    assert isinstance(backend, TfliteBenchmarkBackend) and phone.runner is RunnerKind.BENCHMARK_MODEL
+    assert (backend.binary, backend.affinity) == (Path("/opt/bin/benchmark_model"), [6, 7])
+
+
+def test_any_runner_on_any_transport(tmp_path: Path) -> None:
+    """A Raspberry Pi running benchmark_model over SSH, a phone running flopgap's runner under Termux."""
+    text = """
+[devices.pi]
+transport = "ssh"
+host = "pi.local"
+runner = "benchmark_model"
+binary = "bin/benchmark_model"
+
+[devices.termux]
+transport = "adb"
+serial = "S1"
+runner = "agent"
+python = "/data/data/com.termux/files/usr/bin/python3"
+"""
+    inv = load_inventory(_write(tmp_path, text))
+    pi = open_device(inv.get("pi"))
+    assert isinstance(pi.backend, TfliteBenchmarkBackend) and pi.backend.binary == tmp_path / "bin/benchmark_model"
+    termux = open_device(inv.get("termux"))
+    assert isinstance(termux.backend, AgentBackend)
+    assert termux.backend.python == "/data/data/com.termux/files/usr/bin/python3"
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (
+            'transport = "adb"\nserial = "S1"\nrunner = "agent"',
+            "runner 'agent' on a phone needs key 'python': the path of a Python with numpy there",
+        ),
+        (
+            'transport = "ssh"\nhost = "x"\nrunner = "benchmark_model"\nbinary = "/b"\npython = "/usr/bin/python3"',
+            "key 'python' is only used with runner 'agent', not with 'benchmark_model'",
+        ),
+        ('transport = "ssh"\nhost = "x"\nrunner = "tflite"', "key 'runner': Input should be 'agent', "),
+    ],
+)
+def test_runner_and_transport_mismatch_is_one_line(tmp_path: Path, table: str, expected: str) -> None:
+    f = _write(tmp_path, f"[devices.d1]\n{table}\n")
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(f)
+    assert "\n" not in str(exc.value)
+    assert str(exc.value).startswith(f"{f}: device 'd1': {expected}"), str(exc.value)
+
+
+def test_local_binary_for_another_architecture_is_named_on_load(tmp_path: Path) -> None:
+    import platform
+    import struct
+
+    foreign = (183, "aarch64") if platform.machine() != "aarch64" else (62, "x86_64")
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HH", 2, foreign[0]) + bytes(64))
+    f = _write(tmp_path, f'[devices.here]\ntransport = "local"\nrunner = "benchmark_model"\nbinary = "{binary}"\n')
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(f)
+    assert f"key 'binary': benchmark_model is built for {foreign[1]} but this machine is" in str(exc.value)

@@ -8,20 +8,14 @@ import onnx
 import pytest
 
 from devices.base import Device
-from devices.local import LocalDevice
+from devices.local import local_device
+from devices.result import OpTiming
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from exporters.export import export
 from exporters.onnx_export import node_module_path
-from harness.measure.profile import (
-    BLOCK_CATEGORY,
-    EXPECTED_RATIO,
-    GraphIndex,
-    block_cut,
-    map_ort_rows,
-    profile_onnx,
-    profile_tflite_blocks,
-)
+from harness.measure.block_profile import block_cut, profile_tflite_blocks
+from harness.measure.profile import BLOCK_CATEGORY, GraphIndex, map_ort_rows, profile_onnx
 from harness.measure.spec import Protocol, parse_spec
 from harness.measure.sweep import run_sweep
 from harness.store import Store
@@ -43,6 +37,12 @@ min_seconds = 0
 profile = true
 """
 
+# What these tests hold a profile's ratio (sum of rows / whole-model median) to. Measured on the quick sweep's
+# models, 1 thread, 2-core x86 host: ORT per-node 1.11-1.50 (more, smaller nodes: higher; ORT's trace has
+# 1 us resolution and the runner averages calls, so a busy host pushes it to ~2.2), TFLite blocks 0.99-1.02 at
+# depth 1 and 1.01-1.04 at depth 2; a tiny test block on a busy machine strays further, hence the slack.
+EXPECTED_RATIO = (1 / 3, 3.0)
+
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -59,7 +59,7 @@ def _exported_paths(art: Artifact) -> set[str]:
 
 def test_sweep_with_profile_stores_ort_nodes_and_tflite_blocks_once(tmp_path: Path, cache_dir: Path) -> None:
     spec = parse_spec(SPEC)
-    devices: dict[str, Device] = {"local": LocalDevice()}
+    devices: dict[str, Device] = {"local": local_device()}
 
     def exporter(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
         return export(model, fmt, precision, cache_dir=cache_dir)
@@ -95,7 +95,7 @@ def test_sweep_with_profile_stores_ort_nodes_and_tflite_blocks_once(tmp_path: Pa
 
 def test_ort_profile_maps_to_exported_module_paths_and_sums_near_the_whole(cache_dir: Path) -> None:
     art = _export(cache_dir, BLOCK, Format.ONNX)
-    profile = profile_onnx(LocalDevice(), art, 1, PROTO)
+    profile = profile_onnx(local_device(), art, 1, PROTO)
     assert profile.notes["graph_optimization"] == "all"  # the level sweeps time
     assert all(op.module_path is not None for op in profile.ops)
     assert {op.module_path for op in profile.ops} <= _exported_paths(art)
@@ -105,7 +105,7 @@ def test_ort_profile_maps_to_exported_module_paths_and_sums_near_the_whole(cache
 
 def test_tflite_blocks_line_up_with_onnx_module_paths(cache_dir: Path) -> None:
     art = _export(cache_dir, BLOCK, Format.TFLITE)
-    profile = profile_tflite_blocks(LocalDevice(), BLOCK, art, 1, PROTO, {"xnnpack": True}, cache_dir=cache_dir)
+    profile = profile_tflite_blocks(local_device(), BLOCK, art, 1, PROTO, {"xnnpack": True}, cache_dir=cache_dir)
     assert [op.module_path for op in profile.ops] == ["expand", "dw", "project"]
     assert profile.notes["skipped_modules"] == {"se": "identity"}
     onnx_paths = _exported_paths(_export(cache_dir, BLOCK, Format.ONNX))
@@ -121,12 +121,12 @@ def test_fused_and_runtime_only_rows_map_back_to_the_export(cache_dir: Path) -> 
     output = {n.name: n.output[0] for n in onnx.load(str(path)).graph.node}
     expand_act, project_out = output["expand.act/Clip"], output["project.conv/Conv"]
     rows = [
-        {"name": "ReorderInput", "op_type": "ReorderInput", "time_us": 1.0, "calls": 5},
-        {"name": f"{expand_act}_nchwc", "op_type": "Conv", "time_us": 10.0, "calls": 5},
-        {"name": "HardSigmoid_7", "op_type": "HardSigmoid", "time_us": 2.0, "calls": 5},  # stands for dw.*
-        {"name": f"{project_out}_nchwc", "op_type": "Conv", "time_us": 8.0, "calls": 5},
-        {"name": "ReorderOutput_token_3", "op_type": "ReorderOutput", "time_us": 1.5, "calls": 5},
-        {"name": "/Add", "op_type": "Add", "time_us": 3.0, "calls": 5, "median_us": 2.5},
+        OpTiming("ReorderInput", "ReorderInput", 1.0, 5),
+        OpTiming(f"{expand_act}_nchwc", "Conv", 10.0, 5),
+        OpTiming("HardSigmoid_7", "HardSigmoid", 2.0, 5),  # stands for dw.*
+        OpTiming(f"{project_out}_nchwc", "Conv", 8.0, 5),
+        OpTiming("ReorderOutput_token_3", "ReorderOutput", 1.5, 5),
+        OpTiming("/Add", "Add", 3.0, 5, median_us=2.5),
     ]
     ops = map_ort_rows(rows, index)
     assert [op.node_name for op in ops] == [
@@ -139,6 +139,8 @@ def test_fused_and_runtime_only_rows_map_back_to_the_export(cache_dir: Path) -> 
     ]
     assert [op.module_path for op in ops] == ["expand.conv", "expand.conv", "dw", "project.conv", "project.conv", ""]
     assert ops[-1].time_us == 2.5  # a per-node median, when the runner gives one, wins over the mean
+    # The reorders ORT inserts are layout conversions; exported nodes take their category from the graph account.
+    assert [op.category for op in ops] == ["layout", None, None, None, "layout", None]
 
 
 def test_block_cut_expands_sequentials_only() -> None:

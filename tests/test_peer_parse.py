@@ -1,4 +1,5 @@
-"""The parser of ``benchmark_litert_model.py`` output in benchmarks/harness_overhead.py, on the tool's real output.
+"""The parser of ``benchmark_litert_model.py`` output (devices.parsers, used by benchmarks/harness_overhead.py), on
+the tool's real output.
 
 Fixtures: ``tests/data/benchmark_litert_model_<model>.txt``, stdout and stderr of one run of the tool from the
 ai-edge-litert 2.3.0 wheel (``--num_threads=1``), captured together (``> file 2>&1``) on flopgap's fp32 exports.
@@ -6,29 +7,13 @@ ai-edge-litert 2.3.0 wheel (``--num_threads=1``), captured together (``> file 2>
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from devices.parsers import LitertBenchmark, ParseError, parse_benchmark_litert_model
+
 DATA = Path(__file__).with_name("data")
-
-
-def _load_benchmark() -> ModuleType:
-    # benchmarks/ is a folder of scripts, not a package: load the script by path.
-    path = ROOT / "benchmarks" / "harness_overhead.py"
-    spec = importlib.util.spec_from_file_location("flopgap_bench_harness_overhead", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
 
 
 def _read(model: str) -> str:
@@ -36,8 +21,8 @@ def _read(model: str) -> str:
 
 
 def test_mobilenet_v2_full_block_amid_runtime_logs() -> None:
-    out = bench.parse_benchmark_litert_model(_read("mobilenet_v2"))
-    assert out == bench.PeerResult(
+    out = parse_benchmark_litert_model(_read("mobilenet_v2"))
+    assert out == LitertBenchmark(
         init_ms=19.30,
         warmup_first_ms=4.15,
         warmup_avg_ms=7.02,
@@ -57,7 +42,7 @@ def test_mobilenet_v2_full_block_amid_runtime_logs() -> None:
 
 
 def test_resnet50_not_fully_accelerated() -> None:
-    out = bench.parse_benchmark_litert_model(_read("resnet50"))
+    out = parse_benchmark_litert_model(_read("resnet50"))
     assert out.fully_accelerated is False
     assert (out.runs, out.warmup_runs) == (20, 3)
     assert (out.median_ms, out.avg_ms, out.min_ms, out.max_ms) == (37.00, 37.44, 36.66, 41.18)
@@ -68,43 +53,36 @@ def test_stderr_log_lines_are_not_taken_for_results() -> None:
     # The logger also writes "Fully accelerated: True" (with a timestamp prefix) to stderr before the block.
     text = _read("resnet50")
     assert "benchmark_litert_model: Fully accelerated: False" in text
-    assert bench.parse_benchmark_litert_model(text).fully_accelerated is False
+    assert parse_benchmark_litert_model(text).fully_accelerated is False
 
 
 def test_stdout_only_gives_the_same_result() -> None:
     text = _read("mobilenet_v2")
     stdout = "\n".join(line for line in text.splitlines() if not line.startswith(("INFO", "WARNING", "20", "└")))
-    assert bench.parse_benchmark_litert_model(stdout) == bench.parse_benchmark_litert_model(text)
+    assert parse_benchmark_litert_model(stdout) == parse_benchmark_litert_model(text)
 
 
 def test_without_median_falls_back_to_average_resolution() -> None:
     # A build that prints no median: the result says so (None) and the central figure is the average.
     text = "\n".join(line for line in _read("mobilenet_v2").splitlines() if "(median)" not in line)
-    out = bench.parse_benchmark_litert_model(text)
+    out = parse_benchmark_litert_model(text)
     assert out.median_ms is None and out.avg_ms == 4.18
     assert out.resolution_ms == pytest.approx(0.01)
 
 
 def test_no_results_block_raises() -> None:
     text = "\n".join(_read("mobilenet_v2").splitlines()[:46])  # the run died before printing results
-    with pytest.raises(bench.PeerParseError, match="no 'BENCHMARK RESULTS'"):
-        bench.parse_benchmark_litert_model(text)
+    with pytest.raises(ParseError, match="no 'BENCHMARK RESULTS'"):
+        parse_benchmark_litert_model(text)
 
 
 def test_two_blocks_raise() -> None:
     text = _read("mobilenet_v2") + _read("resnet50")
-    with pytest.raises(bench.PeerParseError, match="2 'BENCHMARK RESULTS' blocks"):
-        bench.parse_benchmark_litert_model(text)
+    with pytest.raises(ParseError, match="2 'BENCHMARK RESULTS' blocks"):
+        parse_benchmark_litert_model(text)
 
 
 def test_block_without_average_raises() -> None:
     text = "\n".join(line for line in _read("mobilenet_v2").splitlines() if "Inference (avg)" not in line)
-    with pytest.raises(bench.PeerParseError, match="Inference \\(avg\\)"):
-        bench.parse_benchmark_litert_model(text)
-
-
-@pytest.mark.parametrize(
-    ("model_arg", "expected"), [("resnet50", ("resnet50", {})), ("m:a=1, b=x", ("m", {"a": "1", "b": "x"}))]
-)
-def test_model_argument(model_arg: str, expected: tuple[str, dict[str, str]]) -> None:
-    assert bench.parse_model_arg(model_arg) == expected
+    with pytest.raises(ParseError, match="Inference \\(avg\\)"):
+        parse_benchmark_litert_model(text)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from devices.errors import FlopgapError
-from devices.local import LocalDevice
+from devices.local import local_device
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.export import export
 from harness.measure.spec import Protocol
-from harness.predict.build import BuildPlan, SilentBuildReporter, build_predictor
+from harness.predict.build import BuildPlan, BuildReporter, build_predictor
 from harness.predict.dataset import Dataset, ModelPoint, PredictContext, load_dataset
 from harness.predict.evaluate import leave_one_family_out
 from harness.predict.extract import extract_kernels
@@ -201,7 +201,7 @@ def test_the_held_out_family_never_reaches_training() -> None:
     assert any(poisoned[f"fam_a_{j}"] != clean[f"fam_a_{j}"] for j in range(3))  # the others did train on them
 
 
-class _StopAfter(SilentBuildReporter):
+class _StopAfter(BuildReporter):
     def __init__(self, n: int | None) -> None:
         self.n = n
         self.labels: list[str] = []
@@ -219,7 +219,7 @@ def test_an_interrupted_build_resumes_without_measuring_twice(tmp_path: Path, mo
     monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
     ctx = PredictContext("local", Runtime.LITERT)
     plan = BuildPlan(ctx, budget_s=25, seed=1, models=(), probe_protocol=FAST)
-    device = LocalDevice()
+    device = local_device()
     db = tmp_path / "build.db"
     first = _StopAfter(3)
     with Store(db) as store, pytest.raises(KeyboardInterrupt):
@@ -248,7 +248,7 @@ def test_an_onnxruntime_build_keeps_every_profiled_node_of_its_probes(
     ctx = PredictContext("local", Runtime.ONNXRUNTIME)
     plan = BuildPlan(ctx, budget_s=6, seed=2, models=(), probe_protocol=FAST)
     with Store(tmp_path / "b.db") as store:
-        result = build_predictor(plan, store, LocalDevice(), export, SilentBuildReporter())
+        result = build_predictor(plan, store, local_device(), export, BuildReporter())
         dataset = load_dataset(store, ctx)
     # ORT: every profiled node of a probe is a row (a conv probe brings its layout reorders along)
     assert result.probes_total >= 1 and len(dataset.rows) >= result.probes_total

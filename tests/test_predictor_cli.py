@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from devices.errors import FlopgapError
+from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.export import export
 from harness.cli.main import app
@@ -45,7 +46,7 @@ def _store_predictor(db: Path) -> str:
         store.upsert_artifact(art, macs=None, params_count=None)
         point = store.ensure_point(run, art.sha256, "local", "onnxruntime", 1, {})
         samples = np.full(20, 200_000, dtype=np.int64)
-        store.add_trial(point, 0, {"samples_ns": samples.tolist()}, samples.tolist())
+        store.add_trial(point, 0, TrialResult("onnxruntime", samples_ns=tuple(samples.tolist())), run_id=run)
         store.complete_point(point, combine_trials([samples]))
     return art.sha256
 
@@ -59,6 +60,22 @@ def test_predict_prints_the_kernel_table_and_the_measured_error(tmp_path: Path) 
     out = result.output
     assert "branch2.pw1.conv" in out and "pointwise_conv" in out and "depthwise_conv" in out
     assert "predicted " in out and "measured median 0.200 ms, error " in out
+
+
+def test_predict_takes_a_model_file_as_run_does_and_writes_nothing_beside_it(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    _store_predictor(db)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    model = mine / "unit.onnx"
+    model.write_bytes(export(UNIT, Format.ONNX, Precision.FP32).path.read_bytes())
+    result = runner.invoke(app, ["predict", str(model), "--db", str(db)], env={"COLUMNS": "200"})  # runtime: the file's
+    assert result.exit_code == 0, result.output
+    assert "on local (onnxruntime, 1 thread(s), fp32)" in result.output and "depthwise_conv" in result.output
+    assert "measured median 0.200 ms" in result.output  # the same bytes: the same artifact as the measured point
+    assert sorted(p.name for p in mine.iterdir()) == ["unit.onnx"]  # no kernel list cached beside a user's file
+    as_tflite = runner.invoke(app, ["predict", str(model), "--runtime", "litert", "--db", str(db)])
+    assert as_tflite.exit_code == 2 and "Traceback" not in as_tflite.output
 
 
 def test_predict_without_a_predictor_says_how_to_build_one(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devices.result import TrialResult
 from devices.vocabulary import Precision, Runtime
 from exporters.artifact import Artifact
 from harness import analysis
@@ -32,7 +33,7 @@ def law_us(kernel: Kernel) -> float:
 def _point(store: Store, run: int, art: Artifact, median_us: float) -> int:
     pid = store.ensure_point(run, art.sha256, "local", "litert", 1, {"xnnpack": True})
     samples = np.full(10, int(median_us * 1e3), dtype=np.int64)
-    store.add_trial(pid, 0, {"samples_ns": samples.tolist()}, samples.tolist())
+    store.add_trial(pid, 0, TrialResult("litert", samples_ns=tuple(samples.tolist())), run_id=run)
     store.complete_point(pid, combine_trials([samples]))
     return pid
 

@@ -97,6 +97,8 @@ def test_onnx_measurement_as_module(models: dict[str, Path]) -> None:
         assert state["time_unix"] > 0
         assert len(state["loadavg"]) == 3
     assert doc["state_after"]["time_unix"] >= doc["state_before"]["time_unix"]
+    assert list(doc) == list(runner.RunnerDocument.__annotations__)  # the declared contract, key for key
+    assert set(doc["protocol"]) == set(runner.ProtocolEcho.__annotations__)
 
 
 def test_tflite_measurement_as_script(models: dict[str, Path]) -> None:
@@ -206,7 +208,7 @@ def assert_failed(code: int, doc: dict[str, Any], kind: str) -> None:
     message = doc["error"]["message"]
     assert message and "\n" not in message
     assert doc["samples_ns"] is None
-    assert set(doc) >= {"model_path", "runtime", "init_ns", "state_before", "protocol", "error"}
+    assert list(doc) == list(runner.RunnerDocument.__annotations__)  # a failure has the same shape
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".tflite"])

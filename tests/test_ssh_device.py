@@ -1,8 +1,7 @@
-"""SshDevice against a real OpenSSH server on 127.0.0.1, started by these tests, running the real runner."""
+"""The SSH transport against a real OpenSSH server on 127.0.0.1, started by these tests, running the real runner."""
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
@@ -16,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from devices.base import Device
+from devices.agent import AgentBackend
+from devices.base import Device, Transport, TrialRequest
+from devices.binary import binary_backend
 from devices.errors import (
     AuthFailed,
     DeviceTimeout,
@@ -26,32 +27,40 @@ from devices.errors import (
     NoSpaceLeft,
     PullFailed,
     RunnerMissing,
+    WrongABI,
 )
-from devices.ssh import SshDevice
+from devices.ssh import SshTransport
+from devices.vocabulary import RunnerKind
 from tests.conftest import SSHD, Sshd, _free_port, _keygen
 
 pytestmark = pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
 
 
-def _device(sshd: Sshd, work: Path, **kw: object) -> SshDevice:
+def _transport(sshd: Sshd, work: Path, **kw: object) -> SshTransport:
     opts: dict[str, object] = {
         "user": pwd.getpwuid(os.getuid()).pw_name,
         "port": sshd.port,
         "key": sshd.client_key,
         "known_hosts": sshd.known_hosts,
-        "python": sys.executable,
         "work_dir": str(work),
         "connect_timeout": 5.0,
     }
     opts.update(kw)
-    return SshDevice("pi-test", "127.0.0.1", **opts)  # type: ignore[arg-type]
+    return SshTransport("pi-test", "127.0.0.1", **opts)  # type: ignore[arg-type]
+
+
+def _device(
+    sshd: Sshd, work: Path, python: str = sys.executable, affinity: list[int] | None = None, **kw: object
+) -> Device:
+    """The board running flopgap's runner with ``python``."""
+    return Device("pi-test", _transport(sshd, work, **kw), AgentBackend(python, affinity))
 
 
 @pytest.fixture
-def board(sshd: Sshd, tmp_path: Path) -> Iterator[SshDevice]:
-    dev = _device(sshd, tmp_path / "board")
-    yield dev
-    dev.cleanup()
+def board(sshd: Sshd, tmp_path: Path) -> Iterator[SshTransport]:
+    transport = _transport(sshd, tmp_path / "board")
+    yield transport
+    transport.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -72,26 +81,41 @@ def test_runner_measures_tiny_conv_over_ssh(sshd: Sshd, tiny_onnx: Path, tmp_pat
 
     cpu = min(os.sched_getaffinity(0))
     board = _device(sshd, tmp_path / "board", affinity=[cpu])  # the inventory's affinity reaches the runner
-    assert isinstance(board, Device)
+    assert isinstance(board.transport, Transport)
     remote = board.push(tiny_onnx)
-    assert remote.startswith(board.remote_dir + "/") and remote.endswith("/tiny_conv.onnx")
-    argv = [*board.runner_argv(), remote, "--threads", "1", "--warmup-runs", "2", "--warmup-seconds", "0"]
-    res = board.run([*argv, "--runs", "7", "--min-seconds", "0"], timeout=120)
-    assert res.ok, res.stderr
-    doc = json.loads(res.stdout)
-    assert doc["error"] is None
-    assert doc["runtime"] == "onnxruntime" and doc["runtime_version"] == onnxruntime.__version__
-    assert doc["threads"] == 1 and doc["model_path"] == remote
-    assert len(doc["samples_ns"]) >= 7 and min(doc["samples_ns"]) > 0
-    assert doc["affinity"] == [cpu]
+    transport = board.transport
+    assert isinstance(transport, SshTransport)
+    assert remote.startswith(transport.remote_dir + "/") and remote.endswith("/tiny_conv.onnx")
+    request = TrialRequest(threads=1, warmup_runs=2, warmup_seconds=0, runs=7, min_seconds=0, timeout_s=120)
+    result = board.measure(tiny_onnx, request)
+    assert result.runtime == "onnxruntime" and result.runtime_version == onnxruntime.__version__
+    assert result.threads == 1 and result.details["model_path"] == remote
+    assert len(result.samples_ns) >= 7 and min(result.samples_ns) > 0
+    assert result.affinity == (cpu,)
+    assert result.state_before is not None and result.state_before["time_unix"] > 0
 
     facts = board.facts()
     assert facts["runtimes"]["onnxruntime"] == onnxruntime.__version__
     assert facts["cpu_count"] == os.cpu_count() and facts["hostname"] == socket.gethostname()
+    assert facts["transport"] == "ssh" and facts["system"] == "Linux"  # the transport's own facts, merged
     board.cleanup()
 
 
-def test_push_skips_a_file_already_there(board: SshDevice, tmp_path: Path) -> None:
+def test_binary_for_another_architecture_is_refused_by_uname(sshd: Sshd, tmp_path: Path) -> None:
+    import platform
+    import struct
+
+    machine, arch = (183, "aarch64") if platform.machine() != "aarch64" else (62, "x86_64")
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HH", 2, machine) + bytes(64))
+    dev = Device("pi-test", _transport(sshd, tmp_path / "board"), binary_backend(RunnerKind.BENCHMARK_MODEL, binary))
+    with pytest.raises(WrongABI) as info:
+        dev.push_binary()
+    assert f"benchmark_model is built for {arch} but the board's uname -m is {platform.machine()}" in str(info.value)
+    dev.cleanup()
+
+
+def test_push_skips_a_file_already_there(board: SshTransport, tmp_path: Path) -> None:
     f = tmp_path / "m.onnx"
     f.write_bytes(b"\x00" * 1000)
     first = board.push(f)
@@ -104,7 +128,7 @@ def test_push_skips_a_file_already_there(board: SshDevice, tmp_path: Path) -> No
     assert second != first and Path(second).read_bytes() == b"\x01" * 1000
 
 
-def test_hostile_file_name_travels_intact_and_runs_nothing(board: SshDevice, tmp_path: Path) -> None:
+def test_hostile_file_name_travels_intact_and_runs_nothing(board: SshTransport, tmp_path: Path) -> None:
     marker = f"flopgap-pwned-{os.getpid()}"
     name = f"a b; touch {marker}; $(touch {marker}2) `touch {marker}3` 'q\" $HOME.onnx"
     f = tmp_path / name
@@ -121,13 +145,13 @@ def test_hostile_file_name_travels_intact_and_runs_nothing(board: SshDevice, tmp
         assert not list(where.glob(f"{marker}*")), where
 
 
-def test_run_returns_code_stdout_stderr_in_work_dir(board: SshDevice) -> None:
+def test_run_returns_code_stdout_stderr_in_work_dir(board: SshTransport) -> None:
     res = board.run(["sh", "-c", 'echo "out $(pwd)"; echo err >&2; exit 3'], timeout=30)
     assert (res.returncode, res.stdout, res.stderr) == (3, f"out {board.remote_dir}\n", "err\n")
     assert res.argv == ("sh", "-c", 'echo "out $(pwd)"; echo err >&2; exit 3')
 
 
-def test_timeout_kills_the_remote_process_group(board: SshDevice) -> None:
+def test_timeout_kills_the_remote_process_group(board: SshTransport) -> None:
     tag = f"31.{os.getpid() % 1000:03d}7"  # a sleep only this test starts
     t0 = time.monotonic()
     with pytest.raises(DeviceTimeout, match="pi-test"):
@@ -153,7 +177,7 @@ def _processes_with(text: str) -> list[int]:
 
 
 def test_cleanup_removes_the_work_dir(sshd: Sshd, tmp_path: Path) -> None:
-    dev = _device(sshd, tmp_path / "board")
+    dev = _transport(sshd, tmp_path / "board")
     f = tmp_path / "x.onnx"
     f.write_bytes(b"x")
     remote = dev.push(f)
@@ -170,7 +194,7 @@ def test_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     with pytest.raises(HostKeyUnknown) as exc:
-        _device(sshd, tmp_path, known_hosts=empty).run(["true"], timeout=10)
+        _transport(sshd, tmp_path, known_hosts=empty).run(["true"], timeout=10)
     msg = str(exc.value)
     keygen = subprocess.run(["ssh-keygen", "-lf", str(sshd.dir / "host_ed25519.pub")], capture_output=True, text=True)
     fingerprint = keygen.stdout.split()[1]  # what the user compares on the board
@@ -184,7 +208,7 @@ def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     kh = tmp_path / "known_hosts"
     kh.write_text(f"[127.0.0.1]:{sshd.port} {other.with_suffix('.pub').read_text()}")
     with pytest.raises(HostKeyMismatch, match=r"device 'pi-test': host key of \[127.0.0.1\]:\d+ CHANGED") as exc:
-        _device(sshd, tmp_path, known_hosts=kh).run(["touch", str(tmp_path / "ran")], timeout=10)
+        _transport(sshd, tmp_path, known_hosts=kh).run(["touch", str(tmp_path / "ran")], timeout=10)
     assert "\n" not in str(exc.value) and "ssh-keygen -R" in str(exc.value)
     assert not (tmp_path / "ran").exists()
 
@@ -194,7 +218,7 @@ def test_hashed_known_hosts_entry_is_accepted(sshd: Sshd, tmp_path: Path) -> Non
     shutil.copy(sshd.known_hosts, kh)
     subprocess.run(["ssh-keygen", "-H", "-f", str(kh)], check=True, capture_output=True)
     assert kh.read_text().startswith("|1|")
-    dev = _device(sshd, tmp_path / "board", known_hosts=kh)
+    dev = _transport(sshd, tmp_path / "board", known_hosts=kh)
     assert dev.run(["echo", "ok"], timeout=10).stdout == "ok\n"
     dev.cleanup()
 
@@ -202,24 +226,24 @@ def test_hashed_known_hosts_entry_is_accepted(sshd: Sshd, tmp_path: Path) -> Non
 def test_wrong_client_key_fails_auth(sshd: Sshd, tmp_path: Path) -> None:
     stranger = _keygen(tmp_path / "stranger")
     with pytest.raises(AuthFailed, match=f"device 'pi-test': .*127.0.0.1:{sshd.port} refused key {stranger}"):
-        _device(sshd, tmp_path, key=stranger).run(["true"], timeout=10)
+        _transport(sshd, tmp_path, key=stranger).run(["true"], timeout=10)
 
 
 def test_closed_port_is_unreachable_quickly(sshd: Sshd, tmp_path: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(DeviceUnreachable, match="device 'pi-test': cannot reach"):
-        _device(sshd, tmp_path, port=_free_port(), connect_timeout=1.0).run(["true"], timeout=10)
+        _transport(sshd, tmp_path, port=_free_port(), connect_timeout=1.0).run(["true"], timeout=10)
     assert time.monotonic() - t0 < 3
 
 
 def test_missing_python_is_runner_missing(sshd: Sshd, tmp_path: Path) -> None:
     dev = _device(sshd, tmp_path / "board", python="/nonexistent/python3")
     with pytest.raises(RunnerMissing, match="device 'pi-test': '/nonexistent/python3' not found on the board"):
-        dev.runner_argv()
+        dev.facts()
     dev.cleanup()
 
 
-def test_pull_of_missing_file_names_it(board: SshDevice, tmp_path: Path) -> None:
+def test_pull_of_missing_file_names_it(board: SshTransport, tmp_path: Path) -> None:
     with pytest.raises(PullFailed, match=r"no-such\.json"):
         board.pull(f"{board.remote_dir}/no-such.json", tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "x.json.part").exists()
@@ -231,7 +255,7 @@ def test_full_disk_is_no_space_left(sshd: Sshd, tmp_path: Path) -> None:
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root and mount permission)")
     try:
-        dev = _device(sshd, small)
+        dev = _transport(sshd, small)
         big = tmp_path / "big.onnx"
         big.write_bytes(os.urandom(1 << 20))
         with pytest.raises(NoSpaceLeft, match=f"device 'pi-test': no space left under {small}"):

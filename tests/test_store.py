@@ -193,21 +193,26 @@ def test_database_from_before_migrations_opens_and_is_upgraded_in_place(tmp_path
     conn = sqlite3.connect(old)
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() == (0,)
     conn.close()
-    with Store(old, readonly=True) as ro:  # read-only: readable as it is, nothing written
+    unchanged = hashlib.sha256(old.read_bytes()).hexdigest()
+    later_steps_applied = [(m.version, False) for m in MIGRATIONS[1:]]  # applied now, so dated
+    with Store(old, readonly=True) as ro:  # read-only: an upgraded private copy is read, nothing is written
         before = ro.points_frame()
-        assert [(m.version, m.applied_at) for m in ro.migrations()] == [(1, None)]
+        assert [(m.version, m.applied_at is None) for m in ro.migrations()] == [(1, True), *later_steps_applied]
+        with pytest.raises(StoreError, match="is read-only while starting a run"):
+            ro.start_run("x", "")
+    assert hashlib.sha256(old.read_bytes()).hexdigest() == unchanged
     assert len(before) == 66
     with Store(old) as rw:
-        steps = rw.migrations()
-        assert (steps[0].version, steps[0].applied_at) == (1, None)  # recorded, date unknown
-        assert [m.version for m in steps[1:]] == [m.version for m in MIGRATIONS[1:]]  # later steps applied now
-        assert all(m.applied_at is not None for m in steps[1:])
+        # version 1 recorded with no date (it predates the record), every later step applied now
+        assert [(m.version, m.applied_at is None) for m in rw.migrations()] == [(1, True), *later_steps_applied]
         pd.testing.assert_frame_equal(rw.points_frame(), before)
         rw.start_run("after-upgrade", "")  # and writable
+        device = rw.devices_frame().set_index("name").loc["local"]
+        assert (device["inventory_name"], device["fingerprint"], device["last_error"]) == ("local", None, None)
     conn = sqlite3.connect(old)
-    recorded = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+    recorded = conn.execute("SELECT version, applied_at IS NULL FROM schema_migrations").fetchall()
     conn.close()
-    assert recorded[0] == (1, None) and [v for v, _ in recorded] == [m.version for m in MIGRATIONS]
+    assert recorded == [(1, 1), *later_steps_applied]
     assert integrity(old) == ("ok", [])
 
 
@@ -284,16 +289,24 @@ def test_point_key_is_sha256_of_canonical_json() -> None:
 
 def test_ensure_point_is_idempotent_and_links_every_run(store: Store) -> None:
     run1, p1 = new_point(store, options={"affinity": "0-3", "cooldown_s": 5})
-    assert store.ensure_point(run1, SHA, "bench-host", "onnxruntime", 1, {"cooldown_s": 5, "affinity": "0-3"}) == p1
-    other = store.ensure_point(run1, SHA, "bench-host", "onnxruntime", 2, {"affinity": "0-3", "cooldown_s": 5})
+    opts = {"cooldown_s": 5, "affinity": "0-3"}
+    assert store.ensure_point(run1, SHA, "bench-host", "onnxruntime", 1, opts, "1.20.1") == p1
+    other = store.ensure_point(
+        run1, SHA, "bench-host", "onnxruntime", 2, {"affinity": "0-3", "cooldown_s": 5}, "1.20.1"
+    )
     assert other != p1
     run2 = store.start_run("tiny", "")
-    assert store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1, {"affinity": "0-3", "cooldown_s": 5}) == p1
+    assert (
+        store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1, {"affinity": "0-3", "cooldown_s": 5}, "1.20.1")
+        == p1
+    )
     assert store.connection.execute("SELECT count(*) FROM points").fetchone()[0] == 2
     point = store.point(p1)
     assert (point.run_id, point.threads, point.status, point.runtime_version) == (run1, 1, "pending", "1.20.1")
     assert point.options == {"affinity": "0-3", "cooldown_s": 5}
-    assert point.point_key == point_key(SHA, "bench-host", "onnxruntime", 1, {"affinity": "0-3", "cooldown_s": 5})
+    assert point.point_key == point_key(
+        SHA, "bench-host", "onnxruntime", 1, {"affinity": "0-3", "cooldown_s": 5}, runtime_version="1.20.1"
+    )
     assert store.points_frame(run2)["point_id"].tolist() == [p1]
     assert sorted(store.points_frame(run1)["point_id"]) == [p1, other]
 
@@ -326,7 +339,7 @@ def test_failed_point_is_retried_and_done_point_is_skipped(store: Store) -> None
     assert [p.id for p in store.pending_points(run1)] == [point_id]
 
     run2 = store.start_run("tiny", "")
-    assert store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1) == point_id
+    assert store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1, None, "1.20.1") == point_id
     retry = store.point(point_id)
     assert (retry.status, retry.failure_reason) == ("failed", "device went offline")
     assert store.trials_done(point_id) == {0}  # the rerun measures only the missing trials
@@ -337,7 +350,7 @@ def test_failed_point_is_retried_and_done_point_is_skipped(store: Store) -> None
     assert store.pending_points(run2) == []
 
     run3 = store.start_run("tiny", "")
-    assert store.ensure_point(run3, SHA, "bench-host", "onnxruntime", 1) == point_id
+    assert store.ensure_point(run3, SHA, "bench-host", "onnxruntime", 1, None, "1.20.1") == point_id
     assert store.point(point_id).status == "done"
     assert store.pending_points(run3) == []
     run_ids = store.trials_frame([point_id])["run_id"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.local import LocalDevice
+from devices.local import local_device
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.measure.spec import parse_spec
@@ -66,7 +66,7 @@ def test_sweep_measures_every_point_then_resumes_without_duplicates(tmp_path: Pa
     text = spec_text(trials=2, runs=25)
     spec = parse_spec(text)
     with Store(tmp_path / "r.db") as store:
-        first = run_sweep(spec, text, store, {"local": LocalDevice()}, cached_exporter(cache_dir))
+        first = run_sweep(spec, text, store, {"local": local_device()}, cached_exporter(cache_dir))
         assert first.measured_trials == 4 and first.failed_points == 0
         points = store.points_frame()
         assert list(points["status"]) == ["done", "done"]
@@ -83,7 +83,7 @@ def test_sweep_measures_every_point_then_resumes_without_duplicates(tmp_path: Pa
         assert set(accounts) == set(points["artifact_sha"])
         conv = points.set_index("model").loc["conv1x1", "artifact_sha"]
         assert int(accounts[conv]["macs"].sum()) == 8 * 8 * 16 * 16
-        again = run_sweep(spec, text, store, {"local": LocalDevice()}, cached_exporter(cache_dir))
+        again = run_sweep(spec, text, store, {"local": local_device()}, cached_exporter(cache_dir))
         assert again.measured_trials == 0 and again.skipped_points == 2
         assert len(store.trials_frame()) == 4
 
@@ -102,7 +102,7 @@ def test_corrupt_model_file_fails_its_point_and_the_sweep_goes_on(tmp_path: Path
         return art
 
     with Store(tmp_path / "r.db") as store:
-        result = run_sweep(spec, text, store, {"local": LocalDevice()}, exporter)
+        result = run_sweep(spec, text, store, {"local": local_device()}, exporter)
         frame = store.points_frame().set_index("model")
         assert result.failed_points == 1
         assert frame.loc["conv1x1", "status"] == "failed"
@@ -130,7 +130,7 @@ def test_broken_runner_fails_points_with_one_line_reason(
 ) -> None:
     text = spec_text(trials=1, timeout=2)
     spec = parse_spec(text)
-    device = LocalDevice(python=wrapper(tmp_path, f"python-{case}", body), facts_timeout=2)
+    device = local_device(python=wrapper(tmp_path, f"python-{case}", body), facts_timeout=2)
     with Store(tmp_path / "r.db") as store:
         result = run_sweep(spec, text, store, {"local": device}, cached_exporter(cache_dir))
         assert result.failed_points == 2

@@ -17,9 +17,21 @@ from rich.table import Table
 
 from devices.errors import FlopgapError, Interrupted
 from devices.vocabulary import Precision, Runtime
-from harness.cli.options import CacheDirOpt, DbOpt, DevicesFileOpt, ModelArg, ParamOpt, PrecisionOpt, ThreadsOpt
+from harness.cli.options import (
+    CacheDirOpt,
+    DbOpt,
+    DevicesFileOpt,
+    InputShapeOpt,
+    ModelArg,
+    ModelPrecisionOpt,
+    ModelRuntimeOpt,
+    ParamOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+)
 from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
 from harness.cli.user_errors import one_line_errors
+from harness.predict.build import BuildReporter
 from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.store import Store
@@ -40,7 +52,7 @@ def parse_budget(text: str) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
-class _BuildProgress(ProgressReporter):
+class _BuildProgress(ProgressReporter, BuildReporter):
     """The sweep's progress for the zoo models, one line per stage and a counter for the probes."""
 
     def stage(self, message: str) -> None:
@@ -93,7 +105,7 @@ def build(
         dev.cleanup()
     summary = result.predictor.summary
     console.print(
-        f"predictor {result.predictor_id} for {ctx}: {result.probes_total} kernel probes "
+        f"predictor {result.predictor_id} for {result.context}: {result.probes_total} kernel probes "
         f"({result.probes_measured} measured now), {result.kernel_rows} kernel rows, {result.models} zoo models; "
         f"build time {result.build_s:.0f}s (this run {result.elapsed_s:.0f}s); rows per type "
         f"{summary.get('rows_per_type')}; stored in {where}",
@@ -177,26 +189,32 @@ def models_table(evaluation: Evaluation) -> Table:
 def predict(
     name: ModelArg,
     param: ParamOpt = None,
+    input_shape: InputShapeOpt = None,
     device: DeviceNameOpt = "local",
-    runtime: RuntimeReqOpt = Runtime.ONNXRUNTIME,
+    runtime: ModelRuntimeOpt = None,
     threads: ThreadsOpt = 1,
-    precision: PrecisionOpt = Precision.FP32,
+    precision: ModelPrecisionOpt = None,
     top: Annotated[int, typer.Option(min=1, help="Kernels to show.")] = 20,
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Predict a model's latency on a device from its kernels, with the per-kernel table.
 
+    The model is what 'flopgap run' takes: a zoo name, a model file or a torch factory.
+    The runtime defaults to onnxruntime (a model file: its own format's runtime).
     Where the same point was measured, prints the measured median and the error too.
 
     Example: flopgap predict shufflenet_v2 --param scale=0.5 --device local --runtime litert
     """
+    from harness.cli.model_args import cli_model, pick_precision, pick_runtime
     from harness.predict.extract import extract_kernels
     from harness.predict.predictor import KernelPredictor
-    from harness.zoo.registry import parse_param_args, resolve
+    from harness.sources import FileSource
 
     console = Console()
-    spec = resolve(name, **parse_param_args(param or []))
+    spec = cli_model(name, param, input_shape)
+    runtime = pick_runtime(spec, runtime, Runtime.ONNXRUNTIME)
+    precision = pick_precision(spec, precision)
     art = make_exporter(cache_dir, True)(spec, runtime.artifact_format, precision)
     started = time.monotonic()
     with Store(db, readonly=True) as store:
@@ -208,7 +226,8 @@ def predict(
             )
         measured = _measured(store, art.sha256, device, runtime, threads)
     predictor = KernelPredictor.from_json(row.model)
-    prediction = predictor.predict(extract_kernels(art.path, runtime))
+    # A user's own model file is read where it is: no kernel list is cached beside it.
+    prediction = predictor.predict(extract_kernels(art.path, runtime, cache=not isinstance(spec, FileSource)))
     took = time.monotonic() - started
     console.print(kernel_table(prediction, f"{spec.label} on {device} ({runtime}, {threads} thread(s), {precision})",
                                top))  # fmt: skip

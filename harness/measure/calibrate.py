@@ -17,17 +17,16 @@ so the stored figures can be recomputed from it.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from devices.base import Device
-from devices.errors import DeviceError, FlopgapError
+from devices.errors import DeviceError, FlopgapError, MeasurementFailed
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.spec import Protocol
-from harness.measure.trial import parse_runner_output, runner_args
+from harness.measure.trial import trial_request
 from harness.store import Store
 from harness.zoo.registry import ModelSpec, resolve
 
@@ -43,6 +42,10 @@ COMPUTE, BANDWIDTH = "compute", "bandwidth"
 
 class CalibrationError(FlopgapError):
     """A calibration kernel could not be exported or timed; the message names the kernel and the device."""
+
+
+class KernelFailed(CalibrationError, MeasurementFailed):
+    """A calibration kernel ran on the device and failed (exit code 3, not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -169,42 +172,42 @@ def calibrate(
     protocol: Protocol = PROTOCOL,
 ) -> Calibration:
     """Time every kernel on ``dev`` with ``runtime`` at ``threads``, ``protocol.trials`` times, interleaved."""
-    starter = getattr(dev, "runner_argv", None)
-    if starter is None:
-        raise CalibrationError(f"device '{dev.name}' has no flopgap runner configured; calibration needs it")
+    fmt = runtime.artifact_format
+    if not dev.can_run(fmt):
+        raise CalibrationError(
+            f"device '{dev.name}' runs {dev.runner}, which cannot time {fmt.value} models; calibrate another runtime"
+        )
     kernels = list(kernels) if kernels is not None else default_kernels()
-    fmt, options = runtime.artifact_format, dict(runtime.options)
-    remote: dict[str, str] = {}
-    shas: dict[str, str] = {}
-    for k in kernels:
-        art = exporter(k.spec, fmt, Precision.FP32)
-        remote[k.name], shas[k.name] = dev.push(art.path), art.sha256
+    artifacts = {k.name: exporter(k.spec, fmt, Precision.FP32) for k in kernels}
+    request = trial_request(protocol, threads, runtime.options)
     medians: dict[str, list[float]] = {k.name: [] for k in kernels}
     version: str | None = None
     for _ in range(protocol.trials):
         for k in kernels:
-            argv = [*starter(), *runner_args(remote[k.name], threads, protocol, options)]
             try:
-                result = parse_runner_output(dev.run(argv, timeout=protocol.timeout_s), dev.name)
+                result = dev.measure(artifacts[k.name].path, request)
             except DeviceError as exc:
-                raise CalibrationError(f"calibration kernel {k.name} ({runtime}) failed: {exc}") from exc
-            samples = result.samples_ns
-            median_ns = float(statistics.median(samples)) if samples else (result.median_ms or 0.0) * 1e6
-            if median_ns <= 0:
-                raise CalibrationError(f"calibration kernel {k.name} on '{dev.name}': the runner gave no timing")
+                raise KernelFailed(f"calibration kernel {k.name} ({runtime}) failed: {exc}") from exc
+            median_ns = result.centre_ns
+            if not median_ns:
+                raise KernelFailed(f"calibration kernel {k.name} on '{dev.name}': the runner gave no timing")
             medians[k.name].append(median_ns)
-            version = version or result.doc.get("runtime_version")
-    timings = tuple(KernelTiming(k, tuple(medians[k.name]), shas[k.name]) for k in kernels)
+            version = version or result.runtime_version
+    timings = tuple(KernelTiming(k, tuple(medians[k.name]), artifacts[k.name].sha256) for k in kernels)
     return Calibration(dev.name, runtime, threads, version, timings, protocol)
 
 
 def store_calibration(store: Store, dev: Device, cal: Calibration, facts: dict[str, Any] | None = None) -> int:
-    """Record the device (facts refreshed) and the calibration; returns the calibration's id."""
+    """Record the device (facts refreshed) and the calibration; returns the calibration's id. The calibration
+    goes to the machine the facts identify (``local@…`` when another machine was stored as ``local`` before)."""
     if facts is None:
         try:
             facts = dev.facts()
         except DeviceError as exc:
-            facts = {"error": str(exc)}
-    store.upsert_device(dev.name, dev.transport, facts)
+            device = store.record_device_error(dev.name, dev.transport.kind, str(exc)).name
+        else:
+            device = store.record_device(dev.name, dev.transport.kind, facts).name
+    else:
+        device = store.record_device(dev.name, dev.transport.kind, facts).name
     details = cal.details()
-    return store.add_calibration(cal.device, cal.runtime, cal.threads, cal.peak_gflops, cal.bandwidth_gbs, details)
+    return store.add_calibration(device, cal.runtime, cal.threads, cal.peak_gflops, cal.bandwidth_gbs, details)

@@ -20,24 +20,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from devices.base import Device
-from devices.errors import FlopgapError
-from devices.vocabulary import Format, Precision, Runtime
+from devices.errors import DeviceError, FlopgapError
+from devices.result import TrialResult
+from devices.vocabulary import Format, Precision, RunnerKind, Runtime
 from exporters.artifact import Artifact
 from harness.measure.profile import GraphIndex, map_ort_rows
+from harness.measure.recording import record_devices
 from harness.measure.spec import ModelSelection, SweepSpec
 from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.stats import combine_trials
-from harness.measure.sweep import Exporter, Reporter, SilentReporter, run_sweep
-from harness.measure.trial import TrialFailed, TrialResult, parse_runner_output, runner_args
-from harness.predict.dataset import SPACE, PredictContext, load_dataset
+from harness.measure.sweep import Exporter, Reporter, run_sweep
+from harness.measure.trial import trial_request
+from harness.measure.versions import PointVersions, point_versions
+from harness.predict.dataset import SPACE, PredictContext, context_points, load_dataset, same_versions
 from harness.predict.kernels import Kernel
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_predictor
 from harness.predict.probes import FAMILY, probe_artifact, probe_label
@@ -85,12 +88,9 @@ def eval_models() -> list[ModelSpec]:
     return [resolve(name, **params) for name, params in EVAL_MODELS]
 
 
-class BuildReporter(Reporter, Protocol):
-    def stage(self, message: str) -> None: ...
-    def probe_measured(self, done: int, label: str, median_ms: float | None, round_: int) -> None: ...
+class BuildReporter(Reporter):
+    """What a build tells as it goes: the sweep's hooks for the zoo models, and its stages and probes (no-ops)."""
 
-
-class SilentBuildReporter(SilentReporter):
     def stage(self, message: str) -> None:
         pass
 
@@ -118,6 +118,7 @@ class BuildPlan:
 
 @dataclass
 class BuildResult:
+    context: PredictContext  # the device as stored: another machine behind the inventory name is stored apart
     predictor_id: int
     predictor: KernelPredictor
     probes_measured: int  # in this invocation
@@ -137,10 +138,13 @@ def build_predictor(
     clock: Callable[[], float] = time.monotonic,
 ) -> BuildResult:
     """Measure, then fit and store a predictor for ``plan.context`` on ``device`` (see the module doc)."""
-    rep: BuildReporter = reporter or SilentBuildReporter()
+    rep = reporter or BuildReporter()
     ctx = plan.context
-    if getattr(device, "runner_argv", None) is None:
-        raise FlopgapError(f"device '{device.name}': a predictor build needs flopgap's runner there (ssh or local)")
+    if device.runner is not RunnerKind.AGENT:
+        raise FlopgapError(
+            f"device '{device.name}' runs {device.runner}; a predictor build needs flopgap's runner there "
+            '(runner = "agent" in the inventory)'
+        )
     if ctx.precision is not Precision.FP32:
         raise FlopgapError(f"predictor build: precision {ctx.precision} is not supported yet; use --precision fp32")
     started = clock()
@@ -153,8 +157,12 @@ def build_predictor(
     status = "failed"
     measured = 0
     try:
-        store.upsert_device(device.name, device.transport, _facts(device))
-        measured = _probe_rounds(plan, store, device, run_id, deadline, rep, clock)
+        # The device's row (another machine behind its name is stored apart) and the versions that key its points.
+        stored, facts = record_devices(store, [device.name], {device.name: device}, rep)
+        ctx = replace(ctx, device=stored[device.name])
+        versions = point_versions(ctx.runtime, facts[device.name])
+        state = _Probing(plan, ctx, versions, store, device, run_id, rep, clock)
+        measured = _probe_rounds(state, deadline)
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -162,24 +170,17 @@ def build_predictor(
     finally:
         store.finish_run(run_id, status)
     rep.stage("fitting the predictor")
-    _refresh_kernels(store, ctx)
-    dataset = load_dataset(store, ctx)
+    _refresh_kernels(store, ctx, versions)
+    dataset = load_dataset(store, ctx, versions)
     predictor = fit_predictor(ctx.to_json(), dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models])
-    probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx)).sum())
+    probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx, versions)).sum())
     build_s = _time_spent(store, plan.name)
     predictor.summary.update({"probes": probes, "build_s": round(build_s, 1), "budget_s": plan.budget_s,
                               "models": [m.label for m in dataset.models], "seed": plan.seed})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               predictor.versions, predictor.to_json(), predictor.summary)  # fmt: skip
-    return BuildResult(pid, predictor, measured, probes, len(dataset.rows), len(dataset.models),
+    return BuildResult(ctx, pid, predictor, measured, probes, len(dataset.rows), len(dataset.models),
                        clock() - started, build_s)  # fmt: skip
-
-
-def _facts(device: Device) -> dict[str, Any]:
-    try:
-        return dict(device.facts())
-    except FlopgapError as exc:
-        return {"error": str(exc)}
 
 
 def _time_spent(store: Store, name: str) -> float:
@@ -193,10 +194,8 @@ def _time_spent(store: Store, name: str) -> float:
     return total
 
 
-def _context_point_ids(store: Store, ctx: PredictContext) -> list[int]:
-    from harness.predict.dataset import context_points
-
-    return [int(p) for p in context_points(store, ctx)["point_id"]]
+def _context_point_ids(store: Store, ctx: PredictContext, versions: PointVersions) -> list[int]:
+    return [int(p) for p in context_points(store, ctx, versions)["point_id"]]
 
 
 def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exporter, rep: BuildReporter) -> None:
@@ -235,12 +234,12 @@ def _store_kernels(store: Store, art: Artifact, runtime: Runtime) -> list[Kernel
     return kernels
 
 
-def _refresh_kernels(store: Store, ctx: PredictContext) -> None:
+def _refresh_kernels(store: Store, ctx: PredictContext, versions: PointVersions) -> None:
     """Extract again the kernels a previous flopgap stored for this context's artifacts (where the files remain)."""
     from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
 
     points = store.points_frame()
-    shas = set(points.loc[points["point_id"].isin(_context_point_ids(store, ctx)), "artifact_sha"])
+    shas = set(points.loc[points["point_id"].isin(_context_point_ids(store, ctx, versions)), "artifact_sha"])
     artifacts = store.artifacts_frame().set_index("sha256")
     for sha in sorted(shas & set(artifacts.index)):
         stored = store.kernels_of(sha, ctx.runtime.value)
@@ -255,6 +254,8 @@ def _refresh_kernels(store: Store, ctx: PredictContext) -> None:
 @dataclass
 class _Probing:
     plan: BuildPlan
+    ctx: PredictContext  # the plan's, with the device as stored
+    versions: PointVersions  # the runtime and runner versions that key this build's points
     store: Store
     device: Device
     run_id: int
@@ -263,15 +264,12 @@ class _Probing:
     measured: int = 0
 
 
-def _probe_rounds(
-    plan: BuildPlan, store: Store, device: Device, run_id: int, deadline: float, rep: BuildReporter,
-    clock: Callable[[], float],
-) -> int:  # fmt: skip
-    state = _Probing(plan, store, device, run_id, rep, clock)
-    done_rounds = _rounds_started(store, plan.context)
+def _probe_rounds(state: _Probing, deadline: float) -> int:
+    plan, store, rep, clock = state.plan, state.store, state.rep, state.clock
+    done_rounds = _rounds_started(store, state.ctx, state.versions)
     remaining = max(0.0, deadline - clock())
     first_until = clock() + remaining * FIRST_ROUND_SHARE
-    order = sample(np.random.default_rng(plan.seed), plan.context.runtime, MAX_PROBES)
+    order = sample(np.random.default_rng(plan.seed), state.ctx.runtime, MAX_PROBES)
     if done_rounds <= 0:
         rep.stage("round 0: probes sampled from the configuration space")
         _measure_probes(state, order, 0, SPACE, first_until)
@@ -280,7 +278,7 @@ def _probe_rounds(
         until = clock() + max(0.0, deadline - clock()) / left_rounds
         if clock() >= until:
             break
-        seeds = _worst_probes(store, plan.context, round_)
+        seeds = _worst_probes(store, state.ctx, state.versions, round_)
         rep.stage(f"round {round_}: {len(seeds)} probes with the largest cross-validated error get neighbours")
         rng = np.random.default_rng([plan.seed, round_])
         candidates: list[KernelConfig] = []
@@ -294,16 +292,17 @@ def _probe_rounds(
     return state.measured
 
 
-def _rounds_started(store: Store, ctx: PredictContext) -> int:
+def _rounds_started(store: Store, ctx: PredictContext, versions: PointVersions) -> int:
     samples = store.kernel_samples_frame()
-    samples = samples[samples["point_id"].isin(_context_point_ids_all(store, ctx))]
+    samples = samples[samples["point_id"].isin(_context_point_ids_all(store, ctx, versions))]
     return int(samples["round"].max()) if not samples.empty else -1
 
 
-def _context_point_ids_all(store: Store, ctx: PredictContext) -> list[int]:
+def _context_point_ids_all(store: Store, ctx: PredictContext, versions: PointVersions) -> list[int]:
     """Points of the context whatever their status (a pending probe still marks its round as started)."""
     frame = store.points_frame()
     keep = (frame["device"] == ctx.device) & (frame["runtime"] == ctx.runtime.value) & (frame["threads"] == ctx.threads)
+    keep &= same_versions(frame, versions)
     return [int(p) for p in frame.loc[keep, "point_id"]]
 
 
@@ -315,8 +314,8 @@ def _measure_probes(
     until: float,
     sources: dict[str, str] | None = None,
 ) -> None:
-    ctx = state.plan.context
-    done = _done_configs(state.store, ctx)
+    ctx = state.ctx
+    done = _done_configs(state.store, ctx, state.versions)
     for cfg in configs:
         if state.clock() >= until:
             return
@@ -325,21 +324,30 @@ def _measure_probes(
         art = probe_artifact(cfg, ctx.runtime)
         state.store.upsert_artifact(art, macs=cfg.macs, params_count=None, family=FAMILY, label=probe_label(cfg))
         pid = state.store.ensure_point(state.run_id, art.sha256, ctx.device, ctx.runtime.value, ctx.threads,
-                                       dict(ctx.runtime.options))  # fmt: skip
+                                       dict(ctx.runtime.options), state.versions.runtime_version,
+                                       runner_version=state.versions.runner_version)  # fmt: skip
         state.store.mark_kernel_sample(pid, cfg.type.value, cfg.to_json(), (sources or {}).get(cfg.key, source), round_)
         _store_kernels(state.store, art, ctx.runtime)
         if state.store.point_status(pid) == "done":
             continue
+        started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         try:
             result = _time_probe(state, art)
-        except TrialFailed as exc:
+        except DeviceError as exc:  # TrialFailed included: the probe fails, the build goes on
             state.store.fail_point(pid, str(exc))
             continue
+        expected, reported = state.versions.runtime_version, result.runtime_version
+        if expected is not None and reported is not None and reported != expected:
+            reason = (
+                f"device '{state.device.name}': the runtime reports version {reported}, not {expected} as when the "
+                "build started (upgraded meanwhile?); rerun it"
+            )
+            state.store.fail_point(pid, reason)
+            continue
         if 0 not in state.store.trials_done(pid):
-            state.store.add_trial(pid, 0, result.doc, result.samples_ns)
-        rows = result.doc.get("profile")
-        if rows and state.store.op_profiles_frame([pid]).empty:
-            state.store.add_op_profile(pid, map_ort_rows(rows, GraphIndex.of(art.path)))
+            state.store.add_trial(pid, 0, result, run_id=state.run_id, started_at=started_at)
+        if result.ops and state.store.op_profiles_frame([pid]).empty:
+            state.store.add_op_profile(pid, map_ort_rows(result.ops, GraphIndex.of(art.path)))
         proto = state.plan.probe_protocol
         stats = combine_trials([np.asarray(result.samples_ns, dtype=np.int64)], proto.cv_threshold,
                                proto.spread_threshold)  # fmt: skip
@@ -348,30 +356,33 @@ def _measure_probes(
         state.rep.probe_measured(state.measured, probe_label(cfg), result.median_ms, round_)
 
 
-def _done_configs(store: Store, ctx: PredictContext) -> set[str]:
-    """Keys of the configs whose probe points of this context are done (skipped without touching their files)."""
+def _done_configs(store: Store, ctx: PredictContext, versions: PointVersions) -> set[str]:
+    """Keys of the configs whose probe points of this context are done with these versions (skipped without
+    touching their files); a probe measured with another runtime or runner version is measured again."""
     samples = store.kernel_samples_frame()
     points = store.points_frame()
     done = points[(points["status"] == "done") & (points["device"] == ctx.device)
-                  & (points["runtime"] == ctx.runtime.value) & (points["threads"] == ctx.threads)]  # fmt: skip
+                  & (points["runtime"] == ctx.runtime.value) & (points["threads"] == ctx.threads)
+                  & same_versions(points, versions)]  # fmt: skip
     chosen = samples[samples["point_id"].isin(done["point_id"])]
     return {KernelConfig.from_json(_json(text)).key for text in chosen["config_json"]}
 
 
 def _time_probe(state: _Probing, art: Artifact) -> TrialResult:
-    dev, ctx, proto = state.device, state.plan.context, state.plan.probe_protocol
-    remote = dev.push(art.path)
+    """One trial of a probe; an ONNX probe's trial also returns its per-node profile (a separate session)."""
+    ctx, proto = state.ctx, state.plan.probe_protocol
     profile = art.format is Format.ONNX
-    argv = [*dev.runner_argv(), *runner_args(remote, ctx.threads, proto, dict(ctx.runtime.options), profile)]  # type: ignore[attr-defined]
-    if profile:
-        argv += ["--profile-runs", str(PROFILE_RUNS)]
-    return parse_runner_output(dev.run(argv, timeout=proto.timeout_s), dev.name)
+    request = trial_request(proto, ctx.threads, dict(ctx.runtime.options), profile=profile,
+                            profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
+    return state.device.measure(art.path, request)
 
 
-def _worst_probes(store: Store, ctx: PredictContext, round_: int) -> list[tuple[KernelConfig, str]]:
+def _worst_probes(
+    store: Store, ctx: PredictContext, versions: PointVersions, round_: int
+) -> list[tuple[KernelConfig, str]]:
     """The probes of earlier rounds whose time their type's regressor predicts worst under K-fold CV, by absolute
     error: a relative error on a 3 µs kernel is mostly the machine's noise, and costs a model nothing."""
-    dataset = load_dataset(store, ctx)
+    dataset = load_dataset(store, ctx, versions)
     samples = store.kernel_samples_frame().set_index("point_id")
     earlier = {int(p) for p, r in samples["round"].items() if r < round_}
     main = [r for r in dataset.rows if r.point_id in earlier and r.kernel.type.value == samples.loc[r.point_id,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from devices.vocabulary import Precision, Runtime
+from harness.measure.versions import PointVersions
 from harness.predict.kernels import Kernel
 from harness.predict.predictor import TrainingRow
 from harness.store import Store
@@ -78,19 +79,34 @@ def join_key(kernel: Kernel) -> str:
     return kernel.source_ops[0] if kernel.source_ops else kernel.name
 
 
-def context_points(store: Store, ctx: PredictContext) -> pd.DataFrame:
+def same_versions(points: pd.DataFrame, versions: PointVersions) -> pd.Series:
+    """Points measured with these runtime and runner versions (a version not recorded matches any)."""
+    keep = pd.Series(True, index=points.index)
+    for column, version in (("runtime_version", versions.runtime_version), ("runner_version", versions.runner_version)):
+        if version is not None:
+            keep &= points[column].isna() | (points[column] == version)
+    return keep
+
+
+def context_points(store: Store, ctx: PredictContext, versions: PointVersions | None = None) -> pd.DataFrame:
+    """The context's done points; with ``versions``, only those measured with them (a build fits on what the
+    device runs now: an upgraded runtime's points are others, as in a sweep)."""
     frame = store.points_frame()
-    return frame[
+    keep = (
         (frame["device"] == ctx.device)
         & (frame["runtime"] == ctx.runtime.value)
         & (frame["threads"] == ctx.threads)
         & (frame["precision"] == ctx.precision.value)
         & (frame["status"] == "done")
-    ]
+    )
+    if versions is not None:
+        keep &= same_versions(frame, versions)
+    return frame[keep]
 
 
-def load_dataset(store: Store, ctx: PredictContext) -> Dataset:
-    points = context_points(store, ctx)
+def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | None = None) -> Dataset:
+    """What a predictor learns from in ``ctx`` (with ``versions``: only points measured with them)."""
+    points = context_points(store, ctx, versions)
     probes = store.kernel_samples_frame().set_index("point_id")
     runtime = ctx.runtime.value
     kernels_by_sha: dict[str, list[Kernel]] = {}

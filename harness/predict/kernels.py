@@ -52,7 +52,8 @@ _FROM_CATEGORY: dict[Category, KernelType] = {
     Category.ACTIVATION: KernelType.ACTIVATION,
     Category.POOLING: KernelType.POOLING,
     Category.GLOBAL_POOL_SE: KernelType.GLOBAL_POOL,
-    Category.SHUFFLE_TRANSPOSE: KernelType.TRANSPOSE,
+    Category.CHANNEL_SHUFFLE: KernelType.TRANSPOSE,  # its reshapes and gathers are typed by op type (_MOVEMENT)
+    Category.LAYOUT: KernelType.TRANSPOSE,
     Category.PAD: KernelType.PAD,
 }
 

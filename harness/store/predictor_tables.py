@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from harness.store.connection import StoreConnection
-from harness.store.writes import _json, _now
+from harness.store.timestamps import now
+from harness.store.writes import _json
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,7 @@ class PredictorRow:
 class PredictorTables(StoreConnection):
     """Reads and writes of ``kernel_samples``, ``kernels`` and ``predictors`` (part of :class:`Store`).
 
-    A database older than these tables, opened read-only, reads as having none of them (empty answers)."""
-
-    def _has_table(self, name: str) -> bool:
-        with self._errors("reading the schema"):
-            row = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-            return row.fetchone() is not None
+    A database older than these tables, opened read-only, is read through an upgraded copy that has them (empty)."""
 
     def mark_kernel_sample(self, point_id: int, kernel_type: str, config: Mapping[str, Any], source: str,
                            round_: int) -> None:  # fmt: skip
@@ -58,8 +54,6 @@ class PredictorTables(StoreConnection):
             )
 
     def has_kernels(self, artifact_sha: str, runtime: str) -> bool:
-        if not self._has_table("kernels"):
-            return False
         with self._errors("reading kernels"):
             row = self._conn.execute(
                 "SELECT 1 FROM kernels WHERE artifact_sha = ? AND runtime = ? LIMIT 1", (artifact_sha, runtime)
@@ -82,8 +76,6 @@ class PredictorTables(StoreConnection):
         return len(rows)
 
     def kernels_of(self, artifact_sha: str, runtime: str) -> list[KernelRow]:
-        if not self._has_table("kernels"):
-            return []
         with self._errors("reading kernels"):
             rows = self._conn.execute(
                 "SELECT seq, node_name, kernel_type, kernel_json FROM kernels WHERE artifact_sha = ? AND runtime = ? "
@@ -95,8 +87,6 @@ class PredictorTables(StoreConnection):
     def kernels_frame(self, runtime: str | None = None) -> pd.DataFrame:
         """Every stored kernel: artifact_sha, runtime, seq, node_name, kernel_type, kernel_json."""
         where, params = ("WHERE runtime = ?", [runtime]) if runtime is not None else ("", [])
-        if not self._has_table("kernels"):
-            return pd.DataFrame(columns=["artifact_sha", "runtime", "seq", "node_name", "kernel_type", "kernel_json"])
         with self._errors("reading kernels"):
             return pd.read_sql_query(
                 f"SELECT artifact_sha, runtime, seq, node_name, kernel_type, kernel_json FROM kernels {where} "
@@ -107,8 +97,6 @@ class PredictorTables(StoreConnection):
 
     def kernel_samples_frame(self) -> pd.DataFrame:
         """One row per kernel probe point: point_id, kernel_type, config_json, source, round."""
-        if not self._has_table("kernel_samples"):
-            return pd.DataFrame(columns=["point_id", "kernel_type", "config_json", "source", "round"])
         with self._errors("reading kernel probes"):
             return pd.read_sql_query(
                 "SELECT point_id, kernel_type, config_json, source, round FROM kernel_samples ORDER BY point_id",
@@ -132,13 +120,11 @@ class PredictorTables(StoreConnection):
                 "INSERT INTO predictors (device, runtime, threads, precision, library, versions_json, model_json, "
                 "summary_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (device, runtime, int(threads), precision, library, _json(dict(versions)), json.dumps(dict(model)),
-                 _json(dict(summary)), _now()),
+                 _json(dict(summary)), now()),
             )  # fmt: skip
             return int(cur.lastrowid or 0)
 
     def latest_predictor(self, device: str, runtime: str, threads: int, precision: str) -> PredictorRow | None:
-        if not self._has_table("predictors"):
-            return None
         with self._errors("reading predictors"):
             row = self._conn.execute(
                 "SELECT id, device, runtime, threads, precision, library, versions_json, model_json, summary_json, "
@@ -155,9 +141,6 @@ class PredictorTables(StoreConnection):
 
     def predictors_frame(self) -> pd.DataFrame:
         """Every stored predictor without its model text: id, context, library, versions, summary, created_at."""
-        if not self._has_table("predictors"):
-            columns = ["id", "device", "runtime", "threads", "precision", "library", "versions_json", "summary_json"]
-            return pd.DataFrame(columns=[*columns, "created_at"])
         with self._errors("reading predictors"):
             return pd.read_sql_query(
                 "SELECT id, device, runtime, threads, precision, library, versions_json, summary_json, created_at "
