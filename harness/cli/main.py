@@ -29,7 +29,6 @@ from harness.cli.options import (
     RunsOpt,
     RuntimeOpt,
     ThreadsOpt,
-    TrialsOpt,
 )
 from harness.cli.user_errors import one_line_errors
 from harness.zoo.registry import EntryKind
@@ -161,9 +160,25 @@ def run_point(
     runtime: RuntimeOpt = Runtime.LITERT,
     precision: PrecisionOpt = Precision.FP32,
     threads: ThreadsOpt = 1,
-    trials: TrialsOpt = 3,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Interleaved trials, each a fresh runner process [default: 3; 1 with --sustained].",
+            show_default=False,
+        ),
+    ] = None,
     runs: RunsOpt = 50,
     min_seconds: MinSecondsOpt = 1.0,
+    sustained: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Run continuously this long (e.g. 30s, 10m) and record a timeline of latency, CPU frequencies and "
+            "temperatures; prints minute-1 vs last-minute medians and whether it throttled.",
+        ),
+    ] = None,
+    window: Annotated[str, typer.Option(metavar="DURATION", help="Timeline window of --sustained.")] = "1s",
     device: DeviceOpt = "local",
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -173,14 +188,30 @@ def run_point(
 
     Example: flopgap run shufflenet_v2 --param scale=0.5 --runtime onnxruntime --threads 2
     """
+    from harness.cli.sustained import report_sustained
     from harness.cli.sweep import one_point_spec, run_spec_command
+    from harness.measure.duration import parse_duration
     from harness.measure.spec import Protocol, spec_to_toml
+    from harness.store import resolve_db_path
     from harness.zoo.registry import parse_param_args, resolve
 
     model = resolve(name, **parse_param_args(param or []))
-    protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds)
+    seconds = parse_duration(sustained) if sustained is not None else None
+    window_s = parse_duration(window)
+    if seconds is not None and window_s > seconds:
+        raise FlopgapError(f"--window {window} is longer than --sustained {sustained}; choose a shorter window")
+    protocol = Protocol(
+        trials=trials or (1 if seconds else 3),
+        runs=runs,
+        min_seconds=min_seconds,
+        sustained=seconds,
+        sustained_window=window_s,
+    )
     spec = one_point_spec("run", model, runtime, precision, threads, device, protocol)
-    run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
+    point_ids = run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
+    if seconds is not None:
+        path = resolve_db_path(db)
+        report_sustained(console, path, point_ids, path.parent / "timelines")
 
 
 def _mount_subcommands() -> None:

@@ -178,8 +178,8 @@ def run_spec_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
-) -> None:
-    """Measure ``spec`` (stored with ``spec_text``) and print the summary table."""
+) -> list[int]:
+    """Measure ``spec`` (stored with ``spec_text``) and print the summary table; returns the measured point ids."""
     started = time.monotonic()
     result, path = measure(spec, spec_text, db, ProgressReporter(console), cache_dir, devices_file)
     with Store(path, readonly=True) as store:
@@ -189,6 +189,7 @@ def run_spec_command(
         f"{result.failed_points} failed, in {time.monotonic() - started:.0f}s; results in {path}",
         highlight=False,
     )
+    return result.point_ids
 
 
 def summary_table(store: Store, point_ids: list[int], title: str) -> Table:
