@@ -2,9 +2,9 @@
 runs, each core's frequency, each zone's temperature) and its summary (minute-1 and last-minute medians, their
 ratio, and whether and when it throttled).
 
-The tables are made by schema step 2 (harness/store/schema.py). The timeline is written with its trial, in the trial's transaction (:func:`insert_timeline`, called by
-``Writes.add_trial``); the summary is derived from it when the point completes (``harness.measure.sustained``) and
-can be recomputed from the stored timeline at any time.
+The tables are made by schema step 2 (:mod:`harness.store.schema`). The timeline is written with its trial, in
+the trial's transaction (:func:`insert_timeline`, called by ``Writes.add_trial``); the summary is derived from it
+when the point completes (:mod:`harness.measure.sustained`) and can be recomputed from the stored timeline.
 """
 
 from __future__ import annotations
