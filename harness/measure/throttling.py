@@ -2,10 +2,10 @@
 
 A run is **throttled** when its latency drifts up *together with* falling CPU frequency or rising temperature:
 from some window on, the (3-window running median) latency stays above the first span's median by more than
-``latency_rise`` for at least ``persist`` of the remaining windows, and around that window (±1) the mean frequency
-has fallen by more than ``freq_drop`` or some thermal zone has risen by ``temp_rise_c`` or more over its first-span
-value. The start is that window's start. Latency that drifts with no thermal cause is reported, not flagged (load
-from elsewhere slows a run too).
+``latency_rise`` for at least ``persist`` of the remaining windows, and at that window's end or the one before
+(state is read at window ends) the mean frequency has fallen by more than ``freq_drop`` or some thermal zone has
+risen by ``temp_rise_c`` or more over its first-span value. The start is that window's start. Latency that drifts
+with no thermal cause is reported, not flagged (load from elsewhere slows a run too).
 
 "Minute 1" and "the last minute" are the first and last 60 s of the run, or its first and last thirds when it is
 shorter than three minutes, so the two never overlap.
@@ -21,11 +21,12 @@ from typing import Any
 from devices.timeline import TimelineWindow
 
 SPAN_S = 60.0
+_NO_READINGS = "no CPU frequency or thermal zone was readable on the device, so throttling cannot be told"
 
 
 @dataclass(frozen=True)
 class ThrottleThresholds:
-    latency_rise: float = 0.05  # +5% over the first span's median
+    latency_rise: float = 0.10  # +10% over the first span's median
     freq_drop: float = 0.05  # mean frequency 5% below the first span's
     temp_rise_c: float = 5.0  # any zone 5 °C above its first-span value
     persist: float = 0.8  # share of the windows from the start to the end that must stay slow
@@ -82,6 +83,8 @@ def summarize(
     last_ms = _median([w.median_ms for w in last if w.median_ms is not None])
     ratio = last_ms / first_ms if first_ms and last_ms is not None else None
     start, reason = _throttle_start(timed, first, cpus, thresholds)
+    if reason == _NO_READINGS and ratio is not None and ratio > 1 + thresholds.latency_rise:
+        reason += f"; latency drifted {ratio - 1:+.1%}"
     if start is None and ratio is not None and not reason:
         change = f"{ratio - 1:+.1%}"
         if ratio > 1 + thresholds.latency_rise:
@@ -103,14 +106,14 @@ def _throttle_start(
     zones = sorted({z for w in first for z in w.temps_c})
     base_temp = {z: _median([w.temps_c[z] for w in first if z in w.temps_c]) for z in zones}
     if base_khz is None and not zones:
-        return None, _no_readings(timed, base_ms, th)
+        return None, _NO_READINGS
     medians = [w.median_ms or 0.0 for w in timed]
     # A 3-window running median: one slow window (a hiccup) is not a drift, a step is seen at its first window.
     smooth = [float(statistics.median(medians[max(0, i - 1) : i + 2])) for i in range(len(medians))]
     slow = [m > base_ms * (1 + th.latency_rise) for m in smooth]
 
     def cause(i: int) -> str | None:
-        for j in (i, i - 1, i + 1):  # frequency and temperature are read at window ends: allow one window
+        for j in (i, i - 1):  # state is read at window ends: a change just before window i shows at the end of i-1
             if not 0 <= j < len(timed):
                 continue
             w = timed[j]
@@ -134,9 +137,3 @@ def _throttle_start(
             w = timed[i]
             return w.start_s, f"throttled from {w.start_s:g}s: latency {smooth[i] / base_ms - 1:+.0%} with {why}"
     return None, ""
-
-
-def _no_readings(timed: Sequence[TimelineWindow], base_ms: float, th: ThrottleThresholds) -> str:
-    last = timed[-1].median_ms or 0.0
-    drift = f"; latency drifted {last / base_ms - 1:+.1%}" if base_ms and last > base_ms * (1 + th.latency_rise) else ""
-    return f"no CPU frequency or thermal zone was readable on the device, so throttling cannot be told{drift}"
