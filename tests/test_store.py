@@ -196,6 +196,7 @@ def test_database_from_before_migrations_opens_and_is_upgraded_in_place(tmp_path
     with Store(old, readonly=True) as ro:  # read-only: readable as it is, nothing written
         before = ro.points_frame()
         assert [(m.version, m.applied_at) for m in ro.migrations()] == [(1, None)]
+        assert ro.timelines_frame().empty and ro.sustained_frame().empty  # tables a later step adds read as empty
     assert len(before) == 66
     with Store(old) as rw:
         steps = rw.migrations()
@@ -717,3 +718,20 @@ def test_point_without_an_artifact_row_is_kept_and_shown(store: Store) -> None:
     store.fail_point(point_id, "export failed: unsupported op ChannelShuffle")
     row = store.points_frame(run_id).set_index("point_id").loc[point_id]
     assert row["model_label"] == placeholder and pd.isna(row["format"]) and row["status"] == "failed"
+
+
+def test_read_only_open_refuses_a_database_that_lacks_a_step_readers_need(db: Path) -> None:
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE timelines")
+    conn.execute("DROP TABLE sustained_trials")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with Store(db, readonly=True) as ro:  # step 2 only adds tables: readable without it
+        assert ro.timelines_frame().empty
+    needed = Migration(SCHEMA_VERSION + 1, "a column readers need", ("ALTER TABLE points ADD COLUMN x TEXT",))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("harness.store.connection.MIGRATIONS", (*MIGRATIONS, needed))
+        mp.setattr("harness.store.connection.SCHEMA_VERSION", needed.version)
+        with pytest.raises(StoreError, match=rf"has schema version 1, not {needed.version}; open it once read-write"):
+            Store(db, readonly=True)

@@ -216,6 +216,7 @@ def run_point(
 
 def _mount_subcommands() -> None:
     from harness.cli.calibrate import calibrate
+    from harness.cli.compare import compare
     from harness.cli.devices import devices_app, push
     from harness.cli.profile import profile
     from harness.cli.proxies import proxies_app
@@ -229,6 +230,7 @@ def _mount_subcommands() -> None:
     app.command("report")(report)
     app.command("profile")(profile)
     app.command("calibrate")(calibrate)
+    app.command("compare")(compare)
 
 
 _mount_subcommands()

@@ -150,7 +150,7 @@ class StoreConnection:
         version = user_version(self._conn)
         self._check_version(version)
         if self.readonly:
-            if version != SCHEMA_VERSION:
+            if any(m.version > version and not m.readable_without for m in MIGRATIONS):
                 raise StoreError(
                     f"results database {self.path} has schema version {version}, not {SCHEMA_VERSION}; "
                     f"open it once read-write (any 'flopgap sweep') to upgrade it",

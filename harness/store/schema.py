@@ -200,6 +200,9 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    # True when the step only adds tables that readers treat as empty where missing, so a database that lacks it
+    # can still be opened read-only (e.g. results/sample.db, a report of an older file) without an upgrade.
+    readable_without: bool = False
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -209,7 +212,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         _TABLES_V1,
     ),
     Migration(
-        2, "sustained runs: timelines (one row per window), sustained_trials (summary, throttling)", TIMELINE_TABLES
+        2,
+        "sustained runs: timelines (one row per window), sustained_trials (summary, throttling)",
+        TIMELINE_TABLES,
+        readable_without=True,
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
