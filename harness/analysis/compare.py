@@ -31,6 +31,7 @@ MATCH = ("artifact_sha", "runtime", "precision", "threads", "device", "cluster")
 RESAMPLES = 2000
 MAX_PER_TRIAL = 1000  # samples drawn from each trial (without replacement) before resampling: bounds the work
 SEED = 0
+THRESHOLD = 0.05  # changes smaller than this are within the run-to-run noise of most devices
 COMPARISON_COLUMNS = (
     "model_label", "format", "precision", "runtime", "threads", "device", "cluster", "a_ms", "b_ms", "ratio",
     "ci_low", "ci_high", "has_ci", "change", "a_point_id", "b_point_id",
@@ -162,7 +163,7 @@ class Comparison:
         return rows[(rows["change"] == Change.SLOWER) & (rows["ratio"] > 1 + above)]
 
 
-def compare(a: Side, b: Side, threshold: float = 0.03) -> Comparison:
+def compare(a: Side, b: Side, threshold: float = THRESHOLD) -> Comparison:
     """Match the points of ``a`` and ``b`` and compare each pair."""
     left, right = load_side(a), load_side(b)
     merged = left.points.merge(right.points, on=list(MATCH), suffixes=("_a", "_b"))

@@ -37,7 +37,7 @@ def compare(
     db: DbOpt = None,
     threshold: Annotated[
         str, typer.Option(help="Mark a change only when B/A differs from 1 by more than this (and its CI excludes 1).")
-    ] = "3%",
+    ] = "5%",
     fail_above: Annotated[
         str | None,
         typer.Option(help="Exit with code 1 when a marked slowdown exceeds this, e.g. 5% (for CI gates)."),
@@ -109,4 +109,5 @@ def _print_table(a: Side, b: Side, rows: pd.DataFrame, threshold: float, only_a:
         f"{counts.get('no change', 0)} no significant change (threshold {threshold:.0%}); "
         f"{only_a} only in A, {only_b} only in B",
         highlight=False,
+        soft_wrap=True,
     )
