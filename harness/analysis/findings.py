@@ -6,7 +6,6 @@ command produces it.
 
 from __future__ import annotations
 
-import math
 import statistics
 
 import pandas as pd
@@ -90,8 +89,8 @@ def _ranking(results: Results) -> str:
     context = Context.of(best)
     frame = latency_vs_macs(results)
     sel = frame[context.mask(frame)].sort_values("macs")
-    sentence = (
-        f"MACs rank models only roughly: on {context}, latency ∝ MACs^{best['slope']:.2f} with R² {best['r2']:.3f} "
+    fit = (
+        f"on {context}, latency ∝ MACs^{best['slope']:.2f} with R² {best['r2']:.3f} "
         f"and Spearman ρ {best['spearman_rho']:.2f} over {int(best['n'])} models"
     )
     worst: tuple[float, pd.Series, pd.Series] | None = None
@@ -103,11 +102,12 @@ def _ranking(results: Results) -> str:
                 if worst is None or ratio > worst[0]:
                     worst = (ratio, small, big)
     if worst is None:
-        return sentence + "; no model with fewer MACs is slower than one with more."
+        return f"MACs rank these models in order: {fit}; no model with fewer MACs is slower than one with more."
     _, small, big = worst
     return (
-        f"{sentence}; {small['model_label']} ({small['macs'] / 1e6:.0f} M MACs) takes {small['median_ms']:.3g} ms "
-        f"while {big['model_label']} ({big['macs'] / 1e6:.0f} M MACs) takes {big['median_ms']:.3g} ms."
+        f"MACs rank models only roughly: {fit}; {small['model_label']} ({small['macs'] / 1e6:.0f} M MACs) takes "
+        f"{small['median_ms']:.3g} ms while {big['model_label']} ({big['macs'] / 1e6:.0f} M MACs) takes "
+        f"{big['median_ms']:.3g} ms."
     )
 
 
@@ -134,12 +134,13 @@ def _depthwise(table: pd.DataFrame) -> str:
     ratios = rows["depthwise_time_share"] / rows["depthwise_flops_share"]
     top = rows.loc[ratios.idxmax()]
     return (
-        f"Depthwise convs take {ratios.min():.1f}–{ratios.max():.1f}× their share of FLOPs in time (median "
+        f"Depthwise convs take {_span(ratios, '×', 1)} their share of FLOPs in time (median "
         f"{statistics.median(ratios):.1f}× over {len(rows)} model(s)); {top['model_label']} on {Context.of(top)}: "
         f"{100 * top['depthwise_flops_share']:.1f}% of FLOPs, {100 * top['depthwise_time_share']:.1f}% of time."
     )
 
 
-def _span(shares: pd.Series) -> str:
-    low, high = 100 * float(shares.min()), 100 * float(shares.max())
-    return f"{low:.1f}%" if math.isclose(low, high, abs_tol=0.05) else f"{low:.1f}–{high:.1f}%"
+def _span(values: pd.Series, unit: str = "%", scale: float = 100) -> str:
+    """``2.6–5.6%`` (or one value when they all round alike)."""
+    low, high = f"{scale * float(values.min()):.1f}", f"{scale * float(values.max()):.1f}"
+    return f"{low}{unit}" if low == high else f"{low}–{high}{unit}"

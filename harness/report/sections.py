@@ -13,10 +13,10 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.analysis import HOW_TO, Results, contexts_in
+from harness.analysis import HOW_TO, Context, Results, contexts_in
 from harness.analysis.compare import Comparison
 from harness.analysis.device_comparison import GROUP, HOW_TO_DEVICES, device_comparison, rank_agreement
-from harness.analysis.findings import PROFILER_CAVEAT, headline_table
+from harness.analysis.findings import HEADLINE_CATEGORIES, PROFILER_CAVEAT, headline_table
 from harness.report import plots
 from harness.report.comparison import ratio_figure
 from harness.report.page import Page
@@ -56,8 +56,29 @@ def headline(page: Page, results: Results, breakdown: pd.DataFrame) -> None:
         "Share of FLOPs and share of measured time per model, for the op categories FLOP counts misjudge most "
         "(channel shuffle/transpose, depthwise conv, grouped conv, element-wise):"
     )
-    page.table(table.drop(columns=["point_id"]))
+    page.table(_headline_cells(table))
     page.para(PROFILER_CAVEAT, "caveat")
+
+
+def _headline_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """One compact row per model: its context, and per category "share of FLOPs → share of time"."""
+
+    def pair(flops: object, time: object) -> str:
+        left = "?" if flops is None or _nan(flops) else f"{100 * float(flops):.1f}%"  # type: ignore[arg-type]
+        return f"{left} → {100 * float(time):.1f}%"  # type: ignore[arg-type]
+
+    out = pd.DataFrame(
+        {
+            "model": table["model_label"],
+            "context": [f"{Context.of(r)} ({r['runtime']} {r['runtime_version']})" for _, r in table.iterrows()],
+        }
+    )
+    for name, _ in HEADLINE_CATEGORIES:
+        out[f"{name} FLOPs → time"] = [
+            pair(f, t) for f, t in zip(table[f"{name}_flops_share"], table[f"{name}_time_share"], strict=True)
+        ]
+    out["profiled / measured"] = table["profiled_over_measured"]
+    return out
 
 
 def analysis_findings(results: Results, table: pd.DataFrame) -> list[str]:
