@@ -308,3 +308,25 @@ def test_sustained_run_and_cooldown_over_adb_read_the_phones_sysfs_fake_phone_en
     # trial 2 waited for the BIG zone to come back within 2 °C of 41 °C, read over adb
     assert cooldowns[0]["waited_s"] < 1 and not cooldowns[0]["timed_out"]
     assert cooldowns[1]["waited_s"] >= 1.0 and not cooldowns[1]["timed_out"]
+
+
+def test_spec_protocol_takes_sustained_and_thermal_cooldown_and_names_bad_values() -> None:
+    from harness.measure.spec import Cooldown, SpecError, parse_spec, spec_to_toml
+    from harness.measure.trial import trial_request
+
+    base = '[[models]]\nname = "conv1x1"\n[protocol]\n'
+    spec = parse_spec(base + 'sustained = "10m"\nsustained_window = "2s"\ncooldown = "thermal"\ncooldown_max_s = 90\n')
+    proto = spec.protocol
+    assert (proto.sustained, proto.sustained_window, proto.cooldown, proto.cooldown_max_s) == (
+        600.0, 2.0, Cooldown.THERMAL, 90.0,
+    )  # fmt: skip
+    assert parse_spec(spec_to_toml(spec)) == spec
+    request = trial_request(proto, 1, sustained=True)
+    assert (request.sustained_s, request.window_s, request.timeout_s) == (600.0, 2.0, 1200.0)
+    assert trial_request(proto, 1).sustained_s is None  # profiles and calibration time as usual
+    with pytest.raises(SpecError, match=r"key 'protocol.sustained': duration '10 minutes' is not a duration"):
+        parse_spec(base + 'sustained = "10 minutes"\n')
+    with pytest.raises(SpecError, match=r"sustained_window \(60s\) exceeds sustained \(30s\)"):
+        parse_spec(base + 'sustained = "30s"\nsustained_window = "1m"\n')
+    with pytest.raises(SpecError, match=r"key 'protocol.cooldown': Input should be 'none' or 'thermal'"):
+        parse_spec(base + 'cooldown = "cold"\n')
