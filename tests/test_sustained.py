@@ -330,3 +330,35 @@ def test_spec_protocol_takes_sustained_and_thermal_cooldown_and_names_bad_values
         parse_spec(base + 'sustained = "30s"\nsustained_window = "1m"\n')
     with pytest.raises(SpecError, match=r"key 'protocol.cooldown': Input should be 'none' or 'thermal'"):
         parse_spec(base + 'cooldown = "cold"\n')
+
+
+def test_a_sustained_trial_and_its_timeline_commit_together_and_export(tmp_path: Path) -> None:
+    from devices.result import TrialResult
+    from devices.timeline import SustainedRun
+    from harness.measure.sustained import summarize_point
+    from harness.store import DuplicateTrialError
+
+    windows = tuple(
+        TimelineWindow(i, i * 0.5, (i + 1) * 0.5, 40, 1e6 * (1.0 if i < 6 else 1.3), {"0": 2_000_000 if i < 6 else
+                       1_500_000}, {"soc": 40.0}, (i + 1) * 0.5)
+        for i in range(12)
+    )  # fmt: skip
+    result = TrialResult("onnxruntime", samples_ns=(1_000_000,) * 10, timeline=windows,
+                         sustained=SustainedRun(6.0, 0.5, 1.7e9, 480))  # fmt: skip
+    with Store(tmp_path / "s.db") as store:
+        run = store.start_run("s", "")
+        store.upsert_device("local", "local", {})
+        point = store.ensure_point(run, "sha", "local", "onnxruntime", 1)
+        trial = store.add_trial(point, 0, result)
+        with pytest.raises(DuplicateTrialError):
+            store.add_trial(point, 0, result)  # the whole transaction is refused: no second set of windows
+        assert store.timeline(trial) == windows
+        assert store.sustained_run(trial) == SustainedRun(6.0, 0.5, 1.7e9, 480)
+        [summary] = summarize_point(store, point)
+        assert summary.throttled and summary.throttle_start_s == 3.0 and summary.span_s == 2.0
+        out = tmp_path / "timelines.csv"
+        assert store.export(out, "csv", table="timelines", run_id=run) == 12
+        assert store.export(tmp_path / "sustained.csv", "csv", table="sustained") == 1
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("point_id,trial_id,trial_index,window_index,start_s,end_s,runs,median_ms")
+    assert lines[7].split(",")[4:8] == ["3.0", "3.5", "40", "1.3"]
