@@ -147,9 +147,13 @@ def sweep(
 
     Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml
     """
+    from harness.cli.sustained import report_sustained
     from harness.cli.sweep import run_sweep_command
+    from harness.store import resolve_db_path
 
-    run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
+    point_ids = run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
+    path = resolve_db_path(db)
+    report_sustained(console, path, point_ids, path.parent / "timelines")  # prints nothing without sustained trials
 
 
 @app.command("run")

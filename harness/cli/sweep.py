@@ -106,7 +106,7 @@ def run_sweep_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
-) -> None:
+) -> list[int]:
     if quick == (spec_path is not None):
         raise FlopgapError("give either a sweep spec file or --quick (see 'flopgap sweep --help')")
     if spec_path is not None:
@@ -114,7 +114,7 @@ def run_sweep_command(
         text = spec_path.read_text()  # the file as written, comments included
     else:
         spec, text = parse_spec(QUICK_SPEC, "quick"), QUICK_SPEC
-    run_spec_command(spec, text, db, cache_dir, devices_file, console)
+    return run_spec_command(spec, text, db, cache_dir, devices_file, console)
 
 
 def one_point_spec(
