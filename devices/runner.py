@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import importlib
 import json
 import os
@@ -37,6 +38,9 @@ from typing import Any, TypedDict
 import numpy as np
 
 SCHEMA = "flopgap.runner/1"
+# Bump when a change to this file changes what it measures: the version is part of every sweep point's key, so
+# points measured by an older runner are measured again instead of being skipped as done.
+RUNNER_VERSION = "1"
 SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
 PROC_CPUINFO = "/proc/cpuinfo"
 SYS_THERMAL = "/sys/class/thermal"
@@ -139,6 +143,7 @@ class RunnerDocument(TypedDict):
     """The one JSON document the runner prints; every key is present, unknowns are null."""
 
     schema: str
+    runner_version: str
     model_path: str | None
     format: str | None
     runtime: str | None
@@ -325,6 +330,54 @@ def _cpuinfo() -> dict[str, Any]:
     return info
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cpu_caches() -> dict[str, str] | None:
+    """Cache sizes of CPU 0 by level and type from sysfs: ``{"L1d": "32K", "L1i": "32K", "L2": "512K", ...}``."""
+    caches: dict[str, str] = {}
+    for index in sorted(glob.glob(os.path.join(SYS_CPU, "cpu0", "cache", "index[0-9]*"))):
+        level, kind, size = (_read_text(os.path.join(index, f)) for f in ("level", "type", "size"))
+        if level and size:
+            suffix = {"Data": "d", "Instruction": "i"}.get(kind or "", "")
+            caches[f"L{level}{suffix}"] = size
+    return caches or None
+
+
+def cpu_identity() -> dict[str, Any]:
+    """What tells this machine from another of the same CPU model: vendor, family/model/stepping (x86) or
+    implementer/architecture/variant/revision (ARM), cache sizes, a digest of the CPU flags, and a digest of the
+    machine id (/etc/machine-id is private: only its salted hash leaves the device)."""
+    text = _read_text("/proc/cpuinfo") or ""
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if not sep or key in first:
+            continue  # the first processor's fields; the rest repeat them
+        first[key] = value.strip()
+    fields = (
+        ("cpu_vendor", ("vendor_id", "cpu implementer")),
+        ("cpu_family", ("cpu family", "cpu architecture")),
+        ("cpu_model_number", ("model",)),
+        ("cpu_stepping", ("stepping", "cpu variant")),
+        ("cpu_revision", ("cpu revision",)),
+    )
+    ident: dict[str, Any] = {}
+    for name, keys in fields:
+        found = next((first[k] for k in keys if first.get(k)), None)
+        if found is not None and (name != "cpu_model_number" or found.isdigit()):
+            ident[name] = found
+    flags = first.get("flags") or first.get("features")
+    if flags:
+        ident["cpu_flags_digest"] = _digest(" ".join(sorted(flags.split())))
+    ident["cpu_caches"] = _cpu_caches()
+    machine_id = _read_text("/etc/machine-id") or _read_text("/var/lib/dbus/machine-id")
+    ident["machine_id_digest"] = _digest("flopgap:" + machine_id) if machine_id else None
+    return ident
+
+
 def _os_pretty_name() -> str | None:
     text = _read_text("/etc/os-release")
     if not text:
@@ -373,6 +426,8 @@ def device_facts() -> dict[str, Any]:
     """Static facts about this device plus its current state, for ``--facts``."""
     facts: dict[str, Any] = {"schema": SCHEMA + "#facts"}
     facts.update(_cpuinfo())
+    facts.update(cpu_identity())
+    facts["runner_version"] = RUNNER_VERSION
     facts["cpu_count"] = os.cpu_count()
     affinity = _affinity()
     facts["cpus_usable"] = len(affinity) if affinity is not None else None
@@ -984,6 +1039,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
     ext = os.path.splitext(model)[1].lower().lstrip(".") if model else None
     return {
         "schema": SCHEMA,
+        "runner_version": RUNNER_VERSION,
         "model_path": model,
         "format": ext if ext in ("onnx", "tflite") else None,
         "runtime": None,

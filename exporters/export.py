@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -14,7 +15,16 @@ import numpy as np
 from devices.vocabulary import Format, Precision
 from exporters import onnx_export, parity, tflite_export
 from exporters.artifact import Artifact
-from exporters.cache import ArtifactCache, cache_key, file_stem, sha256_file, tool_versions
+from exporters.cache import (
+    ArtifactCache,
+    CacheUnwritable,
+    cache_key,
+    disk_error,
+    file_stem,
+    sha256_file,
+    tool_versions,
+    unwritable,
+)
 from exporters.errors import ExportError
 from exporters.fold import fold_batchnorm
 from exporters.quiet import captured_output
@@ -50,7 +60,9 @@ def export(
     cache = ArtifactCache(cache_dir)
     art = _cached_or_convert(spec, fmt, precision, cache)
     if check_parity and art.parity_error is None:
-        art = cache.put(_with_parity(spec, art))
+        art = _with_parity(spec, art)
+        with contextlib.suppress(CacheUnwritable):  # a read-only cache still serves its artifacts; parity is redone
+            cache.put(art)
     if check_parity and not allow_parity_failure and not _parity_ok(art):
         cos = art.notes.get("parity", {}).get("cosine")
         raise ExportError(
@@ -118,6 +130,12 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
             except Exception as exc:  # any converter failure becomes one ExportError below
                 failure = exc
         if failure is not None:
+            cause = disk_error(failure)
+            if cause is not None:  # the converter could not write its output: the cache's fault, not the model's
+                action = f"exporting {spec.label} to {fmt.value} {precision.value}"
+                raise unwritable(
+                    cache.root, cause if isinstance(cause, OSError) else None, action, str(cause)
+                ) from None
             raise _conversion_error(spec, fmt, precision, failure, log.text, cache.root, key) from failure
         notes["convert_seconds"] = round(time.perf_counter() - start, 3)
         notes.update(_graph_notes(fmt, tmp, notes.get("source_transposes")))
@@ -198,13 +216,21 @@ def _fmt(value: float | None) -> str:
 
 
 def _copy_out(art: Artifact, out_dir: Path, stem: str) -> Artifact:
-    out_dir.mkdir(parents=True, exist_ok=True)
     dest = out_dir / f"{stem}{art.format.extension}"
     tmp = dest.with_name(f".{dest.name}.partial")
-    shutil.copyfile(art.path, tmp)
-    tmp.replace(dest)
-    copy = replace(art, path=dest)
-    ArtifactCache(out_dir).put(copy)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(art.path, tmp)
+        tmp.replace(dest)
+        copy = replace(art, path=dest)
+        ArtifactCache(out_dir).put(copy)
+    except (OSError, CacheUnwritable) as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) else str(err)
+        raise ExportError(
+            f"cannot copy {art.path.name} into --out {out_dir} ({reason}); choose another --out"
+        ) from None
     return copy
 
 
@@ -236,10 +262,16 @@ def _conversion_error(
     spec: ModelSource, fmt: Format, precision: Precision, exc: BaseException, log: str, root: Path, key: str
 ) -> ExportError:
     log_path = root / "logs" / f"{file_stem(spec, precision)}_{fmt.value}_{key[:16]}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(f"{log}\n--- exception ---\n{type(exc).__name__}: {_ANSI.sub('', str(exc))}\n")
     op = failing_op(exc)
     what = f"at op '{op}'" if op else f"({type(exc).__name__}: {_one_line(str(exc))})"
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"{log}\n--- exception ---\n{type(exc).__name__}: {_ANSI.sub('', str(exc))}\n")
+    except OSError as err:  # the conversion's own error matters more than its log; say why there is none
+        return ExportError(
+            f"{spec.label}: {fmt.value} {precision.value} conversion failed {what}; no converter log "
+            f"({unwritable(root, err, 'writing the converter log')})"
+        )
     return ExportError(
         f"{spec.label}: {fmt.value} {precision.value} conversion failed {what}; converter log: {log_path}"
     )

@@ -204,8 +204,9 @@ def test_sustained_sweep_flags_throttling_when_it_starts_fake_sysfs(
     assert changed_s - 1.0 <= row["throttle_start_s"] <= changed_s + 1.0, (changed_s, row["reason"])
     assert row["ratio"] > 1.3 and row["span_s"] == 4.0  # a third of a 12 s run
     assert "frequency -50% (2400 → 1200 MHz)" in row["reason"]
-    # the timeline holds what the runner read on the "device": full clocks before the change, half after
-    before = windows[windows["end_s"] <= changed_s]
+    # the timeline holds what the runner read on the "device": full clocks before the change, half after (before:
+    # windows whose state was read before the change, so a starved sampler cannot blur the boundary)
+    before = windows[windows["state_s"] < changed_s]
     after = windows[windows["start_s"] >= changed_s + 0.1]
     assert len(windows) == 12 and set(before["mean_khz"]) == {2_400_000} and set(after["mean_khz"]) == {1_200_000}
     assert set(before["max_temp_c"]) == {45.0} and set(after["max_temp_c"]) == {62.0}
@@ -298,7 +299,9 @@ def test_sustained_run_and_cooldown_over_adb_read_the_phones_sysfs_fake_phone_en
         cooldowns = [json.loads(d).get("cooldown") for d in store.trials_frame()["runner_json"]]
     hot_s = marks["hot"] - start_unix
     assert 0.5 < hot_s < 3.5
-    early = [w for w in first if w.end_s <= hot_s]
+    # A window carries the last reading before its end (or just after it): early windows are those whose state was
+    # read before the change (state_s is taken after the read), so a starved sampler cannot blur the boundary.
+    early = [w for w in first if w.state_s is not None and w.state_s < hot_s]
     late = [w for w in first if w.start_s >= hot_s + 0.1]
     assert early and late
     # the phone's clusters as its runner read them: cpus 6-7 at 2.85 GHz, then 1.2 GHz; BIG 41 → 56 °C

@@ -10,12 +10,14 @@ the frames once (:mod:`.results`); a :class:`Context` is what a latency depends 
 Use it as ``import harness.analysis as analysis; analysis.fits(analysis.load("results/flopgap.db"))``.
 """
 
-from harness.analysis.accounts import ACCOUNT_COLUMNS, normalize_account, proxies_account
+from harness.analysis.accounts import ACCOUNT_COLUMNS, normalize_account, proxies_account, runtime_op_accounts
 from harness.analysis.breakdowns import (
     BLOCK,
     BLOCK_COLUMNS,
     BREAKDOWN_COLUMNS,
     OUTSIDE_BLOCKS,
+    OVERHEAD_NOTE,
+    TIME_SHARE_BASIS,
     block_breakdown,
     block_profiled,
     category_gaps,
@@ -29,7 +31,14 @@ from harness.analysis.headlines import Headline, headline_frame, headlines
 from harness.analysis.hints import HOW_TO, calibrate_command, profile_command
 from harness.analysis.residuals import residuals
 from harness.analysis.results import OVERVIEW_COLUMNS, Results, context_overview, load
-from harness.analysis.roofline import ROOFLINE_COLUMNS, ROOFLINE_SUMMARY_COLUMNS, roofline, roofline_summary
+from harness.analysis.roofline import (
+    MOVEMENT_COLUMNS,
+    ROOFLINE_COLUMNS,
+    ROOFLINE_SUMMARY_COLUMNS,
+    data_movement,
+    roofline,
+    roofline_summary,
+)
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -42,10 +51,13 @@ __all__ = [
     "GUIDELINES",
     "GUIDELINE_COLUMNS",
     "HOW_TO",
+    "MOVEMENT_COLUMNS",
     "OUTSIDE_BLOCKS",
+    "OVERHEAD_NOTE",
     "OVERVIEW_COLUMNS",
     "ROOFLINE_COLUMNS",
     "ROOFLINE_SUMMARY_COLUMNS",
+    "TIME_SHARE_BASIS",
     "Context",
     "Guideline",
     "Headline",
@@ -57,6 +69,7 @@ __all__ = [
     "category_gaps",
     "context_overview",
     "contexts_in",
+    "data_movement",
     "fit_loglog",
     "fits",
     "guideline_verdicts",
@@ -73,4 +86,5 @@ __all__ = [
     "residuals",
     "roofline",
     "roofline_summary",
+    "runtime_op_accounts",
 ]

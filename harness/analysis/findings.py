@@ -1,7 +1,7 @@
 """The report's headline: one table (per profiled model, the share of FLOPs and of measured time of channel
-shuffle, depthwise conv, grouped conv and element-wise ops) and three sentences of findings computed from the data:
-how well MACs rank models, what shuffles cost, what depthwise convs cost. A finding whose data is missing says which
-command produces it.
+shuffle, layout conversions, depthwise conv, grouped conv and element-wise ops) and three sentences of findings
+computed from the data: how well MACs rank models, what shuffles cost, what depthwise convs cost. A finding whose
+data is missing says which command produces it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from harness.proxies.categories import Category
 
 # The categories FLOP counts misjudge most, as (column prefix, category).
 HEADLINE_CATEGORIES: tuple[tuple[str, Category], ...] = (
-    ("shuffle", Category.SHUFFLE_TRANSPOSE),
+    ("shuffle", Category.CHANNEL_SHUFFLE),
+    ("layout", Category.LAYOUT),
     ("depthwise", Category.DEPTHWISE_CONV),
     ("grouped", Category.GROUPED_CONV),
     ("elementwise", Category.ELEMENTWISE),
@@ -27,12 +28,12 @@ HEADLINE_CATEGORIES: tuple[tuple[str, Category], ...] = (
 HEADLINE_COLUMNS = (
     "point_id", "model_label", *CONTEXT, "runtime_version",
     *(f"{name}_{kind}_share" for name, _ in HEADLINE_CATEGORIES for kind in ("flops", "time")),
-    "profiled_over_measured",
+    "profiler_overhead",
 )  # fmt: skip
 PROFILER_CAVEAT = (
     "Time shares come from the runtime's per-op profiler, which adds a little time to every op it times: many small "
-    "ops (shuffles, element-wise) weigh a bit more than they would unprofiled. 'profiled_over_measured' is the sum of "
-    "the profiled op times over the model's unprofiled median; latencies elsewhere in this report are unprofiled."
+    "ops (shuffles, element-wise) weigh a bit more than they would unprofiled. 'profiler overhead' is the sum of the "
+    "profiled op times over the model's unprofiled median; latencies elsewhere in this report are unprofiled."
 )
 NO_SHUFFLE = (
     "no profiled model has channel shuffles: profile a ShuffleNet "
@@ -49,7 +50,6 @@ def headline_table(results: Results, breakdown: pd.DataFrame | None = None) -> p
     frame = op_breakdown(results) if breakdown is None else breakdown
     if frame.empty:
         return pd.DataFrame(columns=list(HEADLINE_COLUMNS))
-    medians = results.points.set_index("point_id")["median_ms"]
     rows = []
     for point_id, group in frame.groupby("point_id", sort=False):
         first = group.iloc[0]
@@ -67,9 +67,8 @@ def headline_table(results: Results, breakdown: pd.DataFrame | None = None) -> p
             )
             row[f"{name}_flops_share"] = None if flops is None or pd.isna(flops) else float(flops)
             row[f"{name}_time_share"] = float(by_cat.at[category, "time_share"]) if present else 0.0
-        profiled_ms = float(group["time_us"].sum()) / 1e3
-        median = medians.get(point_id)
-        row["profiled_over_measured"] = profiled_ms / float(median) if median else None
+        overhead = first["profiler_overhead"]  # summed node times / whole-model median (breakdowns.py)
+        row["profiler_overhead"] = None if pd.isna(overhead) else float(overhead)
         rows.append(row)
     return pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS))
 
@@ -119,7 +118,7 @@ def _shuffle(table: pd.DataFrame) -> str:
     top = rows.sort_values("shuffle_time_share").iloc[-1]
     flop_text = f"{100 * flops.max():.1f}% of FLOPs" if not flops.empty else "FLOPs unknown (no graph account)"
     return (
-        f"Channel shuffle and transposes: {flop_text} but {_span(rows['shuffle_time_share'])} of measured time "
+        f"Channel shuffles: {flop_text} but {_span(rows['shuffle_time_share'])} of measured time "
         f"in {len(rows)} profiled model(s); most in {top['model_label']} on {Context.of(top)} "
         f"({100 * top['shuffle_time_share']:.1f}%)."
     )

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from devices.errors import ExitCode
 from harness.cli.options import DbOpt
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from harness.analysis.compare import Side
 from harness.cli.user_errors import one_line_errors
 
-EXIT_REGRESSED = 1  # user errors exit 2; 1 means "measured, and it got slower"
+EXIT_REGRESSED = ExitCode.REGRESSED  # user errors exit 2; 1 means "measured, and it got slower"
 
 
 class OutputFormat(StrEnum):

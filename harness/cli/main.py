@@ -148,12 +148,13 @@ def sweep(
     Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml
     """
     from harness.cli.sustained import report_sustained
-    from harness.cli.sweep import run_sweep_command
+    from harness.cli.sweep import exit_if_failed, run_sweep_command
     from harness.store import resolve_db_path
 
-    point_ids = run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
+    result = run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
     path = resolve_db_path(db)
-    report_sustained(console, path, point_ids, path.parent / "timelines")  # prints nothing without sustained trials
+    report_sustained(console, path, result.point_ids, path.parent / "timelines")  # nothing without sustained trials
+    exit_if_failed(result)
 
 
 @app.command("run")
@@ -193,7 +194,7 @@ def run_point(
     Example: flopgap run shufflenet_v2 --param scale=0.5 --runtime onnxruntime --threads 2
     """
     from harness.cli.sustained import report_sustained
-    from harness.cli.sweep import one_point_spec, run_spec_command
+    from harness.cli.sweep import exit_if_failed, one_point_spec, run_spec_command
     from harness.measure.duration import parse_duration
     from harness.measure.spec import Protocol, spec_to_toml
     from harness.store import resolve_db_path
@@ -212,10 +213,11 @@ def run_point(
         sustained_window=window_s,
     )
     spec = one_point_spec("run", model, runtime, precision, threads, device, protocol)
-    point_ids = run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
+    result = run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
     if seconds is not None:
         path = resolve_db_path(db)
-        report_sustained(console, path, point_ids, path.parent / "timelines")
+        report_sustained(console, path, result.point_ids, path.parent / "timelines")
+    exit_if_failed(result)
 
 
 def _mount_subcommands() -> None:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from devices.errors import ExitCode
 from devices.vocabulary import Precision, Runtime
 from harness.cli.options import (
     CacheDirOpt,
@@ -34,7 +35,7 @@ from harness.cli.options import (
     ThreadsOpt,
     TrialsOpt,
 )
-from harness.cli.sweep import ProgressReporter, measure, one_point_spec
+from harness.cli.sweep import ProgressReporter, exit_if_failed, measure, one_point_spec
 from harness.cli.user_errors import one_line_errors
 from harness.measure.profile import OpProfile
 from harness.measure.spec import Protocol, SweepPoint, SweepSpec, spec_to_toml
@@ -60,6 +61,7 @@ def run_profile_command(
     started = time.monotonic()
     rep = _ProfileReporter(console)
     result, path = measure(spec, spec_to_toml(spec), db, rep, cache_dir, devices_file)
+    unprofiled = 0
     with Store(path, readonly=True) as store:
         points = store.points_frame()
         points = points[points["point_id"].isin(result.point_ids)]
@@ -67,11 +69,15 @@ def run_profile_command(
             ops = store.op_profiles_frame([int(row.point_id)])
             if row.status != "done" or ops.empty:
                 console.print(f"[red]no profile[/] for {escape(str(row.model_label))} ({row.status})")
+                unprofiled += 1
                 continue
             console.print(profile_table(ops, f"{row.model_label} {row.runtime} t{row.threads} @{row.device}", top))
             same_pass = next((p for _, p in rep.profiles), None)
             console.print(ratio_line(ops, float(row.median_ms), same_pass), highlight=False)
     console.print(f"done in {time.monotonic() - started:.0f}s; results in {path}", highlight=False)
+    if unprofiled:
+        raise typer.Exit(ExitCode.SOME_FAILED)
+    exit_if_failed(result)
 
 
 def ratio_line(ops: pd.DataFrame, point_median_ms: float, same_pass: OpProfile | None) -> str:

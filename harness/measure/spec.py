@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tomli_w
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from devices.errors import FlopgapError
 from devices.vocabulary import Format, Precision, Runtime, choices
@@ -47,12 +57,40 @@ Seconds = Annotated[float, BeforeValidator(_seconds)]  # "30s", "10m", "1h" or a
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for a number (bool is an int in Python); a spec saying `trials = true` is a typo.
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _numeric(field.annotation):
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, bool) for v in values):
+                raise ValueError("true/false is not a number; give a number (or a list of numbers)")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field holds numbers only: int, float, a list of them, or None."""
+    args = typing.get_args(annotation) if typing.get_origin(annotation) is not None else (annotation,)
+    kinds = {a for a in args if a is not type(None)}
+    inner = {k for a in kinds if typing.get_origin(a) is list for k in typing.get_args(a)}
+    flat = (kinds - {a for a in kinds if typing.get_origin(a) is list}) | inner
+    return bool(flat) and flat <= {int, float}
+
 
 class ModelSelection(_Strict):
     name: str = Field(description="A registered name or a shell wildcard such as 'shufflenet_v2' or 'mobilenet_*'.")
     params: dict[str, ParamValue | list[ParamValue]] = Field(
         default_factory=dict, description="Parameter values; a list expands into a grid."
     )
+
+    @field_validator("params")
+    @classmethod
+    def _no_empty_grid(cls, v: dict[str, ParamValue | list[ParamValue]]) -> dict[str, ParamValue | list[ParamValue]]:
+        empty = [k for k, values in v.items() if isinstance(values, list) and not values]
+        if empty:
+            raise ValueError(f"parameter '{empty[0]}' has an empty list of values; give at least one value")
+        return v
 
 
 class Protocol(_Strict):
@@ -102,12 +140,13 @@ class Protocol(_Strict):
 class SweepSpec(_Strict):
     name: str = "sweep"
     models: list[ModelSelection] = Field(min_length=1)
-    runtimes: list[Runtime] = Field(default_factory=lambda: [Runtime.ONNXRUNTIME, Runtime.LITERT])
-    precisions: list[Precision] = Field(default_factory=lambda: [Precision.FP32])
+    # An empty list would run nothing and look like success: every list needs an entry (omit a key for its default).
+    runtimes: list[Runtime] = Field(default_factory=lambda: [Runtime.ONNXRUNTIME, Runtime.LITERT], min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: [Precision.FP32], min_length=1)
     threads: list[int] | None = Field(
-        default=None, description="Thread counts; default: each device's inventory 'threads'."
+        default=None, min_length=1, description="Thread counts; default: each device's inventory 'threads'."
     )
-    devices: list[str] = Field(default_factory=lambda: ["local"])
+    devices: list[str] = Field(default_factory=lambda: ["local"], min_length=1)
     protocol: Protocol = Field(default_factory=Protocol)
 
     @field_validator("threads")
@@ -162,6 +201,8 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             raise SpecError(f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(err['loc'])}") from None
+        if err["type"] == "too_short":
+            raise SpecError(f"{source}: key '{key}' is empty; {_needs_entry(err['loc'])}") from None
         enum = _enum_of(err["loc"]) if err["type"] == "enum" else None
         if enum is not None:
             noun, field = enum.__name__.lower(), err["loc"][0]
@@ -187,6 +228,19 @@ def _enum_of(loc: tuple[Any, ...]) -> type[StrEnum] | None:
     field = SweepSpec.model_fields.get(str(loc[0]))
     args = getattr(field.annotation, "__args__", ()) if field else ()
     return next((a for a in args if isinstance(a, type) and issubclass(a, StrEnum)), None)
+
+
+def _needs_entry(loc: tuple[Any, ...]) -> str:
+    """What to write instead of an empty list: the allowed values, or how to get the default."""
+    field = str(loc[0])
+    enum = _enum_of(loc)
+    if enum is not None:
+        return f"give at least one of: {choices(enum)} (or omit the key for the default)"
+    if field == "threads":
+        return "give thread counts such as [1, 4], or omit the key to use each device's inventory 'threads'"
+    if field == "devices":
+        return "give device names from the inventory such as [\"local\"], or omit the key for 'local'"
+    return "give at least one entry"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> str:

@@ -29,13 +29,14 @@ from harness.proxies.costs import (
     cost_nodes,
     propagate_constants,
 )
+from harness.proxies.patterns import channel_shuffle_categories
 
 
 def account_onnx(path: Path) -> GraphAccount:
     """Account every node of the ONNX model at ``path``."""
     nodes = read_onnx(path)
     propagate_constants(nodes)
-    return cost_nodes(nodes, HANDLERS, path, "onnx")
+    return cost_nodes(nodes, HANDLERS, path, "onnx", channel_shuffle_categories(nodes))
 
 
 def read_onnx(path: Path) -> list[Node]:
@@ -189,9 +190,9 @@ HANDLERS: dict[str, Handler] = {
     "ReduceMean": rules.reduce_mean(args=(1,)),
     "ReduceMax": rules.reduce_mean(args=(1,)),
     # layout and data movement
-    "Transpose": rules.movement(Category.SHUFFLE_TRANSPOSE),
-    "DepthToSpace": rules.movement(Category.SHUFFLE_TRANSPOSE),
-    "SpaceToDepth": rules.movement(Category.SHUFFLE_TRANSPOSE),
+    "Transpose": rules.movement(Category.LAYOUT),
+    "DepthToSpace": rules.movement(Category.LAYOUT),
+    "SpaceToDepth": rules.movement(Category.LAYOUT),
     "Gather": rules.gather(),
     "GatherND": rules.gather(),
     "GatherElements": rules.gather(),

@@ -12,6 +12,7 @@ section or figure whose data is absent says which command produces it.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -27,6 +28,7 @@ from harness.analysis import CONTEXT, HOW_TO, ROOFLINE_SUMMARY_COLUMNS, Context,
 from harness.analysis.compare import Comparison
 from harness.report import plots, sections
 from harness.report.page import CSS, DPI, REPORT_NAME, Page, Report, table_html
+from harness.store.identity import describe
 
 __all__ = ["DPI", "REPORT_NAME", "Report", "render", "table_html", "write_report"]
 
@@ -55,6 +57,47 @@ def _overview(page: Page, results: Results) -> None:
         return
     page.para("Measurement contexts in this database (a context is a device, runtime, precision and thread count):")
     page.table(analysis.context_overview(results))
+    for note in machine_notes(results.devices):
+        page.para(note, "note")
+
+
+def machine_notes(devices: pd.DataFrame) -> list[str]:
+    """One sentence per inventory name that stood for more than one machine (their results are kept apart)."""
+    if "inventory_name" not in devices or devices.empty:
+        return []
+    notes = []
+    for name, group in devices.groupby(devices["inventory_name"].fillna(devices["name"]), sort=True):
+        if len(group) < 2:
+            continue
+        machines = "; ".join(
+            f"'{row.name}': {describe(_facts(row.facts_json))}, seen {str(row.first_seen)[:10]} to "
+            f"{str(row.last_seen)[:10]}"
+            for row in group.sort_values("first_seen").itertuples()
+        )
+        notes.append(
+            f"Device '{name}' was {len(group)} different machines (their fingerprints differ); each one's results "
+            f"are kept apart under its own name: {machines}."
+        )
+    return notes
+
+
+def _facts(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def version_note(fit: pd.DataFrame) -> str | None:
+    """A warning when a fit line goes through points of more than one runtime version."""
+    mixed = sorted({str(v) for v in fit.get("runtime_version", pd.Series(dtype=str)) if ", " in str(v)})
+    if not mixed:
+        return None
+    return (
+        f"This fit mixes runtime versions ({'; '.join(mixed)}): its points were measured with different versions "
+        "of the runtime, so the line is not one runtime's; rerun the older points or read the table per version."
+    )
 
 
 def _per_model(page: Page, results: Results, breakdown: pd.DataFrame) -> None:
@@ -63,12 +106,17 @@ def _per_model(page: Page, results: Results, breakdown: pd.DataFrame) -> None:
     if not heads:
         return
     page.para(
-        "Channel shuffle (reshape/transpose) has no FLOPs but moves the whole tensor; depthwise convs have few FLOPs "
-        "and low arithmetic intensity. Their share of measured time against their share of FLOPs, per model:"
+        "A channel shuffle (reshape → transpose → reshape, all three counted) has no FLOPs but moves the whole "
+        "tensor three times; layout conversions (transposes a converter adds, ONNX Runtime's NCHWc reorders) have "
+        "none either; depthwise convs have few FLOPs and low arithmetic intensity. Their share of measured time "
+        f"({analysis.TIME_SHARE_BASIS}) against their share of FLOPs, per model, with the profiler overhead "
+        "(summed node times / whole-model median):"
     )
     page.add('<ul class="headline">' + "".join(f"<li>{html.escape(h.sentence)}</li>" for h in heads) + "</ul>")
     # The terminal gets the sentences that measure a gap; report.html has every one.
-    page.report.headlines.extend(h.sentence for h in heads if not h.per_block and (h.has_shuffle or h.has_depthwise))
+    page.report.headlines.extend(
+        h.sentence for h in heads if not h.per_block and (h.has_shuffle or h.has_layout or h.has_depthwise)
+    )
     unaccounted = sorted({h.model_label for h in heads if h.shuffle_flops_share is None and not h.per_block})
     if unaccounted:
         reasons = sorted(set(results.account_errors.values()))
@@ -104,6 +152,9 @@ def _latency(page: Page, results: Results, frame: pd.DataFrame, fit_frame: pd.Da
             page.missing(f"{HOW_TO['fit']} (only {len(sel)} model(s) in {context})")
         else:
             page.table(fit)
+            note = version_note(fit)
+            if note is not None:
+                page.para(note, "note")
         page.table(
             sel,
             (
@@ -157,6 +208,10 @@ def _ops(page: Page, results: Results, breakdown: pd.DataFrame, blocks: pd.DataF
         page.missing(HOW_TO["op_profiles"])
         return
     _per_model(page, results, breakdown)
+    page.para(
+        f"time_share: {analysis.TIME_SHARE_BASIS} (profiled_us); time_share_of_median: of the whole-model median "
+        f"(median_us); {analysis.OVERHEAD_NOTE}. Guideline blocks are not models and are left out."
+    )
     for context in contexts_in(breakdown):
         sel = breakdown[context.mask(breakdown)]
         _context_heading(page, context, sel)
@@ -172,6 +227,10 @@ def _ops(page: Page, results: Results, breakdown: pd.DataFrame, blocks: pd.DataF
                 "flops_share",
                 "time_us",
                 "time_share",
+                "time_share_of_median",
+                "profiled_us",
+                "median_us",
+                "profiler_overhead",
                 "n_ops",
                 "n_profiled",
             ),
@@ -181,18 +240,24 @@ def _ops(page: Page, results: Results, breakdown: pd.DataFrame, blocks: pd.DataF
     _missing_profiles(page, results)
 
 
-def _roofline(page: Page, results: Results, frame: pd.DataFrame) -> None:
+def _roofline(page: Page, results: Results, frame: pd.DataFrame, movement: pd.DataFrame) -> None:
     if results.op_profiles.empty:
         page.missing(HOW_TO["op_profiles"])
         return
+    placed = set(contexts_in(frame))
+    for context in contexts_in(results.op_profiles):
+        blocks_only = plots.no_per_op_points(results, context) if context not in placed else None
+        if blocks_only is not None:
+            page.missing(str(blocks_only))
     if frame.empty:
-        page.missing(HOW_TO["accounts"])
+        if not set(results.op_profiles["point_id"]) <= analysis.block_profiled(results):
+            page.missing(HOW_TO["accounts"])
         return
-    summary = analysis.roofline_summary(results, frame)
+    summary = analysis.roofline_summary(results, frame, movement)
     for context in contexts_in(frame):
         sel = frame[context.mask(frame)]
         _context_heading(page, context, sel)
-        page.figure(f"roofline-{context}", partial(plots.roofline, results, context, frame=frame))
+        page.figure(f"roofline-{context}", partial(plots.roofline, results, context, frame=frame, movement=movement))
         if sel["peak_gflops"].isna().all():
             page.missing(
                 f"no roofline calibration for {context.device}/{context.runtime} at {context.threads} threads: "
@@ -254,7 +319,7 @@ def render(
         ),
         "ops": lambda: _ops(page, results, breakdown, blocks),
         "blocks": lambda: sections.blocks(page, results, blocks),
-        "roofline": lambda: _roofline(page, results, analysis.roofline(results)),
+        "roofline": lambda: _roofline(page, results, analysis.roofline(results), analysis.data_movement(results)),
         "guidelines": lambda: _guidelines(page, results, analysis.guidelines(results)),
         "devices": lambda: sections.devices(page, results),
         "sustained": lambda: sections.sustained(page, sustained),

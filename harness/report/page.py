@@ -112,6 +112,7 @@ table.data th, table.data td { padding: 2px 8px; border-bottom: 1px solid #ddd; 
 table.data th { background: #f0f0f0; }
 figure { margin: 0.5em 0; } figure img { max-width: 100%; }
 p.missing { color: #8a4b00; background: #fff4e0; padding: 4px 8px; border-left: 3px solid #e0a040; }
+p.note { background: #eef4ff; padding: 4px 8px; border-left: 3px solid #5080c0; }
 ul.headline li { margin: 0.3em 0; }
 nav a { margin-right: 1em; }
 ol.findings li { margin: 0.4em 0; font-size: 1.05em; }

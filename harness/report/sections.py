@@ -54,7 +54,7 @@ def headline(page: Page, results: Results, breakdown: pd.DataFrame) -> None:
         return
     page.para(
         "Share of FLOPs and share of measured time per model, for the op categories FLOP counts misjudge most "
-        "(channel shuffle/transpose, depthwise conv, grouped conv, element-wise):"
+        "(channel shuffle, layout conversions, depthwise conv, grouped conv, element-wise):"
     )
     page.table(_headline_cells(table))
     page.para(PROFILER_CAVEAT, "caveat")
@@ -77,7 +77,7 @@ def _headline_cells(table: pd.DataFrame) -> pd.DataFrame:
         out[f"{name} FLOPs → time"] = [
             pair(f, t) for f, t in zip(table[f"{name}_flops_share"], table[f"{name}_time_share"], strict=True)
         ]
-    out["profiled / measured"] = table["profiled_over_measured"]
+    out["profiler overhead"] = table["profiler_overhead"]
     return out
 
 
@@ -104,9 +104,8 @@ def blocks(page: Page, results: Results, block_breakdown: pd.DataFrame) -> None:
     for context in contexts_in(block_breakdown):
         sel = block_breakdown[context.mask(block_breakdown)]
         page.para(plots.caption(context, sel))
-        page.table(
-            sel, ("model_label", "input_shape", "block", "op_type", "flops", "flops_share", "time_us", "time_share")
-        )
+        page.table(sel, ("model_label", "input_shape", "block", "op_type", "flops", "flops_share", "time_us",
+                         "time_share", "time_share_of_median", "profiler_overhead"))  # fmt: skip
 
 
 def devices(page: Page, results: Results) -> None:

@@ -40,8 +40,8 @@ class Frames(StoreConnection):
         frame = self._frame(
             f"""SELECT p.id AS point_id, p.run_id, a.model, coalesce(a.label, p.artifact_sha) AS model_label, a.family,
                 a.params_json AS params, a.format, a.precision, a.layout, a.input_shape_json AS input_shape, p.device,
-                d.transport, p.runtime, p.runtime_version, p.threads, p.options_json AS options, p.status,
-                p.failure_reason, {stats},
+                d.transport, p.runtime, p.runtime_version, p.runner_version, p.threads, p.options_json AS options,
+                p.status, p.failure_reason, {stats},
                 (SELECT count(*) FROM trials t WHERE t.point_id = p.id) AS n_trials,
                 a.macs, a.params_count, a.size_bytes, a.parity_error, p.artifact_sha, p.point_key, p.updated_at
             FROM points p LEFT JOIN artifacts a ON a.sha256 = p.artifact_sha LEFT JOIN devices d ON d.name = p.device
@@ -86,10 +86,13 @@ class Frames(StoreConnection):
 
     def runs_frame(self) -> pd.DataFrame:
         """One row per run with its point counts (one column per point status)."""
-        counts = ", ".join(f"count(CASE WHEN p.status = '{s}' THEN 1 END) AS {s}" for s in PointStatus)
+        # Each point as it stood when the run ended (see Reads.point_counts), or now while the run is going.
+        counts = ", ".join(
+            f"count(CASE WHEN coalesce(rp.outcome, p.status) = '{s}' THEN 1 END) AS {s}" for s in PointStatus
+        )
         return self._frame(
             f"""SELECT r.id AS run_id, r.started_at, r.finished_at, r.status, r.spec_name, r.flopgap_version, r.host,
-                {counts}, r.spec_toml
+                r.pid, {counts}, r.spec_toml
             FROM runs r LEFT JOIN run_points rp ON rp.run_id = r.id LEFT JOIN points p ON p.id = rp.point_id
             GROUP BY r.id ORDER BY r.id"""
         )

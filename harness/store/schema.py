@@ -200,10 +200,24 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
-    # True when the step only adds tables that readers treat as empty where missing, so a database that lacks it
-    # can still be opened read-only (e.g. results/sample.db, a report of an older file) without an upgrade.
-    readable_without: bool = False
 
+
+# Run ownership (pid + start token, to tell a killed run from a live one), each run's own point outcomes, the
+# runner's version in a point's key, and device identity (which machine an inventory name stood for, the last
+# error kept apart from the last good facts).
+_RUN_OWNERS_OUTCOMES_IDENTITY: tuple[str, ...] = (
+    "ALTER TABLE runs ADD COLUMN pid INTEGER",
+    "ALTER TABLE runs ADD COLUMN process_start TEXT",  # boot id / start ticks: a reused pid is another process
+    # The point's status when the run ended (NULL: the run is going, or ended before outcomes were recorded).
+    f"ALTER TABLE run_points ADD COLUMN outcome TEXT CHECK (outcome IS NULL OR outcome IN {sql_values(PointStatus)})",
+    "ALTER TABLE points ADD COLUMN runner_version TEXT",
+    "ALTER TABLE devices ADD COLUMN inventory_name TEXT",
+    "UPDATE devices SET inventory_name = name",
+    "ALTER TABLE devices ADD COLUMN fingerprint TEXT",
+    "ALTER TABLE devices ADD COLUMN last_error TEXT",
+    "ALTER TABLE devices ADD COLUMN last_error_at TEXT",
+    "CREATE INDEX devices_inventory_name ON devices(inventory_name)",
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -213,9 +227,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         2,
+        "harness faults: runs.pid/process_start, run_points.outcome, points.runner_version, devices identity "
+        "(inventory_name, fingerprint) and last_error/last_error_at",
+        _RUN_OWNERS_OUTCOMES_IDENTITY,
+    ),
+    Migration(
+        3,
         "sustained runs: timelines (one row per window), sustained_trials (summary, throttling)",
         TIMELINE_TABLES,
-        readable_without=True,
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

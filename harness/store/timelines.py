@@ -2,9 +2,10 @@
 runs, each core's frequency, each zone's temperature) and its summary (minute-1 and last-minute medians, their
 ratio, and whether and when it throttled).
 
-The tables are made by schema step 2 (:mod:`harness.store.schema`). The timeline is written with its trial, in
-the trial's transaction (:func:`insert_timeline`, called by ``Writes.add_trial``); the summary is derived from it
-when the point completes (:mod:`harness.measure.sustained`) and can be recomputed from the stored timeline.
+The tables are made by schema step 3 (:mod:`harness.store.schema`); a read-only open of an older database reads
+them empty from its upgraded private copy (:mod:`harness.store.connection`). The timeline is written with its
+trial, in the trial's transaction (:func:`insert_timeline`, called by ``Writes.add_trial``); the summary is derived
+from it when the point completes (:mod:`harness.measure.sustained`) and can be recomputed from the stored timeline.
 """
 
 from __future__ import annotations
@@ -121,18 +122,10 @@ class Timelines(StoreConnection):
                 (trial_id, point_id, run.seconds, run.window_s, run.start_unix, *values),
             )
 
-    def _has_timelines(self) -> bool:
-        """False for a database from before sustained runs, opened read-only (so not upgraded)."""
-        with self._errors("reading the schema"):
-            row = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'timelines'")
-            return row.fetchone() is not None
-
     def timelines_frame(self, point_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """One row per window: point_id, trial_id, trial_index, window_index, start_s, end_s, runs, median_ms,
         mean_khz (over the cores read), max_temp_c, and the readings as JSON text."""
         where, params = _ids(point_ids, "t.point_id")
-        if not self._has_timelines():
-            return pd.DataFrame(columns=[*_names(_TIMELINE_COLUMNS), "mean_khz", "max_temp_c"])
         with self._errors("reading timelines"):
             frame = pd.read_sql_query(
                 f"SELECT {', '.join(_TIMELINE_COLUMNS)} FROM timelines w "
@@ -148,8 +141,6 @@ class Timelines(StoreConnection):
     def sustained_frame(self, point_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """One row per sustained trial with its summary."""
         where, params = _ids(point_ids, "s.point_id")
-        if not self._has_timelines():
-            return pd.DataFrame(columns=_names(_SUSTAINED_COLUMNS))
         with self._errors("reading sustained summaries"):
             frame = pd.read_sql_query(
                 f"SELECT {', '.join(_SUSTAINED_COLUMNS)} FROM sustained_trials s "
