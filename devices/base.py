@@ -62,6 +62,8 @@ class TrialRequest:
     profile: bool = False  # also return per-op rows, where the backend can
     profile_runs: int | None = None  # profiled runs per op (flopgap's runner)
     timeout_s: float = 600
+    sustained_s: float | None = None  # run continuously this long and return a timeline (flopgap's runner only)
+    window_s: float = 1.0  # the timeline's window
 
 
 @runtime_checkable

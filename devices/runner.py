@@ -29,6 +29,7 @@ import resource
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -95,6 +96,8 @@ class ProtocolEcho(TypedDict):
     graph_optimization: str
     profile: bool
     profile_runs: int
+    sustained_seconds: float | None
+    window_seconds: float
     clock: str
 
 
@@ -111,6 +114,29 @@ class Timing(TypedDict):
     warmup_ns: int
     timed_ns: int
     samples_ns: list[int]
+
+
+class TimelineWindow(TypedDict):
+    """One window of a sustained run: its timed runs' median and the device's state read during it."""
+
+    index: int
+    start_s: float  # from the start of the sustained loop
+    end_s: float
+    runs: int
+    median_ns: float | None  # None when no run finished inside the window
+    cpu_khz: dict[str, int]  # cpu index -> scaling_cur_freq, read by the sampling thread
+    temps_c: dict[str, float]  # thermal zone -> temperature
+    state_s: float | None  # when that state was read (from the start), None if never
+
+
+class SustainedEcho(TypedDict):
+    """How a sustained run went: its length, its window, when it started and how samples were thinned."""
+
+    seconds: float
+    window_s: float
+    start_unix: float
+    runs_total: int
+    kept_every: int  # raw samples kept: every k-th run (bounded by --max-runs), evenly over the whole run
 
 
 class RunnerDocument(TypedDict):
@@ -141,6 +167,8 @@ class RunnerDocument(TypedDict):
     state_after: dict[str, Any] | None
     profile: list[ProfileRow] | None
     profile_note: str | None
+    timeline: list[TimelineWindow] | None  # sustained runs only (--sustained)
+    sustained: SustainedEcho | None
     protocol: ProtocolEcho | None
     error: ErrorInfo | None
 
@@ -773,6 +801,142 @@ def run_protocol(
     }
 
 
+def current_state() -> tuple[dict[str, int], dict[str, float]]:
+    """Each core's current frequency (kHz) and each thermal zone's temperature (°C): the two readings a sustained
+    run follows, read with as few file reads as possible (the timed loop runs meanwhile)."""
+    freqs: dict[str, int] = {}
+    for index, path in _cpu_dirs():
+        value = _read_int(os.path.join(path, "cpufreq", "scaling_cur_freq"))
+        if value is not None:
+            freqs[str(index)] = value
+    temps: dict[str, float] = {}
+    for row in thermal_zones():
+        name = str(row.get("type") or row["zone"])
+        if name in temps:  # several zones of one type (e.g. acpitz): keep them apart
+            name = "{}/{}".format(name, row["zone"])
+        temps[name] = row["temp_c"]
+    return freqs, temps
+
+
+class StateSampler(threading.Thread):
+    """Reads :func:`current_state` every ``period`` seconds until stopped; readings are (ns since start, freqs,
+    temps). A thread, so the readings are taken while the model runs (runtimes release the GIL while invoking)."""
+
+    def __init__(self, period: float, start_ns: int, read: Callable[[], Any] = current_state) -> None:
+        super().__init__(name="flopgap-state-sampler", daemon=True)
+        self.period = period
+        self.start_ns = start_ns
+        self.read = read
+        self.readings: list[tuple[int, dict[str, int], dict[str, float]]] = []
+        self._stop_event = threading.Event()
+
+    def sample(self) -> None:
+        try:
+            freqs, temps = self.read()
+        except Exception:  # an unreadable sysfs must never stop the measurement
+            freqs, temps = {}, {}
+        self.readings.append((time.perf_counter_ns() - self.start_ns, freqs, temps))
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.period):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _window(index: int, window_ns: int, latencies: list[int]) -> TimelineWindow:
+    ordered = sorted(latencies)
+    n = len(ordered)
+    median = None if not n else float(ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2)
+    return {
+        "index": index,
+        "start_s": index * window_ns / 1e9,
+        "end_s": (index + 1) * window_ns / 1e9,
+        "runs": n,
+        "median_ns": median,
+        "cpu_khz": {},
+        "temps_c": {},
+        "state_s": None,
+    }
+
+
+def _attach_state(windows: list[TimelineWindow], readings: list[tuple[int, dict[str, int], dict[str, float]]]) -> None:
+    """Give each window the last state read before its end (the reading at its end, usually)."""
+    slack_ns = 50_000_000  # the sampler wakes a little late; a reading just after the end still belongs to it
+    i = -1
+    for window in windows:
+        end_ns = int(window["end_s"] * 1e9) + slack_ns
+        while i + 1 < len(readings) and readings[i + 1][0] <= end_ns:
+            i += 1
+        if i >= 0:
+            at, freqs, temps = readings[i]
+            window["cpu_khz"], window["temps_c"], window["state_s"] = freqs, temps, at / 1e9
+
+
+def run_sustained(
+    invoke: Callable[[], None],
+    seconds: float,
+    window_s: float,
+    max_kept: int,
+    read_state: Callable[[], Any] = current_state,
+) -> tuple[list[int], list[TimelineWindow], SustainedEcho]:
+    """Invoke continuously for ``seconds``; per ``window_s`` window the median latency and run count, and the
+    device's frequencies and temperatures read by a :class:`StateSampler` thread.
+
+    Raw latencies are kept for every k-th run, k doubling whenever ``max_kept`` would be exceeded, so the kept
+    samples stay spread evenly over the whole run however long it is.
+    """
+    clock = time.perf_counter_ns
+    window_ns = max(1, int(window_s * 1e9))
+    start_unix = time.time()
+    start = clock()
+    end_at = start + int(seconds * 1e9)
+    sampler = StateSampler(window_s, start, read_state)
+    sampler.sample()  # the state at t = 0
+    sampler.start()
+    windows: list[TimelineWindow] = []
+    current: list[int] = []
+    kept: list[int] = []
+    every = 1
+    total = 0
+    window_end = start + window_ns
+    try:
+        while True:
+            t0 = clock()
+            invoke()
+            t1 = clock()
+            while t1 >= window_end and window_end <= end_at:
+                windows.append(_window(len(windows), window_ns, current))
+                current = []
+                window_end += window_ns
+            if t1 > end_at:
+                break
+            latency = t1 - t0
+            current.append(latency)
+            if total % every == 0:
+                kept.append(latency)
+                if len(kept) > max_kept:
+                    kept = kept[::2]
+                    every *= 2
+            total += 1
+    finally:
+        sampler.stop()
+    sampler.sample()  # the state at the end, for the last window
+    if current:
+        windows.append(_window(len(windows), window_ns, current))
+    _attach_state(windows, sampler.readings)
+    echo: SustainedEcho = {
+        "seconds": seconds,
+        "window_s": window_s,
+        "start_unix": start_unix,
+        "runs_total": total,
+        "kept_every": every,
+    }
+    return kept, windows, echo
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -827,6 +991,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--affinity", type=_cpu_list, default=None, help="pin to these CPUs first, e.g. '4-7'")
     parser.add_argument("--profile", action="store_true", help="also collect a per-op profile (ONNX Runtime only)")
     parser.add_argument("--profile-runs", type=int, default=20, help="profiled runs averaged per op (default 20)")
+    parser.add_argument(
+        "--sustained",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="after warm-up, run continuously this long and emit a timeline (replaces --runs/--min-seconds)",
+    )
+    parser.add_argument(
+        "--window", type=float, default=1.0, metavar="SECONDS", help="timeline window of --sustained (default 1.0)"
+    )
     return parser
 
 
@@ -839,6 +1013,9 @@ def _validate(args: argparse.Namespace) -> None:
         (args.min_seconds >= 0, "--min-seconds must be >= 0"),
         (args.max_runs >= args.runs, "--max-runs must be >= --runs"),
         (args.profile_runs >= 1, "--profile-runs must be >= 1"),
+        (args.sustained is None or args.sustained > 0, "--sustained must be > 0 seconds"),
+        (args.window > 0, "--window must be > 0 seconds"),
+        (args.sustained is None or args.window <= args.sustained, "--window must not exceed --sustained"),
     ]
     for ok, message in checks:
         if not ok:
@@ -865,6 +1042,8 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
             "graph_optimization": args.graph_optimization,
             "profile": args.profile,
             "profile_runs": args.profile_runs,
+            "sustained_seconds": args.sustained,
+            "window_seconds": args.window,
             "clock": "time.perf_counter_ns",
         }
     model = getattr(args, "model", None)
@@ -895,6 +1074,8 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "state_after": None,
         "profile": None,
         "profile_note": None,
+        "timeline": None,
+        "sustained": None,
         "protocol": protocol,
         "error": None,
     }
@@ -928,9 +1109,12 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
 
     doc["state_before"] = device_state()
     try:
-        result = run_protocol(
-            backend.invoke, args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds, args.max_runs
-        )
+        if args.sustained is not None:
+            result = _measure_sustained(backend.invoke, args, doc)
+        else:
+            result = run_protocol(
+                backend.invoke, args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds, args.max_runs
+            )
     except Exception as exc:
         raise RunnerError("InferenceFailed", f"{backend.runtime} failed to run {args.model}: {_one_line(exc)}") from exc
     doc["state_after"] = device_state()
@@ -947,6 +1131,22 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
             doc["profile"] = backend.profile(max(1, min(args.warmup_runs, 10)), args.profile_runs)
         except Exception as exc:
             raise RunnerError("InferenceFailed", f"profiling {args.model} failed: {_one_line(exc)}") from exc
+
+
+def _measure_sustained(invoke: Callable[[], None], args: argparse.Namespace, doc: RunnerDocument) -> Timing:
+    """First inference and warm-up as usual, then the sustained loop; fills the timeline into ``doc``."""
+    warm = run_protocol(invoke, args.warmup_runs, args.warmup_seconds, 0, 0.0, 0)  # max_runs 0: no timed runs
+    t0 = time.perf_counter_ns()
+    kept, windows, echo = run_sustained(invoke, args.sustained, args.window, args.max_runs)
+    doc["timeline"] = windows
+    doc["sustained"] = echo
+    return {
+        "first_inference_ns": warm["first_inference_ns"],
+        "warmup_runs": warm["warmup_runs"],
+        "warmup_ns": warm["warmup_ns"],
+        "timed_ns": time.perf_counter_ns() - t0,
+        "samples_ns": kept,
+    }
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ from harness.cli.options import (
     ParamOpt,
     RunsOpt,
     ThreadsOpt,
-    TrialsOpt,
 )
 from harness.cli.user_errors import one_line_errors
 from harness.zoo.registry import EntryKind
@@ -162,9 +161,14 @@ def sweep(
 
     Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml
     """
-    from harness.cli.sweep import run_sweep_command
+    from harness.cli.sustained import report_sustained
+    from harness.cli.sweep import exit_if_failed, run_sweep_command
+    from harness.store import resolve_db_path
 
-    run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
+    result = run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
+    path = resolve_db_path(db)
+    report_sustained(console, path, result.point_ids, path.parent / "timelines")  # nothing without sustained trials
+    exit_if_failed(result)
 
 
 @app.command("run")
@@ -176,9 +180,25 @@ def run_point(
     runtime: ModelRuntimeOpt = None,
     precision: ModelPrecisionOpt = None,
     threads: ThreadsOpt = 1,
-    trials: TrialsOpt = 3,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Interleaved trials, each a fresh runner process [default: 3; 1 with --sustained].",
+            show_default=False,
+        ),
+    ] = None,
     runs: RunsOpt = 50,
     min_seconds: MinSecondsOpt = 1.0,
+    sustained: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Run continuously this long (e.g. 30s, 10m) and record a timeline of latency, CPU frequencies and "
+            "temperatures; prints minute-1 vs last-minute medians and whether it throttled.",
+        ),
+    ] = None,
+    window: Annotated[str, typer.Option(metavar="DURATION", help="Timeline window of --sustained.")] = "1s",
     device: DeviceOpt = "local",
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -191,20 +211,38 @@ def run_point(
     Example: flopgap run shufflenet_v2 --param scale=0.5 --runtime onnxruntime --threads 2
     """
     from harness.cli.model_args import cli_model, pick_precision, pick_runtime
-    from harness.cli.sweep import one_point_spec, prepare_artifact, run_spec_command
+    from harness.cli.sustained import report_sustained
+    from harness.cli.sweep import exit_if_failed, one_point_spec, prepare_artifact, run_spec_command
+    from harness.measure.duration import parse_duration
     from harness.measure.spec import Protocol, spec_to_toml
+    from harness.store import resolve_db_path
 
     model = cli_model(name, param, input_shape)
     chosen = pick_runtime(model, runtime, Runtime.LITERT)
     level = pick_precision(model, precision)
+    seconds = parse_duration(sustained) if sustained is not None else None
+    window_s = parse_duration(window)
+    if seconds is not None and window_s > seconds:
+        raise FlopgapError(f"--window {window} is longer than --sustained {sustained}; choose a shorter window")
     prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file)
-    protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds)
+    protocol = Protocol(
+        trials=trials or (1 if seconds else 3),
+        runs=runs,
+        min_seconds=min_seconds,
+        sustained=seconds,
+        sustained_window=window_s,
+    )
     spec = one_point_spec("run", model, chosen, level, threads, device, protocol)
-    run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
+    result = run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
+    if seconds is not None:
+        path = resolve_db_path(db)
+        report_sustained(console, path, result.point_ids, path.parent / "timelines")
+    exit_if_failed(result)
 
 
 def _mount_subcommands() -> None:
     from harness.cli.calibrate import calibrate
+    from harness.cli.compare import compare
     from harness.cli.devices import devices_app, push
     from harness.cli.predict import predict, predictor_app
     from harness.cli.profile import profile
@@ -221,6 +259,7 @@ def _mount_subcommands() -> None:
     app.command("profile")(profile)
     app.command("calibrate")(calibrate)
     app.command("predict")(predict)
+    app.command("compare")(compare)
 
 
 _mount_subcommands()

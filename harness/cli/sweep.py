@@ -127,7 +127,7 @@ def run_sweep_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
-) -> None:
+) -> SweepResult:
     if quick == (spec_path is not None):
         raise FlopgapError("give either a sweep spec file or --quick (see 'flopgap sweep --help')")
     if spec_path is not None:
@@ -135,7 +135,7 @@ def run_sweep_command(
         text = spec_path.read_text()  # the file as written, comments included
     else:
         spec, text = parse_spec(QUICK_SPEC, "quick"), QUICK_SPEC
-    run_spec_command(spec, text, db, cache_dir, devices_file, console)
+    return run_spec_command(spec, text, db, cache_dir, devices_file, console)
 
 
 def one_point_spec(
@@ -198,9 +198,9 @@ def run_spec_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
-) -> None:
-    """Measure ``spec`` (stored with ``spec_text``) and print the summary table; exits with
-    :attr:`ExitCode.SOME_FAILED` when a point (or a profile) failed."""
+) -> SweepResult:
+    """Measure ``spec`` (stored with ``spec_text``) and print the summary table; returns the sweep's result, which
+    the caller passes to :func:`exit_if_failed` after its own output (code 3 when a point or a profile failed)."""
     started = time.monotonic()
     result, path = measure(spec, spec_text, db, ProgressReporter(console), cache_dir, devices_file)
     with Store(path, readonly=True) as store:
@@ -211,7 +211,7 @@ def run_spec_command(
         f"{result.failed_points} failed{profiles}, in {time.monotonic() - started:.0f}s; results in {path}",
         highlight=False,
     )
-    exit_if_failed(result)
+    return result
 
 
 def exit_if_failed(result: SweepResult) -> None:

@@ -12,20 +12,47 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from devices.errors import FlopgapError
 from devices.vocabulary import Format, Precision, Runtime, choices
 from harness.errors import UnknownModelError
+from harness.measure.duration import parse_duration
 from harness.sources import FileSource, ModelRef, TorchFactory, load_factory, load_file
 from harness.zoo.registry import ParamValue, list_models, resolve
 
 
 class SpecError(FlopgapError):
     pass
+
+
+class Cooldown(StrEnum):
+    """What happens before each trial besides ``cooldown_s``: nothing, or wait until the device has cooled."""
+
+    NONE = "none"
+    THERMAL = "thermal"  # every thermal zone back within cooldown_margin_c of its value at sweep start
+
+
+def _seconds(value: Any) -> Any:
+    try:
+        return parse_duration(value) if value is not None else None
+    except FlopgapError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]  # "30s", "10m", "1h" or a number of seconds
 
 
 class _Strict(BaseModel):
@@ -118,6 +145,25 @@ class Protocol(_Strict):
     profile_depth: int = Field(
         default=1, ge=1, description="TFLite block profiles: depth of the module tree to cut at."
     )
+    sustained: Seconds | None = Field(
+        default=None,
+        description="Run each trial continuously this long (e.g. '10m') and record a timeline of latency, "
+        "frequencies and temperatures; replaces runs/min_seconds (flopgap's runner only).",
+    )
+    sustained_window: Seconds = Field(default=1.0, description="Timeline window of a sustained run (e.g. '1s').")
+    cooldown: Cooldown = Field(
+        default=Cooldown.NONE,
+        description="'thermal': before each trial wait until every thermal zone is within cooldown_margin_c of "
+        "its value at sweep start (at most cooldown_max_s, then the trial runs and is flagged).",
+    )
+    cooldown_margin_c: float = Field(default=2.0, gt=0, description="Thermal cooldown margin in °C.")
+    cooldown_max_s: Seconds = Field(default=300.0, description="Longest thermal cooldown before a trial runs anyway.")
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Protocol:
+        if self.sustained is not None and self.sustained_window > self.sustained:
+            raise ValueError(f"sustained_window ({self.sustained_window:g}s) exceeds sustained ({self.sustained:g}s)")
+        return self
 
 
 class SweepSpec(_Strict):

@@ -25,9 +25,11 @@ from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerM
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
+from harness.measure.cooldown import ThermalCooldown, device_temperatures, hot_trials
 from harness.measure.recording import ensure_point, record_devices
-from harness.measure.spec import SweepPoint, SweepSpec, expand_points
+from harness.measure.spec import Cooldown, SweepPoint, SweepSpec, expand_points
 from harness.measure.stats import combine_summaries, combine_trials
+from harness.measure.sustained import summarize_point
 from harness.measure.trial import trial_request
 from harness.measure.versions import point_versions
 from harness.sources import ModelRef, source_counts
@@ -259,6 +261,7 @@ def _measure_device(
     """Trials of one device's points, interleaved: trial 0 of every point, then trial 1, ..."""
     proto = spec.protocol
     measured = 0
+    cooldowns = _cooldowns(spec, states, devices, rep)
     for trial in range(proto.trials):
         for st in states:
             if stop is not None and stop.is_set():
@@ -270,10 +273,12 @@ def _measure_device(
                 _complete_if_all_in(store, st, spec)
                 continue
             dev = devices[st.point.device]
+            cooled = cooldowns[st.point.device].wait() if st.point.device in cooldowns else None
             rep.trial_started(st.point, trial)
             started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             try:
-                result = dev.measure(st.artifact.path, trial_request(proto, st.point.threads, st.point.options))
+                request = trial_request(proto, st.point.threads, st.point.options, sustained=True)
+                result = dev.measure(st.artifact.path, request)
             except (DeviceUnreachable, RunnerMissing) as exc:
                 # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
                 for other in states:
@@ -298,7 +303,8 @@ def _measure_device(
                 rep.point_failed(st.point, reason)
                 continue
             try:
-                store.add_trial(st.point_id, trial, result, run_id=st.run_id, started_at=started_at)
+                trial_result = cooled.attach(result) if cooled else result
+                store.add_trial(st.point_id, trial, trial_result, run_id=st.run_id, started_at=started_at)
             except DuplicateTrialError:
                 # Another flopgap running the same spec committed this trial first: keep its trial, drop ours.
                 st.done_trials.add(trial)
@@ -315,6 +321,23 @@ def _measure_device(
         if not st.failed and set(range(proto.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
             _complete(store, st, spec)
     return measured
+
+
+def _cooldowns(
+    spec: SweepSpec, states: list[PointState], devices: dict[str, Device], rep: Reporter
+) -> dict[str, ThermalCooldown]:
+    """A thermal cooldown per device when the protocol asks for one, its baseline read now (sweep start)."""
+    proto = spec.protocol
+    if proto.cooldown is not Cooldown.THERMAL:
+        return {}
+    out = {}
+    for name in dict.fromkeys(st.point.device for st in states):
+        cooldown = ThermalCooldown(
+            name, device_temperatures(devices[name]), proto.cooldown_margin_c, proto.cooldown_max_s, warn=rep.warning
+        )
+        cooldown.start()
+        out[name] = cooldown
+    return out
 
 
 def _profile_pass(
@@ -362,4 +385,11 @@ def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:
         docs = store.trials_frame([st.point_id]).sort_values("trial_index")["runner_json"]
         summaries = [TrialResult.from_json(json.loads(d)).summary for d in docs]
         stats = combine_summaries([s.to_json() for s in summaries if s], proto.cv_threshold, proto.spread_threshold)
-    store.complete_point(st.point_id, stats)
+    row = dict(stats) if isinstance(stats, dict) else dict(stats.to_row())
+    frame = store.trials_frame([st.point_id])
+    hot = hot_trials({int(i): json.loads(d) for i, d in zip(frame["trial_index"], frame["runner_json"], strict=True)})
+    if hot:  # a trial that started before the device cooled down is not comparable with the others
+        row["noisy"] = True
+        row["noisy_reasons"] = [*(row.get("noisy_reasons") or []), *hot]
+    store.complete_point(st.point_id, row)
+    summarize_point(store, st.point_id)

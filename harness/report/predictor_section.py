@@ -4,24 +4,21 @@ and table (the predictor next to the MACs-linear and roofline baselines) and the
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from harness.predict.dataset import load_dataset, predictor_contexts
 from harness.predict.evaluate import kernel_error_table, kernel_errors, leave_one_family_out
 from harness.report import predictor_plots
+from harness.report.page import Page
 from harness.store import Store
-
-if TYPE_CHECKING:
-    from harness.report.html import _Page
 
 HOW_TO_PREDICTOR = "no latency predictor: run 'flopgap predictor build --device DEVICE --runtime RUNTIME'"
 TABLE_COLUMNS = ("family", "models", "predictor ±10%", "predictor RMSE%", "macs_linear ±10%", "macs_linear RMSE%",
                  "roofline ±10%", "roofline RMSE%")  # fmt: skip
 
 
-def predictor_section(page: _Page, source: str) -> None:
+def predictor_section(page: Page, source: str) -> None:
     if not source:
         page.missing(HOW_TO_PREDICTOR)
         return

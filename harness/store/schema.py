@@ -154,6 +154,37 @@ _TABLES_V1: tuple[str, ...] = (
 )""",
 )
 
+# Sustained runs (harness/store/timelines.py): each sustained trial's windows and its summary.
+TIMELINE_TABLES: tuple[str, ...] = (
+    """CREATE TABLE timelines (
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    window_index INTEGER NOT NULL CHECK (window_index >= 0),
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL,
+    runs INTEGER NOT NULL,
+    median_ms REAL,  -- NULL when no run finished inside the window
+    cpu_khz_json TEXT NOT NULL,  -- {"cpu index": kHz}
+    temps_c_json TEXT NOT NULL,  -- {"zone": degrees C}
+    state_s REAL,  -- when frequencies and temperatures were read
+    PRIMARY KEY (trial_id, window_index)
+) WITHOUT ROWID""",
+    """CREATE TABLE sustained_trials (
+    trial_id INTEGER PRIMARY KEY REFERENCES trials(id) ON DELETE CASCADE,
+    point_id INTEGER NOT NULL REFERENCES points(id) ON DELETE CASCADE,
+    seconds REAL NOT NULL,
+    window_s REAL NOT NULL,
+    start_unix REAL,
+    span_s REAL NOT NULL,  -- length of the first and last spans compared (a minute, or a third of a short run)
+    first_ms REAL,
+    last_ms REAL,
+    ratio REAL,  -- last_ms / first_ms
+    throttled INTEGER NOT NULL CHECK (throttled IN (0, 1)),
+    throttle_start_s REAL,
+    reason TEXT NOT NULL
+)""",
+    "CREATE INDEX sustained_trials_point ON sustained_trials(point_id)",
+)
+
 # Kernel-level latency predictor (harness.predict): which points are kernel probes, the kernels of each artifact
 # as its runtime runs them, and fitted predictors stored as data (LightGBM's text model format inside JSON).
 _TABLES_PREDICTOR: tuple[str, ...] = (
@@ -234,7 +265,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "(inventory_name, fingerprint) and last_error/last_error_at",
         _RUN_OWNERS_OUTCOMES_IDENTITY,
     ),
-    # Step 3 (sustained runs' timelines) lands separately; the predictor's step follows it.
+    Migration(
+        3,
+        "sustained runs: timelines (one row per window), sustained_trials (summary, throttling)",
+        TIMELINE_TABLES,
+    ),
     Migration(4, "kernel predictor: kernel_samples, kernels, predictors", _TABLES_PREDICTOR),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
