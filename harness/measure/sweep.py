@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -212,6 +212,10 @@ def _measure(
             for group in by_device.values()
         ]
         try:
+            # Wait for the first failure, not in submission order: a bug on one device must stop the others now.
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()  # re-raises a worker's exception with its traceback
             return sum(f.result() for f in futures)
         except BaseException:
             stop.set()  # Ctrl-C or a bug: workers finish the trial in flight, commit it, and stop
