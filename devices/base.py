@@ -62,6 +62,10 @@ class TrialRequest:
     profile: bool = False  # also return per-op rows, where the backend can
     profile_runs: int | None = None  # profiled runs per op (flopgap's runner)
     timeout_s: float = 600
+    # ONNX Runtime session settings (ORT's own defaults; see the README's protocol section for why).
+    ort_allow_spinning: bool = True
+    ort_graph_optimization: str = "all"  # all | extended | basic | disable
+    ort_execution_mode: str = "sequential"  # sequential | parallel
 
 
 @runtime_checkable

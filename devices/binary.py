@@ -30,6 +30,8 @@ from devices.parsers import (
 from devices.result import OpTiming, Summary, Tool, TrialResult
 from devices.vocabulary import Format, RunnerKind
 
+# The runner's graph optimization names → onnxruntime_perf_test's -o levels.
+ORT_PERF_TEST_LEVELS = {"disable": 0, "basic": 1, "extended": 2, "all": 99}
 # ELF e_machine → the architecture name uname -m gives.
 ELF_ARCH = {183: "aarch64", 40: "arm", 62: "x86_64", 3: "x86", 243: "riscv64"}
 
@@ -146,7 +148,12 @@ class BinaryBackend:
             state_before=before,
             state_after=after,
             tool=Tool(str(self.kind), self._sha256, tuple(argv)),
-            details={**parsed.details, "options": asdict(request), "returncode": res.returncode},
+            details={
+                **parsed.details,
+                **self.settings(request),
+                "options": asdict(request),
+                "returncode": res.returncode,
+            },
         )
 
     def argv(self, transport: Transport, binary: str, model: str, request: TrialRequest) -> tuple[list[str], list[str]]:
@@ -156,6 +163,10 @@ class BinaryBackend:
     def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
         """The tool's output; :meth:`measure` adds threads, affinity, state and the tool."""
         raise NotImplementedError
+
+    def settings(self, request: TrialRequest) -> dict[str, Any]:
+        """Runtime settings the command line set, kept with the trial."""
+        return {}
 
 
 class TfliteBenchmarkBackend(BinaryBackend):
@@ -213,7 +224,23 @@ class OrtPerfTestBackend(BinaryBackend):
         # -I: random inputs from the model's shapes; -x: intra-op threads. The tool warms up with one run.
         runs = transport.scratch(f"{PurePosixPath(model).name}.runs.csv")
         argv = [binary, "-I", "-m", "times", "-r", str(request.runs), "-x", str(request.threads), "-e", "cpu"]
+        argv += ["-o", str(ORT_PERF_TEST_LEVELS[request.ort_graph_optimization])]
+        argv += ["-C", f"session.intra_op.allow_spinning|{int(request.ort_allow_spinning)}"]
+        if request.ort_execution_mode == "parallel":
+            argv.append("-P")
         return [*argv, model, runs], [runs]
+
+    def settings(self, request: TrialRequest) -> dict[str, Any]:
+        # The runner's OrtSettings shape; intra-op threads as -x set them, inter-op left at the tool's default.
+        return {
+            "ort_settings": {
+                "allow_spinning": request.ort_allow_spinning,
+                "graph_optimization": request.ort_graph_optimization,
+                "execution_mode": request.ort_execution_mode,
+                "intra_op_threads": request.threads,
+                "inter_op_threads": None,
+            }
+        }
 
     def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
         out = parse_ort_perf_test(res.stdout + "\n" + res.stderr)

@@ -34,6 +34,7 @@ class TrialRecord:
     model: str  # the model file's name
     start: float  # time.monotonic()
     end: float
+    request: TrialRequest
 
 
 @dataclass
@@ -127,7 +128,7 @@ class FakeBackend:
             raise self.fault.error()
         start = time.monotonic()
         time.sleep(self.duration_s)
-        self.log.add(TrialRecord(transport.name, Path(model).name, start, time.monotonic()))
+        self.log.add(TrialRecord(transport.name, Path(model).name, start, time.monotonic(), request))
         return TrialResult(runtime="onnxruntime", runtime_version="0.fake", threads=request.threads,
                            samples_ns=(1_000_000, 1_010_000, 990_000))  # fmt: skip
 

@@ -6,6 +6,7 @@ real end-to-end sweeps stay in test_sweep.py and test_devices_sweep.py.
 
 from __future__ import annotations
 
+import json
 import traceback
 from pathlib import Path
 
@@ -117,3 +118,20 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, devices: list[
         trials = store.trials_frame()
         assert not trials.duplicated(["point_id", "trial_index"]).any()
         assert set(store.points_frame()["status"]) == {"done"}
+
+
+def test_ort_settings_reach_the_backend_and_key_their_points(tmp_path: Path) -> None:
+    log = TrialLog()
+    text, spec = _spec(["a"], trials=1)
+    with Store(tmp_path / "r.db") as store:
+        run_sweep(spec, text, store, {"a": fake_device("a", log)}, stub_exporter(tmp_path))
+        assert {r.request.ort_allow_spinning for r in log.records} == {True}
+        # the defaults keep the keys points always had
+        assert [json.loads(o) for o in store.points_frame()["options"]] == [{}] * 3
+        changed = text.replace("[protocol]", '[protocol]\nort_allow_spinning = false\nort_execution_mode = "parallel"')
+        result = run_sweep(parse_spec(changed), changed, store, {"a": fake_device("a", log)}, stub_exporter(tmp_path))
+        assert result.skipped_points == 0 and result.measured_trials == 3  # measured anew, not skipped
+        last = log.records[-3:]
+        assert {(r.request.ort_allow_spinning, r.request.ort_execution_mode) for r in last} == {(False, "parallel")}
+        options = [json.loads(o) for o in store.points_frame()["options"]]
+        assert options.count({"ort_allow_spinning": False, "ort_execution_mode": "parallel"}) == 3

@@ -24,6 +24,7 @@ from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerM
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
+from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.spec import SweepPoint, SweepSpec, expand_points
 from harness.measure.stats import combine_summaries, combine_trials
 from harness.measure.trial import trial_request
@@ -154,12 +155,12 @@ def _prepare(
     for p in points:
         exported = artifacts[(p.model, p.format, p.precision)]
         if isinstance(exported, str):  # the export failed; this is its reason
-            pid = store.ensure_point(run_id, *_key_fields(p, None))
+            pid = store.ensure_point(run_id, *_key_fields(p, None, spec.protocol))
             store.fail_point(pid, exported)
             rep.point_failed(p, exported)
             continue
         art = exported
-        pid = store.ensure_point(run_id, *_key_fields(p, art))
+        pid = store.ensure_point(run_id, *_key_fields(p, art, spec.protocol))
         if store.point_status(pid) == "done":
             skipped += 1
             finished.append(PointState(p, pid, art))
@@ -182,9 +183,22 @@ def _store_account(store: Store, art: Artifact, rep: Reporter) -> None:
     store.put_op_account(art.sha256, acc.frame(), len(acc.unsupported))
 
 
-def _key_fields(p: SweepPoint, art: Artifact | None) -> tuple[str, str, str, int, dict[str, Any]]:
+ORT_SETTINGS = ("ort_allow_spinning", "ort_graph_optimization", "ort_execution_mode")
+
+
+def ort_key(protocol: SweepProtocol) -> dict[str, Any]:
+    """The ORT settings that differ from their defaults: part of an ONNX Runtime point's key, so a changed setting
+    is measured anew while points measured at the defaults keep the keys they always had."""
+    defaults = type(protocol).model_fields
+    return {n: getattr(protocol, n) for n in ORT_SETTINGS if getattr(protocol, n) != defaults[n].default}
+
+
+def _key_fields(
+    p: SweepPoint, art: Artifact | None, protocol: SweepProtocol
+) -> tuple[str, str, str, int, dict[str, Any]]:
     sha = art.sha256 if art else f"unexported:{p.model.label}:{p.format}:{p.precision}"
-    return (sha, p.device, p.runtime, p.threads, p.options)
+    options = {**p.options, **ort_key(protocol)} if p.format is Format.ONNX else p.options
+    return (sha, p.device, p.runtime, p.threads, options)
 
 
 def _measure(

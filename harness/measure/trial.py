@@ -35,4 +35,7 @@ def trial_request(
         profile=profile,
         profile_runs=profile_runs,
         timeout_s=protocol.timeout_s,
+        ort_allow_spinning=protocol.ort_allow_spinning,
+        ort_graph_optimization=protocol.ort_graph_optimization,
+        ort_execution_mode=protocol.ort_execution_mode,
     )
