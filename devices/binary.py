@@ -26,6 +26,7 @@ from devices.parsers import (
     parse_ort_result_file,
     parse_tflite_benchmark,
     parse_tflite_op_csv,
+    tflite_echo_mismatches,
 )
 from devices.result import OpTiming, Summary, Tool, TrialResult
 from devices.vocabulary import Format, RunnerKind
@@ -193,9 +194,15 @@ class TfliteBenchmarkBackend(BinaryBackend):
         return argv, [csv]
 
     def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
-        out = parse_tflite_benchmark(res.stdout + "\n" + res.stderr)
+        text = res.stdout + "\n" + res.stderr
+        out = parse_tflite_benchmark(text)
         if out.inference is None:
             raise ParseError("benchmark_model printed no timed-run statistics")
+        ignored = tflite_echo_mismatches(text, res.argv)
+        if ignored:  # a build that ignores a flag measured something else than was asked
+            raise ParseError(
+                f"{self.kind} did not run as asked: {'; '.join(ignored)}; use a build that knows these flags"
+            )
         rows = out.ops  # the printed table, if profiling was on; the CSV file below when asked for
         if outputs:
             with tempfile.TemporaryDirectory(prefix="flopgap-ops-") as tmp:

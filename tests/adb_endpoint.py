@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devices.parsers import TFLITE_ECHOED
+
 DATA = Path(__file__).with_name("data")
 
 DEFAULT_PROPS = {
@@ -51,6 +53,22 @@ BATTERY = """Current Battery Service state:
 """
 
 
+def obeying(log: str, args: list[str], ignored: set[str]) -> str:
+    """A captured ``benchmark_model`` log with its parameter echo rewritten to the flags given, as a build that obeys
+    them prints it; flags in ``ignored`` keep the captured echo, as an old build that ignores them would."""
+    given = {}
+    for arg in args:
+        flag, sep, value = arg.partition("=")
+        if sep and flag in TFLITE_ECHOED and flag not in ignored:
+            given[TFLITE_ECHOED[flag]] = {"true": "1", "false": "0"}.get(value, value)
+    if "Num threads" in given:
+        given["#threads used for CPU inference"] = given["Num threads"]
+    lines = [ln for ln in log.splitlines() if not any(ln.strip().startswith(f"{label}: [") for label in given)]
+    at = next((i + 1 for i, ln in enumerate(lines) if "Log parameter values verbosely" in ln), 0)
+    lines[at:at] = [f"{label}: [{value}]" for label, value in given.items()]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class FakePhone:
     """The sandboxed phone behind one serial."""
@@ -68,6 +86,7 @@ class FakePhone:
     sends: list[str] = field(default_factory=list)  # remote paths of completed or failed SENDs
     data_bytes: int = 0  # DATA payload received over all SENDs
     modes: dict[str, int] = field(default_factory=dict)
+    ignored_flags: set[str] = field(default_factory=set)  # benchmark_model flags this "old build" ignores
 
     def __post_init__(self) -> None:
         (self.root / "data/local/tmp").mkdir(parents=True, exist_ok=True)
@@ -194,7 +213,7 @@ class FakePhone:
             for a in rest:
                 if a.startswith("--op_profiling_output_file="):
                     self.path(a.split("=", 1)[1]).write_bytes(self.op_csv.read_bytes())
-            return self.tflite_log.read_bytes(), b"", 0
+            return obeying(self.tflite_log.read_text(), rest, self.ignored_flags).encode(), b"", 0
         if name == "onnxruntime_perf_test":
             self.path(rest[-1]).write_bytes(self.ort_runs.read_bytes())
             return self.ort_log.read_bytes(), b"", 0

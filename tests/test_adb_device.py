@@ -125,6 +125,19 @@ def test_adb_run_fake_phone_endpoint_taskset_and_parsed_latency(
     assert before["battery"] == {"temperature_c": 31.2, "level": 87, "charging": True, "powered_by": ["USB"]}
 
 
+def test_adb_benchmark_model_that_ignores_a_flag_fails_the_trial_fake_phone_endpoint(
+    endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
+) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3" * 10)
+    dev = _device(endpoint, tmp_path)
+    assert dev.measure(model, TrialRequest(threads=2, runs=50)).threads == 2  # a build that obeys: no complaint
+    phone.ignored_flags = {"--num_threads"}  # an old build: runs its default 4 threads whatever it is told
+    with pytest.raises(TrialFailed) as caught:
+        dev.measure(model, TrialRequest(threads=2, runs=50))
+    assert "did not run as asked: --num_threads=2 but it echoed Num threads: [4]" in str(caught.value)
+
+
 def test_adb_ort_fake_phone_endpoint_gives_raw_samples(endpoint: AdbEndpoint, tmp_path: Path) -> None:
     binary = _elf(tmp_path / "onnxruntime_perf_test", AARCH64)
     dev = _device(endpoint, tmp_path, binary=binary, runner=RunnerKind.ONNXRUNTIME_PERF_TEST)
@@ -134,6 +147,8 @@ def test_adb_ort_fake_phone_endpoint_gives_raw_samples(endpoint: AdbEndpoint, tm
     assert result.tool is not None and result.tool.argv[:10] == (
         "/data/local/tmp/flopgap/bin/onnxruntime_perf_test", "-I", "-m", "times", "-r", "10", "-x", "2", "-e", "cpu",
     )  # fmt: skip
+    assert result.tool.argv[10:14] == ("-o", "99", "-C", "session.intra_op.allow_spinning|1")  # ORT's defaults
+    assert result.details["ort_settings"]["graph_optimization"] == "all"
     assert len(result.samples_ns) == 10 and result.samples_ns[0] == 61200000
     assert result.summary is not None and (result.summary.p50, result.summary.mean) == (60356200, 62293500)
     assert result.record()["samples_kind"] == "raw"

@@ -13,6 +13,7 @@ from devices.parsers import (
     parse_tflite_benchmark,
     parse_tflite_op_csv,
     parse_tflite_op_table,
+    tflite_echo_mismatches,
 )
 
 DATA = Path(__file__).with_name("data")
@@ -146,3 +147,31 @@ def test_tflite_failure_names_the_tools_error() -> None:
     log = "INFO: STARTING!\nERROR: Node number 57 (BATCH_MATMUL) failed to prepare.\nERROR: Benchmarking failed.\n"
     with pytest.raises(ParseError, match="last error: Benchmarking failed"):
         parse_tflite_benchmark(log)
+
+
+# --------------------------------------------------------------------------- benchmark_model's echoed parameters
+
+
+def test_echoed_parameters_that_match_the_flags_pass() -> None:
+    text = (DATA / "tflite_benchmark_mobilenet_v1_op_profiling.txt").read_text()
+    argv = ["taskset", "f0", "/bin/benchmark_model", "--graph=./mobilenet_v1_1.0_224.tflite", "--num_threads=4"]
+    assert tflite_echo_mismatches(text, argv) == []
+
+
+def test_a_flag_the_binary_ignored_is_named_with_both_values() -> None:
+    text = (DATA / "tflite_benchmark_mobilenet_v1_op_profiling.txt").read_text()
+    argv = ["/bin/benchmark_model", "--graph=./mobilenet_v1_1.0_224.tflite", "--num_threads=2", "--num_runs=50"]
+    assert tflite_echo_mismatches(text, argv) == [
+        "--num_threads=2 but it echoed Num threads: [4]",
+        "--num_runs=50 but it echoed no 'Min num runs'",
+        "--num_threads=2 but it used 4 threads for CPU inference",
+    ]
+
+
+def test_a_modified_echo_and_an_unconsumed_flag_are_caught() -> None:
+    text = (DATA / "tflite_benchmark_android_aarch64_percentiles.txt").read_text()
+    argv = ["bm", "--graph=./models/tiny_muaalem_float32.tflite", "--num_runs=1000", "--use_xnnpack=false"]
+    old_build = text + "\nUnconsumed cmdline flags: --use_xnnpack=false\n"
+    assert tflite_echo_mismatches(old_build, argv) == ["--use_xnnpack=false was not understood (unconsumed flag)"]
+    edited = text.replace("Min num runs: [1000]", "Min num runs: [50]") + "INFO: Use xnnpack: [0]\n"
+    assert tflite_echo_mismatches(edited, argv) == ["--num_runs=1000 but it echoed Min num runs: [50]"]
