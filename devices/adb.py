@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import shlex
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -38,6 +40,7 @@ from devices.errors import (
     UnknownSerial,
 )
 from devices.linux_state import read_state
+from devices.lock import local_lock
 from devices.vocabulary import TransportKind
 
 DEFAULT_WORK_DIR = "/data/local/tmp/flopgap"
@@ -187,6 +190,15 @@ class AdbTransport:
 
     def close(self) -> None:
         self._dev = None  # adbutils opens a connection per call; nothing to hold
+
+    @contextlib.contextmanager
+    def lock(self, on_wait: Callable[[str], None]) -> Iterator[list[str]]:
+        """The phone's lock, kept on this machine per adb server and serial: one benchmark at a time from every
+        flopgap here (flopgaps on other hosts sharing a remote adb server are not seen)."""
+        host, port = self.server
+        key = "adb-" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{host}-{port}-{self.serial}")
+        with local_lock(self.name, on_wait, key=key) as reaped:
+            yield reaped
 
     # -- hash-verified pushes ----------------------------------------------------------------------------------------
 

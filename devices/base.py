@@ -10,6 +10,9 @@ shell strings built from unquoted input; every transport raises the same typed e
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -108,6 +111,11 @@ class Transport(Protocol):
         """Drop the connection, keeping the session's files (a later call reconnects)."""
         ...
 
+    def lock(self, on_wait: Callable[[str], None]) -> AbstractContextManager[list[str]]:
+        """Hold the device's lock (across processes and hosts: one benchmark per device at a time); ``on_wait`` gets
+        one line saying who holds it if it must wait. Yields one notice per stale runner killed on taking it."""
+        ...
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -137,6 +145,12 @@ class Backend(Protocol):
 
 
 SYSTEM_FACTS = frozenset({"os", "os_pretty_name", "kernel", "system"})
+_log = logging.getLogger("flopgap.devices")
+
+
+def tell(message: str) -> None:
+    """Say something the user should see while measuring (a busy device, a stale runner killed): one line, stderr."""
+    _log.warning(message)
 
 
 class Device:
@@ -147,6 +161,7 @@ class Device:
         self.transport = transport
         self.backend = backend
         self._pushed: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> remote path, this session
+        self.notify: Callable[[str], None] = tell  # a busy device, a stale runner killed
 
     def __repr__(self) -> str:
         return f"Device({self.name!r}, {self.transport.kind}, {self.backend.kind})"
@@ -211,7 +226,11 @@ class Device:
                 kind="Unsupported",
             )
         self.prepare()
-        return self.backend.measure(self.transport, self.push(artifact), request)
+        remote = self.push(artifact)
+        with self.transport.lock(self.notify) as reaped:  # one benchmark per device, across processes
+            for notice in reaped:
+                self.notify(notice)
+            return self.backend.measure(self.transport, remote, request)
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
         return self.transport.run(argv, timeout)

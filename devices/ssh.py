@@ -4,8 +4,11 @@ Connecting (host keys, keys, typed errors) is :mod:`devices.ssh_connect`. Safety
 
 - Commands are argv lists. The one shell string sent, ``sh -c SCRIPT sh ARG...``, is built with
   :func:`shlex.join`; the script is a constant and every path or argument reaches it as a positional parameter.
-- Every command runs under the board's ``timeout`` (its own process group); past the deadline the host kills
-  that group through a second channel, so nothing keeps running after :class:`~devices.errors.DeviceTimeout`.
+- Every command runs under :mod:`devices.supervisor`'s script and the board's ``timeout``: the script kills the
+  command when its channel's stdin ends, i.e. when flopgap closes the channel (past the deadline, on Ctrl-C) or dies
+  or loses the connection, so nothing keeps running after :class:`~devices.errors.DeviceTimeout` or ``kill -9``. A
+  command killed by a signal is reported as that signal (the script's ``128+N``), not as paramiko's -1.
+- Trials hold the board's device lock (:data:`devices.lock.REMOTE_LOCK`) on a channel of their own.
 - Files travel by SFTP into a per-session work dir (``mktemp -d`` under ``work_dir``), removed by :meth:`cleanup`.
 """
 
@@ -20,7 +23,8 @@ import select
 import shlex
 import threading
 import time
-import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +42,11 @@ from devices.errors import (
     RunnerMissing,
 )
 from devices.linux_state import read_facts, read_state
+from devices.lock import REMOTE_LOCK, busy_message, holder, stale_message
 from devices.ssh_connect import SshTarget, connect, os_message
+from devices.supervisor import REAP, signal_of, supervised
 from devices.vocabulary import TransportKind
 
-KILL_AFTER_S = 3  # the board's `timeout` follows SIGTERM with SIGKILL this much later
 _SETUP_TIMEOUT_S = 30.0
 
 
@@ -77,6 +82,7 @@ class SshTransport:
         self._pushed: dict[str, str] = {}  # sha256 -> remote path, this session
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
         self._machine: Machine | None = None
+        self._held = threading.local()  # commands run while this thread holds the lock are registered for reaping
 
     def __repr__(self) -> str:
         return f"SshTransport({self.name!r}, {self.target.where})"
@@ -156,12 +162,9 @@ class SshTransport:
         if not argv:
             raise ValueError("empty argv")
         work = self.remote_dir
-        pidfile = posixpath.join(work, f".pid-{uuid.uuid4().hex[:12]}")
-        # $$ is this sh, which execs `timeout`: its pid is then the process group `timeout` puts itself and the
-        # command in, and the group the host kills on a deadline (`kill -- -PGID`).
-        guard = f"timeout -k {KILL_AFTER_S} {math.ceil(timeout) + 2} " if self._has_timeout else ""
-        script = f'cd {shlex.quote(work)} && echo $$ > {shlex.quote(pidfile)} && exec {guard}"$@"'
-        res = self._exec(["sh", "-c", script, "sh", *argv], timeout, pidfile=pidfile, shown=argv)
+        reg = posixpath.join(self.work_dir, "running") if getattr(self._held, "on", False) else ""
+        limit = math.ceil(timeout) + 2 if self._has_timeout else None
+        res = self._exec(supervised(argv, work, reg, limit), timeout, shown=argv)
         if res.returncode == 127:
             raise RunnerMissing(
                 f"device '{self.name}': '{argv[0]}' not found on the board ({res.last_line()}); "
@@ -169,7 +172,48 @@ class SshTransport:
             )
         if self._has_timeout and res.returncode in (124, 137, -1) and res.elapsed_s >= timeout:
             raise _timeout_error(self.name, argv, timeout)  # the board's own `timeout` fired first
-        return res
+        return ShellReturn(res.argv, signal_of(res.returncode), res.stdout, res.stderr, res.elapsed_s)
+
+    @contextmanager
+    def lock(self, on_wait: Callable[[str], None]) -> Iterator[list[str]]:
+        """The board's device lock, held by a shell on a channel of its own until this context ends (or flopgap
+        dies: the channel closes and the shell lets go); yields the notices of stale runners it killed."""
+        try:
+            chan = self._connection().open_session()
+            chan.exec_command(shlex.join(["sh", "-c", REMOTE_LOCK, "sh", self.work_dir, holder(), REAP]))
+        except paramiko.SSHException as exc:
+            self.close()
+            raise DeviceUnreachable(f"device '{self.name}': lost connection to {self.target.where} ({exc})") from None
+        try:
+            notices = self._await_lock(chan, on_wait)
+            self._held.on = True
+            yield notices
+        finally:
+            self._held.on = False
+            chan.close()  # the holder's stdin ends: it exits and the lock is free
+
+    def _await_lock(self, chan: paramiko.Channel, on_wait: Callable[[str], None]) -> list[str]:
+        notices: list[str] = []
+        buffer = b""
+        while True:
+            data = chan.recv(4096)
+            if not data:
+                err = chan.recv_stderr(4096).decode(errors="replace").strip()
+                raise DeviceError(
+                    f"device '{self.name}': cannot take the device lock in {self.work_dir} ({err or 'no answer'}); "
+                    "set a writable work_dir in the inventory"
+                )
+            buffer += data
+            *lines, rest = buffer.split(b"\n")
+            buffer = rest
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                if line.startswith("busy "):
+                    on_wait(busy_message(self.name, line.removeprefix("busy ")))
+                elif line.startswith("stale "):
+                    notices.append(stale_message(self.name, line.removeprefix("stale ")))
+                elif line == "locked":
+                    return notices
 
     def pull(self, remote: str, local: Path) -> Path:
         part = local.with_name(local.name + ".part")
@@ -232,17 +276,17 @@ class SshTransport:
 
     # ------------------------------------------------------------------ commands
 
-    def _exec(
-        self, argv: list[str], timeout: float, pidfile: str | None = None, shown: list[str] | None = None
-    ) -> ShellReturn:
-        """Run ``argv`` (joined with shlex, so the login shell sees each word quoted) and collect its output."""
+    def _exec(self, argv: list[str], timeout: float, shown: list[str] | None = None) -> ShellReturn:
+        """Run ``argv`` (joined with shlex, so the login shell sees each word quoted) and collect its output.
+
+        stdin stays open while it runs: a supervised command takes its end (closing the channel) as flopgap gone.
+        """
         shown = shown if shown is not None else argv
         start = time.perf_counter()
         deadline = start + timeout
         try:
             chan = self._connection().open_session()
             chan.exec_command(shlex.join(argv))
-            chan.shutdown_write()  # stdin at EOF: nothing on the board waits for input
         except paramiko.SSHException as exc:
             self.close()
             raise DeviceUnreachable(f"device '{self.name}': lost connection to {self.target.where} ({exc})") from None
@@ -261,9 +305,7 @@ class SshTransport:
                 if remaining <= 0:
                     raise _timeout_error(self.name, shown, timeout)  # the handler below kills it
                 select.select([chan], [], [], min(remaining, 0.05))
-        except BaseException:  # timeout, Ctrl-C, lost connection: leave nothing running on the board
-            if not chan.exit_status_ready():
-                self._kill(pidfile)
+        except BaseException:  # timeout, Ctrl-C, lost connection: closing the channel ends the supervised command
             chan.close()
             raise
         status = chan.recv_exit_status()
@@ -277,22 +319,6 @@ class SshTransport:
             err.decode("utf-8", errors="replace"),
             time.perf_counter() - start,
         )
-
-    def _kill(self, pidfile: str | None) -> None:
-        """Kill the process group a command recorded in ``pidfile`` (best effort, through a fresh channel)."""
-        if pidfile is None:
-            return
-        # `kill -s KILL -- -PGID` is the POSIX spelling; dash rejects `kill -KILL -- -PGID`.
-        script = 'p=$(cat "$1" 2>/dev/null) || exit 0; kill -s KILL -- "-$p" 2>/dev/null || kill -s KILL "$p"'
-        script += '; rm -f "$1"'
-        try:
-            chan = self._connection().open_session(timeout=5)
-            chan.settimeout(10)
-            chan.exec_command(shlex.join(["sh", "-c", script, "sh", pidfile]))
-            chan.recv_exit_status()
-            chan.close()
-        except (OSError, paramiko.SSHException, DeviceError):
-            pass
 
     def _connection_alive(self) -> bool:
         transport = self._client.get_transport() if self._client else None

@@ -95,11 +95,8 @@ class FakeTransport:
         return {}
 
     @contextlib.contextmanager
-    def lock(self, on_wait: Callable[[str], None]) -> Iterator[None]:
-        yield  # one process per test: the sweep's own scheduling is what is tested
-
-    def reap(self) -> list[str]:
-        return []
+    def lock(self, on_wait: Callable[[str], None]) -> Iterator[list[str]]:
+        yield []  # one process per test: the sweep's own scheduling is what is tested
 
     def cleanup(self) -> None:
         pass
