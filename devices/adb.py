@@ -18,12 +18,14 @@ import contextlib
 import hashlib
 import re
 import shlex
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import adbutils
+from adbutils._adb import AdbConnection
 from adbutils.errors import AdbError, AdbTimeout
 
 from devices.adb_sync import adb_message, sync_send
@@ -60,6 +62,29 @@ _PROPS = (
 )
 
 
+class _ServerOnlyConnection(AdbConnection):
+    """adbutils' connection without its fallback: when the server does not answer, adbutils runs ``adb start-server``
+    on this machine (a daemon left behind, and never the configured remote server anyway). Here it just fails."""
+
+    def _safe_connect(self) -> socket.socket:
+        sock: socket.socket = self._create_socket()
+        return sock
+
+
+class ServerOnlyClient(adbutils.AdbClient):
+    """An adb client that only ever talks to the configured server and never starts one."""
+
+    def __init__(self, host: str, port: int, socket_timeout: float | None = None) -> None:
+        super().__init__(host=host, port=port, socket_timeout=socket_timeout)
+        self._socket_timeout = socket_timeout
+
+    def make_connection(self, timeout: float | None = None) -> AdbConnection:
+        conn = _ServerOnlyConnection(self.host, self.port)
+        if timeout or self._socket_timeout:
+            conn.conn.settimeout(timeout or self._socket_timeout)
+        return conn
+
+
 class AdbTransport:
     """An Android phone behind an adb server (local or remote)."""
 
@@ -79,7 +104,7 @@ class AdbTransport:
         self.server = (server_host, server_port)
         self.work_dir = work_dir.rstrip("/") or "/"
         self._timeout = socket_timeout
-        self._client = adbutils.AdbClient(host=server_host, port=server_port, socket_timeout=socket_timeout)
+        self._client = ServerOnlyClient(server_host, server_port, socket_timeout)
         self._dev: adbutils.AdbDevice | None = None
         self._pushed: list[str] = []  # what cleanup removes: models and the files commands wrote
         self._digest_algo: str | None = None

@@ -242,15 +242,24 @@ def test_adb_no_space_fake_phone_endpoint(endpoint: AdbEndpoint, phone: FakePhon
         _device(endpoint, tmp_path).push_binary()
 
 
-def test_adb_server_unreachable(tmp_path: Path) -> None:
+def test_adb_server_unreachable_fails_with_one_line_and_starts_no_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    called = tmp_path / "adb-was-run"
+    fake_adb = tmp_path / "adb"  # adbutils runs `adb start-server` when the server does not answer: record it
+    fake_adb.write_text(f'#!/bin/sh\necho "$@" >> {called}\n')
+    fake_adb.chmod(0o755)
+    monkeypatch.setenv("ADBUTILS_ADB_PATH", str(fake_adb))
     dev = Device("pixel", AdbTransport("pixel", "FAKE01", "127.0.0.1", port), AgentBackend("python3"))
-    with pytest.raises(DeviceUnreachable, match=f"adb server 127.0.0.1:{port} unreachable"):
+    with pytest.raises(DeviceUnreachable, match=f"adb server 127.0.0.1:{port} unreachable") as caught:
         dev.facts()
+    assert "\n" not in str(caught.value)
+    assert not called.exists(), f"adb was started behind our back: adb {called.read_text()}"
 
 
 def test_affinity_mask() -> None:
