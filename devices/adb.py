@@ -244,6 +244,10 @@ class AdbTransport:
         if digest != _digest(local, algo):
             raise PushFailed(f"{self.where}: {remote} differs from {local} after the push; push again")
 
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        algo, digest = self._remote_digest(remote)
+        return None if digest is None else (algo, digest)
+
     def _remote_digest(self, remote: str) -> tuple[str, str | None]:
         """``(algo, hex)`` of a file on the phone; hex is None when the file is absent."""
         for algo in [self._digest_algo] if self._digest_algo else ["sha256", "md5"]:

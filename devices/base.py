@@ -10,6 +10,7 @@ shell strings built from unquoted input; every transport raises the same typed e
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from devices.errors import DeviceError, TrialFailed
+from devices.errors import DeviceError, PushFailed, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, RunnerKind, TransportKind
 
@@ -89,6 +90,10 @@ class Transport(Protocol):
 
     def pull(self, remote: str, local: Path) -> Path: ...
 
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        """``(algorithm, hex digest)`` of a file on the device (sha256 where the device can), None if absent."""
+        ...
+
     def scratch(self, name: str) -> str:
         """A path in this session's work dir for a file a command will write; removed by :meth:`cleanup`."""
         ...
@@ -142,6 +147,11 @@ class Backend(Protocol):
     def forget(self) -> None:
         """Forget what :meth:`prepare` did (the transport's session was cleaned up)."""
         ...
+
+
+def _digest(path: Path, algo: str) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, algo).hexdigest()
 
 
 SYSTEM_FACTS = frozenset({"os", "os_pretty_name", "kernel", "system"})
@@ -214,8 +224,13 @@ class Device:
             self._pushed[key] = remote
         return remote
 
-    def measure(self, artifact: Path, request: TrialRequest) -> TrialResult:
-        """One trial of a local model file: pushed (once), run by the backend, parsed."""
+    def measure(self, artifact: Path, request: TrialRequest, sha256: str | None = None) -> TrialResult:
+        """One trial of a local model file: pushed (once), verified, run by the backend under the device lock, parsed.
+
+        Right before the trial the local file's sha256 is checked against ``sha256`` (what the export recorded) and
+        the device's copy against the local file; a copy that differs is pushed again, a local file that differs
+        fails the trial naming both hashes.
+        """
         suffix = Path(artifact).suffix.lstrip(".").lower()
         fmt = Format(suffix) if suffix in {f.value for f in Format} else None
         if fmt is None or not self.can_run(fmt):
@@ -230,7 +245,36 @@ class Device:
         with self.transport.lock(self.notify) as reaped:  # one benchmark per device, across processes
             for notice in reaped:
                 self.notify(notice)
+            remote = self._verified(Path(artifact), remote, sha256)
             return self.backend.measure(self.transport, remote, request)
+
+    def _verified(self, local: Path, remote: str, expected: str | None) -> str:
+        """The model's path on the device, its content checked at the point of use (see :meth:`measure`)."""
+        actual = _digest(local, "sha256")
+        if expected is not None and actual != expected:
+            raise TrialFailed(
+                f"device '{self.name}': {local} changed after export: its sha256 is {actual}, the export's was "
+                f"{expected}; export it again (or clear the artifact cache) before measuring",
+                kind="ArtifactChanged",
+            )
+        if self.transport.kind is TransportKind.LOCAL:
+            return remote  # the device reads the file just hashed
+        found = self.transport.fingerprint(remote)
+        if found is not None and found[1] == (actual if found[0] == "sha256" else _digest(local, found[0])):
+            return remote
+        self.notify(
+            f"device '{self.name}': {remote} there has {found[0] + ' ' + found[1] if found else 'gone missing'}, not "
+            f"sha256 {actual}; pushing it again"
+        )
+        self._pushed.clear()
+        remote = self.transport.push(local)
+        again = self.transport.fingerprint(remote)
+        if again is None or again[1] != (actual if again[0] == "sha256" else _digest(local, again[0])):
+            raise PushFailed(
+                f"device '{self.name}': {remote} still differs from {local} after pushing it again "
+                f"({again[0] + ' ' + again[1] if again else 'missing'} vs sha256 {actual}); check the device's storage"
+            )
+        return remote
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
         return self.transport.run(argv, timeout)

@@ -9,6 +9,7 @@ machine's device lock (:func:`devices.lock.local_lock`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import shutil
@@ -109,6 +110,13 @@ class LocalTransport:
         except OSError as exc:
             raise PullFailed(f"device '{self.name}': cannot copy {remote} to {local}: {exc.strerror}") from None
         return local
+
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        try:
+            with open(remote, "rb") as f:
+                return "sha256", hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            return None
 
     def scratch(self, name: str) -> str:
         return str(self.work_dir / name)

@@ -9,18 +9,24 @@ Connecting (host keys, keys, typed errors) is :mod:`devices.ssh_connect`. Safety
   or loses the connection, so nothing keeps running after :class:`~devices.errors.DeviceTimeout` or ``kill -9``. A
   command killed by a signal is reported as that signal (the script's ``128+N``), not as paramiko's -1.
 - Trials hold the board's device lock (:data:`devices.lock.REMOTE_LOCK`) on a channel of their own.
-- Files travel by SFTP into a per-session work dir (``mktemp -d`` under ``work_dir``), removed by :meth:`cleanup`.
+- Files travel by SFTP to ``<work_dir>/artifacts/<sha256>/``, content-addressed and kept for later sessions; what
+  commands write goes to a per-session dir (``mktemp -d`` under ``work_dir``), removed by :meth:`cleanup`; session
+  dirs left by a flopgap that died are removed when the next one starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import math
+import os
 import posixpath
+import re
 import select
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -79,7 +85,6 @@ class SshTransport:
         self._sftp: paramiko.SFTPClient | None = None
         self._dir: str | None = None
         self._has_timeout = True
-        self._pushed: dict[str, str] = {}  # sha256 -> remote path, this session
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
         self._machine: Machine | None = None
         self._held = threading.local()  # commands run while this thread holds the lock are registered for reaping
@@ -121,27 +126,29 @@ class SshTransport:
         return posixpath.join(self.remote_dir, name)
 
     def push(self, local: Path, executable: bool = False) -> str:
-        """Copy ``local`` into this session's work dir over SFTP; a file already pushed (same sha256) is not resent.
+        """Copy ``local`` to ``<work_dir>/artifacts/<sha256>/<its name>`` over SFTP, unless a file with that content is
+        already there (``sha256sum`` on the board): pushes are reused across sessions and by ``run`` after ``push``.
 
-        Each file lands in a folder named by its hash, under its own name (the runner reads the extension).
+        The copy lands under a temporary name and is renamed into place, so a half-sent file never carries the hash.
         """
         if not local.is_file():
             raise PushFailed(f"device '{self.name}': {local} does not exist or is not a file")
         sha = self._sha256(local)
+        folder = posixpath.join(self.work_dir, "artifacts", sha)
+        remote = posixpath.join(folder, local.name)
         with self._lock:
-            known = self._pushed.get(sha)
-            if known is not None and self._remote_size(known) == local.stat().st_size:
-                return known
-            folder = posixpath.join(self.remote_dir, sha[:16])
-            remote = posixpath.join(folder, local.name)
+            if self.fingerprint(remote) == ("sha256", sha):
+                return remote
+            part = f"{remote}.part-{self.remote_dir.rsplit('.', 1)[-1]}"
             sftp = self._sftp_client()
             try:
-                if self._remote_size(folder) is None:
-                    sftp.mkdir(folder)
-                sftp.put(str(local), remote, confirm=True)
-                if executable:
-                    sftp.chmod(remote, 0o755)
+                self._exec(["mkdir", "-p", "--", folder], _SETUP_TIMEOUT_S)
+                sftp.put(str(local), part, confirm=True)
+                sftp.chmod(part, 0o755 if executable else 0o644)
+                sftp.posix_rename(part, remote)
             except OSError as exc:  # paramiko raises IOError (OSError) for SFTP status errors
+                with contextlib.suppress(OSError):
+                    sftp.remove(part)
                 if self._is_full(exc, folder, local.stat().st_size):
                     raise NoSpaceLeft(
                         f"device '{self.name}': no space left under {self.work_dir} while pushing {local.name} "
@@ -150,8 +157,13 @@ class SshTransport:
                 raise PushFailed(
                     f"device '{self.name}': cannot push {local.name} to {remote}: {os_message(exc)}"
                 ) from None
-            self._pushed[sha] = remote
             return remote
+
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        """``("sha256", hex)`` of a file on the board, None when it is not there."""
+        res = self._exec(["sha256sum", "--", remote], _SETUP_TIMEOUT_S)
+        words = res.stdout.split()
+        return ("sha256", words[0].lower()) if res.ok and words else None
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
         """Run ``argv`` in the session work dir; raise :class:`DeviceTimeout` (and kill it) past ``timeout``.
@@ -235,7 +247,6 @@ class SshTransport:
                 except DeviceError as exc:
                     logging.getLogger(__name__).warning("%s; %s was left on the board", exc, self._dir)
                 self._dir = None
-            self._pushed.clear()
             self.close()
 
     def close(self) -> None:
@@ -325,11 +336,14 @@ class SshTransport:
         return transport is not None and transport.is_active()
 
     def _make_session_dir(self) -> str:
+        # run.<host>.<pid>.XXXXXXXX: who made it, so a later session can tell a dead one's dir (see _clean_stale)
         script = (
-            'mkdir -p -- "$1" && d=$(mktemp -d "$1/run.XXXXXXXX") && echo "$d" && '
-            "if command -v timeout >/dev/null 2>&1; then echo timeout; fi"
+            'mkdir -p -- "$1" && d=$(mktemp -d "$1/run.$2.XXXXXXXX") && echo "$d" && '
+            "if command -v timeout >/dev/null 2>&1; then echo timeout; fi; "
+            'cd "$1" && for o in run.*; do [ "$1/$o" = "$d" ] || [ ! -d "$o" ] || echo "session $o"; done; '
+            'find . -maxdepth 1 -name "run.*" -type d -mtime +7 | sed "s|^./|old |"'
         )
-        res = self._exec(["sh", "-c", script, "sh", self.work_dir], _SETUP_TIMEOUT_S)
+        res = self._exec(["sh", "-c", script, "sh", self.work_dir, session_tag()], _SETUP_TIMEOUT_S)
         lines = res.stdout.split("\n")
         if not res.ok or not lines[0].startswith(self.work_dir.rstrip("/") + "/run."):
             why = res.last_line()
@@ -340,6 +354,9 @@ class SshTransport:
                 "work_dir in the inventory"
             )
         self._has_timeout = "timeout" in lines[1:]
+        stale = stale_sessions(lines[1:])
+        if stale:
+            self._exec(["rm", "-rf", "--", *(posixpath.join(self.work_dir, d) for d in stale)], _SETUP_TIMEOUT_S)
         return lines[0]
 
     # ------------------------------------------------------------------ helpers
@@ -353,12 +370,6 @@ class SshTransport:
                 sha = self._hashes[key] = hashlib.file_digest(f, "sha256").hexdigest()
         return sha
 
-    def _remote_size(self, remote: str) -> int | None:
-        try:
-            return self._sftp_client().stat(remote).st_size
-        except OSError:
-            return None
-
     def _is_full(self, exc: OSError, folder: str, needed: int) -> bool:
         """ENOSPC, said plainly or not: OpenSSH's sftp-server reports it as a bare 'Failure', so ask ``df``."""
         if exc.errno == errno.ENOSPC or "No space left" in str(exc):
@@ -369,6 +380,36 @@ class SshTransport:
         except (DeviceError, ValueError, IndexError):
             return False
         return avail_kib * 1024 < needed
+
+
+def session_tag() -> str:
+    """``<host>.<pid>`` of this flopgap, as its session dirs on a board are named."""
+    return f"{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname())}.{os.getpid()}"
+
+
+def stale_sessions(listing: list[str]) -> list[str]:
+    """The session dirs (``session run.<host>.<pid>.X`` and ``old run.X`` lines) whose flopgap is gone: made on
+    this host by a pid that no longer runs, or (any host) untouched for over a week."""
+    host = session_tag().split(".")[0]
+    stale = {line.split(" ", 1)[1] for line in listing if line.startswith("old ")}
+    for line in listing:
+        if not line.startswith("session "):
+            continue
+        name = line.split(" ", 1)[1]
+        parts = name.split(".")
+        if len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+            stale.add(name)
+    return sorted(stale)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _timeout_error(name: str, argv: list[str], timeout: float) -> DeviceTimeout:

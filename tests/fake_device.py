@@ -82,6 +82,9 @@ class FakeTransport:
     def pull(self, remote: str, local: Path) -> Path:
         raise AssertionError("the fake device has no files to pull")
 
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        return ("sha256", hashlib.sha256(Path(remote).read_bytes()).hexdigest())
+
     def scratch(self, name: str) -> str:
         return f"/fake/{name}"
 
@@ -110,10 +113,13 @@ class FakeBackend:
 
     kind = RunnerKind.AGENT
 
-    def __init__(self, log: TrialLog, duration_s: float = 0.004, fault: Fault | None = None) -> None:
+    def __init__(
+        self, log: TrialLog, duration_s: float = 0.004, fault: Fault | None = None, hook: Fault | None = None
+    ) -> None:
         self.log = log
         self.duration_s = duration_s
         self.fault = fault
+        self.hook = hook  # called (its error() only, not raised) after the trial with its index
         self.trials = 0
 
     def prepare(self, transport: Transport) -> str:
@@ -126,6 +132,8 @@ class FakeBackend:
         start = time.monotonic()
         time.sleep(self.duration_s)
         self.log.add(TrialRecord(transport.name, Path(model).name, start, time.monotonic(), request))
+        if self.hook is not None and index + 1 == self.hook.at:
+            self.hook.error()
         return TrialResult(runtime="onnxruntime", runtime_version="0.fake", threads=request.threads,
                            samples_ns=(1_000_000, 1_010_000, 990_000))  # fmt: skip
 
@@ -139,8 +147,10 @@ class FakeBackend:
         pass
 
 
-def fake_device(name: str, log: TrialLog, duration_s: float = 0.004, fault: Fault | None = None) -> Device:
-    return Device(name, FakeTransport(name), FakeBackend(log, duration_s, fault))
+def fake_device(
+    name: str, log: TrialLog, duration_s: float = 0.004, fault: Fault | None = None, hook: Fault | None = None
+) -> Device:
+    return Device(name, FakeTransport(name), FakeBackend(log, duration_s, fault, hook))
 
 
 def tiny_onnx(path: Path, tag: str) -> Path:

@@ -302,7 +302,7 @@ runs = 1000
     assert seen.count("--use_xnnpack=true") == 2 and seen.count("--use_xnnpack=false") == 2
     assert "--num_threads=1" in seen and "--num_runs=1000" in seen
     graphs = {a for a in seen if a.startswith("--graph=")}
-    assert len(graphs) == 1 and graphs.pop().startswith(f"--graph={tmp_path / 'pi'}/run.")
+    assert len(graphs) == 1 and graphs.pop().startswith(f"--graph={tmp_path / 'pi'}/artifacts/")  # by content
     assert set(a for a in seen if a.startswith("Cpus_allowed_list")) == {f"Cpus_allowed_list:\t{cpu}"}
     assert facts["runner"] == "benchmark_model" and facts["transport"] == "ssh" and facts["system"] == "Linux"
     left = sorted(p.name for p in (tmp_path / "pi").iterdir())

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from devices.errors import DeviceUnreachable
+from devices.vocabulary import Format, Precision
+from exporters.artifact import Artifact
 from harness.measure.spec import SweepSpec, parse_spec
 from harness.measure.sweep import run_sweep
 from harness.store import Store
+from harness.zoo.registry import ModelSpec
 from tests.fake_device import Fault, TrialLog, TrialRecord, fake_device, stub_exporter
 
 SPEC = """
@@ -135,3 +138,29 @@ def test_ort_settings_reach_the_backend_and_key_their_points(tmp_path: Path) -> 
         assert {(r.request.ort_allow_spinning, r.request.ort_execution_mode) for r in last} == {(False, "parallel")}
         options = [json.loads(o) for o in store.points_frame()["options"]]
         assert options.count({"ort_allow_spinning": False, "ort_execution_mode": "parallel"}) == 3
+
+
+def test_an_artifact_swapped_after_export_fails_its_point_naming_both_hashes(tmp_path: Path) -> None:
+    log = TrialLog()
+    text, spec = _spec(["a"], trials=2)
+    exported: list[Path] = []
+    export = stub_exporter(tmp_path)
+
+    def exporter(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
+        art = export(model, fmt, precision)
+        exported.append(art.path)
+        return art
+
+    def swap() -> BaseException:  # after the first round of trials, another model lands in the first one's file
+        exported[0].write_bytes(exported[1].read_bytes())
+        return RuntimeError("unreachable")
+
+    device = fake_device("a", log, hook=Fault(at=3, error=swap))
+    with Store(tmp_path / "r.db") as store:
+        result = run_sweep(spec, text, store, {"a": device}, exporter)
+        points = store.points_frame().sort_values("point_id")
+        assert result.failed_points == 1 and list(points["status"]) == ["failed", "done", "done"]
+        reason = points["failure_reason"].iloc[0]
+        old, new = points["artifact_sha"].iloc[0], points["artifact_sha"].iloc[1]
+        assert f"{exported[0]} changed after export: its sha256 is {new}, the export's was {old}" in reason
+        assert len(store.trials_frame()) == 5  # the swapped file was never measured under the first model's name

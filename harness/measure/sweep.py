@@ -270,7 +270,8 @@ def _measure_device(
             dev = devices[st.point.device]
             rep.trial_started(st.point, trial)
             try:
-                result = dev.measure(st.artifact.path, trial_request(proto, st.point.threads, st.point.options))
+                request = trial_request(proto, st.point.threads, st.point.options)
+                result = dev.measure(st.artifact.path, request, sha256=st.artifact.sha256)
             except (DeviceUnreachable, RunnerMissing) as exc:
                 # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
                 for other in states:
