@@ -49,7 +49,7 @@ from devices.errors import (
 )
 from devices.linux_state import read_facts, read_state
 from devices.lock import REMOTE_LOCK, busy_message, holder, stale_message
-from devices.ssh_connect import SshTarget, connect, os_message
+from devices.ssh_connect import DEFAULT_SSH_CONFIG, SshTarget, connect, os_message, resolve
 from devices.supervisor import REAP, signal_of, supervised
 from devices.vocabulary import TransportKind
 
@@ -71,14 +71,19 @@ class SshTransport:
         host: str,
         *,
         user: str | None = None,
-        port: int = 22,
+        port: int | None = None,
         key: Path | None = None,
         known_hosts: Path = Path("~/.ssh/known_hosts"),
         work_dir: str = "/tmp/flopgap",
         connect_timeout: float = 10.0,
+        ssh_config: Path | None = DEFAULT_SSH_CONFIG,
     ) -> None:
         self.name = name
-        self.target = SshTarget(name, host, user, port, key.expanduser() if key else None, known_hosts, connect_timeout)
+        key = key.expanduser() if key else None
+        self.target: SshTarget = resolve(
+            name, host, user=user, port=port, key=key, known_hosts=known_hosts, timeout=connect_timeout,
+            ssh_config=ssh_config,
+        )  # fmt: skip
         self.work_dir = work_dir.rstrip("/") or "/"
         self._lock = threading.RLock()
         self._client: paramiko.SSHClient | None = None
