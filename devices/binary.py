@@ -24,6 +24,7 @@ from devices.parsers import (
     RunStats,
     parse_ort_perf_test,
     parse_ort_result_file,
+    parse_ort_trace,
     parse_tflite_benchmark,
     parse_tflite_op_csv,
     tflite_echo_mismatches,
@@ -225,7 +226,11 @@ class TfliteBenchmarkBackend(BinaryBackend):
 
 
 class OrtPerfTestBackend(BinaryBackend):
-    """``onnxruntime_perf_test``: one line per run in its result file, so raw samples."""
+    """``onnxruntime_perf_test``: one line per run in its result file, so raw samples; with ``-p`` its ONNX Runtime
+    profile (the per-node trace a local session writes) is pulled back and read into per-node rows."""
+
+    def profiles_ops(self, fmt: Format) -> bool:
+        return fmt is Format.ONNX
 
     def argv(self, transport: Transport, binary: str, model: str, request: TrialRequest) -> tuple[list[str], list[str]]:
         # -I: random inputs from the model's shapes; -x: intra-op threads. The tool warms up with one run.
@@ -235,6 +240,8 @@ class OrtPerfTestBackend(BinaryBackend):
         argv += ["-C", f"session.intra_op.allow_spinning|{int(request.ort_allow_spinning)}"]
         if request.ort_execution_mode == "parallel":
             argv.append("-P")
+        if request.profile:  # ORT appends _<timestamp>.json to this prefix
+            argv += ["-p", transport.scratch(f"{PurePosixPath(model).name}.profile")]
         return [*argv, model, runs], [runs]
 
     def settings(self, request: TrialRequest) -> dict[str, Any]:
@@ -251,9 +258,17 @@ class OrtPerfTestBackend(BinaryBackend):
 
     def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
         out = parse_ort_perf_test(res.stdout + "\n" + res.stderr)
+        prefix = res.argv[res.argv.index("-p") + 1] if "-p" in res.argv else None
+        ops = None
         with tempfile.TemporaryDirectory(prefix="flopgap-runs-") as tmp:
             local = transport.pull(outputs[0], Path(tmp) / "runs.csv")
             samples = tuple(round(s * 1e9) for s in parse_ort_result_file(local.read_text()))
+            if prefix is not None:
+                trace = transport.pull(self._profile_written(transport, prefix), Path(tmp) / "profile.json")
+                ops = tuple(
+                    OpTiming(r.name, r.op_type, r.mean_us, r.calls, r.median_us, r.provider)
+                    for r in parse_ort_trace(trace.read_text(), skip_first=1)  # perf_test warms up with one run
+                )
         summary = Summary(
             count=out.requests or len(samples),
             mean=_ns(out.avg_ms, 1e6),
@@ -273,8 +288,19 @@ class OrtPerfTestBackend(BinaryBackend):
             first_inference_ns=_ns(out.first_inference_ms, 1e6),
             warmup_runs=1,
             peak_rss_kib=None if peak is None else peak // 1024,
+            ops=ops,
             details={"memory": {"peak_working_set_bytes": peak}},
         )
+
+    def _profile_written(self, transport: Transport, prefix: str) -> str:
+        """The file ORT wrote for profile ``prefix`` (``<prefix>_<date>_<time>.json``): the newest such."""
+        folder, name = str(PurePosixPath(prefix).parent), PurePosixPath(prefix).name
+        listing = transport.run(["ls", "-1", folder], timeout=30)
+        found = sorted(n for n in listing.stdout.split() if n.startswith(name + "_") and n.endswith(".json"))
+        if not listing.ok or not found:
+            raise ParseError(f"{self.kind} wrote no profile {prefix}_*.json (a build without profiling?)")
+        transport.scratch(found[-1])  # removed with the session
+        return str(PurePosixPath(folder) / found[-1])
 
 
 def binary_backend(kind: RunnerKind, binary: Path, affinity: list[int] | None = None) -> BinaryBackend:

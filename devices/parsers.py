@@ -11,6 +11,7 @@ output raises :class:`ParseError`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,18 @@ class RunStats:
     def all_same(self) -> bool:
         """The tool prints only ``curr`` when every run took the same time (e.g. a single run)."""
         return self.min_us is None and self.curr_us is not None
+
+
+@dataclass(frozen=True)
+class OrtNodeTime:
+    """One node of an ONNX Runtime profile: mean and median kernel time (us) over ``calls`` runs."""
+
+    name: str
+    op_type: str
+    provider: str | None
+    mean_us: float
+    median_us: float
+    calls: int
 
 
 @dataclass(frozen=True)
@@ -363,6 +376,28 @@ def parse_ort_perf_test(text: str) -> OrtPerfTest:
         p99_s=_ort("P99 Latency", text),
         p999_s=_ort("P999 Latency", text),
     )
+
+
+def parse_ort_trace(text: str, skip_first: int = 1) -> list[OrtNodeTime]:
+    """Per-node kernel times from an ONNX Runtime profile (the chrome-trace JSON that ``onnxruntime_perf_test -p``
+    writes, the same format as ``SessionOptions.enable_profiling``), in execution order.
+
+    The mean and median are over each node's calls after its first ``skip_first`` (perf_test's warm-up run).
+    The reading is the runner's own (:func:`devices.runner.parse_ort_profile`), so a phone's profile and a local one
+    are the same rows.
+    """
+    from devices.runner import parse_ort_profile
+
+    try:
+        events = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"ONNX Runtime profile is not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(events, list):
+        raise ParseError("ONNX Runtime profile is not a list of trace events")
+    rows = parse_ort_profile(events, skip_first=skip_first)
+    if not rows:
+        raise ParseError("ONNX Runtime profile has no node kernel times (was the session profiled?)")
+    return [OrtNodeTime(r["name"], r["op_type"], r["provider"], r["time_us"], r["median_us"], r["calls"]) for r in rows]
 
 
 def parse_ort_result_file(text: str) -> list[float]:

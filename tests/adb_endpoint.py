@@ -81,6 +81,7 @@ class FakePhone:
     op_csv: Path = DATA / "tflite_op_profile_mobilenet_v1.csv"
     ort_log: Path = DATA / "ort_perf_test_linux_riscv.txt"
     ort_runs: Path = DATA / "ort_perf_test_result_file.csv"
+    ort_profile: Path = DATA / "ort_profile_trace_shuffle_block.json"
     python: str = "/data/data/com.termux/files/usr/bin/python3"  # runs as sys.executable
     commands: list[str] = field(default_factory=list)
     sends: list[str] = field(default_factory=list)  # remote paths of completed or failed SENDs
@@ -199,6 +200,12 @@ class FakePhone:
     def _cmd_dumpsys(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         return (BATTERY.encode(), b"", 0) if rest == ["battery"] else (b"", b"", 0)
 
+    def _cmd_ls(self, rest: list[str]) -> tuple[bytes, bytes, int]:
+        p = self.path(rest[-1])
+        if not p.is_dir():
+            return b"", f"ls: {rest[-1]}: No such file or directory\n".encode(), 1
+        return "".join(f"{c.name}\n" for c in sorted(p.iterdir())).encode(), b"", 0
+
     def _cmd_cat(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         p = self.path(rest[0])
         return (p.read_bytes(), b"", 0) if p.is_file() else (b"", f"cat: {rest[0]}: No such file\n".encode(), 1)
@@ -216,6 +223,9 @@ class FakePhone:
             return obeying(self.tflite_log.read_text(), rest, self.ignored_flags).encode(), b"", 0
         if name == "onnxruntime_perf_test":
             self.path(rest[-1]).write_bytes(self.ort_runs.read_bytes())
+            if "-p" in rest:  # ORT names the profile <prefix>_<date>_<time>.json
+                prefix = rest[rest.index("-p") + 1]
+                self.path(f"{prefix}_2026-11-29_10-43-59_859.json").write_bytes(self.ort_profile.read_bytes())
             return self.ort_log.read_bytes(), b"", 0
         return b"", b"", 0
 

@@ -154,6 +154,49 @@ def test_adb_ort_fake_phone_endpoint_gives_raw_samples(endpoint: AdbEndpoint, tm
     assert result.record()["samples_kind"] == "raw"
 
 
+def test_adb_ort_perf_test_op_profile_is_pulled_parsed_and_stored_fake_phone_endpoint(
+    endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
+) -> None:
+    """``onnxruntime_perf_test -p``: the phone writes ORT's trace (a real one of tests/data's shuffle block); it is
+    pulled, read into per-node rows and stored as a local ORT profile is, mapped to the exported graph."""
+    import hashlib
+
+    from devices.vocabulary import Format, Precision
+    from exporters.artifact import Artifact
+    from harness.measure.profile import ORT_KIND, profile_onnx, store_profile
+    from harness.measure.spec import Protocol
+    from harness.store import Store
+    from tests.adb_endpoint import DATA
+
+    binary = _elf(tmp_path / "onnxruntime_perf_test", AARCH64)
+    dev = _device(endpoint, tmp_path, binary=binary, runner=RunnerKind.ONNXRUNTIME_PERF_TEST)
+    model = DATA / "ort_profile_shuffle_block.onnx"
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    art = Artifact(model, Format.ONNX, Precision.FP32, sha, "shuffle_block", (), (1, 8, 16, 16), "NCHW", {}, None, None,
+                   model.stat().st_size)  # fmt: skip
+    assert dev.profiles_ops(Format.ONNX)
+    profile = profile_onnx(dev, art, 1, Protocol(runs=10))
+    run = next(c for c in phone.commands if "onnxruntime_perf_test" in c and " -p " in c)
+    assert "-p /data/local/tmp/flopgap/ort_profile_shuffle_block.onnx.profile" in run
+    assert profile.kind == ORT_KIND
+    rows = {op.node_name: op for op in profile.ops}
+    # ORT's names mapped back to the exported graph: the fused conv+relu to the Conv that runs it
+    assert list(rows) == ["node_conv2d", "node_conv2d_1", "ReorderOutput", "node_view", "node_transpose",
+                          "node__unsafe_view"]  # fmt: skip
+    assert rows["node_transpose"].time_us == 3 and rows["node_transpose"].calls == 3  # the median of 4, 3, 3 us
+    assert profile.notes["runtime_only_nodes"] == ["ReorderOutput"]
+    with Store(tmp_path / "r.db") as store:
+        run_id = store.start_run("profile", "")
+        store.upsert_device("pixel", "adb", {})
+        store.upsert_artifact(art, macs=None, params_count=None)
+        point = store.ensure_point(run_id, sha, "pixel", "onnxruntime", 1)
+        assert store_profile(store, point, profile) == 6
+        stored = store.op_profiles_frame([point]).set_index("node_name")
+        assert stored.loc["node_transpose", "time_us"] == 3 and stored.loc["node_transpose", "op_type"] == "Transpose"
+    dev.cleanup()
+    assert not any(phone.root.rglob("*.profile_*.json"))  # the trace was removed with the session's files
+
+
 def test_adb_binary_cannot_time_the_other_format_fake_phone_endpoint(endpoint: AdbEndpoint, tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     model.write_bytes(b"onnx")

@@ -10,6 +10,7 @@ from devices.parsers import (
     ParseError,
     parse_ort_perf_test,
     parse_ort_result_file,
+    parse_ort_trace,
     parse_tflite_benchmark,
     parse_tflite_op_csv,
     parse_tflite_op_table,
@@ -175,3 +176,31 @@ def test_a_modified_echo_and_an_unconsumed_flag_are_caught() -> None:
     assert tflite_echo_mismatches(old_build, argv) == ["--use_xnnpack=false was not understood (unconsumed flag)"]
     edited = text.replace("Min num runs: [1000]", "Min num runs: [50]") + "INFO: Use xnnpack: [0]\n"
     assert tflite_echo_mismatches(edited, argv) == ["--num_runs=1000 but it echoed Min num runs: [50]"]
+
+
+# --------------------------------------------------------------------------- ONNX Runtime profile (perf_test -p)
+
+
+def test_ort_trace_from_onnxruntimes_own_profiler() -> None:
+    """tests/data/ort_profile_trace_shuffle_block.json: onnxruntime 1.32.0's profiler on this machine (see README)."""
+    rows = parse_ort_trace((DATA / "ort_profile_trace_shuffle_block.json").read_text(), skip_first=1)
+    assert [(r.name, r.op_type) for r in rows] == [
+        ("relu_nchwc", "Conv"),  # conv + relu fused under NCHWc, named after the activation's output
+        ("conv2d_1_nchwc", "Conv"),
+        ("ReorderOutput", "ReorderOutput"),
+        ("node_view", "Reshape"),
+        ("node_transpose", "Transpose"),
+        ("node__unsafe_view", "Reshape"),
+    ]
+    by_name = {r.name: r for r in rows}
+    assert all(r.calls == 3 and r.provider == "CPUExecutionProvider" for r in rows)  # 4 runs, the warm-up dropped
+    assert by_name["relu_nchwc"].mean_us == pytest.approx((10 + 6 + 6) / 3) and by_name["relu_nchwc"].median_us == 6
+    assert by_name["node__unsafe_view"].mean_us == pytest.approx((8 + 3 + 3) / 3)
+    assert parse_ort_trace((DATA / "ort_profile_trace_shuffle_block.json").read_text(), 0)[0].mean_us == 25.0
+
+
+def test_ort_trace_that_is_not_a_profile_is_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="not JSON"):
+        parse_ort_trace("P50 Latency: 1 s")
+    with pytest.raises(ParseError, match="no node kernel times"):
+        parse_ort_trace('[{"cat": "Session", "name": "model_loading_uri", "dur": 10}]')
