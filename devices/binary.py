@@ -19,17 +19,17 @@ from typing import Any
 
 from devices.base import Machine, ShellReturn, Transport, TrialRequest
 from devices.errors import BinaryMissing, PullFailed, TrialFailed, WrongABI
+from devices.ort_trace import parse_ort_trace
 from devices.parsers import (
     ParseError,
     RunStats,
     parse_ort_perf_test,
     parse_ort_result_file,
-    parse_ort_trace,
     parse_tflite_benchmark,
     parse_tflite_op_csv,
-    tflite_echo_mismatches,
 )
 from devices.result import OpTiming, Summary, Tool, TrialResult
+from devices.tflite_echo import tflite_echo_mismatches
 from devices.vocabulary import Format, RunnerKind
 
 # The runner's graph optimization names → onnxruntime_perf_test's -o levels.

@@ -11,9 +11,7 @@ output raises :class:`ParseError`.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from devices.errors import FlopgapError
@@ -57,18 +55,6 @@ class RunStats:
     def all_same(self) -> bool:
         """The tool prints only ``curr`` when every run took the same time (e.g. a single run)."""
         return self.min_us is None and self.curr_us is not None
-
-
-@dataclass(frozen=True)
-class OrtNodeTime:
-    """One node of an ONNX Runtime profile: mean and median kernel time (us) over ``calls`` runs."""
-
-    name: str
-    op_type: str
-    provider: str | None
-    mean_us: float
-    median_us: float
-    calls: int
 
 
 @dataclass(frozen=True)
@@ -186,52 +172,15 @@ def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
     )
 
 
-# The flags whose echo is checked, and the label benchmark_model echoes each under ("Num threads: [4]").
-TFLITE_ECHOED = {
-    "--num_runs": "Min num runs",
-    "--num_threads": "Num threads",
-    "--graph": "Graph",
-    "--use_xnnpack": "Use xnnpack",
-}
-_UNCONSUMED = re.compile(r"Unconsumed cmdline flags:(.*)$", re.MULTILINE)
-
-
-def _flag_value(value: str) -> str:
-    """Bool flags are echoed as 1/0."""
-    return {"true": "1", "false": "0"}.get(value.strip().lower(), value.strip())
-
-
-def tflite_echo_mismatches(text: str, argv: Sequence[str]) -> list[str]:
-    """Where ``benchmark_model``'s echo of its parameters disagrees with the flags it was given (``argv``).
-
-    The tool echoes every flag given on its command line (``Num threads: [4]``); an old build that does not know a
-    flag lists it under ``Unconsumed cmdline flags`` and runs without it, and one that silently ignores it echoes
-    nothing for it. Each difference is one entry, e.g. ``--num_threads=2 but it echoed Num threads: [4]``.
-    """
+def echoed_params(text: str) -> dict[str, str]:
+    """The parameters ``benchmark_model`` echoes (``Num threads: [4]`` -> ``{"Num threads": "4"}``), first wins."""
     params: dict[str, str] = {}
     for raw in text.splitlines():
         line = _strip(raw)
         pm = _PARAM.match(line.strip())
         if pm and not line.startswith("\t"):
             params.setdefault(pm.group(1).strip(), pm.group(2))
-    unconsumed = {f.split("=", 1)[0] for m in _UNCONSUMED.finditer(text) for f in m.group(1).split()}
-    problems = []
-    for arg in argv:
-        flag, sep, value = arg.partition("=")
-        label = TFLITE_ECHOED.get(flag)
-        if not sep or label is None:
-            continue
-        if flag in unconsumed:
-            problems.append(f"{arg} was not understood (unconsumed flag)")
-        elif label not in params:
-            problems.append(f"{arg} but it echoed no '{label}'")
-        elif _flag_value(params[label]) != _flag_value(value):
-            problems.append(f"{arg} but it echoed {label}: [{params[label]}]")
-    threads_used = params.get("#threads used for CPU inference")
-    asked_threads = next((a.partition("=")[2] for a in argv if a.startswith("--num_threads=")), None)
-    if threads_used is not None and asked_threads is not None and threads_used != asked_threads:
-        problems.append(f"--num_threads={asked_threads} but it used {threads_used} threads for CPU inference")
-    return problems
+    return params
 
 
 _REGULAR = "Operator-wise Profiling Info for Regular Benchmark Runs"
@@ -376,28 +325,6 @@ def parse_ort_perf_test(text: str) -> OrtPerfTest:
         p99_s=_ort("P99 Latency", text),
         p999_s=_ort("P999 Latency", text),
     )
-
-
-def parse_ort_trace(text: str, skip_first: int = 1) -> list[OrtNodeTime]:
-    """Per-node kernel times from an ONNX Runtime profile (the chrome-trace JSON that ``onnxruntime_perf_test -p``
-    writes, the same format as ``SessionOptions.enable_profiling``), in execution order.
-
-    The mean and median are over each node's calls after its first ``skip_first`` (perf_test's warm-up run).
-    The reading is the runner's own (:func:`devices.runner.parse_ort_profile`), so a phone's profile and a local one
-    are the same rows.
-    """
-    from devices.runner import parse_ort_profile
-
-    try:
-        events = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"ONNX Runtime profile is not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(events, list):
-        raise ParseError("ONNX Runtime profile is not a list of trace events")
-    rows = parse_ort_profile(events, skip_first=skip_first)
-    if not rows:
-        raise ParseError("ONNX Runtime profile has no node kernel times (was the session profiled?)")
-    return [OrtNodeTime(r["name"], r["op_type"], r["provider"], r["time_us"], r["median_us"], r["calls"]) for r in rows]
 
 
 def parse_ort_result_file(text: str) -> list[float]:

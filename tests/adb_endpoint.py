@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devices.parsers import TFLITE_ECHOED
+from devices.tflite_echo import TFLITE_ECHOED
 
 DATA = Path(__file__).with_name("data")
 

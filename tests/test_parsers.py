@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from devices.ort_trace import parse_ort_trace
 from devices.parsers import (
     ParseError,
     parse_ort_perf_test,
     parse_ort_result_file,
-    parse_ort_trace,
     parse_tflite_benchmark,
     parse_tflite_op_csv,
     parse_tflite_op_table,
-    tflite_echo_mismatches,
 )
+from devices.tflite_echo import tflite_echo_mismatches
 
 DATA = Path(__file__).with_name("data")
 
