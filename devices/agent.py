@@ -45,6 +45,8 @@ def runner_args(model: str, request: TrialRequest) -> list[str]:
         args.append("--profile")
         if request.profile_runs is not None:
             args += ["--profile-runs", str(request.profile_runs)]
+    if request.sustained_s is not None:
+        args += ["--sustained", str(request.sustained_s), "--window", str(request.window_s)]
     return args
 
 

@@ -127,6 +127,12 @@ class BinaryBackend:
         return False
 
     def measure(self, transport: Transport, model: str, request: TrialRequest) -> TrialResult:
+        if request.sustained_s is not None:
+            raise TrialFailed(
+                f"device '{transport.name}': {self.kind} keeps no per-window timings, so it cannot run a sustained "
+                'measurement; use flopgap\'s runner there (runner = "agent" in the inventory)',
+                kind="Unsupported",
+            )
         binary = self.prepare(transport)
         argv, outputs = self.argv(transport, binary, model, request)
         if outputs:  # a tool that appends to its output file must not find an old one

@@ -92,6 +92,8 @@ class _DeviceBase(BaseModel):
     def _affinity(cls, v: Any) -> Any:
         if isinstance(v, str):
             return parse_cpu_mask(v)
+        if isinstance(v, list) and any(isinstance(c, bool) for c in v):  # pydantic would read true as CPU 1
+            raise ValueError("give CPU ids >= 0 (e.g. [4, 5, 6, 7]) or a hex mask string (e.g. 'f0'), not true/false")
         return v
 
     @field_validator("affinity")
@@ -234,10 +236,10 @@ _MODELS: dict[str, type[_DeviceBase]] = {"local": LocalConfig, "ssh": SshConfig,
 def parse_cpu_mask(mask: str) -> list[int]:
     """``'f0'`` or ``'0xf0'`` → ``[4, 5, 6, 7]``."""
     text = mask.strip().lower().removeprefix("0x")
-    try:
-        bits = int(text, 16)
-    except ValueError:
-        raise ValueError(f"'{mask}' is not a hex CPU mask; give a list of CPU ids or a mask such as 'f0'") from None
+    # Hex digits only: int(text, 16) would also take '-1' (read as CPU 0), '+f' and 'f_0'.
+    if not re.fullmatch(r"[0-9a-f]+", text):
+        raise ValueError(f"'{mask}' is not a hex CPU mask; give a list of CPU ids or a mask such as 'f0'")
+    bits = int(text, 16)
     cpus = [i for i in range(bits.bit_length()) if bits >> i & 1]
     if not cpus:
         raise ValueError(f"mask '{mask}' selects no CPU")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import importlib
 import json
 import os
@@ -28,6 +29,7 @@ import resource
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -36,6 +38,9 @@ from typing import Any, TypedDict
 import numpy as np
 
 SCHEMA = "flopgap.runner/1"
+# Bump when a change to this file changes what it measures: the version is part of every sweep point's key, so
+# points measured by an older runner are measured again instead of being skipped as done.
+RUNNER_VERSION = "3"  # 2: quantized TFLite inputs hold integers of N(0, 1) values; 3: peak memory is the own VmHWM
 SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
 PROC_CPUINFO = "/proc/cpuinfo"
 SYS_THERMAL = "/sys/class/thermal"
@@ -93,6 +98,8 @@ class ProtocolEcho(TypedDict):
     ort_execution_mode: str
     profile: bool
     profile_runs: int
+    sustained_seconds: float | None
+    window_seconds: float
     clock: str
 
 
@@ -121,10 +128,34 @@ class Timing(TypedDict):
     samples_ns: list[int]
 
 
+class TimelineWindow(TypedDict):
+    """One window of a sustained run: its timed runs' median and the device's state read during it."""
+
+    index: int
+    start_s: float  # from the start of the sustained loop
+    end_s: float
+    runs: int
+    median_ns: float | None  # None when no run finished inside the window
+    cpu_khz: dict[str, int]  # cpu index -> scaling_cur_freq, read by the sampling thread
+    temps_c: dict[str, float]  # thermal zone -> temperature
+    state_s: float | None  # when that state was read (from the start), None if never
+
+
+class SustainedEcho(TypedDict):
+    """How a sustained run went: its length, its window, when it started and how samples were thinned."""
+
+    seconds: float
+    window_s: float
+    start_unix: float
+    runs_total: int
+    kept_every: int  # raw samples kept: every k-th run (bounded by --max-runs), evenly over the whole run
+
+
 class RunnerDocument(TypedDict):
     """The one JSON document the runner prints; every key is present, unknowns are null."""
 
     schema: str
+    runner_version: str
     model_path: str | None
     format: str | None
     runtime: str | None
@@ -150,6 +181,8 @@ class RunnerDocument(TypedDict):
     state_after: dict[str, Any] | None
     profile: list[ProfileRow] | None
     profile_note: str | None
+    timeline: list[TimelineWindow] | None  # sustained runs only (--sustained)
+    sustained: SustainedEcho | None
     protocol: ProtocolEcho | None
     error: ErrorInfo | None
 
@@ -311,6 +344,54 @@ def _cpuinfo() -> dict[str, Any]:
     return info
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cpu_caches() -> dict[str, str] | None:
+    """Cache sizes of CPU 0 by level and type from sysfs: ``{"L1d": "32K", "L1i": "32K", "L2": "512K", ...}``."""
+    caches: dict[str, str] = {}
+    for index in sorted(glob.glob(os.path.join(SYS_CPU, "cpu0", "cache", "index[0-9]*"))):
+        level, kind, size = (_read_text(os.path.join(index, f)) for f in ("level", "type", "size"))
+        if level and size:
+            suffix = {"Data": "d", "Instruction": "i"}.get(kind or "", "")
+            caches[f"L{level}{suffix}"] = size
+    return caches or None
+
+
+def cpu_identity() -> dict[str, Any]:
+    """What tells this machine from another of the same CPU model: vendor, family/model/stepping (x86) or
+    implementer/architecture/variant/revision (ARM), cache sizes, a digest of the CPU flags, and a digest of the
+    machine id (/etc/machine-id is private: only its salted hash leaves the device)."""
+    text = _read_text("/proc/cpuinfo") or ""
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if not sep or key in first:
+            continue  # the first processor's fields; the rest repeat them
+        first[key] = value.strip()
+    fields = (
+        ("cpu_vendor", ("vendor_id", "cpu implementer")),
+        ("cpu_family", ("cpu family", "cpu architecture")),
+        ("cpu_model_number", ("model",)),
+        ("cpu_stepping", ("stepping", "cpu variant")),
+        ("cpu_revision", ("cpu revision",)),
+    )
+    ident: dict[str, Any] = {}
+    for name, keys in fields:
+        found = next((first[k] for k in keys if first.get(k)), None)
+        if found is not None and (name != "cpu_model_number" or found.isdigit()):
+            ident[name] = found
+    flags = first.get("flags") or first.get("features")
+    if flags:
+        ident["cpu_flags_digest"] = _digest(" ".join(sorted(flags.split())))
+    ident["cpu_caches"] = _cpu_caches()
+    machine_id = _read_text("/etc/machine-id") or _read_text("/var/lib/dbus/machine-id")
+    ident["machine_id_digest"] = _digest("flopgap:" + machine_id) if machine_id else None
+    return ident
+
+
 def _os_pretty_name() -> str | None:
     text = _read_text("/etc/os-release")
     if not text:
@@ -359,6 +440,8 @@ def device_facts() -> dict[str, Any]:
     """Static facts about this device plus its current state, for ``--facts``."""
     facts: dict[str, Any] = {"schema": SCHEMA + "#facts"}
     facts.update(_cpuinfo())
+    facts.update(cpu_identity())
+    facts["runner_version"] = RUNNER_VERSION
     facts["cpu_count"] = os.cpu_count()
     affinity = _affinity()
     facts["cpus_usable"] = len(affinity) if affinity is not None else None
@@ -407,11 +490,22 @@ def peak_rss_kib() -> int:
 # --------------------------------------------------------------------------- inputs
 
 
-def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
-    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50."""
+def random_input(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator, quantization: Any = None
+) -> np.ndarray:
+    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50.
+
+    A quantized input (``quantization`` = TFLite's ``(scale, zero_point)`` with a non-zero scale) gets the integers
+    of N(0, 1) values, as a float input would see, so activations keep their calibrated range.
+    """
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    scale, zero = quantization if quantization is not None and len(quantization) == 2 else (0.0, 0)
+    if dtype.kind in "iu" and scale:
+        info = np.iinfo(dtype)
+        values = np.round(rng.standard_normal(shape) / float(scale) + int(zero))
+        return np.clip(values, info.min, info.max).astype(dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         # Full range for 8/16-bit (quantized activations); small values for wider ints (likely indices).
@@ -682,7 +776,7 @@ class TfliteBackend(Backend):
         self.inputs = []
         for detail in self._interpreter.get_input_details():
             shape = _static_shape(detail["shape"])
-            array = random_input(shape, np.dtype(detail["dtype"]), rng)
+            array = random_input(shape, np.dtype(detail["dtype"]), rng, detail.get("quantization"))
             # Set once: invoke() neither consumes nor overwrites input tensors, so the loop only calls invoke().
             self._interpreter.set_tensor(detail["index"], array)
             self.inputs.append({"name": detail["name"], "shape": list(shape), "dtype": np.dtype(detail["dtype"]).name})
@@ -766,6 +860,142 @@ def run_protocol(
     }
 
 
+def current_state() -> tuple[dict[str, int], dict[str, float]]:
+    """Each core's current frequency (kHz) and each thermal zone's temperature (°C): the two readings a sustained
+    run follows, read with as few file reads as possible (the timed loop runs meanwhile)."""
+    freqs: dict[str, int] = {}
+    for index, path in _cpu_dirs():
+        value = _read_int(os.path.join(path, "cpufreq", "scaling_cur_freq"))
+        if value is not None:
+            freqs[str(index)] = value
+    temps: dict[str, float] = {}
+    for row in thermal_zones():
+        name = str(row.get("type") or row["zone"])
+        if name in temps:  # several zones of one type (e.g. acpitz): keep them apart
+            name = "{}/{}".format(name, row["zone"])
+        temps[name] = row["temp_c"]
+    return freqs, temps
+
+
+class StateSampler(threading.Thread):
+    """Reads :func:`current_state` every ``period`` seconds until stopped; readings are (ns since start, freqs,
+    temps). A thread, so the readings are taken while the model runs (runtimes release the GIL while invoking)."""
+
+    def __init__(self, period: float, start_ns: int, read: Callable[[], Any] = current_state) -> None:
+        super().__init__(name="flopgap-state-sampler", daemon=True)
+        self.period = period
+        self.start_ns = start_ns
+        self.read = read
+        self.readings: list[tuple[int, dict[str, int], dict[str, float]]] = []
+        self._stop_event = threading.Event()
+
+    def sample(self) -> None:
+        try:
+            freqs, temps = self.read()
+        except Exception:  # an unreadable sysfs must never stop the measurement
+            freqs, temps = {}, {}
+        self.readings.append((time.perf_counter_ns() - self.start_ns, freqs, temps))
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.period):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _window(index: int, window_ns: int, latencies: list[int]) -> TimelineWindow:
+    ordered = sorted(latencies)
+    n = len(ordered)
+    median = None if not n else float(ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2)
+    return {
+        "index": index,
+        "start_s": index * window_ns / 1e9,
+        "end_s": (index + 1) * window_ns / 1e9,
+        "runs": n,
+        "median_ns": median,
+        "cpu_khz": {},
+        "temps_c": {},
+        "state_s": None,
+    }
+
+
+def _attach_state(windows: list[TimelineWindow], readings: list[tuple[int, dict[str, int], dict[str, float]]]) -> None:
+    """Give each window the last state read before its end (the reading at its end, usually)."""
+    slack_ns = 50_000_000  # the sampler wakes a little late; a reading just after the end still belongs to it
+    i = -1
+    for window in windows:
+        end_ns = int(window["end_s"] * 1e9) + slack_ns
+        while i + 1 < len(readings) and readings[i + 1][0] <= end_ns:
+            i += 1
+        if i >= 0:
+            at, freqs, temps = readings[i]
+            window["cpu_khz"], window["temps_c"], window["state_s"] = freqs, temps, at / 1e9
+
+
+def run_sustained(
+    invoke: Callable[[], None],
+    seconds: float,
+    window_s: float,
+    max_kept: int,
+    read_state: Callable[[], Any] = current_state,
+) -> tuple[list[int], list[TimelineWindow], SustainedEcho]:
+    """Invoke continuously for ``seconds``; per ``window_s`` window the median latency and run count, and the
+    device's frequencies and temperatures read by a :class:`StateSampler` thread.
+
+    Raw latencies are kept for every k-th run, k doubling whenever ``max_kept`` would be exceeded, so the kept
+    samples stay spread evenly over the whole run however long it is.
+    """
+    clock = time.perf_counter_ns
+    window_ns = max(1, int(window_s * 1e9))
+    start_unix = time.time()
+    start = clock()
+    end_at = start + int(seconds * 1e9)
+    sampler = StateSampler(window_s, start, read_state)
+    sampler.sample()  # the state at t = 0
+    sampler.start()
+    windows: list[TimelineWindow] = []
+    current: list[int] = []
+    kept: list[int] = []
+    every = 1
+    total = 0
+    window_end = start + window_ns
+    try:
+        while True:
+            t0 = clock()
+            invoke()
+            t1 = clock()
+            while t1 >= window_end and window_end <= end_at:
+                windows.append(_window(len(windows), window_ns, current))
+                current = []
+                window_end += window_ns
+            if t1 > end_at:
+                break
+            latency = t1 - t0
+            current.append(latency)
+            if total % every == 0:
+                kept.append(latency)
+                if len(kept) > max_kept:
+                    kept = kept[::2]
+                    every *= 2
+            total += 1
+    finally:
+        sampler.stop()
+    sampler.sample()  # the state at the end, for the last window
+    if current:
+        windows.append(_window(len(windows), window_ns, current))
+    _attach_state(windows, sampler.readings)
+    echo: SustainedEcho = {
+        "seconds": seconds,
+        "window_s": window_s,
+        "start_unix": start_unix,
+        "runs_total": total,
+        "kept_every": every,
+    }
+    return kept, windows, echo
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -833,6 +1063,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--affinity", type=_cpu_list, default=None, help="pin to these CPUs first, e.g. '4-7'")
     parser.add_argument("--profile", action="store_true", help="also collect a per-op profile (ONNX Runtime only)")
     parser.add_argument("--profile-runs", type=int, default=20, help="profiled runs averaged per op (default 20)")
+    parser.add_argument(
+        "--sustained",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="after warm-up, run continuously this long and emit a timeline (replaces --runs/--min-seconds)",
+    )
+    parser.add_argument(
+        "--window", type=float, default=1.0, metavar="SECONDS", help="timeline window of --sustained (default 1.0)"
+    )
     return parser
 
 
@@ -845,6 +1085,9 @@ def _validate(args: argparse.Namespace) -> None:
         (args.min_seconds >= 0, "--min-seconds must be >= 0"),
         (args.max_runs >= args.runs, "--max-runs must be >= --runs"),
         (args.profile_runs >= 1, "--profile-runs must be >= 1"),
+        (args.sustained is None or args.sustained > 0, "--sustained must be > 0 seconds"),
+        (args.window > 0, "--window must be > 0 seconds"),
+        (args.sustained is None or args.window <= args.sustained, "--window must not exceed --sustained"),
     ]
     for ok, message in checks:
         if not ok:
@@ -873,12 +1116,15 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
             "ort_execution_mode": args.ort_execution_mode,
             "profile": args.profile,
             "profile_runs": args.profile_runs,
+            "sustained_seconds": args.sustained,
+            "window_seconds": args.window,
             "clock": "time.perf_counter_ns",
         }
     model = getattr(args, "model", None)
     ext = os.path.splitext(model)[1].lower().lstrip(".") if model else None
     return {
         "schema": SCHEMA,
+        "runner_version": RUNNER_VERSION,
         "model_path": model,
         "format": ext if ext in ("onnx", "tflite") else None,
         "runtime": None,
@@ -904,6 +1150,8 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "state_after": None,
         "profile": None,
         "profile_note": None,
+        "timeline": None,
+        "sustained": None,
         "protocol": protocol,
         "error": None,
     }
@@ -941,9 +1189,12 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
 
     doc["state_before"] = device_state()
     try:
-        result = run_protocol(
-            backend.invoke, args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds, args.max_runs
-        )
+        if args.sustained is not None:
+            result = _measure_sustained(backend.invoke, args, doc)
+        else:
+            result = run_protocol(
+                backend.invoke, args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds, args.max_runs
+            )
     except Exception as exc:
         raise RunnerError("InferenceFailed", f"{backend.runtime} failed to run {args.model}: {_one_line(exc)}") from exc
     doc["state_after"] = device_state()
@@ -960,6 +1211,22 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
             doc["profile"] = backend.profile(max(1, min(args.warmup_runs, 10)), args.profile_runs)
         except Exception as exc:
             raise RunnerError("InferenceFailed", f"profiling {args.model} failed: {_one_line(exc)}") from exc
+
+
+def _measure_sustained(invoke: Callable[[], None], args: argparse.Namespace, doc: RunnerDocument) -> Timing:
+    """First inference and warm-up as usual, then the sustained loop; fills the timeline into ``doc``."""
+    warm = run_protocol(invoke, args.warmup_runs, args.warmup_seconds, 0, 0.0, 0)  # max_runs 0: no timed runs
+    t0 = time.perf_counter_ns()
+    kept, windows, echo = run_sustained(invoke, args.sustained, args.window, args.max_runs)
+    doc["timeline"] = windows
+    doc["sustained"] = echo
+    return {
+        "first_inference_ns": warm["first_inference_ns"],
+        "warmup_runs": warm["warmup_runs"],
+        "warmup_ns": warm["warmup_ns"],
+        "timed_ns": time.perf_counter_ns() - t0,
+        "samples_ns": kept,
+    }
 
 
 @contextlib.contextmanager

@@ -91,6 +91,7 @@ class SshTransport:
         self._dir: str | None = None
         self._has_timeout = True
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+        self._sent: dict[tuple[str, str], str] = {}  # (sha256, extension) -> a path on the board holding those bytes
         self._machine: Machine | None = None
         self._held = threading.local()  # commands run while this thread holds the lock are registered for reaping
 
@@ -132,7 +133,8 @@ class SshTransport:
 
     def push(self, local: Path, executable: bool = False) -> str:
         """Copy ``local`` to ``<work_dir>/artifacts/<sha256>/<its name>`` over SFTP, unless a file with that content is
-        already there (``sha256sum`` on the board): pushes are reused across sessions and by ``run`` after ``push``.
+        already there (``sha256sum`` on the board): pushes are reused across sessions and by ``run`` after ``push``,
+        and within a session the same bytes under another name (same extension) are not sent again.
 
         The copy lands under a temporary name and is renamed into place, so a half-sent file never carries the hash.
         """
@@ -141,9 +143,12 @@ class SshTransport:
         sha = self._sha256(local)
         folder = posixpath.join(self.work_dir, "artifacts", sha)
         remote = posixpath.join(folder, local.name)
+        content = (sha, local.suffix.lower())  # the runner reads the extension: only a copy with the same one will do
         with self._lock:
-            if self.fingerprint(remote) == ("sha256", sha):
-                return remote
+            for there in dict.fromkeys((self._sent.get(content), remote)):
+                if there is not None and self.fingerprint(there) == ("sha256", sha):
+                    self._sent[content] = there
+                    return there
             part = f"{remote}.part-{self.remote_dir.rsplit('.', 1)[-1]}"
             sftp = self._sftp_client()
             try:
@@ -162,6 +167,7 @@ class SshTransport:
                 raise PushFailed(
                     f"device '{self.name}': cannot push {local.name} to {remote}: {os_message(exc)}"
                 ) from None
+            self._sent[content] = remote
             return remote
 
     def fingerprint(self, remote: str) -> tuple[str, str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -14,11 +15,20 @@ import numpy as np
 from devices.vocabulary import Format, Precision
 from exporters import onnx_export, parity, tflite_export
 from exporters.artifact import Artifact
-from exporters.cache import ArtifactCache, cache_key, file_stem, sha256_file, tool_versions
+from exporters.cache import (
+    ArtifactCache,
+    CacheUnwritable,
+    cache_key,
+    disk_error,
+    file_stem,
+    sha256_file,
+    tool_versions,
+    unwritable,
+)
 from exporters.errors import ExportError
 from exporters.fold import fold_batchnorm
 from exporters.quiet import captured_output
-from exporters.source import ModelSource
+from exporters.source import ModelSource, example_inputs, input_shapes
 
 # int8 calibration: random NCHW inputs from these seeds (the parity input uses the spec's seed 0, not among them).
 CALIBRATION_SAMPLES = 16
@@ -50,7 +60,9 @@ def export(
     cache = ArtifactCache(cache_dir)
     art = _cached_or_convert(spec, fmt, precision, cache)
     if check_parity and art.parity_error is None:
-        art = cache.put(_with_parity(spec, art))
+        art = _with_parity(spec, art)
+        with contextlib.suppress(CacheUnwritable):  # a read-only cache still serves its artifacts; parity is redone
+            cache.put(art)
     if check_parity and not allow_parity_failure and not _parity_ok(art):
         cos = art.notes.get("parity", {}).get("cosine")
         raise ExportError(
@@ -118,9 +130,18 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
             except Exception as exc:  # any converter failure becomes one ExportError below
                 failure = exc
         if failure is not None:
+            cause = disk_error(failure)
+            if cause is not None:  # the converter could not write its output: the cache's fault, not the model's
+                action = f"exporting {spec.label} to {fmt.value} {precision.value}"
+                raise unwritable(
+                    cache.root, cause if isinstance(cause, OSError) else None, action, str(cause)
+                ) from None
             raise _conversion_error(spec, fmt, precision, failure, log.text, cache.root, key) from failure
         notes["convert_seconds"] = round(time.perf_counter() - start, 3)
         notes.update(_graph_notes(fmt, tmp, notes.get("source_transposes")))
+        inputs = _input_notes(spec, fmt)
+        if inputs is not None:
+            notes["inputs"] = inputs
         art = Artifact(
             path=final,
             format=fmt,
@@ -141,7 +162,7 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
 
 def _convert_fp32(spec: ModelSource, fmt: Format, path: Path) -> dict[str, Any]:
     model = spec.build()
-    x = spec.example_input()
+    x = example_inputs(spec)
     folded = fold_batchnorm(model, x)
     if fmt is Format.ONNX:
         onnx_export.export_onnx(folded.model, x, path)
@@ -165,20 +186,40 @@ def _graph_notes(fmt: Format, path: Path, source_transposes: int | None) -> dict
 
 
 def _artifact_input_shape(spec: ModelSource, fmt: Format) -> tuple[int, ...]:
-    n, c, h, w = spec.input_shape
-    return (n, c, h, w) if fmt is Format.ONNX else (n, h, w, c)
+    return _layout_shape(spec.input_shape, fmt)
 
 
-def calibration_inputs(spec: ModelSource, fmt: Format) -> list[np.ndarray]:
-    """Fixed-seed standard-normal inputs for int8 calibration, in the artifact's layout."""
-    xs = [spec.example_input(seed=CALIBRATION_SEED + i).numpy() for i in range(CALIBRATION_SAMPLES)]
-    return xs if fmt is Format.ONNX else [np.ascontiguousarray(x.transpose(0, 2, 3, 1)) for x in xs]
+def _layout_shape(shape: tuple[int, ...], fmt: Format) -> tuple[int, ...]:
+    """An NCHW shape as the artifact takes it (TFLite: NHWC); shapes of other ranks are kept."""
+    if fmt is Format.ONNX or len(shape) != 4:
+        return tuple(shape)
+    n, c, h, w = shape
+    return (n, h, w, c)
+
+
+def _input_notes(spec: ModelSource, fmt: Format) -> list[dict[str, Any]] | None:
+    """Every input's shape as the artifact takes it, for a source with several inputs (None for one)."""
+    shapes = input_shapes(spec)
+    if len(shapes) == 1:
+        return None
+    return [{"shape": list(_layout_shape(s, fmt)), "dtype": "float32"} for s in shapes]
+
+
+def calibration_inputs(spec: ModelSource, fmt: Format) -> list[np.ndarray] | list[tuple[np.ndarray, ...]]:
+    """Fixed-seed standard-normal inputs for int8 calibration, in the artifact's layout (tuples for several)."""
+    samples = [example_inputs(spec, CALIBRATION_SEED + i) for i in range(CALIBRATION_SAMPLES)]
+    laid = [tuple(_to_layout(x.numpy(), fmt) for x in xs) for xs in samples]
+    return [xs[0] for xs in laid] if all(len(xs) == 1 for xs in laid) else laid
+
+
+def _to_layout(x: np.ndarray, fmt: Format) -> np.ndarray:
+    return x if fmt is Format.ONNX or x.ndim != 4 else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 def _with_parity(spec: ModelSource, art: Artifact) -> Artifact:
     try:
         with captured_output():
-            result = parity.measure(spec.build(), spec.example_input(), art.path, art.format, art.precision)
+            result = parity.measure(spec.build(), example_inputs(spec), art.path, art.format, art.precision)
     except Exception as exc:
         raise ExportError(
             f"{spec.label}: {art.format.value} {art.precision.value} artifact failed to run in its runtime "
@@ -198,13 +239,21 @@ def _fmt(value: float | None) -> str:
 
 
 def _copy_out(art: Artifact, out_dir: Path, stem: str) -> Artifact:
-    out_dir.mkdir(parents=True, exist_ok=True)
     dest = out_dir / f"{stem}{art.format.extension}"
     tmp = dest.with_name(f".{dest.name}.partial")
-    shutil.copyfile(art.path, tmp)
-    tmp.replace(dest)
-    copy = replace(art, path=dest)
-    ArtifactCache(out_dir).put(copy)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(art.path, tmp)
+        tmp.replace(dest)
+        copy = replace(art, path=dest)
+        ArtifactCache(out_dir).put(copy)
+    except (OSError, CacheUnwritable) as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) else str(err)
+        raise ExportError(
+            f"cannot copy {art.path.name} into --out {out_dir} ({reason}); choose another --out"
+        ) from None
     return copy
 
 
@@ -236,10 +285,16 @@ def _conversion_error(
     spec: ModelSource, fmt: Format, precision: Precision, exc: BaseException, log: str, root: Path, key: str
 ) -> ExportError:
     log_path = root / "logs" / f"{file_stem(spec, precision)}_{fmt.value}_{key[:16]}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(f"{log}\n--- exception ---\n{type(exc).__name__}: {_ANSI.sub('', str(exc))}\n")
     op = failing_op(exc)
     what = f"at op '{op}'" if op else f"({type(exc).__name__}: {_one_line(str(exc))})"
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"{log}\n--- exception ---\n{type(exc).__name__}: {_ANSI.sub('', str(exc))}\n")
+    except OSError as err:  # the conversion's own error matters more than its log; say why there is none
+        return ExportError(
+            f"{spec.label}: {fmt.value} {precision.value} conversion failed {what}; no converter log "
+            f"({unwritable(root, err, 'writing the converter log')})"
+        )
     return ExportError(
         f"{spec.label}: {fmt.value} {precision.value} conversion failed {what}; converter log: {log_path}"
     )

@@ -69,6 +69,11 @@ def obeying(log: str, args: list[str], ignored: set[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_MOUNT_SYSFS = (
+    'mount --bind "$1" /sys/class/thermal && mount --bind "$2" /sys/devices/system/cpu || exit 126; shift 2; exec "$@"'
+)
+
+
 @dataclass
 class FakePhone:
     """The sandboxed phone behind one serial."""
@@ -88,17 +93,27 @@ class FakePhone:
     data_bytes: int = 0  # DATA payload received over all SENDs
     modes: dict[str, int] = field(default_factory=dict)
     ignored_flags: set[str] = field(default_factory=set)  # benchmark_model flags this "old build" ignores
+    # Run the phone's Python in a private mount namespace whose /sys/class/thermal and /sys/devices/system/cpu are
+    # this phone's fake ones (root only; see tests/fake_sysfs.py), so the runner on the "phone" reads them too.
+    mount_sysfs: bool = False
 
     def __post_init__(self) -> None:
         (self.root / "data/local/tmp").mkdir(parents=True, exist_ok=True)
         policies = {0: ("0-3", 1803000, 1803000), 4: ("4-5", 2348000, 2348000), 6: ("6-7", 2850000, 2850000)}
+        cpu_dir = self.root / "sys/devices/system/cpu"
         for first, (cpus, cur, top) in policies.items():
-            d = self.root / f"sys/devices/system/cpu/cpufreq/policy{first}"
+            d = cpu_dir / f"cpufreq/policy{first}"
             d.mkdir(parents=True, exist_ok=True)
             (d / "related_cpus").write_text(_expand(cpus) + "\n")
             (d / "scaling_cur_freq").write_text(f"{cur}\n")
             (d / "cpuinfo_max_freq").write_text(f"{top}\n")
             (d / "scaling_governor").write_text("schedutil\n")
+            for cpu in map(int, _expand(cpus).split()):  # cpuN/cpufreq links to its policy, as on a kernel
+                (cpu_dir / f"cpu{cpu}").mkdir(exist_ok=True)
+                if not (cpu_dir / f"cpu{cpu}/cpufreq").exists():
+                    (cpu_dir / f"cpu{cpu}/cpufreq").symlink_to(f"../cpufreq/policy{first}")
+        for name in ("possible", "present", "online"):
+            (cpu_dir / name).write_text("0-7\n")
         for i, (kind, milli) in enumerate([("BIG", 41000), ("battery", 31200)]):
             z = self.root / f"sys/class/thermal/thermal_zone{i}"
             z.mkdir(parents=True, exist_ok=True)
@@ -152,7 +167,12 @@ class FakePhone:
     def _python(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         """The phone's Python: this interpreter, with every argument that names a file on the phone sandboxed."""
         args = [str(self.path(a)) if a.startswith("/") and self.path(a).exists() else a for a in rest]
-        done = subprocess.run([sys.executable, *args], capture_output=True, timeout=300, cwd=self.root)
+        argv = [sys.executable, *args]
+        if self.mount_sysfs:
+            thermal, cpu = self.path("/sys/class/thermal"), self.path("/sys/devices/system/cpu")
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _MOUNT_SYSFS, "sh",
+                    str(thermal), str(cpu), *argv]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, timeout=300, cwd=self.root)
         code = done.returncode if done.returncode >= 0 else 128 - done.returncode  # the shell's view of a signal
         return done.stdout, done.stderr, code
 

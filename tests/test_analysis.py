@@ -114,40 +114,136 @@ def test_op_breakdown_shares_of_flops_and_time(results: Results) -> None:
         "pointwise_conv": 0.3,
         "depthwise_conv": 0.1,
         "activation": 0.1,
-        "shuffle_transpose": 0.0,
-        "reshape_concat_split_slice": 0.0,
-        "other": 0.0,
+        "channel_shuffle": 0.0,
+        "layout": 0.0,
     }
-    # Transpose: mean of 8 and 12 µs over the two profiled trials; the fused ReLU has no time of its own; the
-    # runtime-added reorder node is in no graph account and has no category: "other".
+    # Transpose: mean of 8 and 12 µs over the two profiled trials, plus the shuffle's reshape (3 µs); the fused
+    # ReLU has no time of its own; the runtime-added reorder node is layout, from its op type.
     expected_time = {
         "dense_conv": 0.40,
         "pointwise_conv": 0.20,
         "depthwise_conv": 0.25,
         "activation": 0.0,
-        "shuffle_transpose": 0.10,
-        "reshape_concat_split_slice": 0.03,
-        "other": 0.02,
+        "channel_shuffle": 0.13,
+        "layout": 0.02,
     }
     assert cat["flops_share"].to_dict() == pytest.approx(expected_flops)
     assert cat["time_share"].to_dict() == pytest.approx(expected_time)
-    assert cat.loc["shuffle_transpose", "time_us"] == pytest.approx(10.0)
+    assert cat.loc["channel_shuffle", "time_us"] == pytest.approx(13.0)
     assert frame["flops_share"].sum() == pytest.approx(1.0) and frame["time_share"].sum() == pytest.approx(1.0)
     assert cat.loc["dense_conv", "flops"] == 4_000_000
     assert (cat.loc["activation", "n_ops"], cat.loc["activation", "n_profiled"]) == (1, 0)
+    assert (cat.loc["layout", "n_ops"], cat.loc["layout", "n_profiled"]) == (1, 1)  # the reorder, accounted too
     assert list(frame["category"][:3]) == ["dense_conv", "pointwise_conv", "depthwise_conv"]  # CATEGORIES order
 
 
-def test_headline_sentence_states_shares_and_context(results: Results) -> None:
-    heads = {h.model_label: h for h in analysis.headlines(results)}
-    shuffle = heads[data.SHUFFLENET_LABEL]
-    assert shuffle.sentence == data.HEADLINE
-    assert (shuffle.shuffle_flops_share, shuffle.shuffle_time_share) == (0.0, pytest.approx(0.10))
-    assert (shuffle.depthwise_flops_share, shuffle.depthwise_time_share) == (pytest.approx(0.1), pytest.approx(0.25))
-    block = heads["mobilenet_v2[alpha=0.35]"]
-    assert block.per_block and "per-block profile only" in block.sentence
-    frame = analysis.headline_frame(results)
-    assert list(frame["sentence"]) == [h.sentence for h in analysis.headlines(results)]
+def test_op_breakdown_gives_the_profiler_overhead_and_both_denominators(results: Results) -> None:
+    cat = _by_category(analysis.op_breakdown(results))
+    # Summed node times 100 µs (trial means) against the point's 4 ms median.
+    assert cat["profiled_us"].tolist() == pytest.approx([data.PROFILED_US] * len(cat))
+    assert cat["median_us"].tolist() == pytest.approx([data.SHUFFLENET_MEDIAN_US] * len(cat))
+    overhead = data.PROFILED_US / data.SHUFFLENET_MEDIAN_US
+    assert cat["profiler_overhead"].tolist() == pytest.approx([overhead] * len(cat))
+    assert cat.loc["depthwise_conv", "time_share_of_median"] == pytest.approx(25.0 / 4000.0)
+    assert cat.loc["depthwise_conv", "time_share"] == pytest.approx(25.0 / 100.0)
+    blocks = analysis.block_breakdown(results).set_index("block")
+    # mobilenet_v2[alpha=0.35] on pi4: blocks 30 + 70 µs against its median 10^(6-6+0.05) ms.
+    assert blocks.loc["features.1", "profiler_overhead"] == pytest.approx(100.0 / (10**0.05 * 1e3))
+
+
+def test_runtime_reorders_are_layout_with_the_bytes_of_the_tensor_they_convert(results: Results) -> None:
+    acc = results.accounts.set_index("node_name")
+    reorder = acc.loc["ReorderOutput_3"]
+    assert (reorder["category"], reorder["flops"]) == ("layout", 0.0)
+    assert reorder["bytes"] == data.REORDER_BYTES  # ReorderOutput converts the output of the conv before it
+    moves = analysis.data_movement(results).set_index("node_name")
+    assert set(moves.index) == {"ReorderOutput_3", "/s2/shuffle/Transpose", "/s2/shuffle/Reshape"}
+    assert moves.loc["ReorderOutput_3", "achieved_gbs"] == pytest.approx(data.REORDER_BYTES / 2e-6 / 1e9)
+    assert moves.loc["/s2/shuffle/Transpose", "achieved_gbs"] == pytest.approx(400_000 / 10e-6 / 1e9)
+    assert moves.loc["/s2/shuffle/Transpose", "bandwidth_efficiency"] == pytest.approx(40.0 / data.BANDWIDTH_GBS)
+
+
+def test_runtime_op_accounts_take_bytes_from_the_served_neighbour() -> None:
+    profiles = pd.DataFrame(
+        {
+            "point_id": [1, 1, 1, 1],
+            "artifact_sha": ["a"] * 4,
+            "node_name": ["ReorderInput_0", "conv/Conv", "ReorderOutput_1", "ReorderInput_9"],
+            "op_type": ["ReorderInput", "Conv", "ReorderOutput", "ReorderInput"],
+            "module_path": ["conv", "conv", "conv", None],
+        }
+    )
+    accounts = analysis.normalize_account(
+        pd.DataFrame(
+            {
+                "name": ["conv/Conv"],
+                "op_type": ["Conv"],
+                "category": ["pointwise_conv"],
+                "flops": [10.0],
+                "bytes_read": [300.0],
+                "bytes_written": [500.0],
+                "mac_bytes": [900.0],
+            }
+        ),
+        "a",
+    )
+    rows = analysis.runtime_op_accounts(profiles, accounts).set_index("node_name")
+    # ReorderInput: the conv's input (read), twice; ReorderOutput: its output (written), twice; a reorder with no
+    # accounted op after it has unknown bytes.
+    assert rows.loc[["ReorderInput_0", "ReorderOutput_1"], "bytes"].tolist() == [600.0, 1000.0]
+    assert math.isnan(rows.loc["ReorderInput_9", "bytes"])
+    assert set(rows["category"]) == {"layout"} and set(rows["flops"]) == {0.0}
+
+
+def test_legacy_accounts_are_read_in_todays_categories() -> None:
+    # Written before shuffles were grouped: only the transpose was "shuffle_transpose", and so was every
+    # other transpose (here a layout one before the shuffle).
+    legacy = pd.DataFrame(
+        {
+            "index": [0, 1, 2, 3, 4],
+            "name": ["u/TRANSPOSE", "u.shuffle/RESHAPE", "u.shuffle/TRANSPOSE", "u.shuffle/RESHAPE_1", "u/GATHER"],
+            "op_type": ["TRANSPOSE", "RESHAPE", "TRANSPOSE", "RESHAPE", "GATHER"],
+            "category": ["shuffle_transpose", "reshape_concat_split_slice", "shuffle_transpose",
+                         "reshape_concat_split_slice", "shuffle_transpose"],
+            "out_shape": [[1, 48, 8, 8], [1, 2, 24, 8, 8], [1, 24, 2, 8, 8], [1, 48, 8, 8], [1, 48, 8, 8]],
+            "flops": [0, 0, 0, 0, 0],
+            "mac_bytes": [1, 1, 1, 1, 1],
+        }
+    )  # fmt: skip
+    restated = analysis.normalize_account(legacy, "sha")
+    assert restated["category"].tolist() == [
+        "layout",
+        "channel_shuffle",
+        "channel_shuffle",
+        "channel_shuffle",
+        "channel_shuffle",
+    ]
+
+
+def test_guideline_blocks_stay_out_of_breakdowns_and_the_roofline_unless_asked(
+    store: Store, tmp_path: Path, results: Results
+) -> None:
+    guideline = results.points[results.points["family"] == "guideline"].iloc[0]
+    point = int(guideline["point_id"])
+    store.add_op_profile(point, [OpTime("/s2/dw/Conv", "Conv", 5.0)])
+    with_block = analysis.load(store, accounts={**_accounts_of(results), guideline["artifact_sha"]: _dw_account()})
+    assert set(analysis.op_breakdown(with_block)["point_id"]) == set(analysis.op_breakdown(results)["point_id"])
+    assert point in set(analysis.op_breakdown(with_block, include_guidelines=True)["point_id"])
+    assert point not in set(analysis.roofline(with_block)["point_id"])
+    assert point in set(analysis.roofline(with_block, include_guidelines=True)["point_id"])
+    assert all(h.point_id != point for h in analysis.headlines(with_block))
+
+
+def _accounts_of(results: Results) -> dict[str, pd.DataFrame]:
+    acc = results.accounts[~results.accounts["op_type"].str.startswith("Reorder")]
+    return {str(sha): group.rename(columns={"node_name": "name"}) for sha, group in acc.groupby("artifact_sha")}
+
+
+def _dw_account() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"name": ["/s2/dw/Conv"], "op_type": ["Conv"], "category": ["depthwise_conv"], "flops": [800_000],
+         "mac_bytes": [1_600_000]}
+    )  # fmt: skip
 
 
 def test_missing_graph_account_is_said_not_guessed(store: Store, tmp_path: Path) -> None:
@@ -161,7 +257,7 @@ def test_missing_graph_account_is_said_not_guessed(store: Store, tmp_path: Path)
     sentence = next(h.sentence for h in analysis.headlines(results) if h.model_label == data.SHUFFLENET_LABEL)
     # ORT rows carry no category: without the graph account, neither FLOPs nor categories are known.
     assert sentence.startswith(f"{data.SHUFFLENET_LABEL} on local/onnxruntime: op categories and FLOP shares unknown")
-    assert set(frame["category"]) == {"other"}
+    assert set(frame["category"]) == {"other", "layout"}  # a reorder is layout by its op type alone
     assert analysis.roofline(results).empty
 
 
@@ -184,8 +280,8 @@ def test_category_gaps_rank_what_flops_miss(results: Results) -> None:
         pytest.approx(0.15),
         pytest.approx(2.5),
     )
-    shuffle = gaps.set_index("category").loc["shuffle_transpose"]
-    assert shuffle["gap"] == pytest.approx(0.10) and math.isinf(shuffle["residual"])
+    shuffle = gaps.set_index("category").loc["channel_shuffle"]
+    assert shuffle["gap"] == pytest.approx(0.13) and math.isinf(shuffle["residual"])
     assert gaps["gap"].is_monotonic_decreasing
 
 
@@ -209,8 +305,15 @@ def test_roofline_summary_per_context_and_category(results: Results) -> None:
     summary = analysis.roofline_summary(results)
     assert set(summary["device"]) == {"local"}
     cat = _by_category(summary)
-    assert cat["ops"].to_dict() == {"dense_conv": 1, "pointwise_conv": 1, "depthwise_conv": 1}
-    assert cat["memory_bound"].to_dict() == {"dense_conv": 0, "pointwise_conv": 0, "depthwise_conv": 1}
+    # Zero-FLOP categories sit next to the others: placed by bandwidth, every op memory-bound.
+    assert cat["ops"].to_dict() == {
+        "dense_conv": 1, "pointwise_conv": 1, "depthwise_conv": 1, "channel_shuffle": 2, "layout": 1
+    }  # fmt: skip
+    assert cat["memory_bound"].to_dict() == {
+        "dense_conv": 0, "pointwise_conv": 0, "depthwise_conv": 1, "channel_shuffle": 2, "layout": 1
+    }  # fmt: skip
+    assert cat.loc["layout", "median_achieved_gbs"] == pytest.approx(400.0)  # 800 kB in 2 µs
+    assert cat.loc["layout", "median_intensity"] == 0.0
     assert cat.loc["depthwise_conv", "median_intensity"] == pytest.approx(0.5)
     assert cat.loc["pointwise_conv", "median_achieved_gflops"] == pytest.approx(120.0)
     assert cat.loc["pointwise_conv", "median_efficiency"] == pytest.approx(120.0 / 200.0)  # at the ridge
@@ -287,6 +390,7 @@ def test_empty_database_gives_empty_frames(store: Store) -> None:
         analysis.guideline_verdicts(results),
         analysis.headline_frame(results),
         analysis.roofline_summary(results),
+        analysis.data_movement(results),
         analysis.context_overview(results),
     ):
         assert frame.empty
@@ -333,8 +437,33 @@ def test_real_graph_account_of_an_onnx_file_joins_profiled_nodes(store: Store, t
     assert results.account_errors == {}
     cat = _by_category(analysis.op_breakdown(results))
     assert cat.loc["pointwise_conv", "flops"] == 2 * 1024  # 1 MAC = 2 FLOPs
-    assert cat.loc["shuffle_transpose", ["flops_share", "time_share"]].tolist() == pytest.approx([0.0, 6 / 18])
+    # The whole reshape → transpose → reshape is the shuffle, found in the graph by its tensors.
+    assert cat.loc["channel_shuffle", ["flops_share", "time_share"]].tolist() == pytest.approx([0.0, 8 / 18])
+    assert cat.loc["channel_shuffle", "n_ops"] == 3
     roof = analysis.roofline(results).iloc[0]
     assert roof["node_name"] == "/pw/Conv"
     assert roof["achieved_gflops"] == pytest.approx(2048 / 10e-6 / 1e9)
     assert roof["intensity"] == pytest.approx(2048 / (1024 + 1024 + 64))  # read + written + weights
+
+
+def test_flop_gap_claims_are_computed_from_the_frames(results: Results) -> None:
+    from harness.analysis.claims import flop_gap_claims, flop_gap_markdown
+
+    claims = flop_gap_claims(results)
+    assert (claims.models, claims.families, claims.guideline_variants) == (7, 4, len(data.GUIDELINE_POINTS))
+    [layout] = claims.layout
+    assert (layout.model, layout.shuffle, layout.layout) == (data.SHUFFLENET_LABEL, pytest.approx(0.13), 0.02)
+    assert layout.flop_ops == pytest.approx(0.85)  # dense 40% + pointwise 20% + depthwise 25% of the node time
+    [dw] = claims.depthwise
+    assert dw.ratio == pytest.approx(2.5)  # 25% of time for 10% of FLOPs
+    assert claims.overhead == ((data.SHUFFLENET_LABEL, pytest.approx(0.025)),)
+    assert claims.inversion is None  # context A's latency is exactly proportional to MACs
+    assert claims.roof == (data.PEAK_GFLOPS, data.BANDWIDTH_GBS)
+    assert claims.depthwise_intensity == (pytest.approx(0.5), pytest.approx(0.5))
+    assert [g.experiment for g in claims.guidelines] == ["G1", "G2", "G3", "G4"]
+    text = flop_gap_markdown(claims)
+    assert all(len(line) <= 116 for line in text.splitlines())
+    text = " ".join(text.split())  # unwrapped
+    assert "**Depthwise convs: 2.5×–2.5× their FLOP share in time**" in text
+    assert f"`{data.SHUFFLENET_LABEL}` 15.0% (shuffle 13.0%, layout 2.0%) vs 85.0% on ops with FLOPs" in text
+    assert "on x86_64, unknown OS." in text

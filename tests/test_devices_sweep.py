@@ -107,7 +107,9 @@ def test_sweep_over_local_and_ssh_board_into_one_database(tmp_path: Path, sshd: 
         assert result.failed_points == 4
         facts = store.devices_frame().set_index("name")["facts_json"].map(json.loads)
         assert facts["board"]["cpu_count"] == facts["local"]["cpu_count"] == os.cpu_count()
-        assert "error" in facts["ghost"]
+        # unreachable: no facts to keep, its error recorded apart from them
+        assert facts["ghost"] == {}
+        assert "device 'ghost'" in store.devices_frame().set_index("name").loc["ghost", "last_error"]
         # never two benchmarks on one device at once: each device's trials ran one after another
         trials = store.trials_frame().merge(points[["point_id", "device"]], on="point_id")
         for _device, group in trials.groupby("device"):

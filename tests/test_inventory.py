@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def test_cpu_masks() -> None:
     assert parse_cpu_mask("1") == [0]
     with pytest.raises(ValueError, match="selects no CPU"):
         parse_cpu_mask("0")
+    for bad in ("-1", "+f", "f_0", "0x", "f0 0f"):  # int(text, 16) took '-1' as CPU 0
+        with pytest.raises(ValueError, match=re.escape(f"'{bad}' is not a hex CPU mask")):
+            parse_cpu_mask(bad)
 
 
 @pytest.mark.parametrize(
@@ -85,6 +89,8 @@ def test_cpu_masks() -> None:
         ('host = "x"', "device 'rpi5': key 'transport' is missing; allowed: local, ssh, adb"),
         ('transport = "ssh"\nhost = "x"\nport = 70000', "device 'rpi5': key 'port': Input should be less than"),
         ('transport = "ssh"\nhost = "x"\naffinity = "4-7"', "device 'rpi5': key 'affinity': '4-7' is not a hex"),
+        ('transport = "ssh"\nhost = "x"\naffinity = "-1"', "device 'rpi5': key 'affinity': '-1' is not a hex"),
+        ('transport = "ssh"\nhost = "x"\naffinity = [true]', "device 'rpi5': key 'affinity': give CPU ids >= 0"),
         ('transport = "ssh"\nhost = "x"\nwork_dir = "flopgap"', "device 'rpi5': key 'work_dir': 'flopgap' must be"),
         ('transport = "ssh"\nhost = "x"\nrunner = "benchmark_model"', "device 'rpi5': key 'binary' is required"),
         ('transport = "adb"\nserial = "s"\nserver = "5037"', "device 'rpi5': key 'server': '5037' is not host:port"),

@@ -15,7 +15,7 @@ from exporters.artifact import Artifact
 from exporters.export import export
 from exporters.onnx_export import node_module_path
 from harness.measure.block_profile import block_cut, profile_tflite_blocks
-from harness.measure.profile import BLOCK_CATEGORY, EXPECTED_RATIO, GraphIndex, map_ort_rows, profile_onnx
+from harness.measure.profile import BLOCK_CATEGORY, GraphIndex, map_ort_rows, profile_onnx
 from harness.measure.spec import Protocol, parse_spec
 from harness.measure.sweep import run_sweep
 from harness.store import Store
@@ -36,6 +36,12 @@ runs = 20
 min_seconds = 0
 profile = true
 """
+
+# What these tests hold a profile's ratio (sum of rows / whole-model median) to. Measured on the quick sweep's
+# models, 1 thread, 2-core x86 host: ORT per-node 1.11-1.50 (more, smaller nodes: higher; ORT's trace has
+# 1 us resolution and the runner averages calls, so a busy host pushes it to ~2.2), TFLite blocks 0.99-1.02 at
+# depth 1 and 1.01-1.04 at depth 2; a tiny test block on a busy machine strays further, hence the slack.
+EXPECTED_RATIO = (1 / 3, 3.0)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +139,8 @@ def test_fused_and_runtime_only_rows_map_back_to_the_export(cache_dir: Path) -> 
     ]
     assert [op.module_path for op in ops] == ["expand.conv", "expand.conv", "dw", "project.conv", "project.conv", ""]
     assert ops[-1].time_us == 2.5  # a per-node median, when the runner gives one, wins over the mean
+    # The reorders ORT inserts are layout conversions; exported nodes take their category from the graph account.
+    assert [op.category for op in ops] == ["layout", None, None, None, "layout", None]
 
 
 def test_block_cut_expands_sequentials_only() -> None:

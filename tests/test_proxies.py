@@ -104,20 +104,94 @@ def test_pointwise_and_dense_conv(acc: Accounter, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
-def test_transpose_moves_the_whole_tensor_twice(acc: Accounter, fmt: str) -> None:
+def test_shuffle_is_reshape_transpose_reshape_and_each_moves_the_whole_tensor(acc: Accounter, fmt: str) -> None:
     c = 24
     graph = acc("shuffle_transpose", fmt, channels=c, h=H, w=W, groups=3)
-    transposes = of_type(graph, "Transpose", "TRANSPOSE")
-    # TFLite: the shuffle's transpose plus an NHWC→NCHW and an NCHW→NHWC transpose the conversion adds.
-    assert len(transposes) == (1 if fmt == "onnx" else 3)
-    for t in transposes:
-        assert (t.category, t.flops, t.macs, t.weight_bytes) == ("shuffle_transpose", 0, 0, 0)
+    rows = [(op.op_type, op.category) for op in graph.ops]
+    shuffle = [("Reshape", "channel_shuffle"), ("Transpose", "channel_shuffle"), ("Reshape", "channel_shuffle")]
+    if fmt == "onnx":
+        assert rows == shuffle
+    else:  # the NCHW-written shuffle wrapped in the NHWC→NCHW and NCHW→NHWC transposes the conversion adds
+        assert rows == [("TRANSPOSE", "layout"), *((t.upper(), k) for t, k in shuffle), ("TRANSPOSE", "layout")]
+    for t in graph.ops:
+        assert (t.flops, t.macs, t.weight_bytes) == (0, 0, 0)
         assert t.mac_bytes == 2 * 1 * H * W * c * FP32
         assert t.intensity == 0
     reshapes = of_type(graph, "Reshape", "RESHAPE")
-    assert len(reshapes) == 2 and all(r.is_view and r.category == "reshape_concat_split_slice" for r in reshapes)
+    assert len(reshapes) == 2 and all(r.is_view for r in reshapes)
     assert graph.totals.view_bytes == 2 * 2 * H * W * c * FP32
     assert graph.totals.flops == 0 and graph.totals.unsupported_ops == 0
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_shuffle_v2_unit_categories_node_by_node(acc: Accounter, fmt: str) -> None:
+    graph = acc("shufflenet_v2_unit", fmt, cin=48, cout=48, h=H, w=W)
+    rows = [(op.name, op.category) for op in graph.ops]
+    if fmt == "onnx":
+        assert rows == [
+            ("/Split", "reshape_concat_split_slice"),
+            ("branch2.pw1.conv/Conv", "pointwise_conv"),
+            ("branch2.pw1.act/Relu", "activation"),
+            ("branch2.dw.conv/Conv", "depthwise_conv"),
+            ("branch2.pw2.conv/Conv", "pointwise_conv"),
+            ("branch2.pw2.act/Relu", "activation"),
+            ("/Concat", "reshape_concat_split_slice"),
+            ("shuffle/Reshape", "channel_shuffle"),
+            ("shuffle/Transpose", "channel_shuffle"),
+            ("shuffle/Reshape_1", "channel_shuffle"),
+        ]
+    else:
+        assert rows == [
+            ("/SLICE", "reshape_concat_split_slice"),
+            ("/SLICE_1", "reshape_concat_split_slice"),
+            ("branch2.pw1.conv/CONV_2D", "pointwise_conv"),
+            ("branch2.dw.conv/DEPTHWISE_CONV_2D", "depthwise_conv"),
+            ("branch2.pw2.conv/CONV_2D", "pointwise_conv"),
+            ("/CONCATENATION", "reshape_concat_split_slice"),
+            ("/TRANSPOSE", "layout"),  # NHWC → NCHW, added by the converter for the NCHW-written shuffle
+            ("shuffle/RESHAPE", "channel_shuffle"),
+            ("shuffle/TRANSPOSE", "channel_shuffle"),
+            ("shuffle/RESHAPE_1", "channel_shuffle"),
+            ("shuffle/TRANSPOSE_1", "layout"),  # and back to NHWC
+        ]
+    shuffle = [op for op in graph.ops if op.category == "channel_shuffle"]
+    assert all(op.note.startswith("part of a channel shuffle") for op in shuffle)
+    assert sum(op.mac_bytes for op in shuffle) == 3 * 2 * 48 * H * W * FP32  # three ops, each reads and writes all
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_channels_last_shuffle_keeps_its_permutes_as_layout(acc: Accounter, fmt: str) -> None:
+    graph = acc("shuffle_channels_last", fmt, channels=24, h=H, w=W, groups=3)
+    rows = [(op.op_type.lower(), op.category, op.out_shape) for op in graph.ops]
+    shuffle = [
+        ("reshape", "channel_shuffle", (1, H, W, 3, 8)),
+        ("transpose", "channel_shuffle", (1, H, W, 8, 3)),
+        ("reshape", "channel_shuffle", (1, H, W, 24)),
+    ]
+    if fmt == "onnx":  # permute to NHWC and back: layout around the shuffle
+        assert rows == [("transpose", "layout", (1, H, W, 24)), *shuffle, ("transpose", "layout", (1, 24, H, W))]
+    else:  # the permutes cancel against the NHWC I/O: the shuffle alone
+        assert rows == shuffle
+
+
+def test_a_transpose_between_reshapes_that_is_no_shuffle_stays_layout(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 4, 4])
+    shape5 = helper.make_tensor("s5", TensorProto.INT64, [5], [1, 2, 3, 4, 4])
+    shape4 = helper.make_tensor("s4", TensorProto.INT64, [4], [1, 6, 4, 4])
+    nodes = [
+        helper.make_node("Reshape", ["x", "s5"], ["a"], name="m/Reshape"),
+        helper.make_node("Transpose", ["a"], ["b"], name="m/Transpose", perm=[0, 1, 2, 4, 3]),  # swaps H and W
+        helper.make_node("Reshape", ["b", "s4"], ["y"], name="m/Reshape_1"),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=[shape5, shape4])
+    path = tmp_path / "not_a_shuffle.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    assert [op.category for op in account(path).ops] == [
+        "reshape_concat_split_slice",
+        "layout",
+        "reshape_concat_split_slice",
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
@@ -127,7 +201,7 @@ def test_shuffle_gather_is_a_shuffle(acc: Accounter, fmt: str) -> None:
     gathers = of_type(graph, "Gather", "GATHER", "GATHER_ND")  # litert-torch lowers index_select to GATHER_ND
     assert len(gathers) == 1 and graph.totals.unsupported_ops == 0
     gather = gathers[0]
-    assert gather.category == "shuffle_transpose"
+    assert gather.category == "channel_shuffle"
     assert gather.bytes_read == gather.bytes_written == H * W * c * FP32
     assert gather.weight_bytes in (c * 4, c * 8)  # the constant channel index, int32 or int64
     assert gather.flops == 0
@@ -237,7 +311,7 @@ def test_frame_and_category_totals(acc: Accounter) -> None:
     by_cat = graph.totals_by_category()
     assert by_cat["flops"].sum() == graph.totals.flops
     assert by_cat["flops_share"].sum() == pytest.approx(1.0) and by_cat["bytes_share"].sum() == pytest.approx(1.0)
-    assert by_cat.loc["shuffle_transpose", "ops"] == 1
+    assert by_cat.loc["channel_shuffle", "ops"] == 3
 
 
 def test_unknown_file_is_one_clear_error(tmp_path: Path) -> None:
@@ -305,15 +379,17 @@ def test_whole_zoo_macs_match_the_papers(cache_dir: Path, spec: ModelSpec) -> No
 def test_tflite_shufflenet_v2_moves_more_transpose_bytes(acc: Accounter) -> None:
     onnx_graph, tfl_graph = acc("shufflenet_v2", "onnx", scale=0.5), acc("shufflenet_v2", "tflite", scale=0.5)
 
-    def transpose_bytes(graph: GraphAccount) -> int:
-        return sum(op.mac_bytes for op in graph.ops if op.category == "shuffle_transpose")
+    def category_bytes(graph: GraphAccount, category: str) -> int:
+        return sum(op.mac_bytes for op in graph.ops if op.category == category)
 
-    # One shuffle per unit: stage2 4 units of 48×28×28, stage3 8 of 96×14×14, stage4 4 of 192×7×7; each read
-    # and written once in fp32.
+    # One shuffle per unit: stage2 4 units of 48×28×28, stage3 8 of 96×14×14, stage4 4 of 192×7×7; each of its
+    # three ops (reshape, transpose, reshape) reads and writes the whole tensor once in fp32.
     per_unit = [(4, 48 * 28 * 28), (8, 96 * 14 * 14), (4, 192 * 7 * 7)]
-    onnx_expected = sum(units * 2 * numel * FP32 for units, numel in per_unit)
-    assert transpose_bytes(onnx_graph) == onnx_expected == 2_709_504
-    # The NHWC conversion wraps every NCHW-style shuffle in two layout transposes: three times the bytes.
-    assert transpose_bytes(tfl_graph) == 3 * onnx_expected
+    one_pass = sum(units * 2 * numel * FP32 for units, numel in per_unit)
+    assert one_pass == 2_709_504
+    assert category_bytes(onnx_graph, "channel_shuffle") == category_bytes(tfl_graph, "channel_shuffle") == 3 * one_pass
+    # The NHWC conversion wraps every NCHW-style shuffle in two layout transposes; ONNX has none.
+    assert category_bytes(tfl_graph, "layout") == 2 * one_pass and category_bytes(onnx_graph, "layout") == 0
     assert len(of_type(tfl_graph, "TRANSPOSE")) == 48 and len(of_type(onnx_graph, "Transpose")) == 16
+    assert sum(op.category == "layout" for op in tfl_graph.ops) == 32
     assert math.isclose(onnx_graph.totals.macs, tfl_graph.totals.macs)

@@ -85,6 +85,11 @@ def test_report_is_self_contained_with_headline_sections_and_valid_pngs(store: S
     assert "disagrees" in page or ">no<" in page  # G2 does not grow with g on this device
     assert "60.0%" in page and "70.0%" in page  # block features.1: 60% of FLOPs, 70% of time
     assert "have no op profile" in page
+    # The pi4 model is profiled per block: the roofline says why it has no points instead of "no op profiles".
+    assert any("TFLite per-block profiles give no per-op points" in line for line in written.missing)
+    # Every breakdown says which denominator its shares use and gives the profiler overhead.
+    assert html.escape(analysis.TIME_SHARE_BASIS) in page and "<th>profiler_overhead</th>" in page
+    assert "0.025" in page  # shufflenet_v2's summed node times (100 µs) over its 4 ms median
     assert (
         "flopgap profile mobilenet_v2 -p alpha=0.5 --device local --runtime onnxruntime --threads 4 --precision fp32"
         in page

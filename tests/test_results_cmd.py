@@ -144,3 +144,24 @@ def test_show_a_point_whose_export_failed(db: Path) -> None:
     assert result.exit_code == 0, result.output
     assert re.search(r"unexported:mobilenet_v3:tflite:int8 +pi4 +tflite +– +4 +– +– +failed \(1\)", result.output)
     assert "(1) export failed\n" in result.output
+
+
+def test_list_shows_each_runs_versions_and_what_the_database_holds(tmp_path: Path) -> None:
+    path = tmp_path / "v.db"
+    with Store(path) as store:
+        store.upsert_device("pi4", "ssh", {"cores": 4})
+        for version in ("1.20.1", "1.21.0"):  # the same spec before and after an upgrade of onnxruntime
+            run = store.start_run(f"ort {version}", "")
+            store.ensure_point(run, SHA_A, "pi4", "onnxruntime", 4, None, version, runner_version="1")
+            store.ensure_point(run, SHA_B, "pi4", "litert", 4, None, "2.3.0", runner_version="1")
+            store.finish_run(run, "completed")
+    result = invoke("list", "--db", str(path))
+    assert result.exit_code == 0, result.output
+    first = next(line for line in result.output.splitlines() if "ort 1.20.1" in line)
+    second = next(line for line in result.output.splitlines() if "ort 1.21.0" in line)
+    assert "litert 2.3.0 (runner 1), onnxruntime 1.20.1 (runner 1)" in first
+    assert "litert 2.3.0 (runner 1), onnxruntime 1.21.0 (runner 1)" in second
+    assert (
+        "versions in this database: litert 2.3.0 (runner 1); onnxruntime 1.20.1 (runner 1); "
+        "onnxruntime 1.21.0 (runner 1)" in result.output
+    )

@@ -193,18 +193,31 @@ def test_database_from_before_migrations_opens_and_is_upgraded_in_place(tmp_path
     conn = sqlite3.connect(old)
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() == (0,)
     conn.close()
-    with Store(old, readonly=True) as ro:  # read-only: readable as it is, nothing written
+    unchanged = hashlib.sha256(old.read_bytes()).hexdigest()
+    with Store(old, readonly=True) as ro:  # read-only: an upgraded private copy is read, nothing is written
         before = ro.points_frame()
-        assert [(m.version, m.applied_at) for m in ro.migrations()] == [(1, None)]
+        # version 1 predates the record (no date); the copy took every later step
+        assert [(m.version, m.applied_at is None) for m in ro.migrations()] == [
+            (m.version, m.version == 1) for m in MIGRATIONS
+        ]
+        assert ro.timelines_frame().empty and ro.sustained_frame().empty  # tables a later step adds read as empty
+        with pytest.raises(StoreError, match="is read-only while starting a run"):
+            ro.start_run("x", "")
+    assert hashlib.sha256(old.read_bytes()).hexdigest() == unchanged
     assert len(before) == 66
     with Store(old) as rw:
-        assert [(m.version, m.applied_at) for m in rw.migrations()] == [(1, None)]  # recorded, date unknown
+        # version 1 recorded with no date (it predates the record), the later steps applied now
+        assert [(m.version, m.applied_at is None) for m in rw.migrations()] == [
+            (m.version, m.version == 1) for m in MIGRATIONS
+        ]
         pd.testing.assert_frame_equal(rw.points_frame(), before)
         rw.start_run("after-upgrade", "")  # and writable
+        device = rw.devices_frame().set_index("name").loc["local"]
+        assert (device["inventory_name"], device["fingerprint"], device["last_error"]) == ("local", None, None)
     conn = sqlite3.connect(old)
-    recorded = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+    recorded = conn.execute("SELECT version, applied_at IS NULL FROM schema_migrations").fetchall()
     conn.close()
-    assert recorded == [(1, None)]
+    assert recorded == [(m.version, int(m.version == 1)) for m in MIGRATIONS]
     assert integrity(old) == ("ok", [])
 
 
@@ -225,7 +238,7 @@ def test_a_new_migration_upgrades_an_existing_database_and_is_recorded(store: St
     assert conn.execute("SELECT id, run_id, notes FROM points").fetchall() == [(point_id, run_id, "migrated")]
     versions = conn.execute("SELECT version, description, applied_at IS NOT NULL FROM schema_migrations").fetchall()
     conn.close()
-    assert versions == [(1, MIGRATIONS[0].description, 1), (step.version, "points.notes", 1)]
+    assert versions == [*((m.version, m.description, 1) for m in MIGRATIONS), (step.version, "points.notes", 1)]
     with pytest.raises(StoreError, match="newer than this flopgap"):  # this flopgap does not know the step
         Store(db)
 
@@ -281,16 +294,24 @@ def test_point_key_is_sha256_of_canonical_json() -> None:
 
 def test_ensure_point_is_idempotent_and_links_every_run(store: Store) -> None:
     run1, p1 = new_point(store, options={"affinity": "0-3", "cooldown_s": 5})
-    assert store.ensure_point(run1, SHA, "bench-host", "onnxruntime", 1, {"cooldown_s": 5, "affinity": "0-3"}) == p1
-    other = store.ensure_point(run1, SHA, "bench-host", "onnxruntime", 2, {"affinity": "0-3", "cooldown_s": 5})
+    opts = {"cooldown_s": 5, "affinity": "0-3"}
+    assert store.ensure_point(run1, SHA, "bench-host", "onnxruntime", 1, opts, "1.20.1") == p1
+    other = store.ensure_point(
+        run1, SHA, "bench-host", "onnxruntime", 2, {"affinity": "0-3", "cooldown_s": 5}, "1.20.1"
+    )
     assert other != p1
     run2 = store.start_run("tiny", "")
-    assert store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1, {"affinity": "0-3", "cooldown_s": 5}) == p1
+    assert (
+        store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1, {"affinity": "0-3", "cooldown_s": 5}, "1.20.1")
+        == p1
+    )
     assert store.connection.execute("SELECT count(*) FROM points").fetchone()[0] == 2
     point = store.point(p1)
     assert (point.run_id, point.threads, point.status, point.runtime_version) == (run1, 1, "pending", "1.20.1")
     assert point.options == {"affinity": "0-3", "cooldown_s": 5}
-    assert point.point_key == point_key(SHA, "bench-host", "onnxruntime", 1, {"affinity": "0-3", "cooldown_s": 5})
+    assert point.point_key == point_key(
+        SHA, "bench-host", "onnxruntime", 1, {"affinity": "0-3", "cooldown_s": 5}, runtime_version="1.20.1"
+    )
     assert store.points_frame(run2)["point_id"].tolist() == [p1]
     assert sorted(store.points_frame(run1)["point_id"]) == [p1, other]
 
@@ -323,7 +344,7 @@ def test_failed_point_is_retried_and_done_point_is_skipped(store: Store) -> None
     assert [p.id for p in store.pending_points(run1)] == [point_id]
 
     run2 = store.start_run("tiny", "")
-    assert store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1) == point_id
+    assert store.ensure_point(run2, SHA, "bench-host", "onnxruntime", 1, None, "1.20.1") == point_id
     retry = store.point(point_id)
     assert (retry.status, retry.failure_reason) == ("failed", "device went offline")
     assert store.trials_done(point_id) == {0}  # the rerun measures only the missing trials
@@ -334,7 +355,7 @@ def test_failed_point_is_retried_and_done_point_is_skipped(store: Store) -> None
     assert store.pending_points(run2) == []
 
     run3 = store.start_run("tiny", "")
-    assert store.ensure_point(run3, SHA, "bench-host", "onnxruntime", 1) == point_id
+    assert store.ensure_point(run3, SHA, "bench-host", "onnxruntime", 1, None, "1.20.1") == point_id
     assert store.point(point_id).status == "done"
     assert store.pending_points(run3) == []
     run_ids = store.trials_frame([point_id])["run_id"]
@@ -714,3 +735,26 @@ def test_point_without_an_artifact_row_is_kept_and_shown(store: Store) -> None:
     store.fail_point(point_id, "export failed: unsupported op ChannelShuffle")
     row = store.points_frame(run_id).set_index("point_id").loc[point_id]
     assert row["model_label"] == placeholder and pd.isna(row["format"]) and row["status"] == "failed"
+
+
+def test_database_one_step_behind_reads_through_a_private_copy_and_upgrades_read_write(db: Path) -> None:
+    # A database written before sustained runs (version 2): no timelines tables.
+    Store(db).close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("DROP TABLE timelines")
+    conn.execute("DROP TABLE sustained_trials")
+    conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    unchanged = hashlib.sha256(db.read_bytes()).hexdigest()
+    with Store(db, readonly=True) as ro:  # the copy took step 3: its tables read as empty
+        assert ro.timelines_frame().empty and ro.sustained_frame().empty
+        assert [m.version for m in ro.migrations()] == [1, 2, 3]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == unchanged
+    with Store(db) as rw:
+        assert [m.version for m in rw.migrations()] == [1, 2, 3]
+    conn = sqlite3.connect(db)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    conn.close()
+    assert {"timelines", "sustained_trials"} <= tables

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -92,3 +93,40 @@ def test_spec_written_as_toml_reads_back_equal_even_with_hostile_strings() -> No
 def test_bad_toml_names_file() -> None:
     with pytest.raises(SpecError, match=r"my\.toml: not valid TOML"):
         parse_spec("[[models]\n", "my.toml")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("runtimes = []", "key 'runtimes' is empty; give at least one of: onnxruntime, litert, litert-builtin"),
+        ("precisions = []", "key 'precisions' is empty; give at least one of: fp32, fp16, int8, int8-dynamic"),
+        ("devices = []", "key 'devices' is empty; give device names from the inventory"),
+        ("threads = []", "key 'threads' is empty; give thread counts such as [1, 4], or omit the key"),
+        ("threads = [true]", "key 'threads': true/false is not a number"),
+    ],
+)
+def test_empty_or_boolean_lists_are_rejected(line: str, expected: str) -> None:
+    """An empty list ran 0 points and exited 0, as if the sweep had succeeded."""
+    with pytest.raises(SpecError) as exc:
+        parse_spec(f'{line}\n[[models]]\nname = "shufflenet_v2"\n', "s.toml")
+    assert str(exc.value) == f"s.toml: {expected}" or str(exc.value).startswith(f"s.toml: {expected}")
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('name = "shufflenet_v1"\nparams = { groups = 3.7 }', "parameter 'groups' must be an integer, got 3.7"),
+        ('name = "mobilenet_v1"\nparams = { alpha = true }', "parameter 'alpha' must be a number, got True"),
+        ('name = "mobilenet_v1"\nparams = { alpha = [] }', "parameter 'alpha' has an empty list of values"),
+    ],
+)
+def test_spec_parameters_are_not_coerced(table: str, expected: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(expected)):
+        parse_spec(f"[[models]]\n{table}\n", "s.toml")
+
+
+def test_protocol_numbers_are_not_booleans() -> None:
+    with pytest.raises(SpecError, match=r"s\.toml: key 'protocol\.trials': true/false is not a number"):
+        parse_spec('[[models]]\nname = "shufflenet_v2"\n[protocol]\ntrials = true\n', "s.toml")
+    assert parse_spec('[[models]]\nname = "shufflenet_v2"\n[protocol]\nparity = false\n').protocol.parity is False

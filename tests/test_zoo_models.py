@@ -7,6 +7,7 @@ once; the whole file takes a few seconds on a laptop CPU.
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import pytest
 import torch
@@ -178,3 +179,58 @@ def test_build_leaves_the_global_rng_alone_and_gives_the_same_weights() -> None:
     second = spec.build().state_dict()
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_biases_are_small_seeded_and_never_zero() -> None:
+    model = resolve("mobilenet_v3_large").build()
+    biased = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and m.bias is not None]
+    assert len(biased) == 18  # 16 SE convs (8 blocks × fc1, fc2) and the classifier's two linears
+    for m in biased:
+        assert m.bias is not None
+        bias = m.bias.detach()
+        assert bool((bias != 0).all()) and float(bias.abs().max()) < 0.01
+    again = [
+        m for m in resolve("mobilenet_v3_large").build().modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+    ]
+    again = [m for m in again if m.bias is not None]
+    assert all(torch.equal(a.bias, b.bias) for a, b in zip(again, biased, strict=True))  # type: ignore[arg-type]
+
+
+def test_onnx_export_of_mobilenet_v3_large_keeps_every_conv_and_linear_bias(tmp_path: Path) -> None:
+    import onnx
+
+    from exporters.export import export
+
+    spec = resolve("mobilenet_v3_large")
+    layers = sum(isinstance(m, torch.nn.Conv2d | torch.nn.Linear) for m in spec.build().modules())
+    graph = onnx.load(str(export(spec, "onnx", "fp32", cache_dir=tmp_path, check_parity=False).path)).graph
+    weighted = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
+    with_bias = [n.name for n in weighted if len([i for i in n.input if i]) == 3]
+    # Every conv gets a bias (BatchNorm folded into it, or its own); with zero-initialised biases the exporter
+    # dropped the 16 SE convs' and the 2 classifier linears' (46 of 64 kept).
+    assert len(weighted) == layers == 64
+    assert len(with_bias) == 64
+    assert {"features.3.se.fc1/Conv", "features.3.se.fc2/Conv", "classifier.fc2/Gemm"} <= set(with_bias)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "expected"),
+    [
+        ("shufflenet_v1", {"groups": 3.7}, r"parameter 'groups' must be an integer, got 3\.7; allowed: 1, 2, 3, 4, 8"),
+        ("shufflenet_v1", {"groups": True}, r"parameter 'groups' must be an integer, got True; allowed: 1, 2, 3"),
+        ("mobilenet_v1", {"alpha": True}, r"parameter 'alpha' must be a number, got True; allowed: 0\.25, 0\.5"),
+        ("mobilenet_v1", {"alpha": "nan"}, r"parameter 'alpha' must be a number, got 'nan'"),
+        ("shufflenet_v2", {"shuffle": 1}, r"parameter 'shuffle' must be a string, got 1; allowed: transpose"),
+    ],
+)
+def test_parameters_are_never_coerced_lossily(name: str, params: dict[str, object], expected: str) -> None:
+    """3.7 was truncated to groups=3 and true read as alpha=1.0: a typo measured the wrong model."""
+    with pytest.raises(InvalidParameterError, match=expected):
+        resolve(name, **params)  # type: ignore[arg-type]
+
+
+def test_exact_conversions_are_still_accepted() -> None:
+    assert resolve("shufflenet_v1", groups=3.0).param_dict["groups"] == 3  # TOML 3.0 is the integer 3
+    assert resolve("shufflenet_v1", groups="8").param_dict["groups"] == 8  # --param groups=8
+    assert resolve("mobilenet_v1", alpha=1).param_dict["alpha"] == 1.0
+    assert resolve("mobilenet_v1", alpha="0.5").param_dict["alpha"] == 0.5

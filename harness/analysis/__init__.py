@@ -10,12 +10,14 @@ the frames once (:mod:`.results`); a :class:`Context` is what a latency depends 
 Use it as ``import harness.analysis as analysis; analysis.fits(analysis.load("results/flopgap.db"))``.
 """
 
-from harness.analysis.accounts import ACCOUNT_COLUMNS, normalize_account, proxies_account
+from harness.analysis.accounts import ACCOUNT_COLUMNS, normalize_account, proxies_account, runtime_op_accounts
 from harness.analysis.breakdowns import (
     BLOCK,
     BLOCK_COLUMNS,
     BREAKDOWN_COLUMNS,
     OUTSIDE_BLOCKS,
+    OVERHEAD_NOTE,
+    TIME_SHARE_BASIS,
     block_breakdown,
     block_profiled,
     category_gaps,
@@ -27,9 +29,17 @@ from harness.analysis.fits import FIT_COLUMNS, FIT_EXCLUDED_FAMILIES, LogLogFit,
 from harness.analysis.guidelines import GUIDELINE_COLUMNS, GUIDELINES, Guideline, guideline_verdicts, guidelines
 from harness.analysis.headlines import Headline, headline_frame, headlines
 from harness.analysis.hints import HOW_TO, calibrate_command, profile_command
+from harness.analysis.op_types import OP_TYPE_COLUMNS, op_type_breakdown, unattributed_points
 from harness.analysis.residuals import residuals
 from harness.analysis.results import OVERVIEW_COLUMNS, Results, context_overview, load
-from harness.analysis.roofline import ROOFLINE_COLUMNS, ROOFLINE_SUMMARY_COLUMNS, roofline, roofline_summary
+from harness.analysis.roofline import (
+    MOVEMENT_COLUMNS,
+    ROOFLINE_COLUMNS,
+    ROOFLINE_SUMMARY_COLUMNS,
+    data_movement,
+    roofline,
+    roofline_summary,
+)
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -42,10 +52,14 @@ __all__ = [
     "GUIDELINES",
     "GUIDELINE_COLUMNS",
     "HOW_TO",
+    "MOVEMENT_COLUMNS",
+    "OP_TYPE_COLUMNS",
     "OUTSIDE_BLOCKS",
+    "OVERHEAD_NOTE",
     "OVERVIEW_COLUMNS",
     "ROOFLINE_COLUMNS",
     "ROOFLINE_SUMMARY_COLUMNS",
+    "TIME_SHARE_BASIS",
     "Context",
     "Guideline",
     "Headline",
@@ -57,6 +71,7 @@ __all__ = [
     "category_gaps",
     "context_overview",
     "contexts_in",
+    "data_movement",
     "fit_loglog",
     "fits",
     "guideline_verdicts",
@@ -68,9 +83,12 @@ __all__ = [
     "missing_profiles",
     "normalize_account",
     "op_breakdown",
+    "op_type_breakdown",
     "profile_command",
     "proxies_account",
     "residuals",
     "roofline",
     "roofline_summary",
+    "runtime_op_accounts",
+    "unattributed_points",
 ]

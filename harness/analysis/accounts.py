@@ -3,6 +3,11 @@
 An account is taken, in this order, from frames the caller supplies, from the results database (the sweep stores
 each artifact's account), or by running :func:`harness.proxies.account` on the artifact's file. A profiled op and
 an accounted op are the same op when they share the artifact and the node name.
+
+Accounts written before channel shuffles were grouped (category ``shuffle_transpose``) are read in today's
+categories (:func:`harness.proxies.patterns.restate_legacy_categories`). Nodes a runtime inserted and profiled
+(ONNX Runtime's NCHWc reorders) get rows of their own, with zero FLOPs and the bytes of the tensor they convert
+(:func:`runtime_op_accounts`), so their time and bytes sit next to the exported graph's ops.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from harness.proxies.categories import Category
+from harness.proxies.patterns import restate_legacy_categories
+from harness.proxies.runtime_ops import RUNTIME_OPS, Converts
 
 ACCOUNT_COLUMNS: tuple[str, ...] = (
     "artifact_sha",
@@ -40,7 +47,7 @@ AccountFn = Callable[[Path], pd.DataFrame]
 def normalize_account(frame: pd.DataFrame, artifact_sha: str) -> pd.DataFrame:
     """A :meth:`harness.proxies.GraphAccount.frame` as :data:`ACCOUNT_COLUMNS` (absent ones NaN); intensity is
     FLOPs per byte moved when the frame does not give it."""
-    out = frame.rename(columns=_FROM_PROXIES)
+    out = restate_legacy_categories(frame.rename(columns=_FROM_PROXIES))
     for column in ACCOUNT_COLUMNS:
         if column not in out.columns:
             out[column] = np.nan
@@ -99,3 +106,55 @@ def collect_accounts(
     if not frames:
         return empty_accounts(), errors
     return pd.concat(frames, ignore_index=True), errors
+
+
+def runtime_op_accounts(profiles: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
+    """Account rows (:data:`ACCOUNT_COLUMNS`) for the profiled nodes a runtime inserted (ORT's reorders).
+
+    ``profiles`` holds one row per profiled node in execution order within each point, with ``point_id``,
+    ``artifact_sha``, ``node_name``, ``op_type`` and ``module_path``. Each inserted node's bytes come from the
+    account row of the op it serves (:mod:`harness.proxies.runtime_ops`): that op's input (bytes read) or output
+    (bytes written); NaN when no neighbour has an account row. One row per artifact and node name.
+    """
+    inserted = profiles["op_type"].isin(list(RUNTIME_OPS)) if not profiles.empty else pd.Series(dtype=bool)
+    if not inserted.any():
+        return empty_accounts()
+    known = accounts.drop_duplicates(["artifact_sha", "node_name"]).set_index(["artifact_sha", "node_name"])
+    rows: list[dict[str, object]] = []
+    seen: set[tuple[str, str]] = set()
+    for _, group in profiles.groupby("point_id", sort=False):
+        records = group.to_dict("records")
+        for i, record in enumerate(records):
+            op = RUNTIME_OPS.get(str(record["op_type"]))
+            key = (str(record["artifact_sha"]), str(record["node_name"]))
+            if op is None or key in seen or key in known.index:
+                continue
+            seen.add(key)
+            tensor = np.nan
+            j = i + op.serves
+            while 0 <= j < len(records):
+                neighbour = (key[0], str(records[j]["node_name"]))
+                if neighbour in known.index:
+                    column = "bytes_read" if op.converts is Converts.INPUT else "bytes_written"
+                    tensor = float(known.at[neighbour, column])
+                    break
+                j += op.serves
+            read, written = op.bytes_moved(tensor)
+            rows.append(
+                {
+                    "artifact_sha": key[0],
+                    "node_name": key[1],
+                    "op_type": str(record["op_type"]),
+                    "category": op.category.value,
+                    "module_path": record.get("module_path"),
+                    "macs": 0.0,
+                    "flops": 0.0,
+                    "params": 0.0,
+                    "bytes_read": read,
+                    "bytes_written": written,
+                    "bytes": read + written,
+                    "weight_bytes": 0.0,
+                    "intensity": 0.0,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(ACCOUNT_COLUMNS))

@@ -3,6 +3,14 @@ categories the FLOP proxy underestimates most.
 
 A category's FLOPs come from the graph account (:mod:`harness.analysis.accounts`), its time from the runtime's op
 profile; categories are :class:`harness.proxies.categories.Category`, in that order.
+
+Denominators: ``time_share`` is a share of the **sum of the profiled node (or block) times** of the point
+(``profiled_us``), so a point's shares sum to 1. That sum is not the model's latency: ORT's per-node times carry
+the profiler's own per-node overhead and block times their boundary costs, so every breakdown also gives the
+point's whole-model median (``median_us``, the sweep's timing) and ``profiler_overhead`` = profiled_us /
+median_us. ``time_share_of_median`` = time_us / median_us reads a category against the measured latency instead.
+Guideline blocks (family ``guideline``) are single-block stacks, not models: they are left out unless
+``include_guidelines``.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.context import CONTEXT
+from harness.analysis.fits import FIT_EXCLUDED_FAMILIES
 from harness.analysis.results import POINT_INFO, Results
 from harness.proxies.categories import Category
 
@@ -33,17 +42,43 @@ BREAKDOWN_COLUMNS = (
     "flops_share",
     "time_us",
     "time_share",
+    "time_share_of_median",
+    "profiled_us",
+    "median_us",
+    "profiler_overhead",
     "n_ops",
     "n_profiled",
 )
+TIME_SHARE_BASIS = "share of the summed profiled node times"
+OVERHEAD_NOTE = "profiler overhead = summed node times / whole-model median"
 
 
-def op_breakdown(results: Results) -> pd.DataFrame:
-    """Per profiled point and op category: FLOPs and their share of the model's FLOPs, next to measured time and
-    its share of the profiled time. Shares within a point sum to 1; FLOP columns are NaN when the artifact has no
-    graph account (see ``Results.account_errors``). Points without an op profile are not here: see
-    :func:`missing_profiles`."""
+def _models_only(results: Results, include_guidelines: bool) -> pd.DataFrame:
+    """The profile rows of ``results``, without guideline blocks unless asked for."""
     prof = results.op_profiles
+    if include_guidelines or prof.empty:
+        return prof
+    return prof[~prof["family"].isin(FIT_EXCLUDED_FAMILIES)]
+
+
+def _with_overhead(frame: pd.DataFrame, results: Results) -> pd.DataFrame:
+    """Add ``profiled_us`` (per point), the point's ``median_us``, ``profiler_overhead`` and
+    ``time_share_of_median``."""
+    medians = results.points.set_index("point_id")["median_ms"].astype("float64") * 1e3
+    frame["profiled_us"] = frame.groupby("point_id")["time_us"].transform("sum")
+    frame["median_us"] = frame["point_id"].map(medians).astype("float64")
+    frame["profiler_overhead"] = frame["profiled_us"] / frame["median_us"]
+    frame["time_share_of_median"] = frame["time_us"] / frame["median_us"]
+    return frame
+
+
+def op_breakdown(results: Results, *, include_guidelines: bool = False) -> pd.DataFrame:
+    """Per profiled point and op category: FLOPs and their share of the model's FLOPs, next to measured time, its
+    share of the summed profiled node times and of the whole-model median, and the point's profiler overhead
+    (see the module's note on denominators). Shares within a point sum to 1; FLOP columns are NaN when the
+    artifact has no graph account (see ``Results.account_errors``). Points without an op profile are not here:
+    see :func:`missing_profiles`."""
+    prof = _models_only(results, include_guidelines)
     prof = prof[~prof["point_id"].isin(block_profiled(results))]
     if prof.empty:
         return pd.DataFrame(columns=list(BREAKDOWN_COLUMNS))
@@ -69,7 +104,7 @@ def op_breakdown(results: Results) -> pd.DataFrame:
     order = {c.value: i for i, c in enumerate(Category)}
     both["_order"] = both["category"].map(lambda c: order.get(c, len(order)))
     both = both.sort_values(["point_id", "_order", "category"]).reset_index(drop=True)
-    return both[list(BREAKDOWN_COLUMNS)]
+    return _with_overhead(both, results)[list(BREAKDOWN_COLUMNS)]
 
 
 def block_profiled(results: Results) -> set[int]:
@@ -93,18 +128,24 @@ BLOCK_COLUMNS = (
     "flops_share",
     "time_us",
     "time_share",
+    "time_share_of_median",
+    "profiled_us",
+    "median_us",
+    "profiler_overhead",
 )
 OUTSIDE_BLOCKS = "(outside the timed blocks)"
+_OVERHEAD_COLUMNS = ("time_share_of_median", "profiled_us", "median_us", "profiler_overhead")
 
 
-def block_breakdown(results: Results) -> pd.DataFrame:
-    """Per block-profiled point (TFLite) and block: share of the model's FLOPs vs share of the blocks' time.
+def block_breakdown(results: Results, *, include_guidelines: bool = False) -> pd.DataFrame:
+    """Per block-profiled point (TFLite) and block: share of the model's FLOPs vs share of the summed block times
+    (with the whole-model median and the profiler overhead, as :func:`op_breakdown`).
 
     A block's FLOPs are those of the graph-account ops whose module path is the block's or under it; the ops
     under no timed block get one row named :data:`OUTSIDE_BLOCKS` (no time). FLOP columns are NaN when the
     artifact has no account or the account has no module paths.
     """
-    prof = results.op_profiles
+    prof = _models_only(results, include_guidelines)
     prof = prof[prof["point_id"].isin(block_profiled(results))]
     if prof.empty:
         return pd.DataFrame(columns=list(BLOCK_COLUMNS))
@@ -146,7 +187,8 @@ def block_breakdown(results: Results) -> pd.DataFrame:
                     "time_share": 0.0,
                 }
             )
-    return pd.DataFrame(rows, columns=list(BLOCK_COLUMNS))
+    frame = pd.DataFrame(rows, columns=[c for c in BLOCK_COLUMNS if c not in _OVERHEAD_COLUMNS])
+    return _with_overhead(frame, results)[list(BLOCK_COLUMNS)]
 
 
 def missing_profiles(results: Results) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The headline numbers: channel shuffle's and depthwise convs' share of FLOPs against their share of time."""
+"""The headline numbers: channel shuffle's, layout conversions' and depthwise convs' share of FLOPs against their
+share of time, with the profiler overhead that says how far the summed node times are from the model's median."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ import pandas as pd
 
 from harness.analysis.breakdowns import block_profiled, op_breakdown
 from harness.analysis.context import CONTEXT, Context
+from harness.analysis.fits import FIT_EXCLUDED_FAMILIES
 from harness.analysis.results import Results
 from harness.proxies.categories import Category
 
-SHUFFLE = Category.SHUFFLE_TRANSPOSE
+SHUFFLE = Category.CHANNEL_SHUFFLE
+LAYOUT = Category.LAYOUT
 DEPTHWISE = Category.DEPTHWISE_CONV
 
 
 @dataclass(frozen=True)
 class Headline:
-    """The FLOP gap of channel shuffle and depthwise convs for one profiled model in one context."""
+    """The FLOP gap of channel shuffle, layout conversions and depthwise convs for one profiled model in one context.
+
+    Time shares are of the summed profiled node times (:data:`harness.analysis.breakdowns.TIME_SHARE_BASIS`);
+    ``profiler_overhead`` is that sum over the whole-model median.
+    """
 
     point_id: int
     context: Context
@@ -32,6 +39,14 @@ class Headline:
     has_shuffle: bool
     has_depthwise: bool
     per_block: bool = False  # a TFLite per-block profile: op categories' time cannot be told apart
+    layout_time_share: float = 0.0  # layout ops have no FLOPs: transposes outside a shuffle, runtime reorders
+    has_layout: bool = False
+    profiler_overhead: float | None = None  # summed node times / whole-model median (None: no median)
+
+    @property
+    def layout_and_shuffle_time_share(self) -> float:
+        """What moving data around costs: the shuffle's and the layout conversions' share of time."""
+        return self.shuffle_time_share + self.layout_time_share
 
     @property
     def sentence(self) -> str:
@@ -39,29 +54,41 @@ class Headline:
         parts = []
         if self.per_block:
             parts.append(
-                "per-block profile only (the TFLite runtime has no per-op profiler), so shuffle/transpose and "
+                "per-block profile only (the TFLite runtime has no per-op profiler), so shuffle, layout and "
                 "depthwise time cannot be told apart from the rest of each block; see the block breakdown"
             )
-        elif self.has_shuffle:
-            parts.append(
-                f"shuffle/transpose {_pct(self.shuffle_flops_share)} of FLOPs, {_pct(self.shuffle_time_share)} of time"
-            )
+        else:
+            if self.shuffle_flops_share is None:
+                parts.append("op categories and FLOP shares unknown (no graph account of the artifact)")
+            if self.has_shuffle:
+                parts.append(
+                    f"channel shuffle {_pct(self.shuffle_flops_share)} of FLOPs, "
+                    f"{_pct(self.shuffle_time_share)} of time"
+                )
+            if self.has_layout:
+                parts.append(
+                    f"layout conversions {_pct(None if self.shuffle_flops_share is None else 0.0)} of FLOPs, "
+                    f"{_pct(self.layout_time_share)} of time"
+                )
         if self.has_depthwise:
             parts.append(
                 f"depthwise conv {_pct(self.depthwise_flops_share)} of FLOPs, {_pct(self.depthwise_time_share)} of time"
             )
         if not parts:
-            parts.append(
-                "no shuffle/transpose or depthwise ops"
-                if self.shuffle_flops_share is not None
-                else "op categories and FLOP shares unknown (no graph account of the artifact)"
-            )
+            parts.append("no channel shuffle, layout or depthwise ops")
         where = f"{self.model_label} on {self.context.device}/{self.context.runtime}"
         detail = (
             f"({self.context.runtime} {self.runtime_version}, {self.context.threads} "
             f"thread{'s' if self.context.threads != 1 else ''}, {self.context.precision}, input {self.input_shape})"
         )
+        if not self.per_block and self.profiler_overhead is not None and not math.isnan(self.profiler_overhead):
+            parts.append(f"time shares of the summed node times, {self.profiler_overhead:.2f}x the model's median")
         return f"{where}: {'; '.join(parts)} {detail}"
+
+
+def _overhead(group: pd.DataFrame) -> float | None:
+    value = group["profiler_overhead"].iloc[0] if "profiler_overhead" in group else math.nan
+    return None if pd.isna(value) else float(value)
 
 
 def _pct(share: float | None) -> str:
@@ -69,7 +96,8 @@ def _pct(share: float | None) -> str:
 
 
 def headlines(results: Results, breakdown: pd.DataFrame | None = None) -> list[Headline]:
-    """Shuffle and depthwise share of FLOPs vs share of time, one per profiled point (model × context)."""
+    """Shuffle, layout and depthwise share of FLOPs vs share of time, one per profiled point (model × context);
+    guideline blocks are left out (see :func:`op_breakdown`)."""
     frame = op_breakdown(results) if breakdown is None else breakdown
     out = []
     for point_id, group in frame.groupby("point_id", sort=False):
@@ -99,9 +127,13 @@ def headlines(results: Results, breakdown: pd.DataFrame | None = None) -> list[H
                 depthwise_time_share=share(DEPTHWISE, "time_share"),
                 has_shuffle=present(SHUFFLE),
                 has_depthwise=present(DEPTHWISE),
+                layout_time_share=share(LAYOUT, "time_share"),
+                has_layout=present(LAYOUT),
+                profiler_overhead=_overhead(group),
             )
         )
     blocks = results.op_profiles[results.op_profiles["point_id"].isin(block_profiled(results))]
+    blocks = blocks[~blocks["family"].isin(FIT_EXCLUDED_FAMILIES)]
     for point_id, group in blocks.groupby("point_id", sort=True):
         first = group.iloc[0]
         out.append(
@@ -136,6 +168,8 @@ def headline_frame(results: Results, breakdown: pd.DataFrame | None = None) -> p
             "shuffle_time_share": h.shuffle_time_share,
             "depthwise_flops_share": h.depthwise_flops_share,
             "depthwise_time_share": h.depthwise_time_share,
+            "layout_time_share": h.layout_time_share,
+            "profiler_overhead": h.profiler_overhead,
             "sentence": h.sentence,
         }
         for h in headlines(results, breakdown)

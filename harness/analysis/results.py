@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.analysis.accounts import AccountFn, collect_accounts, proxies_account
+from harness.analysis.accounts import AccountFn, collect_accounts, proxies_account, runtime_op_accounts
 from harness.analysis.context import CONTEXT, Context, contexts_in, joined
 from harness.proxies.categories import Category
+from harness.proxies.runtime_ops import runtime_category
 from harness.store import PointStatus, Store
 
 # What a per-op or per-point table carries of its point besides the context.
@@ -73,6 +74,10 @@ def _load(
     account_frame, errors = collect_accounts(artifacts, supplied, account_fn, store.op_accounts())
     for sha in set(profiled["artifact_sha"]) - set(artifacts["artifact_sha"]):
         errors[sha] = "no artifact row in the database"
+    accounted = profiles[profiles["artifact_sha"].isin(account_frame["artifact_sha"])]
+    inserted = runtime_op_accounts(accounted, account_frame)
+    if not inserted.empty:
+        account_frame = pd.concat([account_frame, inserted], ignore_index=True)
     profiles = _attribute(profiles, account_frame)
     return Results(
         points=points,
@@ -118,15 +123,17 @@ def _latest_calibrations(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _attribute(profiles: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
-    """Fill a profiled node's missing category and module path from the graph account's node of the same name;
-    a node neither the profiler nor the account could place is ``other``."""
+    """Fill a profiled node's missing category and module path from the graph account's node of the same name,
+    else from its op type when a runtime inserted it (``layout``); a node nothing places is ``other``."""
     if profiles.empty:
         return profiles.assign(category=profiles["category"].astype("object"))
     known = accounts[["artifact_sha", "node_name", "category", "module_path"]].drop_duplicates(
         ["artifact_sha", "node_name"]
     )
     merged = profiles.merge(known, on=["artifact_sha", "node_name"], how="left", suffixes=("", "_account"))
-    merged["category"] = merged["category"].fillna(merged["category_account"]).fillna(Category.OTHER.value)
+    inserted = merged["op_type"].map(lambda t: getattr(runtime_category(str(t)), "value", None))
+    merged["category"] = merged["category"].fillna(merged["category_account"]).fillna(inserted)
+    merged["category"] = merged["category"].fillna(Category.OTHER.value)
     merged["module_path"] = merged["module_path"].fillna(merged["module_path_account"])
     return merged.drop(columns=["category_account", "module_path_account"])
 

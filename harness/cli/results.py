@@ -46,26 +46,33 @@ def _table(title: str) -> Table:
 @results_app.command("list")
 @one_line_errors
 def list_runs(db: DbOpt = None) -> None:
-    """List the sweep runs with how many of their points are done, failed and pending."""
+    """List the sweep runs: how many of their points were done, failed and pending when each ended, and the
+    runtime (and runner) versions they measured with. A run whose process was killed shows as interrupted."""
     with _open(db) as store:
         runs = store.runs()
+        versions = store.versions()
     if not runs:
         typer.echo(f"no runs in {resolve_db_path(db)}")
         return
     table = _table(escape(f"runs in {resolve_db_path(db)}"))
-    for header in ("run", "started (UTC)", "status", "done", "failed", "pending", "spec"):
-        table.add_column(header, justify="right" if header in ("run", "done", "failed", "pending") else "left")
+    for header in ("run", "started (UTC)", "status", "done", "failed", "pending", "versions", "spec"):
+        numeric = header in ("run", "done", "failed", "pending")
+        table.add_column(header, justify="right" if numeric else "left", overflow="fold")
     for run in runs:
         table.add_row(
             str(run.id),
             run.started_at[:19].replace("T", " "),
-            run.status,
+            run.shown_status,
             str(run.counts.done),
             str(run.counts.failed),
             str(run.counts.pending),
+            escape(", ".join(str(v) for v in run.versions) or "–"),
             escape(run.spec_name),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if versions:
+        console.print(escape("versions in this database: " + "; ".join(str(v) for v in versions)), soft_wrap=True)
 
 
 @results_app.command("show")

@@ -6,30 +6,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from devices.base import Device
-from devices.errors import FlopgapError, Interrupted
+from devices.errors import ExitCode, FlopgapError, Interrupted
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.spec import (
     QUICK_SPEC,
-    ModelSelection,
     Protocol,
     SweepPoint,
     SweepSpec,
     load_spec,
+    model_selection,
     parse_spec,
 )
-from harness.measure.sweep import Exporter, SweepResult, run_sweep
+from harness.measure.sweep import Exporter, Reporter, SweepResult, run_sweep
+from harness.sources import ModelRef
 from harness.store import Store
-from harness.zoo.registry import ModelSpec, ParamValue
 
 
-class ProgressReporter:
+class ProgressReporter(Reporter):
     """Rich progress: points exported, then trials done/total with the current point and an ETA."""
 
     def __init__(self, console: Console) -> None:
@@ -77,12 +78,32 @@ class ProgressReporter:
 
 
 def make_exporter(cache_dir: Path | None, parity: bool) -> Exporter:
-    from exporters.export import export
+    from harness.sources import source_artifact
 
-    def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
-        return export(model, fmt, precision, cache_dir=cache_dir, check_parity=parity)
+    def _export(model: ModelRef, fmt: Format, precision: Precision) -> Artifact:
+        return source_artifact(model, fmt, precision, cache_dir=cache_dir, check_parity=parity)
 
     return _export
+
+
+def prepare_artifact(
+    model: ModelRef,
+    runtime: Runtime,
+    precision: Precision,
+    cache_dir: Path | None,
+    console: Console,
+    device: str,
+    devices_file: Path | None,
+) -> Artifact:
+    """Export (or check) the one artifact of a single-point command first, so a model the runtime cannot take
+    fails in one line (exit 2) instead of as a failed point; the sweep then finds it in the cache. An unknown
+    device fails before any export."""
+    from devices.inventory import load_inventory
+    from harness.sources import source_artifact
+
+    load_inventory(devices_file).get(device)
+    with console.status(f"preparing {model.label} for {runtime} {precision}..."):
+        return source_artifact(model, runtime.artifact_format, precision, cache_dir=cache_dir)
 
 
 def open_devices(names: list[str], devices_file: Path | None) -> dict[str, Device]:
@@ -106,7 +127,7 @@ def run_sweep_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
-) -> None:
+) -> SweepResult:
     if quick == (spec_path is not None):
         raise FlopgapError("give either a sweep spec file or --quick (see 'flopgap sweep --help')")
     if spec_path is not None:
@@ -114,12 +135,12 @@ def run_sweep_command(
         text = spec_path.read_text()  # the file as written, comments included
     else:
         spec, text = parse_spec(QUICK_SPEC, "quick"), QUICK_SPEC
-    run_spec_command(spec, text, db, cache_dir, devices_file, console)
+    return run_spec_command(spec, text, db, cache_dir, devices_file, console)
 
 
 def one_point_spec(
     title: str,
-    model: ModelSpec,
+    model: ModelRef,
     runtime: Runtime,
     precision: Precision,
     threads: int,
@@ -127,10 +148,9 @@ def one_point_spec(
     protocol: Protocol,
 ) -> SweepSpec:
     """The sweep spec of a single point (``flopgap run`` and ``flopgap profile``), named ``title model-label``."""
-    params: dict[str, ParamValue | list[ParamValue]] = dict(model.params)
     return SweepSpec(
         name=f"{title} {model.label}",
-        models=[ModelSelection(name=model.name, params=params)],
+        models=[model_selection(model)],
         runtimes=[runtime],
         precisions=[precision],
         threads=[threads],
@@ -178,25 +198,36 @@ def run_spec_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
-) -> None:
-    """Measure ``spec`` (stored with ``spec_text``) and print the summary table."""
+) -> SweepResult:
+    """Measure ``spec`` (stored with ``spec_text``) and print the summary table; returns the sweep's result, which
+    the caller passes to :func:`exit_if_failed` after its own output (code 3 when a point or a profile failed)."""
     started = time.monotonic()
     result, path = measure(spec, spec_text, db, ProgressReporter(console), cache_dir, devices_file)
     with Store(path, readonly=True) as store:
         console.print(summary_table(store, result.point_ids, spec.name))
+    profiles = f", {result.profile_failures} profiles failed" if result.profile_failures else ""
     console.print(
         f"{result.measured_trials} trials measured, {result.skipped_points} points already done (skipped), "
-        f"{result.failed_points} failed, in {time.monotonic() - started:.0f}s; results in {path}",
+        f"{result.failed_points} failed{profiles}, in {time.monotonic() - started:.0f}s; results in {path}",
         highlight=False,
     )
+    return result
+
+
+def exit_if_failed(result: SweepResult) -> None:
+    """Exit with code 3 when some of the sweep failed (each reason was printed): a script must not read it as done."""
+    if not result.all_done:
+        raise typer.Exit(ExitCode.SOME_FAILED)
 
 
 def summary_table(store: Store, point_ids: list[int], title: str) -> Table:
-    """One row per point; columns whose value is the same for every row move into the title (narrow terminals)."""
+    """One row per point of ``point_ids`` (exactly this sweep's: measured, skipped and failed); columns whose value
+    is the same for every row move into the title (narrow terminals)."""
     frame = store.points_frame()
-    frame = frame[frame["point_id"].isin(point_ids)] if point_ids else frame
-    frame = frame.sort_values(["device", "macs", "model_label", "format"])
-    varying = {"format": "format", "precision": "precision", "threads": "threads", "device": "device"}
+    frame = frame[frame["point_id"].isin(point_ids)]
+    frame = frame.sort_values(["device", "macs", "model_label", "runtime", "format"])
+    # runtime before format: litert and litert-builtin share the tflite format and differ only by runtime
+    varying = {k: k for k in ("runtime", "format", "precision", "threads", "device")}
     constant = {k: frame[k].iloc[0] for k in varying if len(frame) and frame[k].nunique(dropna=False) == 1}
     shown = [k for k in varying if k not in constant]
     caption = " · ".join(f"{k} {v}" for k, v in constant.items())

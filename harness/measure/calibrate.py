@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devices.base import Device
-from devices.errors import DeviceError, FlopgapError
+from devices.errors import DeviceError, FlopgapError, MeasurementFailed
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.spec import Protocol
@@ -42,6 +42,10 @@ COMPUTE, BANDWIDTH = "compute", "bandwidth"
 
 class CalibrationError(FlopgapError):
     """A calibration kernel could not be exported or timed; the message names the kernel and the device."""
+
+
+class KernelFailed(CalibrationError, MeasurementFailed):
+    """A calibration kernel ran on the device and failed (exit code 3, not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -183,10 +187,10 @@ def calibrate(
             try:
                 result = dev.measure(artifacts[k.name].path, request)
             except DeviceError as exc:
-                raise CalibrationError(f"calibration kernel {k.name} ({runtime}) failed: {exc}") from exc
+                raise KernelFailed(f"calibration kernel {k.name} ({runtime}) failed: {exc}") from exc
             median_ns = result.centre_ns
             if not median_ns:
-                raise CalibrationError(f"calibration kernel {k.name} on '{dev.name}': the runner gave no timing")
+                raise KernelFailed(f"calibration kernel {k.name} on '{dev.name}': the runner gave no timing")
             medians[k.name].append(median_ns)
             version = version or result.runtime_version
     timings = tuple(KernelTiming(k, tuple(medians[k.name]), artifacts[k.name].sha256) for k in kernels)
@@ -194,12 +198,16 @@ def calibrate(
 
 
 def store_calibration(store: Store, dev: Device, cal: Calibration, facts: dict[str, Any] | None = None) -> int:
-    """Record the device (facts refreshed) and the calibration; returns the calibration's id."""
+    """Record the device (facts refreshed) and the calibration; returns the calibration's id. The calibration
+    goes to the machine the facts identify (``local@…`` when another machine was stored as ``local`` before)."""
     if facts is None:
         try:
             facts = dev.facts()
         except DeviceError as exc:
-            facts = {"error": str(exc)}
-    store.upsert_device(dev.name, dev.transport.kind, facts)
+            device = store.record_device_error(dev.name, dev.transport.kind, str(exc)).name
+        else:
+            device = store.record_device(dev.name, dev.transport.kind, facts).name
+    else:
+        device = store.record_device(dev.name, dev.transport.kind, facts).name
     details = cal.details()
-    return store.add_calibration(cal.device, cal.runtime, cal.threads, cal.peak_gflops, cal.bandwidth_gbs, details)
+    return store.add_calibration(device, cal.runtime, cal.threads, cal.peak_gflops, cal.bandwidth_gbs, details)

@@ -7,34 +7,119 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from devices.errors import FlopgapError
 from devices.vocabulary import Format, Precision, Runtime, choices
-from harness.errors import InvalidParameterError, UnknownModelError
-from harness.zoo.registry import ModelSpec, ParamValue, list_models, resolve
+from harness.errors import UnknownModelError
+from harness.measure.duration import parse_duration
+from harness.sources import FileSource, ModelRef, TorchFactory, load_factory, load_file
+from harness.zoo.registry import ParamValue, list_models, resolve
 
 
 class SpecError(FlopgapError):
     pass
 
 
+class Cooldown(StrEnum):
+    """What happens before each trial besides ``cooldown_s``: nothing, or wait until the device has cooled."""
+
+    NONE = "none"
+    THERMAL = "thermal"  # every thermal zone back within cooldown_margin_c of its value at sweep start
+
+
+def _seconds(value: Any) -> Any:
+    try:
+        return parse_duration(value) if value is not None else None
+    except FlopgapError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]  # "30s", "10m", "1h" or a number of seconds
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for a number (bool is an int in Python); a spec saying `trials = true` is a typo.
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _numeric(field.annotation):
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, bool) for v in values):
+                raise ValueError("true/false is not a number; give a number (or a list of numbers)")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field holds numbers only: int, float, a list of them, or None."""
+    args = typing.get_args(annotation) if typing.get_origin(annotation) is not None else (annotation,)
+    kinds = {a for a in args if a is not type(None)}
+    inner = {k for a in kinds if typing.get_origin(a) is list for k in typing.get_args(a)}
+    flat = (kinds - {a for a in kinds if typing.get_origin(a) is list}) | inner
+    return bool(flat) and flat <= {int, float}
+
 
 class ModelSelection(_Strict):
-    name: str = Field(description="A registered name or a shell wildcard such as 'shufflenet_v2' or 'mobilenet_*'.")
+    """One ``[[models]]`` entry: a zoo ``name`` (with ``params``), a model file ``path``, or a ``torch`` factory."""
+
+    name: str | None = Field(
+        default=None, description="A registered name or a shell wildcard such as 'shufflenet_v2' or 'mobilenet_*'."
+    )
     params: dict[str, ParamValue | list[ParamValue]] = Field(
         default_factory=dict, description="Parameter values; a list expands into a grid."
     )
+    path: str | None = Field(default=None, description="An .onnx or .tflite file, relative to the spec file.")
+    torch: str | None = Field(default=None, description="A torch module factory 'package.module:function'.")
+    input_shapes: list[list[int]] | dict[str, list[int]] | None = Field(
+        default=None,
+        description="Factory: one shape per forward argument; file: {input name = shape} for its dynamic dims.",
+    )
+    kwargs: dict[str, ParamValue] = Field(default_factory=dict, description="Factory keyword arguments.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSelection:
+        given = [k for k in ("name", "path", "torch") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of name, path, torch (got {', '.join(given) or 'none'})")
+        if self.params and self.name is None:
+            raise ValueError("params are for zoo models (name); a factory takes kwargs")
+        if self.kwargs and self.torch is None:
+            raise ValueError("kwargs are for torch factories")
+        if self.input_shapes is not None and self.name is not None:
+            raise ValueError("input_shapes are for path and torch entries; zoo models have a fixed input size")
+        if isinstance(self.input_shapes, dict) and self.torch is not None:
+            raise ValueError("a factory's input_shapes is a list of shapes, e.g. [[1, 3, 224, 224]]")
+        if isinstance(self.input_shapes, list) and self.path is not None:
+            raise ValueError("a file's input_shapes names its inputs, e.g. { x = [1, 3, 224, 224] }")
+        return self
+
+    @field_validator("params")
+    @classmethod
+    def _no_empty_grid(cls, v: dict[str, ParamValue | list[ParamValue]]) -> dict[str, ParamValue | list[ParamValue]]:
+        empty = [k for k, values in v.items() if isinstance(values, list) and not values]
+        if empty:
+            raise ValueError(f"parameter '{empty[0]}' has an empty list of values; give at least one value")
+        return v
 
 
 class Protocol(_Strict):
@@ -70,17 +155,37 @@ class Protocol(_Strict):
     ort_execution_mode: Literal["sequential", "parallel"] = Field(
         default="sequential", description="ONNX Runtime execution mode."
     )
+    sustained: Seconds | None = Field(
+        default=None,
+        description="Run each trial continuously this long (e.g. '10m') and record a timeline of latency, "
+        "frequencies and temperatures; replaces runs/min_seconds (flopgap's runner only).",
+    )
+    sustained_window: Seconds = Field(default=1.0, description="Timeline window of a sustained run (e.g. '1s').")
+    cooldown: Cooldown = Field(
+        default=Cooldown.NONE,
+        description="'thermal': before each trial wait until every thermal zone is within cooldown_margin_c of "
+        "its value at sweep start (at most cooldown_max_s, then the trial runs and is flagged).",
+    )
+    cooldown_margin_c: float = Field(default=2.0, gt=0, description="Thermal cooldown margin in °C.")
+    cooldown_max_s: Seconds = Field(default=300.0, description="Longest thermal cooldown before a trial runs anyway.")
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Protocol:
+        if self.sustained is not None and self.sustained_window > self.sustained:
+            raise ValueError(f"sustained_window ({self.sustained_window:g}s) exceeds sustained ({self.sustained:g}s)")
+        return self
 
 
 class SweepSpec(_Strict):
     name: str = "sweep"
     models: list[ModelSelection] = Field(min_length=1)
-    runtimes: list[Runtime] = Field(default_factory=lambda: [Runtime.ONNXRUNTIME, Runtime.LITERT])
-    precisions: list[Precision] = Field(default_factory=lambda: [Precision.FP32])
+    # An empty list would run nothing and look like success: every list needs an entry (omit a key for its default).
+    runtimes: list[Runtime] = Field(default_factory=lambda: [Runtime.ONNXRUNTIME, Runtime.LITERT], min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: [Precision.FP32], min_length=1)
     threads: list[int] | None = Field(
-        default=None, description="Thread counts; default: each device's inventory 'threads'."
+        default=None, min_length=1, description="Thread counts; default: each device's inventory 'threads'."
     )
-    devices: list[str] = Field(default_factory=lambda: ["local"])
+    devices: list[str] = Field(default_factory=lambda: ["local"], min_length=1)
     protocol: Protocol = Field(default_factory=Protocol)
 
     @field_validator("threads")
@@ -95,7 +200,7 @@ class SweepSpec(_Strict):
 class SweepPoint:
     """One thing to measure: a model configuration in one format/precision on one runtime, device, thread count."""
 
-    model: ModelSpec
+    model: ModelRef
     runtime: Runtime
     precision: Precision
     threads: int
@@ -120,10 +225,11 @@ def load_spec(path: Path) -> SweepSpec:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(f"cannot read sweep spec {path}: {exc.strerror}") from None
-    return parse_spec(text, source=str(path))
+    return parse_spec(text, source=str(path), base_dir=path.parent)
 
 
-def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
+def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None) -> SweepSpec:
+    """Validate a spec; ``path`` entries are taken relative to ``base_dir`` (the spec file's folder)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -135,6 +241,8 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             raise SpecError(f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(err['loc'])}") from None
+        if err["type"] == "too_short":
+            raise SpecError(f"{source}: key '{key}' is empty; {_needs_entry(err['loc'])}") from None
         enum = _enum_of(err["loc"]) if err["type"] == "enum" else None
         if enum is not None:
             noun, field = enum.__name__.lower(), err["loc"][0]
@@ -142,10 +250,21 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
                 f"{source}: key '{field}': unknown {noun} {err['input']!r}; allowed: {choices(enum)}"
             ) from None
         raise SpecError(f"{source}: key '{key}': {err['msg'].removeprefix('Value error, ')}") from None
-    # Resolve models now, so a typo fails before anything is measured.
+    if base_dir is not None:
+        models = [
+            m.model_copy(update={"path": str(base_dir / m.path)}) if m.path and not Path(m.path).is_absolute() else m
+            for m in spec.models
+        ]
+        spec = spec.model_copy(update={"models": models})
+    # Resolve models now, so a typo, a bad file or a broken factory fails before anything is measured.
     try:
-        expand_models(spec)
-    except (UnknownModelError, InvalidParameterError) as exc:
+        for model in expand_models(spec):
+            if isinstance(model, FileSource) and not set(model.runtimes()) & set(spec.runtimes):
+                raise SpecError(
+                    f"{model.file.path.name} is a .{model.format.value} model and no runtime of the spec runs it; "
+                    f"add {' or '.join(r.value for r in model.runtimes())} to runtimes"
+                )
+    except FlopgapError as exc:
         raise SpecError(f"{source}: {exc}") from None
     return spec
 
@@ -160,6 +279,19 @@ def _enum_of(loc: tuple[Any, ...]) -> type[StrEnum] | None:
     field = SweepSpec.model_fields.get(str(loc[0]))
     args = getattr(field.annotation, "__args__", ()) if field else ()
     return next((a for a in args if isinstance(a, type) and issubclass(a, StrEnum)), None)
+
+
+def _needs_entry(loc: tuple[Any, ...]) -> str:
+    """What to write instead of an empty list: the allowed values, or how to get the default."""
+    field = str(loc[0])
+    enum = _enum_of(loc)
+    if enum is not None:
+        return f"give at least one of: {choices(enum)} (or omit the key for the default)"
+    if field == "threads":
+        return "give thread counts such as [1, 4], or omit the key to use each device's inventory 'threads'"
+    if field == "devices":
+        return "give device names from the inventory such as [\"local\"], or omit the key for 'local'"
+    return "give at least one entry"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> str:
@@ -177,10 +309,16 @@ def _allowed_keys(loc: tuple[Any, ...]) -> str:
     return ", ".join(model.model_fields)
 
 
-def expand_models(spec: SweepSpec) -> list[ModelSpec]:
+def expand_models(spec: SweepSpec) -> list[ModelRef]:
     """Every model configuration the spec selects, in spec order, without duplicates."""
-    out: list[ModelSpec] = []
+    out: list[ModelRef] = []
     for sel in spec.models:
+        own = _own_model(sel)
+        if own is not None:
+            if own not in out:
+                out.append(own)
+            continue
+        assert sel.name is not None  # the validator allows exactly one of name, path, torch
         names = list_models(sel.name) if any(c in sel.name for c in "*?[") else [sel.name]
         if not names:
             raise UnknownModelError(f"models.name '{sel.name}' matches no model; run 'flopgap models'")
@@ -194,6 +332,30 @@ def expand_models(spec: SweepSpec) -> list[ModelSpec]:
     return out
 
 
+def _own_model(sel: ModelSelection) -> FileSource | TorchFactory | None:
+    """The file or factory an entry names (None for a zoo entry)."""
+    if sel.path is not None:
+        shapes = sel.input_shapes if isinstance(sel.input_shapes, dict) else {}
+        return load_file(Path(sel.path), {k: tuple(v) for k, v in shapes.items()})
+    if sel.torch is not None:
+        shapes_list = sel.input_shapes if isinstance(sel.input_shapes, list) else []
+        return load_factory(sel.torch, tuple(tuple(s) for s in shapes_list), dict(sel.kwargs))
+    return None
+
+
+def model_selection(model: ModelRef) -> ModelSelection:
+    """The ``[[models]]`` entry that selects exactly ``model`` (``flopgap run`` writes its spec with it)."""
+    if isinstance(model, FileSource):
+        shapes = {k: list(v) for k, v in model.input_shapes}
+        return ModelSelection(path=str(model.file.path), input_shapes=shapes or None)
+    if isinstance(model, TorchFactory):
+        return ModelSelection(
+            torch=model.target, input_shapes=[list(s) for s in model.input_shapes], kwargs=dict(model.kwargs)
+        )
+    params: dict[str, ParamValue | list[ParamValue]] = dict(model.params)
+    return ModelSelection(name=model.name, params=params)
+
+
 def expand_points(spec: SweepSpec, device_threads: dict[str, list[int]] | None = None) -> list[SweepPoint]:
     """Every point; thread counts come from the spec, else from each device's inventory entry, else [1]."""
     return list(_points(spec, device_threads or {}))
@@ -202,8 +364,13 @@ def expand_points(spec: SweepSpec, device_threads: dict[str, list[int]] | None =
 def _points(spec: SweepSpec, device_threads: dict[str, list[int]]) -> Iterator[SweepPoint]:
     for device in spec.devices:
         for model in expand_models(spec):
-            for runtime in spec.runtimes:
-                for precision in spec.precisions:
+            runtimes, precisions = spec.runtimes, spec.precisions
+            if isinstance(model, FileSource):
+                # A file runs in its own format, and at the precision it holds unless it is a float ONNX graph.
+                runtimes = [r for r in runtimes if model.runtime_error(r) is None]
+                precisions = precisions if model.converts else [model.file.holds]
+            for runtime in runtimes:
+                for precision in precisions:
                     for threads in spec.threads or device_threads.get(device) or [1]:
                         yield SweepPoint(model, runtime, precision, threads, device)
 

@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,24 +25,23 @@ from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerM
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
-from harness.measure.spec import Protocol as SweepProtocol
-from harness.measure.spec import SweepPoint, SweepSpec, expand_points
+from harness.measure.cooldown import ThermalCooldown, device_temperatures, hot_trials
+from harness.measure.recording import ensure_point, record_devices
+from harness.measure.spec import Cooldown, SweepPoint, SweepSpec, expand_points
 from harness.measure.stats import combine_summaries, combine_trials
+from harness.measure.sustained import summarize_point
 from harness.measure.trial import trial_request
-from harness.store import Store
-from harness.zoo.counting import count
-from harness.zoo.registry import ModelSpec
+from harness.measure.versions import point_versions
+from harness.sources import ModelRef, source_counts
+from harness.store import DuplicateTrialError, PointStatus, Store
+
+if TYPE_CHECKING:
+    from harness.measure.profile import OpProfile
 
 
-class Reporter(Protocol):
-    def exporting(self, done: int, total: int, label: str) -> None: ...
-    def measuring_started(self, total_trials: int, skipped_points: int) -> None: ...
-    def trial_started(self, point: SweepPoint, trial: int) -> None: ...
-    def trial_finished(self, point: SweepPoint, trial: int, median_ms: float | None) -> None: ...
-    def point_failed(self, point: SweepPoint, reason: str) -> None: ...
+class Reporter:
+    """What a sweep tells as it goes; every hook does nothing here, so a reporter overrides only what it shows."""
 
-
-class SilentReporter:
     def exporting(self, done: int, total: int, label: str) -> None:
         pass
 
@@ -57,6 +57,12 @@ class SilentReporter:
     def point_failed(self, point: SweepPoint, reason: str) -> None:
         pass
 
+    def point_profiled(self, point: SweepPoint, profile: OpProfile) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
 
 @dataclass
 class PointState:
@@ -65,18 +71,25 @@ class PointState:
     artifact: Artifact
     done_trials: set[int] = field(default_factory=set)
     failed: bool = False
+    run_id: int | None = None
+    runtime_version: str | None = None  # what the device's facts promised; a trial reporting another fails
 
 
 @dataclass(frozen=True)
 class SweepResult:
     run_id: int
-    point_ids: list[int]
+    point_ids: list[int]  # every point of this sweep, in spec order: measured, skipped and failed alike
     measured_trials: int
     skipped_points: int
     failed_points: int
+    profile_failures: int = 0
+
+    @property
+    def all_done(self) -> bool:
+        return self.failed_points == 0 and self.profile_failures == 0
 
 
-Exporter = Callable[[ModelSpec, Format, Precision], Artifact]
+Exporter = Callable[[ModelRef, Format, Precision], Artifact]
 
 
 def run_sweep(
@@ -93,7 +106,7 @@ def run_sweep(
 
     ``device_threads`` gives each device's thread counts (from the inventory) where the spec names none.
     """
-    rep = reporter or SilentReporter()
+    rep = reporter or Reporter()
     points = expand_points(spec, device_threads)
     missing = sorted({p.device for p in points} - set(devices))
     if missing:
@@ -101,13 +114,16 @@ def run_sweep(
     run_id = store.start_run(spec.name, spec_text)
     status = "failed"
     try:
-        states, skipped, finished = _prepare(spec, store, run_id, points, devices, exporter, rep)
+        states, skipped, finished, point_ids = _prepare(spec, store, run_id, points, devices, exporter, rep)
         measured = _measure(spec, store, states, devices, rep, sleep)
+        profile_failures = 0
         if spec.protocol.profile:
-            _profile_pass(spec, store, [*finished, *states], devices, rep)
+            profile_failures = _profile_pass(spec, store, [*finished, *states], devices, rep)
         status = "completed"
-        failed = sum(1 for s in states if s.failed)
-        return SweepResult(run_id, [s.point_id for s in states], measured, skipped, failed)
+        # Every point of the spec (finished before this run, measured now, failed), so `run` and `profile` show all.
+        ids = list(dict.fromkeys(point_ids))
+        failed = sum(1 for pid in ids if store.point_status(pid) == PointStatus.FAILED)
+        return SweepResult(run_id, ids, measured, skipped, failed, profile_failures)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -123,9 +139,9 @@ def _prepare(
     devices: dict[str, Device],
     exporter: Exporter,
     rep: Reporter,
-) -> tuple[list[PointState], int, list[PointState]]:
+) -> tuple[list[PointState], int, list[PointState], list[int]]:
     # Export each (model, format, precision) once; a failed export fails its points, not the sweep.
-    artifacts: dict[tuple[ModelSpec, str, str], Artifact | str] = {}
+    artifacts: dict[tuple[ModelRef, str, str], Artifact | str] = {}
     wanted = list(dict.fromkeys((p.model, p.format, p.precision) for p in points))
     for i, (model, fmt, precision) in enumerate(wanted):
         rep.exporting(i, len(wanted), f"{model.label} {fmt} {precision}")
@@ -134,39 +150,46 @@ def _prepare(
         except FlopgapError as exc:
             artifacts[(model, fmt, precision)] = str(exc)
             continue
-        counts = count(model.build(), model.example_input())
-        store.upsert_artifact(art, macs=counts.macs, params_count=counts.params)
+        counts = source_counts(model, art)
+        store.upsert_artifact(
+            art,
+            macs=counts.macs if counts else None,
+            params_count=counts.params if counts else None,
+            family=model.family,
+            label=model.label,
+        )
         if not store.has_op_account(art.sha256):
             _store_account(store, art, rep)
         artifacts[(model, fmt, precision)] = art
     rep.exporting(len(wanted), len(wanted), "")
 
-    for name in sorted({p.device for p in points}):
-        dev = devices[name]
-        try:
-            facts = dev.facts()
-        except DeviceError as exc:
-            facts = {"error": str(exc)}
-        store.upsert_device(name, dev.transport.kind, facts)
+    stored, facts = record_devices(store, sorted({p.device for p in points}), devices, rep)
 
     states: list[PointState] = []
     finished: list[PointState] = []  # done before this run; the profile pass may still need them
+    point_ids: list[int] = []
     skipped = 0
     for p in points:
+        versions = point_versions(p.runtime, facts[p.device])
         exported = artifacts[(p.model, p.format, p.precision)]
         if isinstance(exported, str):  # the export failed; this is its reason
-            pid = store.ensure_point(run_id, *_key_fields(p, None, spec.protocol))
+            pid = ensure_point(store, run_id, p, None, stored[p.device], versions, spec.protocol)
+            point_ids.append(pid)
             store.fail_point(pid, exported)
             rep.point_failed(p, exported)
             continue
         art = exported
-        pid = store.ensure_point(run_id, *_key_fields(p, art, spec.protocol))
+        pid = ensure_point(store, run_id, p, art, stored[p.device], versions, spec.protocol)
+        point_ids.append(pid)
         if store.point_status(pid) == "done":
             skipped += 1
             finished.append(PointState(p, pid, art))
             continue
-        states.append(PointState(p, pid, art, done_trials=store.trials_done(pid)))
-    return states, skipped, finished
+        done = store.trials_done(pid)
+        states.append(
+            PointState(p, pid, art, done_trials=done, run_id=run_id, runtime_version=versions.runtime_version)
+        )
+    return states, skipped, finished, point_ids
 
 
 def _store_account(store: Store, art: Artifact, rep: Reporter) -> None:
@@ -176,29 +199,10 @@ def _store_account(store: Store, art: Artifact, rep: Reporter) -> None:
     try:
         acc = account(art)
     except Exception as exc:  # accounting is analysis support: a graph it cannot read must not stop measuring
-        warn = getattr(rep, "warning", None)
-        if warn is not None:
-            warn(f"graph accounting of {art.path.name} failed ({type(exc).__name__}: {exc}); FLOP shares unavailable")
+        reason = f"{type(exc).__name__}: {exc}"
+        rep.warning(f"graph accounting of {art.path.name} failed ({reason}); FLOP shares unavailable")
         return
     store.put_op_account(art.sha256, acc.frame(), len(acc.unsupported))
-
-
-ORT_SETTINGS = ("ort_allow_spinning", "ort_graph_optimization", "ort_execution_mode")
-
-
-def ort_key(protocol: SweepProtocol) -> dict[str, Any]:
-    """The ORT settings that differ from their defaults: part of an ONNX Runtime point's key, so a changed setting
-    is measured anew while points measured at the defaults keep the keys they always had."""
-    defaults = type(protocol).model_fields
-    return {n: getattr(protocol, n) for n in ORT_SETTINGS if getattr(protocol, n) != defaults[n].default}
-
-
-def _key_fields(
-    p: SweepPoint, art: Artifact | None, protocol: SweepProtocol
-) -> tuple[str, str, str, int, dict[str, Any]]:
-    sha = art.sha256 if art else f"unexported:{p.model.label}:{p.format}:{p.precision}"
-    options = {**p.options, **ort_key(protocol)} if p.format is Format.ONNX else p.options
-    return (sha, p.device, p.runtime, p.threads, options)
 
 
 def _measure(
@@ -261,16 +265,23 @@ def _measure_device(
     """Trials of one device's points, interleaved: trial 0 of every point, then trial 1, ..."""
     proto = spec.protocol
     measured = 0
+    cooldowns = _cooldowns(spec, states, devices, rep)
     for trial in range(proto.trials):
         for st in states:
             if stop is not None and stop.is_set():
                 return measured
             if st.failed or trial in st.done_trials:
                 continue
+            if trial in store.trials_done(st.point_id):  # another flopgap on the same database measured it
+                st.done_trials.add(trial)
+                _complete_if_all_in(store, st, spec)
+                continue
             dev = devices[st.point.device]
+            cooled = cooldowns[st.point.device].wait() if st.point.device in cooldowns else None
             rep.trial_started(st.point, trial)
+            started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             try:
-                request = trial_request(proto, st.point.threads, st.point.options)
+                request = trial_request(proto, st.point.threads, st.point.options, sustained=True)
                 result = dev.measure(st.artifact.path, request, sha256=st.artifact.sha256)
             except (DeviceUnreachable, RunnerMissing) as exc:
                 # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
@@ -285,7 +296,24 @@ def _measure_device(
                 store.fail_point(st.point_id, str(exc))
                 rep.point_failed(st.point, str(exc))
                 continue
-            store.add_trial(st.point_id, trial, result)
+            reported = result.runtime_version
+            if st.runtime_version is not None and reported is not None and reported != st.runtime_version:
+                st.failed = True
+                reason = (
+                    f"device '{dev.name}': the runtime reports version {reported}, but the device's facts said "
+                    f"{st.runtime_version} when the sweep started (upgraded meanwhile?); rerun the sweep"
+                )
+                store.fail_point(st.point_id, reason)
+                rep.point_failed(st.point, reason)
+                continue
+            try:
+                trial_result = cooled.attach(result) if cooled else result
+                store.add_trial(st.point_id, trial, trial_result, run_id=st.run_id, started_at=started_at)
+            except DuplicateTrialError:
+                # Another flopgap running the same spec committed this trial first: keep its trial, drop ours.
+                st.done_trials.add(trial)
+                _complete_if_all_in(store, st, spec)
+                continue
             st.done_trials.add(trial)
             measured += 1
             rep.trial_finished(st.point, trial, result.median_ms)
@@ -299,14 +327,33 @@ def _measure_device(
     return measured
 
 
+def _cooldowns(
+    spec: SweepSpec, states: list[PointState], devices: dict[str, Device], rep: Reporter
+) -> dict[str, ThermalCooldown]:
+    """A thermal cooldown per device when the protocol asks for one, its baseline read now (sweep start)."""
+    proto = spec.protocol
+    if proto.cooldown is not Cooldown.THERMAL:
+        return {}
+    out = {}
+    for name in dict.fromkeys(st.point.device for st in states):
+        cooldown = ThermalCooldown(
+            name, device_temperatures(devices[name]), proto.cooldown_margin_c, proto.cooldown_max_s, warn=rep.warning
+        )
+        cooldown.start()
+        out[name] = cooldown
+    return out
+
+
 def _profile_pass(
     spec: SweepSpec, store: Store, states: list[PointState], devices: dict[str, Device], rep: Reporter
-) -> None:
+) -> int:
     """Per-op (ONNX) or per-block (TFLite) times for every done point that has none yet; after all trials, so
-    profiling never sits between timed trials. A failure is reported and leaves the point's timing untouched."""
+    profiling never sits between timed trials. A failure is reported and leaves the point's timing untouched;
+    returns how many failed."""
     from harness.measure.profile import has_profile, profile_artifact, store_profile
 
     proto = spec.protocol
+    failures = 0
     for st in states:
         if st.failed or store.point_status(st.point_id) != "done" or has_profile(store, st.point_id):
             continue
@@ -317,11 +364,16 @@ def _profile_pass(
             )
         except FlopgapError as exc:
             rep.point_failed(p, f"profiling failed (timing kept): {exc}")
+            failures += 1
             continue
         store_profile(store, st.point_id, profile)
-        hook = getattr(rep, "point_profiled", None)
-        if hook is not None:
-            hook(p, profile)
+        rep.point_profiled(p, profile)
+    return failures
+
+
+def _complete_if_all_in(store: Store, st: PointState, spec: SweepSpec) -> None:
+    if set(range(spec.protocol.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
+        _complete(store, st, spec)
 
 
 def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:
@@ -337,4 +389,11 @@ def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:
         docs = store.trials_frame([st.point_id]).sort_values("trial_index")["runner_json"]
         summaries = [TrialResult.from_json(json.loads(d)).summary for d in docs]
         stats = combine_summaries([s.to_json() for s in summaries if s], proto.cv_threshold, proto.spread_threshold)
-    store.complete_point(st.point_id, stats)
+    row = dict(stats) if isinstance(stats, dict) else dict(stats.to_row())
+    frame = store.trials_frame([st.point_id])
+    hot = hot_trials({int(i): json.loads(d) for i, d in zip(frame["trial_index"], frame["runner_json"], strict=True)})
+    if hot:  # a trial that started before the device cooled down is not comparable with the others
+        row["noisy"] = True
+        row["noisy_reasons"] = [*(row.get("noisy_reasons") or []), *hot]
+    store.complete_point(st.point_id, row)
+    summarize_point(store, st.point_id)

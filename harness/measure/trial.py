@@ -21,8 +21,14 @@ def trial_request(
     *,
     profile: bool = False,
     profile_runs: int | None = None,
+    sustained: bool = False,
 ) -> TrialRequest:
-    """The request for one trial at ``threads`` with a point's runtime ``options`` (``{"xnnpack": False}``...)."""
+    """The request for one trial at ``threads`` with a point's runtime ``options`` (``{"xnnpack": False}``...).
+
+    ``sustained`` asks for the protocol's sustained run (a sweep's timed trials); profiles and calibration time
+    normally whatever the protocol says.
+    """
+    duration = protocol.sustained if sustained else None
     return TrialRequest(
         threads=threads,
         warmup_runs=protocol.warmup_runs,
@@ -34,7 +40,10 @@ def trial_request(
         affinity=tuple(protocol.affinity) if protocol.affinity else None,
         profile=profile,
         profile_runs=profile_runs,
-        timeout_s=protocol.timeout_s,
+        # A sustained trial runs for its duration by design; the timeout guards what comes on top of it.
+        timeout_s=protocol.timeout_s + (duration or 0.0),
+        sustained_s=duration,
+        window_s=protocol.sustained_window,
         ort_allow_spinning=protocol.ort_allow_spinning,
         ort_graph_optimization=protocol.ort_graph_optimization,
         ort_execution_mode=protocol.ort_execution_mode,

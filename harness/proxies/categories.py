@@ -11,6 +11,10 @@ Conventions (one place, so ONNX and TFLite rows agree):
 - pooling: the window size per output element (avg: the adds, the divide not counted; max: the compares);
   a global pool or spatial mean reads every input element once: FLOPs = input elements.
 - transpose, reshape, concat, split, slice, gather, pad, cast: 0 FLOPs (but they move bytes).
+- a channel shuffle is the whole reshape → transpose → reshape (or one gather that permutes every channel): all
+  of its ops are ``channel_shuffle`` (:mod:`harness.proxies.patterns` finds them). Any other transpose, and the
+  layout conversions a runtime inserts (ONNX Runtime's NCHWc ``ReorderInput`` / ``ReorderOutput``, see
+  :mod:`harness.proxies.runtime_ops`), is ``layout``: it only changes how a tensor sits in memory.
 - quantize / dequantize: :data:`QUANT_FLOPS` per element (scale and zero point; rounding and saturation free).
 """
 
@@ -25,7 +29,8 @@ class Category(StrEnum):
     GROUPED_CONV = "grouped_conv"
     DEPTHWISE_CONV = "depthwise_conv"
     FULLY_CONNECTED = "fully_connected"
-    SHUFFLE_TRANSPOSE = "shuffle_transpose"
+    CHANNEL_SHUFFLE = "channel_shuffle"
+    LAYOUT = "layout"
     RESHAPE_CONCAT_SPLIT_SLICE = "reshape_concat_split_slice"
     ELEMENTWISE = "elementwise"
     ACTIVATION = "activation"

@@ -27,13 +27,15 @@ import contextlib
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness.proxies.categories import Category
+
+_PATTERN_NOTES = {Category.CHANNEL_SHUFFLE: "part of a channel shuffle (reshape → transpose → reshape)"}
 
 
 @dataclass
@@ -239,9 +241,23 @@ def propagate_constants(nodes: Sequence[Node]) -> None:
                 out.stored_bytes = stored
 
 
-def cost_nodes(nodes: Sequence[Node], handlers: Mapping[str, Handler], path: Path, fmt: str) -> GraphAccount:
-    """Run each node through its handler and the byte rule; collect rows, totals and the unsupported ops."""
+def cost_nodes(
+    nodes: Sequence[Node],
+    handlers: Mapping[str, Handler],
+    path: Path,
+    fmt: str,
+    categories: Mapping[int, Category] | None = None,
+) -> GraphAccount:
+    """Run each node through its handler and the byte rule; collect rows, totals and the unsupported ops.
+
+    ``categories`` (node index → category) overrides what a handler says for ops a multi-node pattern claims
+    (:func:`harness.proxies.patterns.channel_shuffle_categories`); such rows say so in their ``note``.
+    """
     rows = [_cost(node, handlers.get(node.op_type)) for node in nodes]
+    for i, row in enumerate(rows):
+        category = (categories or {}).get(row.index)
+        if category is not None and row.supported and not row.constant:
+            rows[i] = replace(row, category=category.value, note=row.note or _PATTERN_NOTES.get(category, ""))
     unsupported = [r for r in rows if not r.supported]
     totals = Totals(
         ops=len(rows),

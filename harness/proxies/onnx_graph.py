@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from exporters.onnx_export import node_module_path
+from exporters.onnx_export import node_module_path, ort_node_names
 from harness.proxies import rules
 from harness.proxies.categories import Category, conv_category
 from harness.proxies.costs import (
@@ -29,13 +29,14 @@ from harness.proxies.costs import (
     cost_nodes,
     propagate_constants,
 )
+from harness.proxies.patterns import channel_shuffle_categories
 
 
 def account_onnx(path: Path) -> GraphAccount:
     """Account every node of the ONNX model at ``path``."""
     nodes = read_onnx(path)
     propagate_constants(nodes)
-    return cost_nodes(nodes, HANDLERS, path, "onnx")
+    return cost_nodes(nodes, HANDLERS, path, "onnx", channel_shuffle_categories(nodes))
 
 
 def read_onnx(path: Path) -> list[Node]:
@@ -49,6 +50,7 @@ def read_onnx(path: Path) -> list[Node]:
     for init in graph.initializer:
         tensors[init.name] = _from_initializer(init)
     nodes = []
+    names = ort_node_names(model)  # unnamed nodes (other exporters) get the names onnxruntime's profiler gives
     for i, proto in enumerate(graph.node):
         attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
         inputs = [_lookup(tensors, name) if name else None for name in proto.input]
@@ -56,7 +58,7 @@ def read_onnx(path: Path) -> list[Node]:
         if proto.op_type == "Constant" and "value" in attrs:
             tensors.update({o.name: _from_initializer(attrs["value"], o.name) for o in outputs})
             outputs = [tensors[o.name] for o in outputs]
-        nodes.append(Node(i, proto.name, proto.op_type, node_module_path(proto), inputs, outputs, attrs))
+        nodes.append(Node(i, names[i], proto.op_type, node_module_path(proto), inputs, outputs, attrs))
     return nodes
 
 
@@ -189,9 +191,9 @@ HANDLERS: dict[str, Handler] = {
     "ReduceMean": rules.reduce_mean(args=(1,)),
     "ReduceMax": rules.reduce_mean(args=(1,)),
     # layout and data movement
-    "Transpose": rules.movement(Category.SHUFFLE_TRANSPOSE),
-    "DepthToSpace": rules.movement(Category.SHUFFLE_TRANSPOSE),
-    "SpaceToDepth": rules.movement(Category.SHUFFLE_TRANSPOSE),
+    "Transpose": rules.movement(Category.LAYOUT),
+    "DepthToSpace": rules.movement(Category.LAYOUT),
+    "SpaceToDepth": rules.movement(Category.LAYOUT),
     "Gather": rules.gather(),
     "GatherND": rules.gather(),
     "GatherElements": rules.gather(),

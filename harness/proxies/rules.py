@@ -50,7 +50,7 @@ def gather(args: tuple[int, ...] = ()) -> Handler:
 
     def handle(node: Node) -> Work:
         permutes = node.out_numel() == node.in_numel(0)
-        category = Category.SHUFFLE_TRANSPOSE if permutes else Category.RESHAPE_CONCAT_SPLIT_SLICE
+        category = Category.CHANNEL_SHUFFLE if permutes else Category.RESHAPE_CONCAT_SPLIT_SLICE
         return Work(category, args=args, touched_only=True)
 
     return handle

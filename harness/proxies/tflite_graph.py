@@ -21,6 +21,7 @@ from typing import Any
 from harness.proxies import rules
 from harness.proxies.categories import ACTIVATION_FLOPS, Category, conv_category
 from harness.proxies.costs import GraphAccount, Handler, Node, Tensor, Work, cost_nodes, propagate_constants
+from harness.proxies.patterns import channel_shuffle_categories
 
 IO_WRAPPER = "ChannelLastIOWrapper"  # litert_torch.to_channel_last_io's root module
 _BITS = {
@@ -37,7 +38,7 @@ def account_tflite(path: Path) -> GraphAccount:
     """Account every op of the first subgraph of the .tflite model at ``path``."""
     nodes = read_tflite(path)
     propagate_constants(nodes)
-    return cost_nodes(nodes, HANDLERS, path, "tflite")
+    return cost_nodes(nodes, HANDLERS, path, "tflite", channel_shuffle_categories(nodes))
 
 
 def read_tflite(path: Path) -> list[Node]:
@@ -230,9 +231,9 @@ HANDLERS: dict[str, Handler] = {
     "SUM": rules.reduce_mean(args=(1,)),
     "REDUCE_MAX": rules.reduce_mean(args=(1,)),
     # layout and data movement
-    "TRANSPOSE": rules.movement(Category.SHUFFLE_TRANSPOSE, args=(1,)),
-    "DEPTH_TO_SPACE": rules.movement(Category.SHUFFLE_TRANSPOSE),
-    "SPACE_TO_DEPTH": rules.movement(Category.SHUFFLE_TRANSPOSE),
+    "TRANSPOSE": rules.movement(Category.LAYOUT, args=(1,)),
+    "DEPTH_TO_SPACE": rules.movement(Category.LAYOUT),
+    "SPACE_TO_DEPTH": rules.movement(Category.LAYOUT),
     "GATHER": rules.gather(),
     "GATHER_ND": rules.gather(),  # litert-torch lowers index_select on channels to this
     "RESHAPE": rules.movement(MOVE, args=(1,), is_view=True),

@@ -8,7 +8,7 @@ raises :class:`NoData` with one line saying what to run to get it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,10 +115,16 @@ def latency_vs_macs(
 
 
 def op_share(
-    results: Results, context: Context, *, breakdown: pd.DataFrame | None = None, max_models: int = 12
+    results: Results,
+    context: Context,
+    *,
+    breakdown: pd.DataFrame | None = None,
+    max_models: int = 12,
+    include_guidelines: bool = False,
 ) -> Figure:
-    """Per model, paired bars per op category: share of FLOPs next to share of measured time."""
-    frame = analysis.op_breakdown(results) if breakdown is None else breakdown
+    """Per model, paired bars per op category: share of FLOPs next to share of measured time (of the summed
+    profiled node times; each panel gives the profiler overhead, that sum over the whole-model median)."""
+    frame = analysis.op_breakdown(results, include_guidelines=include_guidelines) if breakdown is None else breakdown
     sel = _select(frame, context, "op_profiles")
     point_ids = list(dict.fromkeys(sel["point_id"]))[:max_models]
     cols = min(3, len(point_ids))
@@ -127,6 +133,7 @@ def op_share(
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, point_id in zip(axes.flat, point_ids, strict=False):
         part = sel[sel["point_id"] == point_id]
+        overhead = part["profiler_overhead"].iloc[0] if "profiler_overhead" in part else math.nan
         part = part[(part["time_share"] > 0) | (part["flops_share"].fillna(0) > 0)]
         y = np.arange(len(part))
         flops = part["flops_share"].to_numpy(dtype="float64") * 100
@@ -136,33 +143,70 @@ def op_share(
         ax.invert_yaxis()
         ax.set_xlabel("%", fontsize=8)
         note = "" if not np.isnan(flops).all() else " (no graph account: FLOPs unknown)"
+        if pd.notna(overhead):
+            note += f"\nprofiler overhead {overhead:.2f}x (summed node times / model median)"
         ax.set_title(f"{part['model_label'].iloc[0]}{note}", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(True, axis="x", alpha=0.3)
     for ax in list(axes.flat)[len(point_ids) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7, loc="lower right")
-    _title(fig, "Share of FLOPs vs share of measured time per op category", context, sel)
+    what = f"Share of FLOPs vs share of measured time per op category (time: {analysis.TIME_SHARE_BASIS})"
+    _title(fig, what, context, sel)
     return fig
 
 
-def roofline(results: Results, context: Context, *, frame: pd.DataFrame | None = None) -> Figure:
-    """Ops placed by arithmetic intensity and achieved GFLOP/s, with the device's calibrated peak and bandwidth."""
-    frame = analysis.roofline(results) if frame is None else frame
+def no_per_op_points(results: Results, context: Context) -> NoData | None:
+    """Why a context has no roofline points when its profiles are all per block (TFLite), else None."""
+    prof = results.op_profiles
+    if prof.empty:
+        return None
+    sel = prof[context.mask(prof)]
+    if not sel.empty and set(sel["point_id"]) <= analysis.block_profiled(results):
+        return NoData(
+            f"{context}: TFLite per-block profiles give no per-op points (each block is timed as a sub-model, "
+            "LiteRT's Python API has no per-op profiler); profile an ONNX artifact, or use benchmark_model's "
+            "op profiling on a phone"
+        )
+    return None
+
+
+def roofline(
+    results: Results,
+    context: Context,
+    *,
+    frame: pd.DataFrame | None = None,
+    movement: pd.DataFrame | None = None,
+    include_guidelines: bool = False,
+) -> Figure:
+    """Ops placed by arithmetic intensity and achieved GFLOP/s, with the device's calibrated peak and bandwidth;
+    beside it, the zero-FLOP ops (channel shuffle, layout conversions, reshapes) by achieved GB/s against the
+    calibrated bandwidth."""
+    frame = analysis.roofline(results, include_guidelines=include_guidelines) if frame is None else frame
+    if movement is None:
+        movement = analysis.data_movement(results, include_guidelines=include_guidelines)
+    blocks_only = no_per_op_points(results, context)
+    if blocks_only is not None:
+        raise blocks_only
     if frame.empty and not results.op_profiles.empty:
         raise NoData(f"{HOW_TO['accounts']} (nothing for {context})")
     sel = _select(frame, context, "op_profiles")
     sel = sel[sel["intensity"].notna() & (sel["intensity"] > 0)]
     if sel.empty:
         raise NoData(f"no op of {context} has both FLOPs and bytes in its graph account; check harness.proxies")
-    fig = _figure(8, 5.5)
-    ax = fig.add_subplot()
-    categories = [c.value for c in Category if c in set(sel["category"])]
-    categories += sorted(set(sel["category"]) - set(categories))
+    moves = movement[context.mask(movement)] if not movement.empty else movement
+    fig = _figure(11 if not moves.empty else 8, 5.5)
+    if moves.empty:
+        ax = fig.add_subplot()
+    else:
+        ax, side = fig.subplots(1, 2, width_ratios=[3, 1.4])
+    categories = [c.value for c in Category if c in set(sel["category"]) | set(moves.get("category", []))]
+    categories += sorted((set(sel["category"]) | set(moves.get("category", []))) - set(categories))
     colors = _colors(categories)
     for category in categories:
         part = sel[sel["category"] == category]
-        ax.scatter(part["intensity"], part["achieved_gflops"], s=14, color=colors[category], label=category)
+        if not part.empty:
+            ax.scatter(part["intensity"], part["achieved_gflops"], s=14, color=colors[category], label=category)
     peak, bandwidth = sel["peak_gflops"].iloc[0], sel["bandwidth_gbs"].iloc[0]
     lo, hi = sel["intensity"].min() / 2, sel["intensity"].max() * 2
     if pd.notna(peak) and pd.notna(bandwidth):
@@ -181,8 +225,30 @@ def roofline(results: Results, context: Context, *, frame: pd.DataFrame | None =
     ax.set_ylabel("achieved GFLOP/s")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    _title(fig, f"Roofline: {len(sel)} ops of {sel['point_id'].nunique()} models{note}", context, sel)
+    if not moves.empty:
+        _movement_axes(side, moves, colors, bandwidth)
+    models = sel["point_id"].nunique()
+    extra = f" + {len(moves)} zero-FLOP ops (right)" if not moves.empty else ""
+    _title(fig, f"Roofline: {len(sel)} ops of {models} models{extra}{note}", context, sel)
     return fig
+
+
+def _movement_axes(ax: Axes, moves: pd.DataFrame, colors: Mapping[str, object], bandwidth: float) -> None:
+    """Zero-FLOP ops as a strip per category: achieved GB/s, with the calibrated bandwidth as a line."""
+    kinds = [c for c in colors if c in set(moves["category"])]
+    rng = np.random.default_rng(0)  # a fixed jitter, so the figure is the same on every run
+    for x, category in enumerate(kinds):
+        part = moves[moves["category"] == category]
+        jitter = rng.uniform(-0.25, 0.25, len(part))
+        ax.scatter(x + jitter, part["achieved_gbs"], s=10, color=colors[category])
+    if pd.notna(bandwidth):
+        ax.axhline(bandwidth, color="k", lw=1.2, label=f"bandwidth {bandwidth:.1f} GB/s (beyond cache)")
+        ax.legend(fontsize=7)
+    ax.set_xticks(range(len(kinds)), kinds, rotation=30, ha="right", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("achieved GB/s (bytes moved / time)")
+    ax.set_title("zero-FLOP ops: no place on the FLOP roofline", fontsize=8)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
 
 
 def guidelines(results: Results, context: Context, *, frame: pd.DataFrame | None = None) -> Figure:

@@ -4,9 +4,11 @@ from harness.store.database import Store
 from harness.store.errors import DuplicateTrialError, StoreError
 from harness.store.export import ExportFormat, export_frame
 from harness.store.frames import EXPORT_TABLES
+from harness.store.identity import fingerprint
 from harness.store.keys import point_key
 from harness.store.location import DB_ENV, DEFAULT_DB, resolve_db_path
-from harness.store.rows import OpTime, PointCounts, PointRow, RunRow
+from harness.store.owner import ProcessId
+from harness.store.rows import DeviceRecord, OpTime, PointCounts, PointRow, RunRow, VersionRow
 from harness.store.schema import MIGRATIONS, SCHEMA_VERSION, STATS_COLUMNS, AppliedMigration, Migration
 from harness.store.status import PointStatus, RunStatus
 
@@ -18,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATS_COLUMNS",
     "AppliedMigration",
+    "DeviceRecord",
     "DuplicateTrialError",
     "ExportFormat",
     "Migration",
@@ -25,11 +28,14 @@ __all__ = [
     "PointCounts",
     "PointRow",
     "PointStatus",
+    "ProcessId",
     "RunRow",
     "RunStatus",
     "Store",
     "StoreError",
+    "VersionRow",
     "export_frame",
+    "fingerprint",
     "point_key",
     "resolve_db_path",
 ]

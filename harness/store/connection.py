@@ -138,6 +138,22 @@ class StoreConnection:
         # NORMAL in WAL: a commit survives the process being killed; only an OS crash can lose the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")
 
+    def _upgrade_a_private_copy(self) -> None:
+        """Read an older database without writing it: copy it into memory, upgrade the copy, and refuse writes to
+        it (``query_only``), so reports and notebooks read any version while the file stays as it is."""
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            self._conn.backup(memory)
+        except BaseException:
+            memory.close()
+            raise
+        self._conn.close()
+        self._conn = memory
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        with self._transaction("upgrading a copy of the schema") as conn:
+            upgrade(conn, MIGRATIONS)
+        self._conn.execute("PRAGMA query_only = ON")
+
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -151,11 +167,7 @@ class StoreConnection:
         self._check_version(version)
         if self.readonly:
             if version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"results database {self.path} has schema version {version}, not {SCHEMA_VERSION}; "
-                    f"open it once read-write (any 'flopgap sweep') to upgrade it",
-                    self.path,
-                )
+                self._upgrade_a_private_copy()
             return
         if version == SCHEMA_VERSION and has_migrations_table(self._conn):
             return

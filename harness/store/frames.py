@@ -14,6 +14,7 @@ from harness.store.connection import StoreConnection
 from harness.store.export import ExportFormat, export_frame
 from harness.store.schema import STATS_COLUMNS
 from harness.store.status import PointStatus
+from harness.store.timelines import Timelines
 
 
 def _point_filter(point_ids: Iterable[int] | None, column: str) -> tuple[str, list[Any]]:
@@ -39,8 +40,8 @@ class Frames(StoreConnection):
         frame = self._frame(
             f"""SELECT p.id AS point_id, p.run_id, a.model, coalesce(a.label, p.artifact_sha) AS model_label, a.family,
                 a.params_json AS params, a.format, a.precision, a.layout, a.input_shape_json AS input_shape, p.device,
-                d.transport, p.runtime, p.runtime_version, p.threads, p.options_json AS options, p.status,
-                p.failure_reason, {stats},
+                d.transport, p.runtime, p.runtime_version, p.runner_version, p.threads, p.options_json AS options,
+                p.status, p.failure_reason, {stats},
                 (SELECT count(*) FROM trials t WHERE t.point_id = p.id) AS n_trials,
                 a.macs, a.params_count, a.size_bytes, a.parity_error, p.artifact_sha, p.point_key, p.updated_at
             FROM points p LEFT JOIN artifacts a ON a.sha256 = p.artifact_sha LEFT JOIN devices d ON d.name = p.device
@@ -85,10 +86,13 @@ class Frames(StoreConnection):
 
     def runs_frame(self) -> pd.DataFrame:
         """One row per run with its point counts (one column per point status)."""
-        counts = ", ".join(f"count(CASE WHEN p.status = '{s}' THEN 1 END) AS {s}" for s in PointStatus)
+        # Each point as it stood when the run ended (see Reads.point_counts), or now while the run is going.
+        counts = ", ".join(
+            f"count(CASE WHEN coalesce(rp.outcome, p.status) = '{s}' THEN 1 END) AS {s}" for s in PointStatus
+        )
         return self._frame(
             f"""SELECT r.id AS run_id, r.started_at, r.finished_at, r.status, r.spec_name, r.flopgap_version, r.host,
-                {counts}, r.spec_toml
+                r.pid, {counts}, r.spec_toml
             FROM runs r LEFT JOIN run_points rp ON rp.run_id = r.id LEFT JOIN points p ON p.id = rp.point_id
             GROUP BY r.id ORDER BY r.id"""
         )
@@ -117,7 +121,7 @@ class Frames(StoreConnection):
             raise FlopgapError(f"unknown table '{table}'; tables: {', '.join(EXPORT_TABLES)}")
         if table == "points":
             return self.points_frame(run_id)
-        if run_id is not None and table in ("samples", "trials", "op_profiles"):
+        if run_id is not None and table in ("samples", "trials", "op_profiles", "timelines", "sustained"):
             ids = self.points_frame(run_id)["point_id"].tolist()
             return EXPORT_TABLES[table](self, ids)
         return EXPORT_TABLES[table](self)
@@ -138,4 +142,6 @@ EXPORT_TABLES: dict[str, Callable[..., pd.DataFrame]] = {
     "devices": Frames.devices_frame,
     "artifacts": Frames.artifacts_frame,
     "calibrations": Frames.calibrations_frame,
+    "timelines": Timelines.timelines_frame,
+    "sustained": Timelines.sustained_frame,
 }

@@ -7,8 +7,16 @@ import io
 import pandas as pd
 
 from harness.store.connection import StoreConnection
-from harness.store.rows import POINT_ROW_COLUMNS, PointCounts, PointRow, RunRow, point_row
+from harness.store.owner import ProcessId
+from harness.store.rows import POINT_ROW_COLUMNS, PointCounts, PointRow, RunRow, VersionRow, point_row
 from harness.store.status import PointStatus, RunStatus
+
+# A point's status in a run: its outcome recorded when the run ended, else (run going, or older) its status now.
+_OUTCOME = "coalesce(rp.outcome, p.status)"
+
+
+def _version_order(v: VersionRow) -> tuple[str, str, str]:
+    return (v.runtime, v.runtime_version or "", v.runner_version or "")
 
 
 class Reads(StoreConnection):
@@ -56,32 +64,58 @@ class Reads(StoreConnection):
         return [point_row(r) for r in rows]
 
     def point_counts(self, run_id: int) -> PointCounts:
-        """How many of a run's points are done, failed and pending."""
+        """How many of a run's points are done, failed and pending: as they stood when the run ended (a later run
+        that retries a failed point does not rewrite this one), or now while it is going."""
         with self._errors("counting points"):
             rows = self._conn.execute(
-                "SELECT p.status, count(*) FROM points p JOIN run_points rp ON rp.point_id = p.id "
-                "WHERE rp.run_id = ? GROUP BY p.status",
+                f"SELECT {_OUTCOME}, count(*) FROM points p JOIN run_points rp ON rp.point_id = p.id "
+                f"WHERE rp.run_id = ? GROUP BY {_OUTCOME}",
                 (run_id,),
             ).fetchall()
         return PointCounts(**{PointStatus(status).value: int(n) for status, n in rows})
 
     def runs(self) -> list[RunRow]:
-        """All runs, oldest first, with their point counts."""
+        """All runs, oldest first, with their point counts, owning process and the versions they measured."""
         with self._errors("reading runs"):
             rows = self._conn.execute(
-                "SELECT id, started_at, finished_at, status, spec_name, flopgap_version, host FROM runs ORDER BY id"
+                "SELECT id, started_at, finished_at, status, spec_name, flopgap_version, host, pid, process_start "
+                "FROM runs ORDER BY id"
             ).fetchall()
             counts = self._conn.execute(
-                "SELECT rp.run_id, p.status, count(*) FROM run_points rp JOIN points p ON p.id = rp.point_id "
-                "GROUP BY rp.run_id, p.status"
+                f"SELECT rp.run_id, {_OUTCOME}, count(*) FROM run_points rp JOIN points p ON p.id = rp.point_id "
+                f"GROUP BY rp.run_id, {_OUTCOME}"
+            ).fetchall()
+            versions = self._conn.execute(
+                "SELECT DISTINCT rp.run_id, p.runtime, p.runtime_version, p.runner_version FROM run_points rp "
+                "JOIN points p ON p.id = rp.point_id"
             ).fetchall()
         per_run: dict[int, dict[str, int]] = {}
         for run_id, status, n in counts:
             per_run.setdefault(int(run_id), {})[PointStatus(status).value] = int(n)
+        run_versions: dict[int, list[VersionRow]] = {}
+        for run_id, runtime, version, runner in versions:
+            run_versions.setdefault(int(run_id), []).append(VersionRow(runtime, version, runner))
         return [
-            RunRow(run, started, finished, RunStatus(status), spec, version, host, PointCounts(**per_run.get(run, {})))
-            for run, started, finished, status, spec, version, host in rows
+            RunRow(
+                run,
+                started,
+                finished,
+                RunStatus(status),
+                spec,
+                version,
+                host,
+                PointCounts(**per_run.get(run, {})),
+                None if pid is None else ProcessId(host, int(pid), start),
+                tuple(sorted(run_versions.get(run, []), key=_version_order)),
+            )
+            for run, started, finished, status, spec, version, host, pid, start in rows
         ]
+
+    def versions(self) -> list[VersionRow]:
+        """Every (runtime, runtime version, runner version) the database holds points of."""
+        with self._errors("reading versions"):
+            rows = self._conn.execute("SELECT DISTINCT runtime, runtime_version, runner_version FROM points").fetchall()
+        return sorted((VersionRow(*r) for r in rows), key=_version_order)
 
     def latest_run_id(self) -> int | None:
         with self._errors("reading runs"):

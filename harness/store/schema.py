@@ -154,6 +154,37 @@ _TABLES_V1: tuple[str, ...] = (
 )""",
 )
 
+# Sustained runs (harness/store/timelines.py): each sustained trial's windows and its summary.
+TIMELINE_TABLES: tuple[str, ...] = (
+    """CREATE TABLE timelines (
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    window_index INTEGER NOT NULL CHECK (window_index >= 0),
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL,
+    runs INTEGER NOT NULL,
+    median_ms REAL,  -- NULL when no run finished inside the window
+    cpu_khz_json TEXT NOT NULL,  -- {"cpu index": kHz}
+    temps_c_json TEXT NOT NULL,  -- {"zone": degrees C}
+    state_s REAL,  -- when frequencies and temperatures were read
+    PRIMARY KEY (trial_id, window_index)
+) WITHOUT ROWID""",
+    """CREATE TABLE sustained_trials (
+    trial_id INTEGER PRIMARY KEY REFERENCES trials(id) ON DELETE CASCADE,
+    point_id INTEGER NOT NULL REFERENCES points(id) ON DELETE CASCADE,
+    seconds REAL NOT NULL,
+    window_s REAL NOT NULL,
+    start_unix REAL,
+    span_s REAL NOT NULL,  -- length of the first and last spans compared (a minute, or a third of a short run)
+    first_ms REAL,
+    last_ms REAL,
+    ratio REAL,  -- last_ms / first_ms
+    throttled INTEGER NOT NULL CHECK (throttled IN (0, 1)),
+    throttle_start_s REAL,
+    reason TEXT NOT NULL
+)""",
+    "CREATE INDEX sustained_trials_point ON sustained_trials(point_id)",
+)
+
 MIGRATIONS_TABLE = "schema_migrations"
 _MIGRATIONS_DDL = f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     version INTEGER PRIMARY KEY,
@@ -171,11 +202,39 @@ class Migration:
     statements: tuple[str, ...]
 
 
+# Run ownership (pid + start token, to tell a killed run from a live one), each run's own point outcomes, the
+# runner's version in a point's key, and device identity (which machine an inventory name stood for, the last
+# error kept apart from the last good facts).
+_RUN_OWNERS_OUTCOMES_IDENTITY: tuple[str, ...] = (
+    "ALTER TABLE runs ADD COLUMN pid INTEGER",
+    "ALTER TABLE runs ADD COLUMN process_start TEXT",  # boot id / start ticks: a reused pid is another process
+    # The point's status when the run ended (NULL: the run is going, or ended before outcomes were recorded).
+    f"ALTER TABLE run_points ADD COLUMN outcome TEXT CHECK (outcome IS NULL OR outcome IN {sql_values(PointStatus)})",
+    "ALTER TABLE points ADD COLUMN runner_version TEXT",
+    "ALTER TABLE devices ADD COLUMN inventory_name TEXT",
+    "UPDATE devices SET inventory_name = name",
+    "ALTER TABLE devices ADD COLUMN fingerprint TEXT",
+    "ALTER TABLE devices ADD COLUMN last_error TEXT",
+    "ALTER TABLE devices ADD COLUMN last_error_at TEXT",
+    "CREATE INDEX devices_inventory_name ON devices(inventory_name)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "runs, devices, artifacts, points, run_points, trials, samples, op_profiles, calibrations, op_accounts",
         _TABLES_V1,
+    ),
+    Migration(
+        2,
+        "harness faults: runs.pid/process_start, run_points.outcome, points.runner_version, devices identity "
+        "(inventory_name, fingerprint) and last_error/last_error_at",
+        _RUN_OWNERS_OUTCOMES_IDENTITY,
+    ),
+    Migration(
+        3,
+        "sustained runs: timelines (one row per window), sustained_trials (summary, throttling)",
+        TIMELINE_TABLES,
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version

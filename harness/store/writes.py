@@ -7,24 +7,23 @@ Each method is one transaction (see :mod:`harness.store.connection`); a sweep po
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from devices.errors import FlopgapError
 from devices.result import TrialResult
-from harness import __version__
 from harness.store.connection import StoreConnection
 from harness.store.errors import DuplicateTrialError
 from harness.store.keys import canonical_json, point_key
 from harness.store.rows import OpTime
 from harness.store.schema import STATS_COLUMNS
-from harness.store.status import FINAL_RUN_STATUSES, PointStatus, RunStatus
+from harness.store.status import PointStatus
+from harness.store.timelines import insert_timeline
+from harness.store.timestamps import now
 
 if TYPE_CHECKING:
     from exporters.artifact import Artifact
@@ -35,10 +34,6 @@ _SAMPLE_KEYS = ("samples_ns", "samples", "latencies_ns")
 
 class SupportsToRow(Protocol):
     def to_row(self) -> Mapping[str, Any]: ...
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _json(value: Any) -> str:
@@ -69,40 +64,7 @@ def _describe(artifact: Artifact) -> tuple[str | None, str]:
 class Writes(StoreConnection):
     """The write half of :class:`harness.store.Store`."""
 
-    # -- runs, devices, artifacts ------------------------------------------------------------------------------
-
-    def start_run(self, spec_name: str, spec_toml: str) -> int:
-        """Record a sweep starting now; returns the run id."""
-        with self._transaction("starting a run") as conn:
-            cur = conn.execute(
-                "INSERT INTO runs (started_at, status, spec_name, spec_toml, flopgap_version, host) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (_now(), RunStatus.RUNNING, spec_name, spec_toml, __version__, socket.gethostname()),
-            )
-            return int(cur.lastrowid or 0)
-
-    def finish_run(self, run_id: int, status: RunStatus | str) -> None:
-        """Close a run as completed, interrupted or failed."""
-        if status not in FINAL_RUN_STATUSES:
-            raise ValueError(f"run status must be one of {', '.join(FINAL_RUN_STATUSES)}; got {status!r}")
-        with self._transaction("finishing a run") as conn:
-            cur = conn.execute(
-                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (RunStatus(status), _now(), run_id)
-            )
-            if cur.rowcount != 1:
-                raise KeyError(f"no run {run_id}")
-
-    def upsert_device(self, name: str, transport: str, facts: Mapping[str, Any]) -> int:
-        """Insert or refresh a device (facts and last_seen are replaced, first_seen kept); returns its id."""
-        now = _now()
-        with self._transaction("recording a device") as conn:
-            conn.execute(
-                "INSERT INTO devices (name, transport, facts_json, first_seen, last_seen) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET transport = excluded.transport, "
-                "facts_json = excluded.facts_json, last_seen = excluded.last_seen",
-                (name, transport, _json(dict(facts)), now, now),
-            )
-            return int(conn.execute("SELECT id FROM devices WHERE name = ?", (name,)).fetchone()[0])
+    # -- artifacts ----------------------------------------------------------------------------------------------------
 
     def upsert_artifact(
         self,
@@ -157,19 +119,39 @@ class Writes(StoreConnection):
         threads: int,
         options: Mapping[str, Any] | None = None,
         runtime_version: str | None = None,
+        *,
+        runner_version: str | None = None,
     ) -> int:
         """The id of the point with these key fields, created (pending) if new. Idempotent; an existing point keeps
-        its status, so the caller skips ``done`` points and resumes others from :meth:`trials_done`."""
+        its status, so the caller skips ``done`` points and resumes others from :meth:`trials_done`.
+
+        The runtime and runner versions are part of the key (see :func:`~harness.store.keys.point_key`): a point
+        measured with another version is another point. A version not known yet (None) is filled from the first
+        trial's runner document, without changing the key."""
         options = dict(options or {})
-        key = point_key(artifact_sha, device, runtime, threads, options)
+        key = point_key(
+            artifact_sha, device, runtime, threads, options, runtime_version=runtime_version,
+            runner_version=runner_version,
+        )  # fmt: skip
         options_json = canonical_json(options)
         with self._transaction("recording a sweep point") as conn:
             missing = self._missing_refs(run_id, device)
             if missing:
                 raise ValueError(f"cannot create point: {missing}")
+            if runtime_version is not None or runner_version is not None:
+                # A point created while the versions were unknown (its device unreachable) that never stored a
+                # trial committed to no version: it takes these, so a rerun picks it up instead of leaving it failed.
+                unversioned = point_key(artifact_sha, device, runtime, threads, options)
+                conn.execute(
+                    "UPDATE points SET point_key = ?, runtime_version = ?, runner_version = ? WHERE point_key = ? "
+                    "AND runtime_version IS NULL AND runner_version IS NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM trials WHERE trials.point_id = points.id) "
+                    "AND NOT EXISTS (SELECT 1 FROM points WHERE point_key = ?)",
+                    (key, runtime_version, runner_version, unversioned, key),
+                )
             conn.execute(
-                "INSERT INTO points (point_key, run_id, artifact_sha, device, runtime, runtime_version, threads, "
-                "options_json, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO points (point_key, run_id, artifact_sha, device, runtime, runtime_version, "
+                "runner_version, threads, options_json, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (point_key) DO NOTHING",
                 (
                     key,
@@ -178,10 +160,11 @@ class Writes(StoreConnection):
                     device,
                     runtime,
                     runtime_version,
+                    runner_version,
                     int(threads),
                     options_json,
                     PointStatus.PENDING,
-                    _now(),
+                    now(),
                 ),
             )
             point_id = int(conn.execute("SELECT id FROM points WHERE point_key = ?", (key,)).fetchone()[0])
@@ -242,7 +225,7 @@ class Writes(StoreConnection):
                         point_id,
                         run_id,
                         int(trial_index),
-                        started_at or _now(),
+                        started_at or now(),
                         _json(doc),
                         None if before is None else _json(before),
                         None if after is None else _json(after),
@@ -259,10 +242,18 @@ class Writes(StoreConnection):
                 "INSERT INTO samples (trial_id, seq, latency_ns) VALUES (?, ?, ?)",
                 ((trial_id, seq, ns) for seq, ns in enumerate(samples)),
             )
-            version = doc.get("runtime_version")
+            if trial.timeline:  # a sustained trial: its windows commit with it
+                insert_timeline(conn, trial_id, trial.timeline)
+            version, runner = doc.get("runtime_version"), doc.get("runner_version")
             conn.execute(
-                "UPDATE points SET updated_at = ?, runtime_version = coalesce(runtime_version, ?) WHERE id = ?",
-                (_now(), version if isinstance(version, str) else None, point_id),
+                "UPDATE points SET updated_at = ?, runtime_version = coalesce(runtime_version, ?), "
+                "runner_version = coalesce(runner_version, ?) WHERE id = ?",
+                (
+                    now(),
+                    version if isinstance(version, str) else None,
+                    runner if isinstance(runner, str) else None,
+                    point_id,
+                ),
             )
             return trial_id
 
@@ -289,7 +280,7 @@ class Writes(StoreConnection):
         with self._transaction("completing a point") as conn:
             cur = conn.execute(
                 f"UPDATE points SET status = ?, failure_reason = NULL, {assignments}, updated_at = ? WHERE id = ?",
-                (PointStatus.DONE, *values.values(), _now(), point_id),
+                (PointStatus.DONE, *values.values(), now(), point_id),
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no point {point_id}")
@@ -315,7 +306,7 @@ class Writes(StoreConnection):
         with self._transaction("failing a point") as conn:
             cur = conn.execute(
                 "UPDATE points SET status = ?, failure_reason = ?, updated_at = ? WHERE id = ?",
-                (PointStatus.FAILED, reason, _now(), point_id),
+                (PointStatus.FAILED, reason, now(), point_id),
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no point {point_id}")
@@ -348,7 +339,7 @@ class Writes(StoreConnection):
             cur = conn.execute(
                 "INSERT INTO calibrations (device, runtime, threads, peak_gflops, bandwidth_gbs, details_json, "
                 "measured_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (device, runtime, int(threads), peak_gflops, bandwidth_gbs, _json(dict(details or {})), _now()),
+                (device, runtime, int(threads), peak_gflops, bandwidth_gbs, _json(dict(details or {})), now()),
             )
             return int(cur.lastrowid or 0)
 
@@ -358,5 +349,5 @@ class Writes(StoreConnection):
             conn.execute(
                 "INSERT OR REPLACE INTO op_accounts (artifact_sha, frame_json, unsupported, computed_at) "
                 "VALUES (?, ?, ?, ?)",
-                (artifact_sha, frame.to_json(orient="records"), int(unsupported), _now()),
+                (artifact_sha, frame.to_json(orient="records"), int(unsupported), now()),
             )

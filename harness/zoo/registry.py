@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,21 +46,17 @@ class Param:
     hint: str = ""  # what is allowed, for open parameters ("a positive integer")
 
     def coerce(self, raw: ParamValue, model: str) -> ParamValue:
-        """Convert a CLI string or a loose value to the default's type and validate it."""
+        """Convert a CLI string or a spec value to the default's type and validate it.
+
+        Only exact conversions are made: ``3.7`` is not an int (it is not truncated to 3), ``true`` is not a number
+        and ``1`` is not a bool; strings (from ``--param k=v``) are parsed as the default's type.
+        """
         kind = type(self.default)
-        try:
-            if kind is bool and isinstance(raw, str):
-                if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-                    raise ValueError(raw)
-                value: ParamValue = raw.lower() in {"true", "1", "yes"}
-            elif kind is int and (isinstance(raw, str) or (isinstance(raw, float) and raw.is_integer())):
-                value = int(raw)
-            else:
-                value = kind(raw)
-        except (TypeError, ValueError):
+        value = _exact(kind, raw)
+        if value is None:
             raise InvalidParameterError(
-                f"{model}: parameter '{self.name}' must be {kind.__name__}, got {raw!r}; allowed: {self.allowed()}"
-            ) from None
+                f"{model}: parameter '{self.name}' must be {_KIND_NAMES[kind]}, got {raw!r}; allowed: {self.allowed()}"
+            )
         if self.choices is not None and value not in self.choices:
             raise InvalidParameterError(
                 f"{model}: parameter '{self.name}'={raw} is not offered; allowed: {self.allowed()}"
@@ -72,6 +69,47 @@ class Param:
         if self.choices is not None:
             return ", ".join(str(c) for c in self.choices)
         return self.hint or f"any {type(self.default).__name__}"
+
+
+_KIND_NAMES: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _exact(kind: type, raw: object) -> ParamValue | None:
+    """``raw`` as a ``kind`` when that loses nothing, else None. bool is checked first: it is an int in Python."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        return None
+    if isinstance(raw, bool):
+        return None  # never a number or a name
+    if kind is int:
+        if isinstance(raw, int):
+            return raw
+        if isinstance(raw, float) and raw.is_integer():
+            return int(raw)
+        if isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                return None
+        return None
+    if kind is float:
+        if isinstance(raw, int | float):
+            value = float(raw)
+        elif isinstance(raw, str):
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                return None
+        else:
+            return None
+        return value if math.isfinite(value) else None
+    if kind is str:
+        return raw if isinstance(raw, str) else None
+    return None
 
 
 @dataclass(frozen=True)
@@ -161,26 +199,33 @@ class ModelSpec:
         return torch.randn(self.input_shape, generator=gen)
 
 
+# Conv and linear biases: never exactly zero, and small enough that a classifier's output still follows its input
+# (a linear's N(0, 0.01) weights make small outputs; the parity checks' "signal" must stay visible over the bias).
+BIAS_STD = 1e-3
+
+
 def init_weights(model: nn.Module) -> None:
-    """Kaiming-normal (fan-in) convs, N(0, 0.01) linears, zero biases, unit BatchNorm.
+    """Kaiming-normal (fan-in) convs, N(0, 0.01) linears, N(0, 0.001) conv and linear biases, unit BatchNorm.
 
     Latency does not depend on trained weights, but it does depend on the values flowing through: PyTorch's
     default init lets activations vanish through a deep random net in eval mode, which makes parity checks
     meaningless (the output no longer depends on the input) and can produce subnormal floats that slow x86
-    kernels. Fan-in keeps the forward variance of depthwise convs (fan-in 9) as of dense ones.
+    kernels. Fan-in keeps the forward variance of depthwise convs (fan-in 9) as of dense ones. Biases are
+    non-zero because exporters drop an all-zero bias (an SE conv's, the classifier's), which a trained model never
+    has: the exported graph would lose the bias adds a deployed model runs. The values come from the build's seed.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                nn.init.normal_(m.bias, 0.0, BIAS_STD)
         elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.01)
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                nn.init.normal_(m.bias, 0.0, BIAS_STD)
 
 
 def calibrate_batchnorm(model: nn.Module, input_shape: tuple[int, ...], batch: int = 2) -> None:

@@ -1,0 +1,80 @@
+"""Which physical machine a device name stood for: a fingerprint of its facts, so results of two machines that
+shared one inventory name (``local`` on a laptop and on a CI runner) are never mixed.
+
+The fingerprint covers what identifies hardware and its install: CPU vendor, model name, family/model/stepping,
+core count, cache sizes, a digest of the CPU flags, the architecture and a digest of the machine id; for phones
+the serial, model, SoC and ABI. The kernel, the OS and the runtime versions are recorded with the facts but are
+not identity: an upgrade keeps the device (runtime versions are part of each point's key instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+# Facts that identify the machine (runner facts, then adb facts); a missing one is simply left out.
+IDENTITY_KEYS: tuple[str, ...] = (
+    "cpu_vendor",
+    "cpu_model",
+    "cpu_family",
+    "cpu_model_number",
+    "cpu_stepping",
+    "cpu_revision",
+    "cpu_parts",
+    "cpu_count",
+    "cpu_caches",
+    "cpu_flags_digest",
+    "machine",
+    "machine_id_digest",
+    "serial",
+    "model",
+    "soc",
+    "abi",
+)
+FINGERPRINT_CHARS = 16
+
+
+def identity_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts that enter the fingerprint (those present and not None)."""
+    return {k: facts[k] for k in IDENTITY_KEYS if facts.get(k) is not None}
+
+
+def fingerprint(facts: Mapping[str, Any]) -> str | None:
+    """Hex digest of the identifying facts; None when the facts hold none (an unreachable device, old facts)."""
+    ident = identity_facts(facts)
+    if not ident:
+        return None
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_CHARS]
+
+
+# Facts that tell one machine from another of the same model; without one, two "AMD EPYC, 2 cores" look alike.
+STRONG_KEYS: frozenset[str] = frozenset({"machine_id_digest", "cpu_flags_digest", "serial"})
+
+
+def same_machine(old_facts: Mapping[str, Any], new_facts: Mapping[str, Any]) -> bool:
+    """Whether two sets of facts whose fingerprints differ still describe one machine: every identifying fact both
+    hold agrees, one of them tells machines apart, and only the newer set holds more (a runner that learnt to
+    report another fact). Facts stored before identity was recorded never qualify: they cannot tell."""
+    old, new = identity_facts(old_facts), identity_facts(new_facts)
+    shared = set(old) & set(new)
+    return bool(shared & STRONG_KEYS) and set(old) <= set(new) and all(old[k] == new[k] for k in shared)
+
+
+def identity_name(inventory_name: str, fp: str) -> str:
+    """The stored name of a further machine behind one inventory name: ``local@1a2b3c4d``."""
+    return f"{inventory_name}@{fp[:8]}"
+
+
+def describe(facts: Mapping[str, Any]) -> str:
+    """A short human description of the machine: ``AMD EPYC (family 25 model 17 stepping 1), 2 cores``."""
+    parts = [str(facts.get("cpu_model") or facts.get("model") or facts.get("soc") or "unknown CPU")]
+    fms = [f"{k} {facts[f]}" for k, f in (("family", "cpu_family"), ("model", "cpu_model_number"),
+                                         ("stepping", "cpu_stepping")) if facts.get(f) is not None]  # fmt: skip
+    if fms:
+        parts[0] += f" ({' '.join(fms)})"
+    if facts.get("cpu_count"):
+        parts.append(f"{facts['cpu_count']} cores")
+    return ", ".join(parts)
