@@ -40,7 +40,7 @@ import numpy as np
 SCHEMA = "flopgap.runner/1"
 # Bump when a change to this file changes what it measures: the version is part of every sweep point's key, so
 # points measured by an older runner are measured again instead of being skipped as done.
-RUNNER_VERSION = "2"  # 2: a quantized TFLite input holds the integers of N(0, 1) values, not the full range
+RUNNER_VERSION = "3"  # 2: quantized TFLite inputs hold integers of N(0, 1) values; 3: peak memory is the own VmHWM
 SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
 PROC_CPUINFO = "/proc/cpuinfo"
 SYS_THERMAL = "/sys/class/thermal"
@@ -94,11 +94,23 @@ class ProtocolEcho(TypedDict):
     seed: int
     affinity: list[int] | None
     graph_optimization: str
+    ort_allow_spinning: bool
+    ort_execution_mode: str
     profile: bool
     profile_runs: int
     sustained_seconds: float | None
     window_seconds: float
     clock: str
+
+
+class OrtSettings(TypedDict):
+    """The ONNX Runtime session settings a trial ran with, read back from the session options."""
+
+    allow_spinning: bool  # session.intra_op.allow_spinning: idle intra-op threads busy-wait for work
+    graph_optimization: str  # all | extended | basic | disable
+    execution_mode: str  # sequential | parallel
+    intra_op_threads: int
+    inter_op_threads: int
 
 
 class ErrorInfo(TypedDict):
@@ -151,6 +163,7 @@ class RunnerDocument(TypedDict):
     threads: int | None
     xnnpack: bool | None
     delegate: DelegateReport | None
+    ort_settings: OrtSettings | None  # ONNX models only
     inputs: list[InputInfo] | None
     init_ns: int | None
     first_inference_ns: int | None
@@ -159,6 +172,7 @@ class RunnerDocument(TypedDict):
     timed_ns: int | None
     samples_ns: list[int] | None
     peak_rss_kib: int | None
+    peak_rss_source: str | None  # "VmHWM" (this process image's own peak) or "ru_maxrss" (may include the parent's)
     rss_before_load_kib: int | None
     affinity: list[int] | None
     python: str
@@ -450,10 +464,27 @@ def device_facts() -> dict[str, Any]:
     return facts
 
 
-def peak_rss_kib() -> int:
-    """Peak resident set size of this process in KiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+PROC_SELF_STATUS = "/proc/self/status"
+
+
+def peak_rss() -> tuple[int, str]:
+    """Peak resident set size of this process in KiB, and where it was read.
+
+    ``VmHWM`` (Linux, Android) is the high-water mark of this process image alone. ``ru_maxrss`` is the fallback
+    where there is no /proc: Linux carries it over fork and exec, so under a big parent (a sweep holding torch) it
+    reports the parent's peak, not the runner's (KiB on Linux, bytes on macOS).
+    """
+    status = _read_text(PROC_SELF_STATUS) or ""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            with contextlib.suppress(IndexError, ValueError):
+                return int(line.split()[1]), "VmHWM"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak // 1024) if sys.platform == "darwin" else int(peak)
+    return (int(peak // 1024) if sys.platform == "darwin" else int(peak)), "ru_maxrss"
+
+
+def peak_rss_kib() -> int:
+    return peak_rss()[0]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -538,13 +569,22 @@ _ORT_TYPES = {
     "tensor(bool)": np.bool_,
 }
 
-_ORT_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
+_ORT_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_ORT_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
 class OrtBackend(Backend):
     """onnxruntime, CPU execution provider, inputs and outputs pre-bound with io_binding."""
 
-    def __init__(self, threads: int, graph_opt: str) -> None:
+    def __init__(
+        self, threads: int, graph_opt: str, allow_spinning: bool = True, execution_mode: str = "sequential"
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -553,6 +593,9 @@ class OrtBackend(Backend):
         self._ort = ort
         self._threads = threads
         self._graph_opt = graph_opt
+        self._allow_spinning = allow_spinning
+        self._execution_mode = execution_mode
+        self.settings: OrtSettings | None = None
         self.runtime = "onnxruntime"
         self.runtime_version = ort.__version__
 
@@ -579,13 +622,16 @@ class OrtBackend(Backend):
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        level = _ORT_OPT_LEVELS.get(self._graph_opt, "ORT_ENABLE_ALL")
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        options.execution_mode = getattr(ort.ExecutionMode, _ORT_MODES[self._execution_mode])
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_OPT_LEVELS[self._graph_opt])
+        options.add_session_config_entry(SPINNING_KEY, "1" if self._allow_spinning else "0")
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
-        return ort.InferenceSession(self._path, sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(self._path, sess_options=options, providers=["CPUExecutionProvider"])
+        if profile_prefix is None:
+            self.settings = _ort_settings(ort, options)
+        return session
 
     def _bind(self, session: Any, rng: np.random.Generator) -> Any:
         ort = self._ort
@@ -631,6 +677,19 @@ class OrtBackend(Backend):
             with open(trace_path, encoding="utf-8") as f:
                 events = json.load(f)
         return parse_ort_profile(events, skip_first=warmup_runs)
+
+
+def _ort_settings(ort: Any, options: Any) -> OrtSettings:
+    """What the session options hold, read back (not what was asked): the record of how the trial ran."""
+    levels = {getattr(ort.GraphOptimizationLevel, v): k for k, v in _ORT_OPT_LEVELS.items()}
+    modes = {getattr(ort.ExecutionMode, v): k for k, v in _ORT_MODES.items()}
+    return {
+        "allow_spinning": options.get_session_config_entry(SPINNING_KEY) != "0",
+        "graph_optimization": levels.get(options.graph_optimization_level, str(options.graph_optimization_level)),
+        "execution_mode": modes.get(options.execution_mode, str(options.execution_mode)),
+        "intra_op_threads": options.intra_op_num_threads,
+        "inter_op_threads": options.inter_op_num_threads,
+    }
 
 
 def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list[ProfileRow]:
@@ -982,6 +1041,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="ONNX Runtime graph optimization level (default all)",
     )
+    parser.add_argument(
+        "--ort-allow-spinning",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="ONNX Runtime session.intra_op.allow_spinning: idle intra-op threads busy-wait (default 1, ORT's own)",
+    )
+    parser.add_argument(
+        "--ort-execution-mode",
+        choices=tuple(_ORT_MODES),
+        default="sequential",
+        help="ONNX Runtime execution mode (default sequential)",
+    )
     parser.add_argument("--warmup-runs", type=int, default=5, help="at least this many warm-up runs (default 5)")
     parser.add_argument("--warmup-seconds", type=float, default=0.5, help="and at least this long (default 0.5)")
     parser.add_argument("--runs", type=int, default=50, help="at least this many timed runs (default 50)")
@@ -1040,6 +1112,8 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
             "seed": args.seed,
             "affinity": args.affinity,
             "graph_optimization": args.graph_optimization,
+            "ort_allow_spinning": bool(args.ort_allow_spinning),
+            "ort_execution_mode": args.ort_execution_mode,
             "profile": args.profile,
             "profile_runs": args.profile_runs,
             "sustained_seconds": args.sustained,
@@ -1058,6 +1132,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "threads": getattr(args, "threads", None),
         "xnnpack": None,
         "delegate": None,
+        "ort_settings": None,
         "inputs": None,
         "init_ns": None,
         "first_inference_ns": None,
@@ -1066,6 +1141,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "timed_ns": None,
         "samples_ns": None,
         "peak_rss_kib": None,
+        "peak_rss_source": None,
         "rss_before_load_kib": None,
         "affinity": _affinity(),
         "python": platform.python_version(),
@@ -1094,7 +1170,9 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
 
     backend: Backend
     if doc["format"] == "onnx":
-        backend = OrtBackend(args.threads, args.graph_optimization)
+        backend = OrtBackend(
+            args.threads, args.graph_optimization, bool(args.ort_allow_spinning), args.ort_execution_mode
+        )
     else:
         backend = TfliteBackend(args.threads, args.xnnpack)
     doc["runtime"], doc["runtime_version"], doc["xnnpack"] = backend.runtime, backend.runtime_version, backend.xnnpack
@@ -1104,6 +1182,8 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     backend.load(args.model)
     doc["init_ns"] = time.perf_counter_ns() - t0
     doc["delegate"] = backend.delegate
+    if isinstance(backend, OrtBackend):
+        doc["ort_settings"] = backend.settings
     backend.bind_inputs(np.random.default_rng(args.seed))
     doc["inputs"] = backend.inputs
 
@@ -1123,7 +1203,7 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     doc["warmup_ns"] = result["warmup_ns"]
     doc["timed_ns"] = result["timed_ns"]
     doc["samples_ns"] = result["samples_ns"]
-    doc["peak_rss_kib"] = peak_rss_kib()
+    doc["peak_rss_kib"], doc["peak_rss_source"] = peak_rss()
 
     if args.profile:
         doc["profile_note"] = backend.profile_note

@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devices.tflite_echo import TFLITE_ECHOED
+
 DATA = Path(__file__).with_name("data")
 
 DEFAULT_PROPS = {
@@ -51,6 +53,22 @@ BATTERY = """Current Battery Service state:
 """
 
 
+def obeying(log: str, args: list[str], ignored: set[str]) -> str:
+    """A captured ``benchmark_model`` log with its parameter echo rewritten to the flags given, as a build that obeys
+    them prints it; flags in ``ignored`` keep the captured echo, as an old build that ignores them would."""
+    given = {}
+    for arg in args:
+        flag, sep, value = arg.partition("=")
+        if sep and flag in TFLITE_ECHOED and flag not in ignored:
+            given[TFLITE_ECHOED[flag]] = {"true": "1", "false": "0"}.get(value, value)
+    if "Num threads" in given:
+        given["#threads used for CPU inference"] = given["Num threads"]
+    lines = [ln for ln in log.splitlines() if not any(ln.strip().startswith(f"{label}: [") for label in given)]
+    at = next((i + 1 for i, ln in enumerate(lines) if "Log parameter values verbosely" in ln), 0)
+    lines[at:at] = [f"{label}: [{value}]" for label, value in given.items()]
+    return "\n".join(lines) + "\n"
+
+
 _MOUNT_SYSFS = (
     'mount --bind "$1" /sys/class/thermal && mount --bind "$2" /sys/devices/system/cpu || exit 126; shift 2; exec "$@"'
 )
@@ -68,11 +86,13 @@ class FakePhone:
     op_csv: Path = DATA / "tflite_op_profile_mobilenet_v1.csv"
     ort_log: Path = DATA / "ort_perf_test_linux_riscv.txt"
     ort_runs: Path = DATA / "ort_perf_test_result_file.csv"
+    ort_profile: Path = DATA / "ort_profile_trace_shuffle_block.json"
     python: str = "/data/data/com.termux/files/usr/bin/python3"  # runs as sys.executable
     commands: list[str] = field(default_factory=list)
     sends: list[str] = field(default_factory=list)  # remote paths of completed or failed SENDs
     data_bytes: int = 0  # DATA payload received over all SENDs
     modes: dict[str, int] = field(default_factory=dict)
+    ignored_flags: set[str] = field(default_factory=set)  # benchmark_model flags this "old build" ignores
     # Run the phone's Python in a private mount namespace whose /sys/class/thermal and /sys/devices/system/cpu are
     # this phone's fake ones (root only; see tests/fake_sysfs.py), so the runner on the "phone" reads them too.
     mount_sysfs: bool = False
@@ -200,6 +220,12 @@ class FakePhone:
     def _cmd_dumpsys(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         return (BATTERY.encode(), b"", 0) if rest == ["battery"] else (b"", b"", 0)
 
+    def _cmd_ls(self, rest: list[str]) -> tuple[bytes, bytes, int]:
+        p = self.path(rest[-1])
+        if not p.is_dir():
+            return b"", f"ls: {rest[-1]}: No such file or directory\n".encode(), 1
+        return "".join(f"{c.name}\n" for c in sorted(p.iterdir())).encode(), b"", 0
+
     def _cmd_cat(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         p = self.path(rest[0])
         return (p.read_bytes(), b"", 0) if p.is_file() else (b"", f"cat: {rest[0]}: No such file\n".encode(), 1)
@@ -214,9 +240,12 @@ class FakePhone:
             for a in rest:
                 if a.startswith("--op_profiling_output_file="):
                     self.path(a.split("=", 1)[1]).write_bytes(self.op_csv.read_bytes())
-            return self.tflite_log.read_bytes(), b"", 0
+            return obeying(self.tflite_log.read_text(), rest, self.ignored_flags).encode(), b"", 0
         if name == "onnxruntime_perf_test":
             self.path(rest[-1]).write_bytes(self.ort_runs.read_bytes())
+            if "-p" in rest:  # ORT names the profile <prefix>_<date>_<time>.json
+                prefix = rest[rest.index("-p") + 1]
+                self.path(f"{prefix}_2026-11-29_10-43-59_859.json").write_bytes(self.ort_profile.read_bytes())
             return self.ort_log.read_bytes(), b"", 0
         return b"", b"", 0
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import (
@@ -144,6 +144,16 @@ class Protocol(_Strict):
     )
     profile_depth: int = Field(
         default=1, ge=1, description="TFLite block profiles: depth of the module tree to cut at."
+    )
+    # ONNX Runtime session settings; the defaults are ORT's own, what an application gets (README: protocol).
+    ort_allow_spinning: bool = Field(
+        default=True, description="session.intra_op.allow_spinning: idle intra-op threads busy-wait for work."
+    )
+    ort_graph_optimization: Literal["all", "extended", "basic", "disable"] = Field(
+        default="all", description="ONNX Runtime graph optimization level."
+    )
+    ort_execution_mode: Literal["sequential", "parallel"] = Field(
+        default="sequential", description="ONNX Runtime execution mode."
     )
     sustained: Seconds | None = Field(
         default=None,

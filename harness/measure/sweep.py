@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,13 +173,13 @@ def _prepare(
         versions = point_versions(p.runtime, facts[p.device])
         exported = artifacts[(p.model, p.format, p.precision)]
         if isinstance(exported, str):  # the export failed; this is its reason
-            pid = ensure_point(store, run_id, p, None, stored[p.device], versions)
+            pid = ensure_point(store, run_id, p, None, stored[p.device], versions, spec.protocol)
             point_ids.append(pid)
             store.fail_point(pid, exported)
             rep.point_failed(p, exported)
             continue
         art = exported
-        pid = ensure_point(store, run_id, p, art, stored[p.device], versions)
+        pid = ensure_point(store, run_id, p, art, stored[p.device], versions, spec.protocol)
         point_ids.append(pid)
         if store.point_status(pid) == "done":
             skipped += 1
@@ -230,6 +230,10 @@ def _measure(
             for group in by_device.values()
         ]
         try:
+            # Wait for the first failure, not in submission order: a bug on one device must stop the others now.
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()  # re-raises a worker's exception with its traceback
             return sum(f.result() for f in futures)
         except BaseException:
             stop.set()  # Ctrl-C or a bug: workers finish the trial in flight, commit it, and stop
@@ -278,7 +282,7 @@ def _measure_device(
             started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             try:
                 request = trial_request(proto, st.point.threads, st.point.options, sustained=True)
-                result = dev.measure(st.artifact.path, request)
+                result = dev.measure(st.artifact.path, request, sha256=st.artifact.sha256)
             except (DeviceUnreachable, RunnerMissing) as exc:
                 # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
                 for other in states:
