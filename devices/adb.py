@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import shlex
+import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import adbutils
+from adbutils._adb import AdbConnection
 from adbutils.errors import AdbError, AdbTimeout
 
 from devices.adb_sync import adb_message, sync_send
@@ -38,6 +42,7 @@ from devices.errors import (
     UnknownSerial,
 )
 from devices.linux_state import arm_core_facts, read_state
+from devices.lock import local_lock
 from devices.vocabulary import TransportKind
 
 DEFAULT_WORK_DIR = "/data/local/tmp/flopgap"
@@ -55,6 +60,29 @@ _PROPS = (
     "ro.build.version.sdk",
     "ro.product.cpu.abi",
 )
+
+
+class _ServerOnlyConnection(AdbConnection):
+    """adbutils' connection without its fallback: when the server does not answer, adbutils runs ``adb start-server``
+    on this machine (a daemon left behind, and never the configured remote server anyway). Here it just fails."""
+
+    def _safe_connect(self) -> socket.socket:
+        sock: socket.socket = self._create_socket()
+        return sock
+
+
+class ServerOnlyClient(adbutils.AdbClient):
+    """An adb client that only ever talks to the configured server and never starts one."""
+
+    def __init__(self, host: str, port: int, socket_timeout: float | None = None) -> None:
+        super().__init__(host=host, port=port, socket_timeout=socket_timeout)
+        self._socket_timeout = socket_timeout
+
+    def make_connection(self, timeout: float | None = None) -> AdbConnection:
+        conn = _ServerOnlyConnection(self.host, self.port)
+        if timeout or self._socket_timeout:
+            conn.conn.settimeout(timeout or self._socket_timeout)
+        return conn
 
 
 class AdbTransport:
@@ -76,7 +104,7 @@ class AdbTransport:
         self.server = (server_host, server_port)
         self.work_dir = work_dir.rstrip("/") or "/"
         self._timeout = socket_timeout
-        self._client = adbutils.AdbClient(host=server_host, port=server_port, socket_timeout=socket_timeout)
+        self._client = ServerOnlyClient(server_host, server_port, socket_timeout)
         self._dev: adbutils.AdbDevice | None = None
         self._pushed: list[str] = []  # what cleanup removes: models and the files commands wrote
         self._digest_algo: str | None = None
@@ -188,6 +216,15 @@ class AdbTransport:
     def close(self) -> None:
         self._dev = None  # adbutils opens a connection per call; nothing to hold
 
+    @contextlib.contextmanager
+    def lock(self, on_wait: Callable[[str], None]) -> Iterator[list[str]]:
+        """The phone's lock, kept on this machine per adb server and serial: one benchmark at a time from every
+        flopgap here (flopgaps on other hosts sharing a remote adb server are not seen)."""
+        host, port = self.server
+        key = "adb-" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{host}-{port}-{self.serial}")
+        with local_lock(self.name, on_wait, key=key) as reaped:
+            yield reaped
+
     # -- hash-verified pushes ----------------------------------------------------------------------------------------
 
     def _push_verified(self, local: Path, remote: str, mode: int) -> None:
@@ -206,6 +243,10 @@ class AdbTransport:
         algo, digest = self._remote_digest(remote)
         if digest != _digest(local, algo):
             raise PushFailed(f"{self.where}: {remote} differs from {local} after the push; push again")
+
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        algo, digest = self._remote_digest(remote)
+        return None if digest is None else (algo, digest)
 
     def _remote_digest(self, remote: str) -> tuple[str, str | None]:
         """``(algo, hex)`` of a file on the phone; hex is None when the file is absent."""

@@ -32,6 +32,11 @@ def runner_args(model: str, request: TrialRequest) -> list[str]:
         "--min-seconds", str(request.min_seconds),
         "--max-runs", str(request.max_runs),
     ]  # fmt: skip
+    args += [
+        "--graph-optimization", request.ort_graph_optimization,
+        "--ort-allow-spinning", str(int(request.ort_allow_spinning)),
+        "--ort-execution-mode", request.ort_execution_mode,
+    ]  # fmt: skip
     if not request.xnnpack:
         args.append("--no-xnnpack")
     if request.affinity:
@@ -40,6 +45,8 @@ def runner_args(model: str, request: TrialRequest) -> list[str]:
         args.append("--profile")
         if request.profile_runs is not None:
             args += ["--profile-runs", str(request.profile_runs)]
+    if request.sustained_s is not None:
+        args += ["--sustained", str(request.sustained_s), "--window", str(request.window_s)]
     return args
 
 

@@ -10,12 +10,16 @@ shell strings built from unquoted input; every transport raises the same typed e
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from devices.arm_cores import ClusterName
-from devices.errors import DeviceError, TrialFailed
+from devices.errors import DeviceError, PushFailed, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, RunnerKind, TransportKind
 
@@ -63,6 +67,12 @@ class TrialRequest:
     profile: bool = False  # also return per-op rows, where the backend can
     profile_runs: int | None = None  # profiled runs per op (flopgap's runner)
     timeout_s: float = 600
+    # ONNX Runtime session settings (ORT's own defaults; see the README's protocol section for why).
+    ort_allow_spinning: bool = True
+    ort_graph_optimization: str = "all"  # all | extended | basic | disable
+    ort_execution_mode: str = "sequential"  # sequential | parallel
+    sustained_s: float | None = None  # run continuously this long and return a timeline (flopgap's runner only)
+    window_s: float = 1.0  # the timeline's window
 
 
 @runtime_checkable
@@ -82,6 +92,10 @@ class Transport(Protocol):
         ...
 
     def pull(self, remote: str, local: Path) -> Path: ...
+
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        """``(algorithm, hex digest)`` of a file on the device (sha256 where the device can), None if absent."""
+        ...
 
     def scratch(self, name: str) -> str:
         """A path in this session's work dir for a file a command will write; removed by :meth:`cleanup`."""
@@ -103,6 +117,11 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Drop the connection, keeping the session's files (a later call reconnects)."""
+        ...
+
+    def lock(self, on_wait: Callable[[str], None]) -> AbstractContextManager[list[str]]:
+        """Hold the device's lock (across processes and hosts: one benchmark per device at a time); ``on_wait`` gets
+        one line saying who holds it if it must wait. Yields one notice per stale runner killed on taking it."""
         ...
 
 
@@ -133,7 +152,18 @@ class Backend(Protocol):
         ...
 
 
+def _digest(path: Path, algo: str) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, algo).hexdigest()
+
+
 SYSTEM_FACTS = frozenset({"os", "os_pretty_name", "kernel", "system"})
+_log = logging.getLogger("flopgap.devices")
+
+
+def tell(message: str) -> None:
+    """Say something the user should see while measuring (a busy device, a stale runner killed): one line, stderr."""
+    _log.warning(message)
 
 
 class Device:
@@ -146,6 +176,7 @@ class Device:
         self.cluster = cluster  # the inventory's affinity as a cluster name: resolved from the facts when measuring
         self._pushed: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> remote path, this session
         self._facts: dict[str, Any] | None = None  # the last facts read, for placing ``cluster``
+        self.notify: Callable[[str], None] = tell  # a busy device, a stale runner killed
 
     def __repr__(self) -> str:
         return f"Device({self.name!r}, {self.transport.kind}, {self.backend.kind})"
@@ -209,8 +240,13 @@ class Device:
             self._pushed[key] = remote
         return remote
 
-    def measure(self, artifact: Path, request: TrialRequest) -> TrialResult:
-        """One trial of a local model file: pushed (once), run by the backend, parsed."""
+    def measure(self, artifact: Path, request: TrialRequest, sha256: str | None = None) -> TrialResult:
+        """One trial of a local model file: pushed (once), verified, run by the backend under the device lock, parsed.
+
+        Right before the trial the local file's sha256 is checked against ``sha256`` (what the export recorded) and
+        the device's copy against the local file; a copy that differs is pushed again, a local file that differs
+        fails the trial naming both hashes.
+        """
         suffix = Path(artifact).suffix.lstrip(".").lower()
         fmt = Format(suffix) if suffix in {f.value for f in Format} else None
         if fmt is None or not self.can_run(fmt):
@@ -223,7 +259,40 @@ class Device:
         if request.affinity is None and self.cluster is not None:
             request = replace(request, affinity=self.cluster_cpus())
         self.prepare()
-        return self.backend.measure(self.transport, self.push(artifact), request)
+        remote = self.push(artifact)
+        with self.transport.lock(self.notify) as reaped:  # one benchmark per device, across processes
+            for notice in reaped:
+                self.notify(notice)
+            remote = self._verified(Path(artifact), remote, sha256)
+            return self.backend.measure(self.transport, remote, request)
+
+    def _verified(self, local: Path, remote: str, expected: str | None) -> str:
+        """The model's path on the device, its content checked at the point of use (see :meth:`measure`)."""
+        actual = _digest(local, "sha256")
+        if expected is not None and actual != expected:
+            raise TrialFailed(
+                f"device '{self.name}': {local} changed after export: its sha256 is {actual}, the export's was "
+                f"{expected}; export it again (or clear the artifact cache) before measuring",
+                kind="ArtifactChanged",
+            )
+        if self.transport.kind is TransportKind.LOCAL:
+            return remote  # the device reads the file just hashed
+        found = self.transport.fingerprint(remote)
+        if found is not None and found[1] == (actual if found[0] == "sha256" else _digest(local, found[0])):
+            return remote
+        self.notify(
+            f"device '{self.name}': {remote} there has {found[0] + ' ' + found[1] if found else 'gone missing'}, not "
+            f"sha256 {actual}; pushing it again"
+        )
+        self._pushed.clear()
+        remote = self.transport.push(local)
+        again = self.transport.fingerprint(remote)
+        if again is None or again[1] != (actual if again[0] == "sha256" else _digest(local, again[0])):
+            raise PushFailed(
+                f"device '{self.name}': {remote} still differs from {local} after pushing it again "
+                f"({again[0] + ' ' + again[1] if again else 'missing'} vs sha256 {actual}); check the device's storage"
+            )
+        return remote
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
         return self.transport.run(argv, timeout)

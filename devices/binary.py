@@ -19,6 +19,7 @@ from typing import Any
 
 from devices.base import Machine, ShellReturn, Transport, TrialRequest
 from devices.errors import BinaryMissing, PullFailed, TrialFailed, WrongABI
+from devices.ort_trace import parse_ort_trace
 from devices.parsers import (
     ParseError,
     RunStats,
@@ -28,8 +29,11 @@ from devices.parsers import (
     parse_tflite_op_csv,
 )
 from devices.result import OpTiming, Summary, Tool, TrialResult
+from devices.tflite_echo import tflite_echo_mismatches
 from devices.vocabulary import Format, RunnerKind
 
+# The runner's graph optimization names → onnxruntime_perf_test's -o levels.
+ORT_PERF_TEST_LEVELS = {"disable": 0, "basic": 1, "extended": 2, "all": 99}
 # ELF e_machine → the architecture name uname -m gives.
 ELF_ARCH = {183: "aarch64", 40: "arm", 62: "x86_64", 3: "x86", 243: "riscv64"}
 
@@ -123,6 +127,12 @@ class BinaryBackend:
         return False
 
     def measure(self, transport: Transport, model: str, request: TrialRequest) -> TrialResult:
+        if request.sustained_s is not None:
+            raise TrialFailed(
+                f"device '{transport.name}': {self.kind} keeps no per-window timings, so it cannot run a sustained "
+                'measurement; use flopgap\'s runner there (runner = "agent" in the inventory)',
+                kind="Unsupported",
+            )
         binary = self.prepare(transport)
         argv, outputs = self.argv(transport, binary, model, request)
         if outputs:  # a tool that appends to its output file must not find an old one
@@ -146,7 +156,12 @@ class BinaryBackend:
             state_before=before,
             state_after=after,
             tool=Tool(str(self.kind), self._sha256, tuple(argv)),
-            details={**parsed.details, "options": asdict(request), "returncode": res.returncode},
+            details={
+                **parsed.details,
+                **self.settings(request),
+                "options": asdict(request),
+                "returncode": res.returncode,
+            },
         )
 
     def argv(self, transport: Transport, binary: str, model: str, request: TrialRequest) -> tuple[list[str], list[str]]:
@@ -156,6 +171,10 @@ class BinaryBackend:
     def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
         """The tool's output; :meth:`measure` adds threads, affinity, state and the tool."""
         raise NotImplementedError
+
+    def settings(self, request: TrialRequest) -> dict[str, Any]:
+        """Runtime settings the command line set, kept with the trial."""
+        return {}
 
 
 class TfliteBenchmarkBackend(BinaryBackend):
@@ -182,9 +201,15 @@ class TfliteBenchmarkBackend(BinaryBackend):
         return argv, [csv]
 
     def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
-        out = parse_tflite_benchmark(res.stdout + "\n" + res.stderr)
+        text = res.stdout + "\n" + res.stderr
+        out = parse_tflite_benchmark(text)
         if out.inference is None:
             raise ParseError("benchmark_model printed no timed-run statistics")
+        ignored = tflite_echo_mismatches(text, res.argv)
+        if ignored:  # a build that ignores a flag measured something else than was asked
+            raise ParseError(
+                f"{self.kind} did not run as asked: {'; '.join(ignored)}; use a build that knows these flags"
+            )
         rows = out.ops  # the printed table, if profiling was on; the CSV file below when asked for
         if outputs:
             with tempfile.TemporaryDirectory(prefix="flopgap-ops-") as tmp:
@@ -207,19 +232,49 @@ class TfliteBenchmarkBackend(BinaryBackend):
 
 
 class OrtPerfTestBackend(BinaryBackend):
-    """``onnxruntime_perf_test``: one line per run in its result file, so raw samples."""
+    """``onnxruntime_perf_test``: one line per run in its result file, so raw samples; with ``-p`` its ONNX Runtime
+    profile (the per-node trace a local session writes) is pulled back and read into per-node rows."""
+
+    def profiles_ops(self, fmt: Format) -> bool:
+        return fmt is Format.ONNX
 
     def argv(self, transport: Transport, binary: str, model: str, request: TrialRequest) -> tuple[list[str], list[str]]:
         # -I: random inputs from the model's shapes; -x: intra-op threads. The tool warms up with one run.
         runs = transport.scratch(f"{PurePosixPath(model).name}.runs.csv")
         argv = [binary, "-I", "-m", "times", "-r", str(request.runs), "-x", str(request.threads), "-e", "cpu"]
+        argv += ["-o", str(ORT_PERF_TEST_LEVELS[request.ort_graph_optimization])]
+        argv += ["-C", f"session.intra_op.allow_spinning|{int(request.ort_allow_spinning)}"]
+        if request.ort_execution_mode == "parallel":
+            argv.append("-P")
+        if request.profile:  # ORT appends _<timestamp>.json to this prefix
+            argv += ["-p", transport.scratch(f"{PurePosixPath(model).name}.profile")]
         return [*argv, model, runs], [runs]
+
+    def settings(self, request: TrialRequest) -> dict[str, Any]:
+        # The runner's OrtSettings shape; intra-op threads as -x set them, inter-op left at the tool's default.
+        return {
+            "ort_settings": {
+                "allow_spinning": request.ort_allow_spinning,
+                "graph_optimization": request.ort_graph_optimization,
+                "execution_mode": request.ort_execution_mode,
+                "intra_op_threads": request.threads,
+                "inter_op_threads": None,
+            }
+        }
 
     def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
         out = parse_ort_perf_test(res.stdout + "\n" + res.stderr)
+        prefix = res.argv[res.argv.index("-p") + 1] if "-p" in res.argv else None
+        ops = None
         with tempfile.TemporaryDirectory(prefix="flopgap-runs-") as tmp:
             local = transport.pull(outputs[0], Path(tmp) / "runs.csv")
             samples = tuple(round(s * 1e9) for s in parse_ort_result_file(local.read_text()))
+            if prefix is not None:
+                trace = transport.pull(self._profile_written(transport, prefix), Path(tmp) / "profile.json")
+                ops = tuple(
+                    OpTiming(r.name, r.op_type, r.mean_us, r.calls, r.median_us, r.provider)
+                    for r in parse_ort_trace(trace.read_text(), skip_first=1)  # perf_test warms up with one run
+                )
         summary = Summary(
             count=out.requests or len(samples),
             mean=_ns(out.avg_ms, 1e6),
@@ -239,8 +294,19 @@ class OrtPerfTestBackend(BinaryBackend):
             first_inference_ns=_ns(out.first_inference_ms, 1e6),
             warmup_runs=1,
             peak_rss_kib=None if peak is None else peak // 1024,
+            ops=ops,
             details={"memory": {"peak_working_set_bytes": peak}},
         )
+
+    def _profile_written(self, transport: Transport, prefix: str) -> str:
+        """The file ORT wrote for profile ``prefix`` (``<prefix>_<date>_<time>.json``): the newest such."""
+        folder, name = str(PurePosixPath(prefix).parent), PurePosixPath(prefix).name
+        listing = transport.run(["ls", "-1", folder], timeout=30)
+        found = sorted(n for n in listing.stdout.split() if n.startswith(name + "_") and n.endswith(".json"))
+        if not listing.ok or not found:
+            raise ParseError(f"{self.kind} wrote no profile {prefix}_*.json (a build without profiling?)")
+        transport.scratch(found[-1])  # removed with the session
+        return str(PurePosixPath(folder) / found[-1])
 
 
 def binary_backend(kind: RunnerKind, binary: Path, affinity: list[int] | None = None) -> BinaryBackend:

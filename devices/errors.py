@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     """What the exit status of a flopgap command means (the README lists them)."""
 
     OK = 0  # everything asked for was done
+    REGRESSED = 1  # compare --fail-above: measured, and a point got slower than the gate allows
     BAD_INPUT = 2  # a FlopgapError: bad spec, name or option, or an environment the user must fix; nothing ran
     SOME_FAILED = 3  # the command ran, but some points (calibration kernels, profiles) failed; reasons are printed
     INTERRUPTED = 130  # Ctrl-C: stopped cleanly, what was measured is kept

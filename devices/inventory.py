@@ -7,9 +7,10 @@ table overrides it. One table per device, the table name being the device name::
     [devices.rpi5]                     # a Raspberry Pi 5 over SSH
     transport = "ssh"
     host = "192.168.1.50"
-    user = "pi"
-    port = 22                          # default 22
-    key = "~/.ssh/id_ed25519"          # default: ssh-agent and ~/.ssh/id_*
+    user = "pi"                        # default: the ssh config's User for this host, else yours
+    port = 22                          # default: the ssh config's Port, else 22
+    key = "~/.ssh/id_ed25519"          # default: the ssh config's IdentityFile, else ssh-agent and ~/.ssh/id_*
+    ssh_config = "~/.ssh/config"       # default; host may be one of its aliases (HostName, ProxyJump...)
     known_hosts = "~/.ssh/known_hosts" # default; the host key must be in it (ssh-keyscan, after checking)
     python = "/home/pi/venv/bin/python3"   # default "python3"; needs numpy and onnxruntime/ai-edge-litert
     affinity = [4, 5, 6, 7]            # or a hex mask: "f0"; or a cluster: "big", "little", "prime", "all"
@@ -121,7 +122,7 @@ class _DeviceBase(BaseModel):
             raise ValueError("thread counts must be >= 1")
         return v
 
-    @field_validator("binary", "key", "known_hosts", "work_dir", check_fields=False)
+    @field_validator("binary", "key", "known_hosts", "ssh_config", "work_dir", check_fields=False)
     @classmethod
     def _local_path(cls, v: Any, info: ValidationInfo) -> Any:
         if not isinstance(v, Path):  # remote work dirs are strings and stay as written
@@ -187,11 +188,16 @@ class LocalConfig(_DeviceBase):
 
 class SshConfig(_DeviceBase):
     transport: Literal["ssh"]
-    host: str = Field(min_length=1)
-    user: str | None = Field(default=None, description="Default: the local user name, as ssh does.")
-    port: int = Field(default=22, ge=1, le=65535)
-    key: Path | None = Field(default=None, description="Private key; default: ssh-agent and ~/.ssh/id_*.")
+    host: str = Field(min_length=1, description="A host name, an address, or a Host alias of the ssh config.")
+    user: str | None = Field(default=None, description="Default: the ssh config's User, else the local user name.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Default: the ssh config's Port, else 22.")
+    key: Path | None = Field(
+        default=None, description="Private key; default: the ssh config's IdentityFile, else ssh-agent and ~/.ssh/id_*."
+    )
     known_hosts: Path = Path("~/.ssh/known_hosts")
+    ssh_config: Path | None = Field(
+        default=Path("~/.ssh/config"), description="OpenSSH client config that aliases are read from (ProxyJump too)."
+    )
     python: str | None = Field(default=None, description='The board\'s Python for the agent; default "python3".')
     work_dir: str = "/tmp/flopgap"
     connect_timeout: float = Field(default=10.0, gt=0)
@@ -400,6 +406,7 @@ def _transport(cfg: DeviceConfig) -> Transport:
             known_hosts=cfg.known_hosts,
             work_dir=cfg.work_dir,
             connect_timeout=cfg.connect_timeout,
+            ssh_config=cfg.ssh_config,
         )
     from devices.adb import AdbTransport  # adbutils likewise, when a phone is used
 

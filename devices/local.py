@@ -1,12 +1,15 @@
 """The machine flopgap runs on, as a :class:`~devices.base.Transport`.
 
 Each command runs in its own subprocess (and process group), so a runtime that crashes or hangs fails one
-point, not the sweep: on timeout the whole group is killed.
+point, not the sweep: on timeout the whole group is killed. Commands run under :mod:`devices.supervisor`'s script,
+which kills them when flopgap dies (its stdin is a pipe flopgap holds open until the command ends); trials hold this
+machine's device lock (:func:`devices.lock.local_lock`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import shutil
@@ -14,7 +17,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,8 @@ from devices.base import Device, Machine, ShellReturn
 from devices.binary import normalize_arch
 from devices.errors import DeviceError, DeviceTimeout, PullFailed, PushFailed, RunnerMissing
 from devices.linux_state import read_facts, read_state
+from devices.lock import local_lock, registry
+from devices.supervisor import signal_of, supervised
 from devices.vocabulary import TransportKind
 
 
@@ -30,10 +37,12 @@ class LocalTransport:
 
     kind = TransportKind.LOCAL
 
-    def __init__(self, name: str = "local", work_dir: Path | None = None) -> None:
+    def __init__(self, name: str = "local", work_dir: Path | None = None, lock_dir: Path | None = None) -> None:
         self.name = name
         self._work_dir = work_dir
         self._owned_dir: Path | None = None
+        self._lock_dir = lock_dir
+        self._held = threading.local()  # commands run while this thread holds the lock are registered for reaping
 
     def __repr__(self) -> str:
         return f"LocalTransport({self.name!r})"
@@ -48,14 +57,20 @@ class LocalTransport:
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
         start = time.perf_counter()
+        _check_startable(self.name, argv[0])
+        reg = str(registry(self._lock_dir)) if getattr(self._held, "on", False) else ""
+        # stdin: a pipe held open until the command ends, so the supervisor's watchdog sees EOF only if flopgap dies.
+        leash, held = os.pipe()
         try:
             proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-            )
-        except FileNotFoundError:
-            raise RunnerMissing(f"device '{self.name}': '{argv[0]}' not found on this machine") from None
+                supervised(argv, registry=reg), stdin=leash, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, start_new_session=True,
+            )  # fmt: skip
         except OSError as exc:
+            os.close(held)
             raise DeviceError(f"device '{self.name}': cannot start {argv[0]}: {exc.strerror}") from None
+        finally:
+            os.close(leash)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -67,7 +82,19 @@ class LocalTransport:
         except KeyboardInterrupt:
             _kill_group(proc)
             raise
-        return ShellReturn(tuple(argv), proc.returncode, out, err, time.perf_counter() - start)
+        finally:
+            os.close(held)
+        return ShellReturn(tuple(argv), signal_of(proc.returncode), out, err, time.perf_counter() - start)
+
+    @contextlib.contextmanager
+    def lock(self, on_wait: Callable[[str], None]) -> Iterator[list[str]]:
+        """This machine's device lock (shared by every local device: they share the CPUs)."""
+        with local_lock(self.name, on_wait, self._lock_dir) as reaped:
+            self._held.on = True
+            try:
+                yield reaped
+            finally:
+                self._held.on = False
 
     def push(self, local: Path, executable: bool = False) -> str:
         # Local files need no copy; the command reads them where they are.
@@ -83,6 +110,13 @@ class LocalTransport:
         except OSError as exc:
             raise PullFailed(f"device '{self.name}': cannot copy {remote} to {local}: {exc.strerror}") from None
         return local
+
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        try:
+            with open(remote, "rb") as f:
+                return "sha256", hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            return None
 
     def scratch(self, name: str) -> str:
         return str(self.work_dir / name)
@@ -119,6 +153,16 @@ def local_device(
     from devices.agent import AgentBackend
 
     return Device(name, LocalTransport(name), AgentBackend(python, affinity, facts_timeout))
+
+
+def _check_startable(device: str, program: str) -> None:
+    """What exec would refuse, said before the supervisor's shell would only say 'not found' (exit 127)."""
+    path = Path(program) if "/" in program else None
+    missing = shutil.which(program) is None if path is None else not path.exists()
+    if missing:
+        raise RunnerMissing(f"device '{device}': '{program}' not found on this machine")
+    if path is not None and (path.is_dir() or not os.access(path, os.X_OK)):
+        raise DeviceError(f"device '{device}': cannot start {program}: Permission denied")
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

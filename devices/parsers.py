@@ -172,6 +172,17 @@ def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
     )
 
 
+def echoed_params(text: str) -> dict[str, str]:
+    """The parameters ``benchmark_model`` echoes (``Num threads: [4]`` -> ``{"Num threads": "4"}``), first wins."""
+    params: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = _strip(raw)
+        pm = _PARAM.match(line.strip())
+        if pm and not line.startswith("\t"):
+            params.setdefault(pm.group(1).strip(), pm.group(2))
+    return params
+
+
 _REGULAR = "Operator-wise Profiling Info for Regular Benchmark Runs"
 _TITLE = re.compile(r"^=+ (.+?) =+$")
 # Header names of both layouts (text "[avg ms]" and csv "avg_ms") mapped to one key.

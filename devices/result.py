@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from devices.timeline import SustainedRun, TimelineWindow
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -92,7 +94,8 @@ def central_ns(samples: Sequence[int], summary: Summary | None) -> float | None:
 _TYPED = {
     "runtime", "runtime_version", "threads", "samples_ns", "summary_ns", "warmup_summary_ns", "init_ns",
     "first_inference_ns", "warmup_runs", "warmup_ns", "timed_ns", "peak_rss_kib", "affinity", "affinity_mask",
-    "delegate", "profile", "profile_note", "state_before", "state_after", "tool", "samples_kind",
+    "delegate", "profile", "profile_note", "state_before", "state_after", "tool", "samples_kind", "timeline",
+    "sustained",
 }  # fmt: skip
 
 
@@ -120,6 +123,8 @@ class TrialResult:
     state_before: Mapping[str, Any] | None = None  # the transport's or runner's device state (layout per source)
     state_after: Mapping[str, Any] | None = None
     tool: Tool | None = None  # the official binary, for binary backends
+    timeline: tuple[TimelineWindow, ...] | None = None  # sustained runs: per-window latency, frequencies, temperatures
+    sustained: SustainedRun | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # the rest of what the backend reported, kept as is
 
     @property
@@ -164,6 +169,7 @@ class TrialResult:
             "tool": {"name": self.tool.name, "sha256": self.tool.sha256, "argv": list(self.tool.argv)}
             if self.tool
             else None,
+            "sustained": self.sustained.to_json() if self.sustained else None,  # the timeline has its own table
         }
         return {**_set_fields(out), **self.details}
 
@@ -176,6 +182,8 @@ class TrialResult:
         tool = doc.get("tool")
         protocol = doc.get("protocol")
         affinity = doc.get("affinity")
+        timeline = doc.get("timeline")
+        sustained = doc.get("sustained")
         return cls(
             runtime=_str(doc.get("runtime")),
             runtime_version=_str(doc.get("runtime_version")),
@@ -201,6 +209,8 @@ class TrialResult:
             tool=Tool(str(tool.get("name")), _str(tool.get("sha256")), tuple(str(a) for a in tool.get("argv") or ()))
             if isinstance(tool, Mapping)
             else None,
+            timeline=tuple(TimelineWindow.from_json(w) for w in timeline) if isinstance(timeline, list) else None,
+            sustained=SustainedRun.from_json(sustained) if isinstance(sustained, Mapping) else None,
             details={k: v for k, v in doc.items() if k not in _TYPED},
         )
 

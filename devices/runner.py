@@ -29,6 +29,7 @@ import resource
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -39,7 +40,7 @@ import numpy as np
 SCHEMA = "flopgap.runner/1"
 # Bump when a change to this file changes what it measures: the version is part of every sweep point's key, so
 # points measured by an older runner are measured again instead of being skipped as done.
-RUNNER_VERSION = "1"
+RUNNER_VERSION = "3"  # 2: quantized TFLite inputs hold integers of N(0, 1) values; 3: peak memory is the own VmHWM
 SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
 PROC_CPUINFO = "/proc/cpuinfo"
 SYS_THERMAL = "/sys/class/thermal"
@@ -93,9 +94,23 @@ class ProtocolEcho(TypedDict):
     seed: int
     affinity: list[int] | None
     graph_optimization: str
+    ort_allow_spinning: bool
+    ort_execution_mode: str
     profile: bool
     profile_runs: int
+    sustained_seconds: float | None
+    window_seconds: float
     clock: str
+
+
+class OrtSettings(TypedDict):
+    """The ONNX Runtime session settings a trial ran with, read back from the session options."""
+
+    allow_spinning: bool  # session.intra_op.allow_spinning: idle intra-op threads busy-wait for work
+    graph_optimization: str  # all | extended | basic | disable
+    execution_mode: str  # sequential | parallel
+    intra_op_threads: int
+    inter_op_threads: int
 
 
 class ErrorInfo(TypedDict):
@@ -113,6 +128,29 @@ class Timing(TypedDict):
     samples_ns: list[int]
 
 
+class TimelineWindow(TypedDict):
+    """One window of a sustained run: its timed runs' median and the device's state read during it."""
+
+    index: int
+    start_s: float  # from the start of the sustained loop
+    end_s: float
+    runs: int
+    median_ns: float | None  # None when no run finished inside the window
+    cpu_khz: dict[str, int]  # cpu index -> scaling_cur_freq, read by the sampling thread
+    temps_c: dict[str, float]  # thermal zone -> temperature
+    state_s: float | None  # when that state was read (from the start), None if never
+
+
+class SustainedEcho(TypedDict):
+    """How a sustained run went: its length, its window, when it started and how samples were thinned."""
+
+    seconds: float
+    window_s: float
+    start_unix: float
+    runs_total: int
+    kept_every: int  # raw samples kept: every k-th run (bounded by --max-runs), evenly over the whole run
+
+
 class RunnerDocument(TypedDict):
     """The one JSON document the runner prints; every key is present, unknowns are null."""
 
@@ -125,6 +163,7 @@ class RunnerDocument(TypedDict):
     threads: int | None
     xnnpack: bool | None
     delegate: DelegateReport | None
+    ort_settings: OrtSettings | None  # ONNX models only
     inputs: list[InputInfo] | None
     init_ns: int | None
     first_inference_ns: int | None
@@ -133,6 +172,7 @@ class RunnerDocument(TypedDict):
     timed_ns: int | None
     samples_ns: list[int] | None
     peak_rss_kib: int | None
+    peak_rss_source: str | None  # "VmHWM" (this process image's own peak) or "ru_maxrss" (may include the parent's)
     rss_before_load_kib: int | None
     affinity: list[int] | None
     python: str
@@ -141,6 +181,8 @@ class RunnerDocument(TypedDict):
     state_after: dict[str, Any] | None
     profile: list[ProfileRow] | None
     profile_note: str | None
+    timeline: list[TimelineWindow] | None  # sustained runs only (--sustained)
+    sustained: SustainedEcho | None
     protocol: ProtocolEcho | None
     error: ErrorInfo | None
 
@@ -422,20 +464,48 @@ def device_facts() -> dict[str, Any]:
     return facts
 
 
-def peak_rss_kib() -> int:
-    """Peak resident set size of this process in KiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+PROC_SELF_STATUS = "/proc/self/status"
+
+
+def peak_rss() -> tuple[int, str]:
+    """Peak resident set size of this process in KiB, and where it was read.
+
+    ``VmHWM`` (Linux, Android) is the high-water mark of this process image alone. ``ru_maxrss`` is the fallback
+    where there is no /proc: Linux carries it over fork and exec, so under a big parent (a sweep holding torch) it
+    reports the parent's peak, not the runner's (KiB on Linux, bytes on macOS).
+    """
+    status = _read_text(PROC_SELF_STATUS) or ""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            with contextlib.suppress(IndexError, ValueError):
+                return int(line.split()[1]), "VmHWM"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak // 1024) if sys.platform == "darwin" else int(peak)
+    return (int(peak // 1024) if sys.platform == "darwin" else int(peak)), "ru_maxrss"
+
+
+def peak_rss_kib() -> int:
+    return peak_rss()[0]
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
-    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50."""
+def random_input(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator, quantization: Any = None
+) -> np.ndarray:
+    """A random tensor of the model's dtype: floats ~ N(0, 1), integers over their full range, bools 50/50.
+
+    A quantized input (``quantization`` = TFLite's ``(scale, zero_point)`` with a non-zero scale) gets the integers
+    of N(0, 1) values, as a float input would see, so activations keep their calibrated range.
+    """
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    scale, zero = quantization if quantization is not None and len(quantization) == 2 else (0.0, 0)
+    if dtype.kind in "iu" and scale:
+        info = np.iinfo(dtype)
+        values = np.round(rng.standard_normal(shape) / float(scale) + int(zero))
+        return np.clip(values, info.min, info.max).astype(dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         # Full range for 8/16-bit (quantized activations); small values for wider ints (likely indices).
@@ -499,13 +569,22 @@ _ORT_TYPES = {
     "tensor(bool)": np.bool_,
 }
 
-_ORT_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
+_ORT_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_ORT_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
 class OrtBackend(Backend):
     """onnxruntime, CPU execution provider, inputs and outputs pre-bound with io_binding."""
 
-    def __init__(self, threads: int, graph_opt: str) -> None:
+    def __init__(
+        self, threads: int, graph_opt: str, allow_spinning: bool = True, execution_mode: str = "sequential"
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -514,6 +593,9 @@ class OrtBackend(Backend):
         self._ort = ort
         self._threads = threads
         self._graph_opt = graph_opt
+        self._allow_spinning = allow_spinning
+        self._execution_mode = execution_mode
+        self.settings: OrtSettings | None = None
         self.runtime = "onnxruntime"
         self.runtime_version = ort.__version__
 
@@ -540,13 +622,16 @@ class OrtBackend(Backend):
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        level = _ORT_OPT_LEVELS.get(self._graph_opt, "ORT_ENABLE_ALL")
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        options.execution_mode = getattr(ort.ExecutionMode, _ORT_MODES[self._execution_mode])
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_OPT_LEVELS[self._graph_opt])
+        options.add_session_config_entry(SPINNING_KEY, "1" if self._allow_spinning else "0")
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
-        return ort.InferenceSession(self._path, sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(self._path, sess_options=options, providers=["CPUExecutionProvider"])
+        if profile_prefix is None:
+            self.settings = _ort_settings(ort, options)
+        return session
 
     def _bind(self, session: Any, rng: np.random.Generator) -> Any:
         ort = self._ort
@@ -592,6 +677,19 @@ class OrtBackend(Backend):
             with open(trace_path, encoding="utf-8") as f:
                 events = json.load(f)
         return parse_ort_profile(events, skip_first=warmup_runs)
+
+
+def _ort_settings(ort: Any, options: Any) -> OrtSettings:
+    """What the session options hold, read back (not what was asked): the record of how the trial ran."""
+    levels = {getattr(ort.GraphOptimizationLevel, v): k for k, v in _ORT_OPT_LEVELS.items()}
+    modes = {getattr(ort.ExecutionMode, v): k for k, v in _ORT_MODES.items()}
+    return {
+        "allow_spinning": options.get_session_config_entry(SPINNING_KEY) != "0",
+        "graph_optimization": levels.get(options.graph_optimization_level, str(options.graph_optimization_level)),
+        "execution_mode": modes.get(options.execution_mode, str(options.execution_mode)),
+        "intra_op_threads": options.intra_op_num_threads,
+        "inter_op_threads": options.inter_op_num_threads,
+    }
 
 
 def parse_ort_profile(events: list[dict[str, Any]], skip_first: int = 0) -> list[ProfileRow]:
@@ -678,7 +776,7 @@ class TfliteBackend(Backend):
         self.inputs = []
         for detail in self._interpreter.get_input_details():
             shape = _static_shape(detail["shape"])
-            array = random_input(shape, np.dtype(detail["dtype"]), rng)
+            array = random_input(shape, np.dtype(detail["dtype"]), rng, detail.get("quantization"))
             # Set once: invoke() neither consumes nor overwrites input tensors, so the loop only calls invoke().
             self._interpreter.set_tensor(detail["index"], array)
             self.inputs.append({"name": detail["name"], "shape": list(shape), "dtype": np.dtype(detail["dtype"]).name})
@@ -762,6 +860,142 @@ def run_protocol(
     }
 
 
+def current_state() -> tuple[dict[str, int], dict[str, float]]:
+    """Each core's current frequency (kHz) and each thermal zone's temperature (°C): the two readings a sustained
+    run follows, read with as few file reads as possible (the timed loop runs meanwhile)."""
+    freqs: dict[str, int] = {}
+    for index, path in _cpu_dirs():
+        value = _read_int(os.path.join(path, "cpufreq", "scaling_cur_freq"))
+        if value is not None:
+            freqs[str(index)] = value
+    temps: dict[str, float] = {}
+    for row in thermal_zones():
+        name = str(row.get("type") or row["zone"])
+        if name in temps:  # several zones of one type (e.g. acpitz): keep them apart
+            name = "{}/{}".format(name, row["zone"])
+        temps[name] = row["temp_c"]
+    return freqs, temps
+
+
+class StateSampler(threading.Thread):
+    """Reads :func:`current_state` every ``period`` seconds until stopped; readings are (ns since start, freqs,
+    temps). A thread, so the readings are taken while the model runs (runtimes release the GIL while invoking)."""
+
+    def __init__(self, period: float, start_ns: int, read: Callable[[], Any] = current_state) -> None:
+        super().__init__(name="flopgap-state-sampler", daemon=True)
+        self.period = period
+        self.start_ns = start_ns
+        self.read = read
+        self.readings: list[tuple[int, dict[str, int], dict[str, float]]] = []
+        self._stop_event = threading.Event()
+
+    def sample(self) -> None:
+        try:
+            freqs, temps = self.read()
+        except Exception:  # an unreadable sysfs must never stop the measurement
+            freqs, temps = {}, {}
+        self.readings.append((time.perf_counter_ns() - self.start_ns, freqs, temps))
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.period):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _window(index: int, window_ns: int, latencies: list[int]) -> TimelineWindow:
+    ordered = sorted(latencies)
+    n = len(ordered)
+    median = None if not n else float(ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2)
+    return {
+        "index": index,
+        "start_s": index * window_ns / 1e9,
+        "end_s": (index + 1) * window_ns / 1e9,
+        "runs": n,
+        "median_ns": median,
+        "cpu_khz": {},
+        "temps_c": {},
+        "state_s": None,
+    }
+
+
+def _attach_state(windows: list[TimelineWindow], readings: list[tuple[int, dict[str, int], dict[str, float]]]) -> None:
+    """Give each window the last state read before its end (the reading at its end, usually)."""
+    slack_ns = 50_000_000  # the sampler wakes a little late; a reading just after the end still belongs to it
+    i = -1
+    for window in windows:
+        end_ns = int(window["end_s"] * 1e9) + slack_ns
+        while i + 1 < len(readings) and readings[i + 1][0] <= end_ns:
+            i += 1
+        if i >= 0:
+            at, freqs, temps = readings[i]
+            window["cpu_khz"], window["temps_c"], window["state_s"] = freqs, temps, at / 1e9
+
+
+def run_sustained(
+    invoke: Callable[[], None],
+    seconds: float,
+    window_s: float,
+    max_kept: int,
+    read_state: Callable[[], Any] = current_state,
+) -> tuple[list[int], list[TimelineWindow], SustainedEcho]:
+    """Invoke continuously for ``seconds``; per ``window_s`` window the median latency and run count, and the
+    device's frequencies and temperatures read by a :class:`StateSampler` thread.
+
+    Raw latencies are kept for every k-th run, k doubling whenever ``max_kept`` would be exceeded, so the kept
+    samples stay spread evenly over the whole run however long it is.
+    """
+    clock = time.perf_counter_ns
+    window_ns = max(1, int(window_s * 1e9))
+    start_unix = time.time()
+    start = clock()
+    end_at = start + int(seconds * 1e9)
+    sampler = StateSampler(window_s, start, read_state)
+    sampler.sample()  # the state at t = 0
+    sampler.start()
+    windows: list[TimelineWindow] = []
+    current: list[int] = []
+    kept: list[int] = []
+    every = 1
+    total = 0
+    window_end = start + window_ns
+    try:
+        while True:
+            t0 = clock()
+            invoke()
+            t1 = clock()
+            while t1 >= window_end and window_end <= end_at:
+                windows.append(_window(len(windows), window_ns, current))
+                current = []
+                window_end += window_ns
+            if t1 > end_at:
+                break
+            latency = t1 - t0
+            current.append(latency)
+            if total % every == 0:
+                kept.append(latency)
+                if len(kept) > max_kept:
+                    kept = kept[::2]
+                    every *= 2
+            total += 1
+    finally:
+        sampler.stop()
+    sampler.sample()  # the state at the end, for the last window
+    if current:
+        windows.append(_window(len(windows), window_ns, current))
+    _attach_state(windows, sampler.readings)
+    echo: SustainedEcho = {
+        "seconds": seconds,
+        "window_s": window_s,
+        "start_unix": start_unix,
+        "runs_total": total,
+        "kept_every": every,
+    }
+    return kept, windows, echo
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -807,6 +1041,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="ONNX Runtime graph optimization level (default all)",
     )
+    parser.add_argument(
+        "--ort-allow-spinning",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="ONNX Runtime session.intra_op.allow_spinning: idle intra-op threads busy-wait (default 1, ORT's own)",
+    )
+    parser.add_argument(
+        "--ort-execution-mode",
+        choices=tuple(_ORT_MODES),
+        default="sequential",
+        help="ONNX Runtime execution mode (default sequential)",
+    )
     parser.add_argument("--warmup-runs", type=int, default=5, help="at least this many warm-up runs (default 5)")
     parser.add_argument("--warmup-seconds", type=float, default=0.5, help="and at least this long (default 0.5)")
     parser.add_argument("--runs", type=int, default=50, help="at least this many timed runs (default 50)")
@@ -816,6 +1063,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--affinity", type=_cpu_list, default=None, help="pin to these CPUs first, e.g. '4-7'")
     parser.add_argument("--profile", action="store_true", help="also collect a per-op profile (ONNX Runtime only)")
     parser.add_argument("--profile-runs", type=int, default=20, help="profiled runs averaged per op (default 20)")
+    parser.add_argument(
+        "--sustained",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="after warm-up, run continuously this long and emit a timeline (replaces --runs/--min-seconds)",
+    )
+    parser.add_argument(
+        "--window", type=float, default=1.0, metavar="SECONDS", help="timeline window of --sustained (default 1.0)"
+    )
     return parser
 
 
@@ -828,6 +1085,9 @@ def _validate(args: argparse.Namespace) -> None:
         (args.min_seconds >= 0, "--min-seconds must be >= 0"),
         (args.max_runs >= args.runs, "--max-runs must be >= --runs"),
         (args.profile_runs >= 1, "--profile-runs must be >= 1"),
+        (args.sustained is None or args.sustained > 0, "--sustained must be > 0 seconds"),
+        (args.window > 0, "--window must be > 0 seconds"),
+        (args.sustained is None or args.window <= args.sustained, "--window must not exceed --sustained"),
     ]
     for ok, message in checks:
         if not ok:
@@ -852,8 +1112,12 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
             "seed": args.seed,
             "affinity": args.affinity,
             "graph_optimization": args.graph_optimization,
+            "ort_allow_spinning": bool(args.ort_allow_spinning),
+            "ort_execution_mode": args.ort_execution_mode,
             "profile": args.profile,
             "profile_runs": args.profile_runs,
+            "sustained_seconds": args.sustained,
+            "window_seconds": args.window,
             "clock": "time.perf_counter_ns",
         }
     model = getattr(args, "model", None)
@@ -868,6 +1132,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "threads": getattr(args, "threads", None),
         "xnnpack": None,
         "delegate": None,
+        "ort_settings": None,
         "inputs": None,
         "init_ns": None,
         "first_inference_ns": None,
@@ -876,6 +1141,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "timed_ns": None,
         "samples_ns": None,
         "peak_rss_kib": None,
+        "peak_rss_source": None,
         "rss_before_load_kib": None,
         "affinity": _affinity(),
         "python": platform.python_version(),
@@ -884,6 +1150,8 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "state_after": None,
         "profile": None,
         "profile_note": None,
+        "timeline": None,
+        "sustained": None,
         "protocol": protocol,
         "error": None,
     }
@@ -902,7 +1170,9 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
 
     backend: Backend
     if doc["format"] == "onnx":
-        backend = OrtBackend(args.threads, args.graph_optimization)
+        backend = OrtBackend(
+            args.threads, args.graph_optimization, bool(args.ort_allow_spinning), args.ort_execution_mode
+        )
     else:
         backend = TfliteBackend(args.threads, args.xnnpack)
     doc["runtime"], doc["runtime_version"], doc["xnnpack"] = backend.runtime, backend.runtime_version, backend.xnnpack
@@ -912,14 +1182,19 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     backend.load(args.model)
     doc["init_ns"] = time.perf_counter_ns() - t0
     doc["delegate"] = backend.delegate
+    if isinstance(backend, OrtBackend):
+        doc["ort_settings"] = backend.settings
     backend.bind_inputs(np.random.default_rng(args.seed))
     doc["inputs"] = backend.inputs
 
     doc["state_before"] = device_state()
     try:
-        result = run_protocol(
-            backend.invoke, args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds, args.max_runs
-        )
+        if args.sustained is not None:
+            result = _measure_sustained(backend.invoke, args, doc)
+        else:
+            result = run_protocol(
+                backend.invoke, args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds, args.max_runs
+            )
     except Exception as exc:
         raise RunnerError("InferenceFailed", f"{backend.runtime} failed to run {args.model}: {_one_line(exc)}") from exc
     doc["state_after"] = device_state()
@@ -928,7 +1203,7 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     doc["warmup_ns"] = result["warmup_ns"]
     doc["timed_ns"] = result["timed_ns"]
     doc["samples_ns"] = result["samples_ns"]
-    doc["peak_rss_kib"] = peak_rss_kib()
+    doc["peak_rss_kib"], doc["peak_rss_source"] = peak_rss()
 
     if args.profile:
         doc["profile_note"] = backend.profile_note
@@ -936,6 +1211,22 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
             doc["profile"] = backend.profile(max(1, min(args.warmup_runs, 10)), args.profile_runs)
         except Exception as exc:
             raise RunnerError("InferenceFailed", f"profiling {args.model} failed: {_one_line(exc)}") from exc
+
+
+def _measure_sustained(invoke: Callable[[], None], args: argparse.Namespace, doc: RunnerDocument) -> Timing:
+    """First inference and warm-up as usual, then the sustained loop; fills the timeline into ``doc``."""
+    warm = run_protocol(invoke, args.warmup_runs, args.warmup_seconds, 0, 0.0, 0)  # max_runs 0: no timed runs
+    t0 = time.perf_counter_ns()
+    kept, windows, echo = run_sustained(invoke, args.sustained, args.window, args.max_runs)
+    doc["timeline"] = windows
+    doc["sustained"] = echo
+    return {
+        "first_inference_ns": warm["first_inference_ns"],
+        "warmup_runs": warm["warmup_runs"],
+        "warmup_ns": warm["warmup_ns"],
+        "timed_ns": time.perf_counter_ns() - t0,
+        "samples_ns": kept,
+    }
 
 
 @contextlib.contextmanager

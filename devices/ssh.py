@@ -4,23 +4,33 @@ Connecting (host keys, keys, typed errors) is :mod:`devices.ssh_connect`. Safety
 
 - Commands are argv lists. The one shell string sent, ``sh -c SCRIPT sh ARG...``, is built with
   :func:`shlex.join`; the script is a constant and every path or argument reaches it as a positional parameter.
-- Every command runs under the board's ``timeout`` (its own process group); past the deadline the host kills
-  that group through a second channel, so nothing keeps running after :class:`~devices.errors.DeviceTimeout`.
-- Files travel by SFTP into a per-session work dir (``mktemp -d`` under ``work_dir``), removed by :meth:`cleanup`.
+- Every command runs under :mod:`devices.supervisor`'s script and the board's ``timeout``: the script kills the
+  command when its channel's stdin ends, i.e. when flopgap closes the channel (past the deadline, on Ctrl-C) or dies
+  or loses the connection, so nothing keeps running after :class:`~devices.errors.DeviceTimeout` or ``kill -9``. A
+  command killed by a signal is reported as that signal (the script's ``128+N``), not as paramiko's -1.
+- Trials hold the board's device lock (:data:`devices.lock.REMOTE_LOCK`) on a channel of their own.
+- Files travel by SFTP to ``<work_dir>/artifacts/<sha256>/``, content-addressed and kept for later sessions; what
+  commands write goes to a per-session dir (``mktemp -d`` under ``work_dir``), removed by :meth:`cleanup`; session
+  dirs left by a flopgap that died are removed when the next one starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import math
+import os
 import posixpath
+import re
 import select
 import shlex
+import socket
 import threading
 import time
-import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +48,11 @@ from devices.errors import (
     RunnerMissing,
 )
 from devices.linux_state import read_facts, read_state
-from devices.ssh_connect import SshTarget, connect, os_message
+from devices.lock import REMOTE_LOCK, busy_message, holder, stale_message
+from devices.ssh_connect import DEFAULT_SSH_CONFIG, SshTarget, connect, os_message, resolve
+from devices.supervisor import REAP, signal_of, supervised
 from devices.vocabulary import TransportKind
 
-KILL_AFTER_S = 3  # the board's `timeout` follows SIGTERM with SIGKILL this much later
 _SETUP_TIMEOUT_S = 30.0
 
 
@@ -60,23 +71,29 @@ class SshTransport:
         host: str,
         *,
         user: str | None = None,
-        port: int = 22,
+        port: int | None = None,
         key: Path | None = None,
         known_hosts: Path = Path("~/.ssh/known_hosts"),
         work_dir: str = "/tmp/flopgap",
         connect_timeout: float = 10.0,
+        ssh_config: Path | None = DEFAULT_SSH_CONFIG,
     ) -> None:
         self.name = name
-        self.target = SshTarget(name, host, user, port, key.expanduser() if key else None, known_hosts, connect_timeout)
+        key = key.expanduser() if key else None
+        self.target: SshTarget = resolve(
+            name, host, user=user, port=port, key=key, known_hosts=known_hosts, timeout=connect_timeout,
+            ssh_config=ssh_config,
+        )  # fmt: skip
         self.work_dir = work_dir.rstrip("/") or "/"
         self._lock = threading.RLock()
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._dir: str | None = None
         self._has_timeout = True
-        self._pushed: dict[str, str] = {}  # sha256 -> remote path, this session
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+        self._sent: dict[tuple[str, str], str] = {}  # (sha256, extension) -> a path on the board holding those bytes
         self._machine: Machine | None = None
+        self._held = threading.local()  # commands run while this thread holds the lock are registered for reaping
 
     def __repr__(self) -> str:
         return f"SshTransport({self.name!r}, {self.target.where})"
@@ -115,27 +132,33 @@ class SshTransport:
         return posixpath.join(self.remote_dir, name)
 
     def push(self, local: Path, executable: bool = False) -> str:
-        """Copy ``local`` into this session's work dir over SFTP; a file already pushed (same sha256) is not resent.
+        """Copy ``local`` to ``<work_dir>/artifacts/<sha256>/<its name>`` over SFTP, unless a file with that content is
+        already there (``sha256sum`` on the board): pushes are reused across sessions and by ``run`` after ``push``,
+        and within a session the same bytes under another name (same extension) are not sent again.
 
-        Each file lands in a folder named by its hash, under its own name (the runner reads the extension).
+        The copy lands under a temporary name and is renamed into place, so a half-sent file never carries the hash.
         """
         if not local.is_file():
             raise PushFailed(f"device '{self.name}': {local} does not exist or is not a file")
         sha = self._sha256(local)
+        folder = posixpath.join(self.work_dir, "artifacts", sha)
+        remote = posixpath.join(folder, local.name)
+        content = (sha, local.suffix.lower())  # the runner reads the extension: only a copy with the same one will do
         with self._lock:
-            known = self._pushed.get(sha)
-            if known is not None and self._remote_size(known) == local.stat().st_size:
-                return known
-            folder = posixpath.join(self.remote_dir, sha[:16])
-            remote = posixpath.join(folder, local.name)
+            for there in dict.fromkeys((self._sent.get(content), remote)):
+                if there is not None and self.fingerprint(there) == ("sha256", sha):
+                    self._sent[content] = there
+                    return there
+            part = f"{remote}.part-{self.remote_dir.rsplit('.', 1)[-1]}"
             sftp = self._sftp_client()
             try:
-                if self._remote_size(folder) is None:
-                    sftp.mkdir(folder)
-                sftp.put(str(local), remote, confirm=True)
-                if executable:
-                    sftp.chmod(remote, 0o755)
+                self._exec(["mkdir", "-p", "--", folder], _SETUP_TIMEOUT_S)
+                sftp.put(str(local), part, confirm=True)
+                sftp.chmod(part, 0o755 if executable else 0o644)
+                sftp.posix_rename(part, remote)
             except OSError as exc:  # paramiko raises IOError (OSError) for SFTP status errors
+                with contextlib.suppress(OSError):
+                    sftp.remove(part)
                 if self._is_full(exc, folder, local.stat().st_size):
                     raise NoSpaceLeft(
                         f"device '{self.name}': no space left under {self.work_dir} while pushing {local.name} "
@@ -144,8 +167,14 @@ class SshTransport:
                 raise PushFailed(
                     f"device '{self.name}': cannot push {local.name} to {remote}: {os_message(exc)}"
                 ) from None
-            self._pushed[sha] = remote
+            self._sent[content] = remote
             return remote
+
+    def fingerprint(self, remote: str) -> tuple[str, str] | None:
+        """``("sha256", hex)`` of a file on the board, None when it is not there."""
+        res = self._exec(["sha256sum", "--", remote], _SETUP_TIMEOUT_S)
+        words = res.stdout.split()
+        return ("sha256", words[0].lower()) if res.ok and words else None
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
         """Run ``argv`` in the session work dir; raise :class:`DeviceTimeout` (and kill it) past ``timeout``.
@@ -156,12 +185,9 @@ class SshTransport:
         if not argv:
             raise ValueError("empty argv")
         work = self.remote_dir
-        pidfile = posixpath.join(work, f".pid-{uuid.uuid4().hex[:12]}")
-        # $$ is this sh, which execs `timeout`: its pid is then the process group `timeout` puts itself and the
-        # command in, and the group the host kills on a deadline (`kill -- -PGID`).
-        guard = f"timeout -k {KILL_AFTER_S} {math.ceil(timeout) + 2} " if self._has_timeout else ""
-        script = f'cd {shlex.quote(work)} && echo $$ > {shlex.quote(pidfile)} && exec {guard}"$@"'
-        res = self._exec(["sh", "-c", script, "sh", *argv], timeout, pidfile=pidfile, shown=argv)
+        reg = posixpath.join(self.work_dir, "running") if getattr(self._held, "on", False) else ""
+        limit = math.ceil(timeout) + 2 if self._has_timeout else None
+        res = self._exec(supervised(argv, work, reg, limit), timeout, shown=argv)
         if res.returncode == 127:
             raise RunnerMissing(
                 f"device '{self.name}': '{argv[0]}' not found on the board ({res.last_line()}); "
@@ -169,7 +195,48 @@ class SshTransport:
             )
         if self._has_timeout and res.returncode in (124, 137, -1) and res.elapsed_s >= timeout:
             raise _timeout_error(self.name, argv, timeout)  # the board's own `timeout` fired first
-        return res
+        return ShellReturn(res.argv, signal_of(res.returncode), res.stdout, res.stderr, res.elapsed_s)
+
+    @contextmanager
+    def lock(self, on_wait: Callable[[str], None]) -> Iterator[list[str]]:
+        """The board's device lock, held by a shell on a channel of its own until this context ends (or flopgap
+        dies: the channel closes and the shell lets go); yields the notices of stale runners it killed."""
+        try:
+            chan = self._connection().open_session()
+            chan.exec_command(shlex.join(["sh", "-c", REMOTE_LOCK, "sh", self.work_dir, holder(), REAP]))
+        except paramiko.SSHException as exc:
+            self.close()
+            raise DeviceUnreachable(f"device '{self.name}': lost connection to {self.target.where} ({exc})") from None
+        try:
+            notices = self._await_lock(chan, on_wait)
+            self._held.on = True
+            yield notices
+        finally:
+            self._held.on = False
+            chan.close()  # the holder's stdin ends: it exits and the lock is free
+
+    def _await_lock(self, chan: paramiko.Channel, on_wait: Callable[[str], None]) -> list[str]:
+        notices: list[str] = []
+        buffer = b""
+        while True:
+            data = chan.recv(4096)
+            if not data:
+                err = chan.recv_stderr(4096).decode(errors="replace").strip()
+                raise DeviceError(
+                    f"device '{self.name}': cannot take the device lock in {self.work_dir} ({err or 'no answer'}); "
+                    "set a writable work_dir in the inventory"
+                )
+            buffer += data
+            *lines, rest = buffer.split(b"\n")
+            buffer = rest
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                if line.startswith("busy "):
+                    on_wait(busy_message(self.name, line.removeprefix("busy ")))
+                elif line.startswith("stale "):
+                    notices.append(stale_message(self.name, line.removeprefix("stale ")))
+                elif line == "locked":
+                    return notices
 
     def pull(self, remote: str, local: Path) -> Path:
         part = local.with_name(local.name + ".part")
@@ -191,7 +258,6 @@ class SshTransport:
                 except DeviceError as exc:
                     logging.getLogger(__name__).warning("%s; %s was left on the board", exc, self._dir)
                 self._dir = None
-            self._pushed.clear()
             self.close()
 
     def close(self) -> None:
@@ -232,17 +298,17 @@ class SshTransport:
 
     # ------------------------------------------------------------------ commands
 
-    def _exec(
-        self, argv: list[str], timeout: float, pidfile: str | None = None, shown: list[str] | None = None
-    ) -> ShellReturn:
-        """Run ``argv`` (joined with shlex, so the login shell sees each word quoted) and collect its output."""
+    def _exec(self, argv: list[str], timeout: float, shown: list[str] | None = None) -> ShellReturn:
+        """Run ``argv`` (joined with shlex, so the login shell sees each word quoted) and collect its output.
+
+        stdin stays open while it runs: a supervised command takes its end (closing the channel) as flopgap gone.
+        """
         shown = shown if shown is not None else argv
         start = time.perf_counter()
         deadline = start + timeout
         try:
             chan = self._connection().open_session()
             chan.exec_command(shlex.join(argv))
-            chan.shutdown_write()  # stdin at EOF: nothing on the board waits for input
         except paramiko.SSHException as exc:
             self.close()
             raise DeviceUnreachable(f"device '{self.name}': lost connection to {self.target.where} ({exc})") from None
@@ -261,9 +327,7 @@ class SshTransport:
                 if remaining <= 0:
                     raise _timeout_error(self.name, shown, timeout)  # the handler below kills it
                 select.select([chan], [], [], min(remaining, 0.05))
-        except BaseException:  # timeout, Ctrl-C, lost connection: leave nothing running on the board
-            if not chan.exit_status_ready():
-                self._kill(pidfile)
+        except BaseException:  # timeout, Ctrl-C, lost connection: closing the channel ends the supervised command
             chan.close()
             raise
         status = chan.recv_exit_status()
@@ -278,32 +342,19 @@ class SshTransport:
             time.perf_counter() - start,
         )
 
-    def _kill(self, pidfile: str | None) -> None:
-        """Kill the process group a command recorded in ``pidfile`` (best effort, through a fresh channel)."""
-        if pidfile is None:
-            return
-        # `kill -s KILL -- -PGID` is the POSIX spelling; dash rejects `kill -KILL -- -PGID`.
-        script = 'p=$(cat "$1" 2>/dev/null) || exit 0; kill -s KILL -- "-$p" 2>/dev/null || kill -s KILL "$p"'
-        script += '; rm -f "$1"'
-        try:
-            chan = self._connection().open_session(timeout=5)
-            chan.settimeout(10)
-            chan.exec_command(shlex.join(["sh", "-c", script, "sh", pidfile]))
-            chan.recv_exit_status()
-            chan.close()
-        except (OSError, paramiko.SSHException, DeviceError):
-            pass
-
     def _connection_alive(self) -> bool:
         transport = self._client.get_transport() if self._client else None
         return transport is not None and transport.is_active()
 
     def _make_session_dir(self) -> str:
+        # run.<host>.<pid>.XXXXXXXX: who made it, so a later session can tell a dead one's dir (see _clean_stale)
         script = (
-            'mkdir -p -- "$1" && d=$(mktemp -d "$1/run.XXXXXXXX") && echo "$d" && '
-            "if command -v timeout >/dev/null 2>&1; then echo timeout; fi"
+            'mkdir -p -- "$1" && d=$(mktemp -d "$1/run.$2.XXXXXXXX") && echo "$d" && '
+            "if command -v timeout >/dev/null 2>&1; then echo timeout; fi; "
+            'cd "$1" && for o in run.*; do [ "$1/$o" = "$d" ] || [ ! -d "$o" ] || echo "session $o"; done; '
+            'find . -maxdepth 1 -name "run.*" -type d -mtime +7 | sed "s|^./|old |"'
         )
-        res = self._exec(["sh", "-c", script, "sh", self.work_dir], _SETUP_TIMEOUT_S)
+        res = self._exec(["sh", "-c", script, "sh", self.work_dir, session_tag()], _SETUP_TIMEOUT_S)
         lines = res.stdout.split("\n")
         if not res.ok or not lines[0].startswith(self.work_dir.rstrip("/") + "/run."):
             why = res.last_line()
@@ -314,6 +365,9 @@ class SshTransport:
                 "work_dir in the inventory"
             )
         self._has_timeout = "timeout" in lines[1:]
+        stale = stale_sessions(lines[1:])
+        if stale:
+            self._exec(["rm", "-rf", "--", *(posixpath.join(self.work_dir, d) for d in stale)], _SETUP_TIMEOUT_S)
         return lines[0]
 
     # ------------------------------------------------------------------ helpers
@@ -327,12 +381,6 @@ class SshTransport:
                 sha = self._hashes[key] = hashlib.file_digest(f, "sha256").hexdigest()
         return sha
 
-    def _remote_size(self, remote: str) -> int | None:
-        try:
-            return self._sftp_client().stat(remote).st_size
-        except OSError:
-            return None
-
     def _is_full(self, exc: OSError, folder: str, needed: int) -> bool:
         """ENOSPC, said plainly or not: OpenSSH's sftp-server reports it as a bare 'Failure', so ask ``df``."""
         if exc.errno == errno.ENOSPC or "No space left" in str(exc):
@@ -343,6 +391,36 @@ class SshTransport:
         except (DeviceError, ValueError, IndexError):
             return False
         return avail_kib * 1024 < needed
+
+
+def session_tag() -> str:
+    """``<host>.<pid>`` of this flopgap, as its session dirs on a board are named."""
+    return f"{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname())}.{os.getpid()}"
+
+
+def stale_sessions(listing: list[str]) -> list[str]:
+    """The session dirs (``session run.<host>.<pid>.X`` and ``old run.X`` lines) whose flopgap is gone: made on
+    this host by a pid that no longer runs, or (any host) untouched for over a week."""
+    host = session_tag().split(".")[0]
+    stale = {line.split(" ", 1)[1] for line in listing if line.startswith("old ")}
+    for line in listing:
+        if not line.startswith("session "):
+            continue
+        name = line.split(" ", 1)[1]
+        parts = name.split(".")
+        if len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+            stale.add(name)
+    return sorted(stale)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _timeout_error(name: str, argv: list[str], timeout: float) -> DeviceTimeout:

@@ -25,7 +25,7 @@ import platformdirs
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from exporters.errors import ExportError
-from exporters.source import ModelSource
+from exporters.source import FingerprintedSource, ModelSource
 
 # Bump when a change in flopgap's exporters changes what they write (invalidates every cached artifact).
 EXPORTER_VERSION = "2"  # 2: signal-preserving init + BatchNorm calibration in the zoo
@@ -116,6 +116,8 @@ def cache_key(
         "versions": dict(sorted(versions.items())),
         "settings": dict(sorted(settings.items())),
     }
+    if isinstance(spec, FingerprintedSource):  # a user's factory: its name does not pin its code
+        payload["fingerprint"] = spec.fingerprint
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -137,7 +139,11 @@ class ArtifactCache:
         self.root = Path(root) if root is not None else default_cache_dir()
 
     def file_path(self, spec: ModelSource, fmt: Format, precision: Precision, key: str) -> Path:
-        return self.root / f"{file_stem(spec, precision)}_{key[:16]}{fmt.extension}"
+        return self.named_path(file_stem(spec, precision), fmt, key)
+
+    def named_path(self, stem: str, fmt: Format, key: str) -> Path:
+        """``<root>/<stem>_<key16><ext>``: where an artifact of that stem and key lives."""
+        return self.root / f"{stem}_{key[:16]}{fmt.extension}"
 
     @staticmethod
     def sidecar(path: Path) -> Path:
@@ -145,7 +151,10 @@ class ArtifactCache:
 
     def get(self, spec: ModelSource, fmt: Format, precision: Precision, key: str) -> Artifact | None:
         """The cached artifact, or None when absent, unreadable or its file no longer matches its sha256."""
-        path = self.file_path(spec, fmt, precision, key)
+        return self.read(self.file_path(spec, fmt, precision, key))
+
+    def read(self, path: Path) -> Artifact | None:
+        """The artifact at ``path`` from its sidecar, or None when absent, unreadable or no longer matching."""
         side = self.sidecar(path)
         if not (path.is_file() and side.is_file()):
             return None

@@ -28,7 +28,7 @@ from exporters.cache import (
 from exporters.errors import ExportError
 from exporters.fold import fold_batchnorm
 from exporters.quiet import captured_output
-from exporters.source import ModelSource
+from exporters.source import ModelSource, example_inputs, input_shapes
 
 # int8 calibration: random NCHW inputs from these seeds (the parity input uses the spec's seed 0, not among them).
 CALIBRATION_SAMPLES = 16
@@ -139,6 +139,9 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
             raise _conversion_error(spec, fmt, precision, failure, log.text, cache.root, key) from failure
         notes["convert_seconds"] = round(time.perf_counter() - start, 3)
         notes.update(_graph_notes(fmt, tmp, notes.get("source_transposes")))
+        inputs = _input_notes(spec, fmt)
+        if inputs is not None:
+            notes["inputs"] = inputs
         art = Artifact(
             path=final,
             format=fmt,
@@ -159,7 +162,7 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
 
 def _convert_fp32(spec: ModelSource, fmt: Format, path: Path) -> dict[str, Any]:
     model = spec.build()
-    x = spec.example_input()
+    x = example_inputs(spec)
     folded = fold_batchnorm(model, x)
     if fmt is Format.ONNX:
         onnx_export.export_onnx(folded.model, x, path)
@@ -183,20 +186,40 @@ def _graph_notes(fmt: Format, path: Path, source_transposes: int | None) -> dict
 
 
 def _artifact_input_shape(spec: ModelSource, fmt: Format) -> tuple[int, ...]:
-    n, c, h, w = spec.input_shape
-    return (n, c, h, w) if fmt is Format.ONNX else (n, h, w, c)
+    return _layout_shape(spec.input_shape, fmt)
 
 
-def calibration_inputs(spec: ModelSource, fmt: Format) -> list[np.ndarray]:
-    """Fixed-seed standard-normal inputs for int8 calibration, in the artifact's layout."""
-    xs = [spec.example_input(seed=CALIBRATION_SEED + i).numpy() for i in range(CALIBRATION_SAMPLES)]
-    return xs if fmt is Format.ONNX else [np.ascontiguousarray(x.transpose(0, 2, 3, 1)) for x in xs]
+def _layout_shape(shape: tuple[int, ...], fmt: Format) -> tuple[int, ...]:
+    """An NCHW shape as the artifact takes it (TFLite: NHWC); shapes of other ranks are kept."""
+    if fmt is Format.ONNX or len(shape) != 4:
+        return tuple(shape)
+    n, c, h, w = shape
+    return (n, h, w, c)
+
+
+def _input_notes(spec: ModelSource, fmt: Format) -> list[dict[str, Any]] | None:
+    """Every input's shape as the artifact takes it, for a source with several inputs (None for one)."""
+    shapes = input_shapes(spec)
+    if len(shapes) == 1:
+        return None
+    return [{"shape": list(_layout_shape(s, fmt)), "dtype": "float32"} for s in shapes]
+
+
+def calibration_inputs(spec: ModelSource, fmt: Format) -> list[np.ndarray] | list[tuple[np.ndarray, ...]]:
+    """Fixed-seed standard-normal inputs for int8 calibration, in the artifact's layout (tuples for several)."""
+    samples = [example_inputs(spec, CALIBRATION_SEED + i) for i in range(CALIBRATION_SAMPLES)]
+    laid = [tuple(_to_layout(x.numpy(), fmt) for x in xs) for xs in samples]
+    return [xs[0] for xs in laid] if all(len(xs) == 1 for xs in laid) else laid
+
+
+def _to_layout(x: np.ndarray, fmt: Format) -> np.ndarray:
+    return x if fmt is Format.ONNX or x.ndim != 4 else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 def _with_parity(spec: ModelSource, art: Artifact) -> Artifact:
     try:
         with captured_output():
-            result = parity.measure(spec.build(), spec.example_input(), art.path, art.format, art.precision)
+            result = parity.measure(spec.build(), example_inputs(spec), art.path, art.format, art.precision)
     except Exception as exc:
         raise ExportError(
             f"{spec.label}: {art.format.value} {art.precision.value} artifact failed to run in its runtime "

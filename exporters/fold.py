@@ -31,11 +31,11 @@ class Folded:
     source_transposes: int  # permute/transpose calls the torch program itself makes
 
 
-def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> Folded:
+def fold_batchnorm(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> Folded:
     """Return an eval-mode copy of ``model`` with every conv → BatchNorm pair fused into one conv."""
     model = copy.deepcopy(model).eval()
     with torch.no_grad():
-        program = torch.export.export(model, (example,))
+        program = torch.export.export(model, (example,) if isinstance(example, torch.Tensor) else tuple(example))
     sig = program.graph_signature
     owner = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
     calls: dict[str, int] = {}

@@ -24,12 +24,12 @@ OPSET = 18
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> onnx.ModelProto:
+def export_onnx(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path) -> onnx.ModelProto:
     """Export ``model`` (BatchNorm already folded) at :data:`OPSET` with static shapes and write it to ``path``."""
     with torch.no_grad():
         program = torch.onnx.export(
             model,
-            (example,),
+            (example,) if isinstance(example, torch.Tensor) else tuple(example),
             dynamo=True,
             opset_version=OPSET,
             optimize=True,  # constant folding and onnxscript's rewrites (a leftover BatchNorm is fused here too)
@@ -52,9 +52,11 @@ def _default_opset(proto: onnx.ModelProto) -> int:
 
 
 def node_module_path(node: onnx.NodeProto | str) -> str:
-    """The torch module path a node came from (``'features.3.conv.dw'``); ``''`` for the model's own forward.
+    """The torch module path a node came from (``'features.3.conv.dw'``); ``''`` for the model's own forward or
+    a node whose name says nothing (another tool's graph).
 
-    Reads the exporter's name-scope metadata when the node carries it, else the ``<path>/<Op>`` node name.
+    Reads the exporter's name-scope metadata when the node carries it, else the node name: flopgap's own
+    ``<path>/<Op>``, or the legacy TorchScript exporter's scopes (``/layer1/layer1.0/conv1/Conv``).
     """
     if isinstance(node, onnx.NodeProto):
         for prop in node.metadata_props:
@@ -66,7 +68,35 @@ def node_module_path(node: onnx.NodeProto | str) -> str:
     else:
         name = node
     path, sep, _ = name.rpartition("/")
-    return path if sep else ""
+    if path.startswith("/"):
+        return legacy_module_path(path)
+    # flopgap's own names hold one '/'; another tool's scopes (tf2onnx's 'model/conv2d/Conv2D') name no module.
+    return path if sep and "/" not in path else ""
+
+
+def legacy_module_path(scopes: str) -> str:
+    """``/layer1/layer1.0/downsample/downsample.0`` -> ``layer1.0.downsample.0``.
+
+    The legacy exporter names each scope by the module's attribute, prefixed with its container's for children of
+    a Sequential or ModuleList (``layer1.0`` inside ``layer1``); only the new part of each segment is kept.
+    """
+    parts: list[str] = []
+    previous = ""
+    for segment in (s for s in scopes.split("/") if s):
+        parts.append(segment.removeprefix(previous + ".") if previous else segment)
+        previous = segment
+    return ".".join(parts)
+
+
+def ort_node_names(model: onnx.ModelProto) -> list[str]:
+    """Each node's name as onnxruntime reports it: its own, or for an unnamed node (other exporters leave names
+    empty) ``<OpType>_<index>``, the index counting the nodes ORT keeps (Constant nodes become initializers)."""
+    names, index = [], 0
+    for node in model.graph.node:
+        names.append(node.name or f"{node.op_type}_{index}")
+        if node.op_type != "Constant":
+            index += 1
+    return names
 
 
 def rename_nodes(proto: onnx.ModelProto) -> None:
@@ -85,12 +115,14 @@ def op_counts(proto: onnx.ModelProto | Path) -> dict[str, int]:
     return dict(Counter(n.op_type for n in proto.graph.node).most_common())
 
 
-def convert_precision(src: Path, dst: Path, precision: Precision, calibration: Sequence[np.ndarray]) -> None:
+def convert_precision(
+    src: Path, dst: Path, precision: Precision, calibration: Sequence[np.ndarray | tuple[np.ndarray, ...]]
+) -> None:
     """Write ``src`` (fp32) at ``precision`` to ``dst`` with onnxruntime's converters; I/O stays float32.
 
     fp16: weights and compute in float16 (``keep_io_types``). int8-dynamic: int8 weights, activations quantized at
     run time (``quantize_dynamic``). int8: static QDQ, int8 weights per channel and int8 activations calibrated
-    on ``calibration`` (``quantize_static``).
+    on ``calibration`` (``quantize_static``; one array, or one tuple in graph input order, per sample).
     """
     if precision is Precision.FP16:
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -117,11 +149,13 @@ def convert_precision(src: Path, dst: Path, precision: Precision, calibration: S
         raise ValueError(f"no ONNX conversion to {precision.value}")
 
 
-def _reader(model: Path, data: Sequence[np.ndarray]) -> object:
-    """onnxruntime's CalibrationDataReader over a fixed list of NCHW inputs."""
+def _reader(model: Path, data: Sequence[np.ndarray | tuple[np.ndarray, ...]]) -> object:
+    """onnxruntime's CalibrationDataReader over a fixed list of NCHW inputs (tuples for several graph inputs)."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    name = onnx.load(str(model), load_external_data=False).graph.input[0].name
+    graph = onnx.load(str(model), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    names = [i.name for i in graph.input if i.name not in initializers]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -129,6 +163,8 @@ def _reader(model: Path, data: Sequence[np.ndarray]) -> object:
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self._it, None)
-            return None if x is None else {name: x}
+            if x is None:
+                return None
+            return dict(zip(names, (x,) if isinstance(x, np.ndarray) else x, strict=True))
 
     return Reader()

@@ -38,7 +38,9 @@ survived quantization; the blocks (``signal_cosine`` near 0) are where it checks
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -172,42 +174,93 @@ def tflite_float_ops(path: Path) -> dict[str, int]:
     return dict(found.most_common())
 
 
-def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    """One onnxruntime CPU inference on NCHW ``x``; returns the first output."""
+Inputs = np.ndarray | Sequence[np.ndarray]
+
+
+def _as_tuple(x: Inputs) -> tuple[np.ndarray, ...]:
+    return (x,) if isinstance(x, np.ndarray) else tuple(x)
+
+
+def run_onnx(path: Path, x: Inputs) -> np.ndarray:
+    """One onnxruntime CPU inference on the NCHW input(s) ``x`` (graph input order); returns the first output."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: x.astype(np.float32)})[0])
+    feeds = {}
+    for meta, array in zip(session.get_inputs(), _as_tuple(x), strict=True):
+        # torch hands float32; a float graph input takes it as float32, any other type keeps the array's own.
+        feeds[meta.name] = array.astype(np.float32) if meta.type == "tensor(float)" else array
+    return np.asarray(session.run(None, feeds)[0])
 
 
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    """One LiteRT inference on NHWC ``x``; quantized input/output tensors are (de)quantized with their params."""
+def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    if detail["dtype"] == np.float32 or not np.issubdtype(detail["dtype"], np.integer):
+        return x.astype(detail["dtype"])
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return y
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale if scale else y.astype(np.float32)
+
+
+def run_tflite(path: Path, x: Inputs) -> np.ndarray:
+    """One LiteRT inference on the NHWC input(s) ``x``; quantized input/output tensors are (de)quantized with their
+    params. Several inputs are fed by signature argument order (``args_0``, ``args_1``...)."""
+    xs = _as_tuple(x)
     interp = tflite_interpreter(path)
+    signatures = interp.get_signature_list()
+    if len(xs) > 1 and SIGNATURE_KEY in signatures:
+        runner = interp.get_signature_runner(SIGNATURE_KEY)
+        details = runner.get_input_details()
+        names = sorted(details, key=natural_key)
+        feeds = {n: _quantize(a, details[n]) for n, a in zip(names, xs, strict=True)}
+        outputs = runner(**feeds)
+        out_details = runner.get_output_details()
+        first = sorted(outputs, key=natural_key)[0]
+        return _dequantize(np.array(outputs[first]), out_details[first])
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-    interp.set_tensor(inp["index"], x)
+    inputs, out = interp.get_input_details(), interp.get_output_details()[0]
+    for detail, array in zip(inputs, xs, strict=True):
+        interp.set_tensor(detail["index"], _quantize(array, detail))
     interp.invoke()
-    y = np.array(interp.get_tensor(out["index"]))
-    if out["dtype"] != np.float32:
-        scale, zero = out["quantization"]
-        y = (y.astype(np.float32) - zero) * scale
-    return y
+    return _dequantize(np.array(interp.get_tensor(out["index"])), out)
 
 
-def run_artifact(path: Path, fmt: Format, x_nchw: np.ndarray) -> np.ndarray:
-    """Run ``path`` on an NCHW input and return its output in torch's layout."""
+SIGNATURE_KEY = "serving_default"
+
+
+def natural_key(name: str) -> tuple[Any, ...]:
+    """``args_2`` before ``args_10``."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def run_artifact(path: Path, fmt: Format, x_nchw: Inputs) -> np.ndarray:
+    """Run ``path`` on NCHW input(s) and return its (first) output in torch's layout."""
+    xs = _as_tuple(x_nchw)
     if fmt is Format.ONNX:
-        return run_onnx(path, x_nchw)
-    y = run_tflite(path, np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)))
+        return run_onnx(path, xs)
+    y = run_tflite(path, tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a for a in xs))
     return y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
+
+
+def first_output(y: Any) -> torch.Tensor:
+    """A module's output, or the first tensor of a tuple/list/dict output (what parity compares)."""
+    while not isinstance(y, torch.Tensor):
+        if isinstance(y, dict):
+            y = next(iter(y.values()))
+        elif isinstance(y, (tuple, list)) and y:
+            y = y[0]
+        else:
+            raise TypeError(f"the model returned {type(y).__name__}, not a tensor")
+    return y
 
 
 def runtime_name(fmt: Format) -> str:
@@ -223,10 +276,15 @@ def runtime_name(fmt: Format) -> str:
         return "tflite-runtime"
 
 
-def measure(model: nn.Module, x: torch.Tensor, path: Path, fmt: Format, precision: Precision) -> Parity:
-    """Compare the artifact at ``path`` with ``model`` (the original torch module) on NCHW input ``x``."""
+def measure(
+    model: nn.Module, x: torch.Tensor | tuple[torch.Tensor, ...], path: Path, fmt: Format, precision: Precision
+) -> Parity:
+    """Compare the artifact at ``path`` with ``model`` (the original torch module) on NCHW input(s) ``x``."""
+    xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
+    gen = torch.Generator().manual_seed(SIGNAL_SEED)
+    others = tuple(torch.randn(t.shape, generator=gen).to(t.dtype) if t.is_floating_point() else t for t in xs)
     with torch.no_grad():
-        ref = model(x).detach().numpy()
-        other = model(torch.randn(x.shape, generator=torch.Generator().manual_seed(SIGNAL_SEED))).detach().numpy()
-    y = run_artifact(path, fmt, x.numpy())
+        ref = first_output(model(*xs)).detach().numpy()
+        other = first_output(model(*others)).detach().numpy()
+    y = run_artifact(path, fmt, tuple(t.numpy() for t in xs))
     return compare(y, ref, other, precision, runtime_name(fmt))

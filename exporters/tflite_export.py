@@ -20,26 +20,31 @@ import torch
 from torch import nn
 
 from devices.vocabulary import Precision
-from exporters.parity import tflite_interpreter
+from exporters.parity import first_output, natural_key, tflite_interpreter
 
 SIGNATURE = "serving_default"
 
 
-def export_tflite(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    """Convert ``model`` (NCHW, BatchNorm already folded) to an fp32 .tflite whose I/O is NHWC."""
+def export_tflite(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path) -> None:
+    """Convert ``model`` (NCHW, BatchNorm already folded) to an fp32 .tflite whose 4-D inputs and output are NHWC."""
     import litert_torch
 
+    xs = (example,) if isinstance(example, torch.Tensor) else tuple(example)
     with torch.no_grad():
-        out_rank = model(example).dim()
+        out_rank = first_output(model(*xs)).dim()
+    images = [i for i, x in enumerate(xs) if x.dim() == 4]
     # Image-shaped outputs (blocks) go NHWC too; a classifier's (1, classes) output has no layout.
-    wrapped = litert_torch.to_channel_last_io(model, args=[0], outputs=[0] if out_rank == 4 else None)
-    nhwc = example.permute(0, 2, 3, 1).contiguous()
-    edge = litert_torch.convert(wrapped.eval(), (nhwc,))
+    wrapped = litert_torch.to_channel_last_io(model, args=images, outputs=[0] if out_rank == 4 else None)
+    nhwc = tuple(x.permute(0, 2, 3, 1).contiguous() if i in images else x for i, x in enumerate(xs))
+    edge = litert_torch.convert(wrapped.eval(), nhwc)
     edge.export(str(path))
 
 
-def convert_precision(src: Path, dst: Path, precision: Precision, calibration: Sequence[np.ndarray]) -> None:
-    """Quantize the fp32 flatbuffer ``src`` to ``precision`` at ``dst``; ``calibration`` holds NHWC inputs."""
+def convert_precision(
+    src: Path, dst: Path, precision: Precision, calibration: Sequence[np.ndarray | tuple[np.ndarray, ...]]
+) -> None:
+    """Quantize the fp32 flatbuffer ``src`` to ``precision`` at ``dst``; ``calibration`` holds NHWC inputs (one
+    array, or one tuple in signature argument order, per sample)."""
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -59,15 +64,16 @@ def convert_precision(src: Path, dst: Path, precision: Precision, calibration: S
         raise ValueError(f"no TFLite conversion to {precision.value}")
     calibrated = None
     if quant.need_calibration:
-        name = _input_name(src)
-        calibrated = quant.calibrate({SIGNATURE: [{name: x} for x in calibration]}, num_threads=1)
+        names = _input_names(src)
+        samples = [dict(zip(names, (x,) if isinstance(x, np.ndarray) else x, strict=True)) for x in calibration]
+        calibrated = quant.calibrate({SIGNATURE: samples}, num_threads=1)
     result = quant.quantize(calibrated, enable_progress_report=False)
     result.export_model(str(dst), overwrite=True)
 
 
-def _input_name(path: Path) -> str:
+def _input_names(path: Path) -> list[str]:
     interp = tflite_interpreter(path)
-    return str(interp.get_signature_list()[SIGNATURE]["inputs"][0])
+    return sorted((str(n) for n in interp.get_signature_list()[SIGNATURE]["inputs"]), key=natural_key)
 
 
 def op_counts(path: Path) -> dict[str, int]:

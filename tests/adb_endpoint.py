@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devices.tflite_echo import TFLITE_ECHOED
+
 DATA = Path(__file__).with_name("data")
 
 DEFAULT_PROPS = {
@@ -67,6 +69,27 @@ def _arm64_cpuinfo(parts: list[tuple[int, int]]) -> str:
 PIXEL7_CPUINFO = _arm64_cpuinfo([(2, 0xD05)] * 4 + [(1, 0xD41)] * 2 + [(1, 0xD44)] * 2)
 
 
+def obeying(log: str, args: list[str], ignored: set[str]) -> str:
+    """A captured ``benchmark_model`` log with its parameter echo rewritten to the flags given, as a build that obeys
+    them prints it; flags in ``ignored`` keep the captured echo, as an old build that ignores them would."""
+    given = {}
+    for arg in args:
+        flag, sep, value = arg.partition("=")
+        if sep and flag in TFLITE_ECHOED and flag not in ignored:
+            given[TFLITE_ECHOED[flag]] = {"true": "1", "false": "0"}.get(value, value)
+    if "Num threads" in given:
+        given["#threads used for CPU inference"] = given["Num threads"]
+    lines = [ln for ln in log.splitlines() if not any(ln.strip().startswith(f"{label}: [") for label in given)]
+    at = next((i + 1 for i, ln in enumerate(lines) if "Log parameter values verbosely" in ln), 0)
+    lines[at:at] = [f"{label}: [{value}]" for label, value in given.items()]
+    return "\n".join(lines) + "\n"
+
+
+_MOUNT_SYSFS = (
+    'mount --bind "$1" /sys/class/thermal && mount --bind "$2" /sys/devices/system/cpu || exit 126; shift 2; exec "$@"'
+)
+
+
 @dataclass
 class FakePhone:
     """The sandboxed phone behind one serial."""
@@ -79,22 +102,34 @@ class FakePhone:
     op_csv: Path = DATA / "tflite_op_profile_mobilenet_v1.csv"
     ort_log: Path = DATA / "ort_perf_test_linux_riscv.txt"
     ort_runs: Path = DATA / "ort_perf_test_result_file.csv"
+    ort_profile: Path = DATA / "ort_profile_trace_shuffle_block.json"
     python: str = "/data/data/com.termux/files/usr/bin/python3"  # runs as sys.executable
     commands: list[str] = field(default_factory=list)
     sends: list[str] = field(default_factory=list)  # remote paths of completed or failed SENDs
     data_bytes: int = 0  # DATA payload received over all SENDs
     modes: dict[str, int] = field(default_factory=dict)
+    ignored_flags: set[str] = field(default_factory=set)  # benchmark_model flags this "old build" ignores
+    # Run the phone's Python in a private mount namespace whose /sys/class/thermal and /sys/devices/system/cpu are
+    # this phone's fake ones (root only; see tests/fake_sysfs.py), so the runner on the "phone" reads them too.
+    mount_sysfs: bool = False
 
     def __post_init__(self) -> None:
         (self.root / "data/local/tmp").mkdir(parents=True, exist_ok=True)
         policies = {0: ("0-3", 1803000, 1803000), 4: ("4-5", 2348000, 2348000), 6: ("6-7", 2850000, 2850000)}
+        cpu_dir = self.root / "sys/devices/system/cpu"
         for first, (cpus, cur, top) in policies.items():
-            d = self.root / f"sys/devices/system/cpu/cpufreq/policy{first}"
+            d = cpu_dir / f"cpufreq/policy{first}"
             d.mkdir(parents=True, exist_ok=True)
             (d / "related_cpus").write_text(_expand(cpus) + "\n")
             (d / "scaling_cur_freq").write_text(f"{cur}\n")
             (d / "cpuinfo_max_freq").write_text(f"{top}\n")
             (d / "scaling_governor").write_text("schedutil\n")
+            for cpu in map(int, _expand(cpus).split()):  # cpuN/cpufreq links to its policy, as on a kernel
+                (cpu_dir / f"cpu{cpu}").mkdir(exist_ok=True)
+                if not (cpu_dir / f"cpu{cpu}/cpufreq").exists():
+                    (cpu_dir / f"cpu{cpu}/cpufreq").symlink_to(f"../cpufreq/policy{first}")
+        for name in ("possible", "present", "online"):
+            (cpu_dir / name).write_text("0-7\n")
         (self.root / "proc").mkdir(exist_ok=True)
         (self.root / "proc/cpuinfo").write_text(PIXEL7_CPUINFO)
         for i, (kind, milli) in enumerate([("BIG", 41000), ("battery", 31200)]):
@@ -150,7 +185,12 @@ class FakePhone:
     def _python(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         """The phone's Python: this interpreter, with every argument that names a file on the phone sandboxed."""
         args = [str(self.path(a)) if a.startswith("/") and self.path(a).exists() else a for a in rest]
-        done = subprocess.run([sys.executable, *args], capture_output=True, timeout=300, cwd=self.root)
+        argv = [sys.executable, *args]
+        if self.mount_sysfs:
+            thermal, cpu = self.path("/sys/class/thermal"), self.path("/sys/devices/system/cpu")
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _MOUNT_SYSFS, "sh",
+                    str(thermal), str(cpu), *argv]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, timeout=300, cwd=self.root)
         code = done.returncode if done.returncode >= 0 else 128 - done.returncode  # the shell's view of a signal
         return done.stdout, done.stderr, code
 
@@ -198,6 +238,12 @@ class FakePhone:
     def _cmd_dumpsys(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         return (BATTERY.encode(), b"", 0) if rest == ["battery"] else (b"", b"", 0)
 
+    def _cmd_ls(self, rest: list[str]) -> tuple[bytes, bytes, int]:
+        p = self.path(rest[-1])
+        if not p.is_dir():
+            return b"", f"ls: {rest[-1]}: No such file or directory\n".encode(), 1
+        return "".join(f"{c.name}\n" for c in sorted(p.iterdir())).encode(), b"", 0
+
     def _cmd_cat(self, rest: list[str]) -> tuple[bytes, bytes, int]:
         p = self.path(rest[0])
         return (p.read_bytes(), b"", 0) if p.is_file() else (b"", f"cat: {rest[0]}: No such file\n".encode(), 1)
@@ -212,9 +258,12 @@ class FakePhone:
             for a in rest:
                 if a.startswith("--op_profiling_output_file="):
                     self.path(a.split("=", 1)[1]).write_bytes(self.op_csv.read_bytes())
-            return self.tflite_log.read_bytes(), b"", 0
+            return obeying(self.tflite_log.read_text(), rest, self.ignored_flags).encode(), b"", 0
         if name == "onnxruntime_perf_test":
             self.path(rest[-1]).write_bytes(self.ort_runs.read_bytes())
+            if "-p" in rest:  # ORT names the profile <prefix>_<date>_<time>.json
+                prefix = rest[rest.index("-p") + 1]
+                self.path(f"{prefix}_2026-11-29_10-43-59_859.json").write_bytes(self.ort_profile.read_bytes())
             return self.ort_log.read_bytes(), b"", 0
         return b"", b"", 0
 

@@ -41,17 +41,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    d = tmp_path_factory.mktemp("sshd")
+@contextmanager
+def running_sshd(d: Path, listen: str = "127.0.0.1", client_key: Path | None = None, extra: str = "") -> Iterator[Sshd]:
+    """A real sshd on ``listen`` (a loopback address) and a free port, accepting ``client_key`` (a new one if None)."""
+    d.mkdir(parents=True, exist_ok=True)
     host_key = _keygen(d / "host_ed25519")
-    client_key = _keygen(d / "client_ed25519")
+    client_key = client_key or _keygen(d / "client_ed25519")
     shutil.copy(client_key.with_suffix(".pub"), d / "authorized_keys")
     port = _free_port()
     user = pwd.getpwuid(os.getuid()).pw_name
     cfg = d / "sshd_config"
-    cfg.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+    cfg.write_text(  # extra first: sshd keeps the first value of a keyword
+        f"{extra}Port {port}\nListenAddress {listen}\nHostKey {host_key}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
         f"PermitRootLogin {'yes' if user == 'root' else 'no'}\nUsePAM no\nStrictModes no\nPidFile {d / 'sshd.pid'}\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
@@ -60,13 +61,14 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation dir
     except PermissionError:
         pytest.skip("sshd needs /run/sshd; create it once as root (or run the tests as root, as CI does)")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE, text=True)
+    log = d / "sshd.log"  # a file, not a pipe nobody reads: a chatty LogLevel must never block sshd
+    proc = subprocess.Popen([str(SSHD), "-D", "-E", str(log), "-f", str(cfg)])
     deadline = time.monotonic() + 10
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"sshd exited: {proc.stderr.read() if proc.stderr else ''}")
+            pytest.fail(f"sshd exited: {log.read_text() if log.exists() else ''}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((listen, port), timeout=0.2).close()
             break
         except OSError:
             if time.monotonic() > deadline:
@@ -74,10 +76,18 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
                 pytest.fail("sshd did not listen within 10 s")
             time.sleep(0.05)
     known_hosts = d / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key.with_suffix('.pub').read_text()}")
-    yield Sshd(port, d, client_key, known_hosts)
-    proc.kill()
-    proc.wait()
+    known_hosts.write_text(f"[{listen}]:{port} {host_key.with_suffix('.pub').read_text()}")
+    try:
+        yield Sshd(port, d, client_key, known_hosts)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
 
 
 @contextmanager
@@ -101,3 +111,80 @@ def cached_exporter(cache: Path) -> Callable[[ModelSpec, Format, Precision], Art
         return export(model, fmt, precision, cache_dir=cache)
 
     return _export
+
+
+# --------------------------------------------------------------------------- the suite leaves no process behind
+
+_LEFTOVER_NAMES = ("adb", "runner.py", "fork-server")  # daemons and runners that must never outlive the suite
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process this user can see (Linux /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            continue
+        found[int(entry.name)] = (int(fields[1]), cmd)
+    return found
+
+
+def _leftovers(before: set[int]) -> list[str]:
+    """Processes started during the session that are still alive: descendants of this one, and orphaned adb
+    daemons and runners."""
+    me = os.getpid()
+    procs = _processes()
+    mine = {me}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in procs.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                changed = True
+    # An orphan (its parent gone, so reparented to init) is ours to answer for if it is an adb daemon or a runner:
+    # other users' live processes on a shared machine still have their parents.
+    orphans = {
+        pid
+        for pid, (ppid, cmd) in procs.items()
+        if (ppid == 1 or ppid not in procs) and any(n in cmd for n in _LEFTOVER_NAMES)
+    }
+    return [f"{pid}: {procs[pid][1]}" for pid in sorted((mine | orphans) - before - {me})]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if Path("/proc/self/stat").exists():
+        session.config.stash[_BEFORE] = set(_processes())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_BEFORE, None)
+    if before is None:
+        return
+    deadline = time.monotonic() + 5  # killed processes take a moment to be reaped
+    left = _leftovers(before)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _leftovers(before)
+    if left:
+        session.config.stash[_LEFT] = left
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    left = terminalreporter.config.stash.get(_LEFT, None)
+    if left:
+        terminalreporter.write_line("the test suite left processes running (it must leave none):", red=True)
+        for line in left:
+            terminalreporter.write_line(f"  {line}", red=True)
+
+
+_BEFORE = pytest.StashKey[set[int]]()
+_LEFT = pytest.StashKey[list[str]]()

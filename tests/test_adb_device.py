@@ -125,6 +125,19 @@ def test_adb_run_fake_phone_endpoint_taskset_and_parsed_latency(
     assert before["battery"] == {"temperature_c": 31.2, "level": 87, "charging": True, "powered_by": ["USB"]}
 
 
+def test_adb_benchmark_model_that_ignores_a_flag_fails_the_trial_fake_phone_endpoint(
+    endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
+) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3" * 10)
+    dev = _device(endpoint, tmp_path)
+    assert dev.measure(model, TrialRequest(threads=2, runs=50)).threads == 2  # a build that obeys: no complaint
+    phone.ignored_flags = {"--num_threads"}  # an old build: runs its default 4 threads whatever it is told
+    with pytest.raises(TrialFailed) as caught:
+        dev.measure(model, TrialRequest(threads=2, runs=50))
+    assert "did not run as asked: --num_threads=2 but it echoed Num threads: [4]" in str(caught.value)
+
+
 def test_adb_ort_fake_phone_endpoint_gives_raw_samples(endpoint: AdbEndpoint, tmp_path: Path) -> None:
     binary = _elf(tmp_path / "onnxruntime_perf_test", AARCH64)
     dev = _device(endpoint, tmp_path, binary=binary, runner=RunnerKind.ONNXRUNTIME_PERF_TEST)
@@ -134,9 +147,54 @@ def test_adb_ort_fake_phone_endpoint_gives_raw_samples(endpoint: AdbEndpoint, tm
     assert result.tool is not None and result.tool.argv[:10] == (
         "/data/local/tmp/flopgap/bin/onnxruntime_perf_test", "-I", "-m", "times", "-r", "10", "-x", "2", "-e", "cpu",
     )  # fmt: skip
+    assert result.tool.argv[10:14] == ("-o", "99", "-C", "session.intra_op.allow_spinning|1")  # ORT's defaults
+    assert result.details["ort_settings"]["graph_optimization"] == "all"
     assert len(result.samples_ns) == 10 and result.samples_ns[0] == 61200000
     assert result.summary is not None and (result.summary.p50, result.summary.mean) == (60356200, 62293500)
     assert result.record()["samples_kind"] == "raw"
+
+
+def test_adb_ort_perf_test_op_profile_is_pulled_parsed_and_stored_fake_phone_endpoint(
+    endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
+) -> None:
+    """``onnxruntime_perf_test -p``: the phone writes ORT's trace (a real one of tests/data's shuffle block); it is
+    pulled, read into per-node rows and stored as a local ORT profile is, mapped to the exported graph."""
+    import hashlib
+
+    from devices.vocabulary import Format, Precision
+    from exporters.artifact import Artifact
+    from harness.measure.profile import ORT_KIND, profile_onnx, store_profile
+    from harness.measure.spec import Protocol
+    from harness.store import Store
+    from tests.adb_endpoint import DATA
+
+    binary = _elf(tmp_path / "onnxruntime_perf_test", AARCH64)
+    dev = _device(endpoint, tmp_path, binary=binary, runner=RunnerKind.ONNXRUNTIME_PERF_TEST)
+    model = DATA / "ort_profile_shuffle_block.onnx"
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    art = Artifact(model, Format.ONNX, Precision.FP32, sha, "shuffle_block", (), (1, 8, 16, 16), "NCHW", {}, None, None,
+                   model.stat().st_size)  # fmt: skip
+    assert dev.profiles_ops(Format.ONNX)
+    profile = profile_onnx(dev, art, 1, Protocol(runs=10))
+    run = next(c for c in phone.commands if "onnxruntime_perf_test" in c and " -p " in c)
+    assert "-p /data/local/tmp/flopgap/ort_profile_shuffle_block.onnx.profile" in run
+    assert profile.kind == ORT_KIND
+    rows = {op.node_name: op for op in profile.ops}
+    # ORT's names mapped back to the exported graph: the fused conv+relu to the Conv that runs it
+    assert list(rows) == ["node_conv2d", "node_conv2d_1", "ReorderOutput", "node_view", "node_transpose",
+                          "node__unsafe_view"]  # fmt: skip
+    assert rows["node_transpose"].time_us == 3 and rows["node_transpose"].calls == 3  # the median of 4, 3, 3 us
+    assert profile.notes["runtime_only_nodes"] == ["ReorderOutput"]
+    with Store(tmp_path / "r.db") as store:
+        run_id = store.start_run("profile", "")
+        store.upsert_device("pixel", "adb", {})
+        store.upsert_artifact(art, macs=None, params_count=None)
+        point = store.ensure_point(run_id, sha, "pixel", "onnxruntime", 1)
+        assert store_profile(store, point, profile) == 6
+        stored = store.op_profiles_frame([point]).set_index("node_name")
+        assert stored.loc["node_transpose", "time_us"] == 3 and stored.loc["node_transpose", "op_type"] == "Transpose"
+    dev.cleanup()
+    assert not any(phone.root.rglob("*.profile_*.json"))  # the trace was removed with the session's files
 
 
 def test_adb_binary_cannot_time_the_other_format_fake_phone_endpoint(endpoint: AdbEndpoint, tmp_path: Path) -> None:
@@ -227,15 +285,24 @@ def test_adb_no_space_fake_phone_endpoint(endpoint: AdbEndpoint, phone: FakePhon
         _device(endpoint, tmp_path).push_binary()
 
 
-def test_adb_server_unreachable(tmp_path: Path) -> None:
+def test_adb_server_unreachable_fails_with_one_line_and_starts_no_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    called = tmp_path / "adb-was-run"
+    fake_adb = tmp_path / "adb"  # adbutils runs `adb start-server` when the server does not answer: record it
+    fake_adb.write_text(f'#!/bin/sh\necho "$@" >> {called}\n')
+    fake_adb.chmod(0o755)
+    monkeypatch.setenv("ADBUTILS_ADB_PATH", str(fake_adb))
     dev = Device("pixel", AdbTransport("pixel", "FAKE01", "127.0.0.1", port), AgentBackend("python3"))
-    with pytest.raises(DeviceUnreachable, match=f"adb server 127.0.0.1:{port} unreachable"):
+    with pytest.raises(DeviceUnreachable, match=f"adb server 127.0.0.1:{port} unreachable") as caught:
         dev.facts()
+    assert "\n" not in str(caught.value)
+    assert not called.exists(), f"adb was started behind our back: adb {called.read_text()}"
 
 
 def test_affinity_mask() -> None:

@@ -221,13 +221,21 @@ def test_profile_on_phone_pulls_and_stores_the_op_csv_fake_phone_endpoint(
 
 STAND_IN = """#!/bin/sh
 # A stand-in for TFLite's benchmark_model at its protocol boundary: it records its flags and the CPUs it may use,
-# writes the op-profile CSV where asked, and prints a real captured benchmark_model log.
+# writes the op-profile CSV where asked, and prints a real captured benchmark_model log, its parameter echo replaced
+# by the flags it was given (as a build that obeys them prints it).
 printf '%s\\n' "$@" >> {flags}
 grep Cpus_allowed_list /proc/$$/status >> {flags}
 for a in "$@"; do
-  case "$a" in --op_profiling_output_file=*) cat {csv} > "${{a#*=}}";; esac
+  case "$a" in
+    --op_profiling_output_file=*) cat {csv} > "${{a#*=}}";;
+    --num_threads=*) echo "INFO: Num threads: [${{a#*=}}]";;
+    --num_runs=*) echo "INFO: Min num runs: [${{a#*=}}]";;
+    --graph=*) echo "INFO: Graph: [${{a#*=}}]";;
+    --use_xnnpack=true) echo "INFO: Use xnnpack: [1]";;
+    --use_xnnpack=false) echo "INFO: Use xnnpack: [0]";;
+  esac
 done
-cat {log}
+grep -v -e "Min num runs: \\[" -e "Graph: \\[" -e "threads used for CPU inference" -e "Num threads: \\[" {log}
 """
 
 
@@ -296,10 +304,12 @@ runs = 1000
     assert seen.count("--use_xnnpack=true") == 2 and seen.count("--use_xnnpack=false") == 2
     assert "--num_threads=1" in seen and "--num_runs=1000" in seen
     graphs = {a for a in seen if a.startswith("--graph=")}
-    assert len(graphs) == 1 and graphs.pop().startswith(f"--graph={tmp_path / 'pi'}/run.")
+    assert len(graphs) == 1 and graphs.pop().startswith(f"--graph={tmp_path / 'pi'}/artifacts/")  # by content
     assert set(a for a in seen if a.startswith("Cpus_allowed_list")) == {f"Cpus_allowed_list:\t{cpu}"}
     assert facts["runner"] == "benchmark_model" and facts["transport"] == "ssh" and facts["system"] == "Linux"
-    assert not list((tmp_path / "pi").iterdir())  # the session's work dir is gone
+    left = sorted(p.name for p in (tmp_path / "pi").iterdir())
+    assert [n for n in left if n.startswith("run.")] == []  # the session's work dir is gone
+    assert not list((tmp_path / "pi" / "running").iterdir())  # no runner is registered as running
 
 
 @pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")

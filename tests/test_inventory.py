@@ -55,7 +55,7 @@ def test_valid_inventory_parses_with_defaults(tmp_path: Path) -> None:
     assert inv.names() == ["local", "pixel7", "rpi5"]
     rpi = inv.get("rpi5")
     assert isinstance(rpi, SshConfig)
-    assert (rpi.host, rpi.user, rpi.port, rpi.python) == ("192.168.1.50", "pi", 22, "/home/pi/venv/bin/python3")
+    assert (rpi.host, rpi.user, rpi.port, rpi.python) == ("192.168.1.50", "pi", None, "/home/pi/venv/bin/python3")
     assert rpi.key == tmp_path / "keys/rpi_ed25519"  # relative to the inventory file
     assert rpi.known_hosts == Path("~/.ssh/known_hosts")
     assert rpi.affinity == [4, 5, 6, 7] and rpi.affinity_mask == "f0"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from devices.ort_trace import parse_ort_trace
 from devices.parsers import (
     ParseError,
     parse_ort_perf_test,
@@ -14,6 +15,7 @@ from devices.parsers import (
     parse_tflite_op_csv,
     parse_tflite_op_table,
 )
+from devices.tflite_echo import tflite_echo_mismatches
 
 DATA = Path(__file__).with_name("data")
 
@@ -146,3 +148,59 @@ def test_tflite_failure_names_the_tools_error() -> None:
     log = "INFO: STARTING!\nERROR: Node number 57 (BATCH_MATMUL) failed to prepare.\nERROR: Benchmarking failed.\n"
     with pytest.raises(ParseError, match="last error: Benchmarking failed"):
         parse_tflite_benchmark(log)
+
+
+# --------------------------------------------------------------------------- benchmark_model's echoed parameters
+
+
+def test_echoed_parameters_that_match_the_flags_pass() -> None:
+    text = (DATA / "tflite_benchmark_mobilenet_v1_op_profiling.txt").read_text()
+    argv = ["taskset", "f0", "/bin/benchmark_model", "--graph=./mobilenet_v1_1.0_224.tflite", "--num_threads=4"]
+    assert tflite_echo_mismatches(text, argv) == []
+
+
+def test_a_flag_the_binary_ignored_is_named_with_both_values() -> None:
+    text = (DATA / "tflite_benchmark_mobilenet_v1_op_profiling.txt").read_text()
+    argv = ["/bin/benchmark_model", "--graph=./mobilenet_v1_1.0_224.tflite", "--num_threads=2", "--num_runs=50"]
+    assert tflite_echo_mismatches(text, argv) == [
+        "--num_threads=2 but it echoed Num threads: [4]",
+        "--num_runs=50 but it echoed no 'Min num runs'",
+        "--num_threads=2 but it used 4 threads for CPU inference",
+    ]
+
+
+def test_a_modified_echo_and_an_unconsumed_flag_are_caught() -> None:
+    text = (DATA / "tflite_benchmark_android_aarch64_percentiles.txt").read_text()
+    argv = ["bm", "--graph=./models/tiny_muaalem_float32.tflite", "--num_runs=1000", "--use_xnnpack=false"]
+    old_build = text + "\nUnconsumed cmdline flags: --use_xnnpack=false\n"
+    assert tflite_echo_mismatches(old_build, argv) == ["--use_xnnpack=false was not understood (unconsumed flag)"]
+    edited = text.replace("Min num runs: [1000]", "Min num runs: [50]") + "INFO: Use xnnpack: [0]\n"
+    assert tflite_echo_mismatches(edited, argv) == ["--num_runs=1000 but it echoed Min num runs: [50]"]
+
+
+# --------------------------------------------------------------------------- ONNX Runtime profile (perf_test -p)
+
+
+def test_ort_trace_from_onnxruntimes_own_profiler() -> None:
+    """tests/data/ort_profile_trace_shuffle_block.json: onnxruntime 1.32.0's profiler on this machine (see README)."""
+    rows = parse_ort_trace((DATA / "ort_profile_trace_shuffle_block.json").read_text(), skip_first=1)
+    assert [(r.name, r.op_type) for r in rows] == [
+        ("relu_nchwc", "Conv"),  # conv + relu fused under NCHWc, named after the activation's output
+        ("conv2d_1_nchwc", "Conv"),
+        ("ReorderOutput", "ReorderOutput"),
+        ("node_view", "Reshape"),
+        ("node_transpose", "Transpose"),
+        ("node__unsafe_view", "Reshape"),
+    ]
+    by_name = {r.name: r for r in rows}
+    assert all(r.calls == 3 and r.provider == "CPUExecutionProvider" for r in rows)  # 4 runs, the warm-up dropped
+    assert by_name["relu_nchwc"].mean_us == pytest.approx((10 + 6 + 6) / 3) and by_name["relu_nchwc"].median_us == 6
+    assert by_name["node__unsafe_view"].mean_us == pytest.approx((8 + 3 + 3) / 3)
+    assert parse_ort_trace((DATA / "ort_profile_trace_shuffle_block.json").read_text(), 0)[0].mean_us == 25.0
+
+
+def test_ort_trace_that_is_not_a_profile_is_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="not JSON"):
+        parse_ort_trace("P50 Latency: 1 s")
+    with pytest.raises(ParseError, match="no node kernel times"):
+        parse_ort_trace('[{"cat": "Session", "name": "model_loading_uri", "dur": 10}]')

@@ -437,3 +437,59 @@ def test_tflite_input_set_once_survives_repeated_invokes(models: dict[str, Path]
         backend.invoke()
     got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- peak memory and ORT settings
+
+
+def test_peak_rss_is_the_runners_own_not_its_big_parents(models: dict[str, Path]) -> None:
+    """Linux carries ru_maxrss over fork and exec: a parent that peaked at 500 MB must not lend the runner its peak."""
+    parent = (
+        "import json, resource, subprocess, sys\n"
+        "big = b'\\x01' * (500 << 20)  # 500 MiB, every page written\n"
+        f"out = subprocess.run([sys.executable, '-m', 'devices.runner', {str(models['onnx'])!r}, *{FAST!r}],\n"
+        "                     capture_output=True, text=True, check=True).stdout\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'parent_kib': peak, 'doc': json.loads(out)}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", parent], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    doc = got["doc"]
+    assert got["parent_kib"] > 500 * 1024
+    assert doc["peak_rss_source"] == "VmHWM"
+    assert 10_000 < doc["peak_rss_kib"] < got["parent_kib"] / 3  # a tiny conv in onnxruntime: tens of MiB
+    assert doc["rss_before_load_kib"] <= doc["peak_rss_kib"]
+
+
+def test_peak_rss_falls_back_to_ru_maxrss_without_proc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(runner, "PROC_SELF_STATUS", str(tmp_path / "absent"))
+    kib, source = runner.peak_rss()
+    assert source == "ru_maxrss" and kib > 0
+
+
+def test_ort_settings_are_applied_and_read_back_from_the_session(models: dict[str, Path]) -> None:
+    code, doc, _ = run_runner(str(models["onnx"]), *FAST)
+    assert code == 0, doc["error"]
+    assert doc["ort_settings"] == {
+        "allow_spinning": True,
+        "graph_optimization": "all",
+        "execution_mode": "sequential",
+        "intra_op_threads": 1,
+        "inter_op_threads": 1,
+    }
+    code, doc, _ = run_runner(
+        str(models["onnx"]), *FAST, "--threads", "2", "--ort-allow-spinning", "0",
+        "--ort-execution-mode", "parallel", "--graph-optimization", "basic",
+    )  # fmt: skip
+    assert code == 0, doc["error"]
+    assert doc["ort_settings"] == {
+        "allow_spinning": False,
+        "graph_optimization": "basic",
+        "execution_mode": "parallel",
+        "intra_op_threads": 2,
+        "inter_op_threads": 1,
+    }
+    assert doc["protocol"]["ort_allow_spinning"] is False and doc["protocol"]["ort_execution_mode"] == "parallel"
+    code, doc, _ = run_runner(str(models["tflite"]), *FAST)
+    assert code == 0 and doc["ort_settings"] is None

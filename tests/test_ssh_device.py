@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -85,7 +86,8 @@ def test_runner_measures_tiny_conv_over_ssh(sshd: Sshd, tiny_onnx: Path, tmp_pat
     remote = board.push(tiny_onnx)
     transport = board.transport
     assert isinstance(transport, SshTransport)
-    assert remote.startswith(transport.remote_dir + "/") and remote.endswith("/tiny_conv.onnx")
+    sha = hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
+    assert remote == f"{tmp_path / 'board'}/artifacts/{sha}/tiny_conv.onnx"  # content-addressed, kept for reuse
     request = TrialRequest(threads=1, warmup_runs=2, warmup_seconds=0, runs=7, min_seconds=0, timeout_s=120)
     result = board.measure(tiny_onnx, request)
     assert result.runtime == "onnxruntime" and result.runtime_version == onnxruntime.__version__
@@ -126,6 +128,56 @@ def test_push_skips_a_file_already_there(board: SshTransport, tmp_path: Path) ->
     f.write_bytes(b"\x01" * 1000)  # same name, new content: a new place, the old one untouched
     second = board.push(f)
     assert second != first and Path(second).read_bytes() == b"\x01" * 1000
+
+
+def test_pushes_are_reused_across_sessions_and_stale_session_dirs_cleaned(sshd: Sshd, tmp_path: Path) -> None:
+    from devices.ssh import session_tag
+
+    work = tmp_path / "board"
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"\x02" * 1000)
+    first = _transport(sshd, work)
+    remote = first.push(f)
+    mtime = os.stat(remote).st_mtime_ns
+    first.cleanup()  # the session ends; its artifacts stay for the next one (and for `run` after `push`)
+    host = session_tag().split(".")[0]
+    dead = work / f"run.{host}.{2**22 + 7}.AbCdEfGh"  # a pid above pid_max: a flopgap that is gone
+    alive = work / f"run.{host}.{os.getpid()}.AbCdEfGh"  # a live flopgap's session on this host
+    other = work / "run.otherhost.12.AbCdEfGh"  # another host's: not ours to judge, and recent
+    for d in (dead, alive, other):
+        d.mkdir()
+    time.sleep(0.02)
+    second = _transport(sshd, work)
+    try:
+        assert second.push(f) == remote and os.stat(remote).st_mtime_ns == mtime  # found by hash, not sent again
+        assert second.run(["true"], timeout=30).ok  # the first command makes the session's dir, and cleans up
+        assert not dead.exists() and alive.is_dir() and other.is_dir()
+    finally:
+        second.cleanup()
+    assert not list(work.glob("**/*.part-*"))  # no half-sent files
+
+
+def test_a_copy_changed_on_the_board_is_pushed_again_before_the_trial(
+    sshd: Sshd, tiny_onnx: Path, tmp_path: Path
+) -> None:
+    board = _device(sshd, tmp_path / "board")
+    notices: list[str] = []
+    board.notify = notices.append
+    request = TrialRequest(warmup_runs=1, warmup_seconds=0, runs=3, min_seconds=0, timeout_s=120)
+    sha = hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
+    try:
+        board.measure(tiny_onnx, request, sha256=sha)
+        remote = Path(board.push(tiny_onnx))
+        remote.write_bytes(b"another model")  # swapped on the board between trials
+        result = board.measure(tiny_onnx, request, sha256=sha)
+        assert len(result.samples_ns) >= 3 and result.details["model_path"] == str(remote)
+        assert hashlib.sha256(remote.read_bytes()).hexdigest() == sha
+        assert notices == [
+            f"device 'pi-test': {remote} there has sha256 {hashlib.sha256(b'another model').hexdigest()}, not sha256 "
+            f"{sha}; pushing it again"
+        ]
+    finally:
+        board.cleanup()
 
 
 def test_hostile_file_name_travels_intact_and_runs_nothing(board: SshTransport, tmp_path: Path) -> None:

@@ -196,14 +196,21 @@ def test_database_from_before_migrations_opens_and_is_upgraded_in_place(tmp_path
     unchanged = hashlib.sha256(old.read_bytes()).hexdigest()
     with Store(old, readonly=True) as ro:  # read-only: an upgraded private copy is read, nothing is written
         before = ro.points_frame()
-        assert [(m.version, m.applied_at is None) for m in ro.migrations()] == [(1, True), (2, False)]
+        # version 1 predates the record (no date); the copy took every later step
+        assert [(m.version, m.applied_at is None) for m in ro.migrations()] == [
+            (m.version, m.version == 1) for m in MIGRATIONS
+        ]
+        assert ro.timelines_frame().empty and ro.sustained_frame().empty
+        assert ro.kernels_frame().empty and ro.predictors_frame().empty  # tables a later step adds read as empty
         with pytest.raises(StoreError, match="is read-only while starting a run"):
             ro.start_run("x", "")
     assert hashlib.sha256(old.read_bytes()).hexdigest() == unchanged
     assert len(before) == 66
     with Store(old) as rw:
-        # version 1 recorded with no date (it predates the record), version 2 applied now
-        assert [(m.version, m.applied_at is None) for m in rw.migrations()] == [(1, True), (2, False)]
+        # version 1 recorded with no date (it predates the record), the later steps applied now
+        assert [(m.version, m.applied_at is None) for m in rw.migrations()] == [
+            (m.version, m.version == 1) for m in MIGRATIONS
+        ]
         pd.testing.assert_frame_equal(rw.points_frame(), before)
         rw.start_run("after-upgrade", "")  # and writable
         device = rw.devices_frame().set_index("name").loc["local"]
@@ -211,7 +218,7 @@ def test_database_from_before_migrations_opens_and_is_upgraded_in_place(tmp_path
     conn = sqlite3.connect(old)
     recorded = conn.execute("SELECT version, applied_at IS NULL FROM schema_migrations").fetchall()
     conn.close()
-    assert recorded == [(1, 1), (2, 0)]
+    assert recorded == [(m.version, int(m.version == 1)) for m in MIGRATIONS]
     assert integrity(old) == ("ok", [])
 
 
@@ -729,3 +736,27 @@ def test_point_without_an_artifact_row_is_kept_and_shown(store: Store) -> None:
     store.fail_point(point_id, "export failed: unsupported op ChannelShuffle")
     row = store.points_frame(run_id).set_index("point_id").loc[point_id]
     assert row["model_label"] == placeholder and pd.isna(row["format"]) and row["status"] == "failed"
+
+
+def test_database_one_step_behind_reads_through_a_private_copy_and_upgrades_read_write(db: Path) -> None:
+    # A database written before sustained runs (version 2): no timelines tables, nor any later step's.
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    assert upgrade(conn, MIGRATIONS[:2]) == [1, 2]
+    conn.execute("COMMIT")
+    conn.close()
+    unchanged = hashlib.sha256(db.read_bytes()).hexdigest()
+    every_step = [m.version for m in MIGRATIONS]
+    with Store(db, readonly=True) as ro:  # the copy took step 3 (and later ones): its tables read as empty
+        assert ro.timelines_frame().empty and ro.sustained_frame().empty
+        assert ro.kernel_samples_frame().empty and ro.predictors_frame().empty
+        assert [m.version for m in ro.migrations()] == every_step
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == unchanged
+    with Store(db) as rw:
+        assert [m.version for m in rw.migrations()] == every_step
+    conn = sqlite3.connect(db)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    conn.close()
+    assert {"timelines", "sustained_trials", "kernel_samples", "kernels", "predictors"} <= tables

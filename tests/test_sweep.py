@@ -6,6 +6,7 @@ runner that segfaults, one that hangs, SIGINT and SIGKILL of a running `flopgap 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -83,6 +84,10 @@ def test_sweep_measures_every_point_then_resumes_without_duplicates(tmp_path: Pa
         assert set(accounts) == set(points["artifact_sha"])
         conv = points.set_index("model").loc["conv1x1", "artifact_sha"]
         assert int(accounts[conv]["macs"].sum()) == 8 * 8 * 16 * 16
+        # ONNX Runtime's session settings travel with every trial (README: protocol)
+        for doc in store.trials_frame()["runner_json"]:
+            settings = json.loads(doc)["ort_settings"]
+            assert (settings["allow_spinning"], settings["graph_optimization"]) == (True, "all")
         again = run_sweep(spec, text, store, {"local": local_device()}, cached_exporter(cache_dir))
         assert again.measured_trials == 0 and again.skipped_points == 2
         assert len(store.trials_frame()) == 4

@@ -29,6 +29,7 @@ from harness.analysis.fits import FIT_COLUMNS, FIT_EXCLUDED_FAMILIES, LogLogFit,
 from harness.analysis.guidelines import GUIDELINE_COLUMNS, GUIDELINES, Guideline, guideline_verdicts, guidelines
 from harness.analysis.headlines import Headline, headline_frame, headlines
 from harness.analysis.hints import HOW_TO, calibrate_command, profile_command
+from harness.analysis.op_types import OP_TYPE_COLUMNS, op_type_breakdown, unattributed_points
 from harness.analysis.residuals import residuals
 from harness.analysis.results import OVERVIEW_COLUMNS, Results, context_overview, load
 from harness.analysis.roofline import (
@@ -52,6 +53,7 @@ __all__ = [
     "GUIDELINE_COLUMNS",
     "HOW_TO",
     "MOVEMENT_COLUMNS",
+    "OP_TYPE_COLUMNS",
     "OUTSIDE_BLOCKS",
     "OVERHEAD_NOTE",
     "OVERVIEW_COLUMNS",
@@ -81,10 +83,12 @@ __all__ = [
     "missing_profiles",
     "normalize_account",
     "op_breakdown",
+    "op_type_breakdown",
     "profile_command",
     "proxies_account",
     "residuals",
     "roofline",
     "roofline_summary",
     "runtime_op_accounts",
+    "unattributed_points",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,8 +12,8 @@ from rich.table import Table
 
 from devices.arm_cores import clusters, cores_from_facts, max_khz_from_facts
 from devices.errors import FlopgapError
-from devices.vocabulary import Format, Precision
-from harness.cli.options import DeviceOpt, DevicesFileOpt, FormatOpt, ParamOpt, PrecisionOpt
+from devices.vocabulary import Format
+from harness.cli.options import DeviceOpt, DevicesFileOpt, InputShapeOpt, ModelFormatOpt, ModelPrecisionOpt, ParamOpt
 from harness.cli.user_errors import one_line_errors
 
 devices_app = typer.Typer(help="The device inventory: list devices, check that one is reachable and ready.")
@@ -107,32 +106,33 @@ def check(
 
 @one_line_errors
 def push(
-    artifact: Annotated[str, typer.Argument(help="A .tflite/.onnx file, or a model name to export first.")],
+    artifact: Annotated[
+        str, typer.Argument(help="An .onnx/.tflite file, a zoo model name or a torch factory (exported first).")
+    ],
     device_name: DeviceOpt,
     param: ParamOpt = None,
-    fmt: FormatOpt = Format.TFLITE,
-    precision: PrecisionOpt = Precision.FP32,
+    input_shape: InputShapeOpt = None,
+    fmt: ModelFormatOpt = None,
+    precision: ModelPrecisionOpt = None,
     devices_file: DevicesFileOpt = None,
 ) -> None:
     """Push a model to a device and print its path there (pushed once; an identical file is reused).
 
-    With a model name, --param, --format and --precision choose the export.
+    A model file is checked first; one with external data or dynamic inputs goes as one self-contained file. With a
+    model name or factory, --param, --format and --precision choose the export.
 
     Example: flopgap push --device pixel7 mobilenet_v2 --param alpha=0.35
     """
     from devices.inventory import load_inventory, open_device
+    from harness.cli.model_args import cli_model, pick_format, pick_precision
+    from harness.sources import source_artifact
 
-    path = Path(artifact)
-    if not path.exists():
-        if path.suffix in {f.extension for f in Format}:
-            raise FlopgapError(f"{artifact} does not exist; give an exported file or a model name")
-        from exporters.export import export
-        from harness.zoo.registry import parse_param_args, resolve
-
-        spec = resolve(artifact, **parse_param_args(param or []))
-        with console.status(f"exporting {spec.label} to {fmt} {precision}..."):
-            path = export(spec, fmt, precision).path
+    model = cli_model(artifact, param, input_shape)
+    fmt = pick_format(model, fmt, Format.TFLITE)
+    level = pick_precision(model, precision)
     device = open_device(load_inventory(devices_file).get(device_name))
+    with console.status(f"preparing {model.label} as {fmt} {level}..."):
+        path = source_artifact(model, fmt, level).path
     try:
         remote = device.push(path)
     finally:

@@ -15,21 +15,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from devices.errors import FlopgapError
-from devices.vocabulary import Format, Precision, Runtime
+from devices.vocabulary import Format, Runtime
 from harness.cli.options import (
     CacheDirOpt,
     DbOpt,
     DeviceOpt,
     DevicesFileOpt,
-    FormatOpt,
+    InputShapeOpt,
     MinSecondsOpt,
     ModelArg,
+    ModelPrecisionOpt,
+    ModelRuntimeOpt,
     ParamOpt,
-    PrecisionOpt,
     RunsOpt,
-    RuntimeOpt,
     ThreadsOpt,
-    TrialsOpt,
 )
 from harness.cli.user_errors import one_line_errors
 from harness.zoo.registry import EntryKind
@@ -100,8 +99,11 @@ def models(
 def export(
     name: ModelArg,
     param: ParamOpt = None,
-    fmt: FormatOpt = Format.ONNX,
-    precision: PrecisionOpt = Precision.FP32,
+    input_shape: InputShapeOpt = None,
+    fmt: Annotated[
+        Format | None, typer.Option("--format", "-f", help="Artifact format (default: onnx, or a file's own).")
+    ] = None,
+    precision: ModelPrecisionOpt = None,
     out: Annotated[Path | None, typer.Option(help="Also copy the artifact (and its JSON) into this directory.")] = None,
     cache_dir: CacheDirOpt = None,
     no_parity: Annotated[
@@ -110,21 +112,32 @@ def export(
 ) -> None:
     """Export a model to ONNX or TFLite, verified against PyTorch, and print its path, size, hash and parity error.
 
+    A model file is checked (parsed, loaded by its runtime) and made self-contained with static inputs where needed.
+
     Example: flopgap export shufflenet_v1 --param groups=3 --format tflite --precision fp32
     """
-    from exporters.export import export as run_export
-    from harness.zoo.registry import parse_param_args, resolve
+    from harness.cli.model_args import cli_model, pick_format, pick_precision
+    from harness.sources import source_artifact
 
-    spec = resolve(name, **parse_param_args(param or []))
+    spec = cli_model(name, param, input_shape)
+    fmt = pick_format(spec, fmt, Format.ONNX)
+    precision = pick_precision(spec, precision)
     with console.status(f"exporting {spec.label} to {fmt} {precision}..."):
-        art = run_export(spec, fmt, precision, cache_dir=cache_dir, check_parity=not no_parity, out_dir=out)
+        art = source_artifact(spec, fmt, precision, cache_dir=cache_dir, check_parity=not no_parity, out_dir=out)
     table = Table(show_header=False, title=f"{escape(spec.label)} → {fmt} {precision}")
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # paths and hashes are copied by users: never truncate them
     table.add_row("path", str(art.path))
     table.add_row("size", _human(art.size_bytes, "B"))
     table.add_row("sha256", art.sha256)
-    table.add_row("input", f"{'x'.join(map(str, art.input_shape))} ({art.layout})")
+    inputs = art.notes.get("inputs")
+    if inputs:
+        shown = "; ".join(
+            f"{i.get('name', f'#{n}')} {'x'.join(map(str, i['shape']))} {i['dtype']}" for n, i in enumerate(inputs)
+        )
+        table.add_row("inputs", f"{shown} ({art.layout})")
+    else:
+        table.add_row("input", f"{'x'.join(map(str, art.input_shape))} ({art.layout})")
     bound = f" (bound {art.parity_bound:.0e})" if art.parity_bound is not None else ""
     table.add_row("parity error", "skipped" if art.parity_error is None else f"{art.parity_error:.2e}{bound}")
     transposes = art.notes.get("transpose_ops")
@@ -148,9 +161,14 @@ def sweep(
 
     Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml
     """
-    from harness.cli.sweep import run_sweep_command
+    from harness.cli.sustained import report_sustained
+    from harness.cli.sweep import exit_if_failed, run_sweep_command
+    from harness.store import resolve_db_path
 
-    run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
+    result = run_sweep_command(spec_path, quick, db, cache_dir, devices_file, console)
+    path = resolve_db_path(db)
+    report_sustained(console, path, result.point_ids, path.parent / "timelines")  # nothing without sustained trials
+    exit_if_failed(result)
 
 
 @app.command("run")
@@ -158,12 +176,29 @@ def sweep(
 def run_point(
     name: ModelArg,
     param: ParamOpt = None,
-    runtime: RuntimeOpt = Runtime.LITERT,
-    precision: PrecisionOpt = Precision.FP32,
+    input_shape: InputShapeOpt = None,
+    runtime: ModelRuntimeOpt = None,
+    precision: ModelPrecisionOpt = None,
     threads: ThreadsOpt = 1,
-    trials: TrialsOpt = 3,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Interleaved trials, each a fresh runner process [default: 3; 1 with --sustained].",
+            show_default=False,
+        ),
+    ] = None,
     runs: RunsOpt = 50,
     min_seconds: MinSecondsOpt = 1.0,
+    sustained: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Run continuously this long (e.g. 30s, 10m) and record a timeline of latency, CPU frequencies and "
+            "temperatures; prints minute-1 vs last-minute medians and whether it throttled.",
+        ),
+    ] = None,
+    window: Annotated[str, typer.Option(metavar="DURATION", help="Timeline window of --sustained.")] = "1s",
     device: DeviceOpt = "local",
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -171,21 +206,45 @@ def run_point(
 ) -> None:
     """Measure one point (one model, runtime, precision, thread count, device) and print its statistics.
 
+    The runtime defaults to litert (a model file: its own format's runtime).
+
     Example: flopgap run shufflenet_v2 --param scale=0.5 --runtime onnxruntime --threads 2
     """
-    from harness.cli.sweep import one_point_spec, run_spec_command
+    from harness.cli.model_args import cli_model, pick_precision, pick_runtime
+    from harness.cli.sustained import report_sustained
+    from harness.cli.sweep import exit_if_failed, one_point_spec, prepare_artifact, run_spec_command
+    from harness.measure.duration import parse_duration
     from harness.measure.spec import Protocol, spec_to_toml
-    from harness.zoo.registry import parse_param_args, resolve
+    from harness.store import resolve_db_path
 
-    model = resolve(name, **parse_param_args(param or []))
-    protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds)
-    spec = one_point_spec("run", model, runtime, precision, threads, device, protocol)
-    run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
+    model = cli_model(name, param, input_shape)
+    chosen = pick_runtime(model, runtime, Runtime.LITERT)
+    level = pick_precision(model, precision)
+    seconds = parse_duration(sustained) if sustained is not None else None
+    window_s = parse_duration(window)
+    if seconds is not None and window_s > seconds:
+        raise FlopgapError(f"--window {window} is longer than --sustained {sustained}; choose a shorter window")
+    prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file)
+    protocol = Protocol(
+        trials=trials or (1 if seconds else 3),
+        runs=runs,
+        min_seconds=min_seconds,
+        sustained=seconds,
+        sustained_window=window_s,
+    )
+    spec = one_point_spec("run", model, chosen, level, threads, device, protocol)
+    result = run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, console)
+    if seconds is not None:
+        path = resolve_db_path(db)
+        report_sustained(console, path, result.point_ids, path.parent / "timelines")
+    exit_if_failed(result)
 
 
 def _mount_subcommands() -> None:
     from harness.cli.calibrate import calibrate
+    from harness.cli.compare import compare
     from harness.cli.devices import devices_app, push
+    from harness.cli.predict import predict, predictor_app
     from harness.cli.profile import profile
     from harness.cli.proxies import proxies_app
     from harness.cli.report import report
@@ -194,10 +253,13 @@ def _mount_subcommands() -> None:
     app.add_typer(results_app, name="results")
     app.add_typer(devices_app, name="devices")
     app.add_typer(proxies_app, name="proxies")
+    app.add_typer(predictor_app, name="predictor")
     app.command("push")(push)
     app.command("report")(report)
     app.command("profile")(profile)
     app.command("calibrate")(calibrate)
+    app.command("predict")(predict)
+    app.command("compare")(compare)
 
 
 _mount_subcommands()

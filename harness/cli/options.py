@@ -13,13 +13,53 @@ import typer
 
 from devices.vocabulary import Format, Precision, Runtime
 
-ModelArg = Annotated[str, typer.Argument(help="Registered model name (see 'flopgap models').")]
-ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter as key=value; repeatable.")]
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL",
+        help="A zoo name (see 'flopgap models'), an .onnx/.tflite file, or a torch factory 'package.module:function'.",
+    ),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param", "-p", "--kwarg", help="Zoo model parameter, or factory keyword argument, as key=value; repeatable."
+    ),
+]
+InputShapeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-shape",
+        help="Factory: an input shape like 1,3,224,224 (repeat per input). File: NAME=1,3,224,224 for dynamic dims.",
+    ),
+]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Artifact format.")]
 PrecisionOpt = Annotated[
     Precision, typer.Option(help="Artifact precision; int8 is full integer, int8-dynamic quantises weights only.")
 ]
 RuntimeOpt = Annotated[Runtime, typer.Option(help="Runtime; litert runs XNNPACK, litert-builtin LiteRT's own kernels.")]
+ModelRuntimeOpt = Annotated[
+    Runtime | None,
+    typer.Option(
+        help="Runtime; litert runs XNNPACK, litert-builtin LiteRT's own kernels. Default: the file's own for a "
+        "model file, else as shown.",
+        show_default=False,
+    ),
+]
+ModelPrecisionOpt = Annotated[
+    Precision | None,
+    typer.Option(
+        help="Artifact precision; int8 is full integer, int8-dynamic quantises weights only. Default: fp32, or what "
+        "a model file holds.",
+        show_default=False,
+    ),
+]
+ModelFormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format", "-f", help="Artifact format (default: tflite, or a model file's own).", show_default=False
+    ),
+]
 ThreadsOpt = Annotated[int, typer.Option(min=1, help="Runtime threads.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Device name from the inventory ('local' always exists).")]
 TrialsOpt = Annotated[int, typer.Option(min=1, help="Interleaved trials, each a fresh runner process.")]

@@ -20,27 +20,28 @@ from rich.markup import escape
 from rich.table import Table
 
 from devices.errors import ExitCode
-from devices.vocabulary import Precision, Runtime
+from devices.vocabulary import Runtime
+from harness.cli.model_args import cli_model, pick_precision, pick_runtime
 from harness.cli.options import (
     CacheDirOpt,
     DbOpt,
     DeviceOpt,
     DevicesFileOpt,
+    InputShapeOpt,
     MinSecondsOpt,
     ModelArg,
+    ModelPrecisionOpt,
+    ModelRuntimeOpt,
     ParamOpt,
-    PrecisionOpt,
     RunsOpt,
-    RuntimeOpt,
     ThreadsOpt,
     TrialsOpt,
 )
-from harness.cli.sweep import ProgressReporter, exit_if_failed, measure, one_point_spec
+from harness.cli.sweep import ProgressReporter, exit_if_failed, measure, one_point_spec, prepare_artifact
 from harness.cli.user_errors import one_line_errors
 from harness.measure.profile import OpProfile
 from harness.measure.spec import Protocol, SweepPoint, SweepSpec, spec_to_toml
 from harness.store import Store
-from harness.zoo.registry import parse_param_args, resolve
 
 
 class _ProfileReporter(ProgressReporter):
@@ -71,7 +72,12 @@ def run_profile_command(
                 console.print(f"[red]no profile[/] for {escape(str(row.model_label))} ({row.status})")
                 unprofiled += 1
                 continue
-            console.print(profile_table(ops, f"{row.model_label} {row.runtime} t{row.threads} @{row.device}", top))
+            title = f"{row.model_label} {row.runtime} t{row.threads} @{row.device}"
+            if not has_module_paths(ops):
+                console.print(f"{NO_MODULE_PATHS}: grouped by op type", highlight=False)
+                console.print(op_type_table(ops, title))
+            else:
+                console.print(profile_table(ops, title, top))
             same_pass = next((p for _, p in rep.profiles), None)
             console.print(ratio_line(ops, float(row.median_ms), same_pass), highlight=False)
     console.print(f"done in {time.monotonic() - started:.0f}s; results in {path}", highlight=False)
@@ -90,6 +96,27 @@ def ratio_line(ops: pd.DataFrame, point_median_ms: float, same_pass: OpProfile |
     if same_pass is not None:
         line += f" (same pass: whole {same_pass.whole_us / 1e3:.3f} ms, ratio {same_pass.ratio:.3f})"
     return line
+
+
+NO_MODULE_PATHS = "this graph names no torch modules (exported by another tool)"
+
+
+def has_module_paths(ops: pd.DataFrame) -> bool:
+    """Whether any row of a profile maps to a torch module (a foreign graph's rows map to none)."""
+    paths = ops["module_path"].dropna().astype(str)
+    return bool((paths != "").any())
+
+
+def op_type_table(ops: pd.DataFrame, title: str) -> Table:
+    """A profile summed per op type, most expensive first (for graphs with no module paths)."""
+    total = float(ops["time_us"].sum()) or 1.0
+    grouped = ops.groupby("op_type", as_index=False).agg(nodes=("node_name", "count"), time_us=("time_us", "sum"))
+    table = Table(title=f"{title} · by op type")
+    for col in ("op", "nodes", "time us", "share"):
+        table.add_column(col, justify="left" if col == "op" else "right")
+    for row in grouped.sort_values("time_us", ascending=False).itertuples():
+        table.add_row(escape(str(row.op_type)), str(row.nodes), f"{row.time_us:.1f}", f"{row.time_us / total:.1%}")
+    return table
 
 
 def profile_table(ops: pd.DataFrame, title: str, top: int) -> Table:
@@ -121,8 +148,9 @@ def _text(value: Any) -> str:
 def profile(
     name: ModelArg,
     param: ParamOpt = None,
-    runtime: RuntimeOpt = Runtime.ONNXRUNTIME,
-    precision: PrecisionOpt = Precision.FP32,
+    input_shape: InputShapeOpt = None,
+    runtime: ModelRuntimeOpt = None,
+    precision: ModelPrecisionOpt = None,
     threads: ThreadsOpt = 1,
     trials: TrialsOpt = 1,
     runs: RunsOpt = 50,
@@ -138,9 +166,15 @@ def profile(
 ) -> None:
     """Time one model, then store where its time goes: per ONNX node (ORT profiler) or per TFLite block.
 
+    The runtime defaults to onnxruntime (a model file: its own format's runtime).
+
     Example: flopgap profile shufflenet_v2 --param scale=0.5 --runtime litert --depth 2
     """
-    model = resolve(name, **parse_param_args(param or []))
+    console = Console()
+    model = cli_model(name, param, input_shape)
+    chosen = pick_runtime(model, runtime, Runtime.ONNXRUNTIME)
+    level = pick_precision(model, precision)
+    prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file)
     protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds, profile=True, profile_depth=depth)
-    spec = one_point_spec("profile", model, runtime, precision, threads, device, protocol)
-    run_profile_command(spec, db, cache_dir, devices_file, top, Console())
+    spec = one_point_spec("profile", model, chosen, level, threads, device, protocol)
+    run_profile_command(spec, db, cache_dir, devices_file, top, console)

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from devices.vocabulary import Format, Precision, choices
-from harness.cli.options import CacheDirOpt, ModelArg, ParamOpt, PrecisionOpt
+from devices.vocabulary import Format, choices
+from harness.cli.options import CacheDirOpt, InputShapeOpt, ModelArg, ModelPrecisionOpt, ParamOpt
 from harness.cli.user_errors import one_line_errors
 
 proxies_app = typer.Typer(
@@ -40,23 +40,31 @@ FormatOrBothOpt = Annotated[
 def show(
     name: ModelArg,
     param: ParamOpt = None,
+    input_shape: InputShapeOpt = None,
     fmt: FormatOrBothOpt = BOTH,
-    precision: PrecisionOpt = Precision.FP32,
+    precision: ModelPrecisionOpt = None,
     cache_dir: CacheDirOpt = None,
     ops: Annotated[bool, typer.Option("--ops", help="Also print one row per op.")] = False,
 ) -> None:
     """Export (or reuse the cached export of) a model and print its per-category graph accounting.
 
+    A model file is accounted in its own format ('both' means just that one).
+
     Example: flopgap proxies show shufflenet_v2 --param scale=0.5 --format both
     """
-    from exporters.export import export
+    from harness.cli.model_args import cli_model, pick_format, pick_precision
     from harness.proxies import account
-    from harness.zoo.registry import parse_param_args, resolve
+    from harness.sources import FileSource, source_artifact
 
-    spec = resolve(name, **parse_param_args(param or []))
-    for f in list(Format) if fmt == BOTH else [Format(fmt)]:
+    spec = cli_model(name, param, input_shape)
+    precision = pick_precision(spec, precision)
+    if isinstance(spec, FileSource):
+        formats = [pick_format(spec, None if fmt == BOTH else Format(fmt), spec.format)]
+    else:
+        formats = list(Format) if fmt == BOTH else [Format(fmt)]
+    for f in formats:
         with console.status(f"exporting {spec.label} to {f} {precision}..."):
-            art = export(spec, f, precision, cache_dir=cache_dir)
+            art = source_artifact(spec, f, precision, cache_dir=cache_dir)
         acc = account(art)
         console.print(category_table(acc.totals_by_category(), f"{spec.label} · {f} {precision}"))
         t = acc.totals

@@ -22,8 +22,13 @@ DEFAULT_OUT = Path("results") / "report"
 def report(
     db: DbOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for report.html and the PNG figures.")] = DEFAULT_OUT,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Add a comparison with this run: a results database, DB:RUN, or a run id of --db."),
+    ] = None,
 ) -> None:
-    """Write the FLOP-gap report: latency vs MACs, residuals, op shares, roofline, guideline experiments.
+    """Write the FLOP-gap report: headline table and findings, latency vs MACs, residuals, op shares, building blocks,
+    roofline, guideline experiments, devices compared, sustained runs, and a comparison with --baseline.
 
     Sections whose data is missing say what to run to get it. Example: flopgap report --db results/flopgap.db
     """
@@ -32,8 +37,10 @@ def report(
     path = resolve_db_path(db)
     if not path.is_file():
         raise FlopgapError(f"no results database at {path}; run 'flopgap sweep' first or pass --db")
-    written = write_report(path, out)
+    written = write_report(path, out, baseline)
     typer.echo(f"wrote {written.html_path} and {len(written.figures)} figure(s) in {out}")
+    for number, finding in enumerate(written.findings, 1):
+        typer.echo(f"{number}. {finding}")
     if written.headlines:
         typer.echo("share of FLOPs vs share of measured time (profiled models with shuffles or depthwise convs):")
     for line in written.headlines:

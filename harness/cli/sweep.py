@@ -18,16 +18,16 @@ from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.spec import (
     QUICK_SPEC,
-    ModelSelection,
     Protocol,
     SweepPoint,
     SweepSpec,
     load_spec,
+    model_selection,
     parse_spec,
 )
 from harness.measure.sweep import Exporter, Reporter, SweepResult, run_sweep
+from harness.sources import ModelRef
 from harness.store import Store
-from harness.zoo.registry import ModelSpec, ParamValue
 
 
 class ProgressReporter(Reporter):
@@ -78,12 +78,32 @@ class ProgressReporter(Reporter):
 
 
 def make_exporter(cache_dir: Path | None, parity: bool) -> Exporter:
-    from exporters.export import export
+    from harness.sources import source_artifact
 
-    def _export(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
-        return export(model, fmt, precision, cache_dir=cache_dir, check_parity=parity)
+    def _export(model: ModelRef, fmt: Format, precision: Precision) -> Artifact:
+        return source_artifact(model, fmt, precision, cache_dir=cache_dir, check_parity=parity)
 
     return _export
+
+
+def prepare_artifact(
+    model: ModelRef,
+    runtime: Runtime,
+    precision: Precision,
+    cache_dir: Path | None,
+    console: Console,
+    device: str,
+    devices_file: Path | None,
+) -> Artifact:
+    """Export (or check) the one artifact of a single-point command first, so a model the runtime cannot take
+    fails in one line (exit 2) instead of as a failed point; the sweep then finds it in the cache. An unknown
+    device fails before any export."""
+    from devices.inventory import load_inventory
+    from harness.sources import source_artifact
+
+    load_inventory(devices_file).get(device)
+    with console.status(f"preparing {model.label} for {runtime} {precision}..."):
+        return source_artifact(model, runtime.artifact_format, precision, cache_dir=cache_dir)
 
 
 def open_devices(names: list[str], devices_file: Path | None) -> dict[str, Device]:
@@ -107,7 +127,7 @@ def run_sweep_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
-) -> None:
+) -> SweepResult:
     if quick == (spec_path is not None):
         raise FlopgapError("give either a sweep spec file or --quick (see 'flopgap sweep --help')")
     if spec_path is not None:
@@ -115,12 +135,12 @@ def run_sweep_command(
         text = spec_path.read_text()  # the file as written, comments included
     else:
         spec, text = parse_spec(QUICK_SPEC, "quick"), QUICK_SPEC
-    run_spec_command(spec, text, db, cache_dir, devices_file, console)
+    return run_spec_command(spec, text, db, cache_dir, devices_file, console)
 
 
 def one_point_spec(
     title: str,
-    model: ModelSpec,
+    model: ModelRef,
     runtime: Runtime,
     precision: Precision,
     threads: int,
@@ -128,10 +148,9 @@ def one_point_spec(
     protocol: Protocol,
 ) -> SweepSpec:
     """The sweep spec of a single point (``flopgap run`` and ``flopgap profile``), named ``title model-label``."""
-    params: dict[str, ParamValue | list[ParamValue]] = dict(model.params)
     return SweepSpec(
         name=f"{title} {model.label}",
-        models=[ModelSelection(name=model.name, params=params)],
+        models=[model_selection(model)],
         runtimes=[runtime],
         precisions=[precision],
         threads=[threads],
@@ -179,9 +198,9 @@ def run_spec_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
-) -> None:
-    """Measure ``spec`` (stored with ``spec_text``) and print the summary table; exits with
-    :attr:`ExitCode.SOME_FAILED` when a point (or a profile) failed."""
+) -> SweepResult:
+    """Measure ``spec`` (stored with ``spec_text``) and print the summary table; returns the sweep's result, which
+    the caller passes to :func:`exit_if_failed` after its own output (code 3 when a point or a profile failed)."""
     started = time.monotonic()
     result, path = measure(spec, spec_text, db, ProgressReporter(console), cache_dir, devices_file)
     with Store(path, readonly=True) as store:
@@ -192,7 +211,7 @@ def run_spec_command(
         f"{result.failed_points} failed{profiles}, in {time.monotonic() - started:.0f}s; results in {path}",
         highlight=False,
     )
-    exit_if_failed(result)
+    return result
 
 
 def exit_if_failed(result: SweepResult) -> None:

@@ -24,10 +24,10 @@ from devices.base import Device
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from exporters.cache import ArtifactCache, sha256_file
+from exporters.source import ModelSource
 from harness.measure.profile import BLOCK_CATEGORY, TFLITE_KIND, OpProfile, ProfileError, median_us, time_model
 from harness.measure.spec import Protocol
 from harness.store import OpTime
-from harness.zoo.registry import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class BlockArtifact:
 
 
 def export_blocks(
-    spec: ModelSpec, artifact: Artifact, depth: int = 1, cache_dir: Path | None = None
+    spec: ModelSource, artifact: Artifact, depth: int = 1, cache_dir: Path | None = None
 ) -> tuple[list[BlockArtifact], dict[str, str]]:
     """Export the blocks of ``spec`` as .tflite sub-models at the artifact's precision, cached by content.
 
@@ -170,7 +170,7 @@ def _block_key(artifact: Artifact, block: Block) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _block_calibration(spec: ModelSpec, model: nn.Module, blocks: Sequence[Block]) -> dict[str, list[np.ndarray]]:
+def _block_calibration(spec: ModelSource, model: nn.Module, blocks: Sequence[Block]) -> dict[str, list[np.ndarray]]:
     """Each block's NHWC inputs over the whole model's int8 calibration inputs (same seeds as the exporter)."""
     from exporters.export import CALIBRATION_SAMPLES, CALIBRATION_SEED
 
@@ -195,7 +195,7 @@ def _block_calibration(spec: ModelSpec, model: nn.Module, blocks: Sequence[Block
 
 def profile_tflite_blocks(
     dev: Device,
-    spec: ModelSpec,
+    spec: ModelSource,
     artifact: Artifact,
     threads: int,
     protocol: Protocol,

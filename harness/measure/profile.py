@@ -43,8 +43,8 @@ from exporters.artifact import Artifact
 from harness.measure.spec import Protocol
 from harness.measure.trial import trial_request
 from harness.proxies.runtime_ops import runtime_category
+from harness.sources import FileSource, ModelRef
 from harness.store import OpTime, Store
-from harness.zoo.registry import ModelSpec
 
 ORT_KIND = "ort-nodes"
 TFLITE_KIND = "tflite-blocks"
@@ -98,12 +98,16 @@ class GraphIndex:
 
     @classmethod
     def of(cls, model: onnx.ModelProto | Path) -> GraphIndex:
-        from exporters.onnx_export import node_module_path
+        from exporters.onnx_export import node_module_path, ort_node_names
 
         if isinstance(model, Path):
             model = onnx.load(str(model), load_external_data=False)
-        nodes = {n.name: _Node(n.op_type, tuple(n.input), node_module_path(n)) for n in model.graph.node}
-        producer = {out: n.name for n in model.graph.node for out in n.output if out}
+        names = ort_node_names(model)
+        nodes = {
+            name: _Node(n.op_type, tuple(n.input), node_module_path(n))
+            for name, n in zip(names, model.graph.node, strict=True)
+        }
+        producer = {out: name for name, n in zip(names, model.graph.node, strict=True) for out in n.output if out}
         return cls(nodes, producer)
 
     def anchor(self, name: str, op_type: str) -> tuple[str | None, set[str]]:
@@ -232,7 +236,7 @@ def profile_onnx(
 
 def profile_artifact(
     dev: Device,
-    spec: ModelSpec,
+    spec: ModelRef,
     artifact: Artifact,
     threads: int,
     protocol: Protocol,
@@ -249,6 +253,12 @@ def profile_artifact(
         return profile_binary(dev, artifact, threads, protocol, options)
     if fmt is Format.TFLITE and dev.can_run(fmt):
         from harness.measure.block_profile import profile_tflite_blocks
+
+        if isinstance(spec, FileSource):
+            raise ProfileError(
+                f"{spec.label}: LiteRT's Python API has no per-op profiler and a TFLite file has no torch module to "
+                "cut into timed blocks; profile it on a device running benchmark_model, or profile its ONNX form"
+            )
 
         return profile_tflite_blocks(dev, spec, artifact, threads, protocol, options, depth, cache_dir)
     raise ProfileError(

@@ -11,7 +11,9 @@ from typing import Any, Protocol
 
 from devices.base import Device
 from devices.errors import DeviceError
+from devices.vocabulary import Format
 from exporters.artifact import Artifact
+from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.spec import SweepPoint
 from harness.measure.versions import PointVersions
 from harness.store import Store
@@ -48,13 +50,31 @@ def record_devices(
     return stored, facts
 
 
+ORT_SETTINGS = ("ort_allow_spinning", "ort_graph_optimization", "ort_execution_mode")
+
+
+def ort_key(protocol: SweepProtocol) -> dict[str, Any]:
+    """The ORT settings that differ from their defaults: part of an ONNX Runtime point's key, so a changed setting
+    is measured anew while points measured at the defaults keep the keys they always had."""
+    defaults = type(protocol).model_fields
+    return {n: getattr(protocol, n) for n in ORT_SETTINGS if getattr(protocol, n) != defaults[n].default}
+
+
 def ensure_point(
-    store: Store, run_id: int, p: SweepPoint, art: Artifact | None, device: str, versions: PointVersions
+    store: Store,
+    run_id: int,
+    p: SweepPoint,
+    art: Artifact | None,
+    device: str,
+    versions: PointVersions,
+    protocol: SweepProtocol,
 ) -> int:
-    """The store's point of ``p`` on the stored device, keyed with the versions that will measure it; a point
-    whose export failed is keyed by a placeholder instead of the artifact's sha256."""
+    """The store's point of ``p`` on the stored device, keyed with the versions that will measure it and, for ONNX
+    models, the ORT settings that differ from their defaults; a point whose export failed is keyed by a placeholder
+    instead of the artifact's sha256."""
     sha = art.sha256 if art else f"unexported:{p.model.label}:{p.format}:{p.precision}"
-    runtime, threads, options = p.runtime, p.threads, p.options
+    runtime, threads = p.runtime, p.threads
+    options = {**p.options, **ort_key(protocol)} if p.format is Format.ONNX else p.options
     return store.ensure_point(
         run_id, sha, device, runtime, threads, options, versions.runtime_version,
         runner_version=versions.runner_version,

@@ -12,21 +12,49 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from devices.arm_cores import ClusterName
 from devices.errors import FlopgapError
 from devices.placement import cluster_name
 from devices.vocabulary import Format, Precision, Runtime, choices
-from harness.errors import InvalidParameterError, UnknownModelError
-from harness.zoo.registry import ModelSpec, ParamValue, list_models, resolve
+from harness.errors import UnknownModelError
+from harness.measure.duration import parse_duration
+from harness.sources import FileSource, ModelRef, TorchFactory, load_factory, load_file
+from harness.zoo.registry import ParamValue, list_models, resolve
 
 
 class SpecError(FlopgapError):
     pass
+
+
+class Cooldown(StrEnum):
+    """What happens before each trial besides ``cooldown_s``: nothing, or wait until the device has cooled."""
+
+    NONE = "none"
+    THERMAL = "thermal"  # every thermal zone back within cooldown_margin_c of its value at sweep start
+
+
+def _seconds(value: Any) -> Any:
+    try:
+        return parse_duration(value) if value is not None else None
+    except FlopgapError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]  # "30s", "10m", "1h" or a number of seconds
 
 
 class _Strict(BaseModel):
@@ -54,10 +82,38 @@ def _numeric(annotation: Any) -> bool:
 
 
 class ModelSelection(_Strict):
-    name: str = Field(description="A registered name or a shell wildcard such as 'shufflenet_v2' or 'mobilenet_*'.")
+    """One ``[[models]]`` entry: a zoo ``name`` (with ``params``), a model file ``path``, or a ``torch`` factory."""
+
+    name: str | None = Field(
+        default=None, description="A registered name or a shell wildcard such as 'shufflenet_v2' or 'mobilenet_*'."
+    )
     params: dict[str, ParamValue | list[ParamValue]] = Field(
         default_factory=dict, description="Parameter values; a list expands into a grid."
     )
+    path: str | None = Field(default=None, description="An .onnx or .tflite file, relative to the spec file.")
+    torch: str | None = Field(default=None, description="A torch module factory 'package.module:function'.")
+    input_shapes: list[list[int]] | dict[str, list[int]] | None = Field(
+        default=None,
+        description="Factory: one shape per forward argument; file: {input name = shape} for its dynamic dims.",
+    )
+    kwargs: dict[str, ParamValue] = Field(default_factory=dict, description="Factory keyword arguments.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSelection:
+        given = [k for k in ("name", "path", "torch") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of name, path, torch (got {', '.join(given) or 'none'})")
+        if self.params and self.name is None:
+            raise ValueError("params are for zoo models (name); a factory takes kwargs")
+        if self.kwargs and self.torch is None:
+            raise ValueError("kwargs are for torch factories")
+        if self.input_shapes is not None and self.name is not None:
+            raise ValueError("input_shapes are for path and torch entries; zoo models have a fixed input size")
+        if isinstance(self.input_shapes, dict) and self.torch is not None:
+            raise ValueError("a factory's input_shapes is a list of shapes, e.g. [[1, 3, 224, 224]]")
+        if isinstance(self.input_shapes, list) and self.path is not None:
+            raise ValueError("a file's input_shapes names its inputs, e.g. { x = [1, 3, 224, 224] }")
+        return self
 
     @field_validator("params")
     @classmethod
@@ -91,6 +147,35 @@ class Protocol(_Strict):
     profile_depth: int = Field(
         default=1, ge=1, description="TFLite block profiles: depth of the module tree to cut at."
     )
+    # ONNX Runtime session settings; the defaults are ORT's own, what an application gets (README: protocol).
+    ort_allow_spinning: bool = Field(
+        default=True, description="session.intra_op.allow_spinning: idle intra-op threads busy-wait for work."
+    )
+    ort_graph_optimization: Literal["all", "extended", "basic", "disable"] = Field(
+        default="all", description="ONNX Runtime graph optimization level."
+    )
+    ort_execution_mode: Literal["sequential", "parallel"] = Field(
+        default="sequential", description="ONNX Runtime execution mode."
+    )
+    sustained: Seconds | None = Field(
+        default=None,
+        description="Run each trial continuously this long (e.g. '10m') and record a timeline of latency, "
+        "frequencies and temperatures; replaces runs/min_seconds (flopgap's runner only).",
+    )
+    sustained_window: Seconds = Field(default=1.0, description="Timeline window of a sustained run (e.g. '1s').")
+    cooldown: Cooldown = Field(
+        default=Cooldown.NONE,
+        description="'thermal': before each trial wait until every thermal zone is within cooldown_margin_c of "
+        "its value at sweep start (at most cooldown_max_s, then the trial runs and is flagged).",
+    )
+    cooldown_margin_c: float = Field(default=2.0, gt=0, description="Thermal cooldown margin in °C.")
+    cooldown_max_s: Seconds = Field(default=300.0, description="Longest thermal cooldown before a trial runs anyway.")
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Protocol:
+        if self.sustained is not None and self.sustained_window > self.sustained:
+            raise ValueError(f"sustained_window ({self.sustained_window:g}s) exceeds sustained ({self.sustained:g}s)")
+        return self
 
 
 class SweepSpec(_Strict):
@@ -145,7 +230,7 @@ class SweepSpec(_Strict):
 class SweepPoint:
     """One thing to measure: a model configuration in one format/precision on one runtime, device, thread count."""
 
-    model: ModelSpec
+    model: ModelRef
     runtime: Runtime
     precision: Precision
     threads: int
@@ -179,10 +264,11 @@ def load_spec(path: Path) -> SweepSpec:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(f"cannot read sweep spec {path}: {exc.strerror}") from None
-    return parse_spec(text, source=str(path))
+    return parse_spec(text, source=str(path), base_dir=path.parent)
 
 
-def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
+def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None) -> SweepSpec:
+    """Validate a spec; ``path`` entries are taken relative to ``base_dir`` (the spec file's folder)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -203,10 +289,21 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
                 f"{source}: key '{field}': unknown {noun} {err['input']!r}; allowed: {choices(enum)}"
             ) from None
         raise SpecError(f"{source}: key '{key}': {err['msg'].removeprefix('Value error, ')}") from None
-    # Resolve models now, so a typo fails before anything is measured.
+    if base_dir is not None:
+        models = [
+            m.model_copy(update={"path": str(base_dir / m.path)}) if m.path and not Path(m.path).is_absolute() else m
+            for m in spec.models
+        ]
+        spec = spec.model_copy(update={"models": models})
+    # Resolve models now, so a typo, a bad file or a broken factory fails before anything is measured.
     try:
-        expand_models(spec)
-    except (UnknownModelError, InvalidParameterError) as exc:
+        for model in expand_models(spec):
+            if isinstance(model, FileSource) and not set(model.runtimes()) & set(spec.runtimes):
+                raise SpecError(
+                    f"{model.file.path.name} is a .{model.format.value} model and no runtime of the spec runs it; "
+                    f"add {' or '.join(r.value for r in model.runtimes())} to runtimes"
+                )
+    except FlopgapError as exc:
         raise SpecError(f"{source}: {exc}") from None
     return spec
 
@@ -253,10 +350,16 @@ def _allowed_keys(loc: tuple[Any, ...]) -> str:
     return ", ".join(model.model_fields)
 
 
-def expand_models(spec: SweepSpec) -> list[ModelSpec]:
+def expand_models(spec: SweepSpec) -> list[ModelRef]:
     """Every model configuration the spec selects, in spec order, without duplicates."""
-    out: list[ModelSpec] = []
+    out: list[ModelRef] = []
     for sel in spec.models:
+        own = _own_model(sel)
+        if own is not None:
+            if own not in out:
+                out.append(own)
+            continue
+        assert sel.name is not None  # the validator allows exactly one of name, path, torch
         names = list_models(sel.name) if any(c in sel.name for c in "*?[") else [sel.name]
         if not names:
             raise UnknownModelError(f"models.name '{sel.name}' matches no model; run 'flopgap models'")
@@ -270,6 +373,30 @@ def expand_models(spec: SweepSpec) -> list[ModelSpec]:
     return out
 
 
+def _own_model(sel: ModelSelection) -> FileSource | TorchFactory | None:
+    """The file or factory an entry names (None for a zoo entry)."""
+    if sel.path is not None:
+        shapes = sel.input_shapes if isinstance(sel.input_shapes, dict) else {}
+        return load_file(Path(sel.path), {k: tuple(v) for k, v in shapes.items()})
+    if sel.torch is not None:
+        shapes_list = sel.input_shapes if isinstance(sel.input_shapes, list) else []
+        return load_factory(sel.torch, tuple(tuple(s) for s in shapes_list), dict(sel.kwargs))
+    return None
+
+
+def model_selection(model: ModelRef) -> ModelSelection:
+    """The ``[[models]]`` entry that selects exactly ``model`` (``flopgap run`` writes its spec with it)."""
+    if isinstance(model, FileSource):
+        shapes = {k: list(v) for k, v in model.input_shapes}
+        return ModelSelection(path=str(model.file.path), input_shapes=shapes or None)
+    if isinstance(model, TorchFactory):
+        return ModelSelection(
+            torch=model.target, input_shapes=[list(s) for s in model.input_shapes], kwargs=dict(model.kwargs)
+        )
+    params: dict[str, ParamValue | list[ParamValue]] = dict(model.params)
+    return ModelSelection(name=model.name, params=params)
+
+
 def expand_points(spec: SweepSpec, device_threads: dict[str, list[int]] | None = None) -> list[SweepPoint]:
     """Every point; thread counts come from the spec, else from each device's inventory entry, else [1]."""
     return list(_points(spec, device_threads or {}))
@@ -278,8 +405,13 @@ def expand_points(spec: SweepSpec, device_threads: dict[str, list[int]] | None =
 def _points(spec: SweepSpec, device_threads: dict[str, list[int]]) -> Iterator[SweepPoint]:
     for device in spec.devices:
         for model in expand_models(spec):
-            for runtime in spec.runtimes:
-                for precision in spec.precisions:
+            runtimes, precisions = spec.runtimes, spec.precisions
+            if isinstance(model, FileSource):
+                # A file runs in its own format, and at the precision it holds unless it is a float ONNX graph.
+                runtimes = [r for r in runtimes if model.runtime_error(r) is None]
+                precisions = precisions if model.converts else [model.file.holds]
+            for runtime in runtimes:
+                for precision in precisions:
                     for threads in spec.threads or device_threads.get(device) or [1]:
                         clusters: list[ClusterName | None] = [*spec.clusters] if spec.clusters else [None]
                         for cluster in clusters:

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,15 +25,16 @@ from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerM
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
+from harness.measure.cooldown import ThermalCooldown, device_temperatures, hot_trials
 from harness.measure.placement import place_points
 from harness.measure.recording import ensure_point, record_devices
-from harness.measure.spec import SweepPoint, SweepSpec, expand_points
+from harness.measure.spec import Cooldown, SweepPoint, SweepSpec, expand_points
 from harness.measure.stats import combine_summaries, combine_trials
+from harness.measure.sustained import summarize_point
 from harness.measure.trial import trial_request
 from harness.measure.versions import point_versions
+from harness.sources import ModelRef, source_counts
 from harness.store import DuplicateTrialError, PointStatus, Store
-from harness.zoo.counting import count
-from harness.zoo.registry import ModelSpec
 
 if TYPE_CHECKING:
     from harness.measure.profile import OpProfile
@@ -89,7 +90,7 @@ class SweepResult:
         return self.failed_points == 0 and self.profile_failures == 0
 
 
-Exporter = Callable[[ModelSpec, Format, Precision], Artifact]
+Exporter = Callable[[ModelRef, Format, Precision], Artifact]
 
 
 def run_sweep(
@@ -120,8 +121,10 @@ def run_sweep(
         if spec.protocol.profile:
             profile_failures = _profile_pass(spec, store, [*finished, *states], devices, rep)
         status = "completed"
-        failed = sum(1 for pid in dict.fromkeys(point_ids) if store.point_status(pid) == PointStatus.FAILED)
-        return SweepResult(run_id, list(dict.fromkeys(point_ids)), measured, skipped, failed, profile_failures)
+        # Every point of the spec (finished before this run, measured now, failed), so `run` and `profile` show all.
+        ids = list(dict.fromkeys(point_ids))
+        failed = sum(1 for pid in ids if store.point_status(pid) == PointStatus.FAILED)
+        return SweepResult(run_id, ids, measured, skipped, failed, profile_failures)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -139,7 +142,7 @@ def _prepare(
     rep: Reporter,
 ) -> tuple[list[PointState], int, list[PointState], list[int]]:
     # Export each (model, format, precision) once; a failed export fails its points, not the sweep.
-    artifacts: dict[tuple[ModelSpec, str, str], Artifact | str] = {}
+    artifacts: dict[tuple[ModelRef, str, str], Artifact | str] = {}
     wanted = list(dict.fromkeys((p.model, p.format, p.precision) for p in points))
     for i, (model, fmt, precision) in enumerate(wanted):
         rep.exporting(i, len(wanted), f"{model.label} {fmt} {precision}")
@@ -148,8 +151,14 @@ def _prepare(
         except FlopgapError as exc:
             artifacts[(model, fmt, precision)] = str(exc)
             continue
-        counts = count(model.build(), model.example_input())
-        store.upsert_artifact(art, macs=counts.macs, params_count=counts.params)
+        counts = source_counts(model, art)
+        store.upsert_artifact(
+            art,
+            macs=counts.macs if counts else None,
+            params_count=counts.params if counts else None,
+            family=model.family,
+            label=model.label,
+        )
         if not store.has_op_account(art.sha256):
             _store_account(store, art, rep)
         artifacts[(model, fmt, precision)] = art
@@ -166,13 +175,13 @@ def _prepare(
         versions = point_versions(p.runtime, facts[p.device])
         exported = artifacts[(p.model, p.format, p.precision)]
         if isinstance(exported, str):  # the export failed; this is its reason
-            pid = ensure_point(store, run_id, p, None, stored[p.device], versions)
+            pid = ensure_point(store, run_id, p, None, stored[p.device], versions, spec.protocol)
             point_ids.append(pid)
             store.fail_point(pid, exported)
             rep.point_failed(p, exported)
             continue
         art = exported
-        pid = ensure_point(store, run_id, p, art, stored[p.device], versions)
+        pid = ensure_point(store, run_id, p, art, stored[p.device], versions, spec.protocol)
         point_ids.append(pid)
         if store.point_status(pid) == "done":
             skipped += 1
@@ -223,6 +232,10 @@ def _measure(
             for group in by_device.values()
         ]
         try:
+            # Wait for the first failure, not in submission order: a bug on one device must stop the others now.
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()  # re-raises a worker's exception with its traceback
             return sum(f.result() for f in futures)
         except BaseException:
             stop.set()  # Ctrl-C or a bug: workers finish the trial in flight, commit it, and stop
@@ -254,6 +267,7 @@ def _measure_device(
     """Trials of one device's points, interleaved: trial 0 of every point, then trial 1, ..."""
     proto = spec.protocol
     measured = 0
+    cooldowns = _cooldowns(spec, states, devices, rep)
     for trial in range(proto.trials):
         for st in states:
             if stop is not None and stop.is_set():
@@ -265,10 +279,12 @@ def _measure_device(
                 _complete_if_all_in(store, st, spec)
                 continue
             dev = devices[st.point.device]
+            cooled = cooldowns[st.point.device].wait() if st.point.device in cooldowns else None
             rep.trial_started(st.point, trial)
             started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             try:
-                result = dev.measure(st.artifact.path, trial_request(proto, st.point.threads, st.point.options))
+                request = trial_request(proto, st.point.threads, st.point.options, sustained=True)
+                result = dev.measure(st.artifact.path, request, sha256=st.artifact.sha256)
             except (DeviceUnreachable, RunnerMissing) as exc:
                 # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
                 for other in states:
@@ -293,7 +309,8 @@ def _measure_device(
                 rep.point_failed(st.point, reason)
                 continue
             try:
-                store.add_trial(st.point_id, trial, result, run_id=st.run_id, started_at=started_at)
+                trial_result = cooled.attach(result) if cooled else result
+                store.add_trial(st.point_id, trial, trial_result, run_id=st.run_id, started_at=started_at)
             except DuplicateTrialError:
                 # Another flopgap running the same spec committed this trial first: keep its trial, drop ours.
                 st.done_trials.add(trial)
@@ -310,6 +327,23 @@ def _measure_device(
         if not st.failed and set(range(proto.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
             _complete(store, st, spec)
     return measured
+
+
+def _cooldowns(
+    spec: SweepSpec, states: list[PointState], devices: dict[str, Device], rep: Reporter
+) -> dict[str, ThermalCooldown]:
+    """A thermal cooldown per device when the protocol asks for one, its baseline read now (sweep start)."""
+    proto = spec.protocol
+    if proto.cooldown is not Cooldown.THERMAL:
+        return {}
+    out = {}
+    for name in dict.fromkeys(st.point.device for st in states):
+        cooldown = ThermalCooldown(
+            name, device_temperatures(devices[name]), proto.cooldown_margin_c, proto.cooldown_max_s, warn=rep.warning
+        )
+        cooldown.start()
+        out[name] = cooldown
+    return out
 
 
 def _profile_pass(
@@ -357,4 +391,11 @@ def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:
         docs = store.trials_frame([st.point_id]).sort_values("trial_index")["runner_json"]
         summaries = [TrialResult.from_json(json.loads(d)).summary for d in docs]
         stats = combine_summaries([s.to_json() for s in summaries if s], proto.cv_threshold, proto.spread_threshold)
-    store.complete_point(st.point_id, stats)
+    row = dict(stats) if isinstance(stats, dict) else dict(stats.to_row())
+    frame = store.trials_frame([st.point_id])
+    hot = hot_trials({int(i): json.loads(d) for i, d in zip(frame["trial_index"], frame["runner_json"], strict=True)})
+    if hot:  # a trial that started before the device cooled down is not comparable with the others
+        row["noisy"] = True
+        row["noisy_reasons"] = [*(row.get("noisy_reasons") or []), *hot]
+    store.complete_point(st.point_id, row)
+    summarize_point(store, st.point_id)

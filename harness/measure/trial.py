@@ -21,10 +21,16 @@ def trial_request(
     *,
     profile: bool = False,
     profile_runs: int | None = None,
+    sustained: bool = False,
 ) -> TrialRequest:
     """The request for one trial at ``threads`` with a point's ``options`` (``{"xnnpack": False}``...); a point
-    placed on a cluster (``{"cluster": "big", "cpus": [4, 5, 6, 7]}``) is pinned to its CPUs."""
+    placed on a cluster (``{"cluster": "big", "cpus": [4, 5, 6, 7]}``) is pinned to its CPUs.
+
+    ``sustained`` asks for the protocol's sustained run (a sweep's timed trials); profiles and calibration time
+    normally whatever the protocol says.
+    """
     cpus = (options or {}).get("cpus") or protocol.affinity
+    duration = protocol.sustained if sustained else None
     return TrialRequest(
         threads=threads,
         warmup_runs=protocol.warmup_runs,
@@ -36,5 +42,11 @@ def trial_request(
         affinity=tuple(cpus) if cpus else None,
         profile=profile,
         profile_runs=profile_runs,
-        timeout_s=protocol.timeout_s,
+        # A sustained trial runs for its duration by design; the timeout guards what comes on top of it.
+        timeout_s=protocol.timeout_s + (duration or 0.0),
+        sustained_s=duration,
+        window_s=protocol.sustained_window,
+        ort_allow_spinning=protocol.ort_allow_spinning,
+        ort_graph_optimization=protocol.ort_graph_optimization,
+        ort_execution_mode=protocol.ort_execution_mode,
     )

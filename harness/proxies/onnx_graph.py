@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from exporters.onnx_export import node_module_path
+from exporters.onnx_export import node_module_path, ort_node_names
 from harness.proxies import rules
 from harness.proxies.categories import Category, conv_category
 from harness.proxies.costs import (
@@ -50,6 +50,7 @@ def read_onnx(path: Path) -> list[Node]:
     for init in graph.initializer:
         tensors[init.name] = _from_initializer(init)
     nodes = []
+    names = ort_node_names(model)  # unnamed nodes (other exporters) get the names onnxruntime's profiler gives
     for i, proto in enumerate(graph.node):
         attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
         inputs = [_lookup(tensors, name) if name else None for name in proto.input]
@@ -57,7 +58,7 @@ def read_onnx(path: Path) -> list[Node]:
         if proto.op_type == "Constant" and "value" in attrs:
             tensors.update({o.name: _from_initializer(attrs["value"], o.name) for o in outputs})
             outputs = [tensors[o.name] for o in outputs]
-        nodes.append(Node(i, proto.name, proto.op_type, node_module_path(proto), inputs, outputs, attrs))
+        nodes.append(Node(i, names[i], proto.op_type, node_module_path(proto), inputs, outputs, attrs))
     return nodes
 
 

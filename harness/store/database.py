@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from harness.store.devices import DeviceWrites
 from harness.store.frames import Frames
+from harness.store.predictor_tables import PredictorTables
 from harness.store.reads import Reads
 from harness.store.runs import RunWrites
+from harness.store.timelines import Timelines
 from harness.store.writes import Writes
 
 
-class Store(RunWrites, DeviceWrites, Writes, Reads, Frames):
+class Store(RunWrites, DeviceWrites, Writes, Reads, Frames, Timelines, PredictorTables):
     """The results database. Use as a context manager; one instance per process/thread (not thread-safe).
 
     ``readonly=True`` opens an existing database without ever writing (for reporting while a sweep runs);

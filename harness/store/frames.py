@@ -15,6 +15,7 @@ from harness.store.connection import StoreConnection
 from harness.store.export import ExportFormat, export_frame
 from harness.store.schema import STATS_COLUMNS
 from harness.store.status import PointStatus
+from harness.store.timelines import Timelines
 
 
 def _point_filter(point_ids: Iterable[int] | None, column: str) -> tuple[str, list[Any]]:
@@ -132,7 +133,7 @@ class Frames(StoreConnection):
             raise FlopgapError(f"unknown table '{table}'; tables: {', '.join(EXPORT_TABLES)}")
         if table == "points":
             return self.points_frame(run_id)
-        if run_id is not None and table in ("samples", "trials", "op_profiles"):
+        if run_id is not None and table in ("samples", "trials", "op_profiles", "timelines", "sustained"):
             ids = self.points_frame(run_id)["point_id"].tolist()
             return EXPORT_TABLES[table](self, ids)
         return EXPORT_TABLES[table](self)
@@ -153,4 +154,6 @@ EXPORT_TABLES: dict[str, Callable[..., pd.DataFrame]] = {
     "devices": Frames.devices_frame,
     "artifacts": Frames.artifacts_frame,
     "calibrations": Frames.calibrations_frame,
+    "timelines": Timelines.timelines_frame,
+    "sustained": Timelines.sustained_frame,
 }

@@ -154,6 +154,71 @@ _TABLES_V1: tuple[str, ...] = (
 )""",
 )
 
+# Sustained runs (harness/store/timelines.py): each sustained trial's windows and its summary.
+TIMELINE_TABLES: tuple[str, ...] = (
+    """CREATE TABLE timelines (
+    trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+    window_index INTEGER NOT NULL CHECK (window_index >= 0),
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL,
+    runs INTEGER NOT NULL,
+    median_ms REAL,  -- NULL when no run finished inside the window
+    cpu_khz_json TEXT NOT NULL,  -- {"cpu index": kHz}
+    temps_c_json TEXT NOT NULL,  -- {"zone": degrees C}
+    state_s REAL,  -- when frequencies and temperatures were read
+    PRIMARY KEY (trial_id, window_index)
+) WITHOUT ROWID""",
+    """CREATE TABLE sustained_trials (
+    trial_id INTEGER PRIMARY KEY REFERENCES trials(id) ON DELETE CASCADE,
+    point_id INTEGER NOT NULL REFERENCES points(id) ON DELETE CASCADE,
+    seconds REAL NOT NULL,
+    window_s REAL NOT NULL,
+    start_unix REAL,
+    span_s REAL NOT NULL,  -- length of the first and last spans compared (a minute, or a third of a short run)
+    first_ms REAL,
+    last_ms REAL,
+    ratio REAL,  -- last_ms / first_ms
+    throttled INTEGER NOT NULL CHECK (throttled IN (0, 1)),
+    throttle_start_s REAL,
+    reason TEXT NOT NULL
+)""",
+    "CREATE INDEX sustained_trials_point ON sustained_trials(point_id)",
+)
+
+# Kernel-level latency predictor (harness.predict): which points are kernel probes, the kernels of each artifact
+# as its runtime runs them, and fitted predictors stored as data (LightGBM's text model format inside JSON).
+_TABLES_PREDICTOR: tuple[str, ...] = (
+    """CREATE TABLE kernel_samples (
+    point_id INTEGER PRIMARY KEY REFERENCES points(id) ON DELETE CASCADE,
+    kernel_type TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    source TEXT NOT NULL,  -- 'space', or the family of the model whose kernel an adaptive sample refines
+    round INTEGER NOT NULL
+)""",
+    """CREATE TABLE kernels (
+    artifact_sha TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    node_name TEXT NOT NULL,
+    kernel_type TEXT NOT NULL,
+    kernel_json TEXT NOT NULL,
+    PRIMARY KEY (artifact_sha, runtime, seq)
+) WITHOUT ROWID""",
+    """CREATE TABLE predictors (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    precision TEXT NOT NULL,
+    library TEXT NOT NULL,
+    versions_json TEXT NOT NULL,
+    model_json TEXT NOT NULL,  -- data only: loading it never executes code
+    summary_json TEXT NOT NULL,
+    created_at TEXT NOT NULL
+)""",
+    "CREATE INDEX predictors_context ON predictors(device, runtime, threads, precision)",
+)
+
 MIGRATIONS_TABLE = "schema_migrations"
 _MIGRATIONS_DDL = f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     version INTEGER PRIMARY KEY,
@@ -200,6 +265,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "(inventory_name, fingerprint) and last_error/last_error_at",
         _RUN_OWNERS_OUTCOMES_IDENTITY,
     ),
+    Migration(
+        3,
+        "sustained runs: timelines (one row per window), sustained_trials (summary, throttling)",
+        TIMELINE_TABLES,
+    ),
+    Migration(4, "kernel predictor: kernel_samples, kernels, predictors", _TABLES_PREDICTOR),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -22,6 +22,7 @@ from harness.store.keys import canonical_json, point_key
 from harness.store.rows import OpTime
 from harness.store.schema import STATS_COLUMNS
 from harness.store.status import PointStatus
+from harness.store.timelines import insert_timeline
 from harness.store.timestamps import now
 
 if TYPE_CHECKING:
@@ -241,6 +242,8 @@ class Writes(StoreConnection):
                 "INSERT INTO samples (trial_id, seq, latency_ns) VALUES (?, ?, ?)",
                 ((trial_id, seq, ns) for seq, ns in enumerate(samples)),
             )
+            if trial.timeline:  # a sustained trial: its windows commit with it
+                insert_timeline(conn, trial_id, trial.timeline)
             version, runner = doc.get("runtime_version"), doc.get("runner_version")
             conn.execute(
                 "UPDATE points SET updated_at = ?, runtime_version = coalesce(runtime_version, ?), "

@@ -24,8 +24,8 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, x: torch.Tensor) -> int:
-    """Conv and linear MACs of one forward pass on ``x`` (batch 1 expected)."""
+def count_macs(model: nn.Module, x: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
+    """Conv and linear MACs of one forward pass on ``x`` (batch 1 expected; a tuple for several inputs)."""
     total = 0
 
     def conv_hook(m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -47,12 +47,12 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
             handles.append(mod.register_forward_hook(linear_hook))
     try:
         with torch.no_grad():
-            model(x)
+            model(*x) if isinstance(x, tuple) else model(x)
     finally:
         for h in handles:
             h.remove()
     return total
 
 
-def count(model: nn.Module, x: torch.Tensor) -> Counts:
+def count(model: nn.Module, x: torch.Tensor | tuple[torch.Tensor, ...]) -> Counts:
     return Counts(params=count_params(model), macs=count_macs(model, x))

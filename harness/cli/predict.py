@@ -1,0 +1,265 @@
+"""`flopgap predictor build|eval` and `flopgap predict`: a kernel-level latency predictor per device context.
+
+Mount with ``app.add_typer(predictor_app, name="predictor")`` and ``app.command("predict")(predict)`` in
+:mod:`harness.cli.main`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from devices.errors import FlopgapError, Interrupted
+from devices.vocabulary import Precision, Runtime
+from harness.cli.options import (
+    CacheDirOpt,
+    DbOpt,
+    DevicesFileOpt,
+    InputShapeOpt,
+    ModelArg,
+    ModelPrecisionOpt,
+    ModelRuntimeOpt,
+    ParamOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+)
+from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
+from harness.cli.user_errors import one_line_errors
+from harness.predict.build import BuildReporter
+from harness.predict.dataset import PredictContext
+from harness.predict.evaluate import METHODS, Evaluation
+from harness.store import Store
+
+predictor_app = typer.Typer(help="Build and evaluate per-device kernel-level latency predictors.", no_args_is_help=True)
+
+DeviceNameOpt = Annotated[str, typer.Option("--device", help="Device name from the inventory ('local' always exists).")]
+RuntimeReqOpt = Annotated[Runtime, typer.Option(help="Runtime the predictor is for.")]
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+def parse_budget(text: str) -> float:
+    """Seconds in ``15m``, ``90s``, ``1h30m`` or a plain number of seconds."""
+    match = _DURATION.match(text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise FlopgapError(f"--budget '{text}' is not a duration; write e.g. 15m, 90s or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+class _BuildProgress(ProgressReporter, BuildReporter):
+    """The sweep's progress for the zoo models, one line per stage and a counter for the probes."""
+
+    def stage(self, message: str) -> None:
+        self.progress.console.print(f"[bold]{escape(message)}[/]", highlight=False)
+
+    def probe_measured(self, done: int, label: str, median_ms: float | None, round_: int) -> None:
+        if done % 25 == 0:
+            ms = f"{median_ms:.3f} ms" if median_ms is not None else "-"
+            self.progress.console.print(f"  {done} probes measured (round {round_}; last {escape(label)}: {ms})",
+                                        highlight=False)  # fmt: skip
+
+
+@predictor_app.command("build")
+@one_line_errors
+def build(
+    device: DeviceNameOpt = "local",
+    runtime: RuntimeReqOpt = Runtime.ONNXRUNTIME,
+    threads: ThreadsOpt = 1,
+    precision: PrecisionOpt = Precision.FP32,
+    budget: Annotated[str, typer.Option(help="Device time for measuring (15m, 90s, 1h): earlier runs count.")] = "15m",
+    seed: Annotated[int, typer.Option(help="Seed of the kernel sampling order.")] = 0,
+    db: DbOpt = None,
+    cache_dir: CacheDirOpt = None,
+    devices_file: DevicesFileOpt = None,
+) -> None:
+    """Measure zoo models and kernel probes on a device within a budget, then fit and store its predictor.
+
+    Resumable: a rerun skips what is measured and counts earlier runs' time against the budget.
+
+    Example: flopgap predictor build --device local --runtime litert --budget 15m
+    """
+    from harness.predict.build import BuildPlan, build_predictor
+
+    console = Console()
+    ctx = PredictContext(device, runtime, threads, precision)
+    plan = BuildPlan(ctx, parse_budget(budget), seed)
+    dev = open_devices([device], devices_file)[device]
+    try:
+        progress = _BuildProgress(console)
+        with Store(db) as store, progress:
+            try:
+                result = build_predictor(plan, store, dev, make_exporter(cache_dir, True), progress)
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to "
+                    "resume"
+                ) from None
+            where = store.path
+    finally:
+        dev.cleanup()
+    summary = result.predictor.summary
+    console.print(
+        f"predictor {result.predictor_id} for {result.context}: {result.probes_total} kernel probes "
+        f"({result.probes_measured} measured now), {result.kernel_rows} kernel rows, {result.models} zoo models; "
+        f"build time {result.build_s:.0f}s (this run {result.elapsed_s:.0f}s); rows per type "
+        f"{summary.get('rows_per_type')}; stored in {where}",
+        highlight=False,
+    )
+
+
+@predictor_app.command("eval")
+@one_line_errors
+def evaluate(
+    device: DeviceNameOpt = "local",
+    runtime: RuntimeReqOpt = Runtime.ONNXRUNTIME,
+    threads: ThreadsOpt = 1,
+    precision: PrecisionOpt = Precision.FP32,
+    db: DbOpt = None,
+    models: Annotated[bool, typer.Option("--models", help="Also list every model's prediction and errors.")] = False,
+) -> None:
+    """Leave-one-family-out: predict each family's models with a predictor that never saw that family.
+
+    Example: flopgap predictor eval --device local --runtime onnxruntime
+    """
+    from harness.predict.dataset import load_dataset
+    from harness.predict.evaluate import leave_one_family_out
+
+    console = Console()
+    ctx = PredictContext(device, runtime, threads, precision)
+    started = time.monotonic()
+    with Store(db, readonly=True) as store:
+        dataset = load_dataset(store, ctx)
+    if len(dataset.families) < 2:
+        raise FlopgapError(
+            f"{ctx}: {len(dataset.models)} zoo models in {len(dataset.families)} families measured; "
+            f"run 'flopgap predictor build --device {device} --runtime {runtime}' first"
+        )
+    evaluation = leave_one_family_out(dataset)
+    console.print(evaluation_table(evaluation, f"leave-one-family-out, {ctx}"))
+    if models:
+        console.print(models_table(evaluation))
+    ci = sorted(r.ci_halfwidth for r in evaluation.results if r.ci_halfwidth is not None)
+    floor = f"; median 95% CI half-width of the measured medians {ci[len(ci) // 2]:.1%} (the noise floor)" if ci else ""
+    console.print(
+        f"{len(dataset.rows)} kernel rows, {len(dataset.models)} models{floor}; "
+        f"evaluated in {time.monotonic() - started:.1f}s",
+        highlight=False,
+    )
+
+
+METHOD_LABELS = {"predictor": "kernel predictor", "macs_linear": "linear in MACs", "roofline": "roofline sum"}
+
+
+def evaluation_table(evaluation: Evaluation, title: str) -> Table:
+    """Per family and overall, one row per method (narrow enough for an 80-column terminal)."""
+    table = Table(title=title)
+    for col in ("family", "models", "method", "±5%", "±10%", "RMSE %"):
+        table.add_column(col, justify="left" if col in {"family", "method"} else "right")
+    for family in [*evaluation.families, None]:
+        scores = evaluation.scores(family)
+        first = next((s for s in scores.values() if s is not None), None)
+        name = family or "[bold]overall[/]"
+        for i, m in enumerate(METHODS):
+            s = scores[m]
+            numbers = [f"{s.within5:.0%}", f"{s.within10:.0%}", f"{s.rmse_pct:.1f}"] if s else ["–", "–", "–"]
+            table.add_row(name if i == 0 else "", str(first.models if first else 0) if i == 0 else "",
+                          METHOD_LABELS[m], *numbers, end_section=i == len(METHODS) - 1)  # fmt: skip
+    return table
+
+
+def models_table(evaluation: Evaluation) -> Table:
+    table = Table(title="per model (held out with its family)")
+    for col in ("model", "family", "measured ms", "±CI", "predicted ms", "error", "MACs-lin", "roofline"):
+        table.add_column(col, justify="left" if col in {"model", "family"} else "right")
+    for r in sorted(evaluation.results, key=lambda r: (r.family, r.measured_ms)):
+        errs = [r.error(m) for m in METHODS]
+        table.add_row(escape(r.label), r.family, f"{r.measured_ms:.3f}",
+                      f"{r.ci_halfwidth:.1%}" if r.ci_halfwidth is not None else "–", f"{r.predictor_ms:.3f}",
+                      *(f"{e:+.1%}" if e is not None else "–" for e in errs))  # fmt: skip
+    return table
+
+
+@one_line_errors
+def predict(
+    name: ModelArg,
+    param: ParamOpt = None,
+    input_shape: InputShapeOpt = None,
+    device: DeviceNameOpt = "local",
+    runtime: ModelRuntimeOpt = None,
+    threads: ThreadsOpt = 1,
+    precision: ModelPrecisionOpt = None,
+    top: Annotated[int, typer.Option(min=1, help="Kernels to show.")] = 20,
+    db: DbOpt = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Predict a model's latency on a device from its kernels, with the per-kernel table.
+
+    The model is what 'flopgap run' takes: a zoo name, a model file or a torch factory.
+    The runtime defaults to onnxruntime (a model file: its own format's runtime).
+    Where the same point was measured, prints the measured median and the error too.
+
+    Example: flopgap predict shufflenet_v2 --param scale=0.5 --device local --runtime litert
+    """
+    from harness.cli.model_args import cli_model, pick_precision, pick_runtime
+    from harness.predict.extract import extract_kernels
+    from harness.predict.predictor import KernelPredictor
+    from harness.sources import FileSource
+
+    console = Console()
+    spec = cli_model(name, param, input_shape)
+    runtime = pick_runtime(spec, runtime, Runtime.ONNXRUNTIME)
+    precision = pick_precision(spec, precision)
+    art = make_exporter(cache_dir, True)(spec, runtime.artifact_format, precision)
+    started = time.monotonic()
+    with Store(db, readonly=True) as store:
+        row = store.latest_predictor(device, runtime.value, threads, precision.value)
+        if row is None:
+            raise FlopgapError(
+                f"no predictor for {device} {runtime} t{threads} {precision} in {store.path}; run 'flopgap predictor "
+                f"build --device {device} --runtime {runtime}' first"
+            )
+        measured = _measured(store, art.sha256, device, runtime, threads)
+    predictor = KernelPredictor.from_json(row.model)
+    # A user's own model file is read where it is: no kernel list is cached beside it.
+    prediction = predictor.predict(extract_kernels(art.path, runtime, cache=not isinstance(spec, FileSource)))
+    took = time.monotonic() - started
+    console.print(kernel_table(prediction, f"{spec.label} on {device} ({runtime}, {threads} thread(s), {precision})",
+                               top))  # fmt: skip
+    line = f"predicted {prediction.total_ms:.3f} ms (kernel sum {prediction.kernel_sum_ms:.3f} ms, calibrated)"
+    if measured is not None:
+        line += f"; measured median {measured:.3f} ms, error {prediction.total_ms / measured - 1:+.1%}"
+    console.print(f"{line}; predictor {row.id} of {row.created_at[:19]}; {took * 1e3:.0f} ms", highlight=False)
+
+
+def _measured(store: Store, sha: str, device: str, runtime: Runtime, threads: int) -> float | None:
+    frame = store.points_frame()
+    hit = frame[(frame["artifact_sha"] == sha) & (frame["device"] == device) & (frame["runtime"] == runtime.value)
+                & (frame["threads"] == threads) & (frame["status"] == "done")]  # fmt: skip
+    return float(hit["median_ms"].iloc[-1]) if not hit.empty else None
+
+
+def kernel_table(prediction: object, title: str, top: int) -> Table:
+    from harness.predict.predictor import Prediction
+
+    assert isinstance(prediction, Prediction)
+    total = float(prediction.kernel_us.sum()) or 1.0
+    table = Table(title=title)
+    for col in ("kernel", "type", "module", "shape", "predicted ms", "share"):
+        table.add_column(col, justify="right" if col in {"predicted ms", "share"} else "left")
+    order = sorted(range(len(prediction.kernels)), key=lambda i: -prediction.kernel_us[i])
+    for i in order[:top]:
+        k, us = prediction.kernels[i], float(prediction.kernel_us[i])
+        shape = f"{k.cin}→{k.cout} @{k.h_in}×{k.w_in}" + (f" k{k.kernel_size}" if k.kernel_size > 1 else "")
+        shape += f" s{k.stride}" if k.stride > 1 else ""
+        table.add_row(escape(k.name), k.type.value, escape(k.module_path or "-"), shape, f"{us / 1e3:.4f}",
+                      f"{us / total:.1%}")  # fmt: skip
+    if len(order) > top:
+        rest = float(sum(prediction.kernel_us[i] for i in order[top:]))
+        table.add_row(f"... {len(order) - top} more", "", "", "", f"{rest / 1e3:.4f}", f"{rest / total:.1%}")
+    return table

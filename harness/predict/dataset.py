@@ -1,0 +1,213 @@
+"""What a predictor learns from and is judged on, read from the results database for one context.
+
+- **Kernel rows** (:class:`~harness.predict.predictor.TrainingRow`): ONNX Runtime: every profiled node of a kernel
+  probe or a zoo model, joined to its kernel by the name the op profile stores (the exported node it runs, or
+  ORT's own name for layout nodes); LiteRT (no per-op profiler): each single-kernel probe's median. A row's
+  ``source`` is ``space`` for probes and the model's family for a zoo model's nodes.
+- **Model points** (:class:`ModelPoint`): zoo models measured in the context, with their kernels, MACs and
+  roofline sum (when the device is calibrated), which the calibration is fitted on and the evaluation predicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from devices.vocabulary import Precision, Runtime
+from harness.measure.versions import PointVersions
+from harness.predict.kernels import Kernel
+from harness.predict.predictor import TrainingRow
+from harness.store import Store
+
+SPACE = "space"
+NOT_MODELS = frozenset({"kernel", "block", "guideline"})  # probes, building blocks, guideline experiments
+
+
+@dataclass(frozen=True)
+class PredictContext:
+    """What a predictor is for: one device, runtime, thread count and precision."""
+
+    device: str
+    runtime: Runtime
+    threads: int = 1
+    precision: Precision = Precision.FP32
+
+    def to_json(self) -> dict[str, str | int]:
+        return {"device": self.device, "runtime": self.runtime.value, "threads": self.threads,
+                "precision": self.precision.value}  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.device} {self.runtime} t{self.threads} {self.precision}"
+
+
+@dataclass(frozen=True)
+class ModelPoint:
+    point_id: int
+    label: str
+    family: str
+    artifact_sha: str
+    macs: float
+    median_ms: float
+    ci_low_ms: float | None
+    ci_high_ms: float | None
+    kernels: tuple[Kernel, ...]
+    roofline_ms: float | None
+
+
+@dataclass
+class Dataset:
+    context: PredictContext
+    rows: list[TrainingRow]
+    models: list[ModelPoint]
+
+    @property
+    def families(self) -> list[str]:
+        return sorted({m.family for m in self.models})
+
+    def without(self, family: str | None) -> tuple[list[TrainingRow], list[ModelPoint]]:
+        """Training rows and calibration models with nothing from ``family`` (None: everything)."""
+        rows = [r for r in self.rows if family is None or r.source != family]
+        models = [m for m in self.models if family is None or m.family != family]
+        return rows, models
+
+
+def join_key(kernel: Kernel) -> str:
+    """The node name an op profile stores for this kernel (see :func:`harness.measure.profile.map_ort_rows`)."""
+    return kernel.source_ops[0] if kernel.source_ops else kernel.name
+
+
+def same_versions(points: pd.DataFrame, versions: PointVersions) -> pd.Series:
+    """Points measured with these runtime and runner versions (a version not recorded matches any)."""
+    keep = pd.Series(True, index=points.index)
+    for column, version in (("runtime_version", versions.runtime_version), ("runner_version", versions.runner_version)):
+        if version is not None:
+            keep &= points[column].isna() | (points[column] == version)
+    return keep
+
+
+def context_points(store: Store, ctx: PredictContext, versions: PointVersions | None = None) -> pd.DataFrame:
+    """The context's done points; with ``versions``, only those measured with them (a build fits on what the
+    device runs now: an upgraded runtime's points are others, as in a sweep)."""
+    frame = store.points_frame()
+    keep = (
+        (frame["device"] == ctx.device)
+        & (frame["runtime"] == ctx.runtime.value)
+        & (frame["threads"] == ctx.threads)
+        & (frame["precision"] == ctx.precision.value)
+        & (frame["status"] == "done")
+    )
+    if versions is not None:
+        keep &= same_versions(frame, versions)
+    return frame[keep]
+
+
+def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | None = None) -> Dataset:
+    """What a predictor learns from in ``ctx`` (with ``versions``: only points measured with them)."""
+    points = context_points(store, ctx, versions)
+    probes = store.kernel_samples_frame().set_index("point_id")
+    runtime = ctx.runtime.value
+    kernels_by_sha: dict[str, list[Kernel]] = {}
+
+    def kernels(sha: str) -> list[Kernel]:
+        if sha not in kernels_by_sha:
+            kernels_by_sha[sha] = [Kernel.from_json(r.kernel) for r in store.kernels_of(sha, runtime)]
+        return kernels_by_sha[sha]
+
+    is_probe = points["point_id"].isin(probes.index)
+    model_rows = points[~is_probe & points["family"].notna() & ~points["family"].isin(NOT_MODELS)]
+    rows: list[TrainingRow] = []
+    if ctx.runtime is Runtime.ONNXRUNTIME:
+        profiled = store.op_profiles_frame(points["point_id"].tolist())
+        by_point = {int(pid): group for pid, group in profiled.groupby("point_id")}
+        sources = {int(p): str(probes.loc[p, "source"]) for p in points.loc[is_probe, "point_id"]}
+        sources.update({int(r.point_id): str(r.family) for r in model_rows.itertuples()})
+        for row in points[points["point_id"].isin(list(sources))].itertuples():
+            group = by_point.get(int(row.point_id))
+            if group is None:
+                continue
+            times = group.groupby("node_name")["time_us"].sum().to_dict()
+            for k in kernels(str(row.artifact_sha)):
+                t = times.get(join_key(k))
+                if t is not None and t > 0:
+                    rows.append(TrainingRow(k, float(t), sources[int(row.point_id)], int(row.point_id)))
+    else:
+        for row in points[is_probe].itertuples():
+            ks = kernels(str(row.artifact_sha))
+            if len(ks) == 1:
+                source = str(probes.loc[row.point_id, "source"])
+                rows.append(TrainingRow(ks[0], float(row.median_ms) * 1e3, source, int(row.point_id)))
+    roof = _roofline(store, ctx)
+    models = []
+    for row in model_rows.itertuples():
+        ks = kernels(str(row.artifact_sha))  # none: measured by a sweep, not a build (the baselines still apply)
+        models.append(
+            ModelPoint(
+                point_id=int(row.point_id),
+                label=str(row.model_label),
+                family=str(row.family),
+                artifact_sha=str(row.artifact_sha),
+                macs=float(row.macs) if pd.notna(row.macs) else 0.0,
+                median_ms=float(row.median_ms),
+                ci_low_ms=float(row.ci_low_ms) if pd.notna(row.ci_low_ms) else None,
+                ci_high_ms=float(row.ci_high_ms) if pd.notna(row.ci_high_ms) else None,
+                kernels=tuple(ks),
+                roofline_ms=roof.get(str(row.artifact_sha)),
+            )
+        )
+    return Dataset(ctx, rows, models)
+
+
+def _roofline(store: Store, ctx: PredictContext) -> dict[str, float]:
+    """Artifact sha -> Σ over its graph's ops of max(FLOPs / peak, bytes / bandwidth), in ms, from the context's
+    latest calibration; empty when the device is not calibrated for this runtime and thread count."""
+    cals = store.calibrations_frame()
+    cals = cals[(cals["device"] == ctx.device) & (cals["runtime"] == ctx.runtime.value)
+                & (cals["threads"] == ctx.threads)]  # fmt: skip
+    if cals.empty:
+        return {}
+    latest = cals.iloc[-1]
+    peak, bandwidth = latest["peak_gflops"], latest["bandwidth_gbs"]
+    if not (pd.notna(peak) and pd.notna(bandwidth) and peak > 0 and bandwidth > 0):
+        return {}
+    out = {}
+    for sha, frame in store.op_accounts().items():
+        flops = pd.to_numeric(frame["flops"], errors="coerce").fillna(0.0)
+        moved = pd.to_numeric(frame["mac_bytes"], errors="coerce").fillna(0.0)
+        per_op_ns = (flops / float(peak)).combine(moved / float(bandwidth), max)  # GFLOP/s = FLOP/ns
+        out[sha] = float(per_op_ns.sum()) / 1e6
+    return out
+
+
+def describe_sources(rows: Sequence[TrainingRow]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.source] = counts.get(r.source, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def config_of(config_json: str) -> dict[str, object]:
+    return dict(json.loads(config_json))
+
+
+def model_contexts(store: Store) -> list[PredictContext]:
+    """Contexts with measured zoo models (what the baselines can be evaluated on), in first-measured order."""
+    frame = store.points_frame()
+    frame = frame[(frame["status"] == "done") & frame["family"].notna() & ~frame["family"].isin(NOT_MODELS)]
+    seen = dict.fromkeys(
+        PredictContext(str(r.device), Runtime(r.runtime), int(r.threads), Precision(r.precision))
+        for r in frame.itertuples()
+    )
+    return list(seen)
+
+
+def predictor_contexts(store: Store) -> list[PredictContext]:
+    """Contexts that have a stored predictor, in the order they were first built."""
+    frame = store.predictors_frame()
+    seen = dict.fromkeys(
+        PredictContext(str(r.device), Runtime(r.runtime), int(r.threads), Precision(r.precision))
+        for r in frame.itertuples()
+    )
+    return list(seen)

@@ -1,0 +1,217 @@
+"""Kernels: the units a runtime actually executes after its own fusions, and the features a regressor sees.
+
+A kernel is one node of the graph the runtime runs (ONNX Runtime's optimized graph, whose node names are the
+profiler's) or one op of the ``.tflite`` graph (XNNPACK runs one operator per TFLite op). Fused work belongs to
+the kernel that runs it: a conv with its bias, activation and residual add is one kernel; a layout reorder ORT
+inserts is a kernel of its own, although the exported graph never had it.
+
+Features (:data:`FEATURES`) are one flat vector for every type, so one table holds every kernel: channels,
+spatial sizes in and out, kernel size, stride, groups, FLOPs (1 MAC = 2 FLOPs, as :mod:`harness.proxies`), bytes
+read / written / weights, arithmetic intensity, inputs, the fused activation and whether a residual add is fused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from harness.proxies.categories import Category
+
+
+class KernelType(StrEnum):
+    """What a kernel does; one regressor per type."""
+
+    DENSE_CONV = "dense_conv"
+    POINTWISE_CONV = "pointwise_conv"
+    GROUPED_CONV = "grouped_conv"
+    DEPTHWISE_CONV = "depthwise_conv"
+    FULLY_CONNECTED = "fully_connected"
+    ELEMENTWISE = "elementwise"  # add, mul (SE scale: broadcast), sub, div
+    ACTIVATION = "activation"  # an activation the runtime did not fuse
+    POOLING = "pooling"
+    GLOBAL_POOL = "global_pool"
+    CONCAT = "concat"
+    SPLIT = "split"  # split, slice, strided slice
+    TRANSPOSE = "transpose"  # channel shuffles and layout transposes
+    GATHER = "gather"
+    RESHAPE = "reshape"  # views the runtime still runs as a node (copy or alias)
+    PAD = "pad"
+    REORDER = "reorder"  # ORT's NCHW <-> NCHWc layout conversions
+    OTHER = "other"
+
+
+_FROM_CATEGORY: dict[Category, KernelType] = {
+    Category.DENSE_CONV: KernelType.DENSE_CONV,
+    Category.POINTWISE_CONV: KernelType.POINTWISE_CONV,
+    Category.GROUPED_CONV: KernelType.GROUPED_CONV,
+    Category.DEPTHWISE_CONV: KernelType.DEPTHWISE_CONV,
+    Category.FULLY_CONNECTED: KernelType.FULLY_CONNECTED,
+    Category.ELEMENTWISE: KernelType.ELEMENTWISE,
+    Category.ACTIVATION: KernelType.ACTIVATION,
+    Category.POOLING: KernelType.POOLING,
+    Category.GLOBAL_POOL_SE: KernelType.GLOBAL_POOL,
+    Category.CHANNEL_SHUFFLE: KernelType.TRANSPOSE,  # its reshapes and gathers are typed by op type (_MOVEMENT)
+    Category.LAYOUT: KernelType.TRANSPOSE,
+    Category.PAD: KernelType.PAD,
+}
+
+# Data-movement op types (ONNX and TFLite spellings) whose category is too coarse for a regressor.
+_MOVEMENT: dict[str, KernelType] = {
+    "Concat": KernelType.CONCAT,
+    "CONCATENATION": KernelType.CONCAT,
+    "Split": KernelType.SPLIT,
+    "Slice": KernelType.SPLIT,
+    "SPLIT": KernelType.SPLIT,
+    "SPLIT_V": KernelType.SPLIT,
+    "SLICE": KernelType.SPLIT,
+    "STRIDED_SLICE": KernelType.SPLIT,
+    "Gather": KernelType.GATHER,
+    "GatherElements": KernelType.GATHER,
+    "GatherND": KernelType.GATHER,
+    "GATHER": KernelType.GATHER,
+    "GATHER_ND": KernelType.GATHER,
+    "Reshape": KernelType.RESHAPE,
+    "Flatten": KernelType.RESHAPE,
+    "Squeeze": KernelType.RESHAPE,
+    "Unsqueeze": KernelType.RESHAPE,
+    "Identity": KernelType.RESHAPE,
+    "RESHAPE": KernelType.RESHAPE,
+    "SQUEEZE": KernelType.RESHAPE,
+    "EXPAND_DIMS": KernelType.RESHAPE,
+    "ReorderInput": KernelType.REORDER,
+    "ReorderOutput": KernelType.REORDER,
+}
+
+CONV_TYPES = frozenset(
+    {KernelType.DENSE_CONV, KernelType.POINTWISE_CONV, KernelType.GROUPED_CONV, KernelType.DEPTHWISE_CONV}
+)
+
+# Fused or standalone activation -> a small code the trees can split on (0: none).
+ACTIVATION_CODES: dict[str, int] = {
+    "relu": 1,
+    "relu6": 2,
+    "clip": 2,
+    "relu_n1_to_1": 2,
+    "sigmoid": 3,
+    "hardsigmoid": 4,
+    "hardswish": 5,
+    "swish": 6,
+    "tanh": 7,
+    "leaky_relu": 8,
+}
+
+
+def kernel_type_of(op_type: str, category: str | Category) -> KernelType:
+    """The kernel type of an op from its op type (movement ops) or its proxy category."""
+    if op_type in _MOVEMENT:
+        return _MOVEMENT[op_type]
+    try:
+        return _FROM_CATEGORY.get(Category(category), KernelType.OTHER)
+    except ValueError:
+        return KernelType.OTHER
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One executed kernel: its name as the runtime reports it, its type, and its features.
+
+    Sizes are NCHW (``cin``/``h_in``/``w_in`` of the main input, ``cout``/``h_out``/``w_out`` of the output); for
+    tensors of another rank ``elements_in``/``elements_out`` carry the size and the spatial fields stay 1.
+    ``source_ops`` lists the exported graph's nodes the kernel runs (empty for nodes the runtime added).
+    """
+
+    name: str
+    type: KernelType
+    op_type: str
+    module_path: str = ""
+    cin: int = 1
+    cout: int = 1
+    h_in: int = 1
+    w_in: int = 1
+    h_out: int = 1
+    w_out: int = 1
+    kernel_size: int = 1
+    stride: int = 1
+    groups: int = 1
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    weight_bytes: int = 0
+    elements_in: int = 0
+    elements_out: int = 0
+    inputs: int = 1
+    rank: int = 4
+    activation: str = ""
+    fused_add: bool = False
+    source_ops: tuple[str, ...] = ()
+
+    @property
+    def bytes_moved(self) -> int:
+        """Memory access cost: activations read and written plus weights."""
+        return self.bytes_read + self.bytes_written + self.weight_bytes
+
+    @property
+    def intensity(self) -> float:
+        """FLOPs per byte moved (0 for pure data movement)."""
+        return self.flops / self.bytes_moved if self.bytes_moved else 0.0
+
+    def features(self) -> list[float]:
+        """The feature vector, in :data:`FEATURES` order."""
+        return [float(_FEATURE_GETTERS[name](self)) for name in FEATURES]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = self.type.value
+        data["source_ops"] = list(self.source_ops)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Kernel:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["type"] = KernelType(values["type"])
+        values["source_ops"] = tuple(values.get("source_ops") or ())
+        return cls(**values)
+
+
+_FEATURE_GETTERS: dict[str, Any] = {
+    "cin": lambda k: k.cin,
+    "cout": lambda k: k.cout,
+    "h_in": lambda k: k.h_in,
+    "w_in": lambda k: k.w_in,
+    "h_out": lambda k: k.h_out,
+    "w_out": lambda k: k.w_out,
+    "kernel_size": lambda k: k.kernel_size,
+    "stride": lambda k: k.stride,
+    "groups": lambda k: k.groups,
+    "channels_per_group": lambda k: k.cin / max(k.groups, 1),
+    # How full the last SIMD block of channels is (runtimes pad channels to 8 or 16 floats: ORT's NCHWc, XNNPACK)
+    "cin_fill": lambda k: k.cin / (16 * math.ceil(k.cin / 16)),
+    "cout_fill": lambda k: k.cout / (16 * math.ceil(k.cout / 16)),
+    "log_flops": lambda k: math.log1p(k.flops),
+    "log_bytes_read": lambda k: math.log1p(k.bytes_read),
+    "log_bytes_written": lambda k: math.log1p(k.bytes_written),
+    "log_weight_bytes": lambda k: math.log1p(k.weight_bytes),
+    "intensity": lambda k: k.intensity,
+    "log_elements_out": lambda k: math.log1p(k.elements_out),
+    "inputs": lambda k: k.inputs,
+    "rank": lambda k: k.rank,
+    "activation": lambda k: ACTIVATION_CODES.get(k.activation, 9 if k.activation else 0),
+    "fused_add": lambda k: int(k.fused_add),
+}
+FEATURES: tuple[str, ...] = tuple(_FEATURE_GETTERS)
+
+
+def nchw(shape: tuple[int, ...] | None, layout: str = "NCHW") -> tuple[int, int, int]:
+    """(C, H, W) of a rank-4 shape in ``layout``; other ranks give (last-but-spatial product, 1, 1)."""
+    if not shape:
+        return 1, 1, 1
+    if len(shape) == 4:
+        if layout == "NHWC":
+            return int(shape[3]), int(shape[1]), int(shape[2])
+        return int(shape[1]), int(shape[2]), int(shape[3])
+    if len(shape) == 2:
+        return int(shape[1]), 1, 1
+    return int(math.prod(shape[1:])) if len(shape) > 1 else int(shape[0]), 1, 1

@@ -1,0 +1,211 @@
+"""A per-device latency predictor: per-kernel-type regressors, summed over a model's kernels, then calibrated.
+
+``latency = c0 + c1 · Σ predicted kernel times + c2 · kernels`` where the three coefficients are fitted on the
+training models' measured medians (relative error, with a weak prior on ``(0, 1, 0)`` so a handful of models
+cannot swing it): ``c2`` absorbs what a kernel timed alone carries that it does not carry inside a model (a probe's
+per-invoke cost, ORT's profiler overhead per node), ``c0`` a session's fixed cost. Stored as JSON: the context
+(device, runtime, threads, precision), the library versions, every type's base and LightGBM text model.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from devices.errors import FlopgapError
+from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType
+from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
+
+LIBRARY = "lightgbm"
+FORMAT_VERSION = 2  # 2: models per group of types for types with too few rows
+MIN_TYPE_ROWS = 8  # fewer rows of a type: its group's model predicts it (a line through one probe is no model)
+COMPUTE = "compute"  # convolutions and fully connected layers
+MEMORY = "memory"  # everything whose time is bytes: element-wise, activations, pools, data movement
+
+
+def kernel_group(kind: KernelType) -> str:
+    return COMPUTE if kind in CONV_TYPES or kind is KernelType.FULLY_CONNECTED else MEMORY
+
+
+PRIOR_WEIGHT = 0.3  # weight of the (0, 1, 0) prior rows against one model's relative error
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Model-level correction of the kernel sum (µs, ratio, µs per kernel)."""
+
+    c0: float = 0.0
+    c1: float = 1.0
+    c2: float = 0.0
+
+    def apply(self, kernel_sum_us: float, kernels: int) -> float:
+        return max(self.c0 + self.c1 * kernel_sum_us + self.c2 * kernels, 0.0)
+
+
+def fit_calibration(sums_us: Sequence[float], counts: Sequence[int], measured_us: Sequence[float]) -> Calibration:
+    """Least squares on relative error over the training models, pulled towards the identity."""
+    y = np.asarray(measured_us, dtype=float)
+    if len(y) < 3:
+        return Calibration()
+    s, n = np.asarray(sums_us, dtype=float), np.asarray(counts, dtype=float)
+    rows = np.column_stack([np.ones_like(y), s, n]) / y[:, None]
+    target = np.ones_like(y)
+    # The prior: c0 ~ 0 (in units of the median model), c1 ~ 1, c2 ~ 0 (in units of the median kernel time).
+    scale = np.array([float(np.median(y)), 1.0, float(np.median(s / np.maximum(n, 1)))])
+    prior = np.diag(PRIOR_WEIGHT / scale)
+    rows = np.vstack([rows, prior])
+    target = np.concatenate([target, PRIOR_WEIGHT * np.array([0.0, 1.0, 0.0]) / scale])
+    coef, *_ = np.linalg.lstsq(rows, target, rcond=None)
+    return Calibration(float(coef[0]), float(coef[1]), float(coef[2]))
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """One measured kernel: its features, its time and where it came from (``space`` or a model family)."""
+
+    kernel: Kernel
+    time_us: float
+    source: str
+    point_id: int | None = None  # the measured point it came from
+
+
+@dataclass
+class Prediction:
+    total_ms: float
+    kernel_us: np.ndarray  # per kernel, before calibration
+    kernels: list[Kernel]
+
+    @property
+    def kernel_sum_ms(self) -> float:
+        return float(self.kernel_us.sum()) / 1e3
+
+
+@dataclass
+class KernelPredictor:
+    """Regressors per kernel type, per group of types (compute, memory) for types with few rows, a fallback over
+    all rows, and the model-level calibration."""
+
+    context: dict[str, Any]
+    models: dict[KernelType, TypeModel]
+    fallback: TypeModel
+    calibration: Calibration = field(default_factory=Calibration)
+    versions: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, TypeModel] = field(default_factory=dict)
+
+    def model_for(self, kind: KernelType) -> TypeModel:
+        return self.models.get(kind) or self.groups.get(kernel_group(kind)) or self.fallback
+
+    def kernel_times_us(self, kernels: Sequence[Kernel]) -> np.ndarray:
+        """Each kernel's predicted µs (uncalibrated), by its type's model or the fallback."""
+        out = np.zeros(len(kernels))
+        by_type: dict[KernelType, list[int]] = {}
+        for i, k in enumerate(kernels):
+            by_type.setdefault(k.type, []).append(i)
+        for kind, idx in by_type.items():
+            model = self.model_for(kind)
+            out[idx] = _predict(model, [kernels[i] for i in idx])
+        return out
+
+    def predict(self, kernels: Sequence[Kernel]) -> Prediction:
+        times = self.kernel_times_us(kernels)
+        total_us = self.calibration.apply(float(times.sum()), len(kernels))
+        return Prediction(total_us / 1e3, times, list(kernels))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "library": LIBRARY,
+            "features": list(FEATURES),
+            "context": self.context,
+            "versions": self.versions,
+            "models": [m.to_json() for m in self.models.values()],
+            "groups": {name: m.to_json() for name, m in self.groups.items()},
+            "fallback": self.fallback.to_json(),
+            "calibration": {"c0": self.calibration.c0, "c1": self.calibration.c1, "c2": self.calibration.c2},
+            "summary": self.summary,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KernelPredictor:
+        if data.get("format_version") != FORMAT_VERSION or list(data.get("features") or []) != list(FEATURES):
+            raise FlopgapError(
+                "this predictor was stored by another version of flopgap (its features differ); rebuild it with "
+                "'flopgap predictor build' (measurements already in the database are reused)"
+            )
+        models = [TypeModel.from_json(m) for m in data["models"]]
+        return cls(
+            context=dict(data["context"]),
+            models={m.type: m for m in models if m.type is not None},
+            fallback=TypeModel.from_json(data["fallback"]),
+            calibration=Calibration(**data["calibration"]),
+            versions=dict(data.get("versions") or {}),
+            summary=dict(data.get("summary") or {}),
+            groups={name: TypeModel.from_json(m) for name, m in (data.get("groups") or {}).items()},
+        )
+
+
+def _predict(model: TypeModel, kernels: Sequence[Kernel]) -> np.ndarray:
+    features = np.array([k.features() for k in kernels], dtype=float)
+    flops = np.array([k.flops for k in kernels], dtype=float)
+    moved = np.array([k.bytes_moved for k in kernels], dtype=float)
+    return model.predict(features, flops, moved)
+
+
+def fit_kernel_models(
+    rows: Sequence[TrainingRow],
+) -> tuple[dict[KernelType, TypeModel], dict[str, TypeModel], TypeModel]:
+    """A model per kernel type with at least :data:`MIN_TYPE_ROWS` rows, one per group of types, and a fallback
+    over all rows."""
+    by_type: dict[KernelType, list[TrainingRow]] = {}
+    by_group: dict[str, list[TrainingRow]] = {}
+    for row in rows:
+        by_type.setdefault(row.kernel.type, []).append(row)
+        by_group.setdefault(kernel_group(row.kernel.type), []).append(row)
+    models = {kind: _fit(kind, group) for kind, group in by_type.items() if len(group) >= MIN_TYPE_ROWS}
+    groups = {name: _fit(None, group) for name, group in by_group.items() if len(group) >= MIN_TYPE_ROWS}
+    fallback = _fit(None, list(rows)) if rows else TypeModel(None, (1.0, 0.0, 0.0), None, 0)
+    return models, groups, fallback
+
+
+def _fit(kind: KernelType | None, rows: Sequence[TrainingRow]) -> TypeModel:
+    kernels = [r.kernel for r in rows]
+    features = np.array([k.features() for k in kernels], dtype=float)
+    flops = np.array([k.flops for k in kernels], dtype=float)
+    moved = np.array([k.bytes_moved for k in kernels], dtype=float)
+    return fit_type_model(kind, features, flops, moved, np.array([r.time_us for r in rows]))
+
+
+def fit_predictor(
+    context: Mapping[str, Any],
+    rows: Sequence[TrainingRow],
+    models: Sequence[tuple[Sequence[Kernel], float]],
+) -> KernelPredictor:
+    """Fit kernel models on ``rows``, then the calibration on ``models`` (kernel lists with measured µs)."""
+    type_models, groups, fallback = fit_kernel_models(rows)
+    predictor = KernelPredictor(dict(context), type_models, fallback, versions=library_versions(), groups=groups)
+    sums = [float(predictor.kernel_times_us(kernels).sum()) for kernels, _ in models]
+    predictor.calibration = fit_calibration(sums, [len(k) for k, _ in models], [m for _, m in models])
+    predictor.summary = {
+        "kernel_rows": len(rows),
+        "rows_per_type": dict(Counter(r.kernel.type.value for r in rows).most_common()),
+        "types_by_group": sorted(k.value for k in KernelType if k not in type_models),
+        "calibration_models": len(models),
+    }
+    return predictor
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"lightgbm": lightgbm_version(), "python": platform.python_version()}
+    for package in ("numpy", "scipy", "onnxruntime", "ai-edge-litert"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return versions

@@ -1,0 +1,120 @@
+"""One kernel type's latency model: a non-negative linear base in FLOPs and bytes, times a boosted correction.
+
+``t = base(x) · exp(g(x))`` where ``base = c0 + c1·FLOPs + c2·bytes`` (fitted by non-negative least squares on
+relative error: a roofline with learned per-type throughputs) and ``g`` is a LightGBM regressor of
+``log(t / base)`` on :data:`~harness.predict.kernels.FEATURES`. The base carries the scale, so a model
+extrapolates to kernels larger than any probe along its FLOPs and bytes; the trees only learn the efficiency
+a kernel gets at a shape (cache fits, vector widths, channel blocking), which is bounded.
+
+Why LightGBM (over scikit-learn's forests, nn-Meter's choice): its text model format is the library's own,
+loads without executing code (no pickle), and round-trips exactly; it fits a few hundred rows per type in
+milliseconds on one thread and predicts a whole model's kernels in well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+from harness.predict.kernels import FEATURES, KernelType
+
+MIN_ROWS_FOR_TREES = 12  # fewer rows: the linear base alone
+MIN_TIME_US = 0.05
+_LGB_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "max_depth": 6,
+    "lambda_l2": 1.0,
+    "feature_fraction": 0.9,
+    "max_bin": 63,
+    "verbose": -1,
+    "num_threads": 1,
+    "deterministic": True,
+    "force_row_wise": True,
+    "seed": 0,
+}
+ROUNDS = 300
+
+
+def lightgbm_version() -> str:
+    import lightgbm
+
+    return str(lightgbm.__version__)
+
+
+@dataclass
+class TypeModel:
+    """The latency model of one kernel type (``None`` type: the fallback fitted on every type)."""
+
+    type: KernelType | None
+    base: tuple[float, float, float]  # µs, µs per FLOP, µs per byte
+    booster_text: str | None
+    rows: int
+    _booster: Any = None
+
+    def predict(self, features: np.ndarray, flops: np.ndarray, bytes_moved: np.ndarray) -> np.ndarray:
+        """Predicted µs for each row of ``features`` (columns in FEATURES order)."""
+        base = self._base(flops, bytes_moved)
+        if self.booster_text is None or len(features) == 0:
+            return base
+        return base * np.exp(self.booster().predict(features))
+
+    def _base(self, flops: np.ndarray, bytes_moved: np.ndarray) -> np.ndarray:
+        c0, c1, c2 = self.base
+        return np.maximum(c0 + c1 * flops + c2 * bytes_moved, MIN_TIME_US)
+
+    def booster(self) -> Any:
+        if self._booster is None:
+            import lightgbm
+
+            self._booster = lightgbm.Booster(model_str=self.booster_text)
+        return self._booster
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type.value if self.type is not None else None,
+            "base": list(self.base),
+            "lightgbm_model": self.booster_text,
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TypeModel:
+        kind = KernelType(data["type"]) if data.get("type") else None
+        c0, c1, c2 = (float(v) for v in data["base"])
+        return cls(kind, (c0, c1, c2), data.get("lightgbm_model"), int(data["rows"]))
+
+
+def fit_type_model(
+    kind: KernelType | None,
+    features: np.ndarray,
+    flops: np.ndarray,
+    bytes_moved: np.ndarray,
+    time_us: np.ndarray,
+    rounds: int = ROUNDS,
+) -> TypeModel:
+    """Fit the base on relative error, then the trees on the log-ratio the base leaves."""
+    y = np.maximum(np.asarray(time_us, dtype=float), MIN_TIME_US)
+    design = np.column_stack([np.ones_like(y), flops, bytes_moved]) / y[:, None]
+    scale = np.maximum(np.abs(design).max(axis=0), 1e-30)
+    coef, _ = nnls(design / scale, np.ones_like(y))
+    c0, c1, c2 = (float(v) for v in coef / scale)
+    if not math.isfinite(c0 + c1 + c2) or (c0 + c1 + c2) == 0:
+        c0, c1, c2 = float(np.median(y)), 0.0, 0.0
+    model = TypeModel(kind, (c0, c1, c2), None, len(y))
+    if len(y) < MIN_ROWS_FOR_TREES:
+        return model
+    import lightgbm
+
+    target = np.log(y) - np.log(model._base(flops, bytes_moved))
+    params = {**_LGB_PARAMS, "min_data_in_leaf": max(3, len(y) // 50)}
+    data = lightgbm.Dataset(features, target, feature_name=list(FEATURES), free_raw_data=False)
+    booster = lightgbm.train(params, data, num_boost_round=rounds)
+    model.booster_text = booster.model_to_string()
+    model._booster = booster
+    return model

@@ -1,0 +1,280 @@
+"""The kernel-level predictor: kernels as each runtime runs them, probes, the stored model, resume, the hold-out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devices.errors import FlopgapError
+from devices.local import local_device
+from devices.vocabulary import Format, Precision, Runtime
+from exporters.export import export
+from harness.measure.spec import Protocol
+from harness.predict.build import BuildPlan, BuildReporter, build_predictor
+from harness.predict.dataset import Dataset, ModelPoint, PredictContext, load_dataset
+from harness.predict.evaluate import leave_one_family_out
+from harness.predict.extract import extract_kernels
+from harness.predict.kernels import Kernel, KernelType
+from harness.predict.predictor import KernelPredictor, TrainingRow, fit_predictor
+from harness.predict.probes import probe_artifact
+from harness.predict.space import KernelConfig, kernel_types, neighbours, sample, valid
+from harness.store import Store
+from harness.zoo.registry import resolve
+
+K = KernelType
+
+
+def _unit_kernels(fmt: Format, runtime: Runtime, **params: object) -> list[Kernel]:
+    spec = resolve("shufflenet_v2_unit", **params)  # type: ignore[arg-type]
+    return extract_kernels(export(spec, fmt, Precision.FP32).path, runtime)
+
+
+def test_litert_runs_a_shufflenet_v2_unit_as_its_tflite_ops() -> None:
+    kernels = _unit_kernels(Format.TFLITE, Runtime.LITERT)  # stride 1: channel split, one branch, concat, shuffle
+    assert [(k.type, k.op_type) for k in kernels] == [
+        (K.SPLIT, "SLICE"),
+        (K.SPLIT, "SLICE"),
+        (K.POINTWISE_CONV, "CONV_2D"),
+        (K.DEPTHWISE_CONV, "DEPTHWISE_CONV_2D"),
+        (K.POINTWISE_CONV, "CONV_2D"),
+        (K.CONCAT, "CONCATENATION"),
+        (K.TRANSPOSE, "TRANSPOSE"),  # NHWC -> NCHW: the converter's layout transpose around the NCHW-written shuffle
+        (K.RESHAPE, "RESHAPE"),
+        (K.TRANSPOSE, "TRANSPOSE"),  # the shuffle itself
+        (K.RESHAPE, "RESHAPE"),
+        (K.TRANSPOSE, "TRANSPOSE"),  # back to NHWC
+    ]
+    pw1, dw, pw2 = kernels[2:5]
+    assert (pw1.cin, pw1.cout, pw1.h_in, pw1.activation) == (58, 58, 28, "relu")  # bias and ReLU fused
+    assert (dw.kernel_size, dw.stride, dw.groups, dw.activation) == (3, 1, 58, "")
+    assert pw2.flops == 2 * 58 * 58 * 28 * 28 + 28 * 28 * 58  # the MACs, plus the fused ReLU's one per element
+    assert kernels[8].bytes_read == kernels[8].bytes_written == 116 * 28 * 28 * 4
+
+
+def test_litert_pads_before_strided_convs_are_folded_into_them() -> None:
+    from harness.proxies import account
+
+    spec = resolve("shufflenet_v2_unit", stride=2, cout=232)
+    art = export(spec, Format.TFLITE, Precision.FP32)
+    pads = [op for op in account(art).ops if op.op_type == "PAD"]
+    assert len(pads) == 2  # litert-torch pads before each stride-2 depthwise conv (VALID) ...
+    kernels = extract_kernels(art.path, Runtime.LITERT)
+    assert not [k for k in kernels if k.type is K.PAD]  # ... which XNNPACK folds into the conv's padding
+    strided = [k for k in kernels if k.type is K.DEPTHWISE_CONV]
+    assert [(k.h_in, k.h_out, k.stride) for k in strided] == [(30, 14, 2)] * 2  # the padded input
+
+
+def test_onnxruntime_runs_a_shufflenet_v2_unit_as_its_optimized_graph() -> None:
+    kernels = _unit_kernels(Format.ONNX, Runtime.ONNXRUNTIME)
+    assert [(k.type, k.activation) for k in kernels] == [
+        (K.SPLIT, ""),
+        (K.POINTWISE_CONV, "relu"),  # Conv + bias + Relu: one kernel, the Relu node is gone
+        (K.DEPTHWISE_CONV, ""),
+        (K.POINTWISE_CONV, "relu"),
+        (K.CONCAT, ""),
+        (K.RESHAPE, ""),
+        (K.TRANSPOSE, ""),
+        (K.RESHAPE, ""),
+    ]
+    assert [k.module_path for k in kernels[1:4]] == ["branch2.pw1.conv", "branch2.dw.conv", "branch2.pw2.conv"]
+
+
+def test_onnxruntime_layout_nodes_are_kernels_of_their_own() -> None:
+    kernels = _unit_kernels(Format.ONNX, Runtime.ONNXRUNTIME, stride=2, cout=232)
+    types = [k.type for k in kernels]
+    if K.REORDER not in types:  # a CPU without ORT's NCHWc kernels: the plain fused graph
+        assert sorted(types) == sorted([K.DEPTHWISE_CONV] * 2 + [K.POINTWISE_CONV] * 3 + [K.CONCAT, K.RESHAPE,
+                                        K.TRANSPOSE, K.RESHAPE])  # fmt: skip
+        return
+    # x86: NCHWc convs, one reorder into the blocked layout (shared by both branches) and one out of each branch
+    assert types.count(K.REORDER) == 3
+    assert sorted(k.op_type for k in kernels if k.type is K.REORDER) == ["ReorderInput", "ReorderOutput",
+                                                                         "ReorderOutput"]  # fmt: skip
+    assert types.count(K.DEPTHWISE_CONV) == 2 and types.count(K.POINTWISE_CONV) == 3
+    assert all(k.stride == 2 and k.kernel_size == 3 and k.groups == 116 for k in kernels if k.type is K.DEPTHWISE_CONV)
+    assert all(k.name.endswith("_nchwc") for k in kernels if k.type is K.POINTWISE_CONV)
+    assert types[-4:] == [K.CONCAT, K.RESHAPE, K.TRANSPOSE, K.RESHAPE]
+
+
+@pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.LITERT])
+def test_every_probe_holds_the_kernel_it_was_drawn_for(runtime: Runtime, tmp_path: Path) -> None:
+    configs = sample(np.random.default_rng(3), runtime, 60)
+    assert {c.type for c in configs} >= {K.POINTWISE_CONV, K.DEPTHWISE_CONV, K.DENSE_CONV, K.GROUPED_CONV}
+    assert {c.type for c in configs} <= set(kernel_types(runtime))
+    for cfg in configs:
+        art = probe_artifact(cfg, runtime, tmp_path)
+        assert art.sha256 == probe_artifact(cfg, runtime, tmp_path).sha256  # same config, same file: resumable
+        kernels = extract_kernels(art.path, runtime)
+        main = [k for k in kernels if k.type is cfg.type]
+        assert len(main) == 1, (cfg, [k.type for k in kernels])
+        if cfg.type in (K.DENSE_CONV, K.POINTWISE_CONV, K.GROUPED_CONV, K.DEPTHWISE_CONV):
+            assert main[0].flops >= 2 * cfg.macs  # the MACs (+ a fused activation's FLOPs)
+        if runtime is Runtime.LITERT:
+            assert len(kernels) == 1  # one op: its median is the kernel's time
+
+
+def test_neighbours_stay_valid_and_near() -> None:
+    cfg = KernelConfig(K.GROUPED_CONV, 240, 240, 28, 28, kernel=1, groups=3, act="relu")
+    near = neighbours(np.random.default_rng(0), cfg, 5)
+    assert len(near) == 5 and all(valid(c) for c in near)
+    assert all(c.type is K.GROUPED_CONV and c.groups == 3 and c.cin % 3 == 0 for c in near)
+    assert all(0.6 <= c.cin / cfg.cin <= 1.6 for c in near)
+
+
+def _synthetic_rows(n: int, source: str = "space", scale: float = 1.0) -> list[TrainingRow]:
+    """Probe kernels with a latency law the regressors must learn (FLOPs at 50 GFLOP/s + bytes at 20 GB/s)."""
+    rows = []
+    for i, cfg in enumerate(sample(np.random.default_rng(7), Runtime.LITERT, n)):
+        kernel = _kernel_of(cfg)
+        t = 2.0 + kernel.flops / 50e3 + kernel.bytes_moved / 20e3 * (1.3 if kernel.type is K.DEPTHWISE_CONV else 1)
+        rows.append(TrainingRow(kernel, t * scale, source, i))
+    return rows
+
+
+_KERNELS: dict[str, Kernel] = {}
+
+
+def _kernel_of(cfg: KernelConfig) -> Kernel:
+    if cfg.key not in _KERNELS:
+        (_KERNELS[cfg.key],) = extract_kernels(probe_artifact(cfg, Runtime.LITERT).path, Runtime.LITERT)
+    return _KERNELS[cfg.key]
+
+
+def test_a_predictor_round_trips_through_the_database_as_data(tmp_path: Path) -> None:
+    rows = _synthetic_rows(120)
+    models = [([r.kernel for r in rows[i : i + 10]], sum(r.time_us for r in rows[i : i + 10])) for i in (0, 30, 60)]
+    fitted = fit_predictor({"device": "local", "runtime": "litert"}, rows, models)
+    assert any(m.booster_text for m in fitted.models.values())  # trees were fitted, not just the linear base
+    kernels = [r.kernel for r in rows]
+    before = fitted.kernel_times_us(kernels)
+    errors = before / np.array([r.time_us for r in rows]) - 1
+    assert np.median(np.abs(errors)) < 0.1  # it learned the law
+    with Store(tmp_path / "p.db") as store:
+        pid = store.add_predictor("local", "litert", 1, "fp32", "lightgbm", fitted.versions, fitted.to_json(), {})
+    with Store(tmp_path / "p.db", readonly=True) as store:
+        row = store.latest_predictor("local", "litert", 1, "fp32")
+        raw = store.connection.execute("SELECT model_json FROM predictors WHERE id = ?", (pid,)).fetchone()[0]
+    assert row is not None and row.id == pid and row.versions["lightgbm"] == fitted.versions["lightgbm"]
+    text = json.loads(raw)["models"][0]["lightgbm_model"]
+    assert text is None or text.startswith("tree\n")  # LightGBM's own text format inside plain JSON
+    loaded = KernelPredictor.from_json(row.model)
+    np.testing.assert_array_equal(loaded.kernel_times_us(kernels), before)  # bit-identical after the round trip
+    assert loaded.predict(kernels[:10]).total_ms == fitted.predict(kernels[:10]).total_ms
+    assert loaded.calibration == fitted.calibration
+
+
+def _dataset(poison: str | None = None) -> Dataset:
+    """Space probes and three families' profiled kernels; ``poison`` multiplies one family's kernel times by 50."""
+    families = ["fam_a", "fam_b", "fam_c"]
+    rows = _synthetic_rows(90)
+    models = []
+    for f, family in enumerate(families):
+        own = _synthetic_rows(30 + 10 * f, source=family, scale=50.0 if family == poison else 1.0)[-10:]
+        rows += own
+        for j in range(3):
+            kernels = tuple(r.kernel for r in own[j : j + 6])
+            truth = sum(2.0 + k.flops / 50e3 + k.bytes_moved / 20e3 for k in kernels) / 1e3
+            models.append(ModelPoint(100 * f + j, f"{family}_{j}", family, f"sha{f}{j}", float(sum(k.flops for k in
+                          kernels) / 2), truth, None, None, kernels, None))  # fmt: skip
+    return Dataset(PredictContext("local", Runtime.LITERT), rows, models)
+
+
+def test_the_held_out_family_never_reaches_training() -> None:
+    seen: dict[str, tuple[set[str], set[str]]] = {}
+
+    def record(family: str, rows: list[TrainingRow], models: list[ModelPoint]) -> None:
+        seen[family] = ({r.source for r in rows}, {m.family for m in models})
+
+    evaluation = leave_one_family_out(_dataset(), on_fold=record)
+    assert set(seen) == {"fam_a", "fam_b", "fam_c"}
+    for family, (sources, model_families) in seen.items():
+        assert family not in sources and family not in model_families
+        assert "space" in sources and len(model_families) == 2
+    assert sorted(r.family for r in evaluation.results) == ["fam_a"] * 3 + ["fam_b"] * 3 + ["fam_c"] * 3
+    # Poisoning a family's kernel times changes nothing about its own held-out predictions: they never saw them.
+    clean = {r.label: r.predictor_ms for r in evaluation.results}
+    poisoned = {r.label: r.predictor_ms for r in leave_one_family_out(_dataset(poison="fam_b")).results}
+    assert all(poisoned[f"fam_b_{j}"] == clean[f"fam_b_{j}"] for j in range(3))
+    assert any(poisoned[f"fam_a_{j}"] != clean[f"fam_a_{j}"] for j in range(3))  # the others did train on them
+
+
+class _StopAfter(BuildReporter):
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.labels: list[str] = []
+
+    def probe_measured(self, done: int, label: str, median_ms: float | None, round_: int) -> None:
+        self.labels.append(label)
+        if self.n is not None and done >= self.n:
+            raise KeyboardInterrupt
+
+
+FAST = Protocol(trials=1, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds=0.01, parity=False)
+
+
+def test_an_interrupted_build_resumes_without_measuring_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
+    ctx = PredictContext("local", Runtime.LITERT)
+    plan = BuildPlan(ctx, budget_s=25, seed=1, models=(), probe_protocol=FAST)
+    device = local_device()
+    db = tmp_path / "build.db"
+    first = _StopAfter(3)
+    with Store(db) as store, pytest.raises(KeyboardInterrupt):
+        build_predictor(plan, store, device, export, first)
+    with Store(db) as store:
+        assert [r.status for r in store.runs()] == ["interrupted"]
+        done_before = set(store.points_frame().query("status == 'done'")["point_id"])
+        assert len(done_before) == 3
+    second = _StopAfter(None)
+    with Store(db) as store:
+        result = build_predictor(plan, store, device, export, second)
+        trials = store.trials_frame()
+        points = store.points_frame()
+    assert second.labels[0] != first.labels[0]  # the three measured probes were skipped, not re-measured
+    assert trials.groupby("point_id").size().max() == 1  # never a second trial for a probe point
+    assert done_before <= set(points.query("status == 'done'")["point_id"])
+    assert result.probes_total == len(trials) == 3 + result.probes_measured
+    assert result.build_s <= plan.budget_s + 10  # the first run's time counted against the budget
+    assert result.predictor_id > 0 and result.kernel_rows == result.probes_total
+
+
+def test_an_onnxruntime_build_keeps_every_profiled_node_of_its_probes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
+    ctx = PredictContext("local", Runtime.ONNXRUNTIME)
+    plan = BuildPlan(ctx, budget_s=6, seed=2, models=(), probe_protocol=FAST)
+    with Store(tmp_path / "b.db") as store:
+        result = build_predictor(plan, store, local_device(), export, BuildReporter())
+        dataset = load_dataset(store, ctx)
+    # ORT: every profiled node of a probe is a row (a conv probe brings its layout reorders along)
+    assert result.probes_total >= 1 and len(dataset.rows) >= result.probes_total
+    assert {r.source for r in dataset.rows} == {"space"}
+    assert all(r.time_us > 0 for r in dataset.rows)
+
+
+def test_a_predictor_with_other_features_is_refused_with_what_to_do() -> None:
+    rows = _synthetic_rows(20)
+    stored = fit_predictor({}, rows, []).to_json()
+    stored["features"] = stored["features"][:-1]
+    with pytest.raises(
+        FlopgapError, match=r"stored by another version of flopgap .* rebuild it with 'flopgap predictor"
+    ):
+        KernelPredictor.from_json(stored)
+
+
+def test_kernel_lists_are_cached_beside_the_model_and_redone_when_it_changes(tmp_path: Path) -> None:
+    cfg = KernelConfig(K.DEPTHWISE_CONV, 32, 32, 14, 14, kernel=3, groups=32)
+    art = probe_artifact(cfg, Runtime.LITERT, tmp_path)
+    first = extract_kernels(art.path, Runtime.LITERT)
+    (sidecar,) = art.path.parent.glob(f"{art.path.name}.litert-*.kernels.json")
+    assert extract_kernels(art.path, Runtime.LITERT) == first
+    data = json.loads(sidecar.read_text())
+    data["kernels"][0]["cin"] = 999  # a cached list is what is used while the model is unchanged ...
+    sidecar.write_text(json.dumps(data))
+    assert extract_kernels(art.path, Runtime.LITERT)[0].cin == 999
+    art.path.write_bytes(art.path.read_bytes())  # ... and thrown away when the file changes
+    assert extract_kernels(art.path, Runtime.LITERT) == first
