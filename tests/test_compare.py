@@ -1,5 +1,5 @@
-"""``flopgap compare`` on real databases: the same spec measured twice shows no significant change; the same
-database with every sample made 20% slower shows each point as a regression and fails a 5% gate."""
+"""``flopgap compare`` on real databases: the same spec measured twice (interleaved) shows no significant change;
+the same database with every sample made 20% slower shows each point as a regression and fails a 5% gate."""
 
 from __future__ import annotations
 
@@ -45,28 +45,45 @@ def _invoke(*args: str) -> Result:
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
+def _recompute(db: Path) -> None:
+    with Store(db) as store:  # every point's statistics recomputed from the samples the file now holds
+        for pid in store.points_frame()["point_id"]:
+            trials = [np.asarray(t, dtype=np.int64) for t in store.trial_samples(int(pid))]
+            store.complete_point(int(pid), combine_trials(trials))
+
+
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The spec measured twice into two databases, and a copy of the first with every sample 20% slower."""
+    """The spec measured twice into two databases, and a copy of the first with every sample 20% slower.
+
+    The two measurements are interleaved trial by trial (one sweep of twelve trials, split into the even and the
+    odd ones, six each: each runner process lands a few percent apart on tiny kernels), as the protocol interleaves
+    points: measured one after the other, a shared host's drift between them
+    (several percent within seconds here) would be a real difference, and a test of "no change" would be flaky.
+    """
     root = tmp_path_factory.mktemp("compare")
-    cache = root / "cache"
-    spec = parse_spec(SPEC)
+    both = root / "both.db"
+    spec = parse_spec(SPEC.replace("trials = 3", "trials = 12"))
+    with Store(both) as store:
+        result = run_sweep(spec, SPEC, store, {"local": local_device()}, cached_exporter(root / "cache"))
+        assert result.failed_points == 0 and len(result.point_ids) == 4
     out = {}
-    for name in ("a", "b"):
-        with Store(root / f"{name}.db") as store:
-            result = run_sweep(spec, SPEC, store, {"local": local_device()}, cached_exporter(cache))
-            assert result.failed_points == 0 and len(result.point_ids) == 4
+    for name, parity in (("a", 0), ("b", 1)):
         out[name] = root / f"{name}.db"
+        shutil.copy(both, out[name])
+        conn = sqlite3.connect(out[name])
+        with conn:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("DELETE FROM trials WHERE trial_index % 2 != ?", (parity,))
+        conn.close()
+        _recompute(out[name])
     slower = root / "slower.db"
     shutil.copy(out["a"], slower)
     conn = sqlite3.connect(slower)
     with conn:
         conn.execute("UPDATE samples SET latency_ns = CAST(round(latency_ns * 1.2) AS INTEGER)")
     conn.close()
-    with Store(slower) as store:  # every point's statistics recomputed from its (slower) samples
-        for pid in store.points_frame()["point_id"]:
-            trials = [np.asarray(t, dtype=np.int64) for t in store.trial_samples(int(pid))]
-            store.complete_point(int(pid), combine_trials(trials))
+    _recompute(slower)
     out["slower"] = slower
     return out
 
