@@ -5,10 +5,11 @@ the given budget (the zoo models of :data:`harness.predict.build.EVAL_MODELS` fi
 calibration (for the roofline baseline) when the database has none, then the leave-one-family-out table. Printed:
 the machine, build time (measuring, and exports of the zoo models on a cold cache), kernels measured, the table
 (share of models within ±5% / ±10% and RMSE % for the predictor, latency linear in MACs and the roofline sum), the
-median CI half-width of the measured medians (the noise floor), and the time to predict one model. A benchmark:
-it prints figures and asserts nothing.
+noise floor (the pooled medians' CI half-width and the trials' half-spread), and the time to predict one model.
+A benchmark: it prints figures and asserts nothing.
 
     python benchmarks/predictor_accuracy.py [--budget 15m] [--runtime onnxruntime] [--db results/predictor.db]
+                                            [--seed 0]
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, {system}, load average {load}"
 
 
-def run(runtime: Runtime, budget_s: float, db: Path) -> None:
+def run(runtime: Runtime, budget_s: float, db: Path, seed: int = 0) -> None:
     ctx = PredictContext("local", runtime)
     device = local_device()
     started = time.monotonic()
     with Store(db) as store:
-        result = build_predictor(BuildPlan(ctx, budget_s), store, device, source_artifact, _Progress())
+        result = build_predictor(BuildPlan(ctx, budget_s, seed=seed), store, device, source_artifact, _Progress())
         wall = time.monotonic() - started
         ctx = result.context  # the device as stored (another machine behind "local" is stored apart)
         cals = store.calibrations_frame()
@@ -85,9 +86,7 @@ def run(runtime: Runtime, budget_s: float, db: Path) -> None:
             s = scores[m]
             cells += [f"{s.within5:.0%}", f"{s.within10:.0%}", f"{s.rmse_pct:.1f}"] if s else ["–"] * 3
         print("| " + " | ".join(cells) + " |")
-    ci = [r.ci_halfwidth for r in evaluation.results if r.ci_halfwidth is not None]
-    if ci:
-        print(f"median 95% CI half-width of the measured medians (noise floor): {statistics.median(ci):.1%}")
+    print(f"noise floor: {evaluation.noise_floor()}")
     assert predictor_row is not None
     predictor = KernelPredictor.from_json(predictor_row.model)
     times = []
@@ -105,10 +104,11 @@ def main() -> None:
     parser.add_argument("--budget", default="15m", help="measuring budget per runtime (default 15m)")
     parser.add_argument("--runtime", type=Runtime, action="append", help="repeatable; default: both")
     parser.add_argument("--db", type=Path, default=Path("results") / "predictor.db")
+    parser.add_argument("--seed", type=int, default=0, help="the probe sampling order's seed (default 0)")
     args = parser.parse_args()
     print(f"{datetime.date.today()}: {machine()}")
     for runtime in args.runtime or [Runtime.ONNXRUNTIME, Runtime.LITERT]:
-        run(runtime, parse_budget(args.budget), args.db)
+        run(runtime, parse_budget(args.budget), args.db, args.seed)
 
 
 if __name__ == "__main__":

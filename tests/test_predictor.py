@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from devices.errors import FlopgapError
@@ -278,3 +279,59 @@ def test_kernel_lists_are_cached_beside_the_model_and_redone_when_it_changes(tmp
     assert extract_kernels(art.path, Runtime.LITERT)[0].cin == 999
     art.path.write_bytes(art.path.read_bytes())  # ... and thrown away when the file changes
     assert extract_kernels(art.path, Runtime.LITERT) == first
+
+
+def test_a_kernel_ort_adds_after_a_blocked_conv_gets_the_conv_outputs_shape(tmp_path: Path) -> None:
+    """Conv → x·sigmoid(x): ORT runs the conv as NCHWc and the swish as a QuickGelu on the blocked tensor, a name
+    the exported graph never had; its kernel must still carry the 1×32×28×28 shape (it had none: EfficientNet's
+    49 swish kernels were predicted at 3 µs each)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((32, 16, 3, 3)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.standard_normal(32).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
+            helper.make_node("Mul", ["c", "s"], ["y"], name="swish"),
+        ],
+        "conv_swish",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 28, 28])],
+        initializer=[weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "conv_swish.onnx"
+    onnx.save(model, path)
+    kernels = extract_kernels(path, Runtime.ONNXRUNTIME, cache=False)
+    swish = [k for k in kernels if k.activation == "swish" or k.op_type in {"Sigmoid", "Mul", "QuickGelu"}]
+    assert swish, [k.op_type for k in kernels]
+    assert all(k.elements_out == 32 * 28 * 28 and (k.cout, k.h_out, k.w_out) == (32, 28, 28) for k in swish)
+
+
+def test_the_sampling_order_covers_every_stratum_of_a_type_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build stops at its budget: its first few hundred probes must already hold every group count, kernel size
+    and stride, with the type mix of the weights kept (unstratified, seed 1's first 600 held two 8-group convs)."""
+    from collections import Counter
+
+    from harness.predict import space
+
+    full = sample(np.random.default_rng(1), Runtime.LITERT, 3000)
+    with monkeypatch.context() as m:
+        m.setattr(space, "stratified", list)
+        raw = sample(np.random.default_rng(1), Runtime.LITERT, 3000)
+    assert full == space.stratified(raw) and full != raw
+    assert [c.type for c in full] == [c.type for c in raw]  # each type keeps its positions: the mix is the draw's
+    first = full[:600]
+    grouped = Counter((c.groups, c.kernel) for c in first if c.type is K.GROUPED_CONV)
+    assert {(g, k) for g in space.GROUPS for k in (1, 3)} <= set(grouped) and min(grouped.values()) >= 3
+    raw_grouped = Counter((c.groups, c.kernel) for c in raw[:600] if c.type is K.GROUPED_CONV)
+    assert min(raw_grouped.get((g, k), 0) for g in space.GROUPS for k in (1, 3)) < 3  # what it fixes
+    depthwise = Counter((c.kernel, c.stride) for c in first if c.type is K.DEPTHWISE_CONV)
+    assert {(k, s) for k in (3, 5, 7) for s in (1, 2)} <= set(depthwise)
+    for key in {(c.type, space.stratum(c)) for c in raw[:50]}:  # within a type's stratum, the draw order is kept
+        assert [c.key for c in full if (c.type, space.stratum(c)) == key] == [
+            c.key for c in raw if (c.type, space.stratum(c)) == key
+        ]

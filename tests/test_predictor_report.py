@@ -30,15 +30,16 @@ def law_us(kernel: Kernel) -> float:
     return 3.0 + kernel.flops / 40e3 + kernel.bytes_moved / 15e3
 
 
-def _point(store: Store, run: int, art: Artifact, median_us: float) -> int:
-    pid = store.ensure_point(run, art.sha256, "local", "litert", 1, {"xnnpack": True})
+def _point(store: Store, run: int, art: Artifact, median_us: float, runtime_version: str | None = None) -> int:
+    pid = store.ensure_point(run, art.sha256, "local", "litert", 1, {"xnnpack": True}, runtime_version)
     samples = np.full(10, int(median_us * 1e3), dtype=np.int64)
     store.add_trial(pid, 0, TrialResult("litert", samples_ns=tuple(samples.tolist())), run_id=run)
     store.complete_point(pid, combine_trials([samples]))
     return pid
 
 
-def populate(store: Store, cache: Path) -> None:
+def populate(store: Store, cache: Path, runtime_version: str | None = None) -> list[tuple[Artifact, float]]:
+    """Probes, three families of models and a predictor; returns the models' artifacts and medians (µs)."""
     run = store.start_run("fixture", "")
     store.upsert_device("local", "local", {})
     configs = sample(np.random.default_rng(11), Runtime.LITERT, 160)
@@ -48,10 +49,11 @@ def populate(store: Store, cache: Path) -> None:
         store.upsert_artifact(art, macs=cfg.macs, params_count=None, family=FAMILY, label=probe_label(cfg))
         (kernel,) = extract_kernels(art.path, Runtime.LITERT)
         store.put_kernels(art.sha256, "litert", [kernel.to_json()])
-        pid = _point(store, run, art, law_us(kernel))
+        pid = _point(store, run, art, law_us(kernel), runtime_version)
         store.mark_kernel_sample(pid, cfg.type.value, cfg.to_json(), "space", 0)
         kernels.append(kernel)
     # Three families of "models", each a run of probe kernels (disjoint slices) timed by the same law.
+    models = []
     for f, family in enumerate(["alpha", "beta", "gamma"]):
         for j in range(3):
             own = kernels[40 * f + 8 * j : 40 * f + 8 * j + 12]
@@ -61,10 +63,12 @@ def populate(store: Store, cache: Path) -> None:
             store.upsert_artifact(art, macs=sum(k.flops for k in own) // 2, params_count=None, family=family,
                                   label=f"{family}_net[width={j}]")  # fmt: skip
             store.put_kernels(art.sha256, "litert", [k.to_json() for k in own])
-            _point(store, run, art, sum(law_us(k) for k in own))
+            _point(store, run, art, sum(law_us(k) for k in own), runtime_version)
+            models.append((art, sum(law_us(k) for k in own)))
     dataset = load_dataset(store, CTX)
     predictor = fit_predictor(CTX.to_json(), dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models])
     store.add_predictor("local", "litert", 1, "fp32", "lightgbm", predictor.versions, predictor.to_json(), {})
+    return models
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +115,27 @@ def test_the_notebook_shows_the_predictor_next_to_the_baselines(db: Path, monkey
     text = " ".join(str(out.get("data", {}).get("text/markdown", "")) for out in outputs)
     assert len(images) == 2  # predicted vs measured, per-kernel-type error
     assert "predictors for: **local litert t1 fp32**" in text
+
+
+def test_eval_takes_only_the_points_of_the_runtime_version_the_device_runs_now(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli.main import app
+    from harness.measure.versions import PointVersions
+    from harness.predict.dataset import latest_versions
+
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        models = populate(store, tmp_path / "cache", runtime_version="2.2.0")
+        # After an upgrade every model runs 3x slower: measured again, and the old medians must not be mixed in.
+        run = store.start_run("after the upgrade", "")
+        for art, median_us in models:
+            _point(store, run, art, 3 * median_us, "2.3.0")
+        assert latest_versions(store, CTX) == PointVersions("2.3.0", None)
+        assert len(load_dataset(store, CTX).models) == 18  # both versions, unfiltered
+        now = load_dataset(store, CTX, latest_versions(store, CTX))
+    assert sorted(m.median_ms for m in now.models) == pytest.approx(sorted(3 * us / 1e3 for _, us in models))
+    result = CliRunner().invoke(app, ["predictor", "eval", "--runtime", "litert", "--db", str(db)],
+                                env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "9 models measured with litert 2.3.0" in result.output

@@ -29,6 +29,7 @@ from harness.analysis.guidelines import guideline_verdicts, guidelines
 from harness.analysis.results import Results, load
 from harness.analysis.roofline import roofline
 from harness.proxies.categories import Category
+from harness.store.identity import full_identity
 
 ORT = "onnxruntime"
 WIDTH = 116
@@ -120,14 +121,14 @@ def _ort_context(results: Results) -> Context | None:
 
 
 def _device(results: Results, context: Context | None) -> str:
+    """The machine behind the context's device, in full (which machine made these numbers)."""
     devices = results.devices
     if context is None or devices.empty or context.device not in set(devices["name"]):
         return "unknown device"
-    facts = json.loads(devices.set_index("name").at[context.device, "facts_json"] or "{}")
-    cpu = facts.get("cpu_model") or facts.get("cpu") or facts.get("machine") or "unknown CPU"
-    cores = facts.get("cpus_usable") or facts.get("cpu_count")
-    system = facts.get("os_pretty_name") or facts.get("os") or "unknown OS"
-    return ", ".join(str(p) for p in (cpu, f"{cores} CPUs" if cores else None, system) if p)
+    row = devices.set_index("name").loc[context.device]
+    facts = json.loads(row["facts_json"] or "{}")
+    fp = row["fingerprint"] if "fingerprint" in row.index and isinstance(row["fingerprint"], str) else None
+    return full_identity(facts, fp)
 
 
 def _inversion(frame: pd.DataFrame) -> Inversion | None:

@@ -127,14 +127,15 @@ def evaluate(
 
     Example: flopgap predictor eval --device local --runtime onnxruntime
     """
-    from harness.predict.dataset import load_dataset
+    from harness.predict.dataset import latest_versions, load_dataset
     from harness.predict.evaluate import leave_one_family_out
 
     console = Console()
     ctx = PredictContext(device, runtime, threads, precision)
     started = time.monotonic()
     with Store(db, readonly=True) as store:
-        dataset = load_dataset(store, ctx)
+        versions = latest_versions(store, ctx)  # what the device runs now: older versions' points stay out
+        dataset = load_dataset(store, ctx, versions)
     if len(dataset.families) < 2:
         raise FlopgapError(
             f"{ctx}: {len(dataset.models)} zoo models in {len(dataset.families)} families measured; "
@@ -144,10 +145,10 @@ def evaluate(
     console.print(evaluation_table(evaluation, f"leave-one-family-out, {ctx}"))
     if models:
         console.print(models_table(evaluation))
-    ci = sorted(r.ci_halfwidth for r in evaluation.results if r.ci_halfwidth is not None)
-    floor = f"; median 95% CI half-width of the measured medians {ci[len(ci) // 2]:.1%} (the noise floor)" if ci else ""
+    floor = f"; noise floor: {evaluation.noise_floor()}"
+    version = f"{runtime} {versions.runtime_version}" if versions and versions.runtime_version else f"{runtime}"
     console.print(
-        f"{len(dataset.rows)} kernel rows, {len(dataset.models)} models{floor}; "
+        f"{len(dataset.rows)} kernel rows, {len(dataset.models)} models measured with {version}{floor}; "
         f"evaluated in {time.monotonic() - started:.1f}s",
         highlight=False,
     )
@@ -175,12 +176,14 @@ def evaluation_table(evaluation: Evaluation, title: str) -> Table:
 
 def models_table(evaluation: Evaluation) -> Table:
     table = Table(title="per model (held out with its family)")
-    for col in ("model", "family", "measured ms", "±CI", "predicted ms", "error", "MACs-lin", "roofline"):
+    for col in ("model", "family", "measured ms", "±CI", "±trials", "predicted ms", "error", "MACs-lin", "roofline"):
         table.add_column(col, justify="left" if col in {"model", "family"} else "right")
     for r in sorted(evaluation.results, key=lambda r: (r.family, r.measured_ms)):
         errs = [r.error(m) for m in METHODS]
         table.add_row(escape(r.label), r.family, f"{r.measured_ms:.3f}",
-                      f"{r.ci_halfwidth:.1%}" if r.ci_halfwidth is not None else "–", f"{r.predictor_ms:.3f}",
+                      f"{r.ci_halfwidth:.1%}" if r.ci_halfwidth is not None else "–",
+                      f"{r.trial_halfspread:.1%}" if r.trial_halfspread is not None else "–",
+                      f"{r.predictor_ms:.3f}" if r.predictor_ms is not None else "–",
                       *(f"{e:+.1%}" if e is not None else "–" for e in errs))  # fmt: skip
     return table
 
@@ -224,7 +227,8 @@ def predict(
                 f"no predictor for {device} {runtime} t{threads} {precision} in {store.path}; run 'flopgap predictor "
                 f"build --device {device} --runtime {runtime}' first"
             )
-        measured = _measured(store, art.sha256, device, runtime, threads)
+        built_with = row.summary.get("runtime_version")
+        measured = _measured(store, art.sha256, device, runtime, threads, built_with)
     predictor = KernelPredictor.from_json(row.model)
     # A user's own model file is read where it is: no kernel list is cached beside it.
     prediction = predictor.predict(extract_kernels(art.path, runtime, cache=not isinstance(spec, FileSource)))
@@ -234,13 +238,20 @@ def predict(
     line = f"predicted {prediction.total_ms:.3f} ms (kernel sum {prediction.kernel_sum_ms:.3f} ms, calibrated)"
     if measured is not None:
         line += f"; measured median {measured:.3f} ms, error {prediction.total_ms / measured - 1:+.1%}"
-    console.print(f"{line}; predictor {row.id} of {row.created_at[:19]}; {took * 1e3:.0f} ms", highlight=False)
+    built = f" ({runtime} {built_with})" if built_with else ""
+    console.print(f"{line}; predictor {row.id}{built} of {row.created_at[:19]}; {took * 1e3:.0f} ms", highlight=False)
 
 
-def _measured(store: Store, sha: str, device: str, runtime: Runtime, threads: int) -> float | None:
+def _measured(
+    store: Store, sha: str, device: str, runtime: Runtime, threads: int, runtime_version: str | None
+) -> float | None:
+    """The newest measured median of this point, with the runtime version the predictor was built on (any version
+    when the predictor does not say)."""
     frame = store.points_frame()
     hit = frame[(frame["artifact_sha"] == sha) & (frame["device"] == device) & (frame["runtime"] == runtime.value)
                 & (frame["threads"] == threads) & (frame["status"] == "done")]  # fmt: skip
+    if runtime_version:
+        hit = hit[hit["runtime_version"].isna() | (hit["runtime_version"] == runtime_version)]
     return float(hit["median_ms"].iloc[-1]) if not hit.empty else None
 
 

@@ -74,7 +74,7 @@ EVAL_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("resnext50_32x4d", {}),
 )
 PROBE_PROTOCOL = SweepProtocol(trials=1, warmup_runs=5, warmup_seconds=0.05, runs=20, min_seconds=0.1, parity=False)
-MODEL_PROTOCOL = SweepProtocol(trials=3, warmup_runs=10, warmup_seconds=0.2, runs=30, min_seconds=0.3)
+MODEL_PROTOCOL = SweepProtocol(trials=5, warmup_runs=10, warmup_seconds=0.2, runs=30, min_seconds=0.3)
 PROFILE_RUNS = 20
 MAX_PROBES = 5000  # the fixed sampling order's length; a build stops at its budget long before
 FIRST_ROUND_SHARE = 0.6
@@ -176,7 +176,9 @@ def build_predictor(
     probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx, versions)).sum())
     build_s = _time_spent(store, plan.name)
     predictor.summary.update({"probes": probes, "build_s": round(build_s, 1), "budget_s": plan.budget_s,
-                              "models": [m.label for m in dataset.models], "seed": plan.seed})  # fmt: skip
+                              "models": [m.label for m in dataset.models], "seed": plan.seed,
+                              "runtime_version": versions.runtime_version,
+                              "runner_version": versions.runner_version})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               predictor.versions, predictor.to_json(), predictor.summary)  # fmt: skip
     return BuildResult(ctx, pid, predictor, measured, probes, len(dataset.rows), len(dataset.models),

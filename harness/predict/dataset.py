@@ -55,6 +55,7 @@ class ModelPoint:
     ci_high_ms: float | None
     kernels: tuple[Kernel, ...]
     roofline_ms: float | None
+    trial_spread: float | None = None  # (max - min) / median of the trials' medians: how far the device drifted
 
 
 @dataclass
@@ -102,6 +103,20 @@ def context_points(store: Store, ctx: PredictContext, versions: PointVersions | 
     if versions is not None:
         keep &= same_versions(frame, versions)
     return frame[keep]
+
+
+def latest_versions(store: Store, ctx: PredictContext) -> PointVersions | None:
+    """The runtime and runner versions of the context's most recent done point (None: no point yet): what the
+    device runs now, so an evaluation never mixes medians of two runtime versions."""
+    points = context_points(store, ctx)
+    if points.empty:
+        return None
+    last = points.sort_values("point_id").iloc[-1]
+
+    def text(value: object) -> str | None:
+        return str(value) if isinstance(value, str) and value else None
+
+    return PointVersions(text(last["runtime_version"]), text(last["runner_version"]))
 
 
 def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | None = None) -> Dataset:
@@ -155,6 +170,7 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
                 ci_high_ms=float(row.ci_high_ms) if pd.notna(row.ci_high_ms) else None,
                 kernels=tuple(ks),
                 roofline_ms=roof.get(str(row.artifact_sha)),
+                trial_spread=float(row.trial_spread) if pd.notna(row.trial_spread) else None,
             )
         )
     return Dataset(ctx, rows, models)

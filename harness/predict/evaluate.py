@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.predict.dataset import Dataset, ModelPoint
-from harness.predict.predictor import KernelPredictor, TrainingRow, fit_predictor
+from harness.predict.predictor import TrainingRow, fit_predictor
 
 METHODS = ("predictor", "macs_linear", "roofline")
 
@@ -30,7 +30,10 @@ class ModelResult:
     predictor_ms: float | None  # None: no kernels measured for this context, or none extracted for this model
     macs_linear_ms: float
     roofline_ms: float | None
-    ci_halfwidth: float | None  # half the 95% CI of the measured median, relative to it: the noise floor
+    ci_halfwidth: float | None  # half the 95% CI of the pooled median, relative to it
+    # Half the spread of the trials' medians, relative: how far the same model measured minutes apart moved (the
+    # machine's drift), which the pooled CI does not see; a prediction cannot be trusted to better than this.
+    trial_halfspread: float | None = None
 
     def error(self, method: str) -> float | None:
         value = getattr(self, f"{method}_ms")
@@ -70,6 +73,20 @@ class Evaluation:
     @property
     def families(self) -> list[str]:
         return sorted({r.family for r in self.results})
+
+    def noise_floor(self) -> str:
+        """The measured medians' uncertainty, in words: median CI half-width and median trial half-spread."""
+        ci = [r.ci_halfwidth for r in self.results if r.ci_halfwidth is not None]
+        drift = [r.trial_halfspread for r in self.results if r.trial_halfspread is not None]
+        parts = []
+        if ci:
+            parts.append(f"median 95% CI half-width of the pooled medians {float(np.median(ci)):.1%}")
+        if drift:
+            parts.append(
+                f"median half-spread of the trials' medians {float(np.median(drift)):.1%} "
+                f"(max {max(drift):.1%}; the machine's drift between trials minutes apart)"
+            )
+        return "; ".join(parts) if parts else "no confidence intervals stored"
 
     def frame(self) -> pd.DataFrame:
         """One row per model: measured and predicted latency of each method and their relative errors."""
@@ -124,6 +141,7 @@ def leave_one_family_out(
                     macs_linear_ms=macs(m),
                     roofline_ms=roof(m) if roof is not None and m.roofline_ms is not None else None,
                     ci_halfwidth=ci,
+                    trial_halfspread=m.trial_spread / 2 if m.trial_spread is not None else None,
                 )
             )
     return Evaluation(results)
@@ -164,8 +182,7 @@ def kernel_errors(dataset: Dataset, folds: int = 4) -> pd.DataFrame:
         test = [r for r in dataset.rows if fold_of.get(r.point_id or -1, -1) == f]
         if not train or not test:
             continue
-        models, groups, fallback = fit_kernel_models(train)
-        predictor = KernelPredictor(dataset.context.to_json(), models, fallback, groups=groups)
+        predictor = fit_kernel_models(train).predictor(dataset.context.to_json())
         predicted = predictor.kernel_times_us([r.kernel for r in test])
         records += [
             {

@@ -7,7 +7,9 @@ inserts is a kernel of its own, although the exported graph never had it.
 
 Features (:data:`FEATURES`) are one flat vector for every type, so one table holds every kernel: channels,
 spatial sizes in and out, kernel size, stride, groups, FLOPs (1 MAC = 2 FLOPs, as :mod:`harness.proxies`), bytes
-read / written / weights, arithmetic intensity, inputs, the fused activation and whether a residual add is fused.
+read / written / weights, arithmetic intensity, inputs, the fused activation, whether a residual add is fused,
+how well the channels fill SIMD blocks (the power of two dividing them) and the implementation the runtime chose
+where its graph names it (ORT's NCHWc kernels and FusedConv).
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class Kernel:
     activation: str = ""
     fused_add: bool = False
     source_ops: tuple[str, ...] = ()
+    impl: str = ""  # the implementation the runtime picked, where its graph says (ORT: "nchwc", "fused")
 
     @property
     def bytes_moved(self) -> int:
@@ -200,8 +203,21 @@ _FEATURE_GETTERS: dict[str, Any] = {
     "rank": lambda k: k.rank,
     "activation": lambda k: ACTIVATION_CODES.get(k.activation, 9 if k.activation else 0),
     "fused_add": lambda k: int(k.fused_add),
+    # Whether the channels fill SIMD blocks exactly: ORT converts a conv to NCHWc only when its channels are a
+    # multiple of the block (8 or 16 floats), and takes a slower generic path otherwise.
+    "cin_align": lambda k: _alignment(k.cin),
+    "cout_align": lambda k: _alignment(k.cout),
+    "impl": lambda k: IMPL_CODES.get(k.impl, 9 if k.impl else 0),
 }
 FEATURES: tuple[str, ...] = tuple(_FEATURE_GETTERS)
+IMPL_CODES: dict[str, int] = {"nchwc": 1, "fused": 2}
+
+
+def _alignment(channels: int) -> int:
+    """log2 of the largest power of two dividing ``channels``, capped at 5 (32 floats: beyond any SIMD block)."""
+    if channels <= 0:
+        return 0
+    return min(5, (channels & -channels).bit_length() - 1)
 
 
 def nchw(shape: tuple[int, ...] | None, layout: str = "NCHW") -> tuple[int, int, int]:

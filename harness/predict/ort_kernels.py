@@ -25,7 +25,7 @@ from onnx import helper
 from harness.measure.profile import GraphIndex
 from harness.predict.kernels import Kernel, KernelType, kernel_type_of, nchw
 from harness.proxies.categories import ACTIVATION_FLOPS
-from harness.proxies.costs import Node, OpCost, Tensor, cost_nodes, propagate_constants
+from harness.proxies.costs import Node, OpCost, cost_nodes, propagate_constants
 from harness.proxies.onnx_graph import HANDLERS, read_onnx
 
 GRAPH_OPTIMIZATION = "all"  # what the runner times (see harness.measure.profile)
@@ -62,7 +62,11 @@ def ort_kernels(path: Path) -> list[Kernel]:
     propagate_constants(nodes)
     costs = cost_nodes(nodes, HANDLERS, Path(path), "onnx").ops
     exported = {n.name: (n, c) for n, c in zip(nodes, costs, strict=True)}
-    tensors = {t.name: t for n in nodes for t in [*n.inputs, *n.outputs] if t is not None}
+    # Logical (NCHW) shapes by tensor name: the exported graph's, then each optimized node's outputs as they are
+    # met (in graph order), so a node ORT added after an NCHWc conv (a QuickGelu on its blocked output) has shapes.
+    shapes: dict[str, tuple[int, ...]] = {
+        t.name: tuple(t.shape) for n in nodes for t in [*n.inputs, *n.outputs] if t is not None and t.shape is not None
+    }
     index = GraphIndex.of(Path(path))
     optimized = optimized_graph(Path(path))
     constants = {init.name for init in optimized.graph.initializer}
@@ -72,9 +76,15 @@ def ort_kernels(path: Path) -> list[Kernel]:
             continue
         anchor, _ = index.anchor(proto.name, proto.op_type)
         if anchor is not None and anchor in exported:
-            kernels.append(_anchored(proto, *exported[anchor]))
+            node, cost = exported[anchor]
+            kernel = _anchored(proto, node, cost)
+            out_shape = node.outputs[0].shape if node.outputs and node.outputs[0] is not None else None
         else:
-            kernels.append(_runtime_node(proto, tensors, constants))
+            kernel, out_shape = _runtime_node(proto, shapes, constants)
+        kernels.append(kernel)
+        for name in proto.output[:1]:
+            if name and name not in shapes and out_shape is not None:
+                shapes[name] = tuple(out_shape)
     return kernels
 
 
@@ -127,18 +137,29 @@ def _anchored(proto: onnx.NodeProto, node: Node, cost: OpCost) -> Kernel:
         activation=act,
         fused_add=fused_add,
         source_ops=(node.name,),
+        impl=_impl(proto),
     )
 
 
-def _runtime_node(proto: onnx.NodeProto, tensors: dict[str, Tensor], constants: set[str]) -> Kernel:
-    """A node ORT added (a layout reorder) or renamed (a decomposition): shapes from the exported tensors it
-    touches on its NCHW side; an NCHWc-side tensor has the shape of the logical tensor it blocks."""
-    ins = [tensors.get(name) for name in proto.input if name and name not in constants]
-    outs = [tensors.get(name) for name in proto.output if name]
-    known_in = next((t for t in ins if t is not None and t.shape is not None), None)
-    known_out = next((t for t in outs if t is not None and t.shape is not None), None)
-    first = known_in.shape if known_in is not None else (known_out.shape if known_out is not None else None)
-    out = known_out.shape if known_out is not None else first
+def _impl(proto: onnx.NodeProto) -> str:
+    """Which of ORT's implementations runs the node: an NCHWc kernel, a FusedConv, or the node's own."""
+    if proto.domain == "com.microsoft.nchwc":
+        return "nchwc"
+    return "fused" if proto.op_type.startswith("Fused") else ""
+
+
+def _runtime_node(
+    proto: onnx.NodeProto, shapes: dict[str, tuple[int, ...]], constants: set[str]
+) -> tuple[Kernel, tuple[int, ...] | None]:
+    """A node ORT added (a layout reorder, a fused activation) or renamed (a decomposition), and its logical output
+    shape: shapes from the tensors it touches (exported ones, or outputs of the nodes before it, an NCHWc-side
+    tensor having the shape of the logical tensor it blocks)."""
+    ins = [shapes.get(name) for name in proto.input if name and name not in constants]
+    outs = [shapes.get(name) for name in proto.output if name]
+    known_in = next((t for t in ins if t is not None), None)
+    known_out = next((t for t in outs if t is not None), None)
+    first = known_in if known_in is not None else known_out
+    out = known_out if known_out is not None else first
     numel_in = math.prod(first) if first else 0
     numel_out = math.prod(out) if out else 0
     cin, h_in, w_in = nchw(first)
@@ -148,7 +169,8 @@ def _runtime_node(proto: onnx.NodeProto, tensors: dict[str, Tensor], constants: 
         kind = KernelType.ACTIVATION
     elif kind is KernelType.OTHER and proto.op_type in {"Add", "Mul", "Sub", "Div", "Sum"}:
         kind = KernelType.ELEMENTWISE
-    return Kernel(
+    act = _ORT_ACTIVATIONS.get(proto.op_type, "")
+    kernel = Kernel(
         name=proto.name,
         type=kind,
         op_type=proto.op_type,
@@ -158,12 +180,16 @@ def _runtime_node(proto: onnx.NodeProto, tensors: dict[str, Tensor], constants: 
         w_in=w_in,
         h_out=h_out,
         w_out=w_out,
-        flops=numel_out if kind in (KernelType.ACTIVATION, KernelType.ELEMENTWISE) else 0,
+        flops=numel_out * (ACTIVATION_FLOPS.get(act, 1) if kind is KernelType.ACTIVATION else 1)
+        if kind in (KernelType.ACTIVATION, KernelType.ELEMENTWISE)
+        else 0,
         bytes_read=numel_in * _FLOAT_BYTES * max(len(ins), 1),
         bytes_written=numel_out * _FLOAT_BYTES,
         elements_in=numel_in,
         elements_out=numel_out,
         inputs=max(len(ins), 1),
         rank=len(first) if first else 0,
-        activation=_ORT_ACTIVATIONS.get(proto.op_type, ""),
+        activation=act,
+        impl=_impl(proto),
     )
+    return kernel, out

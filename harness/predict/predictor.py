@@ -23,10 +23,21 @@ from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType
 from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
 
 LIBRARY = "lightgbm"
-FORMAT_VERSION = 2  # 2: models per group of types for types with too few rows
+FORMAT_VERSION = 3  # 2: models per group of types for types with too few rows; 3: alignment, implementation
 MIN_TYPE_ROWS = 8  # fewer rows of a type: its group's model predicts it (a line through one probe is no model)
+# A variant within a type whose cost per element differs by an order of magnitude (swish's exp against ReLU's
+# max) gets a model of its own from this many rows: a type model dominated by ReLU rows cannot carve out a few
+# swish rows (its leaves need more rows than that), and a linear base through them already fits their scale.
+MIN_VARIANT_ROWS = 4
 COMPUTE = "compute"  # convolutions and fully connected layers
 MEMORY = "memory"  # everything whose time is bytes: element-wise, activations, pools, data movement
+
+
+def variant_key(kernel: Kernel) -> str | None:
+    """The variant model a kernel is predicted by, where its type has them (standalone activations: per function)."""
+    if kernel.type is KernelType.ACTIVATION and kernel.activation:
+        return f"{kernel.type.value}/{kernel.activation}"
+    return None
 
 
 def kernel_group(kind: KernelType) -> str:
@@ -98,18 +109,23 @@ class KernelPredictor:
     versions: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     groups: dict[str, TypeModel] = field(default_factory=dict)
+    variants: dict[str, TypeModel] = field(default_factory=dict)
 
-    def model_for(self, kind: KernelType) -> TypeModel:
-        return self.models.get(kind) or self.groups.get(kernel_group(kind)) or self.fallback
+    def model_for(self, kernel: Kernel) -> TypeModel:
+        """Its variant's model, else its type's, else its group's, else the fallback."""
+        variant = variant_key(kernel)
+        found = self.variants.get(variant) if variant else None
+        kind = kernel.type
+        return found or self.models.get(kind) or self.groups.get(kernel_group(kind)) or self.fallback
 
     def kernel_times_us(self, kernels: Sequence[Kernel]) -> np.ndarray:
-        """Each kernel's predicted µs (uncalibrated), by its type's model or the fallback."""
+        """Each kernel's predicted µs (uncalibrated), by the most specific model there is for it."""
         out = np.zeros(len(kernels))
-        by_type: dict[KernelType, list[int]] = {}
+        by_model: dict[int, tuple[TypeModel, list[int]]] = {}
         for i, k in enumerate(kernels):
-            by_type.setdefault(k.type, []).append(i)
-        for kind, idx in by_type.items():
-            model = self.model_for(kind)
+            model = self.model_for(k)
+            by_model.setdefault(id(model), (model, []))[1].append(i)
+        for model, idx in by_model.values():
             out[idx] = _predict(model, [kernels[i] for i in idx])
         return out
 
@@ -127,6 +143,7 @@ class KernelPredictor:
             "versions": self.versions,
             "models": [m.to_json() for m in self.models.values()],
             "groups": {name: m.to_json() for name, m in self.groups.items()},
+            "variants": {name: m.to_json() for name, m in self.variants.items()},
             "fallback": self.fallback.to_json(),
             "calibration": {"c0": self.calibration.c0, "c1": self.calibration.c1, "c2": self.calibration.c2},
             "summary": self.summary,
@@ -148,6 +165,7 @@ class KernelPredictor:
             versions=dict(data.get("versions") or {}),
             summary=dict(data.get("summary") or {}),
             groups={name: TypeModel.from_json(m) for name, m in (data.get("groups") or {}).items()},
+            variants={name: TypeModel.from_json(m) for name, m in (data.get("variants") or {}).items()},
         )
 
 
@@ -158,20 +176,38 @@ def _predict(model: TypeModel, kernels: Sequence[Kernel]) -> np.ndarray:
     return model.predict(features, flops, moved)
 
 
-def fit_kernel_models(
-    rows: Sequence[TrainingRow],
-) -> tuple[dict[KernelType, TypeModel], dict[str, TypeModel], TypeModel]:
-    """A model per kernel type with at least :data:`MIN_TYPE_ROWS` rows, one per group of types, and a fallback
-    over all rows."""
+@dataclass
+class KernelModels:
+    """The regressors fitted on a set of kernel rows (see :meth:`KernelPredictor.model_for` for which predicts)."""
+
+    types: dict[KernelType, TypeModel]
+    groups: dict[str, TypeModel]
+    variants: dict[str, TypeModel]
+    fallback: TypeModel
+
+    def predictor(self, context: Mapping[str, Any], **extra: Any) -> KernelPredictor:
+        return KernelPredictor(dict(context), self.types, self.fallback, groups=self.groups, variants=self.variants,
+                               **extra)  # fmt: skip
+
+
+def fit_kernel_models(rows: Sequence[TrainingRow]) -> KernelModels:
+    """A model per kernel type with at least :data:`MIN_TYPE_ROWS` rows, per variant with at least
+    :data:`MIN_VARIANT_ROWS`, one per group of types, and a fallback over all rows."""
     by_type: dict[KernelType, list[TrainingRow]] = {}
     by_group: dict[str, list[TrainingRow]] = {}
+    by_variant: dict[str, list[TrainingRow]] = {}
     for row in rows:
         by_type.setdefault(row.kernel.type, []).append(row)
         by_group.setdefault(kernel_group(row.kernel.type), []).append(row)
+        variant = variant_key(row.kernel)
+        if variant:
+            by_variant.setdefault(variant, []).append(row)
     models = {kind: _fit(kind, group) for kind, group in by_type.items() if len(group) >= MIN_TYPE_ROWS}
     groups = {name: _fit(None, group) for name, group in by_group.items() if len(group) >= MIN_TYPE_ROWS}
+    variants = {name: _fit(group[0].kernel.type, group) for name, group in by_variant.items()
+                if len(group) >= MIN_VARIANT_ROWS}  # fmt: skip
     fallback = _fit(None, list(rows)) if rows else TypeModel(None, (1.0, 0.0, 0.0), None, 0)
-    return models, groups, fallback
+    return KernelModels(models, groups, variants, fallback)
 
 
 def _fit(kind: KernelType | None, rows: Sequence[TrainingRow]) -> TypeModel:
@@ -188,14 +224,15 @@ def fit_predictor(
     models: Sequence[tuple[Sequence[Kernel], float]],
 ) -> KernelPredictor:
     """Fit kernel models on ``rows``, then the calibration on ``models`` (kernel lists with measured µs)."""
-    type_models, groups, fallback = fit_kernel_models(rows)
-    predictor = KernelPredictor(dict(context), type_models, fallback, versions=library_versions(), groups=groups)
+    fitted = fit_kernel_models(rows)
+    predictor = fitted.predictor(context, versions=library_versions())
     sums = [float(predictor.kernel_times_us(kernels).sum()) for kernels, _ in models]
     predictor.calibration = fit_calibration(sums, [len(k) for k, _ in models], [m for _, m in models])
     predictor.summary = {
         "kernel_rows": len(rows),
         "rows_per_type": dict(Counter(r.kernel.type.value for r in rows).most_common()),
-        "types_by_group": sorted(k.value for k in KernelType if k not in type_models),
+        "types_by_group": sorted(k.value for k in KernelType if k not in fitted.types),
+        "variants": sorted(fitted.variants),
         "calibration_models": len(models),
     }
     return predictor

@@ -48,7 +48,7 @@ _WEIGHTS: dict[KernelType, float] = {
     KernelType.POINTWISE_CONV: 24,
     KernelType.DEPTHWISE_CONV: 18,
     KernelType.DENSE_CONV: 8,
-    KernelType.GROUPED_CONV: 9,
+    KernelType.GROUPED_CONV: 12,
     KernelType.FULLY_CONNECTED: 4,
     KernelType.ELEMENTWISE: 7,
     KernelType.ACTIVATION: 5,
@@ -120,7 +120,10 @@ def kernel_types(runtime: Runtime) -> list[KernelType]:
 
 
 def sample(rng: np.random.Generator, runtime: Runtime, n: int) -> list[KernelConfig]:
-    """``n`` distinct configs drawn from the space (types by weight; valid for ``runtime``)."""
+    """``n`` distinct configs drawn from the space (types by weight; valid for ``runtime``), stratified within each
+    type: a type's configs are reordered so its strata (:func:`stratum`) take turns, so a build stopped after a few
+    hundred probes has seen every group count, kernel size and stride of each type, not only the lucky draws (a
+    run of 600 probes once held two grouped convs with 8 groups and none with 16)."""
     types = kernel_types(runtime)
     weights = np.array([_WEIGHTS[t] for t in types], dtype=float)
     out: dict[str, KernelConfig] = {}
@@ -131,7 +134,32 @@ def sample(rng: np.random.Generator, runtime: Runtime, n: int) -> list[KernelCon
         cfg = _draw(rng, kind, runtime)
         if cfg is not None and valid(cfg):
             out.setdefault(cfg.key, cfg)
-    return list(out.values())
+    return stratified(list(out.values()))
+
+
+def stratum(cfg: KernelConfig) -> tuple[object, ...]:
+    """What a regressor cannot interpolate across: the op's variant, kernel size, stride and group count."""
+    groups = cfg.groups if cfg.type in (KernelType.GROUPED_CONV, KernelType.TRANSPOSE, KernelType.RESHAPE) else 0
+    return (cfg.variant, cfg.kernel, cfg.stride, groups, cfg.act if cfg.type is KernelType.ACTIVATION else "")
+
+
+def stratified(configs: Sequence[KernelConfig]) -> list[KernelConfig]:
+    """``configs`` with each type's positions kept (the type mix stays as drawn) but its configs reordered so its
+    strata take turns: the k-th config of every stratum before the (k+1)-th of any, draw order within a round."""
+    positions: dict[KernelType, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        positions.setdefault(cfg.type, []).append(i)
+    out = list(configs)
+    for idx in positions.values():
+        seen: dict[tuple[object, ...], int] = {}
+        ranked = []
+        for i in idx:
+            key = stratum(configs[i])
+            ranked.append((seen.get(key, 0), i))
+            seen[key] = seen.get(key, 0) + 1
+        for slot, (_, i) in zip(idx, sorted(ranked), strict=True):
+            out[slot] = configs[i]
+    return out
 
 
 def valid(cfg: KernelConfig) -> bool:

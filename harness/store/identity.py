@@ -78,3 +78,37 @@ def describe(facts: Mapping[str, Any]) -> str:
     if facts.get("cpu_count"):
         parts.append(f"{facts['cpu_count']} cores")
     return ", ".join(parts)
+
+
+def full_identity(facts: Mapping[str, Any], fp: str | None = None) -> str:
+    """Everything that says which machine made a result, for a page that quotes its numbers: ``AMD EPYC
+    (AuthenticAMD family 25 model 17 stepping 1; L1d 32K, L2 1024K, L3 32768K; flags digest …), 2 CPUs,
+    23.5 GiB, Linux 6.18.44, Debian GNU/Linux 12; machine-id digest …, fingerprint …``."""
+    cpu = str(facts.get("cpu_model") or facts.get("model") or facts.get("soc") or facts.get("machine") or "unknown CPU")
+    detail = []
+    fms = " ".join(f"{k} {facts[f]}" for k, f in (("family", "cpu_family"), ("model", "cpu_model_number"),
+                                                 ("stepping", "cpu_stepping")) if facts.get(f) is not None)  # fmt: skip
+    vendor = " ".join(str(p) for p in (facts.get("cpu_vendor"), fms) if p)
+    if vendor:
+        detail.append(vendor)
+    caches = facts.get("cpu_caches") or {}
+    if caches:
+        detail.append(", ".join(f"{level} {size}" for level, size in caches.items()))
+    if facts.get("cpu_flags_digest"):
+        detail.append(f"flags digest {facts['cpu_flags_digest']}")
+    parts = [f"{cpu} ({'; '.join(detail)})" if detail else cpu]
+    cores = facts.get("cpus_usable") or facts.get("cpu_count")
+    if cores:
+        parts.append(f"{cores} CPUs")
+    if facts.get("mem_total_kib"):
+        parts.append(f"{int(facts['mem_total_kib']) / 2**20:.1f} GiB")
+    if facts.get("kernel"):
+        parts.append(f"{facts.get('system') or 'kernel'} {facts['kernel']}")
+    if facts.get("os_pretty_name"):
+        parts.append(str(facts["os_pretty_name"]))
+    tail = [f"{name} {facts[key]}" for name, key in (("machine-id digest", "machine_id_digest"), ("serial", "serial"))
+            if facts.get(key)]  # fmt: skip
+    if fp:
+        tail.append(f"fingerprint {fp}")
+    text = ", ".join(parts)
+    return f"{text}; {', '.join(tail)}" if tail else text
