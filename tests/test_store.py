@@ -761,3 +761,22 @@ def test_database_one_step_behind_reads_through_a_private_copy_and_upgrades_read
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
     assert {"timelines", "sustained_trials", "kernel_samples", "kernels", "predictors"} <= tables
+
+
+def test_the_full_identity_names_everything_that_tells_machines_apart() -> None:
+    """What the README's sample section prints: the sample's own facts, word for word, and no field invented when a
+    device reported fewer (a phone: model and serial)."""
+    from harness.store.identity import fingerprint, full_identity
+
+    facts = {"cpu_vendor": "AuthenticAMD", "cpu_model": "AMD EPYC", "cpu_family": "25", "cpu_model_number": "17",
+             "cpu_stepping": "1", "cpu_caches": {"L1d": "32K", "L2": "1024K", "L3": "32768K"},
+             "cpu_flags_digest": "6a93d771884cba54", "cpu_count": 2, "cpus_usable": 2, "mem_total_kib": 24684096,
+             "system": "Linux", "kernel": "6.18.44-fc-v595", "os_pretty_name": "Debian GNU/Linux 12 (bookworm)",
+             "machine": "x86_64", "machine_id_digest": "6455e8d9b363ee5e"}  # fmt: skip
+    fp = fingerprint(facts)
+    assert full_identity(facts, fp) == (
+        "AMD EPYC (AuthenticAMD family 25 model 17 stepping 1; L1d 32K, L2 1024K, L3 32768K; flags digest "
+        "6a93d771884cba54), 2 CPUs, 23.5 GiB, Linux 6.18.44-fc-v595, Debian GNU/Linux 12 (bookworm); "
+        f"machine-id digest 6455e8d9b363ee5e, fingerprint {fp}"
+    )
+    assert full_identity({"model": "Pixel 7", "serial": "28011FDH", "abi": "arm64-v8a"}) == "Pixel 7; serial 28011FDH"
