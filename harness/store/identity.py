@@ -84,7 +84,8 @@ def full_identity(facts: Mapping[str, Any], fp: str | None = None) -> str:
     """Everything that says which machine made a result, for a page that quotes its numbers: ``AMD EPYC
     (AuthenticAMD family 25 model 17 stepping 1; L1d 32K, L2 1024K, L3 32768K; flags digest …), 2 CPUs,
     23.5 GiB, Linux 6.18.44, Debian GNU/Linux 12; machine-id digest …, fingerprint …``."""
-    cpu = str(facts.get("cpu_model") or facts.get("model") or facts.get("soc") or facts.get("machine") or "unknown CPU")
+    cpu = facts.get("cpu_model") or facts.get("model") or facts.get("soc") or facts.get("cpu") or facts.get("machine")
+    cpu = str(cpu or "unknown CPU")
     detail = []
     fms = " ".join(f"{k} {facts[f]}" for k, f in (("family", "cpu_family"), ("model", "cpu_model_number"),
                                                  ("stepping", "cpu_stepping")) if facts.get(f) is not None)  # fmt: skip
