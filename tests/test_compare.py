@@ -1,5 +1,5 @@
 """``flopgap compare`` on real databases: the same spec measured twice (interleaved) shows no significant change;
-the same database with every sample made 20% slower shows each point as a regression and fails a 5% gate."""
+the same database with every sample made 50% slower shows each point as a regression and fails a 5% gate."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ runtimes = ["onnxruntime", "litert"]
 threads = [1]
 [[models]]
 name = "conv1x1"
-params = { cin = 32, cout = 32, h = 28, w = 28 }
+params = { cin = 96, cout = 96, h = 56, w = 56 }
 [[models]]
 name = "depthwise_conv"
-params = { channels = 64, h = 28, w = 28 }
+params = { channels = 192, h = 56, w = 56 }
 [protocol]
 trials = 3
 warmup_runs = 20
@@ -54,12 +54,14 @@ def _recompute(db: Path) -> None:
 
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The spec measured twice into two databases, and a copy of the first with every sample 20% slower.
+    """The spec measured twice into two databases, and a copy of the first with every sample 50% slower (20% was
+    not always outside the CI of a point whose trials drifted by ±15% here).
 
     The two measurements are interleaved trial by trial (one sweep of twelve trials, split into the even and the
-    odd ones, six each: each runner process lands a few percent apart on tiny kernels), as the protocol interleaves
-    points: measured one after the other, a shared host's drift between them
-    (several percent within seconds here) would be a real difference, and a test of "no change" would be flaky.
+    odd ones, six each: each runner process lands a few percent apart), as the protocol interleaves points:
+    measured one after the other, a shared host's drift between them (several percent within seconds here) would be
+    a real difference, and a test of "no change" would be flaky. The kernels take ~0.1-0.3 ms, not ~0.02 ms: on
+    kernels that small one runner process's trial differed from the next by up to 35% here, and the halves by 8%.
     """
     root = tmp_path_factory.mktemp("compare")
     both = root / "both.db"
@@ -81,7 +83,7 @@ def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copy(out["a"], slower)
     conn = sqlite3.connect(slower)
     with conn:
-        conn.execute("UPDATE samples SET latency_ns = CAST(round(latency_ns * 1.2) AS INTEGER)")
+        conn.execute("UPDATE samples SET latency_ns = CAST(round(latency_ns * 1.5) AS INTEGER)")
     conn.close()
     _recompute(slower)
     out["slower"] = slower
@@ -89,18 +91,20 @@ def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_the_same_spec_measured_twice_shows_no_significant_change(dbs: dict[str, Path]) -> None:
-    result = compare(parse_side(str(dbs["a"])), parse_side(str(dbs["b"])), threshold=0.05)
+    # 10%: above what interleaved halves of one sweep differ by on this shared 2-vCPU host (up to ~8% measured),
+    # far below the 50% the next test must catch.
+    result = compare(parse_side(str(dbs["a"])), parse_side(str(dbs["b"])), threshold=0.10)
     rows = result.rows
     assert len(rows) == 4 and (result.only_a, result.only_b) == (0, 0)
     assert set(rows["runtime"]) == {"onnxruntime", "litert"} and rows["has_ci"].all()
     assert set(rows["change"]) == {Change.NONE}, rows[["model_label", "runtime", "ratio", "ci_low", "ci_high"]]
     assert (rows["ci_low"] < rows["ratio"]).all() and (rows["ratio"] < rows["ci_high"]).all()
-    res = _invoke("compare", str(dbs["a"]), str(dbs["b"]), "--fail-above", "5%")
+    res = _invoke("compare", str(dbs["a"]), str(dbs["b"]), "--threshold", "10%", "--fail-above", "10%")
     assert res.exit_code == 0, res.output
-    assert "4 point(s) matched: 0 slower, 0 faster, 4 no significant change (threshold 5%)" in res.output
+    assert "4 point(s) matched: 0 slower, 0 faster, 4 no significant change (threshold 10%)" in res.output
 
 
-def test_samples_made_20_percent_slower_are_each_a_regression_and_fail_the_gate(
+def test_samples_made_50_percent_slower_are_each_a_regression_and_fail_the_gate(
     dbs: dict[str, Path], tmp_path: Path
 ) -> None:
     plot = tmp_path / "ratios.png"
@@ -116,7 +120,7 @@ def test_samples_made_20_percent_slower_are_each_a_regression_and_fail_the_gate(
     for p in points:
         # The interval's width carries the machine's drift between trials (a shared host widens it); what the
         # verdict needs is that it holds the ratio and excludes 1.
-        assert p["ratio"] == pytest.approx(1.2, abs=0.002) and 1.0 < p["ci_low"] < 1.2 < p["ci_high"]
+        assert p["ratio"] == pytest.approx(1.5, abs=0.002) and 1.0 < p["ci_low"] < 1.5 < p["ci_high"]
     # the gate is about regressions: the faster direction passes it
     assert _invoke("compare", str(dbs["slower"]), str(dbs["a"]), "--fail-above", "5%").exit_code == 0
     csv = _invoke("compare", f"{dbs['a']}:1", str(dbs["slower"]), "--format", "csv").output.splitlines()
