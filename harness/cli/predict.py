@@ -11,7 +11,6 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -29,6 +28,7 @@ from harness.cli.options import (
     PrecisionOpt,
     ThreadsOpt,
 )
+from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, write_records
 from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
 from harness.cli.user_errors import one_line_errors
 from harness.predict.build import BuildReporter
@@ -86,12 +86,12 @@ def build(
     """
     from harness.predict.build import BuildPlan, build_predictor
 
-    console = Console()
+    console = make_console()
     ctx = PredictContext(device, runtime, threads, precision)
     plan = BuildPlan(ctx, parse_budget(budget), seed)
     dev = open_devices([device], devices_file)[device]
     try:
-        progress = _BuildProgress(console)
+        progress = _BuildProgress()
         with Store(db) as store, progress:
             try:
                 result = build_predictor(plan, store, dev, make_exporter(cache_dir, True), progress)
@@ -130,7 +130,7 @@ def evaluate(
     from harness.predict.dataset import latest_versions, load_dataset
     from harness.predict.evaluate import leave_one_family_out
 
-    console = Console()
+    console = make_console()
     ctx = PredictContext(device, runtime, threads, precision)
     started = time.monotonic()
     with Store(db, readonly=True) as store:
@@ -200,12 +200,14 @@ def predict(
     top: Annotated[int, typer.Option(min=1, help="Kernels to show.")] = 20,
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
+    fmt: OutputFormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Predict a model's latency on a device from its kernels, with the per-kernel table.
 
     The model is what 'flopgap run' takes: a zoo name, a model file or a torch factory.
     The runtime defaults to onnxruntime (a model file: its own format's runtime).
     Where the same point was measured, prints the measured median and the error too.
+    With --format csv (every kernel, one per line) or json (the prediction with every kernel), stdout holds only data.
 
     Example: flopgap predict shufflenet_v2 --param scale=0.5 --device local --runtime litert
     """
@@ -214,7 +216,7 @@ def predict(
     from harness.predict.predictor import KernelPredictor
     from harness.sources import FileSource
 
-    console = Console()
+    console = notes_console(fmt)
     spec = cli_model(name, param, input_shape)
     runtime = pick_runtime(spec, runtime, Runtime.ONNXRUNTIME)
     precision = pick_precision(spec, precision)
@@ -233,8 +235,18 @@ def predict(
     # A user's own model file is read where it is: no kernel list is cached beside it.
     prediction = predictor.predict(extract_kernels(art.path, runtime, cache=not isinstance(spec, FileSource)))
     took = time.monotonic() - started
-    console.print(kernel_table(prediction, f"{spec.label} on {device} ({runtime}, {threads} thread(s), {precision})",
-                               top))  # fmt: skip
+    if fmt is OutputFormat.TABLE:
+        title = f"{spec.label} on {device} ({runtime}, {threads} thread(s), {precision})"
+        console.print(kernel_table(prediction, title, top))
+    else:
+        document = {
+            "model": spec.label, "device": device, "runtime": runtime.value, "threads": threads,
+            "precision": precision.value, "predicted_ms": prediction.total_ms,
+            "kernel_sum_ms": prediction.kernel_sum_ms, "measured_ms": measured,
+            "error": prediction.total_ms / measured - 1 if measured is not None else None,
+            "predictor_id": row.id, "predictor_runtime_version": built_with,
+        }  # fmt: skip
+        write_records(kernel_records(prediction), KERNEL_COLUMNS, fmt, document, key="kernels")
     line = f"predicted {prediction.total_ms:.3f} ms (kernel sum {prediction.kernel_sum_ms:.3f} ms, calibrated)"
     if measured is not None:
         line += f"; measured median {measured:.3f} ms, error {prediction.total_ms / measured - 1:+.1%}"
@@ -253,6 +265,29 @@ def _measured(
     if runtime_version:
         hit = hit[hit["runtime_version"].isna() | (hit["runtime_version"] == runtime_version)]
     return float(hit["median_ms"].iloc[-1]) if not hit.empty else None
+
+
+KERNEL_COLUMNS = (
+    "kernel", "type", "module", "cin", "cout", "h_in", "w_in", "kernel_size", "stride", "predicted_ms", "share",
+)  # fmt: skip
+
+
+def kernel_records(prediction: object) -> list[dict[str, object]]:
+    """Every kernel of a prediction, most expensive first."""
+    from harness.predict.predictor import Prediction
+
+    assert isinstance(prediction, Prediction)
+    total = float(prediction.kernel_us.sum()) or 1.0
+    order = sorted(range(len(prediction.kernels)), key=lambda i: -prediction.kernel_us[i])
+    records: list[dict[str, object]] = []
+    for i in order:
+        k, us = prediction.kernels[i], float(prediction.kernel_us[i])
+        records.append({
+            "kernel": k.name, "type": k.type.value, "module": k.module_path, "cin": k.cin, "cout": k.cout,
+            "h_in": k.h_in, "w_in": k.w_in, "kernel_size": k.kernel_size, "stride": k.stride,
+            "predicted_ms": us / 1e3, "share": us / total,
+        })  # fmt: skip
+    return records
 
 
 def kernel_table(prediction: object, title: str, top: int) -> Table:
