@@ -37,6 +37,18 @@ def _store_predictor(db: Path, cache: Path) -> None:
         store.add_predictor("local", "onnxruntime", 1, "fp32", "lightgbm", predictor.versions, predictor.to_json(), {})
 
 
+def _machine() -> str:
+    """The machine in full, as flopgap identifies it (results must say exactly which machine made them)."""
+    from devices.inventory import load_inventory, open_device
+    from harness.store.identity import full_identity
+
+    device = open_device(load_inventory(None).get("local"))
+    try:
+        return f"{full_identity(device.facts())}, Python {platform.python_version()}"
+    finally:
+        device.cleanup()
+
+
 def _rank(db: Path, cache: Path) -> float:
     argv = [sys.executable, "-m", "harness.cli", "predict", "separable_conv", "--runtime", "onnxruntime", *GRID,
             "--db", str(db), "--cache-dir", str(cache), "--format", "csv"]  # fmt: skip
@@ -56,7 +68,7 @@ def main() -> None:
         cache = args.cache_dir or Path(tmp) / "cache"
         db = Path(tmp) / "grid.db"
         _store_predictor(db, cache)
-        print(f"machine: {platform.processor() or platform.machine()}, {platform.node()}, Python {sys.version.split()[0]}")
+        print(f"machine: {_machine()}")
         cold = _rank(db, cache)
         print(f"cold (100 exports + kernel extraction): {cold:.1f} s")
         warm = [_rank(db, cache) for _ in range(args.repeats)]
