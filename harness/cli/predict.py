@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -36,6 +37,7 @@ from harness.predict.build import BuildReporter
 from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
+from harness.predict.trust import Caveat, caveats, interval_ms
 from harness.store import Store
 from harness.store.predictor_tables import PredictorRow
 
@@ -332,6 +334,8 @@ def predict(
     # A user's own model file is read where it is: no kernel list is cached beside it.
     prediction = predictor.predict(extract_kernels(art.path, runtime, cache=not isinstance(spec, FileSource)))
     took = time.monotonic() - started
+    interval = interval_ms(prediction.total_ms, predictor.summary)
+    warnings = caveats(prediction.kernels, prediction.sources, predictor.summary.get("ranges"))
     if fmt is OutputFormat.TABLE:
         title = f"{spec.label} on {device} ({runtime}, {threads} thread(s), {precision})"
         console.print(kernel_table(prediction, title, top))
@@ -339,16 +343,42 @@ def predict(
         document = {
             "model": spec.label, "device": device, "runtime": runtime.value, "threads": threads,
             "precision": precision.value, "predicted_ms": prediction.total_ms,
+            "interval_ms": list(interval) if interval else None, "calibrated": prediction.calibrated,
             "kernel_sum_ms": prediction.kernel_sum_ms, "measured_ms": measured,
             "error": prediction.total_ms / measured - 1 if measured is not None else None,
             "predictor_id": row.id, "predictor_runtime_version": built_with,
+            "caveats": [{"kernel": c.kernel, "kernel_type": c.kernel_type, "reason": c.reason} for c in warnings],
         }  # fmt: skip
         write_records(kernel_records(prediction), KERNEL_COLUMNS, fmt, document, key="kernels")
-    line = f"predicted {prediction.total_ms:.3f} ms (kernel sum {prediction.kernel_sum_ms:.3f} ms, calibrated)"
+    how = "calibrated" if prediction.calibrated else "uncalibrated: the calibration would give <= 0 ms here"
+    line = f"predicted {prediction.total_ms:.3f} ms (kernel sum {prediction.kernel_sum_ms:.3f} ms, {how})"
+    if interval is not None:
+        errors = len(predictor.summary.get("calibration_errors") or [])
+        line += f", expected {interval[0]:.3f}–{interval[1]:.3f} ms (90% of the {errors} training models' errors)"
     if measured is not None:
         line += f"; measured median {measured:.3f} ms, error {prediction.total_ms / measured - 1:+.1%}"
     built = f" ({runtime} {built_with})" if built_with else ""
-    console.print(f"{line}; predictor {row.id}{built} of {row.created_at[:19]}; {took * 1e3:.0f} ms", highlight=False)
+    console.print(f"{line}; predictor {row.id}{built} of {row.created_at[:19]}; {took * 1e3:.0f} ms", highlight=False,
+                  soft_wrap=True)  # fmt: skip
+    _print_caveats(console, warnings, predictor.summary.get("ranges") is None)
+
+
+SHOWN_CAVEATS = 10
+
+
+def _print_caveats(console: Console, warnings: list[Caveat], no_ranges: bool) -> None:
+    """The kernels a prediction should not be trusted on, on the notes stream (stderr with csv/json)."""
+    if no_ranges:
+        console.print("[yellow]warning[/] this predictor predates stored training ranges: shapes are not checked; "
+                      "rebuild it to check them", highlight=False)  # fmt: skip
+    if not warnings:
+        return
+    console.print(f"[yellow]warning[/] do not trust this prediction blindly: {len(warnings)} kernel(s)",
+                  highlight=False)  # fmt: skip
+    for c in warnings[:SHOWN_CAVEATS]:
+        console.print(f"  {escape(c.kernel)} ({c.kernel_type}): {escape(c.reason)}", highlight=False, soft_wrap=True)
+    if len(warnings) > SHOWN_CAVEATS:
+        console.print(f"  ... and {len(warnings) - SHOWN_CAVEATS} more (--format json lists every one)")
 
 
 def _measured(
@@ -365,7 +395,8 @@ def _measured(
 
 
 KERNEL_COLUMNS = (
-    "kernel", "type", "module", "cin", "cout", "h_in", "w_in", "kernel_size", "stride", "predicted_ms", "share",
+    "kernel", "type", "module", "cin", "cout", "h_in", "w_in", "kernel_size", "stride", "groups", "predicted_ms",
+    "share", "priced_by",
 )  # fmt: skip
 
 
@@ -381,8 +412,8 @@ def kernel_records(prediction: object) -> list[dict[str, object]]:
         k, us = prediction.kernels[i], float(prediction.kernel_us[i])
         records.append({
             "kernel": k.name, "type": k.type.value, "module": k.module_path, "cin": k.cin, "cout": k.cout,
-            "h_in": k.h_in, "w_in": k.w_in, "kernel_size": k.kernel_size, "stride": k.stride,
-            "predicted_ms": us / 1e3, "share": us / total,
+            "h_in": k.h_in, "w_in": k.w_in, "kernel_size": k.kernel_size, "stride": k.stride, "groups": k.groups,
+            "predicted_ms": us / 1e3, "share": us / total, "priced_by": prediction.sources.get(i),
         })  # fmt: skip
     return records
 
