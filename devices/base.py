@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from devices.arm_cores import ClusterName
+from devices.bounded import LINE_CHARS, bounded
 from devices.errors import DeviceError, PushFailed, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, RunnerKind, TransportKind
@@ -41,7 +42,7 @@ class ShellReturn:
     def last_line(self) -> str:
         """The last line of stderr (else stdout), for one-line error messages."""
         lines = (self.stderr or self.stdout).strip().splitlines()
-        return lines[-1].strip() if lines else f"exit code {self.returncode}"
+        return bounded(lines[-1].strip(), LINE_CHARS) if lines else f"exit code {self.returncode}"
 
 
 @dataclass(frozen=True)

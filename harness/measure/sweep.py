@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from devices.base import Device
+from devices.bounded import bounded
 from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerMissing, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
@@ -287,16 +288,19 @@ def _measure_device(
                 result = dev.measure(st.artifact.path, request, sha256=st.artifact.sha256)
             except (DeviceUnreachable, RunnerMissing) as exc:
                 # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
+                reason = bounded(str(exc))  # a runner's flood of output stays out of rows and terminals
+                store.record_device_error(dev.name, dev.transport.kind, reason)  # its last good facts stay
                 for other in states:
                     if not other.failed and store.point_status(other.point_id) != "done":
                         other.failed = True
-                        store.fail_point(other.point_id, str(exc))
-                        rep.point_failed(other.point, str(exc))
+                        store.fail_point(other.point_id, reason)
+                        rep.point_failed(other.point, reason)
                 return measured
             except (TrialFailed, DeviceError) as exc:
                 st.failed = True
-                store.fail_point(st.point_id, str(exc))
-                rep.point_failed(st.point, str(exc))
+                reason = bounded(str(exc))
+                store.fail_point(st.point_id, reason)
+                rep.point_failed(st.point, reason)
                 continue
             reported = result.runtime_version
             if st.runtime_version is not None and reported is not None and reported != st.runtime_version:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
+from devices.bounded import bounded
 from devices.errors import FlopgapError
 from devices.result import TrialResult
 from harness.store.connection import StoreConnection
@@ -306,7 +307,7 @@ class Writes(StoreConnection):
         with self._transaction("failing a point") as conn:
             cur = conn.execute(
                 "UPDATE points SET status = ?, failure_reason = ?, updated_at = ? WHERE id = ?",
-                (PointStatus.FAILED, reason, now(), point_id),
+                (PointStatus.FAILED, bounded(reason), now(), point_id),  # a flood of output never fills a row
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no point {point_id}")
