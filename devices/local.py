@@ -172,6 +172,7 @@ def _check_startable(device: str, program: str) -> None:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command's whole process group and reap it (its output threads end with the pipes)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.wait()

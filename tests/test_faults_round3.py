@@ -230,3 +230,51 @@ def test_paramiko_eof_on_a_dead_connection_is_device_unreachable_eof_faked_in_pa
     finally:
         monkeypatch.undo()
         board.cleanup()
+
+
+# --------------------------------------------------------------------------- 2. a runner that floods its output
+
+FLOOD = 50 * 1024 * 1024
+
+
+def _flooding_standin(path: Path, then: str) -> Path:
+    """A stand-in for the runner's interpreter that first prints 50 MB (a runtime logging every op), then ``then``."""
+    path.write_text(
+        "#!/bin/sh\n"
+        f"yes 'stand-in runner: a runtime that logs every op it runs' | head -c {FLOOD // 2}\n"
+        f"yes 'stand-in runner: and warns about each of them' | head -c {FLOOD // 2} >&2\n"
+        f"{then}\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("outcome", ["measured", "failed"])
+def test_a_runner_flooding_50_mb_is_read_bounded_and_never_hangs_the_sweep_standin_runner(
+    tmp_path: Path, outcome: str
+) -> None:
+    # failed: after the flood, one line of 1 MB (no newline at all) on stderr, then exit 1
+    one_long_line = "head -c 1048576 /dev/zero | tr '\\0' x >&2; exit 1"
+    then = f'exec {sys.executable} "$@"' if outcome == "measured" else one_long_line
+    standin = _flooding_standin(tmp_path / "flooding-python", then)
+    inventory = tmp_path / "devices.toml"
+    inventory.write_text(f'[devices.flood]\ntransport = "local"\npython = "{standin}"\n')
+    spec = tmp_path / "s.toml"
+    spec.write_text('devices = ["flood"]\n' + _spec(trials=2))
+    db = tmp_path / "r.db"
+    argv = [sys.executable, "-m", "harness.cli", "sweep", str(spec), "--db", str(db), "--devices", str(inventory),
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert len(done.stdout) + len(done.stderr) < 64 * 1024  # what a terminal shows stays small
+    with Store(db, readonly=True) as store:
+        point = store.points_frame().iloc[0]
+        runs = store.runs()
+    assert runs[-1].status == "completed"  # the sweep ended on its own: no run left 'running'
+    if outcome == "measured":  # the runner's document, at the end of 50 MB, is still read
+        assert done.returncode == 0, done.stderr
+        assert point["status"] == "done" and point["median_ms"] > 0
+    else:
+        assert done.returncode == 3, done.stderr
+        reason = str(point["failure_reason"])
+        assert point["status"] == "failed" and len(reason) <= 2000
+        assert reason.startswith("device 'flood': runner crashed: xxx") and "characters dropped" in reason

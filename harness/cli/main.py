@@ -6,7 +6,12 @@ anything else is a bug and keeps its traceback. Bad option values are typer's us
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import typer
+
+from devices.errors import Terminated
 
 app = typer.Typer(
     help="flopgap: measure how fast efficient CNNs really run, and where FLOP counts lie.",
@@ -49,8 +54,13 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM (what systemd, ``timeout`` and CI runners send) unwinds as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 
