@@ -580,6 +580,7 @@ _ORT_OPT_LEVELS = {
 }
 _ORT_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 SPINNING_KEY = "session.intra_op.allow_spinning"
+EXTERNAL_DATA_KEY = "session.model_external_initializers_file_folder_path"
 
 
 class OrtBackend(Backend):
@@ -629,6 +630,8 @@ class OrtBackend(Backend):
         options.execution_mode = getattr(ort.ExecutionMode, _ORT_MODES[self._execution_mode])
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_OPT_LEVELS[self._graph_opt])
         options.add_session_config_entry(SPINNING_KEY, "1" if self._allow_spinning else "0")
+        # Loaded from bytes, ORT looks for external data (model.onnx.data) here rather than next to a path.
+        options.add_session_config_entry(EXTERNAL_DATA_KEY, os.path.dirname(os.path.abspath(self._path)))
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
