@@ -104,12 +104,19 @@ def _kill_mid_trial_then_rerun(tmp_path: Path, cmd: list[str], log: Path, env: d
     time.sleep(0.3)
     victim = _starts(log)[-1]
     assert _alive(victim)
-    os.killpg(first.pid, signal.SIGKILL)  # the sweep's whole process group, as a user's kill -9 -PGID
-    first.wait()
-    gone_by = time.monotonic() + 1.0  # the runner had ~3 s of its trial left: it must die with its controller
-    while _alive(victim) and time.monotonic() < gone_by:
-        time.sleep(0.02)
-    assert not _alive(victim), "the runner outlived its controller"
+    # Stopped, the runner cannot end its trial by itself: if it dies now, its controller's death killed it, however
+    # long that takes on a loaded machine (SIGKILL, the watchdog's signal, ends a stopped process too).
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        os.killpg(first.pid, signal.SIGKILL)  # the sweep's whole process group, as a user's kill -9 -PGID
+        first.wait()
+        gone_by = time.monotonic() + 60
+        while _alive(victim) and time.monotonic() < gone_by:
+            time.sleep(0.02)
+        assert not _alive(victim), "the runner outlived its controller"
+    finally:
+        if _alive(victim):
+            os.kill(victim, signal.SIGKILL)
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     text = log.read_text()

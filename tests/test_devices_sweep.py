@@ -75,7 +75,7 @@ key = "{sshd.client_key}"
 known_hosts = "{sshd.known_hosts}"
 python = "{sys.executable}"
 work_dir = "{tmp_path / "ghost"}"
-connect_timeout = 2
+connect_timeout = 60
 """
     path = tmp_path / "devices.toml"
     path.write_text(text)

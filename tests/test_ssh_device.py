@@ -44,7 +44,7 @@ def _transport(sshd: Sshd, work: Path, **kw: object) -> SshTransport:
         "key": sshd.client_key,
         "known_hosts": sshd.known_hosts,
         "work_dir": str(work),
-        "connect_timeout": 5.0,
+        "connect_timeout": 60.0,  # the loopback sshd always answers, but under load its handshake can take seconds
     }
     opts.update(kw)
     return SshTransport("pi-test", "127.0.0.1", **opts)  # type: ignore[arg-type]
@@ -208,8 +208,8 @@ def test_timeout_kills_the_remote_process_group(board: SshTransport) -> None:
     t0 = time.monotonic()
     with pytest.raises(DeviceTimeout, match="pi-test"):
         board.run(["sh", "-c", f"sleep {tag}; echo done"], timeout=1)
-    assert time.monotonic() - t0 < 5
-    deadline = time.monotonic() + 3
+    assert time.monotonic() - t0 < 20  # the 1 s timeout cut it, not the 31 s sleep (margin for a loaded machine)
+    deadline = time.monotonic() + 30
     while _processes_with(tag) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _processes_with(tag) == []
@@ -284,8 +284,8 @@ def test_wrong_client_key_fails_auth(sshd: Sshd, tmp_path: Path) -> None:
 def test_closed_port_is_unreachable_quickly(sshd: Sshd, tmp_path: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(DeviceUnreachable, match="device 'pi-test': cannot reach"):
-        _transport(sshd, tmp_path, port=_free_port(), connect_timeout=1.0).run(["true"], timeout=10)
-    assert time.monotonic() - t0 < 3
+        _transport(sshd, tmp_path, port=_free_port(), connect_timeout=30.0).run(["true"], timeout=10)
+    assert time.monotonic() - t0 < 20  # refused at once: no wait for the 30 s connect timeout
 
 
 def test_missing_python_is_runner_missing(sshd: Sshd, tmp_path: Path) -> None:
