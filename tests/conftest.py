@@ -1,4 +1,6 @@
-"""Shared test fixtures: a real OpenSSH server on 127.0.0.1 that the tests start themselves."""
+"""Shared test fixtures: a real OpenSSH server on 127.0.0.1 that the tests start themselves; what a test needs from
+the machine (tests/environment.py) checked before it runs; and, after the last teardown, a check that the session
+left no process behind."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +21,8 @@ import pytest
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.zoo.registry import ModelSpec
+from tests import environment
+from tests.environment import Need, require
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -57,10 +62,11 @@ def running_sshd(d: Path, listen: str = "127.0.0.1", client_key: Path | None = N
         f"PermitRootLogin {'yes' if user == 'root' else 'no'}\nUsePAM no\nStrictModes no\nPidFile {d / 'sshd.pid'}\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
     )
+    require(Need.SSHD, None if SSHD.exists() else f"no OpenSSH server at {SSHD} (apt-get install openssh-server)")
     try:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation dir
     except PermissionError:
-        pytest.skip("sshd needs /run/sshd; create it once as root (or run the tests as root, as CI does)")
+        require(Need.SSHD, "sshd needs /run/sshd; create it once as root (or run the tests as root, as CI does)")
     log = d / "sshd.log"  # a file, not a pipe nobody reads: a chatty LogLevel must never block sshd
     proc = subprocess.Popen([str(SSHD), "-D", "-E", str(log), "-f", str(cfg)])
     deadline = time.monotonic() + 10
@@ -96,8 +102,25 @@ def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
     where.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+        why = mounted.stderr.decode(errors="replace").strip()
+        require(Need.MOUNT, f"cannot mount a tmpfs here ({why}); needs root with CAP_SYS_ADMIN")
     try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@contextmanager
+def read_only(src: Path, where: Path) -> Iterator[Path]:
+    """``src`` bind-mounted read-only at ``where`` (root bypasses chmod, so a real read-only filesystem)."""
+    where.mkdir()
+    bound = subprocess.run(["mount", "--bind", str(src), str(where)], capture_output=True, text=True)
+    if bound.returncode != 0:
+        require(Need.MOUNT, f"cannot bind-mount here ({bound.stderr.strip()}); needs root with CAP_SYS_ADMIN")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(where)], capture_output=True, text=True)
+        if ro.returncode != 0:
+            require(Need.MOUNT, f"cannot remount a bind mount read-only here ({ro.stderr.strip()})")
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
@@ -111,6 +134,65 @@ def cached_exporter(cache: Path) -> Callable[[ModelSpec, Format, Precision], Art
         return export(model, fmt, precision, cache_dir=cache)
 
     return _export
+
+
+# --------------------------------------------------------------------------- a hermetic session
+
+# Where the code under test, and the libraries the notebook tests start, would otherwise write into the user's home:
+# flopgap's artifact cache and device locks, matplotlib's font cache, IPython's profile, Jupyter's kernel files.
+pytest_plugins = ("pytester",)  # tests/test_environment.py runs sessions of its own
+
+_SESSION_DIRS = {
+    "FLOPGAP_CACHE_DIR": "artifacts",
+    "FLOPGAP_LOCK_DIR": "locks",
+    "XDG_CACHE_HOME": "xdg-cache",
+    "XDG_CONFIG_HOME": "xdg-config",
+    "XDG_DATA_HOME": "xdg-data",
+    "MPLCONFIGDIR": "matplotlib",
+    "IPYTHONDIR": "ipython",
+    "JUPYTER_CONFIG_DIR": "jupyter-config",
+    "JUPYTER_DATA_DIR": "jupyter-data",
+    "JUPYTER_RUNTIME_DIR": "jupyter-runtime",
+}
+# Kept where the user points it: a built emulated board (tests/arm64_board.py) is worth reusing across sessions.
+_KEPT_IF_SET = {"FLOPGAP_ARM64_CACHE": "arm64-board"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    environment.required_names()  # a misspelt FLOPGAP_REQUIRE stops the session at once
+    root = Path(tempfile.mkdtemp(prefix="flopgap-tests-"))
+    config.stash[_SESSION_ROOT] = root
+    for var, name in {**_SESSION_DIRS, **{k: v for k, v in _KEPT_IF_SET.items() if k not in os.environ}}.items():
+        os.environ[var] = str(root / name)  # subprocesses (flopgap, runners, kernels) inherit these
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_SESSION_ROOT, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- what a test needs from the machine
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    environment.current_markers = {mark.name for mark in item.iter_markers()}
+    for mark in item.iter_markers(name=environment.MARK):
+        need, missing = mark.args
+        require(need, missing)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """With FLOPGAP_REQUIRE=all no test may skip, whatever skipped it (a stray ``pytest.skip`` included)."""
+    report: pytest.TestReport = yield
+    if report.skipped and not hasattr(report, "wasxfail") and environment.ALL in environment.required_names():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"FLOPGAP_REQUIRE=all, and this test skipped: {reason}"
+    return report
 
 
 # --------------------------------------------------------------------------- the suite leaves no process behind
@@ -186,5 +268,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"  {line}", red=True)
 
 
+_SESSION_ROOT = pytest.StashKey[Path]()
 _BEFORE = pytest.StashKey[set[int]]()
 _LEFT = pytest.StashKey[list[str]]()

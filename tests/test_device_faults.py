@@ -24,7 +24,7 @@ from devices.base import Device
 from devices.local import LocalTransport
 from devices.lock import local_lock, registry
 from devices.ssh import SshTransport
-from tests.conftest import SSHD, Sshd
+from tests.conftest import Sshd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,6 @@ def test_kill_9_of_a_local_sweep_then_an_immediate_rerun_never_overlaps(
     _kill_mid_trial_then_rerun(tmp_path, _sweep(tmp_path, inventory, "local"), log, cache_env)
 
 
-@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
 def test_kill_9_of_a_sweep_over_ssh_then_an_immediate_rerun_never_overlaps(
     tmp_path: Path, sshd: Sshd, cache_env: dict[str, str]
 ) -> None:
@@ -217,7 +216,6 @@ def _board(sshd: Sshd, work: Path) -> SshTransport:
                         key=sshd.client_key, known_hosts=sshd.known_hosts, work_dir=str(work))  # fmt: skip
 
 
-@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
 def test_a_segfault_over_ssh_is_reported_as_signal_11(sshd: Sshd, tmp_path: Path) -> None:
     board = _board(sshd, tmp_path / "board")
     try:

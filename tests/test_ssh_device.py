@@ -32,9 +32,7 @@ from devices.errors import (
 )
 from devices.ssh import SshTransport
 from devices.vocabulary import RunnerKind
-from tests.conftest import SSHD, Sshd, _free_port, _keygen
-
-pytestmark = pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+from tests.conftest import Sshd, _free_port, _keygen, small_tmpfs
 
 
 def _transport(sshd: Sshd, work: Path, **kw: object) -> SshTransport:
@@ -66,7 +64,8 @@ def board(sshd: Sshd, tmp_path: Path) -> Iterator[SshTransport]:
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch = pytest.importorskip("torch")
+    import torch
+
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU()).eval()
     path = tmp_path_factory.mktemp("onnx") / "tiny_conv.onnx"
     with torch.no_grad(), warnings.catch_warnings():
@@ -302,16 +301,10 @@ def test_pull_of_missing_file_names_it(board: SshTransport, tmp_path: Path) -> N
 
 
 def test_full_disk_is_no_space_left(sshd: Sshd, tmp_path: Path) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root and mount permission)")
-    try:
+    with small_tmpfs(tmp_path / "small", "256k") as small:
         dev = _transport(sshd, small)
         big = tmp_path / "big.onnx"
         big.write_bytes(os.urandom(1 << 20))
         with pytest.raises(NoSpaceLeft, match=f"device 'pi-test': no space left under {small}"):
             dev.push(big)
         dev.cleanup()
-    finally:
-        subprocess.run(["umount", str(small)], check=False)

@@ -27,10 +27,11 @@ from harness.measure.duration import DurationError, format_duration, parse_durat
 from harness.measure.throttling import summarize
 from harness.store import Store
 from tests import fake_sysfs
+from tests.environment import Need, needs
 from tests.file_reads import FileReads
 
 REPO = Path(__file__).resolve().parents[1]
-needs_namespace = pytest.mark.skipif(fake_sysfs.unavailable() is not None, reason=str(fake_sysfs.unavailable()))
+needs_namespace = needs(Need.NAMESPACE, fake_sysfs.unavailable())
 
 
 # --------------------------------------------------------------------------- pure pieces
