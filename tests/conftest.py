@@ -21,7 +21,7 @@ import pytest
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.zoo.registry import ModelSpec
-from tests import environment
+from tests import environment, leftovers
 from tests.environment import Need, require
 
 SSHD = Path("/usr/sbin/sshd")
@@ -197,66 +197,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 # --------------------------------------------------------------------------- the suite leaves no process behind
 
-_LEFTOVER_NAMES = ("adb", "runner.py", "fork-server")  # daemons and runners that must never outlive the suite
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process this user can see (Linux /proc)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        found[int(entry.name)] = (int(fields[1]), cmd)
-    return found
-
-
-def _leftovers(before: set[int]) -> list[str]:
-    """Processes started during the session that are still alive: descendants of this one, and orphaned adb
-    daemons and runners."""
-    me = os.getpid()
-    procs = _processes()
-    mine = {me}
-    changed = True
-    while changed:
-        changed = False
-        for pid, (ppid, _) in procs.items():
-            if ppid in mine and pid not in mine:
-                mine.add(pid)
-                changed = True
-    # An orphan (its parent gone, so reparented to init) is ours to answer for if it is an adb daemon or a runner:
-    # other users' live processes on a shared machine still have their parents.
-    orphans = {
-        pid
-        for pid, (ppid, cmd) in procs.items()
-        if (ppid == 1 or ppid not in procs) and any(n in cmd for n in _LEFTOVER_NAMES)
-    }
-    return [f"{pid}: {procs[pid][1]}" for pid in sorted((mine | orphans) - before - {me})]
-
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if Path("/proc/self/stat").exists():
-        session.config.stash[_BEFORE] = set(_processes())
+    if Path("/proc/self/stat").exists() and leftovers.become_subreaper():
+        session.config.stash[_BEFORE] = leftovers.snapshot()
 
 
+@pytest.hookimpl(trylast=True)  # after the runner plugin's own, which tears down the session's fixtures
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     before = session.config.stash.get(_BEFORE, None)
     if before is None:
         return
-    deadline = time.monotonic() + 5  # killed processes take a moment to be reaped
-    left = _leftovers(before)
+    deadline = time.monotonic() + 5  # killed processes take a moment to end
+    leftovers.reap_adopted()
+    left = leftovers.leftovers(before, os.getpid())
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = _leftovers(before)
+        leftovers.reap_adopted()
+        left = leftovers.leftovers(before, os.getpid())
     if left:
-        session.config.stash[_LEFT] = left
+        session.config.stash[_LEFT] = [p.line() for p in left]
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -269,5 +229,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 _SESSION_ROOT = pytest.StashKey[Path]()
-_BEFORE = pytest.StashKey[set[int]]()
+_BEFORE = pytest.StashKey[set[tuple[int, int]]]()
 _LEFT = pytest.StashKey[list[str]]()
