@@ -6,6 +6,8 @@ missing, so each verdict is known whatever this machine has.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.environment import ALL, Need, required_names
@@ -17,6 +19,8 @@ from tests.conftest import pytest_runtest_makereport, pytest_runtest_setup  # no
 """
 
 TESTS = """
+import os
+
 import pytest
 from tests.conftest import running_sshd
 from tests.environment import Need, needs, require
@@ -90,3 +94,20 @@ def test_required_names_read_the_switch_and_the_older_ones() -> None:
     assert required_names({"FLOPGAP_ARM64": "require", "FLOPGAP_BROWSER": "skip"}) == {"arm64"}
     with pytest.raises(pytest.UsageError, match=r"FLOPGAP_REQUIRE: unknown need\(s\) shd; use 'all' or some of sshd, "):
         required_names({"FLOPGAP_REQUIRE": "shd"})
+
+
+def test_the_session_writes_caches_and_locks_only_under_its_own_temporary_directory() -> None:
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib
+
+    from devices.lock import LOCK_DIR_ENV
+    from exporters.cache import default_cache_dir
+
+    root = Path(os.environ["FLOPGAP_CACHE_DIR"]).parent
+    assert root.parent == Path(tempfile.gettempdir()) and root.name.startswith("flopgap-tests-")
+    assert default_cache_dir() == root / "artifacts" and Path(os.environ[LOCK_DIR_ENV]) == root / "locks"
+    assert Path(matplotlib.get_cachedir()).is_relative_to(root)
+    for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR"):
+        assert Path(os.environ[var]).parent == root, var
