@@ -32,6 +32,7 @@ from devices.errors import (
 )
 from devices.vocabulary import RunnerKind
 from tests.adb_endpoint import AdbEndpoint, FakePhone
+from tests.environment import Need, needs
 
 AARCH64, X86_64 = 183, 62
 
@@ -309,7 +310,7 @@ def test_affinity_mask() -> None:
     assert affinity_mask([0]) == "1" and affinity_mask([4, 5, 6, 7]) == "f0" and affinity_mask([0, 2, 9]) == "205"
 
 
-@pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb client is not installed")
+@needs(Need.ADB, None if shutil.which("adb") else "no adb client on PATH (apt-get install adb)")
 def test_debian_adb_client_speaks_to_fake_phone_endpoint(
     endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
 ) -> None:

@@ -116,7 +116,6 @@ def test_export_csv_and_parquet(db: Path, tmp_path: Path) -> None:
     assert frame.loc[frame["status"] == "done", "median_ms"].tolist() == [12.345678]
     assert sorted(frame["runtime"]) == ["onnxruntime", "tflite", "tflite"]
 
-    pytest.importorskip("pyarrow")
     out = tmp_path / "samples.parquet"
     result = invoke("export", "--db", str(db), "--out", str(out), "--format", "parquet", "--table", "samples")
     assert result.exit_code == 0, result.output
