@@ -150,9 +150,14 @@ def _draw_fully_connected(d: Draw) -> KernelConfig:
 
 
 def _draw_elementwise(d: Draw) -> KernelConfig:
-    variant = str(d.rng.choice(["add", "add", "mul", "mul_broadcast"]))
+    variant = str(d.rng.choice(["add", "add", "mul"]))
     eact = "relu" if variant == "add" and d.rng.random() < 0.3 else ""
     return KernelConfig(KernelType.ELEMENTWISE, d.cin, d.cin, d.h, d.h, variant=variant, act=eact)
+
+
+def _draw_broadcast(d: Draw) -> KernelConfig:
+    variant = str(d.rng.choice(["mul", "mul", "add"]))  # SE blocks scale; a per-channel add is rarer
+    return KernelConfig(KernelType.BROADCAST, d.cin, d.cin, d.h, d.h, variant=variant)
 
 
 def _draw_activation(d: Draw) -> KernelConfig:
@@ -249,7 +254,7 @@ SPECS: dict[KernelType, KernelSpec] = {
             macs=lambda c: c.cin * c.cout,
         ),
         KernelSpec(
-            KernelType.ELEMENTWISE, 7, _draw_elementwise, _near_same_channels, onnx_w.elementwise, tflite_w.elementwise
+            KernelType.ELEMENTWISE, 5, _draw_elementwise, _near_same_channels, onnx_w.elementwise, tflite_w.elementwise
         ),
         KernelSpec(
             KernelType.ACTIVATION,
@@ -307,5 +312,6 @@ SPECS: dict[KernelType, KernelSpec] = {
             onnx=onnx_w.gather,
             valid=_valid_shuffle,
         ),
+        KernelSpec(KernelType.BROADCAST, 2, _draw_broadcast, _near_same_channels, onnx_w.broadcast, tflite_w.broadcast),
     )
 }

@@ -33,7 +33,8 @@ class KernelType(StrEnum):
     GROUPED_CONV = "grouped_conv"
     DEPTHWISE_CONV = "depthwise_conv"
     FULLY_CONNECTED = "fully_connected"
-    ELEMENTWISE = "elementwise"  # add, mul (SE scale: broadcast), sub, div
+    ELEMENTWISE = "elementwise"  # add, mul, sub, div of same-shaped tensors
+    BROADCAST = "broadcast"  # add / mul of a [N, C, H, W] tensor and a [N, C, 1, 1] one (an SE block's scale)
     ACTIVATION = "activation"  # an activation the runtime did not fuse
     POOLING = "pooling"
     GLOBAL_POOL = "global_pool"
@@ -140,6 +141,13 @@ def kernel_type_of(op_type: str, category: str | Category) -> KernelType:
         return _FROM_CATEGORY.get(Category(category), KernelType.OTHER)
     except ValueError:
         return KernelType.OTHER
+
+
+def broadcast_or(kind: KernelType, data_shapes: Sequence[tuple[int, ...] | None]) -> KernelType:
+    """``kind``, or :attr:`KernelType.BROADCAST` for an element-wise op whose data inputs differ in size (one is
+    broadcast over the other's spatial positions: it reads far less than it writes)."""
+    sizes = {math.prod(s) for s in data_shapes if s is not None}
+    return KernelType.BROADCAST if kind is KernelType.ELEMENTWISE and len(sizes) > 1 else kind
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from harness.predict.kernels import (
     Kernel,
     KernelType,
     activation_of,
+    broadcast_or,
     input_channels,
     kernel_type_of,
     nchw,
@@ -93,7 +94,8 @@ def _attrs(proto: onnx.NodeProto) -> dict[str, object]:
 def _anchored(proto: onnx.NodeProto, node: Node, cost: OpCost) -> Kernel:
     """A kernel that runs an exported node, with whatever ORT fused into it."""
     attrs = _attrs(proto)
-    kind = kernel_type_of(node.op_type, cost.category)
+    data = [t.shape for t in node.inputs if t is not None and not t.const]
+    kind = broadcast_or(kernel_type_of(node.op_type, cost.category), data)
     first = node.inputs[0].shape if node.inputs and node.inputs[0] is not None else None
     out = node.outputs[0].shape if node.outputs else None
     _, h_in, w_in = nchw(first)
@@ -165,7 +167,7 @@ def _runtime_node(
     if kind is KernelType.OTHER and proto.op_type in ACTIVATION_OPS:
         kind = KernelType.ACTIVATION
     elif kind is KernelType.OTHER and proto.op_type in {"Add", "Mul", "Sub", "Div", "Sum"}:
-        kind = KernelType.ELEMENTWISE
+        kind = broadcast_or(KernelType.ELEMENTWISE, ins)
     act = ACTIVATION_OPS.get(proto.op_type, "")
     kernel = Kernel(
         name=proto.name,
@@ -178,7 +180,7 @@ def _runtime_node(
         h_out=h_out,
         w_out=w_out,
         flops=numel_out * (ACTIVATION_FLOPS.get(act, 1) if kind is KernelType.ACTIVATION else 1)
-        if kind in (KernelType.ACTIVATION, KernelType.ELEMENTWISE)
+        if kind in (KernelType.ACTIVATION, KernelType.ELEMENTWISE, KernelType.BROADCAST)
         else 0,
         bytes_read=numel_in * _FLOAT_BYTES * max(len(ins), 1),
         bytes_written=numel_out * _FLOAT_BYTES,

@@ -101,11 +101,17 @@ def fully_connected(g: OnnxGraph, cfg: KernelConfig) -> list[str]:
 
 def elementwise(g: OnnxGraph, cfg: KernelConfig) -> list[str]:
     x = g.input([1, cfg.cin, cfg.h, cfg.w])
-    if cfg.variant == "mul_broadcast":
+    if cfg.variant == "mul_broadcast":  # configs drawn before broadcasts had a type of their own
         y = g.node("Mul", [x, g.input([1, cfg.cin, 1, 1])])
     else:
         y = g.node("Add" if cfg.variant == "add" else "Mul", [x, g.input([1, cfg.cin, cfg.h, cfg.w])])
     return [activation(g, y, cfg.act)]
+
+
+def broadcast(g: OnnxGraph, cfg: KernelConfig) -> list[str]:
+    """An SE block's scale (Mul) or a per-channel Add: a [1, C, H, W] tensor with a [1, C, 1, 1] one."""
+    x = g.input([1, cfg.cin, cfg.h, cfg.w])
+    return [g.node("Add" if cfg.variant == "add" else "Mul", [x, g.input([1, cfg.cin, 1, 1])])]
 
 
 def standalone_activation(g: OnnxGraph, cfg: KernelConfig) -> list[str]:

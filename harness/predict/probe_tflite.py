@@ -144,6 +144,7 @@ def fully_connected(b: TfliteBuilder, cfg: KernelConfig) -> None:
 def elementwise(b: TfliteBuilder, cfg: KernelConfig) -> None:
     fb = b.fb
     x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    # "mul_broadcast": configs drawn before broadcasts had a type of their own
     other = b.input([1, 1, 1, cfg.cin] if cfg.variant == "mul_broadcast" else [1, cfg.h, cfg.w, cfg.cin])
     if cfg.variant == "add":
         o = fb.AddOptionsT()
@@ -151,6 +152,16 @@ def elementwise(b: TfliteBuilder, cfg: KernelConfig) -> None:
         b.op("ADD", [x, other], [1, cfg.h, cfg.w, cfg.cin], o, "AddOptions")
     else:
         b.op("MUL", [x, other], [1, cfg.h, cfg.w, cfg.cin], fb.MulOptionsT(), "MulOptions")
+
+
+def broadcast(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    """An SE block's scale (MUL) or a per-channel ADD: a [1, H, W, C] tensor with a [1, 1, 1, C] one."""
+    x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    scale = b.input([1, 1, 1, cfg.cin])
+    if cfg.variant == "add":
+        b.op("ADD", [x, scale], [1, cfg.h, cfg.w, cfg.cin], b.fb.AddOptionsT(), "AddOptions")
+    else:
+        b.op("MUL", [x, scale], [1, cfg.h, cfg.w, cfg.cin], b.fb.MulOptionsT(), "MulOptions")
 
 
 _ACTIVATION_OPS = {"relu": "RELU", "relu6": "RELU6", "sigmoid": "LOGISTIC", "hardswish": "HARD_SWISH"}

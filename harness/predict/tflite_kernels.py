@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.predict.kernels import Kernel, KernelType, activation_of, input_channels, kernel_type_of, nchw
+from harness.predict.kernels import (
+    Kernel,
+    KernelType,
+    activation_of,
+    broadcast_or,
+    input_channels,
+    kernel_type_of,
+    nchw,
+)
 from harness.proxies.costs import Node, OpCost, propagate_constants
 from harness.proxies.tflite_graph import HANDLERS, read_tflite
 
@@ -51,8 +59,8 @@ def _pads_folded_into_convs(nodes: list[Node]) -> set[int]:
 
 
 def _kernel(node: Node, cost: OpCost) -> Kernel:
-    kind = kernel_type_of(node.op_type, cost.category)
     data = [t for t in node.inputs if t is not None and not t.const]
+    kind = broadcast_or(kernel_type_of(node.op_type, cost.category), [t.shape for t in data])
     first = data[0].shape if data else None
     out = node.outputs[0].shape if node.outputs else None
     cin, h_in, w_in = nchw(first, "NHWC")
