@@ -467,3 +467,17 @@ def test_flop_gap_claims_are_computed_from_the_frames(results: Results) -> None:
     assert "**Depthwise convs: 2.5×–2.5× their FLOP share in time**" in text
     assert f"`{data.SHUFFLENET_LABEL}` 15.0% (shuffle 13.0%, layout 2.0%) vs 85.0% on ops with FLOPs" in text
     assert "on x86_64." in text  # the device's facts hold only its CPU: nothing else is made up
+
+
+def test_a_finding_the_database_lacks_leaves_out_its_bullet_and_only_it(results: Results) -> None:
+    from dataclasses import replace
+
+    from harness.analysis.claims import FINDINGS, flop_gap_claims, flop_gap_markdown
+
+    claims = flop_gap_claims(results)
+    bullets = [line for line in flop_gap_markdown(claims).splitlines() if line.startswith("- ")]
+    assert len(bullets) == len(FINDINGS) == 5  # MACs, layout, depthwise, overhead, guidelines
+    bare = replace(claims, layout=(), depthwise=(), overhead=(), guidelines=())
+    lines = flop_gap_markdown(bare).splitlines()
+    assert [line for line in lines if line.startswith("- ")] == [bullets[0]]  # the MACs fit stays
+    assert lines[0].startswith(f"Measured: {claims.models} models of {claims.families} families") and lines[1] == ""
