@@ -447,7 +447,8 @@ def test_real_graph_account_of_an_onnx_file_joins_profiled_nodes(store: Store, t
 
 
 def test_flop_gap_claims_are_computed_from_the_frames(results: Results) -> None:
-    from harness.analysis.claims import flop_gap_claims, flop_gap_markdown
+    from harness.analysis.claims import flop_gap_claims
+    from harness.report.flop_gap import flop_gap_markdown
 
     claims = flop_gap_claims(results)
     assert (claims.models, claims.families, claims.guideline_variants) == (7, 4, len(data.GUIDELINE_POINTS))
@@ -472,7 +473,8 @@ def test_flop_gap_claims_are_computed_from_the_frames(results: Results) -> None:
 def test_a_finding_the_database_lacks_leaves_out_its_bullet_and_only_it(results: Results) -> None:
     from dataclasses import replace
 
-    from harness.analysis.claims import FINDINGS, flop_gap_claims, flop_gap_markdown
+    from harness.analysis.claims import flop_gap_claims
+    from harness.report.flop_gap import FINDINGS, flop_gap_markdown
 
     claims = flop_gap_claims(results)
     bullets = [line for line in flop_gap_markdown(claims).splitlines() if line.startswith("- ")]
