@@ -18,6 +18,7 @@ from devices.vocabulary import Format
 from harness.analysis import Context, Results
 from harness.store import OpTime, Store
 from tests import analysis_data as data
+from tests.zoo_labels import zoo_names
 
 CTX_A = Context("local", "onnxruntime", "fp32", 4)
 CTX_B = Context("pi4", "litert", "fp32", 1)
@@ -428,7 +429,7 @@ def test_real_graph_account_of_an_onnx_file_joins_profiled_nodes(store: Store, t
     _tiny_shuffle_onnx(art.path)
     run = store.start_run("t", "")
     store.upsert_device("local", "local", {})
-    store.upsert_artifact(art, macs=1024, params_count=16)
+    store.upsert_artifact(art, macs=1024, params_count=16, **zoo_names(art))
     point = store.ensure_point(run, art.sha256, "local", "onnxruntime", 1, runtime_version="1.20.1")
     store.complete_point(point, {"n": 10, "median_ms": 0.02})
     times = {"/pw/Conv": 10.0, "/shuffle/Reshape": 1.0, "/shuffle/Transpose": 6.0, "/shuffle/Reshape_1": 1.0}
