@@ -215,6 +215,18 @@ def _valid_shuffle(cfg: KernelConfig) -> bool:
     return cfg.variant != "shuffle" or cfg.cin % cfg.groups == 0
 
 
+def _shuffle(
+    kind: KernelType,
+    weight: float,
+    near: Callable[[KernelConfig, Near], KernelConfig],
+    onnx: Callable[[onnx_w.OnnxGraph, KernelConfig], list[str]] | None,
+    tflite: Callable[[tflite_w.TfliteBuilder, KernelConfig], None] | None,
+    grouped: bool = True,
+) -> KernelSpec:
+    """A channel shuffle part's spec: drawn with a group count that divides its channels."""
+    return KernelSpec(kind, weight, _shuffle_draw(kind), near, onnx, tflite, valid=_valid_shuffle, grouped=grouped)
+
+
 def _draw_pad(d: Draw) -> KernelConfig:
     kernel, variant = int(d.rng.choice([2, 3])), str(d.rng.choice(["zero", "min"]))
     return KernelConfig(KernelType.PAD, d.cin, d.cin, d.h, d.h, kernel=kernel, variant=variant)
@@ -281,37 +293,12 @@ SPECS: dict[KernelType, KernelSpec] = {
         KernelSpec(
             KernelType.SPLIT, 3, _draw_split, _near_split, onnx_w.split, tflite_w.split, valid=lambda cfg: cfg.cin >= 2
         ),
-        KernelSpec(
-            KernelType.TRANSPOSE,
-            5,
-            _shuffle_draw(KernelType.TRANSPOSE),
-            _near_same_channels,
-            onnx_w.transpose,
-            tflite_w.transpose,
-            valid=_valid_shuffle,
-            grouped=True,
-        ),
-        KernelSpec(
-            KernelType.RESHAPE,
-            2,
-            _shuffle_draw(KernelType.RESHAPE),
-            _near_resized,
-            onnx_w.reshape,
-            tflite_w.reshape,
-            valid=_valid_shuffle,
-            grouped=True,
-        ),
+        _shuffle(KernelType.TRANSPOSE, 5, _near_same_channels, onnx_w.transpose, tflite_w.transpose),
+        _shuffle(KernelType.RESHAPE, 2, _near_resized, onnx_w.reshape, tflite_w.reshape),
         # litert-torch writes explicit pads before strided convs and pools; ORT's graphs have none
         KernelSpec(KernelType.PAD, 3, _draw_pad, _near_resized, tflite=tflite_w.pad),
         # ORT runs a channel shuffle's Gather; the converter writes none
-        KernelSpec(
-            KernelType.GATHER,
-            1,
-            _shuffle_draw(KernelType.GATHER),
-            _near_resized,
-            onnx=onnx_w.gather,
-            valid=_valid_shuffle,
-        ),
+        _shuffle(KernelType.GATHER, 1, _near_resized, onnx_w.gather, None, grouped=False),
         KernelSpec(KernelType.BROADCAST, 2, _draw_broadcast, _near_same_channels, onnx_w.broadcast, tflite_w.broadcast),
     )
 }
