@@ -189,7 +189,7 @@ def test_adb_ort_perf_test_op_profile_is_pulled_parsed_and_stored_fake_phone_end
     with Store(tmp_path / "r.db") as store:
         run_id = store.start_run("profile", "")
         store.upsert_device("pixel", "adb", {})
-        store.upsert_artifact(art, macs=None, params_count=None)
+        store.upsert_artifact(art, macs=None, params_count=None, family=None, label=art.model)  # not a zoo model
         point = store.ensure_point(run_id, sha, "pixel", "onnxruntime", 1)
         assert store_profile(store, point, profile) == 6
         stored = store.op_profiles_frame([point]).set_index("node_name")

@@ -49,9 +49,10 @@ def test_every_cli_command_has_a_readme_section_with_an_example() -> None:
 
 def test_flop_gap_section_is_what_the_claims_function_prints_for_the_sample_database(tmp_path: Path) -> None:
     from harness.analysis import load
-    from harness.analysis.claims import flop_gap_claims, flop_gap_markdown
+    from harness.analysis.claims import flop_gap_claims
+    from harness.report.flop_gap import flop_gap_markdown
 
     section = README.split("<!-- flop-gap:begin -->\n", 1)[1].split("<!-- flop-gap:end -->", 1)[0]
     sample = Path(shutil.copy(ROOT / "results" / "sample.db", tmp_path))  # a reader leaves -wal/-shm beside it
     expected = flop_gap_markdown(flop_gap_claims(load(sample)))
-    assert section == expected, "rerun 'python -m harness.analysis.claims results/sample.db' into the README"
+    assert section == expected, "rerun 'python -m harness.report.flop_gap results/sample.db' into the README"

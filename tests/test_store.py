@@ -37,6 +37,7 @@ from harness.store import (
 from harness.store.errors import translate
 from harness.store.schema import upgrade
 from tests.conftest import read_only, small_tmpfs
+from tests.zoo_labels import zoo_names
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = hashlib.sha256(b"mobilenet_v1 fp32 onnx").hexdigest()
@@ -69,7 +70,9 @@ def db(tmp_path: Path) -> Path:
 def store(db: Path, tmp_path: Path) -> Iterator[Store]:
     with Store(db) as s:
         s.upsert_device("bench-host", "local", {"cpu": "x86_64", "cores": 2})
-        s.upsert_artifact(make_artifact(tmp_path), macs=41_000_000, params_count=1_366_792, family="shufflenet_v2")
+        art = make_artifact(tmp_path)
+        s.upsert_artifact(art, macs=41_000_000, params_count=1_366_792, family="shufflenet_v2",
+                          label=zoo_names(art)["label"])  # fmt: skip
         yield s
 
 
@@ -540,7 +543,8 @@ def test_really_full_disk_on_a_small_tmpfs(tmp_path: Path) -> None:
         db = disk / "flopgap.db"
         with Store(db) as s:
             s.upsert_device("bench-host", "local", {})
-            s.upsert_artifact(make_artifact(tmp_path), None, None, family="shufflenet_v2")
+            art = make_artifact(tmp_path)
+            s.upsert_artifact(art, None, None, family="shufflenet_v2", label=zoo_names(art)["label"])
             _, point_id = new_point(s)
             for index in range(3):
                 s.add_trial(point_id, index, {}, trial_samples(index, 1_000))
@@ -638,10 +642,12 @@ def test_artifact_family_and_label_come_from_the_zoo_when_known(store: Store, tm
     sha = hashlib.sha256(b"mobilenet_v1").hexdigest()
     artifact = make_artifact(tmp_path, sha=sha, precision=Precision.INT8)
     artifact = Artifact(**{**artifact.__dict__, "model": spec.name, "params": spec.params})
-    store.upsert_artifact(artifact, macs=569_000_000, params_count=4_231_976)
+    store.upsert_artifact(artifact, macs=569_000_000, params_count=4_231_976, **zoo_names(artifact))
     row = store.artifacts_frame().set_index("sha256").loc[sha]
     assert (row["label"], row["family"], row["precision"]) == (spec.label, spec.family, "int8")
-    store.upsert_artifact(artifact, macs=570_000_000, params_count=4_231_976)  # refresh, not a second row
+    store.upsert_artifact(
+        artifact, macs=570_000_000, params_count=4_231_976, **zoo_names(artifact)
+    )  # refresh, not a second row
     assert store.artifacts_frame().set_index("sha256").loc[sha, "macs"] == 570_000_000
     assert len(store.artifacts_frame()) == 2
 
