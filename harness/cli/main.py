@@ -244,6 +244,7 @@ def _mount_subcommands() -> None:
     from harness.cli.calibrate import calibrate
     from harness.cli.compare import compare
     from harness.cli.devices import devices_app, push
+    from harness.cli.lab import lab_app
     from harness.cli.predict import predict, predictor_app
     from harness.cli.profile import profile
     from harness.cli.proxies import proxies_app
@@ -254,6 +255,7 @@ def _mount_subcommands() -> None:
     app.add_typer(devices_app, name="devices")
     app.add_typer(proxies_app, name="proxies")
     app.add_typer(predictor_app, name="predictor")
+    app.add_typer(lab_app, name="lab")
     app.command("push")(push)
     app.command("report")(report)
     app.command("profile")(profile)
