@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 # Ray's loopback mode, set before Ray is imported: every node, worker and driver (the second driver inherits it) uses
 # 127.0.0.1, where Ray would otherwise turn 127.0.0.1 into this machine's network address.
@@ -28,6 +30,7 @@ pytest.importorskip("ray", reason="the lab tests need Ray: pip install -e '.[lab
 from devices.base import TrialRequest
 from devices.inventory import parse_inventory
 from devices.vocabulary import Format, Precision
+from harness.cli.main import app
 from harness.lab.device_actor import ArtifactBlob, DeviceStatus
 from harness.lab.membership import device_actor, entries, join_devices, leave, registry, statuses
 from harness.lab.ray_session import LabError, connect
@@ -119,6 +122,11 @@ def test_lab_devices_pinned_to_their_hosts_node_registry_status_and_a_trial_by_o
         assert len(result.samples_ns or []) >= 20
         # The host kept it under the sha256 of the bytes it received, which the export recorded.
         assert (tmp_path / "host-b" / f"{blob.sha256}.onnx").read_bytes() == blob.data
+        # The command line shows the same: each host's devices and the trials each has run.
+        shown = CliRunner().invoke(app, ["lab", "status", lab.address])
+        assert shown.exit_code == 0, shown.output
+        for name, host in placed.items():
+            assert re.search(rf"{host}\W+{name}\W", shown.output), shown.output
         status = dict(statuses(ray))
         board = next(s for e, s in status.items() if e.name == "board")
         assert board == DeviceStatus("board", "host-b", None, None, 0, 1, None)
@@ -169,3 +177,12 @@ def test_two_drivers_share_one_device_trial_by_trial_never_overlapping(lab: LabC
         assert ray.get(actor.status.remote()).trials_done == 6
     finally:
         leave(ray)
+
+
+def test_lab_status_without_an_address_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOPGAP_LAB", raising=False)
+    result = CliRunner().invoke(app, ["lab", "status"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: no lab address: pass --lab ADDRESS (what 'flopgap lab start' printed) or set $FLOPGAP_LAB"
+    ]
