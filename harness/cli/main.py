@@ -26,6 +26,7 @@ def _mount_subcommands() -> None:
     from harness.cli.compare import compare
     from harness.cli.devices import devices_app, push
     from harness.cli.export import export
+    from harness.cli.lab import lab_app
     from harness.cli.models import models
     from harness.cli.predict import predict, predictor_app
     from harness.cli.profile import profile
@@ -43,6 +44,7 @@ def _mount_subcommands() -> None:
     app.add_typer(devices_app, name="devices")
     app.add_typer(proxies_app, name="proxies")
     app.add_typer(predictor_app, name="predictor")
+    app.add_typer(lab_app, name="lab")
     app.command("push")(push)
     app.command("report")(report)
     app.command("profile")(profile)
