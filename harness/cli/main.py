@@ -29,6 +29,7 @@ def _mount_subcommands() -> None:
     from harness.cli.lab import lab_app
     from harness.cli.models import models
     from harness.cli.predict import predict, predictor_app
+    from harness.cli.predictor_files import export_predictor_file  # noqa: F401  (registers list/export/import)
     from harness.cli.profile import profile
     from harness.cli.proxies import proxies_app
     from harness.cli.report import report
