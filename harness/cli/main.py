@@ -1,6 +1,6 @@
 """The ``flopgap`` command line.
 
-User errors (:class:`devices.errors.FlopgapError`) print one line and exit 2 (see :mod:`harness.cli.user_errors`);
+User errors (:class:`core.errors.FlopgapError`) print one line and exit 2 (see :mod:`harness.cli.user_errors`);
 anything else is a bug and keeps its traceback. Bad option values are typer's usage errors, also exit 2.
 """
 
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 from devices.vocabulary import Format, Runtime
 from harness.cli.options import (
     CacheDirOpt,

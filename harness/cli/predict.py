@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from devices.errors import FlopgapError, Interrupted
+from core.errors import FlopgapError, Interrupted
 from devices.vocabulary import Precision, Runtime
 from harness.cli.options import (
     CacheDirOpt,

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 from harness.cli.options import DbOpt
 from harness.cli.user_errors import one_line_errors
 from harness.store import EXPORT_TABLES, ExportFormat, Store, resolve_db_path

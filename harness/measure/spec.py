@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import FlopgapError
 from devices.arm_cores import ClusterName
-from devices.errors import FlopgapError
 from devices.placement import cluster_name
 from devices.vocabulary import Format, Precision, Runtime, choices
 from harness.errors import UnknownModelError

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.errors import FlopgapError
 from devices.base import Device
-from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerMissing, TrialFailed
+from devices.errors import DeviceError, DeviceUnreachable, RunnerMissing, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import FlopgapError
 from devices.base import Device
-from devices.errors import DeviceError, FlopgapError
+from devices.errors import DeviceError
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, RunnerKind, Runtime
 from exporters.artifact import Artifact

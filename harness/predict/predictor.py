@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType
 from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
 

@@ -13,9 +13,10 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from core.digest import file_digest
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
-from exporters.cache import default_cache_dir, sha256_file
+from exporters.cache import default_cache_dir
 from harness.predict.space import KernelConfig
 
 PROBE_VERSION = "1"  # bump when a writer changes what it writes
@@ -44,7 +45,7 @@ def probe_artifact(cfg: KernelConfig, runtime: Runtime, cache_dir: Path | None =
         path=path,
         format=fmt,
         precision=Precision.FP32,
-        sha256=sha256_file(path),
+        sha256=file_digest(path),
         model=MODEL_NAME,
         params=tuple(sorted(cfg.to_json().items())),
         input_shape=(1, cfg.cin, cfg.h, cfg.w) if fmt is Format.ONNX else (1, cfg.h, cfg.w, cfg.cin),

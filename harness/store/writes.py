@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 from devices.result import TrialResult
 from harness.store.connection import StoreConnection
 from harness.store.errors import DuplicateTrialError
