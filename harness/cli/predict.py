@@ -35,6 +35,7 @@ from harness.predict.build import BuildReporter
 from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.store import Store
+from harness.store.status import PointStatus
 
 predictor_app = typer.Typer(help="Build and evaluate per-device kernel-level latency predictors.", no_args_is_help=True)
 
@@ -249,7 +250,7 @@ def _measured(
     when the predictor does not say)."""
     frame = store.points_frame()
     hit = frame[(frame["artifact_sha"] == sha) & (frame["device"] == device) & (frame["runtime"] == runtime.value)
-                & (frame["threads"] == threads) & (frame["status"] == "done")]  # fmt: skip
+                & (frame["threads"] == threads) & (frame["status"] == PointStatus.DONE)]  # fmt: skip
     if runtime_version:
         hit = hit[hit["runtime_version"].isna() | (hit["runtime_version"] == runtime_version)]
     return float(hit["median_ms"].iloc[-1]) if not hit.empty else None

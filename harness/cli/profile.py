@@ -42,6 +42,7 @@ from harness.cli.user_errors import one_line_errors
 from harness.measure.profile import OpProfile
 from harness.measure.spec import Protocol, SweepPoint, SweepSpec, spec_to_toml
 from harness.store import Store
+from harness.store.status import PointStatus
 
 
 class _ProfileReporter(ProgressReporter):
@@ -68,7 +69,7 @@ def run_profile_command(
         points = points[points["point_id"].isin(result.point_ids)]
         for row in points.itertuples():
             ops = store.op_profiles_frame([int(row.point_id)])
-            if row.status != "done" or ops.empty:
+            if row.status != PointStatus.DONE or ops.empty:
                 console.print(f"[red]no profile[/] for {escape(str(row.model_label))} ({row.status})")
                 unprofiled += 1
                 continue

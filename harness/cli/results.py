@@ -17,6 +17,7 @@ from core.errors import FlopgapError
 from harness.cli.options import DbOpt
 from harness.cli.user_errors import one_line_errors
 from harness.store import EXPORT_TABLES, ExportFormat, Store, resolve_db_path
+from harness.store.status import PointStatus
 
 results_app = typer.Typer(
     help="Inspect stored measurements: list runs, show a run's points, export tables to CSV or Parquet.",
@@ -96,7 +97,7 @@ def show_run(
     for row in frame.itertuples(index=False):
         ci = "–" if math.isnan(row.ci_low_ms) else f"{_ms(row.ci_low_ms)}–{_ms(row.ci_high_ms)}"
         status = row.status
-        if status == "failed":
+        if status == PointStatus.FAILED:
             failures.append(row.failure_reason or "no reason recorded")
             status = f"failed ({len(failures)})"
         noisy = "yes" if pd.notna(row.noisy) and bool(row.noisy) else ""

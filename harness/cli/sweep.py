@@ -28,6 +28,7 @@ from harness.measure.spec import (
 from harness.measure.sweep import Exporter, Reporter, SweepResult, run_sweep
 from harness.sources import ModelRef
 from harness.store import Store
+from harness.store.status import PointStatus
 
 
 class ProgressReporter(Reporter):
@@ -245,7 +246,7 @@ def summary_table(store: Store, point_ids: list[int], title: str) -> Table:
     table.add_column("noisy", overflow="fold", ratio=1)
     for row in frame.itertuples():
         head = [escape(row.model_label), _macs(row.macs), *(str(getattr(row, col)) for col in shown)]
-        if row.status != "done":
+        if row.status != PointStatus.DONE:
             reason = escape(str(row.failure_reason or ""))
             table.add_row(*head, "-", "-", "-", f"[red]{row.status}[/]: {reason}")
             continue

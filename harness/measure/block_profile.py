@@ -22,7 +22,7 @@ from torch import nn
 
 from core.digest import file_digest
 from devices.base import Device
-from devices.vocabulary import Format, Precision
+from devices.vocabulary import Format, PointOptions, Precision
 from exporters.artifact import Artifact
 from exporters.cache import ArtifactCache
 from exporters.source import ModelSource
@@ -200,7 +200,7 @@ def profile_tflite_blocks(
     artifact: Artifact,
     threads: int,
     protocol: Protocol,
-    options: Mapping[str, Any] | None = None,
+    options: PointOptions | None = None,
     depth: int = 1,
     cache_dir: Path | None = None,
 ) -> OpProfile:

@@ -36,6 +36,7 @@ from harness.measure.trial import trial_request
 from harness.measure.versions import point_versions
 from harness.sources import ModelRef, source_counts
 from harness.store import DuplicateTrialError, PointStatus, Store
+from harness.store.status import RunStatus
 
 if TYPE_CHECKING:
     from harness.measure.profile import OpProfile
@@ -114,20 +115,20 @@ def run_sweep(
     if missing:
         raise FlopgapError(f"sweep '{spec.name}' names unknown device(s) {', '.join(missing)}")
     run_id = store.start_run(spec.name, spec_text)
-    status = "failed"
+    status = RunStatus.FAILED
     try:
         states, skipped, finished, point_ids = _prepare(spec, store, run_id, points, devices, exporter, rep)
         measured = _measure(spec, store, states, devices, rep, sleep)
         profile_failures = 0
         if spec.protocol.profile:
             profile_failures = _profile_pass(spec, store, [*finished, *states], devices, rep)
-        status = "completed"
+        status = RunStatus.COMPLETED
         # Every point of the spec (finished before this run, measured now, failed), so `run` and `profile` show all.
         ids = list(dict.fromkeys(point_ids))
         failed = sum(1 for pid in ids if store.point_status(pid) == PointStatus.FAILED)
         return SweepResult(run_id, ids, measured, skipped, failed, profile_failures)
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = RunStatus.INTERRUPTED
         raise
     finally:
         store.finish_run(run_id, status)
@@ -184,7 +185,7 @@ def _prepare(
         art = exported
         pid = ensure_point(store, run_id, p, art, stored[p.device], versions, spec.protocol)
         point_ids.append(pid)
-        if store.point_status(pid) == "done":
+        if store.point_status(pid) is PointStatus.DONE:
             skipped += 1
             finished.append(PointState(p, pid, art))
             continue
@@ -289,7 +290,7 @@ def _measure_device(
             except (DeviceUnreachable, RunnerMissing) as exc:
                 # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
                 for other in states:
-                    if not other.failed and store.point_status(other.point_id) != "done":
+                    if not other.failed and store.point_status(other.point_id) is not PointStatus.DONE:
                         other.failed = True
                         store.fail_point(other.point_id, str(exc))
                         rep.point_failed(other.point, str(exc))
@@ -325,7 +326,8 @@ def _measure_device(
             if proto.cooldown_s:
                 sleep(proto.cooldown_s)
     for st in states:  # points whose trials were all in before an interruption
-        if not st.failed and set(range(proto.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
+        done = store.point_status(st.point_id) is PointStatus.DONE
+        if not st.failed and set(range(proto.trials)) <= st.done_trials and not done:
             _complete(store, st, spec)
     return measured
 
@@ -358,7 +360,7 @@ def _profile_pass(
     proto = spec.protocol
     failures = 0
     for st in states:
-        if st.failed or store.point_status(st.point_id) != "done" or has_profile(store, st.point_id):
+        if st.failed or store.point_status(st.point_id) is not PointStatus.DONE or has_profile(store, st.point_id):
             continue
         p = st.point
         try:
@@ -375,7 +377,7 @@ def _profile_pass(
 
 
 def _complete_if_all_in(store: Store, st: PointState, spec: SweepSpec) -> None:
-    if set(range(spec.protocol.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
+    if set(range(spec.protocol.trials)) <= st.done_trials and store.point_status(st.point_id) is not PointStatus.DONE:
         _complete(store, st, spec)
 
 
