@@ -342,7 +342,7 @@ def test_spec_roundtrip_through_artifact(cache: Path) -> None:
     assert ModelSpec(art.model, art.params) == ModelSpec("conv3x3", art.params)
 
 
-def test_sha256_file_is_the_digest_of_the_bytes(tmp_path: Path) -> None:
+def test_file_digest_is_the_sha256_of_the_bytes(tmp_path: Path) -> None:
     f = tmp_path / "abc"
     f.write_bytes(b"abc")  # the FIPS 180-2 test vector
     assert file_digest(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
