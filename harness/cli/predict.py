@@ -38,9 +38,8 @@ from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
 from harness.predict.trust import Caveat, caveats, interval_ms
-from harness.store import Store
+from harness.store import PointStatus, Store
 from harness.store.predictor_tables import PredictorRow
-from harness.store.status import PointStatus
 
 predictor_app = typer.Typer(help="Build and evaluate per-device kernel-level latency predictors.", no_args_is_help=True)
 
