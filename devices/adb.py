@@ -15,7 +15,6 @@ cpufreq and governor, thermal zones, battery temperature and charging) is read t
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import shlex
 import socket
@@ -28,6 +27,7 @@ import adbutils
 from adbutils._adb import AdbConnection
 from adbutils.errors import AdbError, AdbTimeout
 
+from core.digest import file_digest
 from devices.adb_sync import adb_message, sync_send
 from devices.base import Machine, ShellReturn
 from devices.errors import (
@@ -62,7 +62,7 @@ _PROPS = (
 )
 
 
-class _ServerOnlyConnection(AdbConnection):
+class _ServerOnlyConnection(AdbConnection):  # type: ignore[misc]  # adbutils ships no type information
     """adbutils' connection without its fallback: when the server does not answer, adbutils runs ``adb start-server``
     on this machine (a daemon left behind, and never the configured remote server anyway). Here it just fails."""
 
@@ -71,7 +71,7 @@ class _ServerOnlyConnection(AdbConnection):
         return sock
 
 
-class ServerOnlyClient(adbutils.AdbClient):
+class ServerOnlyClient(adbutils.AdbClient):  # type: ignore[misc]  # adbutils ships no type information
     """An adb client that only ever talks to the configured server and never starts one."""
 
     def __init__(self, host: str, port: int, socket_timeout: float | None = None) -> None:
@@ -229,7 +229,7 @@ class AdbTransport:
 
     def _push_verified(self, local: Path, remote: str, mode: int) -> None:
         algo, digest = self._remote_digest(remote)
-        if digest is not None and digest == _digest(local, algo):
+        if digest is not None and digest == file_digest(local, algo):
             return
         size = local.stat().st_size
         self.run(["mkdir", "-p", str(PurePosixPath(remote).parent)], timeout=30)
@@ -241,7 +241,7 @@ class AdbTransport:
             )
         sync_send(self._device(), local, remote, mode, self._timeout, self.where)
         algo, digest = self._remote_digest(remote)
-        if digest != _digest(local, algo):
+        if digest != file_digest(local, algo):
             raise PushFailed(f"{self.where}: {remote} differs from {local} after the push; push again")
 
     def fingerprint(self, remote: str) -> tuple[str, str] | None:
@@ -324,8 +324,3 @@ class AdbTransport:
             "battery": st["battery"],
             "props": {k: props[k] for k in _PROPS if k in props},
         }
-
-
-def _digest(path: Path, algo: str) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, algo).hexdigest()

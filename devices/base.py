@@ -10,7 +10,6 @@ shell strings built from unquoted input; every transport raises the same typed e
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -18,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from core.digest import file_digest
 from devices.arm_cores import ClusterName
 from devices.bounded import LINE_CHARS, bounded
 from devices.errors import DeviceError, PushFailed, TrialFailed
@@ -153,11 +153,6 @@ class Backend(Protocol):
         ...
 
 
-def _digest(path: Path, algo: str) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, algo).hexdigest()
-
-
 SYSTEM_FACTS = frozenset({"os", "os_pretty_name", "kernel", "system"})
 _log = logging.getLogger("flopgap.devices")
 
@@ -280,7 +275,7 @@ class Device:
     def _verified(self, local: Path, remote: str, expected: str | None) -> tuple[str, str]:
         """The model's path on the device and the local file's sha256, its content checked at the point of use
         (see :meth:`measure`)."""
-        actual = _digest(local, "sha256")
+        actual = file_digest(local, "sha256")
         if expected is not None and actual != expected:
             raise TrialFailed(
                 f"device '{self.name}': {local} changed after export: its sha256 is {actual}, the export's was "
@@ -290,7 +285,7 @@ class Device:
         if self.transport.kind is TransportKind.LOCAL:
             return remote, actual  # the device reads the file just hashed (and the runner says what it read)
         found = self.transport.fingerprint(remote)
-        if found is not None and found[1] == (actual if found[0] == "sha256" else _digest(local, found[0])):
+        if found is not None and found[1] == (actual if found[0] == "sha256" else file_digest(local, found[0])):
             return remote, actual
         self.notify(
             f"device '{self.name}': {remote} there has {found[0] + ' ' + found[1] if found else 'gone missing'}, not "
@@ -299,7 +294,7 @@ class Device:
         self._pushed.clear()
         remote = self.transport.push(local)
         again = self.transport.fingerprint(remote)
-        if again is None or again[1] != (actual if again[0] == "sha256" else _digest(local, again[0])):
+        if again is None or again[1] != (actual if again[0] == "sha256" else file_digest(local, again[0])):
             raise PushFailed(
                 f"device '{self.name}': {remote} still differs from {local} after pushing it again "
                 f"({again[0] + ' ' + again[1] if again else 'missing'} vs sha256 {actual}); check the device's storage"

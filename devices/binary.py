@@ -11,12 +11,12 @@ and no samples; ``onnxruntime_perf_test`` writes one line per run to a result fi
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from core.digest import file_digest
 from devices.base import Machine, ShellReturn, Transport, TrialRequest
 from devices.errors import BinaryMissing, PullFailed, TrialFailed, WrongABI
 from devices.ort_trace import parse_ort_trace
@@ -68,11 +68,6 @@ def affinity_mask(cpus: list[int] | tuple[int, ...]) -> str:
     return f"{sum(1 << c for c in set(cpus)):x}"
 
 
-def sha256_of(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def check_executable(name: str, binary: Path, machine: Machine, runner: RunnerKind) -> None:
     """Raise :class:`BinaryMissing` or :class:`WrongABI` unless ``binary`` can run on ``machine``."""
     if not binary.is_file():
@@ -114,14 +109,14 @@ class BinaryBackend:
         if self._remote is None:
             check_executable(transport.name, self.binary, transport.machine(), self.kind)
             self._remote = transport.push(self.binary, executable=True)
-            self._sha256 = sha256_of(self.binary)
+            self._sha256 = file_digest(self.binary)
         return self._remote
 
     def forget(self) -> None:
         self._remote = self._sha256 = None
 
     def facts(self, transport: Transport) -> dict[str, Any]:
-        return {"runner": str(self.kind), "runner_sha256": sha256_of(self.binary) if self.binary.is_file() else None}
+        return {"runner": str(self.kind), "runner_sha256": file_digest(self.binary) if self.binary.is_file() else None}
 
     def profiles_ops(self, fmt: Format) -> bool:
         return False

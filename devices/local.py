@@ -9,7 +9,6 @@ machine's device lock (:func:`devices.lock.local_lock`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import platform
 import shutil
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from core.digest import file_digest
 from devices.base import Device, Machine, ShellReturn
 from devices.binary import normalize_arch
 from devices.bounded import drain, stderr_buffer, stdout_buffer
@@ -119,8 +119,7 @@ class LocalTransport:
 
     def fingerprint(self, remote: str) -> tuple[str, str] | None:
         try:
-            with open(remote, "rb") as f:
-                return "sha256", hashlib.file_digest(f, "sha256").hexdigest()
+            return "sha256", file_digest(Path(remote))
         except OSError:
             return None
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import math
 import os
@@ -36,6 +35,7 @@ from typing import Any
 
 import paramiko
 
+from core.digest import file_digest
 from devices.base import Machine, ShellReturn
 from devices.binary import normalize_arch
 from devices.bounded import stderr_buffer, stdout_buffer
@@ -383,8 +383,7 @@ class SshTransport:
         key = (str(local.resolve()), st.st_size, st.st_mtime_ns)
         sha = self._hashes.get(key)
         if sha is None:
-            with local.open("rb") as f:
-                sha = self._hashes[key] = hashlib.file_digest(f, "sha256").hexdigest()
+            sha = self._hashes[key] = file_digest(local)
         return sha
 
     def _is_full(self, exc: OSError, folder: str, needed: int) -> bool:

@@ -6,7 +6,9 @@ inventories against them, the store writes their values, and no list of these na
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from typing import Literal, TypedDict
 
 
 class Format(StrEnum):
@@ -37,11 +39,44 @@ class Runtime(StrEnum):
         return Format.ONNX if self is Runtime.ONNXRUNTIME else Format.TFLITE
 
     @property
-    def options(self) -> dict[str, bool]:
+    def options(self) -> PointOptions:
         """Runner options that select this runtime's configuration (stored with each point)."""
         if self is Runtime.ONNXRUNTIME:
             return {}
         return {"xnnpack": self is Runtime.LITERT}
+
+
+class PointOptions(TypedDict, total=False):
+    """What keys a sweep point besides its artifact, runtime and threads; stored as the JSON of ``points.options``.
+    A key is present only where it applies, so points measured before a key existed keep their keys."""
+
+    xnnpack: bool  # LiteRT: the XNNPACK delegate on (litert) or off (litert-builtin)
+    cluster: str  # the ARM cluster (arm_cores.ClusterName) the point is pinned to
+    cpus: list[int]  # that cluster's CPU ids on the device
+    ort_allow_spinning: bool  # ONNX Runtime settings that differ from their defaults
+    ort_graph_optimization: Literal["all", "extended", "basic", "disable"]
+    ort_execution_mode: Literal["sequential", "parallel"]
+
+
+def parse_point_options(text: str | None) -> PointOptions:
+    """The options of a stored point (``points.options`` JSON; NULL or not an object: none)."""
+    raw = json.loads(text) if text else None
+    if not isinstance(raw, dict):
+        return {}
+    options: PointOptions = {}
+    if isinstance(raw.get("xnnpack"), bool):
+        options["xnnpack"] = raw["xnnpack"]
+    if isinstance(raw.get("cluster"), str):
+        options["cluster"] = raw["cluster"]
+    if isinstance(raw.get("cpus"), list):
+        options["cpus"] = [int(c) for c in raw["cpus"]]
+    if isinstance(raw.get("ort_allow_spinning"), bool):
+        options["ort_allow_spinning"] = raw["ort_allow_spinning"]
+    if raw.get("ort_graph_optimization") in ("all", "extended", "basic", "disable"):
+        options["ort_graph_optimization"] = raw["ort_graph_optimization"]
+    if raw.get("ort_execution_mode") in ("sequential", "parallel"):
+        options["ort_execution_mode"] = raw["ort_execution_mode"]
+    return options
 
 
 def choices(enum: type[StrEnum]) -> str:

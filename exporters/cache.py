@@ -22,6 +22,7 @@ from typing import Any
 
 import platformdirs
 
+from core.digest import file_digest
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from exporters.errors import ExportError
@@ -122,11 +123,6 @@ def cache_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def file_stem(spec: ModelSource, precision: Precision) -> str:
     """A readable, filesystem-safe stem: ``shufflenet_v1_groups=8_int8``."""
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", spec.label).strip("_") + f"_{precision.value}"
@@ -162,7 +158,7 @@ class ArtifactCache:
             art = Artifact.from_json(side.read_text())
         except (ValueError, TypeError, KeyError):
             return None
-        if sha256_file(path) != art.sha256:
+        if file_digest(path) != art.sha256:
             return None  # modified or truncated behind our back: the caller re-exports over it
         return _with_path(art, path)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 
 
 class ExportError(FlopgapError):

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from core.digest import file_digest
 from devices.vocabulary import Format, Precision
 from exporters import onnx_export, parity, tflite_export
 from exporters.artifact import Artifact
@@ -21,7 +22,6 @@ from exporters.cache import (
     cache_key,
     disk_error,
     file_stem,
-    sha256_file,
     tool_versions,
     unwritable,
 )
@@ -146,7 +146,7 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
             path=final,
             format=fmt,
             precision=precision,
-            sha256=sha256_file(tmp),
+            sha256=file_digest(tmp),
             model=spec.name,
             params=spec.params,
             input_shape=_artifact_input_shape(spec, fmt),

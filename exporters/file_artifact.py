@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from core.digest import file_digest
 from devices.vocabulary import Format, Precision
 from exporters import onnx_export, parity, tflite_export
 from exporters.artifact import Artifact
-from exporters.cache import ArtifactCache, CacheUnwritable, disk_error, sha256_file, tool_versions, unwritable
+from exporters.cache import ArtifactCache, CacheUnwritable, disk_error, tool_versions, unwritable
 from exporters.errors import ExportError
 from exporters.export import CALIBRATION_SAMPLES, CALIBRATION_SEED, SUPPORTED
 from exporters.model_file import ModelFile, TensorInfo
@@ -294,7 +295,7 @@ def _artifact(model: ModelFile, path: Path, precision: Precision, shapes: Shapes
         path=path,
         format=model.format,
         precision=precision,
-        sha256=sha256_file(path),
+        sha256=file_digest(path),
         model=str(model.path),
         params=(),
         input_shape=tuple(first),

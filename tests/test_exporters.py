@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 import exporters.export as export_mod
+from core.digest import file_digest
 from devices.vocabulary import Format, Precision
 from exporters import tflite_export
 from exporters.artifact import Artifact
-from exporters.cache import ArtifactCache, cache_key, default_cache_dir, sha256_file, tool_versions
+from exporters.cache import ArtifactCache, cache_key, default_cache_dir, tool_versions
 from exporters.errors import ExportError
 from exporters.export import export, failing_op, settings
 from exporters.fold import fold_batchnorm
@@ -341,7 +342,7 @@ def test_spec_roundtrip_through_artifact(cache: Path) -> None:
     assert ModelSpec(art.model, art.params) == ModelSpec("conv3x3", art.params)
 
 
-def test_sha256_file_is_the_digest_of_the_bytes(tmp_path: Path) -> None:
+def test_file_digest_is_the_sha256_of_the_bytes(tmp_path: Path) -> None:
     f = tmp_path / "abc"
     f.write_bytes(b"abc")  # the FIPS 180-2 test vector
-    assert sha256_file(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert file_digest(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

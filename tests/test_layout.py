@@ -1,4 +1,7 @@
-"""The layout stays as the README's Layout section draws it: imports go one way, modules stay small."""
+"""The layout stays as the README's Layout section draws it: modules stay small and the runner self-contained.
+
+Which way packages import is import-linter's layers contract in pyproject.toml (CI runs ``lint-imports``).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("devices", "exporters", "harness")
-# Lowest first: a package may import only those before it.
-ALLOWED = {"devices": set(), "exporters": {"devices"}, "harness": {"devices", "exporters"}}
+PACKAGES = ("core", "devices", "exporters", "harness")
 MAX_LINES = 500
 RUNNER = ROOT / "devices" / "runner.py"  # one self-contained file that is copied onto boards
 
@@ -30,28 +31,6 @@ def _imports(path: Path) -> set[str]:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
-
-
-def test_top_level_packages_import_one_way() -> None:
-    wrong = []
-    for path in _modules():
-        pkg = path.relative_to(ROOT).parts[0]
-        for module in _imports(path):
-            top = module.split(".")[0]
-            if top in PACKAGES and top != pkg and top not in ALLOWED[pkg]:
-                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
-    assert not wrong, "imports against the direction devices <- exporters <- harness:\n" + "\n".join(wrong)
-
-
-def test_nothing_imports_the_cli() -> None:
-    wrong = [
-        f"{path.relative_to(ROOT)} imports {module}"
-        for path in _modules()
-        if path.relative_to(ROOT).parts[:2] != ("harness", "cli")
-        for module in _imports(path)
-        if module == "harness.cli" or module.startswith("harness.cli.")
-    ]
-    assert not wrong, "\n".join(wrong)
 
 
 def test_the_runner_needs_only_stdlib_numpy_and_a_runtime() -> None:
@@ -77,7 +56,7 @@ def test_modules_stay_small(path: Path) -> None:
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines; split it by idea"
 
 
-def test_the_import_checker_sees_violations(tmp_path: Path) -> None:
+def test_the_import_reader_sees_local_imports(tmp_path: Path) -> None:
     bad = tmp_path / "m.py"
-    bad.write_text("def f():\n    from harness.zoo import registry\n    import exporters.cache\n")
-    assert {"harness.zoo", "harness.zoo.registry", "exporters.cache"} <= _imports(bad)
+    bad.write_text("def f():\n    import onnxruntime.capi\n    from ai_edge_litert import interpreter\n")
+    assert {"onnxruntime.capi", "ai_edge_litert", "ai_edge_litert.interpreter"} <= _imports(bad)

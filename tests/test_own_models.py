@@ -25,11 +25,12 @@ import torch
 from onnx import TensorProto, helper
 from typer.testing import CliRunner, Result
 
-from devices.errors import ExitCode
+from core.digest import file_digest
+from core.errors import ExitCode
 from devices.runner import random_input
 from devices.vocabulary import Format, Precision
 from exporters import tflite_export
-from exporters.cache import CacheUnwritable, sha256_file
+from exporters.cache import CacheUnwritable
 from exporters.file_artifact import file_artifact
 from exporters.model_file import content_sha256, read_model_file
 from exporters.onnx_export import legacy_module_path, node_module_path, ort_node_names
@@ -123,7 +124,7 @@ def test_legacy_export_names_its_dynamic_batch_then_runs_with_file_identity(file
     assert not db.exists()
     res = _invoke("run", str(files / "legacy.onnx"), "--input-shape", "x=1,3,32,32", "--db", str(db), *FAST)
     assert res.exit_code == 0, res.output
-    sha = sha256_file(files / "legacy.onnx")
+    sha = file_digest(files / "legacy.onnx")
     with _store(db) as conn:
         [art] = conn.execute("SELECT * FROM artifacts").fetchall()
         [point] = conn.execute("SELECT * FROM points").fetchall()
@@ -166,7 +167,7 @@ def test_external_data_is_part_of_the_identity_and_the_artifact_is_one_file(file
     assert len(outside) >= 3 and data.stat().st_size > 2000  # the conv weights really are outside the graph file
     parsed = read_model_file(model)
     assert parsed.external_data == (data,)
-    assert parsed.sha256 == content_sha256(model, [data]) != sha256_file(model)
+    assert parsed.sha256 == content_sha256(model, [data]) != file_digest(model)
     # The same graph with one weight byte changed is another model.
     other = tmp_path / "net"
     shutil.copytree(files / "dynamo", other)
@@ -231,7 +232,7 @@ def test_push_sends_a_file_model_with_its_external_data_once_over_ssh(files: Pat
     assert remote.is_file() and remote.suffix == ".onnx"  # the board is this machine: read what landed there
     assert read_model_file(remote).external_data == ()  # one self-contained file carries the weights
     art = file_artifact(read_model_file(files / "dynamo" / "net.onnx"))
-    assert sha256_file(remote) == art.sha256 and remote.parent.name == art.sha256  # content-addressed
+    assert file_digest(remote) == art.sha256 and remote.parent.name == art.sha256  # content-addressed
 
     from devices.inventory import load_inventory, open_device
 
@@ -460,8 +461,8 @@ def test_sweep_mixes_file_factory_and_zoo_models_and_resumes(swept: tuple[Path, 
             "SELECT a.label, a.family, a.format, a.precision, p.runtime, p.status FROM points p "
             "JOIN artifacts a ON a.sha256 = p.artifact_sha ORDER BY a.family, p.runtime"
         ).fetchall()
-    legacy = f"legacy.onnx#{sha256_file(files / 'legacy.onnx')[:8]}"
-    quant = f"quant.tflite#{sha256_file(files / 'quant.tflite')[:8]}"
+    legacy = f"legacy.onnx#{file_digest(files / 'legacy.onnx')[:8]}"
+    quant = f"quant.tflite#{file_digest(files / 'quant.tflite')[:8]}"
     factory = "tests.own_nets:tiny_net[width=4](1x3x32x32)"
     zoo = "conv1x1[cin=16,cout=16,h=16,w=16]"
     assert sorted(tuple(r) for r in rows) == sorted(

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,8 +139,12 @@ def test_a_later_retry_does_not_rewrite_an_earlier_runs_counts(store: Store) -> 
 def test_the_run_records_its_process() -> None:
     me = ProcessId.current()
     assert me.pid == os.getpid() and me.alive() is True
-    if start_token(os.getpid()) is not None:  # Linux
-        assert ProcessId(me.host, me.pid, "another-boot/1").alive() is False  # a reused pid is another process
+    assert me.start == start_token(os.getpid()) and me.start is not None
+    boot, created = me.start.split("/")
+    assert abs(float(created) - time.time()) < 24 * 3600 and int(boot) <= float(created)
+    assert ProcessId(me.host, me.pid, "another-boot/1").alive() is False  # a reused pid is another process
+    # A token written before psutil (Linux boot id / start ticks) is judged by its pid alone.
+    assert ProcessId(me.host, me.pid, "0b9a4a1e-2f6c-4c1e-9d1f-3c7e8f00aa01/1234").alive() is True
     assert ProcessId("some-other-host", me.pid, me.start).alive() is None  # cannot tell from here
 
 

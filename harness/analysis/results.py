@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from devices.vocabulary import parse_point_options
 from harness.analysis.accounts import AccountFn, collect_accounts, proxies_account, runtime_op_accounts
 from harness.analysis.context import CONTEXT, Context, contexts_in, joined
 from harness.proxies.categories import Category
@@ -164,8 +164,7 @@ def _device_and_cluster(points: pd.DataFrame) -> pd.Series:
     measurement contexts, fitted and plotted apart, and every caption says which."""
 
     def name(row: Any) -> str:
-        options = json.loads(row.options) if isinstance(row.options, str) else {}
-        cluster = options.get("cluster") if isinstance(options, dict) else None
+        cluster = parse_point_options(row.options if isinstance(row.options, str) else None).get("cluster")
         return f"{row.device} ({cluster})" if cluster else str(row.device)
 
     if points.empty:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from devices.errors import FlopgapError, Interrupted
+from core.errors import FlopgapError, Interrupted
 from devices.vocabulary import Precision, Runtime
 from harness.cli.options import (
     CacheDirOpt,
@@ -37,7 +37,7 @@ from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
 from harness.predict.trust import Caveat, caveats, interval_ms
-from harness.store import Store
+from harness.store import PointStatus, Store
 from harness.store.predictor_tables import PredictorRow
 
 predictor_app = typer.Typer(help="Build and evaluate per-device kernel-level latency predictors.", no_args_is_help=True)
@@ -310,7 +310,7 @@ def _measured(
     when the predictor does not say)."""
     frame = store.points_frame()
     hit = frame[(frame["artifact_sha"] == sha) & (frame["device"] == device) & (frame["runtime"] == runtime.value)
-                & (frame["threads"] == threads) & (frame["status"] == "done")]  # fmt: skip
+                & (frame["threads"] == threads) & (frame["status"] == PointStatus.DONE)]  # fmt: skip
     if runtime_version:
         hit = hit[hit["runtime_version"].isna() | (hit["runtime_version"] == runtime_version)]
     return float(hit["median_ms"].iloc[-1]) if not hit.empty else None

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from devices.errors import ExitCode
+from core.errors import ExitCode
 from devices.vocabulary import Runtime
 from harness.cli.model_args import cli_model, pick_precision, pick_runtime
 from harness.cli.options import (
@@ -43,6 +43,7 @@ from harness.cli.user_errors import one_line_errors
 from harness.measure.profile import OpProfile
 from harness.measure.spec import Protocol, SweepPoint, SweepSpec, spec_to_toml
 from harness.store import Store
+from harness.store.status import PointStatus
 
 
 class _ProfileReporter(ProgressReporter):
@@ -69,7 +70,7 @@ def run_profile_command(
         points = points[points["point_id"].isin(result.point_ids)]
         for row in points.itertuples():
             ops = store.op_profiles_frame([int(row.point_id)])
-            if row.status != "done" or ops.empty:
+            if row.status != PointStatus.DONE or ops.empty:
                 console.print(f"[red]no profile[/] for {escape(str(row.model_label))} ({row.status})")
                 unprofiled += 1
                 continue

@@ -12,11 +12,12 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 from harness.cli.options import DbOpt
 from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, plain, write_records
 from harness.cli.user_errors import one_line_errors
 from harness.store import EXPORT_TABLES, ExportFormat, Store, resolve_db_path
+from harness.store.status import PointStatus
 
 results_app = typer.Typer(
     help="Inspect stored measurements: list runs, show a run's points, export tables to CSV or Parquet.",
@@ -132,7 +133,7 @@ def _show_table(run_id: int, records: list[dict[str, Any]]) -> None:
         low, high = plain(r["ci_low_ms"]), plain(r["ci_high_ms"])
         ci = "–" if low is None else f"{_ms(low)}–{_ms(high)}"
         status = r["status"]
-        if status == "failed":
+        if status == PointStatus.FAILED:
             failures.append(r["failure_reason"] or "no reason recorded")
             status = f"failed ({len(failures)})"
         artifact = f"{r['format']} {r['precision']}" if isinstance(r["format"], str) else "–"

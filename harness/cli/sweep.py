@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from core.errors import ExitCode, FlopgapError, Interrupted
 from devices.base import Device
-from devices.errors import ExitCode, FlopgapError, Interrupted
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.cli.options import CacheDirOpt, DbOpt, DevicesFileOpt
@@ -32,6 +32,7 @@ from harness.measure.spec import (
 from harness.measure.sweep import Exporter, Reporter, SweepResult, run_sweep
 from harness.sources import ModelRef
 from harness.store import Store
+from harness.store.status import PointStatus
 
 
 @one_line_errors
@@ -286,7 +287,7 @@ def summary_records(store: Store, point_ids: list[int]) -> list[dict[str, Any]]:
     frame = frame.sort_values(["device", "macs", "model_label", "runtime", "format", "cluster"])
     records = []
     for row in frame.itertuples():
-        done = row.status == "done"
+        done = row.status == PointStatus.DONE
         records.append(
             {
                 "point_id": int(row.point_id),
@@ -332,7 +333,7 @@ def summary_table(records: list[dict[str, Any]], title: str) -> Table:
     table.add_column("noisy", overflow="fold", ratio=1)
     for r in records:
         head = [escape(str(r["model"])), _macs(r["macs"]), *(str(r[col]) for col in shown)]
-        if r["status"] != "done":
+        if r["status"] != PointStatus.DONE:
             reason = escape(" ".join(str(r["failure_reason"] or "").split()))  # one line per point, even in a pipe
             table.add_row(*head, "-", "-", "-", f"[red]{r['status']}[/]: {reason}")
             continue

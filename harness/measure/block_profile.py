@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.digest import file_digest
 from devices.base import Device
-from devices.vocabulary import Format, Precision
+from devices.vocabulary import Format, PointOptions, Precision
 from exporters.artifact import Artifact
-from exporters.cache import ArtifactCache, sha256_file
+from exporters.cache import ArtifactCache
 from exporters.source import ModelSource
 from harness.measure.profile import BLOCK_CATEGORY, TFLITE_KIND, OpProfile, ProfileError, median_us, time_model
 from harness.measure.spec import Protocol
@@ -161,7 +162,7 @@ def export_blocks(
                     f"{spec.label}: block '{block.path}' ({block.kind}) did not convert to TFLite "
                     f"({type(failure).__name__}: {failure}); converter said: {tail}"
                 ) from failure
-        out.append(BlockArtifact(block, final, sha256_file(final), tflite_export.op_counts(final)))
+        out.append(BlockArtifact(block, final, file_digest(final), tflite_export.op_counts(final)))
     return out, skipped
 
 
@@ -199,7 +200,7 @@ def profile_tflite_blocks(
     artifact: Artifact,
     threads: int,
     protocol: Protocol,
-    options: Mapping[str, Any] | None = None,
+    options: PointOptions | None = None,
     depth: int = 1,
     cache_dir: Path | None = None,
 ) -> OpProfile:

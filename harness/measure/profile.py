@@ -35,10 +35,10 @@ from typing import Any
 
 import onnx
 
+from core.errors import FlopgapError
 from devices.base import Device
-from devices.errors import FlopgapError
 from devices.result import OpTiming, TrialResult
-from devices.vocabulary import Format
+from devices.vocabulary import Format, PointOptions
 from exporters.artifact import Artifact
 from harness.measure.spec import Protocol
 from harness.measure.trial import trial_request
@@ -202,7 +202,7 @@ def profile_onnx(
     artifact: Artifact,
     threads: int,
     protocol: Protocol,
-    options: Mapping[str, Any] | None = None,
+    options: PointOptions | None = None,
     profile_runs: int | None = None,
 ) -> OpProfile:
     """Run the ONNX artifact once with ``--profile`` on ``dev`` and map ORT's per-node times to module paths."""
@@ -240,7 +240,7 @@ def profile_artifact(
     artifact: Artifact,
     threads: int,
     protocol: Protocol,
-    options: Mapping[str, Any] | None = None,
+    options: PointOptions | None = None,
     depth: int = 1,
     cache_dir: Path | None = None,
 ) -> OpProfile:
@@ -272,7 +272,7 @@ _BRACKETED = re.compile(r"^\[(?P<tensor>.*)\](?::\d+)?$")
 
 
 def profile_binary(
-    dev: Device, artifact: Artifact, threads: int, protocol: Protocol, options: Mapping[str, Any] | None = None
+    dev: Device, artifact: Artifact, threads: int, protocol: Protocol, options: PointOptions | None = None
 ) -> OpProfile:
     """Per-op TFLite times from the official ``benchmark_model --enable_op_profiling`` (its CSV pulled back).
 
@@ -316,7 +316,7 @@ def time_model(
     path: Path,
     threads: int,
     protocol: Protocol,
-    options: Mapping[str, Any] | None = None,
+    options: PointOptions | None = None,
     profile: bool = False,
     profile_runs: int | None = None,
 ) -> TrialResult:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from devices.base import Device
 from devices.errors import DeviceError
-from devices.vocabulary import Format
+from devices.vocabulary import Format, PointOptions
 from exporters.artifact import Artifact
 from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.spec import SweepPoint
@@ -50,14 +50,20 @@ def record_devices(
     return stored, facts
 
 
-ORT_SETTINGS = ("ort_allow_spinning", "ort_graph_optimization", "ort_execution_mode")
 
 
-def ort_key(protocol: SweepProtocol) -> dict[str, Any]:
+def ort_key(protocol: SweepProtocol) -> PointOptions:
     """The ORT settings that differ from their defaults: part of an ONNX Runtime point's key, so a changed setting
     is measured anew while points measured at the defaults keep the keys they always had."""
     defaults = type(protocol).model_fields
-    return {n: getattr(protocol, n) for n in ORT_SETTINGS if getattr(protocol, n) != defaults[n].default}
+    options: PointOptions = {}
+    if protocol.ort_allow_spinning != defaults["ort_allow_spinning"].default:
+        options["ort_allow_spinning"] = protocol.ort_allow_spinning
+    if protocol.ort_graph_optimization != defaults["ort_graph_optimization"].default:
+        options["ort_graph_optimization"] = protocol.ort_graph_optimization
+    if protocol.ort_execution_mode != defaults["ort_execution_mode"].default:
+        options["ort_execution_mode"] = protocol.ort_execution_mode
+    return options
 
 
 def ensure_point(
@@ -74,7 +80,7 @@ def ensure_point(
     instead of the artifact's sha256."""
     sha = art.sha256 if art else f"unexported:{p.model.label}:{p.format}:{p.precision}"
     runtime, threads = p.runtime, p.threads
-    options = {**p.options, **ort_key(protocol)} if p.format is Format.ONNX else p.options
+    options = p.options | ort_key(protocol) if p.format is Format.ONNX else p.options
     return store.ensure_point(
         run_id, sha, device, runtime, threads, options, versions.runtime_version,
         runner_version=versions.runner_version,

@@ -26,10 +26,10 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import FlopgapError
 from devices.arm_cores import ClusterName
-from devices.errors import FlopgapError
 from devices.placement import cluster_name, cpu_ids
-from devices.vocabulary import Format, Precision, Runtime, choices
+from devices.vocabulary import Format, PointOptions, Precision, Runtime, choices
 from harness.errors import UnknownModelError
 from harness.measure.duration import parse_duration
 from harness.sources import FileSource, ModelRef, TorchFactory, load_factory, load_file
@@ -248,9 +248,9 @@ class SweepPoint:
         return self.runtime.artifact_format
 
     @property
-    def options(self) -> dict[str, Any]:
+    def options(self) -> PointOptions:
         """The runtime's options, and the cluster and its CPU ids: big and LITTLE points are different points."""
-        options: dict[str, Any] = dict(self.runtime.options)
+        options = self.runtime.options
         if self.cluster is not None:
             options["cluster"] = self.cluster.value
         if self.cpus is not None:

@@ -5,9 +5,9 @@ milliseconds. Conventions:
 
 - percentiles use numpy's default linear interpolation;
 - ``std`` is the sample standard deviation (ddof=1; 0 for a single sample), ``cv = std / mean``;
-- the CI is a percentile bootstrap of the median (resample with replacement, take the 2.5th and 97.5th
-  percentiles of the resampled medians) with a fixed-seed ``numpy.random.Generator``, so the same samples always
-  give the same interval.
+- the CI is a percentile bootstrap of the median (``scipy.stats.bootstrap``: resample with replacement, take the
+  2.5th and 97.5th percentiles of the resampled medians) with a fixed-seed ``numpy.random.Generator``, so the same
+  samples always give the same interval.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.stats
 
 NS_PER_MS = 1e6
 DEFAULT_BOOTSTRAP_RESAMPLES = 2000
@@ -99,16 +100,16 @@ def bootstrap_median_ci(
         raise ValueError("no values to bootstrap")
     if n == 1:
         return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    medians = np.empty(resamples, dtype=np.float64)
-    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
-    for start in range(0, resamples, chunk):
-        stop = min(start + chunk, resamples)
-        index = rng.integers(0, n, size=(stop - start, n))
-        medians[start:stop] = np.median(values[index], axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(medians, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    result = scipy.stats.bootstrap(
+        (values,),
+        np.median,
+        n_resamples=resamples,
+        batch=max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n),
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def summarize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from devices.result import TrialResult
 from harness.measure.throttling import SustainedSummary, ThrottleThresholds, summarize
 from harness.store import Store
 
@@ -21,8 +22,8 @@ def summarize_point(
         run = store.sustained_run(trial_id)
         if run is None:
             continue
-        affinity = json.loads(trials.loc[trial_id, "runner_json"]).get("affinity")  # the cores it could run on
-        cpus = [int(c) for c in affinity] if isinstance(affinity, list) and affinity else None
+        affinity = TrialResult.from_json(json.loads(trials.loc[trial_id, "runner_json"])).affinity  # its cores
+        cpus = list(affinity) if affinity else None
         summary = summarize(store.timeline(trial_id), cpus, thresholds)
         store.put_sustained_summary(trial_id, point_id, run, summary.to_row())
         out.append(summary)

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.errors import FlopgapError
 from devices.base import Device
 from devices.bounded import bounded
-from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerMissing, TrialFailed
+from devices.errors import DeviceError, DeviceUnreachable, RunnerMissing, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
@@ -37,6 +38,7 @@ from harness.measure.trial import trial_request
 from harness.measure.versions import point_versions
 from harness.sources import ModelRef, source_counts
 from harness.store import DuplicateTrialError, PointStatus, Store
+from harness.store.status import RunStatus
 
 if TYPE_CHECKING:
     from harness.measure.profile import OpProfile
@@ -115,20 +117,20 @@ def run_sweep(
     if missing:
         raise FlopgapError(f"sweep '{spec.name}' names unknown device(s) {', '.join(missing)}")
     run_id = store.start_run(spec.name, spec_text)
-    status = "failed"
+    status = RunStatus.FAILED
     try:
         states, skipped, finished, point_ids = _prepare(spec, store, run_id, points, devices, exporter, rep)
         measured = _measure(spec, store, states, devices, rep, sleep)
         profile_failures = 0
         if spec.protocol.profile:
             profile_failures = _profile_pass(spec, store, [*finished, *states], devices, rep)
-        status = "completed"
+        status = RunStatus.COMPLETED
         # Every point of the spec (finished before this run, measured now, failed), so `run` and `profile` show all.
         ids = list(dict.fromkeys(point_ids))
         failed = sum(1 for pid in ids if store.point_status(pid) == PointStatus.FAILED)
         return SweepResult(run_id, ids, measured, skipped, failed, profile_failures)
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = RunStatus.INTERRUPTED
         raise
     finally:
         store.finish_run(run_id, status)
@@ -185,7 +187,7 @@ def _prepare(
         art = exported
         pid = ensure_point(store, run_id, p, art, stored[p.device], versions, spec.protocol)
         point_ids.append(pid)
-        if store.point_status(pid) == "done":
+        if store.point_status(pid) is PointStatus.DONE:
             skipped += 1
             finished.append(PointState(p, pid, art))
             continue
@@ -294,7 +296,8 @@ def _measure_device(
                 if proto.cooldown_s:
                     sleep(proto.cooldown_s)
     for st in states:  # points whose trials were all in before an interruption
-        if not st.failed and set(range(proto.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
+        done = store.point_status(st.point_id) is PointStatus.DONE
+        if not st.failed and set(range(proto.trials)) <= st.done_trials and not done:
             _complete(store, st, spec)
     return measured
 
@@ -387,7 +390,7 @@ def _profile_pass(
     proto = spec.protocol
     failures = 0
     for st in states:
-        if st.failed or store.point_status(st.point_id) != "done" or has_profile(store, st.point_id):
+        if st.failed or store.point_status(st.point_id) is not PointStatus.DONE or has_profile(store, st.point_id):
             continue
         p = st.point
         try:
@@ -404,7 +407,7 @@ def _profile_pass(
 
 
 def _complete_if_all_in(store: Store, st: PointState, spec: SweepSpec) -> None:
-    if set(range(spec.protocol.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
+    if set(range(spec.protocol.trials)) <= st.done_trials and store.point_status(st.point_id) is not PointStatus.DONE:
         _complete(store, st, spec)
 
 

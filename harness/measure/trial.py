@@ -7,17 +7,15 @@ benchmark binary) and returns one typed ``devices.result.TrialResult``; this mod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from devices.base import TrialRequest
+from devices.vocabulary import PointOptions
 from harness.measure.spec import Protocol
 
 
 def trial_request(
     protocol: Protocol,
     threads: int,
-    options: Mapping[str, Any] | None = None,
+    options: PointOptions | None = None,
     *,
     profile: bool = False,
     profile_runs: int | None = None,

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import FlopgapError
 from devices.base import Device
-from devices.errors import DeviceError, FlopgapError
+from devices.errors import DeviceError
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, RunnerKind, Runtime
 from exporters.artifact import Artifact
@@ -48,6 +49,7 @@ from harness.predict.probes import FAMILY, probe_artifact, probe_label
 from harness.predict.regressor import fit_type_model
 from harness.predict.space import KernelConfig, neighbours, sample
 from harness.store import Store
+from harness.store.status import PointStatus, RunStatus
 from harness.zoo.registry import ModelSpec, resolve
 
 # The zoo models a build measures whole: every family, the sample sweep's configurations and a few more widths.
@@ -155,7 +157,7 @@ def build_predictor(
     # The budget is device time: what the runs of this build took (the zoo sweep's included), not the exports.
     deadline = clock() + max(0.0, plan.budget_s - _time_spent(store, plan.name))
     run_id = store.start_run(plan.name, plan.text())
-    status = "failed"
+    status = RunStatus.FAILED
     measured = 0
     try:
         # The device's row (another machine behind its name is stored apart) and the versions that key its points.
@@ -164,9 +166,9 @@ def build_predictor(
         versions = point_versions(ctx.runtime, facts[device.name])
         state = _Probing(plan, ctx, versions, store, device, run_id, rep, clock)
         measured = _probe_rounds(state, deadline)
-        status = "completed"
+        status = RunStatus.COMPLETED
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = RunStatus.INTERRUPTED
         raise
     finally:
         store.finish_run(run_id, status)
@@ -327,11 +329,11 @@ def _measure_probes(
         art = probe_artifact(cfg, ctx.runtime)
         state.store.upsert_artifact(art, macs=cfg.macs, params_count=None, family=FAMILY, label=probe_label(cfg))
         pid = state.store.ensure_point(state.run_id, art.sha256, ctx.device, ctx.runtime.value, ctx.threads,
-                                       dict(ctx.runtime.options), state.versions.runtime_version,
+                                       ctx.runtime.options, state.versions.runtime_version,
                                        runner_version=state.versions.runner_version)  # fmt: skip
         state.store.mark_kernel_sample(pid, cfg.type.value, cfg.to_json(), (sources or {}).get(cfg.key, source), round_)
         _store_kernels(state.store, art, ctx.runtime)
-        if state.store.point_status(pid) == "done":
+        if state.store.point_status(pid) is PointStatus.DONE:
             continue
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         try:
@@ -364,7 +366,7 @@ def _done_configs(store: Store, ctx: PredictContext, versions: PointVersions) ->
     touching their files); a probe measured with another runtime or runner version is measured again."""
     samples = store.kernel_samples_frame()
     points = store.points_frame()
-    done = points[(points["status"] == "done") & (points["device"] == ctx.device)
+    done = points[(points["status"] == PointStatus.DONE) & (points["device"] == ctx.device)
                   & (points["runtime"] == ctx.runtime.value) & (points["threads"] == ctx.threads)
                   & same_versions(points, versions)]  # fmt: skip
     chosen = samples[samples["point_id"].isin(done["point_id"])]
@@ -375,7 +377,7 @@ def _time_probe(state: _Probing, art: Artifact) -> TrialResult:
     """One trial of a probe; an ONNX probe's trial also returns its per-node profile (a separate session)."""
     ctx, proto = state.ctx, state.plan.probe_protocol
     profile = art.format is Format.ONNX
-    request = trial_request(proto, ctx.threads, dict(ctx.runtime.options), profile=profile,
+    request = trial_request(proto, ctx.threads, ctx.runtime.options, profile=profile,
                             profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
     return state.device.measure(art.path, request)
 

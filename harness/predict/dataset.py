@@ -19,6 +19,7 @@ from harness.measure.versions import PointVersions
 from harness.predict.kernels import Kernel
 from harness.predict.predictor import TrainingRow
 from harness.store import Store
+from harness.store.status import PointStatus
 
 SPACE = "space"
 NOT_MODELS = frozenset({"kernel", "block", "guideline"})  # probes, building blocks, guideline experiments
@@ -96,7 +97,7 @@ def context_points(store: Store, ctx: PredictContext, versions: PointVersions | 
         & (frame["runtime"] == ctx.runtime.value)
         & (frame["threads"] == ctx.threads)
         & (frame["precision"] == ctx.precision.value)
-        & (frame["status"] == "done")
+        & (frame["status"] == PointStatus.DONE)
     )
     if versions is not None:
         keep &= same_versions(frame, versions)
@@ -198,7 +199,7 @@ def _roofline(store: Store, ctx: PredictContext) -> dict[str, float]:
 def model_contexts(store: Store) -> list[PredictContext]:
     """Contexts with measured zoo models (what the baselines can be evaluated on), in first-measured order."""
     frame = store.points_frame()
-    frame = frame[(frame["status"] == "done") & frame["family"].notna() & ~frame["family"].isin(NOT_MODELS)]
+    frame = frame[(frame["status"] == PointStatus.DONE) & frame["family"].notna() & ~frame["family"].isin(NOT_MODELS)]
     seen = dict.fromkeys(
         PredictContext(str(r.device), Runtime(r.runtime), int(r.threads), Precision(r.precision))
         for r in frame.itertuples()

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from core.digest import file_digest
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
-from exporters.cache import default_cache_dir, sha256_file
+from exporters.cache import default_cache_dir
 from harness.predict.kernel_config import KernelConfig
 from harness.predict.kernel_specs import SPECS
 from harness.predict.probe_onnx import OnnxGraph, onnx_model
@@ -50,7 +51,7 @@ def probe_artifact(cfg: KernelConfig, runtime: Runtime, cache_dir: Path | None =
         path=path,
         format=fmt,
         precision=Precision.FP32,
-        sha256=sha256_file(path),
+        sha256=file_digest(path),
         model=MODEL_NAME,
         params=tuple(sorted(cfg.to_json().items())),
         input_shape=(1, cfg.cin, cfg.h, cfg.w) if fmt is Format.ONNX else (1, cfg.h, cfg.w, cfg.cin),

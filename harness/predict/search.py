@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 from harness.zoo.registry import SEED, ParamValue
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from devices.errors import FlopgapError
+from core.errors import FlopgapError
 
 
 class ExportFormat(StrEnum):

@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from core.errors import FlopgapError
 from devices.arm_cores import format_cpus
-from devices.errors import FlopgapError
+from devices.vocabulary import parse_point_options
 from harness.store.connection import StoreConnection
 from harness.store.export import ExportFormat, export_frame
 from harness.store.schema import STATS_COLUMNS
@@ -27,12 +28,11 @@ def _point_filter(point_ids: Iterable[int] | None, column: str) -> tuple[str, li
 
 def _cluster(options: Any) -> str | None:
     """``big (cpus 4-7)`` for a point placed on a cluster (its options say which, and its CPU ids), else None."""
-    doc = json.loads(options) if isinstance(options, str) else {}
-    name = doc.get("cluster") if isinstance(doc, dict) else None
+    doc = parse_point_options(options if isinstance(options, str) else None)
+    name, cpus = doc.get("cluster"), doc.get("cpus")
     if not name:
         return None
-    cpus = doc.get("cpus")
-    return f"{name} (cpus {format_cpus(cpus)})" if isinstance(cpus, list) and cpus else str(name)
+    return f"{name} (cpus {format_cpus(cpus)})" if cpus else name
 
 
 class Frames(StoreConnection):

@@ -1,39 +1,39 @@
 """Which process owns a run, so that a run left ``running`` by a ``kill -9`` can be told from one still going.
 
-A run records its host, its pid and (on Linux) a start token: the boot id and the process's start time in clock
-ticks (``/proc/<pid>/stat`` field 22). A pid can be reused by a later process; the token cannot, so a run is
-alive only while a process with its pid *and* token exists. Runs of another host cannot be judged from here.
+A run records its host, its pid and a start token: the host's boot time and the process's creation time, as psutil
+reads them (Linux, macOS, Windows). A pid can be reused by a later process; the token cannot, so a run is alive only
+while a process with its pid *and* token exists. Runs of another host cannot be judged from here.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
-_PROC = Path("/proc")
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
+import psutil
 
 
 def start_token(pid: int) -> str | None:
-    """``<boot id>/<start ticks>`` of a running process; None where /proc does not tell (not Linux), or where
-    there is no such process (or only its zombie)."""
-    stat = _read(_PROC / str(pid) / "stat")
-    boot = _read(_PROC / "sys" / "kernel" / "random" / "boot_id")
-    if stat is None or boot is None:
+    """``<boot time>/<creation time>`` of a running process; None where there is no such process (or only its
+    zombie) or the system does not tell."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # it has exited: only its parent has not reaped it
+            return None
+        return f"{psutil.boot_time():.0f}/{proc.create_time()!r}"
+    except psutil.Error:
         return None
-    # The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
-    fields = stat.rsplit(")", 1)[-1].split()
-    if len(fields) <= 19 or fields[0] in ("Z", "X"):  # a zombie has exited: only its parent has not reaped it
-        return None
-    return f"{boot}/{fields[19]}"
+
+
+def _legacy(token: str) -> bool:
+    """A token of flopgap before psutil: ``<Linux boot id>/<start ticks>``, which this version cannot recompute."""
+    try:
+        uuid.UUID(token.split("/", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,6 @@ class ProcessId:
         """True while the process runs, False once it is gone, None when this host cannot tell (another host)."""
         if self.host != socket.gethostname():
             return None
-        if self.start is not None:
-            token = start_token(self.pid)
-            if token is not None or _PROC.joinpath("self").exists():
-                return token == self.start  # no such pid, or the pid now belongs to a later process
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # exists, owned by another user
-        return True
+        if self.start is not None and not _legacy(self.start):
+            return start_token(self.pid) == self.start  # no such pid, or the pid now belongs to a later process
+        return start_token(self.pid) is not None

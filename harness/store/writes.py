@@ -16,6 +16,7 @@ import pandas as pd
 
 from devices.bounded import bounded
 from devices.result import TrialResult
+from devices.vocabulary import PointOptions
 from harness.store.connection import StoreConnection
 from harness.store.errors import DuplicateTrialError
 from harness.store.keys import canonical_json, point_key
@@ -101,7 +102,7 @@ class Writes(StoreConnection):
         device: str,
         runtime: str,
         threads: int,
-        options: Mapping[str, Any] | None = None,
+        options: PointOptions | None = None,
         runtime_version: str | None = None,
         *,
         runner_version: str | None = None,
@@ -112,12 +113,12 @@ class Writes(StoreConnection):
         The runtime and runner versions are part of the key (see :func:`~harness.store.keys.point_key`): a point
         measured with another version is another point. A version not known yet (None) is filled from the first
         trial's runner document, without changing the key."""
-        options = dict(options or {})
+        stored = dict(options or {})
         key = point_key(
-            artifact_sha, device, runtime, threads, options, runtime_version=runtime_version,
+            artifact_sha, device, runtime, threads, stored, runtime_version=runtime_version,
             runner_version=runner_version,
         )  # fmt: skip
-        options_json = canonical_json(options)
+        options_json = canonical_json(stored)
         with self._transaction("recording a sweep point") as conn:
             missing = self._missing_refs(run_id, device)
             if missing:
@@ -125,7 +126,7 @@ class Writes(StoreConnection):
             if runtime_version is not None or runner_version is not None:
                 # A point created while the versions were unknown (its device unreachable) that never stored a
                 # trial committed to no version: it takes these, so a rerun picks it up instead of leaving it failed.
-                unversioned = point_key(artifact_sha, device, runtime, threads, options)
+                unversioned = point_key(artifact_sha, device, runtime, threads, stored)
                 conn.execute(
                     "UPDATE points SET point_key = ?, runtime_version = ?, runner_version = ? WHERE point_key = ? "
                     "AND runtime_version IS NULL AND runner_version IS NULL "
