@@ -12,6 +12,7 @@ from enum import StrEnum
 class Format(StrEnum):
     ONNX = "onnx"
     TFLITE = "tflite"
+    PTE = "pte"  # an ExecuTorch program, XNNPACK-delegated
 
     @property
     def extension(self) -> str:

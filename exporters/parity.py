@@ -247,6 +247,10 @@ def run_artifact(path: Path, fmt: Format, x_nchw: Inputs) -> np.ndarray:
     xs = _as_tuple(x_nchw)
     if fmt is Format.ONNX:
         return run_onnx(path, xs)
+    if fmt is Format.PTE:
+        from exporters.pte_export import run_pte
+
+        return run_pte(path, xs)
     y = run_tflite(path, tuple(np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a for a in xs))
     return y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
 
@@ -268,6 +272,10 @@ def runtime_name(fmt: Format) -> str:
         import onnxruntime
 
         return f"onnxruntime {onnxruntime.__version__}"
+    if fmt is Format.PTE:
+        from exporters import pte_export
+
+        return f"executorch {pte_export.version()}"
     try:
         from importlib.metadata import version
 
