@@ -32,15 +32,18 @@ class Runtime(StrEnum):
     ONNXRUNTIME = "onnxruntime"
     LITERT = "litert"  # LiteRT with the XNNPACK delegate (its default on CPU)
     LITERT_BUILTIN = "litert-builtin"  # LiteRT's builtin kernels, XNNPACK off
+    EXECUTORCH = "executorch"  # ExecuTorch's runtime on an XNNPACK-delegated .pte
 
     @property
     def artifact_format(self) -> Format:
+        if self is Runtime.EXECUTORCH:
+            return Format.PTE
         return Format.ONNX if self is Runtime.ONNXRUNTIME else Format.TFLITE
 
     @property
     def options(self) -> dict[str, bool]:
         """Runner options that select this runtime's configuration (stored with each point)."""
-        if self is Runtime.ONNXRUNTIME:
+        if self in (Runtime.ONNXRUNTIME, Runtime.EXECUTORCH):
             return {}
         return {"xnnpack": self is Runtime.LITERT}
 
