@@ -12,6 +12,7 @@ from rich.table import Table
 
 from devices.vocabulary import Runtime
 from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, RuntimeOpt, ThreadsOpt, TrialsOpt
+from harness.cli.output import make_console
 from harness.cli.sweep import make_exporter, open_devices
 from harness.cli.user_errors import one_line_errors
 from harness.measure.calibrate import PROTOCOL, Calibration, store_calibration
@@ -80,4 +81,4 @@ def calibrate(
     One calibration is stored per device, runtime and thread count; each kernel's best trial median is kept.
     Example: flopgap calibrate --device local --runtime litert --threads 2
     """
-    run_calibrate_command(device, runtime, threads, trials, db, cache_dir, devices_file, Console())
+    run_calibrate_command(device, runtime, threads, trials, db, cache_dir, devices_file, make_console())

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.analysis.compare import Side
+from harness.cli.output import make_console
 from harness.cli.user_errors import one_line_errors
 
 EXIT_REGRESSED = ExitCode.REGRESSED  # user errors exit 2; 1 means "measured, and it got slower"
@@ -87,7 +87,7 @@ def compare(
 
 
 def _print_table(a: Side, b: Side, rows: pd.DataFrame, threshold: float, only_a: int, only_b: int) -> None:
-    console = Console()
+    console = make_console()
     table = Table(title=escape(f"B = {b} over A = {a}"))
     for column in ("model", "runtime", "prec", "thr", "device", "A ms", "B ms", "B/A", "95% CI", "change"):
         numeric = column in ("thr", "A ms", "B ms", "B/A")

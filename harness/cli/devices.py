@@ -6,7 +6,6 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -14,10 +13,11 @@ from devices.arm_cores import clusters, cores_from_facts, max_khz_from_facts
 from devices.errors import FlopgapError
 from devices.vocabulary import Format
 from harness.cli.options import DeviceOpt, DevicesFileOpt, InputShapeOpt, ModelFormatOpt, ModelPrecisionOpt, ParamOpt
+from harness.cli.output import make_console
 from harness.cli.user_errors import one_line_errors
 
 devices_app = typer.Typer(help="The device inventory: list devices, check that one is reachable and ready.")
-console = Console()
+console = make_console()
 
 
 def _address(cfg: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,12 +30,16 @@ from harness.cli.options import (
     PrecisionOpt,
     ThreadsOpt,
 )
+from harness.cli.output import OutputFormat, OutputFormatOpt, human, make_console, notes_console, write_records
 from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
 from harness.cli.user_errors import one_line_errors
 from harness.predict.build import BuildReporter
 from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
+from harness.predict.predictor import KernelPredictor
+from harness.predict.trust import Caveat, caveats, interval_ms
 from harness.store import Store
+from harness.store.predictor_tables import PredictorRow
 
 predictor_app = typer.Typer(help="Build and evaluate per-device kernel-level latency predictors.", no_args_is_help=True)
 
@@ -86,12 +91,12 @@ def build(
     """
     from harness.predict.build import BuildPlan, build_predictor
 
-    console = Console()
+    console = make_console()
     ctx = PredictContext(device, runtime, threads, precision)
     plan = BuildPlan(ctx, parse_budget(budget), seed)
     dev = open_devices([device], devices_file)[device]
     try:
-        progress = _BuildProgress(console)
+        progress = _BuildProgress()
         with Store(db) as store, progress:
             try:
                 result = build_predictor(plan, store, dev, make_exporter(cache_dir, True), progress)
@@ -130,7 +135,7 @@ def evaluate(
     from harness.predict.dataset import latest_versions, load_dataset
     from harness.predict.evaluate import leave_one_family_out
 
-    console = Console()
+    console = make_console()
     ctx = PredictContext(device, runtime, threads, precision)
     started = time.monotonic()
     with Store(db, readonly=True) as store:
@@ -188,6 +193,86 @@ def models_table(evaluation: Evaluation) -> Table:
     return table
 
 
+@predictor_app.command("list")
+@one_line_errors
+def list_predictors(db: DbOpt = None, fmt: OutputFormatOpt = OutputFormat.TABLE) -> None:
+    """List the stored predictors: id, device, runtime, threads, precision, when built, and where from.
+
+    Example: flopgap predictor list
+    """
+    import json
+
+    with Store(db, readonly=True) as store:
+        frame = store.predictors_frame()
+    records = []
+    for r in frame.itertuples():
+        summary = json.loads(r.summary_json)
+        records.append({"id": r.id, "device": r.device, "runtime": r.runtime, "threads": r.threads,
+                        "precision": r.precision, "created_at": r.created_at,
+                        "runtime_version": summary.get("runtime_version"),
+                        "imported_from": summary.get("imported_from")})  # fmt: skip
+    columns = ("id", "device", "runtime", "threads", "precision", "created_at", "runtime_version", "imported_from")
+    if fmt is not OutputFormat.TABLE:
+        write_records(records, columns, fmt)
+        return
+    table = Table(title=f"predictors ({len(records)})")
+    for col in columns:
+        table.add_column(col, justify="right" if col in {"id", "threads"} else "left")
+    for rec in records:
+        table.add_row(*(escape(str(rec[c])) if rec[c] is not None else "-" for c in columns))
+    make_console().print(table)
+
+
+@predictor_app.command("export")
+@one_line_errors
+def export_predictor_file(
+    predictor_id: Annotated[int, typer.Argument(metavar="ID", help="Predictor id ('flopgap predictor list').")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSON file to write.")],
+    db: DbOpt = None,
+) -> None:
+    """Write a stored predictor to a JSON file, tagged with its device's identity, runtime and versions.
+
+    Example: flopgap predictor export 3 pixel7-litert.json
+    """
+    from harness.predict.transfer import export_predictor
+
+    with Store(db, readonly=True) as store:
+        doc = export_predictor(store, predictor_id, file)
+    built_on = doc["device_identity"]["description"] or "a machine without recorded facts"
+    make_console().print(
+        f"predictor {predictor_id} ({doc['device']} {doc['runtime']} t{doc['threads']} {doc['precision']}, built on "
+        f"{built_on}) written to {file}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@predictor_app.command("import")
+@one_line_errors
+def import_predictor_file(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A file 'flopgap predictor export' wrote.")],
+    as_device: Annotated[
+        str | None, typer.Option("--as", help="Store it under this device name (default: the file's device).")
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Store a predictor another database exported, so 'flopgap predict' uses it (JSON only: nothing is executed).
+
+    Example: flopgap predictor import pixel7-litert.json --as pixel7
+    """
+    from harness.predict.transfer import import_predictor
+
+    with Store(db) as store:
+        done = import_predictor(store, file, as_device)
+        where = store.path
+    make_console().print(
+        f"imported as predictor {done.predictor_id} for {done.device} {done.runtime} t{done.threads} "
+        f"{done.precision} (built on {done.built_on}) into {where}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @one_line_errors
 def predict(
     name: ModelArg,
@@ -200,46 +285,100 @@ def predict(
     top: Annotated[int, typer.Option(min=1, help="Kernels to show.")] = 20,
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
+    fmt: OutputFormatOpt = OutputFormat.TABLE,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=V1,V2",
+            help="Rank every configuration of these parameter (or factory keyword) values by predicted latency; "
+            "repeatable, the grid is their product.",
+        ),
+    ] = None,
+    budget_ms: Annotated[
+        float | None, typer.Option(min=0, help="With --grid: mark the configurations predicted within this latency.")
+    ] = None,
 ) -> None:
     """Predict a model's latency on a device from its kernels, with the per-kernel table.
 
     The model is what 'flopgap run' takes: a zoo name, a model file or a torch factory.
     The runtime defaults to onnxruntime (a model file: its own format's runtime).
     Where the same point was measured, prints the measured median and the error too.
+    With --format csv (every kernel, one per line) or json (the prediction with every kernel), stdout holds only data.
+
+    With --grid, ranks every configuration of the grid instead (MACs beside; --budget-ms marks those that fit).
 
     Example: flopgap predict shufflenet_v2 --param scale=0.5 --device local --runtime litert
+
+    Example: flopgap predict mobilenet_v2 --grid alpha=0.35,0.5,0.75,1.0 --budget-ms 2
     """
     from harness.cli.model_args import cli_model, pick_precision, pick_runtime
     from harness.predict.extract import extract_kernels
-    from harness.predict.predictor import KernelPredictor
     from harness.sources import FileSource
 
-    console = Console()
+    console = notes_console(fmt)
+    if grid:
+        _predict_grid(name, param, input_shape, grid, budget_ms, device, runtime, threads, precision, db, cache_dir,
+                      fmt)  # fmt: skip
+        return
+    if budget_ms is not None:
+        raise FlopgapError("--budget-ms ranks a --grid; add e.g. --grid alpha=0.5,1.0")
     spec = cli_model(name, param, input_shape)
     runtime = pick_runtime(spec, runtime, Runtime.ONNXRUNTIME)
     precision = pick_precision(spec, precision)
     art = make_exporter(cache_dir, True)(spec, runtime.artifact_format, precision)
     started = time.monotonic()
     with Store(db, readonly=True) as store:
-        row = store.latest_predictor(device, runtime.value, threads, precision.value)
-        if row is None:
-            raise FlopgapError(
-                f"no predictor for {device} {runtime} t{threads} {precision} in {store.path}; run 'flopgap predictor "
-                f"build --device {device} --runtime {runtime}' first"
-            )
+        row, predictor = _load_predictor(store, device, runtime, threads, precision)
         built_with = row.summary.get("runtime_version")
         measured = _measured(store, art.sha256, device, runtime, threads, built_with)
-    predictor = KernelPredictor.from_json(row.model)
     # A user's own model file is read where it is: no kernel list is cached beside it.
     prediction = predictor.predict(extract_kernels(art.path, runtime, cache=not isinstance(spec, FileSource)))
     took = time.monotonic() - started
-    console.print(kernel_table(prediction, f"{spec.label} on {device} ({runtime}, {threads} thread(s), {precision})",
-                               top))  # fmt: skip
-    line = f"predicted {prediction.total_ms:.3f} ms (kernel sum {prediction.kernel_sum_ms:.3f} ms, calibrated)"
+    interval = interval_ms(prediction.total_ms, predictor.summary)
+    warnings = caveats(prediction.kernels, prediction.sources, predictor.summary.get("ranges"))
+    if fmt is OutputFormat.TABLE:
+        title = f"{spec.label} on {device} ({runtime}, {threads} thread(s), {precision})"
+        console.print(kernel_table(prediction, title, top))
+    else:
+        document = {
+            "model": spec.label, "device": device, "runtime": runtime.value, "threads": threads,
+            "precision": precision.value, "predicted_ms": prediction.total_ms,
+            "interval_ms": list(interval) if interval else None, "calibrated": prediction.calibrated,
+            "kernel_sum_ms": prediction.kernel_sum_ms, "measured_ms": measured,
+            "error": prediction.total_ms / measured - 1 if measured is not None else None,
+            "predictor_id": row.id, "predictor_runtime_version": built_with,
+            "caveats": [{"kernel": c.kernel, "kernel_type": c.kernel_type, "reason": c.reason} for c in warnings],
+        }  # fmt: skip
+        write_records(kernel_records(prediction), KERNEL_COLUMNS, fmt, document, key="kernels")
+    how = "calibrated" if prediction.calibrated else "uncalibrated: the calibration would give <= 0 ms here"
+    line = f"predicted {prediction.total_ms:.3f} ms (kernel sum {prediction.kernel_sum_ms:.3f} ms, {how})"
+    if interval is not None:
+        errors = len(predictor.summary.get("calibration_errors") or [])
+        line += f", expected {interval[0]:.3f}–{interval[1]:.3f} ms (90% of the {errors} training models' errors)"
     if measured is not None:
         line += f"; measured median {measured:.3f} ms, error {prediction.total_ms / measured - 1:+.1%}"
     built = f" ({runtime} {built_with})" if built_with else ""
-    console.print(f"{line}; predictor {row.id}{built} of {row.created_at[:19]}; {took * 1e3:.0f} ms", highlight=False)
+    console.print(f"{line}; predictor {row.id}{built} of {row.created_at[:19]}; {took * 1e3:.0f} ms", highlight=False,
+                  soft_wrap=True)  # fmt: skip
+    _print_caveats(console, warnings, predictor.summary.get("ranges") is None)
+
+
+SHOWN_CAVEATS = 10
+
+
+def _print_caveats(console: Console, warnings: list[Caveat], no_ranges: bool) -> None:
+    """The kernels a prediction should not be trusted on, on the notes stream (stderr with csv/json)."""
+    if no_ranges:
+        console.print("[yellow]warning[/] this predictor predates stored training ranges: shapes are not checked; "
+                      "rebuild it to check them", highlight=False)  # fmt: skip
+    if not warnings:
+        return
+    console.print(f"[yellow]warning[/] do not trust this prediction blindly: {len(warnings)} kernel(s)",
+                  highlight=False)  # fmt: skip
+    for c in warnings[:SHOWN_CAVEATS]:
+        console.print(f"  {escape(c.kernel)} ({c.kernel_type}): {escape(c.reason)}", highlight=False, soft_wrap=True)
+    if len(warnings) > SHOWN_CAVEATS:
+        console.print(f"  ... and {len(warnings) - SHOWN_CAVEATS} more (--format json lists every one)")
 
 
 def _measured(
@@ -253,6 +392,30 @@ def _measured(
     if runtime_version:
         hit = hit[hit["runtime_version"].isna() | (hit["runtime_version"] == runtime_version)]
     return float(hit["median_ms"].iloc[-1]) if not hit.empty else None
+
+
+KERNEL_COLUMNS = (
+    "kernel", "type", "module", "cin", "cout", "h_in", "w_in", "kernel_size", "stride", "groups", "predicted_ms",
+    "share", "priced_by",
+)  # fmt: skip
+
+
+def kernel_records(prediction: object) -> list[dict[str, object]]:
+    """Every kernel of a prediction, most expensive first."""
+    from harness.predict.predictor import Prediction
+
+    assert isinstance(prediction, Prediction)
+    total = float(prediction.kernel_us.sum()) or 1.0
+    order = sorted(range(len(prediction.kernels)), key=lambda i: -prediction.kernel_us[i])
+    records: list[dict[str, object]] = []
+    for i in order:
+        k, us = prediction.kernels[i], float(prediction.kernel_us[i])
+        records.append({
+            "kernel": k.name, "type": k.type.value, "module": k.module_path, "cin": k.cin, "cout": k.cout,
+            "h_in": k.h_in, "w_in": k.w_in, "kernel_size": k.kernel_size, "stride": k.stride, "groups": k.groups,
+            "predicted_ms": us / 1e3, "share": us / total, "priced_by": prediction.sources.get(i),
+        })  # fmt: skip
+    return records
 
 
 def kernel_table(prediction: object, title: str, top: int) -> Table:
@@ -274,3 +437,90 @@ def kernel_table(prediction: object, title: str, top: int) -> Table:
         rest = float(sum(prediction.kernel_us[i] for i in order[top:]))
         table.add_row(f"... {len(order) - top} more", "", "", "", f"{rest / 1e3:.4f}", f"{rest / total:.1%}")
     return table
+
+
+def _load_predictor(store: Store, device: str, runtime: Runtime, threads: int, precision: Precision) -> tuple[
+    PredictorRow, KernelPredictor
+]:
+    row = store.latest_predictor(device, runtime.value, threads, precision.value)
+    if row is None:
+        raise FlopgapError(
+            f"no predictor for {device} {runtime} t{threads} {precision} in {store.path}; run 'flopgap predictor "
+            f"build --device {device} --runtime {runtime}' first (or 'flopgap predictor import FILE')"
+        )
+    return row, KernelPredictor.from_json(row.model)
+
+
+GRID_COLUMNS = ("rank", "model", "predicted_ms", "macs", "kernels", "within_budget")
+
+
+def _predict_grid(
+    name: str,
+    param: list[str] | None,
+    input_shape: list[str] | None,
+    grid_items: list[str],
+    budget_ms: float | None,
+    device: str,
+    runtime: Runtime | None,
+    threads: int,
+    precision: Precision | None,
+    db: Path | None,
+    cache_dir: Path | None,
+    fmt: OutputFormat,
+) -> None:
+    from harness.cli.model_args import cli_model, pick_precision, pick_runtime
+    from harness.predict.extract import extract_kernels
+    from harness.predict.search import configurations, parse_grid, rank
+    from harness.sources import FileSource
+    from harness.sources.export import source_counts
+
+    grid = parse_grid(grid_items)
+    fixed = {p.partition("=")[0].strip() for p in param or []}
+    both = sorted(fixed & set(grid))
+    if both:
+        raise FlopgapError(f"'{both[0]}' is both a --param and a --grid key; give it in one of them")
+    first = cli_model(name, param, input_shape)
+    if isinstance(first, FileSource):
+        raise FlopgapError(f"--grid needs a zoo model or a torch factory, and {name} is a file; predict it alone")
+    chosen = pick_runtime(first, runtime, Runtime.ONNXRUNTIME)
+    level = pick_precision(first, precision)
+    with Store(db, readonly=True) as store:
+        _, predictor = _load_predictor(store, device, chosen, threads, level)
+    exporter = make_exporter(cache_dir, True)
+
+    def predict_one(config: dict[str, str]) -> tuple[str, float, int | None, int]:
+        spec = cli_model(name, [*(param or []), *(f"{k}={v}" for k, v in config.items())], input_shape)
+        art = exporter(spec, chosen.artifact_format, level)
+        kernels = extract_kernels(art.path, chosen)
+        counts = source_counts(spec, art)
+        return spec.label, predictor.predict(kernels).total_ms, counts.macs if counts else None, len(kernels)
+
+    configs = configurations(grid)
+    started = time.monotonic()
+    notes = notes_console(fmt)
+    with notes.status(f"predicting {len(configs)} configurations...") as status:
+        ranked = rank(configs, predict_one, budget_ms,
+                      lambda i, n: status.update(f"predicting configuration {i + 1} of {n}..."))  # fmt: skip
+    records = [
+        {"rank": i, "model": c.label, **c.config, "predicted_ms": c.predicted_ms, "macs": c.macs,
+         "kernels": c.kernels, "within_budget": c.within_budget}
+        for i, c in enumerate(ranked, start=1)
+    ]  # fmt: skip
+    context = f"{device} ({chosen}, {threads} thread(s), {level})"
+    if fmt is not OutputFormat.TABLE:
+        columns = ("rank", "model", *grid, *GRID_COLUMNS[2:])
+        document = {"device": device, "runtime": chosen.value, "threads": threads, "precision": level.value,
+                    "budget_ms": budget_ms}  # fmt: skip
+        write_records(records, columns, fmt, document, key="configurations")
+    else:
+        table = Table(title=f"{name}: {len(ranked)} configurations on {context}, fastest first")
+        for col in ("rank", "model", *grid, "predicted ms", "MACs", "kernels", *(["budget"] if budget_ms else [])):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for r, c in zip(records, ranked, strict=True):
+            fits = [] if c.within_budget is None else ["[green]within[/]" if c.within_budget else "over"]
+            table.add_row(str(r["rank"]), escape(c.label), *(escape(c.config[k]) for k in grid),
+                          f"{c.predicted_ms:.3f}", human(c.macs), str(c.kernels), *fits)  # fmt: skip
+        notes.print(table)
+    within = sum(1 for c in ranked if c.within_budget)
+    budget = f"; {within} within {budget_ms:g} ms" if budget_ms is not None else ""
+    notes.print(f"{len(ranked)} configurations predicted in {time.monotonic() - started:.1f}s{budget}", highlight=False)

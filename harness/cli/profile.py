@@ -37,6 +37,7 @@ from harness.cli.options import (
     ThreadsOpt,
     TrialsOpt,
 )
+from harness.cli.output import make_console
 from harness.cli.sweep import ProgressReporter, exit_if_failed, measure, one_point_spec, prepare_artifact
 from harness.cli.user_errors import one_line_errors
 from harness.measure.profile import OpProfile
@@ -47,8 +48,8 @@ from harness.store import Store
 class _ProfileReporter(ProgressReporter):
     """Progress as for a sweep, and the profiles as they are taken (with the whole-model median of that pass)."""
 
-    def __init__(self, console: Console) -> None:
-        super().__init__(console)
+    def __init__(self) -> None:
+        super().__init__()
         self.profiles: list[tuple[SweepPoint, OpProfile]] = []
 
     def point_profiled(self, point: SweepPoint, profile: OpProfile) -> None:
@@ -60,7 +61,7 @@ def run_profile_command(
 ) -> None:
     """Measure and profile the point(s) of ``spec`` and print the ``top`` rows of each profile."""
     started = time.monotonic()
-    rep = _ProfileReporter(console)
+    rep = _ProfileReporter()
     result, path = measure(spec, spec_to_toml(spec), db, rep, cache_dir, devices_file)
     unprofiled = 0
     with Store(path, readonly=True) as store:
@@ -170,7 +171,7 @@ def profile(
 
     Example: flopgap profile shufflenet_v2 --param scale=0.5 --runtime litert --depth 2
     """
-    console = Console()
+    console = make_console()
     model = cli_model(name, param, input_shape)
     chosen = pick_runtime(model, runtime, Runtime.ONNXRUNTIME)
     level = pick_precision(model, precision)

@@ -6,18 +6,18 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from devices.vocabulary import Format, choices
 from harness.cli.options import CacheDirOpt, InputShapeOpt, ModelArg, ModelPrecisionOpt, ParamOpt
+from harness.cli.output import make_console
 from harness.cli.user_errors import one_line_errors
 
 proxies_app = typer.Typer(
     help="Graph accounting of exported models: FLOPs, params, bytes moved and intensity per op category.",
     no_args_is_help=True,
 )
-console = Console()
+console = make_console()
 BOTH = "both"
 
 

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from devices.errors import FlopgapError
 from harness.cli.options import DbOpt
+from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, plain, write_records
 from harness.cli.user_errors import one_line_errors
 from harness.store import EXPORT_TABLES, ExportFormat, Store, resolve_db_path
 
@@ -69,10 +69,16 @@ def list_runs(db: DbOpt = None) -> None:
             escape(", ".join(str(v) for v in run.versions) or "–"),
             escape(run.spec_name),
         )
-    console = Console()
+    console = make_console()
     console.print(table)
     if versions:
         console.print(escape("versions in this database: " + "; ".join(str(v) for v in versions)), soft_wrap=True)
+
+
+SHOW_COLUMNS = (
+    "point_id", "model", "device", "runtime", "format", "precision", "threads", "status",
+    "median_ms", "ci_low_ms", "ci_high_ms", "noisy", "failure_reason",
+)  # fmt: skip
 
 
 @results_app.command("show")
@@ -80,8 +86,12 @@ def list_runs(db: DbOpt = None) -> None:
 def show_run(
     run_id: Annotated[int | None, typer.Argument(help="Run id (default: the latest run).", show_default=False)] = None,
     db: DbOpt = None,
+    fmt: OutputFormatOpt = OutputFormat.TABLE,
 ) -> None:
-    """Show the points of a run: model, device, format, precision, threads, median and its 95% CI."""
+    """Show the points of a run: model, device, format, precision, threads, median and its 95% CI.
+
+    Example: flopgap results show 3 --format json
+    """
     with _open(db) as store:
         if run_id is None:
             run_id = store.latest_run_id()
@@ -91,20 +101,46 @@ def show_run(
             raise FlopgapError(f"no run {run_id} in {store.path}; see 'flopgap results list'")
         frame = store.points_frame(run_id)
     frame = frame.sort_values(["device", "runtime", "model_label", "format", "precision", "threads"], kind="stable")
+    records = [
+        {
+            "point_id": row.point_id,
+            "model": row.model_label,
+            "device": row.device,
+            "runtime": row.runtime,
+            "format": row.format,
+            "precision": row.precision,
+            "threads": row.threads,
+            "status": row.status,
+            "median_ms": row.median_ms,
+            "ci_low_ms": row.ci_low_ms,
+            "ci_high_ms": row.ci_high_ms,
+            "noisy": bool(row.noisy) if pd.notna(row.noisy) else None,
+            "failure_reason": row.failure_reason,
+        }
+        for row in frame.itertuples(index=False)
+    ]
+    if fmt is not OutputFormat.TABLE:
+        write_records(records, SHOW_COLUMNS, fmt, {"run": run_id}, key="points")
+        return
+    _show_table(run_id, records)
+
+
+def _show_table(run_id: int, records: list[dict[str, Any]]) -> None:
     rows: list[tuple[str, ...]] = []
     failures: list[str] = []  # printed under the table so long reasons do not squeeze the columns
-    for row in frame.itertuples(index=False):
-        ci = "–" if math.isnan(row.ci_low_ms) else f"{_ms(row.ci_low_ms)}–{_ms(row.ci_high_ms)}"
-        status = row.status
+    for r in records:
+        low, high = plain(r["ci_low_ms"]), plain(r["ci_high_ms"])
+        ci = "–" if low is None else f"{_ms(low)}–{_ms(high)}"
+        status = r["status"]
         if status == "failed":
-            failures.append(row.failure_reason or "no reason recorded")
+            failures.append(r["failure_reason"] or "no reason recorded")
             status = f"failed ({len(failures)})"
-        noisy = "yes" if pd.notna(row.noisy) and bool(row.noisy) else ""
-        artifact = f"{row.format} {row.precision}" if isinstance(row.format, str) else "–"
-        median = _ms(row.median_ms)
-        rows.append((row.model_label, row.device, row.runtime, artifact, str(row.threads), median, ci, noisy, status))
+        artifact = f"{r['format']} {r['precision']}" if isinstance(r["format"], str) else "–"
+        noisy = "yes" if r["noisy"] else ""
+        rows.append((r["model"], r["device"], r["runtime"], artifact, str(r["threads"]), _ms(r["median_ms"]), ci,
+                     noisy, status))  # fmt: skip
     headers = ("model", "device", "runtime", "artifact", "threads", "median ms", "95% CI ms", "noisy", "status")
-    table = _table(f"run {run_id}: {len(frame)} points")
+    table = _table(f"run {run_id}: {len(records)} points")
     for header in headers:
         numeric = header in ("threads", "median ms", "95% CI ms")
         # Numbers never wrap; names wrap (rather than lose their ends) when the terminal is narrow.
@@ -112,7 +148,7 @@ def show_run(
     for cells in rows:
         # escape: labels like "shufflenet_v2[width=1.5]" would otherwise read as rich markup
         table.add_row(*(escape(c) for c in cells))
-    console = Console()
+    console = make_console()
     console.print(table)
     for number, reason in enumerate(failures, start=1):
         console.print(escape(f"({number}) {reason}"), soft_wrap=True)

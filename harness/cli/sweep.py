@@ -1,10 +1,11 @@
-"""What `flopgap sweep` and `flopgap run` do: wire spec, devices, exporter and store, show progress, summarise."""
+"""``flopgap sweep``, and what it shares with ``run``: wire spec, devices, exporter and store, show progress,
+summarise as a table, CSV or JSON."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +17,9 @@ from devices.base import Device
 from devices.errors import ExitCode, FlopgapError, Interrupted
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
+from harness.cli.options import CacheDirOpt, DbOpt, DevicesFileOpt
+from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, plain, write_records
+from harness.cli.user_errors import one_line_errors
 from harness.measure.spec import (
     QUICK_SPEC,
     Protocol,
@@ -30,11 +34,41 @@ from harness.sources import ModelRef
 from harness.store import Store
 
 
-class ProgressReporter(Reporter):
-    """Rich progress: points exported, then trials done/total with the current point and an ETA."""
+@one_line_errors
+def sweep(
+    spec_path: Annotated[Path | None, typer.Argument(metavar="SPEC", help="Sweep spec (TOML).")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Run the built-in quick sweep (6 models, ONNX and TFLite).")
+    ] = False,
+    db: DbOpt = None,
+    cache_dir: CacheDirOpt = None,
+    devices_file: DevicesFileOpt = None,
+    fmt: OutputFormatOpt = OutputFormat.TABLE,
+) -> None:
+    """Measure every point of a sweep spec; resumable: a rerun skips finished points and trials.
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    With --format csv or json, stdout holds one row per point of the sweep (progress goes to stderr).
+
+    Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml
+    """
+    from harness.cli.sustained import report_sustained
+    from harness.store import resolve_db_path
+
+    result = run_sweep_command(spec_path, quick, db, cache_dir, devices_file, fmt)
+    path = resolve_db_path(db)
+    # nothing without sustained trials
+    report_sustained(notes_console(fmt), path, result.point_ids, path.parent / "timelines")
+    exit_if_failed(result)
+
+
+class ProgressReporter(Reporter):
+    """Rich progress: points exported, then trials done/total with the current point and an ETA.
+
+    Progress, warnings and failures go to stderr, so stdout holds only the result (a table, CSV or JSON) when it
+    is piped to a file or a script."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or make_console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -43,7 +77,7 @@ class ProgressReporter(Reporter):
             TextColumn("eta"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[current]}"),
-            console=console,
+            console=self.console,
             transient=False,
         )
         self._export: Any = None
@@ -126,7 +160,7 @@ def run_sweep_command(
     db: Path | None,
     cache_dir: Path | None,
     devices_file: Path | None,
-    console: Console,
+    fmt: OutputFormat = OutputFormat.TABLE,
 ) -> SweepResult:
     if quick == (spec_path is not None):
         raise FlopgapError("give either a sweep spec file or --quick (see 'flopgap sweep --help')")
@@ -135,7 +169,7 @@ def run_sweep_command(
         text = spec_path.read_text()  # the file as written, comments included
     else:
         spec, text = parse_spec(QUICK_SPEC, "quick"), QUICK_SPEC
-    return run_spec_command(spec, text, db, cache_dir, devices_file, console)
+    return run_spec_command(spec, text, db, cache_dir, devices_file, fmt)
 
 
 def one_point_spec(
@@ -197,19 +231,35 @@ def run_spec_command(
     db: Path | None,
     cache_dir: Path | None,
     devices_file: Path | None,
-    console: Console,
+    fmt: OutputFormat = OutputFormat.TABLE,
 ) -> SweepResult:
-    """Measure ``spec`` (stored with ``spec_text``) and print the summary table; returns the sweep's result, which
-    the caller passes to :func:`exit_if_failed` after its own output (code 3 when a point or a profile failed)."""
+    """Measure ``spec`` (stored with ``spec_text``) and print its summary (a table, or CSV/JSON on stdout with the
+    closing line on stderr); returns the sweep's result, which the caller passes to :func:`exit_if_failed` after its
+    own output (code 3 when a point or a profile failed)."""
     started = time.monotonic()
-    result, path = measure(spec, spec_text, db, ProgressReporter(console), cache_dir, devices_file)
+    result, path = measure(spec, spec_text, db, ProgressReporter(), cache_dir, devices_file)
     with Store(path, readonly=True) as store:
-        console.print(summary_table(store, result.point_ids, spec.name))
+        records = summary_records(store, result.point_ids)
+    elapsed = time.monotonic() - started
+    if fmt is OutputFormat.TABLE:
+        make_console().print(summary_table(records, spec.name))
+    else:
+        totals = {
+            "spec": spec.name,
+            "db": str(path),
+            "measured_trials": result.measured_trials,
+            "skipped_points": result.skipped_points,
+            "failed_points": result.failed_points,
+            "profile_failures": result.profile_failures,
+            "elapsed_s": round(elapsed, 1),
+        }
+        write_records(records, SUMMARY_COLUMNS, fmt, totals, key="points")
     profiles = f", {result.profile_failures} profiles failed" if result.profile_failures else ""
-    console.print(
+    notes_console(fmt).print(
         f"{result.measured_trials} trials measured, {result.skipped_points} points already done (skipped), "
-        f"{result.failed_points} failed{profiles}, in {time.monotonic() - started:.0f}s; results in {path}",
+        f"{result.failed_points} failed{profiles}, in {elapsed:.0f}s; results in {path}",
         highlight=False,
+        soft_wrap=True,
     )
     return result
 
@@ -220,21 +270,57 @@ def exit_if_failed(result: SweepResult) -> None:
         raise typer.Exit(ExitCode.SOME_FAILED)
 
 
-def summary_table(store: Store, point_ids: list[int], title: str) -> Table:
-    """One row per point of ``point_ids`` (exactly this sweep's: measured, skipped and failed); columns whose value
-    is the same for every row move into the title (narrow terminals)."""
+# One row per point, as scripts read it (--format csv|json) and as the table shows it.
+SUMMARY_COLUMNS = (
+    "point_id", "model", "macs", "device", "cluster", "runtime", "format", "precision", "threads", "status",
+    "median_ms", "ci_low_ms", "ci_high_ms", "cv", "noisy", "failure_reason",
+)  # fmt: skip
+
+
+def summary_records(store: Store, point_ids: list[int]) -> list[dict[str, Any]]:
+    """Exactly this sweep's points (measured, skipped and failed), sorted as the table shows them."""
     frame = store.points_frame()
     frame = frame[frame["point_id"].isin(point_ids)]
-    frame = frame.sort_values(["device", "macs", "model_label", "runtime", "format", "cluster"])
     # runtime before format: litert and litert-builtin share the tflite format and differ only by runtime
-    varying = {k: k for k in ("runtime", "format", "precision", "threads", "device", "cluster")}
-    if not frame["cluster"].notna().any():  # nothing pinned to a cluster: no column, no caption
-        del varying["cluster"]
-    constant = {k: frame[k].iloc[0] for k in varying if len(frame) and frame[k].nunique(dropna=False) == 1}
+    frame = frame.sort_values(["device", "macs", "model_label", "runtime", "format", "cluster"])
+    records = []
+    for row in frame.itertuples():
+        done = row.status == "done"
+        records.append(
+            {
+                "point_id": int(row.point_id),
+                "model": row.model_label,
+                "macs": plain(row.macs),
+                "device": row.device,
+                "cluster": plain(row.cluster),
+                "runtime": row.runtime,
+                "format": plain(row.format),
+                "precision": plain(row.precision),
+                "threads": plain(row.threads),
+                "status": row.status,
+                "median_ms": plain(row.median_ms) if done else None,
+                "ci_low_ms": plain(row.ci_low_ms) if done else None,  # None: summary-only trials have no CI
+                "ci_high_ms": plain(row.ci_high_ms) if done else None,
+                "cv": plain(row.cv) if done else None,
+                "noisy": bool(row.noisy) if done and plain(row.noisy) is not None else None,
+                "failure_reason": plain(row.failure_reason),
+            }
+        )
+    return records
+
+
+def summary_table(records: list[dict[str, Any]], title: str) -> Table:
+    """The records as a table; columns whose value is the same for every row move into the title."""
+    varying = ["runtime", "format", "precision", "threads", "device", "cluster"]
+    if not any(r["cluster"] is not None for r in records):  # nothing pinned to a cluster: no column, no caption
+        varying.remove("cluster")
+    constant = {k: records[0][k] for k in varying if records and len({str(r[k]) for r in records}) == 1}
     shown = [k for k in varying if k not in constant]
     caption = " · ".join(f"{k} {v}" for k, v in constant.items())
-    table = Table(title=f"sweep '{escape(title)}'" + (f" ({escape(caption)})" if caption else ""))
-    # Numbers never wrap or truncate; the model label and the status fold onto more lines instead.
+    heading = f"sweep '{title}'" + (f" ({caption})" if caption else "")
+    # min_width: the title stays on one line where the console is wide enough (always, in a pipe)
+    table = Table(title=escape(heading), min_width=len(heading))
+    # Numbers never wrap or truncate; the model label and the status fold onto more lines in a narrow terminal.
     table.add_column("model", overflow="fold", ratio=3)
     table.add_column("MACs", justify="right", no_wrap=True, min_width=6)
     for col in shown:
@@ -243,15 +329,14 @@ def summary_table(store: Store, point_ids: list[int], title: str) -> Table:
     table.add_column("95% CI", no_wrap=True, min_width=11)
     table.add_column("CV", justify="right", no_wrap=True, min_width=5)
     table.add_column("noisy", overflow="fold", ratio=1)
-    for row in frame.itertuples():
-        head = [escape(row.model_label), _macs(row.macs), *(str(getattr(row, col)) for col in shown)]
-        if row.status != "done":
-            reason = escape(str(row.failure_reason or ""))
-            table.add_row(*head, "-", "-", "-", f"[red]{row.status}[/]: {reason}")
+    for r in records:
+        head = [escape(str(r["model"])), _macs(r["macs"]), *(str(r[col]) for col in shown)]
+        if r["status"] != "done":
+            reason = escape(" ".join(str(r["failure_reason"] or "").split()))  # one line per point, even in a pipe
+            table.add_row(*head, "-", "-", "-", f"[red]{r['status']}[/]: {reason}")
             continue
-        no_ci = row.ci_low_ms is None or row.ci_low_ms != row.ci_low_ms  # NaN: summary-only trials have no CI
-        ci = "-" if no_ci else f"{row.ci_low_ms:.3f}-{row.ci_high_ms:.3f}"
-        table.add_row(*head, f"{row.median_ms:.3f}", ci, f"{row.cv:.1%}", "[yellow]noisy[/]" if row.noisy else "")
+        ci = "-" if r["ci_low_ms"] is None else f"{r['ci_low_ms']:.3f}-{r['ci_high_ms']:.3f}"
+        table.add_row(*head, f"{r['median_ms']:.3f}", ci, f"{r['cv']:.1%}", "[yellow]noisy[/]" if r["noisy"] else "")
     return table
 
 

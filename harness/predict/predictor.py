@@ -9,6 +9,7 @@ per-invoke cost, ORT's profiler overhead per node), ``c0`` a session's fixed cos
 
 from __future__ import annotations
 
+import math
 import platform
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ import numpy as np
 from devices.errors import FlopgapError
 from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType
 from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
+from harness.predict.trust import model_errors, training_ranges
 
 LIBRARY = "lightgbm"
 FORMAT_VERSION = 3  # 2: models per group of types for types with too few rows; 3: alignment, implementation
@@ -56,7 +58,15 @@ class Calibration:
     c2: float = 0.0
 
     def apply(self, kernel_sum_us: float, kernels: int) -> float:
-        return max(self.c0 + self.c1 * kernel_sum_us + self.c2 * kernels, 0.0)
+        """The calibrated total; the kernel sum itself where the fit would give zero or less (a model far outside
+        the training models: extrapolating the line there says nothing), never zero."""
+        value = self.c0 + self.c1 * kernel_sum_us + self.c2 * kernels
+        return value if self.holds(kernel_sum_us, kernels) else kernel_sum_us
+
+    def holds(self, kernel_sum_us: float, kernels: int) -> bool:
+        """Whether the calibration gives a positive total here."""
+        value = self.c0 + self.c1 * kernel_sum_us + self.c2 * kernels
+        return math.isfinite(value) and value > 0
 
 
 def fit_calibration(sums_us: Sequence[float], counts: Sequence[int], measured_us: Sequence[float]) -> Calibration:
@@ -91,6 +101,8 @@ class Prediction:
     total_ms: float
     kernel_us: np.ndarray  # per kernel, before calibration
     kernels: list[Kernel]
+    sources: dict[int, str] = field(default_factory=dict)  # kernel index -> the model that priced it
+    calibrated: bool = True  # False: the calibration would give <= 0 here, so total_ms is the kernel sum
 
     @property
     def kernel_sum_ms(self) -> float:
@@ -113,10 +125,22 @@ class KernelPredictor:
 
     def model_for(self, kernel: Kernel) -> TypeModel:
         """Its variant's model, else its type's, else its group's, else the fallback."""
+        return self._pick(kernel)[0]
+
+    def source_of(self, kernel: Kernel) -> str:
+        """Which model prices ``kernel``: ``variant``, ``type``, ``group compute|memory`` or ``fallback``."""
+        return self._pick(kernel)[1]
+
+    def _pick(self, kernel: Kernel) -> tuple[TypeModel, str]:
         variant = variant_key(kernel)
-        found = self.variants.get(variant) if variant else None
-        kind = kernel.type
-        return found or self.models.get(kind) or self.groups.get(kernel_group(kind)) or self.fallback
+        if variant and variant in self.variants:
+            return self.variants[variant], "variant"
+        if kernel.type in self.models:
+            return self.models[kernel.type], "type"
+        group = kernel_group(kernel.type)
+        if group in self.groups:
+            return self.groups[group], f"group {group}"
+        return self.fallback, "fallback"
 
     def kernel_times_us(self, kernels: Sequence[Kernel]) -> np.ndarray:
         """Each kernel's predicted µs (uncalibrated), by the most specific model there is for it."""
@@ -131,8 +155,10 @@ class KernelPredictor:
 
     def predict(self, kernels: Sequence[Kernel]) -> Prediction:
         times = self.kernel_times_us(kernels)
-        total_us = self.calibration.apply(float(times.sum()), len(kernels))
-        return Prediction(total_us / 1e3, times, list(kernels))
+        kernel_sum, n = float(times.sum()), len(kernels)
+        sources = {i: self.source_of(k) for i, k in enumerate(kernels)}
+        return Prediction(self.calibration.apply(kernel_sum, n) / 1e3, times, list(kernels), sources,
+                          self.calibration.holds(kernel_sum, n))  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -227,8 +253,12 @@ def fit_predictor(
     fitted = fit_kernel_models(rows)
     predictor = fitted.predictor(context, versions=library_versions())
     sums = [float(predictor.kernel_times_us(kernels).sum()) for kernels, _ in models]
-    predictor.calibration = fit_calibration(sums, [len(k) for k, _ in models], [m for _, m in models])
+    counts = [len(k) for k, _ in models]
+    predictor.calibration = fit_calibration(sums, counts, [m for _, m in models])
+    calibrated = [predictor.calibration.apply(s, n) for s, n in zip(sums, counts, strict=True)]
     predictor.summary = {
+        "ranges": training_ranges([r.kernel for r in rows]),
+        "calibration_errors": model_errors(calibrated, [m for _, m in models]),
         "kernel_rows": len(rows),
         "rows_per_type": dict(Counter(r.kernel.type.value for r in rows).most_common()),
         "types_by_group": sorted(k.value for k in KernelType if k not in fitted.types),

@@ -125,12 +125,21 @@ class PredictorTables(StoreConnection):
             return int(cur.lastrowid or 0)
 
     def latest_predictor(self, device: str, runtime: str, threads: int, precision: str) -> PredictorRow | None:
+        return self._predictor(
+            "WHERE device = ? AND runtime = ? AND threads = ? AND precision = ? ORDER BY id DESC LIMIT 1",
+            (device, runtime, int(threads), precision),
+        )
+
+    def predictor(self, predictor_id: int) -> PredictorRow | None:
+        """The stored predictor with this id, or None."""
+        return self._predictor("WHERE id = ?", (int(predictor_id),))
+
+    def _predictor(self, where: str, params: tuple[Any, ...]) -> PredictorRow | None:
         with self._errors("reading predictors"):
             row = self._conn.execute(
                 "SELECT id, device, runtime, threads, precision, library, versions_json, model_json, summary_json, "
-                "created_at FROM predictors WHERE device = ? AND runtime = ? AND threads = ? AND precision = ? "
-                "ORDER BY id DESC LIMIT 1",
-                (device, runtime, int(threads), precision),
+                f"created_at FROM predictors {where}",
+                params,
             ).fetchone()
         if row is None:
             return None
