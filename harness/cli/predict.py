@@ -100,8 +100,9 @@ def build(
         with Store(db) as store, progress:
             try:
                 result = build_predictor(plan, store, dev, make_exporter(cache_dir, True), progress)
-            except KeyboardInterrupt:
-                raise Interrupted(
+            except KeyboardInterrupt as stop:
+                raise Interrupted.by(
+                    stop,
                     f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to "
                     "resume"
                 ) from None
