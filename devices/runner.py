@@ -853,14 +853,14 @@ class ExecutorchBackend(Backend):
         self.runtime, self.runtime_version = "executorch", _module_version("executorch") or "unknown"
         self.xnnpack = True
 
-    def load(self, path: str) -> None:
-        with open(path, "rb") as f:
-            ident = f.read(8)[4:8]
+    def load(self, path: str, content: bytes) -> None:
         # ExecuTorch's loader aborts the whole process (C++ terminate) on a file that is no program: check first.
-        if not ident.startswith(b"ET"):
+        if not content[4:8].startswith(b"ET"):
             raise RunnerError("ModelLoadFailed", f"executorch cannot load {path}: no ExecuTorch program header")
+        self._content = content  # the program points into these bytes: keep them alive with it
         try:
-            self._method = self._runtime.load_program(path, verification=self._verification).load_method("forward")
+            program = self._runtime.load_program(content, verification=self._verification)
+            self._method = program.load_method("forward")
         except Exception as exc:
             raise RunnerError("ModelLoadFailed", f"executorch cannot load {path}: {_one_line(exc)}") from exc
 
