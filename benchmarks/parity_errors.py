@@ -1,6 +1,7 @@
 """Parity of exported artifacts against torch: the smallest configuration of every zoo family and a few blocks.
 
-For every model × format (ONNX, TFLite) × precision (fp32, fp16, int8-dynamic, int8) the artifact is exported
+For every model × format (ONNX, TFLite, ExecuTorch) × precision the format offers (fp32, fp16, int8-dynamic, int8;
+ExecuTorch: fp32, int8) the artifact is exported
 (from the artifact cache when present; parity is always measured afresh here, not read from the sidecar) and run
 once on the seed-0 input. Printed per row:
 
@@ -15,7 +16,7 @@ once on the seed-0 input. Printed per row:
 
 Then the worst case per format × precision. A benchmark: it prints figures and asserts nothing.
 
-    python benchmarks/parity_errors.py [--cache-dir DIR] [--only NAME ...]
+    python benchmarks/parity_errors.py [--cache-dir DIR] [--only NAME ...] [--formats onnx tflite pte]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from devices.vocabulary import Format, Precision
 from exporters import parity
 from exporters.cache import default_cache_dir, tool_versions
-from exporters.export import export
+from exporters.export import SUPPORTED, export
 from exporters.quiet import captured_output
 from harness.zoo.registry import ModelSpec, ParamValue, resolve
 
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--cache-dir", type=Path, default=None, help="artifact cache (default: flopgap's own)")
     parser.add_argument("--only", nargs="*", default=None, help="model names to measure (default: all)")
+    parser.add_argument("--formats", nargs="*", type=Format, default=list(Format), help="formats (default: all)")
     args = parser.parse_args(argv)
     cache_dir = args.cache_dir or default_cache_dir()
     versions = tool_versions()
@@ -105,13 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and name not in args.only:
             continue
         spec = resolve(name, **params)
-        for fmt in Format:
-            for precision in PRECISIONS:
+        for fmt in args.formats:
+            for precision in (p for p in PRECISIONS if p in SUPPORTED[fmt]):
                 row = measure_one(spec, fmt, precision, cache_dir)
                 rows.append(row)
                 print(format_row(row), flush=True)
     print("\n# worst case per format and precision (max error, min cosine)")
-    for fmt in Format:
+    for fmt in args.formats:
         for precision in PRECISIONS:
             sel = [r for r in rows if r.fmt is fmt and r.precision is precision]
             if not sel:

@@ -1,7 +1,8 @@
 """flopgap's on-device runner (the agent): time one model with one runtime and print one JSON document.
 
-Self-contained on purpose: only the standard library, numpy and the runtime (onnxruntime, or ai_edge_litert /
-tflite_runtime) are imported, so this single file can be copied to a board and run as ``python3 runner.py``.
+Self-contained on purpose: only the standard library, numpy and the runtime (onnxruntime,
+ai_edge_litert / tflite_runtime, or executorch with its torch) are imported, so this single file can be copied to
+a board and run as ``python3 runner.py``.
 Never import flopgap modules here. Boards run old Pythons: keep this file Python 3.9 (no ``match``, no ``X | Y``
 outside annotations; tests/test_runner_python39.py checks).
 
@@ -22,6 +23,7 @@ import contextlib
 import glob
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -431,6 +433,18 @@ def _module_version(name: str) -> str | None:
     return str(version) if version is not None else "unknown"
 
 
+def _installed_version(name: str) -> str | None:
+    """Version of an installed package found without importing it (executorch's import loads all of torch)."""
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+        from importlib import metadata
+
+        return metadata.version(name)
+    except Exception:
+        return None
+
+
 def _affinity() -> list[int] | None:
     try:
         return sorted(os.sched_getaffinity(0))
@@ -462,6 +476,7 @@ def device_facts() -> dict[str, Any]:
     facts["runtimes"] = {
         name: _module_version(name) for name in ("onnxruntime", "ai_edge_litert", "tflite_runtime", "numpy")
     }
+    facts["runtimes"]["executorch"] = _installed_version("executorch")
     facts["state"] = device_state()
     return facts
 
@@ -822,6 +837,53 @@ class TfliteBackend(Backend):
         self._interpreter.invoke()
 
 
+class ExecutorchBackend(Backend):
+    """ExecuTorch's Python runtime on an XNNPACK-delegated ``.pte``; threads size XNNPACK's threadpool."""
+
+    def __init__(self, threads: int) -> None:
+        try:
+            from executorch.extension.pybindings import portable_lib
+            from executorch.runtime import Runtime, Verification
+        except Exception as exc:
+            message = f"executorch is not importable ({_one_line(exc)}); install executorch for {sys.executable}"
+            raise RunnerError("RuntimeMissing", message) from exc
+        self._runtime, self._verification = Runtime.get(), Verification.Minimal
+        # The threadpool is process-wide; the runner is one process per trial, so resetting it here is safe.
+        portable_lib._unsafe_reset_threadpool(threads)
+        self.runtime, self.runtime_version = "executorch", _module_version("executorch") or "unknown"
+        self.xnnpack = True
+
+    def load(self, path: str, content: bytes) -> None:
+        # ExecuTorch's loader aborts the whole process (C++ terminate) on a file that is no program: check first.
+        if not content[4:8].startswith(b"ET"):
+            raise RunnerError("ModelLoadFailed", f"executorch cannot load {path}: no ExecuTorch program header")
+        self._content = content  # the program points into these bytes: keep them alive with it
+        try:
+            program = self._runtime.load_program(content, verification=self._verification)
+            self._method = program.load_method("forward")
+        except Exception as exc:
+            raise RunnerError("ModelLoadFailed", f"executorch cannot load {path}: {_one_line(exc)}") from exc
+
+    def bind_inputs(self, rng: np.random.Generator) -> None:
+        import torch  # ExecuTorch's Python runtime takes torch tensors; it depends on torch itself
+
+        meta = self._method.metadata
+        self.inputs, self._args = [], []
+        for i in range(meta.num_inputs()):
+            info = meta.input_tensor_meta(i)
+            shape = _static_shape(info.sizes())
+            array = random_input(shape, np.dtype(_ET_DTYPES.get(int(info.dtype()), np.float32)), rng)
+            self._args.append(torch.from_numpy(array))
+            self.inputs.append({"name": f"input_{i}", "shape": list(shape), "dtype": array.dtype.name})
+
+    def invoke(self) -> None:
+        self._method.execute(self._args)
+
+
+# ExecuTorch ScalarType codes (c10's numbering) of the input dtypes a CNN takes.
+_ET_DTYPES = {0: np.uint8, 1: np.int8, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32, 11: np.bool_}
+
+
 # --------------------------------------------------------------------------- protocol
 
 
@@ -1035,9 +1097,9 @@ def _cpu_list(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="runner.py",
-        description="Time one .onnx or .tflite model and print one JSON document (schema flopgap.runner/1).",
+        description="Time one .onnx, .tflite or .pte model and print one JSON document (schema flopgap.runner/1).",
     )
-    parser.add_argument("model", nargs="?", help="path to a .onnx or .tflite file")
+    parser.add_argument("model", nargs="?", help="path to a .onnx, .tflite or .pte file")
     parser.add_argument("--facts", action="store_true", help="print device facts as JSON instead of measuring")
     parser.add_argument("--threads", type=int, default=1, help="runtime intra-op / interpreter threads (default 1)")
     xnn = parser.add_mutually_exclusive_group()
@@ -1103,8 +1165,8 @@ def _validate(args: argparse.Namespace) -> None:
     if not args.facts:
         if not args.model:
             raise RunnerError("BadArguments", "a model path is required (or --facts)")
-        if os.path.splitext(args.model)[1].lower() not in (".onnx", ".tflite"):
-            raise RunnerError("BadArguments", f"{args.model}: the model must end in .onnx or .tflite")
+        if os.path.splitext(args.model)[1].lower() not in (".onnx", ".tflite", ".pte"):
+            raise RunnerError("BadArguments", f"{args.model}: the model must end in .onnx, .tflite or .pte")
 
 
 def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
@@ -1135,7 +1197,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "runner_version": RUNNER_VERSION,
         "model_path": model,
         "model_sha256": None,
-        "format": ext if ext in ("onnx", "tflite") else None,
+        "format": ext if ext in ("onnx", "tflite", "pte") else None,
         "runtime": None,
         "runtime_version": None,
         "threads": getattr(args, "threads", None),
@@ -1182,6 +1244,8 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
         backend = OrtBackend(
             args.threads, args.graph_optimization, bool(args.ort_allow_spinning), args.ort_execution_mode
         )
+    elif doc["format"] == "pte":
+        backend = ExecutorchBackend(args.threads)
     else:
         backend = TfliteBackend(args.threads, args.xnnpack)
     doc["runtime"], doc["runtime_version"], doc["xnnpack"] = backend.runtime, backend.runtime_version, backend.xnnpack

@@ -14,6 +14,7 @@ from typing import Literal, TypedDict
 class Format(StrEnum):
     ONNX = "onnx"
     TFLITE = "tflite"
+    PTE = "pte"  # an ExecuTorch program, XNNPACK-delegated
 
     @property
     def extension(self) -> str:
@@ -33,15 +34,18 @@ class Runtime(StrEnum):
     ONNXRUNTIME = "onnxruntime"
     LITERT = "litert"  # LiteRT with the XNNPACK delegate (its default on CPU)
     LITERT_BUILTIN = "litert-builtin"  # LiteRT's builtin kernels, XNNPACK off
+    EXECUTORCH = "executorch"  # ExecuTorch's runtime on an XNNPACK-delegated .pte
 
     @property
     def artifact_format(self) -> Format:
+        if self is Runtime.EXECUTORCH:
+            return Format.PTE
         return Format.ONNX if self is Runtime.ONNXRUNTIME else Format.TFLITE
 
     @property
     def options(self) -> PointOptions:
         """Runner options that select this runtime's configuration (stored with each point)."""
-        if self is Runtime.ONNXRUNTIME:
+        if self in (Runtime.ONNXRUNTIME, Runtime.EXECUTORCH):
             return {}
         return {"xnnpack": self is Runtime.LITERT}
 

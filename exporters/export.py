@@ -14,7 +14,7 @@ import numpy as np
 
 from core.digest import file_digest
 from devices.vocabulary import Format, Precision
-from exporters import onnx_export, parity, tflite_export
+from exporters import onnx_export, parity, pte_export, tflite_export
 from exporters.artifact import Artifact
 from exporters.cache import (
     ArtifactCache,
@@ -37,6 +37,7 @@ CALIBRATION_SEED = 1000
 SUPPORTED: dict[Format, tuple[Precision, ...]] = {
     Format.ONNX: (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8),
     Format.TFLITE: (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8),
+    Format.PTE: (Precision.FP32, Precision.INT8),  # what the XNNPACK quantizer and partitioner offer
 }
 
 
@@ -96,6 +97,10 @@ def settings(fmt: Format, precision: Precision) -> dict[str, Any]:
     out: dict[str, Any] = {"batch": 1, "fold_batchnorm": True}
     if fmt is Format.ONNX:
         out["opset"] = onnx_export.OPSET
+    if fmt is Format.PTE:
+        # In the key of pte artifacts only, so adding ExecuTorch leaves the other formats' cache keys as they were.
+        out["executorch"] = pte_export.version()
+        out["partitioner"] = "xnnpack"
     if precision is Precision.INT8:
         out["calibration"] = {"samples": CALIBRATION_SAMPLES, "seed": CALIBRATION_SEED, "dist": "randn"}
     return out
@@ -109,6 +114,8 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
         return hit
     final = cache.file_path(spec, fmt, precision, key)
     notes: dict[str, Any] = {"cache_key": key, **settings(fmt, precision)}
+    if fmt is Format.PTE:
+        return _convert_pte(spec, precision, cache, final, notes, versions)
     if precision is Precision.FP32:
         base = None
     else:
@@ -160,6 +167,63 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
     return cache.put(art)
 
 
+def _convert_pte(
+    spec: ModelSource, precision: Precision, cache: ArtifactCache, final: Path, notes: dict[str, Any],
+    versions: dict[str, str],
+) -> Artifact:
+    """Both precisions lower from torch (int8 quantizes the torch graph), so neither starts from another artifact."""
+    start = time.perf_counter()
+    with cache.staging(final) as tmp:
+        with captured_output() as log:
+            try:
+                model = spec.build()
+                x = example_inputs(spec)
+                folded = fold_batchnorm(model, x)
+                calib = [example_inputs(spec, CALIBRATION_SEED + i) for i in range(CALIBRATION_SAMPLES)]
+                notes.update(
+                    pte_export.export_pte(
+                        folded.model, x, tmp, pte_export.etrecord_path(final), precision,
+                        calib if precision is Precision.INT8 else [],
+                    )
+                )
+                notes.update(bn_folded=len(folded.pairs), source_transposes=folded.source_transposes)
+                failure: BaseException | None = None
+            except ExportError:
+                raise
+            except Exception as exc:  # any converter failure becomes one ExportError below
+                failure = exc
+        if failure is not None:
+            cause = disk_error(failure)
+            if cause is not None:
+                action = f"exporting {spec.label} to pte {precision.value}"
+                raise unwritable(
+                    cache.root, cause if isinstance(cause, OSError) else None, action, str(cause)
+                ) from None
+            key = notes["cache_key"]
+            raise _conversion_error(spec, Format.PTE, precision, failure, log.text, cache.root, key) from failure
+        notes["convert_seconds"] = round(time.perf_counter() - start, 3)
+        notes["etrecord"] = pte_export.etrecord_path(final).name
+        inputs = _input_notes(spec, Format.PTE)
+        if inputs is not None:
+            notes["inputs"] = inputs
+        art = Artifact(
+            path=final,
+            format=Format.PTE,
+            precision=precision,
+            sha256=file_digest(tmp),
+            model=spec.name,
+            params=spec.params,
+            input_shape=tuple(spec.input_shape),
+            layout="NCHW",
+            tool_versions=versions,
+            parity_error=None,
+            parity_bound=None,
+            size_bytes=tmp.stat().st_size,
+            notes=notes,
+        )
+    return cache.put(art)
+
+
 def _convert_fp32(spec: ModelSource, fmt: Format, path: Path) -> dict[str, Any]:
     model = spec.build()
     x = example_inputs(spec)
@@ -191,7 +255,7 @@ def _artifact_input_shape(spec: ModelSource, fmt: Format) -> tuple[int, ...]:
 
 def _layout_shape(shape: tuple[int, ...], fmt: Format) -> tuple[int, ...]:
     """An NCHW shape as the artifact takes it (TFLite: NHWC); shapes of other ranks are kept."""
-    if fmt is Format.ONNX or len(shape) != 4:
+    if fmt is not Format.TFLITE or len(shape) != 4:
         return tuple(shape)
     n, c, h, w = shape
     return (n, h, w, c)
@@ -213,7 +277,7 @@ def calibration_inputs(spec: ModelSource, fmt: Format) -> list[np.ndarray] | lis
 
 
 def _to_layout(x: np.ndarray, fmt: Format) -> np.ndarray:
-    return x if fmt is Format.ONNX or x.ndim != 4 else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x if fmt is not Format.TFLITE or x.ndim != 4 else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 def _with_parity(spec: ModelSource, art: Artifact) -> Artifact:

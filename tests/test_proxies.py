@@ -343,7 +343,7 @@ def _check_model(spec: ModelSpec, cache_dir: Path) -> None:
     ref = spec.reference
     assert ref is not None and ref.macs is not None
     torch_macs = count_macs(spec.build(), spec.example_input())
-    for fmt in Format:
+    for fmt in (Format.ONNX, Format.TFLITE):  # the graphs proxies read
         graph = account(export(spec, fmt, Precision.FP32, cache_dir=cache_dir, check_parity=False))
         assert graph.totals.unsupported_ops == 0, graph.totals.unsupported_types
         assert graph.totals.macs == torch_macs, f"{spec.label} {fmt}: graph and torch disagree"

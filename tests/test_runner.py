@@ -181,6 +181,7 @@ def test_cpu_list_parsing() -> None:
 
 def test_runner_imports_only_stdlib_numpy_and_runtimes() -> None:
     allowed = set(sys.stdlib_module_names) | {"numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime"}
+    allowed |= {"executorch", "torch"}  # ExecuTorch's Python runtime takes torch tensors
     tree = ast.parse(RUNNER.read_text())
     imported = set()
     for node in ast.walk(tree):
@@ -231,7 +232,7 @@ def test_corrupt_model(tmp_path: Path, suffix: str, runtime: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["model.pt"], ".onnx or .tflite"),
+        (["model.pt"], ".onnx, .tflite or .pte"),
         (["m.onnx", "--threads", "0"], "--threads"),
         (["m.onnx", "--runs", "10", "--max-runs", "5"], "--max-runs"),
         (["m.onnx", "--no-such-flag"], "--no-such-flag"),

@@ -30,7 +30,7 @@ def export(
         bool, typer.Option("--no-parity", help="Skip the parity check against torch (not recommended).")
     ] = False,
 ) -> None:
-    """Export a model to ONNX or TFLite, verified against PyTorch, and print its path, size, hash and parity error.
+    """Export a model to ONNX, TFLite or ExecuTorch, verified against PyTorch; print path, size, hash, parity error.
 
     A model file is checked (parsed, loaded by its runtime) and made self-contained with static inputs where needed.
 
@@ -64,4 +64,8 @@ def export(
     transposes = art.notes.get("transpose_ops")
     if transposes is not None:
         table.add_row("TRANSPOSE ops", str(transposes))
+    outside = art.notes.get("op_counts_outside_delegate")
+    if outside is not None:  # pte: ops on ExecuTorch's portable kernels, not XNNPACK (a latency cliff)
+        listed = ", ".join(f"{n} x{c}" for n, c in outside.items()) or "none"
+        table.add_row("outside XNNPACK", f"{art.notes['ops_outside_delegate']} ({listed})")
     console.print(table)

@@ -61,7 +61,7 @@ def show(
     if isinstance(spec, FileSource):
         formats = [pick_format(spec, None if fmt == BOTH else Format(fmt), spec.format)]
     else:
-        formats = list(Format) if fmt == BOTH else [Format(fmt)]
+        formats = [Format.ONNX, Format.TFLITE] if fmt == BOTH else [Format(fmt)]
     for f in formats:
         with console.status(f"exporting {spec.label} to {f} {precision}..."):
             art = source_artifact(spec, f, precision, cache_dir=cache_dir)

@@ -261,6 +261,11 @@ def profile_artifact(
             )
 
         return profile_tflite_blocks(dev, spec, artifact, threads, protocol, options, depth, cache_dir)
+    if fmt is Format.PTE:
+        raise ProfileError(
+            f"{spec.label}: flopgap does not collect ExecuTorch per-op profiles (ETDump) yet; "
+            "profile its onnx form (--runtime onnxruntime) or its tflite form (--runtime litert)"
+        )
     raise ProfileError(
         f"device '{dev.name}' runs {dev.runner}, which cannot profile {fmt.value} models; "
         "profile them on a device with flopgap's runner, or use a TFLite artifact with benchmark_model"

@@ -19,6 +19,7 @@ RUNTIME_MODULES: dict[Runtime, tuple[str, ...]] = {
     Runtime.ONNXRUNTIME: ("onnxruntime",),
     Runtime.LITERT: ("ai_edge_litert", "tflite_runtime"),
     Runtime.LITERT_BUILTIN: ("ai_edge_litert", "tflite_runtime"),
+    Runtime.EXECUTORCH: ("executorch",),
 }
 
 

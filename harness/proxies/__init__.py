@@ -28,9 +28,11 @@ def account(artifact_or_path: Artifact | Path | str) -> GraphAccount:
     else:
         path = Path(artifact_or_path)
         suffix = path.suffix.lower().lstrip(".")
-        if suffix not in {f.value for f in Format}:
+        if suffix not in {Format.ONNX.value, Format.TFLITE.value}:
             raise FlopgapError(f"cannot account '{path}': expected a .onnx or .tflite file")
         fmt = Format(suffix)
+    if fmt is Format.PTE:
+        raise FlopgapError(f"cannot account '{path}': proxies read ONNX and TFLite graphs, not ExecuTorch programs")
     if not Path(path).is_file():
         raise FlopgapError(f"no model file at '{path}'; export it first ('flopgap export')")
     return account_onnx(Path(path)) if fmt is Format.ONNX else account_tflite(Path(path))
