@@ -6,6 +6,7 @@ Mount with ``app.add_typer(predictor_app, name="predictor")`` and ``app.command(
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -23,20 +24,26 @@ from harness.cli.options import (
     DbOpt,
     DevicesFileOpt,
     InputShapeOpt,
+    MinSecondsOpt,
     ModelArg,
     ModelPrecisionOpt,
     ModelRuntimeOpt,
     ParamOpt,
     PrecisionOpt,
+    RunsOpt,
     ThreadsOpt,
+    TrialsOpt,
 )
 from harness.cli.output import OutputFormat, OutputFormatOpt, human, make_console, notes_console, write_records
 from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
 from harness.cli.user_errors import one_line_errors
-from harness.predict.build import BuildReporter
+from harness.measure.spec import ModelRef
+from harness.measure.spec import Protocol as SweepProtocol
+from harness.predict.build import MODEL_PROTOCOL, BuildReporter
 from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
+from harness.predict.random_nets import Size
 from harness.predict.trust import Caveat, caveats, interval_ms
 from harness.store import Store
 from harness.store.predictor_tables import PredictorRow
@@ -126,17 +133,44 @@ def evaluate(
     threads: ThreadsOpt = 1,
     precision: PrecisionOpt = Precision.FP32,
     db: DbOpt = None,
-    models: Annotated[bool, typer.Option("--models", help="Also list every model's prediction and errors.")] = False,
+    per_model: Annotated[bool, typer.Option("--per-model", help="Also list every model's prediction, errors.")] = False,
+    random: Annotated[
+        int | None, typer.Option("--random", min=1, help="Measure and predict N random architectures instead.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="With --random: which N architectures (the same seed, the same nets).")] = 0,
+    net_size: Annotated[Size, typer.Option(help="With --random: full (zoo-sized) or small nets.")] = Size.FULL,
+    models: Annotated[
+        Path | None, typer.Option("--models", help="Measure and predict this folder's .onnx/.tflite files instead.")
+    ] = None,
+    trials: TrialsOpt = MODEL_PROTOCOL.trials,
+    runs: RunsOpt = MODEL_PROTOCOL.runs,
+    min_seconds: MinSecondsOpt = MODEL_PROTOCOL.min_seconds,
+    cache_dir: CacheDirOpt = None,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
-    """Leave-one-family-out: predict each family's models with a predictor that never saw that family.
+    """Leave-one-family-out over the measured zoo models; or, with --random N or --models DIR, models nobody
+    tuned to, measured now (resumable) and predicted by the stored predictor, baselines fitted on the zoo models.
 
     Example: flopgap predictor eval --device local --runtime onnxruntime
+
+    Example: flopgap predictor eval --device local --runtime litert --random 20 --seed 1
+
+    Example: flopgap predictor eval --runtime onnxruntime --models ./my_models
     """
     from harness.predict.dataset import latest_versions, load_dataset
     from harness.predict.evaluate import leave_one_family_out
 
     console = make_console()
     ctx = PredictContext(device, runtime, threads, precision)
+    if random is not None or models is not None:
+        protocol = MODEL_PROTOCOL.model_copy(update={"trials": trials, "runs": runs, "min_seconds": min_seconds})
+        evaluation, title, rows_note = _evaluate_held_out(ctx, random, seed, net_size, models, protocol, db,
+                                                          cache_dir, devices_file)  # fmt: skip
+        console.print(evaluation_table(evaluation, title))
+        if per_model:
+            console.print(models_table(evaluation))
+        console.print(f"{rows_note}; noise floor: {evaluation.noise_floor()}", highlight=False)
+        return
     started = time.monotonic()
     with Store(db, readonly=True) as store:
         versions = latest_versions(store, ctx)  # what the device runs now: older versions' points stay out
@@ -148,7 +182,7 @@ def evaluate(
         )
     evaluation = leave_one_family_out(dataset)
     console.print(evaluation_table(evaluation, f"leave-one-family-out, {ctx}"))
-    if models:
+    if per_model:
         console.print(models_table(evaluation))
     floor = f"; noise floor: {evaluation.noise_floor()}"
     version = f"{runtime} {versions.runtime_version}" if versions and versions.runtime_version else f"{runtime}"
@@ -157,6 +191,60 @@ def evaluate(
         f"evaluated in {time.monotonic() - started:.1f}s",
         highlight=False,
     )
+
+
+def _evaluate_held_out(
+    ctx: PredictContext,
+    random: int | None,
+    seed: int,
+    size: Size,
+    folder: Path | None,
+    protocol: SweepProtocol,
+    db: Path | None,
+    cache_dir: Path | None,
+    devices_file: Path | None,
+) -> tuple[Evaluation, str, str]:
+    from harness.predict.held_out import (
+        FILE_FAMILY,
+        RANDOM_FAMILY,
+        HeldOutPlan,
+        evaluate_held_out,
+        file_models,
+        random_models,
+    )
+
+    if random is not None and folder is not None:
+        raise FlopgapError("give --random N or --models DIR, not both (run eval once for each)")
+    if random is not None:
+        refs: list[ModelRef] = [*random_models(random, seed, size)]
+        what = f"{random} random {size} nets of seed {seed}"
+        plan = HeldOutPlan(ctx, tuple(refs), RANDOM_FAMILY, f"predictor-eval {ctx} random={random} seed={seed} "
+                           f"size={size}", protocol)  # fmt: skip
+    else:
+        assert folder is not None
+        refs = [*file_models(folder, ctx.runtime)]
+        what = f"{len(refs)} model files of {folder}"
+        plan = HeldOutPlan(ctx, tuple(refs), FILE_FAMILY, f"predictor-eval {ctx} models={folder.resolve()}", protocol)
+    dev = open_devices([ctx.device], devices_file)[ctx.device]
+    try:
+        progress = ProgressReporter()
+        with Store(db) as store:
+            row, predictor = _load_predictor(store, ctx.device, ctx.runtime, ctx.threads, ctx.precision)
+            with progress:
+                try:
+                    evaluation = evaluate_held_out(plan, store, dev, make_exporter(cache_dir, True), predictor,
+                                                   progress)  # fmt: skip
+                except KeyboardInterrupt:
+                    raise Interrupted(
+                        f"interrupted; every model measured so far is saved in {store.path}; rerun the same command "
+                        "to resume"
+                    ) from None
+    finally:
+        dev.cleanup()
+    note = (f"{what}, none in predictor {row.id}'s training data; baselines fitted on the context's "
+            f"{evaluation.baseline_models} zoo models; "
+            f"protocol {protocol.trials} trials x >= {protocol.runs} runs")  # fmt: skip
+    return evaluation, f"{what}, {ctx}", note
 
 
 METHOD_LABELS = {"predictor": "kernel predictor", "macs_linear": "linear in MACs", "roofline": "roofline sum"}
@@ -189,7 +277,7 @@ def models_table(evaluation: Evaluation) -> Table:
                       f"{r.ci_halfwidth:.1%}" if r.ci_halfwidth is not None else "–",
                       f"{r.trial_halfspread:.1%}" if r.trial_halfspread is not None else "–",
                       f"{r.predictor_ms:.3f}" if r.predictor_ms is not None else "–",
-                      *(f"{e:+.1%}" if e is not None else "–" for e in errs))  # fmt: skip
+                      *(f"{e:+.1%}" if e is not None and math.isfinite(e) else "–" for e in errs))  # fmt: skip
     return table
 
 
