@@ -89,7 +89,9 @@ def evaluate_held_out(
     if points.empty:
         raise FlopgapError(f"{plan.name}: no model was measured (see 'flopgap results'); fix the device and rerun")
     stored_ctx = PredictContext(str(points["device"].iloc[0]), ctx.runtime, ctx.threads, ctx.precision)
-    zoo = load_dataset(store, stored_ctx, latest_versions(store, stored_ctx)).models
+    held_out = set(points["artifact_sha"])  # a user's file measured earlier by a sweep is no zoo model here
+    zoo = [m for m in load_dataset(store, stored_ctx, latest_versions(store, stored_ctx)).models
+           if m.artifact_sha not in held_out]  # fmt: skip
     macs_linear, roofline = fit_baselines(zoo)
     roof = roofline_by_artifact(store, stored_ctx)
     paths = store.artifacts_frame().set_index("sha256")["path"]
