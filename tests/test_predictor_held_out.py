@@ -32,8 +32,8 @@ ZOO = ((resolve("mobilenet_v1", alpha=0.25, resolution=128), 0.5), (resolve("mob
 def _setup(db: Path) -> KernelPredictor:
     """A predictor fitted on the kernels of seed 99's small nets (1 µs per 10 kFLOP + 1 µs per kB: never the nets
     the tests evaluate), and two zoo models measured at 0.5 and 2 ms."""
-    kernels = [k for ref in random_models(2, 99, Size.SMALL)
-               for k in extract_kernels(source_artifact(ref, Format.ONNX, Precision.FP32).path, Runtime.ONNXRUNTIME)]  # fmt: skip
+    arts = [source_artifact(ref, Format.ONNX, Precision.FP32) for ref in random_models(2, 99, Size.SMALL)]
+    kernels = [k for art in arts for k in extract_kernels(art.path, Runtime.ONNXRUNTIME)]
     rows = [TrainingRow(k, 1 + k.flops / 1e4 + k.bytes_moved / 1e3, "space") for k in kernels * 3]
     predictor = fit_predictor({"device": "local", "runtime": "onnxruntime"}, rows, [])
     with Store(db) as store:
