@@ -86,6 +86,10 @@ def build(
     precision: PrecisionOpt = Precision.FP32,
     budget: Annotated[str, typer.Option(help="Device time for measuring (15m, 90s, 1h): earlier runs count.")] = "15m",
     seed: Annotated[int, typer.Option(help="Seed of the kernel sampling order.")] = 0,
+    from_id: Annotated[
+        int | None,
+        typer.Option("--from", help="Adapt this stored predictor (an id from 'flopgap predictor list') instead."),
+    ] = None,
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
     devices_file: DevicesFileOpt = None,
@@ -93,20 +97,30 @@ def build(
     """Measure zoo models and kernel probes on a device within a budget, then fit and store its predictor.
 
     Resumable: a rerun skips what is measured and counts earlier runs' time against the budget.
+    With --from ID: adapt predictor ID to this device, threads or precision from a few zoo models and probes of
+    the kernel types that dominate them (minutes, not a full build).
 
     Example: flopgap predictor build --device local --runtime litert --budget 15m
+
+    Example: flopgap predictor build --device local --threads 2 --from 1 --budget 3m
     """
+    from harness.predict.adapt import AdaptPlan, adapt_predictor
     from harness.predict.build import BuildPlan, build_predictor
 
     console = make_console()
     ctx = PredictContext(device, runtime, threads, precision)
-    plan = BuildPlan(ctx, parse_budget(budget), seed)
+    seconds = parse_budget(budget)
+    exporter = make_exporter(cache_dir, True)
     dev = open_devices([device], devices_file)[device]
     try:
         progress = _BuildProgress()
         with Store(db) as store, progress:
             try:
-                result = build_predictor(plan, store, dev, make_exporter(cache_dir, True), progress)
+                if from_id is None:
+                    result = build_predictor(BuildPlan(ctx, seconds, seed), store, dev, exporter, progress)
+                else:
+                    plan = AdaptPlan(ctx, seconds, seed, source_id=from_id)
+                    result = adapt_predictor(plan, store, dev, exporter, progress)
             except KeyboardInterrupt:
                 raise Interrupted(
                     f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to "
@@ -116,6 +130,15 @@ def build(
     finally:
         dev.cleanup()
     summary = result.predictor.summary
+    if from_id is not None:
+        console.print(
+            f"predictor {result.predictor_id} for {result.context}, adapted from predictor {from_id}: "
+            f"{result.probes_measured} probes and {result.models} zoo models measured, {result.kernel_rows} kernel "
+            f"rows; type scales {summary.get('scales')} (others {summary.get('overall_scale', 1.0):.3f}); build time "
+            f"{result.build_s:.0f}s; stored in {where}",
+            highlight=False,
+        )
+        return
     console.print(
         f"predictor {result.predictor_id} for {result.context}: {result.probes_total} kernel probes "
         f"({result.probes_measured} measured now), {result.kernel_rows} kernel rows, {result.models} zoo models; "
