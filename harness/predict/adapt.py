@@ -11,16 +11,17 @@ So the adaptation measures, within its budget:
    as the source predictor prices them, :data:`PROBES_PER_TYPE` each from the build's sampling order, until the
    budget is spent.
 
-Each kernel type's regressor keeps its shape (its trees) and its base is scaled by the median ratio of measured
-to source-predicted time over that type's new rows (``t = base · exp(g)``, so scaling the base scales the type);
-the group models and the fallback by the median over every row; then the calibration is fitted again on the
-models. Every measurement is a point of the new context, so a later full build there reuses them.
+Each of the source's regressors (per type, variant, group, fallback) keeps its shape (its trees) and its base is
+scaled by the median ratio of measured to source-predicted time over the new rows it prices (``t = base · exp(g)``,
+so scaling the base scales the model); one that prices no new row by the median over every row; then the
+calibration is fitted again on the models. Every measurement is a point of the new context, so a later full build
+there reuses them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -192,41 +193,45 @@ def probe_configs(types: Sequence[KernelType], runtime: Runtime, seed: int) -> l
     return [group[i] for i in range(PROBES_PER_TYPE) for group in per_type.values() if i < len(group)]
 
 
-def scale_factors(source: KernelPredictor, rows: Sequence[TrainingRow]) -> tuple[dict[KernelType, float], float]:
-    """Per kernel type, the median ratio of measured to ``source``-predicted time over the type's rows; and the
-    median over every row (1 where there are none)."""
+def priced_by(predictor: KernelPredictor) -> dict[str, TypeModel]:
+    """Every regressor of ``predictor`` by name: a type, a variant, ``group compute|memory`` or ``fallback``."""
+    named = {t.value: m for t, m in predictor.models.items()}
+    named.update(predictor.variants)
+    named.update({f"group {g}": m for g, m in predictor.groups.items()})
+    named["fallback"] = predictor.fallback
+    return named
+
+
+def scale_factors(source: KernelPredictor, rows: Sequence[TrainingRow]) -> tuple[dict[str, float], float]:
+    """Per regressor of ``source`` (by name, see :func:`_priced_by`), the median ratio of measured to predicted
+    time over the rows it prices; and the median over every row (1 where there are none)."""
     if not rows:
         return {}, 1.0
     predicted = source.kernel_times_us([r.kernel for r in rows])
     ratios = np.array([r.time_us for r in rows]) / np.maximum(predicted, 1e-9)
-    by_type: dict[KernelType, list[float]] = {}
+    name_of = {id(m): name for name, m in priced_by(source).items()}
+    by_model: dict[str, list[float]] = {}
     for r, q in zip(rows, ratios, strict=True):
-        by_type.setdefault(r.kernel.type, []).append(float(q))
-    return {t: float(np.median(v)) for t, v in by_type.items()}, float(np.median(ratios))
+        by_model.setdefault(name_of[id(source.model_for(r.kernel))], []).append(float(q))
+    return {name: float(np.median(v)) for name, v in sorted(by_model.items())}, float(np.median(ratios))
 
 
 def scaled(source: KernelPredictor, rows: Sequence[TrainingRow]) -> KernelPredictor:
-    """``source`` with each type's (and its variants') model scaled by its factor, the others by the overall one."""
-    per_type, overall = scale_factors(source, rows)
+    """``source`` with each regressor scaled by the factor of the rows it prices (the overall one where none)."""
+    factors, overall = scale_factors(source, rows)
 
-    def scale(model: TypeModel, factor: float) -> TypeModel:
+    def scale(name: str, model: TypeModel) -> TypeModel:
+        f = factors.get(name, overall)
         c0, c1, c2 = model.base
-        return TypeModel(model.type, (c0 * factor, c1 * factor, c2 * factor), model.booster_text, model.rows)
-
-    def factor_of(kind: KernelType | None) -> float:
-        return per_type.get(kind, overall) if kind is not None else overall
+        return TypeModel(model.type, (c0 * f, c1 * f, c2 * f), model.booster_text, model.rows)
 
     return KernelPredictor(
         context=dict(source.context),
-        models={t: scale(m, factor_of(t)) for t, m in source.models.items()},
-        fallback=scale(source.fallback, overall),
+        models={t: scale(t.value, m) for t, m in source.models.items()},
+        fallback=scale("fallback", source.fallback),
         calibration=source.calibration,
         versions=dict(source.versions),
-        summary={**source.summary, "scales": _named(per_type), "overall_scale": overall},
-        groups={g: scale(m, overall) for g, m in source.groups.items()},
-        variants={v: scale(m, factor_of(m.type)) for v, m in source.variants.items()},
+        summary={**source.summary, "scales": {n: round(f, 4) for n, f in factors.items()}, "overall_scale": overall},
+        groups={g: scale(f"group {g}", m) for g, m in source.groups.items()},
+        variants={v: scale(v, m) for v, m in source.variants.items()},
     )
-
-
-def _named(factors: Mapping[KernelType, float]) -> dict[str, float]:
-    return {t.value: round(f, 4) for t, f in sorted(factors.items(), key=lambda item: item[0].value)}
