@@ -147,7 +147,8 @@ def adapt_predictor(
     calibrating = [(m.kernels, m.median_ms * 1e3) for m in dataset.models if m.kernels]
     sums = [float(adapted.kernel_times_us(k).sum()) for k, _ in calibrating]
     counts = [len(k) for k, _ in calibrating]
-    adapted.calibration = fit_calibration(sums, counts, [t for _, t in calibrating])
+    if len(calibrating) >= 3:  # fewer: the source's calibration stands (a line through two models is no fit)
+        adapted.calibration = fit_calibration(sums, counts, [t for _, t in calibrating])
     calibrated = [adapted.calibration.apply(s, n) for s, n in zip(sums, counts, strict=True)]
     build_s = _time_spent(store, plan.name)
     adapted.context = ctx.to_json()
@@ -170,8 +171,10 @@ def dominant_types(predictor: KernelPredictor, models: Sequence[Sequence[Kernel]
     for kernels in models:
         times = predictor.kernel_times_us(kernels)
         total = float(times.sum())
+        if total <= 0:
+            continue
         for k, t in zip(kernels, times, strict=True):
-            shares[k.type] = shares.get(k.type, 0.0) + float(t) / total / len(models) if total > 0 else 0.0
+            shares[k.type] = shares.get(k.type, 0.0) + float(t) / total / len(models)
     out: list[KernelType] = []
     covered = 0.0
     for kind, share in sorted(shares.items(), key=lambda item: -item[1]):
