@@ -55,8 +55,10 @@ def parse_document(res: ShellReturn, device: str) -> RunnerDocument:
     doc: dict[str, Any] | None = None
     text = res.stdout.strip()
     if text:
+        # The document is the runner's last output; what a runtime printed before it may not end its line.
+        start = text.rfind('{"schema"')
         try:
-            doc = json.loads(text if text.startswith("{") else text.splitlines()[-1])
+            doc = json.loads(text[start:] if start >= 0 else text.splitlines()[-1])
         except json.JSONDecodeError:
             doc = None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:

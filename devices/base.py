@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from devices.arm_cores import ClusterName
+from devices.bounded import LINE_CHARS, bounded
 from devices.errors import DeviceError, PushFailed, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, RunnerKind, TransportKind
@@ -41,7 +42,7 @@ class ShellReturn:
     def last_line(self) -> str:
         """The last line of stderr (else stdout), for one-line error messages."""
         lines = (self.stderr or self.stdout).strip().splitlines()
-        return lines[-1].strip() if lines else f"exit code {self.returncode}"
+        return bounded(lines[-1].strip(), LINE_CHARS) if lines else f"exit code {self.returncode}"
 
 
 @dataclass(frozen=True)
@@ -263,11 +264,22 @@ class Device:
         with self.transport.lock(self.notify) as reaped:  # one benchmark per device, across processes
             for notice in reaped:
                 self.notify(notice)
-            remote = self._verified(Path(artifact), remote, sha256)
-            return self.backend.measure(self.transport, remote, request)
+            remote, actual = self._verified(Path(artifact), remote, sha256)
+            result = self.backend.measure(self.transport, remote, request)
+        timed = result.details.get("model_sha256")  # flopgap's runner hashes the bytes it loaded
+        if timed is not None and timed != actual:
+            # The file changed between the check above and the runner's read: what was timed is another model.
+            raise TrialFailed(
+                f"device '{self.name}': the runner timed a model with sha256 {timed}, not the {actual} checked "
+                f"before the trial ({artifact} changed while it ran); the trial is discarded: export it again (or "
+                "clear the artifact cache) before measuring",
+                kind="ArtifactChanged",
+            )
+        return result
 
-    def _verified(self, local: Path, remote: str, expected: str | None) -> str:
-        """The model's path on the device, its content checked at the point of use (see :meth:`measure`)."""
+    def _verified(self, local: Path, remote: str, expected: str | None) -> tuple[str, str]:
+        """The model's path on the device and the local file's sha256, its content checked at the point of use
+        (see :meth:`measure`)."""
         actual = _digest(local, "sha256")
         if expected is not None and actual != expected:
             raise TrialFailed(
@@ -276,10 +288,10 @@ class Device:
                 kind="ArtifactChanged",
             )
         if self.transport.kind is TransportKind.LOCAL:
-            return remote  # the device reads the file just hashed
+            return remote, actual  # the device reads the file just hashed (and the runner says what it read)
         found = self.transport.fingerprint(remote)
         if found is not None and found[1] == (actual if found[0] == "sha256" else _digest(local, found[0])):
-            return remote
+            return remote, actual
         self.notify(
             f"device '{self.name}': {remote} there has {found[0] + ' ' + found[1] if found else 'gone missing'}, not "
             f"sha256 {actual}; pushing it again"
@@ -292,7 +304,7 @@ class Device:
                 f"device '{self.name}': {remote} still differs from {local} after pushing it again "
                 f"({again[0] + ' ' + again[1] if again else 'missing'} vs sha256 {actual}); check the device's storage"
             )
-        return remote
+        return remote, actual
 
     def run(self, argv: list[str], timeout: float) -> ShellReturn:
         return self.transport.run(argv, timeout)

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # a FlopgapError: bad spec, name or option, or an environment the user must fix; nothing ran
     SOME_FAILED = 3  # the command ran, but some points (calibration kernels, profiles) failed; reasons are printed
     INTERRUPTED = 130  # Ctrl-C: stopped cleanly, what was measured is kept
+    TERMINATED = 143  # SIGTERM (systemd, timeout, CI runners): handled as Ctrl-C
 
 
 class FlopgapError(Exception):
@@ -30,10 +31,22 @@ class MeasurementFailed(FlopgapError):
     exit_code = ExitCode.SOME_FAILED
 
 
-class Interrupted(FlopgapError):
-    """Ctrl-C: the work stopped cleanly and everything committed so far is kept."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the signal lands so that it unwinds as Ctrl-C does: runners killed, the run marked
+    interrupted, everything committed kept."""
 
-    exit_code = 130
+
+class Interrupted(FlopgapError):
+    """Ctrl-C or SIGTERM: the work stopped cleanly and everything committed so far is kept."""
+
+    exit_code: int = ExitCode.INTERRUPTED
+
+    @classmethod
+    def by(cls, signal: KeyboardInterrupt, message: str) -> Interrupted:
+        """The Interrupted for a Ctrl-C or a SIGTERM (``Terminated``), with the exit code a shell expects of it."""
+        error = cls(message)
+        error.exit_code = ExitCode.TERMINATED if isinstance(signal, Terminated) else ExitCode.INTERRUPTED
+        return error
 
 
 class DeviceError(FlopgapError):

@@ -60,7 +60,7 @@ from pydantic import (
 from devices.arm_cores import ClusterName
 from devices.base import Device, Transport
 from devices.errors import FlopgapError
-from devices.placement import cluster_name
+from devices.placement import cluster_name, cpu_ids
 from devices.vocabulary import RunnerKind
 
 ENV_VAR = "FLOPGAP_DEVICES"
@@ -111,9 +111,10 @@ class _DeviceBase(BaseModel):
     def _affinity_ids(cls, v: list[int] | ClusterName | None) -> list[int] | ClusterName | None:
         if v is None or isinstance(v, ClusterName):
             return v
-        if not v or min(v) < 0:
-            raise ValueError("give CPU ids >= 0 (e.g. [4, 5, 6, 7]) or a hex mask string (e.g. 'f0')")
-        return sorted(set(v))
+        try:
+            return cpu_ids(v)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or a hex mask string (e.g. 'f0')") from None
 
     @field_validator("threads")
     @classmethod
@@ -338,6 +339,11 @@ def parse_inventory(text: str, source: str = "<inventory>", base: Path | None = 
             raise InventoryError(f"{where}: names may use letters, digits, '_', '.' and '-' only")
         if not isinstance(table, dict):
             raise InventoryError(f"{where}: expected a table [devices.{name}]")
+        if name == "local" and table.get("transport") != "local":
+            raise InventoryError(
+                f"{where}: 'local' is this machine; its table sets this machine's options with transport = \"local\" "
+                f"(got {table.get('transport')!r}); give the other device its own name, e.g. [devices.board1]"
+            )
         if "name" in table and table["name"] != name:
             raise InventoryError(f"{where}: key 'name': the table name is the device name; drop this key")
         try:

@@ -25,6 +25,7 @@ from typing import Any
 
 from devices.base import Device, Machine, ShellReturn
 from devices.binary import normalize_arch
+from devices.bounded import drain, stderr_buffer, stdout_buffer
 from devices.errors import DeviceError, DeviceTimeout, PullFailed, PushFailed, RunnerMissing
 from devices.linux_state import read_facts, read_state
 from devices.lock import local_lock, registry
@@ -64,15 +65,20 @@ class LocalTransport:
         try:
             proc = subprocess.Popen(
                 supervised(argv, registry=reg), stdin=leash, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True, start_new_session=True,
+                start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             os.close(held)
             raise DeviceError(f"device '{self.name}': cannot start {argv[0]}: {exc.strerror}") from None
         finally:
             os.close(leash)
+        # Streamed, head and tail kept: a command that floods its output neither fills memory nor blocks on a pipe.
+        out, err = stdout_buffer(), stderr_buffer()
+        readers = [drain(proc.stdout, out), drain(proc.stderr, err)]  # type: ignore[arg-type]
         try:
-            out, err = proc.communicate(timeout=timeout)
+            proc.wait(timeout=timeout)
+            for reader in readers:
+                reader.join()
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise DeviceTimeout(
@@ -84,7 +90,7 @@ class LocalTransport:
             raise
         finally:
             os.close(held)
-        return ShellReturn(tuple(argv), signal_of(proc.returncode), out, err, time.perf_counter() - start)
+        return ShellReturn(tuple(argv), signal_of(proc.returncode), out.text(), err.text(), time.perf_counter() - start)
 
     @contextlib.contextmanager
     def lock(self, on_wait: Callable[[str], None]) -> Iterator[list[str]]:
@@ -165,7 +171,8 @@ def _check_startable(device: str, program: str) -> None:
         raise DeviceError(f"device '{device}': cannot start {program}: Permission denied")
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command's whole process group and reap it (its output threads end with the pipes)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.wait()

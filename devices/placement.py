@@ -30,6 +30,16 @@ def cluster_name(text: str | ClusterName) -> ClusterName:
     raise ValueError(f"unknown cluster '{text}'; allowed: {', '.join(cluster_choices())}")
 
 
+def cpu_ids(ids: list[int]) -> list[int]:
+    """CPU ids as given by a user (an inventory's or a spec's ``affinity``): sorted, unique, each >= 0; ValueError
+    saying what to give otherwise. Checked where the ids enter, before anything is exported or measured."""
+    if any(isinstance(c, bool) for c in ids):  # pydantic would read true as CPU 1
+        raise ValueError("give CPU ids >= 0 (e.g. [4, 5, 6, 7]), not true/false")
+    if not ids or min(ids) < 0:
+        raise ValueError(f"CPU ids are >= 0 (got {ids}); give e.g. [4, 5, 6, 7]")
+    return sorted(set(ids))
+
+
 def cluster_choices() -> list[str]:
     """The names a user writes (lower case, as in the README): big, little, prime, all."""
     return [name.value.lower() for name in (ClusterName.BIG, ClusterName.LITTLE, ClusterName.PRIME, ClusterName.ALL)]

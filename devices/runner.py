@@ -40,7 +40,8 @@ import numpy as np
 SCHEMA = "flopgap.runner/1"
 # Bump when a change to this file changes what it measures: the version is part of every sweep point's key, so
 # points measured by an older runner are measured again instead of being skipped as done.
-RUNNER_VERSION = "3"  # 2: quantized TFLite inputs hold integers of N(0, 1) values; 3: peak memory is the own VmHWM
+RUNNER_VERSION = "4"  # 2: quantized TFLite inputs hold integers of N(0, 1) values; 3: peak memory is the own VmHWM;
+# 4: the model is read once, hashed and loaded from those bytes (model_sha256: what was timed)
 SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
 PROC_CPUINFO = "/proc/cpuinfo"
 SYS_THERMAL = "/sys/class/thermal"
@@ -157,6 +158,7 @@ class RunnerDocument(TypedDict):
     schema: str
     runner_version: str
     model_path: str | None
+    model_sha256: str | None  # of the bytes the runtime loaded: what was timed, whatever the path holds now
     format: str | None
     runtime: str | None
     runtime_version: str | None
@@ -540,8 +542,9 @@ class Backend:
 
     profile_note: str | None = None  # why ``profile`` gives nothing, where it cannot
 
-    def load(self, path: str) -> None:
-        """Create the session/interpreter and allocate its tensors; raises RunnerError(ModelLoadFailed)."""
+    def load(self, path: str, content: bytes) -> None:
+        """Create the session/interpreter from ``content`` (the bytes of ``path``, read and hashed once by the
+        caller, so what is timed is what was hashed) and allocate its tensors; raises RunnerError(ModelLoadFailed)."""
         raise NotImplementedError
 
     def bind_inputs(self, rng: np.random.Generator) -> None:
@@ -577,6 +580,7 @@ _ORT_OPT_LEVELS = {
 }
 _ORT_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 SPINNING_KEY = "session.intra_op.allow_spinning"
+EXTERNAL_DATA_KEY = "session.model_external_initializers_file_folder_path"
 
 
 class OrtBackend(Backend):
@@ -599,8 +603,9 @@ class OrtBackend(Backend):
         self.runtime = "onnxruntime"
         self.runtime_version = ort.__version__
 
-    def load(self, path: str) -> None:
+    def load(self, path: str, content: bytes) -> None:
         self._path = path
+        self._content = content  # a profiling session is created from the same bytes, never the path again
         try:
             self._session = self._new_session(profile_prefix=None)
         except Exception as exc:
@@ -625,10 +630,12 @@ class OrtBackend(Backend):
         options.execution_mode = getattr(ort.ExecutionMode, _ORT_MODES[self._execution_mode])
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_OPT_LEVELS[self._graph_opt])
         options.add_session_config_entry(SPINNING_KEY, "1" if self._allow_spinning else "0")
+        # Loaded from bytes, ORT looks for external data (model.onnx.data) here rather than next to a path.
+        options.add_session_config_entry(EXTERNAL_DATA_KEY, os.path.dirname(os.path.abspath(self._path)))
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
-        session = ort.InferenceSession(self._path, sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(self._content, sess_options=options, providers=["CPUExecutionProvider"])
         if profile_prefix is None:
             self.settings = _ort_settings(ort, options)
         return session
@@ -759,8 +766,9 @@ class TfliteBackend(Backend):
             message = f"--no-xnnpack needs OpResolverType, which {self.runtime} {self.runtime_version} lacks"
             raise RunnerError("BadArguments", message)
 
-    def load(self, path: str) -> None:
-        kwargs: dict[str, Any] = {"model_path": path, "num_threads": self._threads}
+    def load(self, path: str, content: bytes) -> None:
+        self._content = content  # the interpreter reads the model from this buffer for as long as it lives
+        kwargs: dict[str, Any] = {"model_content": content, "num_threads": self._threads}
         if self._resolver is not None:
             kwargs["experimental_op_resolver_type"] = (
                 self._resolver.BUILTIN if self.xnnpack else self._resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -1126,6 +1134,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "schema": SCHEMA,
         "runner_version": RUNNER_VERSION,
         "model_path": model,
+        "model_sha256": None,
         "format": ext if ext in ("onnx", "tflite") else None,
         "runtime": None,
         "runtime_version": None,
@@ -1178,8 +1187,14 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     doc["runtime"], doc["runtime_version"], doc["xnnpack"] = backend.runtime, backend.runtime_version, backend.xnnpack
 
     doc["rss_before_load_kib"] = peak_rss_kib()
+    try:
+        with open(args.model, "rb") as f:
+            content = f.read()
+    except OSError as exc:
+        raise RunnerError("ModelNotFound", f"{args.model}: cannot read it: {_one_line(exc)}") from exc
+    doc["model_sha256"] = hashlib.sha256(content).hexdigest()
     t0 = time.perf_counter_ns()
-    backend.load(args.model)
+    backend.load(args.model, content)
     doc["init_ns"] = time.perf_counter_ns() - t0
     doc["delegate"] = backend.delegate
     if isinstance(backend, OrtBackend):

@@ -38,6 +38,7 @@ import paramiko
 
 from devices.base import Machine, ShellReturn
 from devices.binary import normalize_arch
+from devices.bounded import stderr_buffer, stdout_buffer
 from devices.errors import (
     DeviceError,
     DeviceTimeout,
@@ -204,9 +205,10 @@ class SshTransport:
         try:
             chan = self._connection().open_session()
             chan.exec_command(shlex.join(["sh", "-c", REMOTE_LOCK, "sh", self.work_dir, holder(), REAP]))
-        except paramiko.SSHException as exc:
+        except (paramiko.SSHException, EOFError, OSError) as exc:  # paramiko's EOFError: the board went away
             self.close()
-            raise DeviceUnreachable(f"device '{self.name}': lost connection to {self.target.where} ({exc})") from None
+            why = str(exc) or type(exc).__name__
+            raise DeviceUnreachable(f"device '{self.name}': lost connection to {self.target.where} ({why})") from None
         try:
             notices = self._await_lock(chan, on_wait)
             self._held.on = True
@@ -257,6 +259,8 @@ class SshTransport:
                     self._exec(["rm", "-rf", "--", self._dir], _SETUP_TIMEOUT_S)
                 except DeviceError as exc:
                     logging.getLogger(__name__).warning("%s; %s was left on the board", exc, self._dir)
+                    # removed at this process's next contact with the board (a later process: by its dead pid)
+                    _LEFT_BEHIND.setdefault((self.target.where, self.work_dir), set()).add(self._dir)
                 self._dir = None
             self.close()
 
@@ -309,16 +313,17 @@ class SshTransport:
         try:
             chan = self._connection().open_session()
             chan.exec_command(shlex.join(argv))
-        except paramiko.SSHException as exc:
+        except (paramiko.SSHException, EOFError, OSError) as exc:  # paramiko's EOFError: the board went away
             self.close()
-            raise DeviceUnreachable(f"device '{self.name}': lost connection to {self.target.where} ({exc})") from None
-        out, err = bytearray(), bytearray()
+            why = str(exc) or type(exc).__name__
+            raise DeviceUnreachable(f"device '{self.name}': lost connection to {self.target.where} ({why})") from None
+        out, err = stdout_buffer(), stderr_buffer()  # head and tail kept: a flood neither fills memory nor stalls
         try:
             while True:
                 while chan.recv_ready():
-                    out += chan.recv(1 << 16)
+                    out.add(chan.recv(1 << 16))
                 while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(1 << 16)
+                    err.add(chan.recv_stderr(1 << 16))
                 if chan.exit_status_ready() and (chan.eof_received or chan.closed):
                     if not chan.recv_ready() and not chan.recv_stderr_ready():
                         break
@@ -337,8 +342,8 @@ class SshTransport:
         return ShellReturn(
             tuple(shown),
             status,
-            out.decode("utf-8", errors="replace"),
-            err.decode("utf-8", errors="replace"),
+            out.text(),
+            err.text(),
             time.perf_counter() - start,
         )
 
@@ -365,9 +370,10 @@ class SshTransport:
                 "work_dir in the inventory"
             )
         self._has_timeout = "timeout" in lines[1:]
-        stale = stale_sessions(lines[1:])
+        stale = [posixpath.join(self.work_dir, d) for d in stale_sessions(lines[1:])]
+        stale += sorted(_LEFT_BEHIND.pop((self.target.where, self.work_dir), set()))
         if stale:
-            self._exec(["rm", "-rf", "--", *(posixpath.join(self.work_dir, d) for d in stale)], _SETUP_TIMEOUT_S)
+            self._exec(["rm", "-rf", "--", *stale], _SETUP_TIMEOUT_S)
         return lines[0]
 
     # ------------------------------------------------------------------ helpers
@@ -391,6 +397,10 @@ class SshTransport:
         except (DeviceError, ValueError, IndexError):
             return False
         return avail_kib * 1024 < needed
+
+
+# Session dirs this process could not remove (the board was gone when its session ended), per (board, work_dir).
+_LEFT_BEHIND: dict[tuple[str, str], set[str]] = {}
 
 
 def session_tag() -> str:

@@ -24,6 +24,7 @@ import pandas as pd
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.store import OpTime, Store
+from tests.zoo_labels import zoo_names
 
 ORT = ("local", "onnxruntime", "1.20.1", 4)
 TFL = ("pi4", "litert", "2.16.1", 1)
@@ -150,7 +151,7 @@ def artifact(tmp: Path, model: str, params: Sequence[tuple[str, Any]], fmt: Form
 
 def _point(store: Store, run: int, art: Artifact, macs: int, ctx: tuple[str, str, str, int], median_ms: float) -> int:
     device, runtime, version, threads = ctx
-    store.upsert_artifact(art, macs=macs, params_count=1000)
+    store.upsert_artifact(art, macs=macs, params_count=1000, **zoo_names(art))
     point = store.ensure_point(run, art.sha256, device, runtime, threads, runtime_version=version)
     store.complete_point(
         point, {"n": 100, "median_ms": median_ms, "ci_low_ms": median_ms * 0.99, "ci_high_ms": median_ms * 1.01}

@@ -1,4 +1,6 @@
-"""Shared test fixtures: a real OpenSSH server on 127.0.0.1 that the tests start themselves."""
+"""Shared test fixtures: a real OpenSSH server on 127.0.0.1 that the tests start themselves; what a test needs from
+the machine (tests/environment.py) checked before it runs; and, after the last teardown, a check that the session
+left no process behind."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +21,8 @@ import pytest
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.zoo.registry import ModelSpec
+from tests import environment, leftovers
+from tests.environment import Need, require
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -57,10 +62,11 @@ def running_sshd(d: Path, listen: str = "127.0.0.1", client_key: Path | None = N
         f"PermitRootLogin {'yes' if user == 'root' else 'no'}\nUsePAM no\nStrictModes no\nPidFile {d / 'sshd.pid'}\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
     )
+    require(Need.SSHD, None if SSHD.exists() else f"no OpenSSH server at {SSHD} (apt-get install openssh-server)")
     try:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation dir
     except PermissionError:
-        pytest.skip("sshd needs /run/sshd; create it once as root (or run the tests as root, as CI does)")
+        require(Need.SSHD, "sshd needs /run/sshd; create it once as root (or run the tests as root, as CI does)")
     log = d / "sshd.log"  # a file, not a pipe nobody reads: a chatty LogLevel must never block sshd
     proc = subprocess.Popen([str(SSHD), "-D", "-E", str(log), "-f", str(cfg)])
     deadline = time.monotonic() + 10
@@ -96,8 +102,25 @@ def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
     where.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+        why = mounted.stderr.decode(errors="replace").strip()
+        require(Need.MOUNT, f"cannot mount a tmpfs here ({why}); needs root with CAP_SYS_ADMIN")
     try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@contextmanager
+def read_only(src: Path, where: Path) -> Iterator[Path]:
+    """``src`` bind-mounted read-only at ``where`` (root bypasses chmod, so a real read-only filesystem)."""
+    where.mkdir()
+    bound = subprocess.run(["mount", "--bind", str(src), str(where)], capture_output=True, text=True)
+    if bound.returncode != 0:
+        require(Need.MOUNT, f"cannot bind-mount here ({bound.stderr.strip()}); needs root with CAP_SYS_ADMIN")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(where)], capture_output=True, text=True)
+        if ro.returncode != 0:
+            require(Need.MOUNT, f"cannot remount a bind mount read-only here ({ro.stderr.strip()})")
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
@@ -113,68 +136,87 @@ def cached_exporter(cache: Path) -> Callable[[ModelSpec, Format, Precision], Art
     return _export
 
 
+# --------------------------------------------------------------------------- a hermetic session
+
+# Where the code under test, and the libraries the notebook tests start, would otherwise write into the user's home:
+# flopgap's artifact cache and device locks, matplotlib's font cache, IPython's profile, Jupyter's kernel files.
+pytest_plugins = ("pytester",)  # tests/test_environment.py runs sessions of its own
+
+_SESSION_DIRS = {
+    "FLOPGAP_CACHE_DIR": "artifacts",
+    "FLOPGAP_LOCK_DIR": "locks",
+    "XDG_CACHE_HOME": "xdg-cache",
+    "XDG_CONFIG_HOME": "xdg-config",
+    "XDG_DATA_HOME": "xdg-data",
+    "MPLCONFIGDIR": "matplotlib",
+    "IPYTHONDIR": "ipython",
+    "JUPYTER_CONFIG_DIR": "jupyter-config",
+    "JUPYTER_DATA_DIR": "jupyter-data",
+    "JUPYTER_RUNTIME_DIR": "jupyter-runtime",
+}
+# Kept where the user points it: a built emulated board (tests/arm64_board.py) is worth reusing across sessions.
+_KEPT_IF_SET = {"FLOPGAP_ARM64_CACHE": "arm64-board"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    environment.required_names()  # a misspelt FLOPGAP_REQUIRE stops the session at once
+    root = Path(tempfile.mkdtemp(prefix="flopgap-tests-"))
+    config.stash[_SESSION_ROOT] = root
+    for var, name in {**_SESSION_DIRS, **{k: v for k, v in _KEPT_IF_SET.items() if k not in os.environ}}.items():
+        os.environ[var] = str(root / name)  # subprocesses (flopgap, runners, kernels) inherit these
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_SESSION_ROOT, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- what a test needs from the machine
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    environment.current_markers = {mark.name for mark in item.iter_markers()}
+    for mark in item.iter_markers(name=environment.MARK):
+        need, missing = mark.args
+        require(need, missing)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """With FLOPGAP_REQUIRE=all no test may skip, whatever skipped it (a stray ``pytest.skip`` included)."""
+    report: pytest.TestReport = yield
+    if report.skipped and not hasattr(report, "wasxfail") and environment.ALL in environment.required_names():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"FLOPGAP_REQUIRE=all, and this test skipped: {reason}"
+    return report
+
+
 # --------------------------------------------------------------------------- the suite leaves no process behind
-
-_LEFTOVER_NAMES = ("adb", "runner.py", "fork-server")  # daemons and runners that must never outlive the suite
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process this user can see (Linux /proc)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        found[int(entry.name)] = (int(fields[1]), cmd)
-    return found
-
-
-def _leftovers(before: set[int]) -> list[str]:
-    """Processes started during the session that are still alive: descendants of this one, and orphaned adb
-    daemons and runners."""
-    me = os.getpid()
-    procs = _processes()
-    mine = {me}
-    changed = True
-    while changed:
-        changed = False
-        for pid, (ppid, _) in procs.items():
-            if ppid in mine and pid not in mine:
-                mine.add(pid)
-                changed = True
-    # An orphan (its parent gone, so reparented to init) is ours to answer for if it is an adb daemon or a runner:
-    # other users' live processes on a shared machine still have their parents.
-    orphans = {
-        pid
-        for pid, (ppid, cmd) in procs.items()
-        if (ppid == 1 or ppid not in procs) and any(n in cmd for n in _LEFTOVER_NAMES)
-    }
-    return [f"{pid}: {procs[pid][1]}" for pid in sorted((mine | orphans) - before - {me})]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if Path("/proc/self/stat").exists():
-        session.config.stash[_BEFORE] = set(_processes())
+    if Path("/proc/self/stat").exists() and leftovers.become_subreaper():
+        session.config.stash[_BEFORE] = leftovers.snapshot()
 
 
+@pytest.hookimpl(trylast=True)  # after the runner plugin's own, which tears down the session's fixtures
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     before = session.config.stash.get(_BEFORE, None)
     if before is None:
         return
-    deadline = time.monotonic() + 5  # killed processes take a moment to be reaped
-    left = _leftovers(before)
+    deadline = time.monotonic() + 5  # killed processes take a moment to end
+    leftovers.reap_adopted()
+    left = leftovers.leftovers(before, os.getpid())
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = _leftovers(before)
+        leftovers.reap_adopted()
+        left = leftovers.leftovers(before, os.getpid())
     if left:
-        session.config.stash[_LEFT] = left
+        session.config.stash[_LEFT] = [p.line() for p in left]
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -186,5 +228,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"  {line}", red=True)
 
 
-_BEFORE = pytest.StashKey[set[int]]()
+_SESSION_ROOT = pytest.StashKey[Path]()
+_BEFORE = pytest.StashKey[set[tuple[int, int]]]()
 _LEFT = pytest.StashKey[list[str]]()

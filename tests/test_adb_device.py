@@ -32,6 +32,7 @@ from devices.errors import (
 )
 from devices.vocabulary import RunnerKind
 from tests.adb_endpoint import AdbEndpoint, FakePhone
+from tests.environment import Need, needs
 
 AARCH64, X86_64 = 183, 62
 
@@ -188,7 +189,7 @@ def test_adb_ort_perf_test_op_profile_is_pulled_parsed_and_stored_fake_phone_end
     with Store(tmp_path / "r.db") as store:
         run_id = store.start_run("profile", "")
         store.upsert_device("pixel", "adb", {})
-        store.upsert_artifact(art, macs=None, params_count=None)
+        store.upsert_artifact(art, macs=None, params_count=None, family=None, label=art.model)  # not a zoo model
         point = store.ensure_point(run_id, sha, "pixel", "onnxruntime", 1)
         assert store_profile(store, point, profile) == 6
         stored = store.op_profiles_frame([point]).set_index("node_name")
@@ -309,7 +310,7 @@ def test_affinity_mask() -> None:
     assert affinity_mask([0]) == "1" and affinity_mask([4, 5, 6, 7]) == "f0" and affinity_mask([0, 2, 9]) == "205"
 
 
-@pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb client is not installed")
+@needs(Need.ADB, None if shutil.which("adb") else "no adb client on PATH (apt-get install adb)")
 def test_debian_adb_client_speaks_to_fake_phone_endpoint(
     endpoint: AdbEndpoint, phone: FakePhone, tmp_path: Path
 ) -> None:

@@ -15,9 +15,10 @@ from devices.adb import AdbTransport
 from devices.base import Device, TrialRequest
 from devices.binary import binary_backend
 from devices.vocabulary import RunnerKind
+from tests.environment import Need, needs
 
 SERIAL = os.environ.get("FLOPGAP_ADB_SERIAL")
-pytestmark = [pytest.mark.adb, pytest.mark.skipif(not SERIAL, reason="set FLOPGAP_ADB_SERIAL to test a real phone")]
+pytestmark = [pytest.mark.adb, needs(Need.PHONE, None if SERIAL else "set FLOPGAP_ADB_SERIAL to test a real phone")]
 
 
 def _transport() -> AdbTransport:
@@ -31,9 +32,11 @@ def test_real_phone_facts() -> None:
     assert all(c["cur_khz"] for c in facts["clusters"].values())
 
 
-@pytest.mark.skipif(
-    not (os.environ.get("FLOPGAP_ADB_BINARY") and os.environ.get("FLOPGAP_ADB_MODEL")),
-    reason="set FLOPGAP_ADB_BINARY and FLOPGAP_ADB_MODEL for a timed run",
+@needs(
+    Need.PHONE,
+    None
+    if os.environ.get("FLOPGAP_ADB_BINARY") and os.environ.get("FLOPGAP_ADB_MODEL")
+    else "set FLOPGAP_ADB_BINARY and FLOPGAP_ADB_MODEL for a timed run",
 )
 def test_real_phone_benchmark_model() -> None:
     backend = binary_backend(RunnerKind.BENCHMARK_MODEL, Path(os.environ["FLOPGAP_ADB_BINARY"]))

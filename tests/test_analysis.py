@@ -18,6 +18,7 @@ from devices.vocabulary import Format
 from harness.analysis import Context, Results
 from harness.store import OpTime, Store
 from tests import analysis_data as data
+from tests.zoo_labels import zoo_names
 
 CTX_A = Context("local", "onnxruntime", "fp32", 4)
 CTX_B = Context("pi4", "litert", "fp32", 1)
@@ -428,7 +429,7 @@ def test_real_graph_account_of_an_onnx_file_joins_profiled_nodes(store: Store, t
     _tiny_shuffle_onnx(art.path)
     run = store.start_run("t", "")
     store.upsert_device("local", "local", {})
-    store.upsert_artifact(art, macs=1024, params_count=16)
+    store.upsert_artifact(art, macs=1024, params_count=16, **zoo_names(art))
     point = store.ensure_point(run, art.sha256, "local", "onnxruntime", 1, runtime_version="1.20.1")
     store.complete_point(point, {"n": 10, "median_ms": 0.02})
     times = {"/pw/Conv": 10.0, "/shuffle/Reshape": 1.0, "/shuffle/Transpose": 6.0, "/shuffle/Reshape_1": 1.0}
@@ -447,7 +448,8 @@ def test_real_graph_account_of_an_onnx_file_joins_profiled_nodes(store: Store, t
 
 
 def test_flop_gap_claims_are_computed_from_the_frames(results: Results) -> None:
-    from harness.analysis.claims import flop_gap_claims, flop_gap_markdown
+    from harness.analysis.claims import flop_gap_claims
+    from harness.report.flop_gap import flop_gap_markdown
 
     claims = flop_gap_claims(results)
     assert (claims.models, claims.families, claims.guideline_variants) == (7, 4, len(data.GUIDELINE_POINTS))
@@ -467,3 +469,18 @@ def test_flop_gap_claims_are_computed_from_the_frames(results: Results) -> None:
     assert "**Depthwise convs: 2.5×–2.5× their FLOP share in time**" in text
     assert f"`{data.SHUFFLENET_LABEL}` 15.0% (shuffle 13.0%, layout 2.0%) vs 85.0% on ops with FLOPs" in text
     assert "on x86_64." in text  # the device's facts hold only its CPU: nothing else is made up
+
+
+def test_a_finding_the_database_lacks_leaves_out_its_bullet_and_only_it(results: Results) -> None:
+    from dataclasses import replace
+
+    from harness.analysis.claims import flop_gap_claims
+    from harness.report.flop_gap import FINDINGS, flop_gap_markdown
+
+    claims = flop_gap_claims(results)
+    bullets = [line for line in flop_gap_markdown(claims).splitlines() if line.startswith("- ")]
+    assert len(bullets) == len(FINDINGS) == 5  # MACs, layout, depthwise, overhead, guidelines
+    bare = replace(claims, layout=(), depthwise=(), overhead=(), guidelines=())
+    lines = flop_gap_markdown(bare).splitlines()
+    assert [line for line in lines if line.startswith("- ")] == [bullets[0]]  # the MACs fit stays
+    assert lines[0].startswith(f"Measured: {claims.models} models of {claims.families} families") and lines[1] == ""

@@ -3,7 +3,7 @@ as a Raspberry Pi is: `devices check`, `run` with ONNX Runtime and LiteRT, a sma
 runtime only. qemu makes each runner start take seconds, so the models are tiny and the protocol short.
 
 Skipped where the board cannot be built (no qemu-user-static, no arm64 dpkg architecture, not root); CI sets
-FLOPGAP_ARM64=require, which turns that skip into a failure.
+FLOPGAP_REQUIRE=all (``arm64`` would do), which turns that skip into a failure (tests/environment.py).
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ import pytest
 
 from harness.store import Store
 from tests.arm64_board import Board, BoardUnavailable, ensure_board
-from tests.conftest import SSHD, Sshd
+from tests.conftest import Sshd
+from tests.environment import Need, require, unmet
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [
-    pytest.mark.arm64,
-    pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)"),
-]
+pytestmark = pytest.mark.arm64  # required whole by FLOPGAP_REQUIRE=arm64 (or all): its sshd too
 TINY = ["-p", "cin=8", "-p", "cout=8", "-p", "h=8", "-p", "w=8"]  # conv1x1: 4096 MACs
 
 
@@ -35,9 +33,7 @@ def board() -> Board:
     try:
         return ensure_board()
     except BoardUnavailable as exc:
-        if os.environ.get("FLOPGAP_ARM64") == "require":
-            pytest.fail(f"emulated arm64 board required but unavailable: {exc}")
-        pytest.skip(str(exc))
+        unmet(Need.ARM64, f"the emulated arm64 board cannot be built: {exc}")
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +123,7 @@ def test_small_sweep_on_the_emulated_board(inventory: Path, tmp_path: Path) -> N
 def test_sweep_over_big_and_little_clusters_stores_both(inventory: Path, board: Board, tmp_path: Path) -> None:
     little = [c.cpu for c in board.cores if c.name == "Cortex-A55"]
     big = [c.cpu for c in board.cores if c.name == "Cortex-A76"]
-    if not little:
-        pytest.skip("a one-CPU host's board has a single big core, no LITTLE one")
+    require(Need.CPUS, None if little else "a one-CPU host's board has a single big core, no LITTLE one")
     spec = tmp_path / "clusters.toml"
     spec.write_text(
         'name = "big.LITTLE"\nruntimes = ["onnxruntime"]\ndevices = ["emu-arm64"]\nclusters = ["big", "little"]\n'

@@ -91,17 +91,17 @@ def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_the_same_spec_measured_twice_shows_no_significant_change(dbs: dict[str, Path]) -> None:
-    # 10%: above what interleaved halves of one sweep differ by on this shared 2-vCPU host (up to ~8% measured),
-    # far below the 50% the next test must catch.
-    result = compare(parse_side(str(dbs["a"])), parse_side(str(dbs["b"])), threshold=0.10)
+    # 25%: three times what interleaved halves of one sweep differ by on this shared 2-vCPU host (up to ~8% measured
+    # idle), so that a burst of load on some trials cannot make a change of it; half the 50% the next test catches.
+    result = compare(parse_side(str(dbs["a"])), parse_side(str(dbs["b"])), threshold=0.25)
     rows = result.rows
     assert len(rows) == 4 and (result.only_a, result.only_b) == (0, 0)
     assert set(rows["runtime"]) == {"onnxruntime", "litert"} and rows["has_ci"].all()
     assert set(rows["change"]) == {Change.NONE}, rows[["model_label", "runtime", "ratio", "ci_low", "ci_high"]]
     assert (rows["ci_low"] < rows["ratio"]).all() and (rows["ratio"] < rows["ci_high"]).all()
-    res = _invoke("compare", str(dbs["a"]), str(dbs["b"]), "--threshold", "10%", "--fail-above", "10%")
+    res = _invoke("compare", str(dbs["a"]), str(dbs["b"]), "--threshold", "25%", "--fail-above", "25%")
     assert res.exit_code == 0, res.output
-    assert "4 point(s) matched: 0 slower, 0 faster, 4 no significant change (threshold 10%)" in res.output
+    assert "4 point(s) matched: 0 slower, 0 faster, 4 no significant change (threshold 25%)" in res.output
 
 
 def test_samples_made_50_percent_slower_are_each_a_regression_and_fail_the_gate(

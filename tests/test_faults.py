@@ -17,8 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from harness.measure.sweep import run_sweep
 from harness.report.html import version_note, write_report
 from harness.store import RunStatus, Store
 from harness.zoo.registry import resolve
-from tests.conftest import cached_exporter, small_tmpfs
+from tests.conftest import cached_exporter, read_only, small_tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = "{ cin = 16, cout = 16, h = 8, w = 8 }"
@@ -266,20 +264,6 @@ def test_export_into_a_full_cache_says_so_in_one_line_and_leaves_nothing(tmp_pat
         assert message.startswith(f"artifact cache {disk / 'cache'} is full (no space left on its disk)")
         assert "--cache-dir" in message and "\n" not in message
         assert not [p for p in (disk / "cache").rglob("*") if p.is_file()]  # no partial file, no log
-
-
-@contextmanager
-def read_only(src: Path, where: Path) -> Iterator[Path]:
-    """``src`` bind-mounted read-only at ``where`` (root bypasses chmod, so a real read-only mount)."""
-    where.mkdir()
-    if subprocess.run(["mount", "--bind", str(src), str(where)], capture_output=True).returncode != 0:
-        pytest.skip("cannot bind-mount here (needs root with CAP_SYS_ADMIN)")
-    try:
-        if subprocess.run(["mount", "-o", "remount,bind,ro", str(where)], capture_output=True).returncode != 0:
-            pytest.skip("cannot remount read-only here")
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_a_read_only_cache_serves_what_it_holds_and_refuses_new_exports_in_one_line(tmp_path: Path) -> None:

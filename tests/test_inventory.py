@@ -153,7 +153,6 @@ def test_open_device_composes_transport_and_runner_without_connecting(tmp_path: 
 
 
 def test_open_device_builds_the_adb_transport(tmp_path: Path) -> None:
-    pytest.importorskip("adbutils")  # devices.adb's own dependency
     from devices.adb import AdbTransport
 
     phone = open_device(load_inventory(_write(tmp_path, EXAMPLE)).get("pixel7"))

@@ -35,7 +35,7 @@ from exporters.model_file import content_sha256, read_model_file
 from exporters.onnx_export import legacy_module_path, node_module_path, ort_node_names
 from harness.cli.main import app
 from harness.sources import FileSource, TorchFactory, load_factory, resolve_model
-from tests.conftest import SSHD, Sshd, small_tmpfs
+from tests.conftest import Sshd, small_tmpfs
 from tests.own_nets import MixedInputs, TinyNet, mixed_example, tiny_macs
 
 WIDE = {"COLUMNS": "240"}
@@ -217,7 +217,6 @@ def test_a_file_model_into_a_full_cache_fails_in_one_cache_line_not_as_the_model
         assert not list(cache.iterdir())  # no partial file left behind
 
 
-@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
 def test_push_sends_a_file_model_with_its_external_data_once_over_ssh(files: Path, tmp_path: Path, sshd: Sshd) -> None:
     user = pwd.getpwuid(os.getuid()).pw_name
     inventory = tmp_path / "devices.toml"

@@ -19,6 +19,7 @@ from harness.predict.extract import extract_kernels
 from harness.predict.predictor import TrainingRow, fit_predictor
 from harness.store import Store
 from harness.zoo.registry import resolve
+from tests.zoo_labels import zoo_names
 
 runner = CliRunner()
 UNIT = resolve("shufflenet_v2_unit")
@@ -43,7 +44,7 @@ def _store_predictor(db: Path) -> str:
         store.add_predictor("local", "onnxruntime", 1, "fp32", "lightgbm", predictor.versions, predictor.to_json(), {})
         run = store.start_run("measured", "")
         store.upsert_device("local", "local", {})
-        store.upsert_artifact(art, macs=None, params_count=None)
+        store.upsert_artifact(art, macs=None, params_count=None, **zoo_names(art))
         point = store.ensure_point(run, art.sha256, "local", "onnxruntime", 1, {})
         samples = np.full(20, 200_000, dtype=np.int64)
         store.add_trial(point, 0, TrialResult("onnxruntime", samples_ns=tuple(samples.tolist())), run_id=run)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,13 +24,11 @@ from harness.report.predictor_section import HOW_TO_PREDICTOR
 from harness.report.sections import Sustained
 from harness.store import Store
 from tests import analysis_data as data
+from tests.environment import Need, needs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# CI sets FLOPGAP_BROWSER=require: there a missing browser fails these tests instead of skipping them.
-REQUIRED = os.environ.get("FLOPGAP_BROWSER") == "require"
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None and not REQUIRED, reason="needs Debian's chromium (apt-get install chromium)"
-)
+# CI sets FLOPGAP_REQUIRE=all: there a missing browser fails these tests instead of skipping them.
+needs_chromium = needs(Need.BROWSER, None if CHROMIUM else "no chromium on PATH (apt-get install chromium)")
 
 # Loads report.html in a frame; once it has loaded (images included), writes what it found into the page.
 PROBE = """<!DOCTYPE html><html><body><iframe id="r" src="report.html" width="1200" height="900"></iframe>
@@ -50,7 +47,7 @@ frame.addEventListener("load", () => {
 
 
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None, "FLOPGAP_BROWSER=require but no chromium on PATH (apt-get install chromium)"
+    assert CHROMIUM is not None  # needs_chromium
     argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--log-level=0",
             "--allow-file-access-from-files", "--virtual-time-budget=10000", *args]  # fmt: skip
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)

@@ -14,6 +14,7 @@ from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.cli.results import results_app
 from harness.store import Store
+from tests.zoo_labels import zoo_names
 
 SHA_A = hashlib.sha256(b"a").hexdigest()
 SHA_B = hashlib.sha256(b"b").hexdigest()
@@ -43,8 +44,10 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "r.db"
     with Store(path) as store:
         store.upsert_device("pi4", "ssh", {"cores": 4})
-        store.upsert_artifact(artifact(tmp_path, SHA_A, "shufflenet_v2", (("width", 1.5),), Format.ONNX), 299, 3)
-        store.upsert_artifact(artifact(tmp_path, SHA_B, "mobilenet_v2", (("width", 1.0),), Format.TFLITE), 300, 3)
+        shuffle = artifact(tmp_path, SHA_A, "shufflenet_v2", (("width", 1.5),), Format.ONNX)
+        mobile = artifact(tmp_path, SHA_B, "mobilenet_v2", (("width", 1.0),), Format.TFLITE)
+        store.upsert_artifact(shuffle, 299, 3, **zoo_names(shuffle))
+        store.upsert_artifact(mobile, 300, 3, **zoo_names(mobile))
         first = store.start_run("warmup", "")
         store.finish_run(first, "interrupted")
         run = store.start_run("quick", "")
@@ -116,7 +119,6 @@ def test_export_csv_and_parquet(db: Path, tmp_path: Path) -> None:
     assert frame.loc[frame["status"] == "done", "median_ms"].tolist() == [12.345678]
     assert sorted(frame["runtime"]) == ["onnxruntime", "tflite", "tflite"]
 
-    pytest.importorskip("pyarrow")
     out = tmp_path / "samples.parquet"
     result = invoke("export", "--db", str(db), "--out", str(out), "--format", "parquet", "--table", "samples")
     assert result.exit_code == 0, result.output

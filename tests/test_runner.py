@@ -430,7 +430,7 @@ def test_tflite_input_set_once_survives_repeated_invokes(models: dict[str, Path]
     expected = reference.get_tensor(reference.get_output_details()[0]["index"]).copy()
 
     backend = runner.TfliteBackend(threads=2, xnnpack=True)
-    backend.load(str(models["tflite"]))
+    backend.load(str(models["tflite"]), models["tflite"].read_bytes())
     interpreter = backend._interpreter
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
     for _ in range(25):

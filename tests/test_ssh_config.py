@@ -17,9 +17,8 @@ from devices.ssh import SshTransport
 from devices.ssh_connect import resolve
 from harness.cli.main import app
 from harness.store import Store
-from tests.conftest import SSHD, Sshd, _keygen, running_sshd
+from tests.conftest import Sshd, _keygen, running_sshd
 
-pytestmark = pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd")
 USER = pwd.getpwuid(os.getuid()).pw_name
 
 

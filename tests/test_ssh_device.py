@@ -32,9 +32,7 @@ from devices.errors import (
 )
 from devices.ssh import SshTransport
 from devices.vocabulary import RunnerKind
-from tests.conftest import SSHD, Sshd, _free_port, _keygen
-
-pytestmark = pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+from tests.conftest import Sshd, _free_port, _keygen, small_tmpfs
 
 
 def _transport(sshd: Sshd, work: Path, **kw: object) -> SshTransport:
@@ -44,7 +42,7 @@ def _transport(sshd: Sshd, work: Path, **kw: object) -> SshTransport:
         "key": sshd.client_key,
         "known_hosts": sshd.known_hosts,
         "work_dir": str(work),
-        "connect_timeout": 5.0,
+        "connect_timeout": 60.0,  # the loopback sshd always answers, but under load its handshake can take seconds
     }
     opts.update(kw)
     return SshTransport("pi-test", "127.0.0.1", **opts)  # type: ignore[arg-type]
@@ -66,7 +64,8 @@ def board(sshd: Sshd, tmp_path: Path) -> Iterator[SshTransport]:
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch = pytest.importorskip("torch")
+    import torch
+
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU()).eval()
     path = tmp_path_factory.mktemp("onnx") / "tiny_conv.onnx"
     with torch.no_grad(), warnings.catch_warnings():
@@ -208,8 +207,8 @@ def test_timeout_kills_the_remote_process_group(board: SshTransport) -> None:
     t0 = time.monotonic()
     with pytest.raises(DeviceTimeout, match="pi-test"):
         board.run(["sh", "-c", f"sleep {tag}; echo done"], timeout=1)
-    assert time.monotonic() - t0 < 5
-    deadline = time.monotonic() + 3
+    assert time.monotonic() - t0 < 20  # the 1 s timeout cut it, not the 31 s sleep (margin for a loaded machine)
+    deadline = time.monotonic() + 30
     while _processes_with(tag) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _processes_with(tag) == []
@@ -284,8 +283,8 @@ def test_wrong_client_key_fails_auth(sshd: Sshd, tmp_path: Path) -> None:
 def test_closed_port_is_unreachable_quickly(sshd: Sshd, tmp_path: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(DeviceUnreachable, match="device 'pi-test': cannot reach"):
-        _transport(sshd, tmp_path, port=_free_port(), connect_timeout=1.0).run(["true"], timeout=10)
-    assert time.monotonic() - t0 < 3
+        _transport(sshd, tmp_path, port=_free_port(), connect_timeout=30.0).run(["true"], timeout=10)
+    assert time.monotonic() - t0 < 20  # refused at once: no wait for the 30 s connect timeout
 
 
 def test_missing_python_is_runner_missing(sshd: Sshd, tmp_path: Path) -> None:
@@ -302,16 +301,10 @@ def test_pull_of_missing_file_names_it(board: SshTransport, tmp_path: Path) -> N
 
 
 def test_full_disk_is_no_space_left(sshd: Sshd, tmp_path: Path) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root and mount permission)")
-    try:
+    with small_tmpfs(tmp_path / "small", "256k") as small:
         dev = _transport(sshd, small)
         big = tmp_path / "big.onnx"
         big.write_bytes(os.urandom(1 << 20))
         with pytest.raises(NoSpaceLeft, match=f"device 'pi-test': no space left under {small}"):
             dev.push(big)
         dev.cleanup()
-    finally:
-        subprocess.run(["umount", str(small)], check=False)

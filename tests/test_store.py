@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +36,8 @@ from harness.store import (
 )
 from harness.store.errors import translate
 from harness.store.schema import upgrade
-from tests.conftest import small_tmpfs
+from tests.conftest import read_only, small_tmpfs
+from tests.zoo_labels import zoo_names
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = hashlib.sha256(b"mobilenet_v1 fp32 onnx").hexdigest()
@@ -70,7 +70,9 @@ def db(tmp_path: Path) -> Path:
 def store(db: Path, tmp_path: Path) -> Iterator[Store]:
     with Store(db) as s:
         s.upsert_device("bench-host", "local", {"cpu": "x86_64", "cores": 2})
-        s.upsert_artifact(make_artifact(tmp_path), macs=41_000_000, params_count=1_366_792, family="shufflenet_v2")
+        art = make_artifact(tmp_path)
+        s.upsert_artifact(art, macs=41_000_000, params_count=1_366_792, family="shufflenet_v2",
+                          label=zoo_names(art)["label"])  # fmt: skip
         yield s
 
 
@@ -536,13 +538,13 @@ def test_failing_disk_write_raises_store_error_and_keeps_trials(store: Store, db
     assert_whole_trials_survive(db, point_id, committed)
 
 
-@pytest.mark.skipif(shutil.which("mount") is None or not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root")
 def test_really_full_disk_on_a_small_tmpfs(tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "small", "1m") as disk:
         db = disk / "flopgap.db"
         with Store(db) as s:
             s.upsert_device("bench-host", "local", {})
-            s.upsert_artifact(make_artifact(tmp_path), None, None, family="shufflenet_v2")
+            art = make_artifact(tmp_path)
+            s.upsert_artifact(art, None, None, family="shufflenet_v2", label=zoo_names(art)["label"])
             _, point_id = new_point(s)
             for index in range(3):
                 s.add_trial(point_id, index, {}, trial_samples(index, 1_000))
@@ -640,10 +642,12 @@ def test_artifact_family_and_label_come_from_the_zoo_when_known(store: Store, tm
     sha = hashlib.sha256(b"mobilenet_v1").hexdigest()
     artifact = make_artifact(tmp_path, sha=sha, precision=Precision.INT8)
     artifact = Artifact(**{**artifact.__dict__, "model": spec.name, "params": spec.params})
-    store.upsert_artifact(artifact, macs=569_000_000, params_count=4_231_976)
+    store.upsert_artifact(artifact, macs=569_000_000, params_count=4_231_976, **zoo_names(artifact))
     row = store.artifacts_frame().set_index("sha256").loc[sha]
     assert (row["label"], row["family"], row["precision"]) == (spec.label, spec.family, "int8")
-    store.upsert_artifact(artifact, macs=570_000_000, params_count=4_231_976)  # refresh, not a second row
+    store.upsert_artifact(
+        artifact, macs=570_000_000, params_count=4_231_976, **zoo_names(artifact)
+    )  # refresh, not a second row
     assert store.artifacts_frame().set_index("sha256").loc[sha, "macs"] == 570_000_000
     assert len(store.artifacts_frame()) == 2
 
@@ -667,7 +671,6 @@ def test_export_csv_and_parquet_round_trip(store: Store, tmp_path: Path) -> None
     assert back["threads"].tolist() == [1, 2]
     assert back["macs"].tolist() == [41_000_000, 41_000_000]
 
-    pytest.importorskip("pyarrow")
     assert store.export(tmp_path / "points.parquet", "parquet") == 2
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "points.parquet"), points, check_dtype=False)
     assert store.export(tmp_path / "samples.parquet", "parquet", table="samples", run_id=run_id) == 10
@@ -677,26 +680,11 @@ def test_export_csv_and_parquet_round_trip(store: Store, tmp_path: Path) -> None
         store.export(tmp_path / "x.csv", "csv", table="nope")
 
 
-@contextmanager
-def read_only_view(src: Path, where: Path) -> Iterator[Path]:
-    """``src`` bind-mounted read-only at ``where``: a real read-only filesystem."""
-    where.mkdir()
-    if subprocess.run(["mount", "--bind", str(src), str(where)], capture_output=True).returncode != 0:
-        pytest.skip("cannot bind-mount here (needs root with CAP_SYS_ADMIN)")
-    try:
-        if subprocess.run(["mount", "-o", "remount,bind,ro", str(where)], capture_output=True).returncode != 0:
-            pytest.skip("cannot remount read-only here")
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-@pytest.mark.skipif(shutil.which("mount") is None or not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root")
 def test_database_on_a_read_only_filesystem(store: Store, db: Path, tmp_path: Path) -> None:
     _, point_id = new_point(store)
     store.add_trial(point_id, 0, {}, trial_samples(0, 100))
     store.close()
-    with read_only_view(db.parent, tmp_path / "ro") as ro_dir:
+    with read_only(db.parent, tmp_path / "ro") as ro_dir:
         with pytest.raises(StoreError, match=r"cannot open results database .*/ro/flopgap\.db .*writable"):
             Store(ro_dir / db.name)
         with Store(ro_dir / db.name, readonly=True) as reader:  # reports still work from read-only media

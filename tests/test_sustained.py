@@ -3,8 +3,9 @@
 The fake sysfs (tests/fake_sysfs.py) is mounted over ``/sys/class/thermal`` and ``/sys/devices/system/cpu`` in a
 private mount namespace around the real ``flopgap`` command, so the runner's sampling thread and the transport's
 state reads see temperatures and frequencies the test writes while the command runs. A throttling phone is slower:
-to make the runner really slower, the test starts a busy, high-priority process pinned to the runner's core at
-the moment the fake frequency falls (each invoke of a ~10 ms model then takes several times as long).
+to make the runner really slower, its device python (tests/clocked_python.py) gives every kernel a fixed number of
+clock cycles at the fake frequency, so halving the clock doubles each run, by construction. The tests act when a
+reader has read a fake file (tests/file_reads.py), not after sleeps that a loaded machine could outlast.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,11 @@ from harness.measure.duration import DurationError, format_duration, parse_durat
 from harness.measure.throttling import summarize
 from harness.store import Store
 from tests import fake_sysfs
+from tests.environment import Need, needs
+from tests.file_reads import FileReads
 
 REPO = Path(__file__).resolve().parents[1]
-needs_namespace = pytest.mark.skipif(fake_sysfs.unavailable() is not None, reason=str(fake_sysfs.unavailable()))
+needs_namespace = needs(Need.NAMESPACE, fake_sysfs.unavailable())
 
 
 # --------------------------------------------------------------------------- pure pieces
@@ -137,27 +140,6 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float = 240) -> Non
         time.sleep(0.05)
 
 
-@pytest.fixture()
-def busy_core() -> Iterator[Callable[[int], None]]:
-    """Start a busy loop pinned to one core, at a high priority (nice -10, root), so that it takes most of that
-    core from the runner whatever else the machine is running. The runner runs in its own session (the local
-    transport starts one per command), so with autogroup scheduling the priority must be its session's."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(cpu: int) -> None:
-        code = (
-            f"import contextlib, os\nos.sched_setaffinity(0, [{cpu}])\nos.nice(-10)\n"
-            "with contextlib.suppress(OSError), open('/proc/self/autogroup', 'w') as f:\n    f.write('-10')\n"
-            "while True:\n    pass\n"
-        )
-        procs.append(subprocess.Popen([sys.executable, "-c", code], start_new_session=True))
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifact cache of this module's own: its models export once, and its path marks its runner processes."""
@@ -170,27 +152,38 @@ def _flopgap(fake: fake_sysfs.FakeSysfs, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _clocked_local(tmp_path: Path) -> Path:
+    """An inventory whose local device's python is tests/clocked_python.py: kernels of a fixed cycle count."""
+    python = tmp_path / "python-clocked"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} {REPO / "tests" / "clocked_python.py"} "$@"\n')
+    python.chmod(0o755)
+    inventory = tmp_path / "devices.toml"
+    inventory.write_text(f'[devices.phone]\ntransport = "local"\npython = "{python}"\n')
+    return inventory
+
+
 @needs_namespace
-def test_sustained_sweep_flags_throttling_when_it_starts_fake_sysfs(
-    tmp_path: Path, cache: Path, busy_core: Callable[[int], None]
-) -> None:
+def test_sustained_sweep_flags_throttling_when_it_starts_fake_sysfs(tmp_path: Path, cache: Path) -> None:
+    """The runner's kernels take a fixed number of cycles (tests/clocked_python.py), so halving the fake clock
+    doubles them: the slowdown is known by construction, whatever else the machine runs."""
     fake = fake_sysfs.build(tmp_path / "sys", {"cpu-thermal": 45.0, "battery": 31.0})
     spec = tmp_path / "sustained.toml"
     spec.write_text(
-        'name = "sustained"\nruntimes = ["onnxruntime"]\nthreads = [1]\n'
-        '[[models]]\nname = "conv1x1"\nparams = { cin = 512, cout = 512, h = 28, w = 28 }\n'
-        "[protocol]\ntrials = 1\nwarmup_runs = 2\nwarmup_seconds = 0.2\naffinity = [0]\n"
+        'name = "sustained"\nruntimes = ["onnxruntime"]\nthreads = [1]\ndevices = ["phone"]\n'
+        '[[models]]\nname = "conv1x1"\nparams = { cin = 16, cout = 16, h = 16, w = 16 }\n'
+        "[protocol]\ntrials = 1\nwarmup_runs = 2\nwarmup_seconds = 0.2\n"
         'sustained = "12s"\nsustained_window = "1s"\n'
     )
     db = tmp_path / "sustained.db"
-    proc = _flopgap(fake, "sweep", str(spec), "--db", str(db), "--cache-dir", str(cache))
-    started = lambda: bool(set(_runner_pids("--sustained")) & set(_runner_pids(str(cache))))  # noqa: E731
-    _wait_for("the sustained runner to start", lambda: started() or proc.poll() is not None)
-    time.sleep(6.5)  # warm-up (0.2 s) and about six windows at full speed
+    with FileReads(fake.cpu / "cpufreq" / "policy0") as reads:
+        proc = _flopgap(fake, "sweep", str(spec), "--db", str(db), "--cache-dir", str(cache),
+                        "--devices", str(_clocked_local(tmp_path)))  # fmt: skip
+        # the clocked kernel reads the clock at every run: 10 reads and the runner is warming up or measuring
+        reads.wait("scaling_cur_freq", count=10)
+    time.sleep(6.0)  # the 0.2 s warm-up and about six windows at full speed
     changed_unix = time.time()
-    fake.set_frequency(1_200_000)  # the clocks fall and the SoC heats up ...
+    fake.set_frequency(1_200_000)  # the clocks fall (every kernel now takes twice as long) and the SoC heats up
     fake.set_temperature(0, 62.0)
-    busy_core(0)  # ... and the runner really gets slower
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
     with Store(db, readonly=True) as store:
@@ -202,7 +195,7 @@ def test_sustained_sweep_flags_throttling_when_it_starts_fake_sysfs(
     row = summary.iloc[0]
     assert bool(row["throttled"]), row["reason"]
     assert changed_s - 1.0 <= row["throttle_start_s"] <= changed_s + 1.0, (changed_s, row["reason"])
-    assert row["ratio"] > 1.3 and row["span_s"] == 4.0  # a third of a 12 s run
+    assert row["ratio"] > 1.3 and row["span_s"] == 4.0  # the clock halved (x2 kernels); a third of a 12 s run
     assert "frequency -50% (2400 → 1200 MHz)" in row["reason"]
     # the timeline holds what the runner read on the "device": full clocks before the change, half after (before:
     # windows whose state was read before the change, so a starved sampler cannot blur the boundary)
@@ -222,27 +215,32 @@ def test_thermal_cooldown_waits_until_the_zones_cool_and_flags_a_trial_that_ran_
     spec.write_text(
         'name = "cooldown"\nruntimes = ["onnxruntime"]\nthreads = [1]\n'
         '[[models]]\nname = "conv1x1"\nparams = { cin = 16, cout = 16, h = 16, w = 16 }\n'
-        "[protocol]\ntrials = 3\nwarmup_runs = 1\nwarmup_seconds = 0\nruns = 5\nmin_seconds = 0.3\n"
-        'cooldown = "thermal"\ncooldown_margin_c = 2.0\ncooldown_max_s = "3s"\n'
+        "[protocol]\ntrials = 3\nwarmup_runs = 1\nwarmup_seconds = 0\nruns = 5\nmin_seconds = 1.0\n"
+        'cooldown = "thermal"\ncooldown_margin_c = 2.0\ncooldown_max_s = "4s"\n'
     )
     db = tmp_path / "cooldown.db"
-    proc = _flopgap(fake, "sweep", str(spec), "--db", str(db), "--cache-dir", str(cache))
-    _wait_for("trial 1", lambda: bool(_runner_pids(str(cache))) or proc.poll() is not None)
-    fake.set_temperature(0, 55.0)  # trial 1 heats the device
-    _wait_for("trial 1 to end", lambda: not _runner_pids(str(cache)))
-    time.sleep(2.0)  # trial 2 waits ...
-    fake.set_temperature(0, 41.0)  # ... until the zone is back within 2 °C of its sweep-start 40 °C
+    with FileReads(fake.thermal / "thermal_zone0") as reads:
+        proc = _flopgap(fake, "sweep", str(spec), "--db", str(db), "--cache-dir", str(cache))
+        _wait_for("trial 1", lambda: bool(_runner_pids(str(cache))) or proc.poll() is not None)
+        fake.set_temperature(0, 55.0)  # trial 1 heats the device
+        _wait_for("trial 1 to end", lambda: not _runner_pids(str(cache)))
+        reads.drain()  # the runner's own reads; the next one is the cooldown's, and it finds 55 °C
+        reads.wait("temp")
+        cooled_unix = time.time()
+        fake.set_temperature(0, 41.0)  # trial 2 waits until the zone is back within 2 °C of its sweep-start 40 °C
     _wait_for("trial 2", lambda: bool(_runner_pids(str(cache))) or proc.poll() is not None)
-    fake.set_temperature(0, 55.0)  # trial 3 finds it hot and never cools: it runs after 3 s, flagged
+    fake.set_temperature(0, 55.0)  # trial 3 finds it hot and never cools: it runs after 4 s, flagged
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
     with Store(db, readonly=True) as store:
         trials = store.trials_frame()
         point = store.points_frame().iloc[0]
     cooldowns = [json.loads(doc)["cooldown"] for doc in trials["runner_json"]]
+    began = [json.loads(doc)["time_unix"] for doc in trials["state_before_json"]]
     assert cooldowns[0]["waited_s"] < 1 and not cooldowns[0]["timed_out"] and cooldowns[0]["excess_c"] == {}
-    assert 1.8 <= cooldowns[1]["waited_s"] < 3 and not cooldowns[1]["timed_out"]
-    assert cooldowns[2]["timed_out"] and cooldowns[2]["excess_c"] == {"soc": 15.0} and cooldowns[2]["waited_s"] >= 3
+    # trial 2 found the zone hot, polled again a second later (poll_s) and began only after the test cooled it
+    assert 1.0 <= cooldowns[1]["waited_s"] < 4 and not cooldowns[1]["timed_out"] and began[1] >= cooled_unix
+    assert cooldowns[2]["timed_out"] and cooldowns[2]["excess_c"] == {"soc": 15.0} and cooldowns[2]["waited_s"] >= 4
     assert point["noisy"] and "trial 3 ran before cooling down (soc +15.0 °C" in point["noisy_reasons"]
 
 
@@ -263,7 +261,7 @@ def test_sustained_run_and_cooldown_over_adb_read_the_phones_sysfs_fake_phone_en
     spec_text = (
         'name = "phone"\nruntimes = ["onnxruntime"]\nthreads = [1]\ndevices = ["termux"]\n'
         '[[models]]\nname = "conv1x1"\nparams = { cin = 16, cout = 16, h = 16, w = 16 }\n'
-        '[protocol]\ntrials = 2\nwarmup_runs = 1\nwarmup_seconds = 0\nsustained = "4s"\nsustained_window = "0.5s"\n'
+        '[protocol]\ntrials = 2\nwarmup_runs = 1\nwarmup_seconds = 0\nsustained = "5s"\nsustained_window = "0.5s"\n'
         'cooldown = "thermal"\ncooldown_max_s = "30s"\n'
     )
     big = phone.path("/sys/devices/system/cpu/cpufreq/policy6/scaling_cur_freq")
@@ -278,13 +276,18 @@ def test_sustained_run_and_cooldown_over_adb_read_the_phones_sysfs_fake_phone_en
     def drive() -> None:
         sustained = (phone.python + " ", "--sustained")
         _wait_for("trial 1", lambda: any(c.startswith(sustained[0]) and sustained[1] in c for c in phone.commands))
-        time.sleep(3.0)  # the phone's Python starts, warms up, and runs about 1.5 s at full speed
-        marks["hot"] = time.time()
-        big.write_text("1200000\n")  # the big cluster slows down and the BIG zone heats up: 41 -> 56 °C
-        zone.write_text("56000\n")
-        _wait_for("trial 1 to be stored", lambda: trials_stored() == 1, timeout=60)
-        time.sleep(1.5)  # trial 2 waits ...
-        zone.write_text("41500\n")  # ... until BIG is back within 2 °C of its sweep-start 41 °C
+        # The runner reads the BIG zone once in its state before (unless it already has), at the sustained loop's
+        # start and every 0.5 s window after: by its third read from now, half a second ran at full speed.
+        with FileReads(zone.parent) as reads:
+            reads.wait("temp", count=3)
+            marks["hot"] = time.time()
+            big.write_text("1200000\n")  # the big cluster slows down and the BIG zone heats up: 41 -> 56 °C
+            zone.write_text("56000\n")
+        with FileReads(zone.parent) as reads:
+            _wait_for("trial 1 to be stored", lambda: trials_stored() == 1, timeout=60)
+            reads.drain()  # the runner's reads; the next is the cooldown's, over adb, and it finds 56 °C
+            reads.wait("temp")
+            zone.write_text("41500\n")  # trial 2 waits until BIG is back within 2 °C of its sweep-start 41 °C
 
     with AdbEndpoint({"FAKE01": phone}) as endpoint, Store(db) as store:
         dev = Device("termux", AdbTransport("termux", "FAKE01", "127.0.0.1", endpoint.port), AgentBackend(phone.python))
@@ -298,7 +301,7 @@ def test_sustained_run_and_cooldown_over_adb_read_the_phones_sysfs_fake_phone_en
         start_unix = store.sustained_run(ids[0]).start_unix  # type: ignore[union-attr]
         cooldowns = [json.loads(d).get("cooldown") for d in store.trials_frame()["runner_json"]]
     hot_s = marks["hot"] - start_unix
-    assert 0.5 < hot_s < 3.5
+    assert 0.5 < hot_s < 4.4  # after the loop's 0.5 s read, and with time for late windows before its 5 s end
     # A window carries the last reading before its end (or just after it): early windows are those whose state was
     # read before the change (state_s is taken after the read), so a starved sampler cannot blur the boundary.
     early = [w for w in first if w.state_s is not None and w.state_s < hot_s]
@@ -310,7 +313,7 @@ def test_sustained_run_and_cooldown_over_adb_read_the_phones_sysfs_fake_phone_en
     assert {w.temps_c["BIG"] for w in early} == {41.0} and {w.temps_c["BIG"] for w in late} == {56.0}
     # trial 2 waited for the BIG zone to come back within 2 °C of 41 °C, read over adb
     assert cooldowns[0]["waited_s"] < 1 and not cooldowns[0]["timed_out"]
-    assert cooldowns[1]["waited_s"] >= 1.0 and not cooldowns[1]["timed_out"]
+    assert cooldowns[1]["waited_s"] >= 1.0 and not cooldowns[1]["timed_out"]  # one poll (1 s) found it hot
 
 
 def test_spec_protocol_takes_sustained_and_thermal_cooldown_and_names_bad_values() -> None:

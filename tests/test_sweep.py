@@ -116,26 +116,29 @@ def test_corrupt_model_file_fails_its_point_and_the_sweep_goes_on(tmp_path: Path
         assert frame.loc["depthwise_conv", "status"] == "done"
 
 
+# Only the hanging runner is held to a 2 s limit; the others have a minute, so that a loaded machine's slow Python
+# start can never turn their failure into a timeout.
 @pytest.mark.parametrize(
-    ("case", "body", "expected"),
+    ("case", "body", "timeout", "expected"),
     [
         (
             "runtime_missing",
             # the device's python cannot import onnxruntime
             f'exec {sys.executable} -c \'import runpy, sys; sys.modules["onnxruntime"] = None; '
             'sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")\' "$@"',
+            60,
             "onnxruntime is not importable",
         ),
-        ("crash", "kill -SEGV $$", "runner crashed: killed by signal 11"),
-        ("hang", "exec sleep 60", "ran past 2s and was killed"),
+        ("crash", "kill -SEGV $$", 60, "runner crashed: killed by signal 11"),
+        ("hang", "exec sleep 60", 2, "ran past 2s and was killed"),
     ],
 )
 def test_broken_runner_fails_points_with_one_line_reason(
-    tmp_path: Path, cache_dir: Path, case: str, body: str, expected: str
+    tmp_path: Path, cache_dir: Path, case: str, body: str, timeout: int, expected: str
 ) -> None:
-    text = spec_text(trials=1, timeout=2)
+    text = spec_text(trials=1, timeout=timeout)
     spec = parse_spec(text)
-    device = local_device(python=wrapper(tmp_path, f"python-{case}", body), facts_timeout=2)
+    device = local_device(python=wrapper(tmp_path, f"python-{case}", body), facts_timeout=timeout)
     with Store(tmp_path / "r.db") as store:
         result = run_sweep(spec, text, store, {"local": device}, cached_exporter(cache_dir))
         assert result.failed_points == 2
@@ -176,15 +179,17 @@ def _interrupt_after_first_trial(tmp_path: Path, cache: Path, sig: int) -> tuple
     return spec, db, proc
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "kill-9"]
+)
 def test_interrupted_sweep_keeps_what_it_measured_and_resumes_without_duplicates(
     tmp_path: Path, cache_dir: Path, sig: int
 ) -> None:
     spec, db, proc = _interrupt_after_first_trial(tmp_path, cache_dir, sig)
     kept = _committed_trials(db)
     assert 1 <= kept < 6
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130
+    if sig != signal.SIGKILL:  # SIGTERM (systemd, timeout, CI runners) is handled as Ctrl-C, with 128 + 15
+        assert proc.returncode == (130 if sig == signal.SIGINT else 143)
         assert "interrupted; everything measured so far is saved" in proc.stderr.read()  # type: ignore[union-attr]
         with Store(db) as store:
             assert store.runs()[-1].status == "interrupted"

@@ -1,9 +1,7 @@
 """The FLOP-gap claims the README quotes, computed from a results database rather than typed.
 
 :func:`flop_gap_claims` gathers every number of the README's "The FLOP gap on the sample database" section into a
-:class:`Claims`; :func:`flop_gap_markdown` writes the section's bullets from it. After measuring a new sample
-database, ``python -m harness.analysis.claims results/sample.db`` prints the text to paste between the README's
-``flop-gap`` markers; ``tests/test_readme.py`` checks the README holds exactly that text for ``results/sample.db``.
+:class:`Claims`; :mod:`harness.report.flop_gap` writes the section's text from it.
 
 Time shares are of the summed profiled node times (ONNX Runtime's per-node profile); the profiler overhead says
 how far that sum is from the whole-model median. "Layout" is the channel shuffle (its reshape → transpose →
@@ -12,12 +10,8 @@ reshape) plus the layout conversions (ORT's NCHWc reorders, converter-added tran
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import sys
-import textwrap
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,13 +20,13 @@ from harness.analysis.breakdowns import op_breakdown
 from harness.analysis.context import Context, joined
 from harness.analysis.fits import FIT_EXCLUDED_FAMILIES, fits, latency_vs_macs
 from harness.analysis.guidelines import guideline_verdicts, guidelines
-from harness.analysis.results import Results, load
+from harness.analysis.results import Results
 from harness.analysis.roofline import roofline
+from harness.analysis.shares import point_shares
 from harness.proxies.categories import Category
 from harness.store.identity import full_identity
 
 ORT = "onnxruntime"
-WIDTH = 116
 _SHUFFLE, _LAYOUT, _DEPTHWISE = Category.CHANNEL_SHUFFLE.value, Category.LAYOUT.value, Category.DEPTHWISE_CONV.value
 
 
@@ -198,31 +192,20 @@ def flop_gap_claims(results: Results) -> Claims:
     fit_frame = fits(results)
     breakdown = op_breakdown(results)
     ort = breakdown[context.mask(breakdown)] if context is not None and not breakdown.empty else breakdown
-    by_point = {pid: g.set_index("category") for pid, g in ort.groupby("point_id", sort=False)}
+    by_point = {point.point_id: point for point in point_shares(ort)}
     order = ort.drop_duplicates("point_id").sort_values("point_id")
     macs = results.points.set_index("point_id")["macs"]
     order = order.assign(macs=order["point_id"].map(macs)).sort_values(["macs", "point_id"])
-
-    def share(point: int, category: str, column: str) -> float:
-        frame = by_point[point]
-        return float(frame.at[category, column]) if category in frame.index else 0.0
-
     layout, depthwise, overhead = [], [], []
-    for point, label in zip(order["point_id"], order["model_label"], strict=True):
-        frame = by_point[point]
-        if share(point, _SHUFFLE, "n_ops") > 0:
-            with_flops = float(frame.loc[frame["flops"].fillna(0) > 0, "time_share"].sum())
-            layout.append(
-                LayoutShare(str(label), share(point, _SHUFFLE, "time_share"), share(point, _LAYOUT, "time_share"),
-                            with_flops)
-            )  # fmt: skip
-        if share(point, _DEPTHWISE, "flops_share") > 0:
-            depthwise.append(
-                DepthwiseGap(
-                    str(label), share(point, _DEPTHWISE, "flops_share"), share(point, _DEPTHWISE, "time_share")
-                )
-            )
-        overhead.append((str(label), float(frame["profiler_overhead"].iloc[0])))
+    for point_id, label in zip(order["point_id"], order["model_label"], strict=True):
+        point = by_point[point_id]
+        if point.n_ops(_SHUFFLE) > 0:
+            shuffle, layout_share = point.time_share(_SHUFFLE), point.time_share(_LAYOUT)
+            layout.append(LayoutShare(str(label), shuffle, layout_share, point.time_share_with_flops))
+        dw_flops = point.flops_share(_DEPTHWISE) or 0.0
+        if dw_flops > 0:
+            depthwise.append(DepthwiseGap(str(label), dw_flops, point.time_share(_DEPTHWISE)))
+        overhead.append((str(label), float(point.first["profiler_overhead"])))
     roof = roofline(results)
     dw = roof[(roof["category"] == _DEPTHWISE) & context.mask(roof)] if context is not None else roof.iloc[0:0]
     calibrated = roof[context.mask(roof)].dropna(subset=["peak_gflops"]) if context is not None else roof.iloc[0:0]
@@ -252,112 +235,3 @@ def flop_gap_claims(results: Results) -> Claims:
         overhead=tuple(overhead),
         guidelines=_guideline_lines(results, context),
     )
-
-
-# --------------------------------------------------------------------------- the README text
-
-
-def _pct(share: float) -> str:
-    return f"{100 * share:.1f}%"
-
-
-def _m(macs: float) -> str:
-    return f"{macs / 1e6:.0f} M"
-
-
-def _variant(label: str) -> str:
-    """``groups=2`` as is; ``variant=2-fragment-series`` → ``2-fragment-series``."""
-    return label.removeprefix("variant=")
-
-
-def flop_gap_markdown(claims: Claims) -> str:
-    """The README's FLOP-gap text: a line saying what was measured, then one markdown bullet per claim, wrapped
-    at :data:`WIDTH` columns."""
-    runtimes = ", ".join(f"{r} {v}" for r, v in claims.runtimes)
-    lines = [
-        f"Measured: {claims.models} models of {claims.families} families and {claims.guideline_variants} guideline "
-        f"variants, {runtimes}, on {claims.device}.",
-        "",
-    ]
-    fit_text = "; ".join(
-        f"slope {f.slope:.2f}, R² {f.r2:.3f}, Spearman ρ {f.rho:.2f} ({f.runtime})" for f in claims.fits
-    )
-    bullet = f"- **MACs rank models only roughly.** log–log fit of median latency on MACs: {fit_text}."
-    if claims.inversion is not None:
-        inv = claims.inversion
-        bullet += (
-            f" `{inv.fewer}` ({_m(inv.fewer_macs)} MACs) takes {inv.fewer_ms:.2f} ms while `{inv.more}` "
-            f"({_m(inv.more_macs)} MACs) takes {inv.more_ms:.2f} ms ({ORT})."
-        )
-    lines.append(bullet)
-    if claims.layout:
-        per_model = "; ".join(
-            f"`{s.model}` {_pct(s.shuffle + s.layout)} (shuffle {_pct(s.shuffle)}, layout {_pct(s.layout)}) vs "
-            f"{_pct(s.flop_ops)} on ops with FLOPs"
-            for s in claims.layout
-        )
-        bullet = (
-            "- **Channel shuffle and layout conversions: 0% of FLOPs, "
-            f"{_pct(min(s.shuffle + s.layout for s in claims.layout))}–"
-            f"{_pct(max(s.shuffle + s.layout for s in claims.layout))} of time** ({ORT} per-node profile; the "
-            f"shuffle's reshape, transpose and reshape, plus ONNX Runtime's NCHWc reorders): {per_model}."
-        )
-        if claims.converter is not None:
-            c = claims.converter
-            bullet += (
-                f" In TFLite the converter wraps an NCHW-written shuffle in layout transposes (`{c.model}`: "
-                f"{c.onnx} transposes in ONNX, {c.tflite} in TFLite; the shuffles move {c.shuffle_mb:.1f} MB and "
-                f"the added transposes {c.layout_mb:.1f} MB more)."
-            )
-        lines.append(bullet)
-    if claims.depthwise:
-        low = min(claims.depthwise, key=lambda d: d.ratio)
-        high = max(claims.depthwise, key=lambda d: d.ratio)
-        examples = "; ".join(
-            f"`{d.model}` {_pct(d.flops_share)} of FLOPs → {_pct(d.time_share)} of time" for d in (low, high)
-        )
-        bullet = (
-            f"- **Depthwise convs: {low.ratio:.1f}×–{high.ratio:.1f}× their FLOP share in time** across the "
-            f"{len(claims.depthwise)} profiled models that have them ({ORT}); lowest and highest: {examples}."
-        )
-        if claims.depthwise_intensity is not None and claims.roof is not None:
-            lo, hi = claims.depthwise_intensity
-            peak, bandwidth = claims.roof
-            bullet += (
-                f" On the roofline they sit at {lo:.1f}–{hi:.1f} FLOP/byte (10th–90th percentile), left of this "
-                f"machine's ridge ({peak / bandwidth:.1f} FLOP/byte: {peak:.0f} GFLOP/s, {bandwidth:.0f} GB/s)."
-            )
-        lines.append(bullet)
-    if claims.overhead:
-        low_o = min(claims.overhead, key=lambda o: o[1])
-        high_o = max(claims.overhead, key=lambda o: o[1])
-        lines.append(
-            "- **Shares are of the summed profiled node times**, which ONNX Runtime's profiler puts at "
-            f"{low_o[1]:.2f}× (`{low_o[0]}`) to {high_o[1]:.2f}× (`{high_o[0]}`) the whole-model median: more, "
-            "smaller nodes carry more of the profiler's per-node overhead."
-        )
-    if claims.guidelines:
-        parts = []
-        for g in claims.guidelines:
-            times = ", ".join(f"{_variant(v)} {ms:.2f}" for v, ms in g.latencies)
-            said = ", ".join(f"{'n/a' if a is None else 'agrees' if a else 'disagrees'} in {r}" for r, a in g.verdicts)
-            parts.append(f"{g.experiment}, {g.expected}: {times} ms in {ORT} ({said})")
-        lines.append("- **ShuffleNetV2 guidelines on this CPU** (matched FLOPs): " + "; ".join(parts) + ".")
-    wrapped = [
-        textwrap.fill(line, WIDTH, subsequent_indent="  " if line.startswith("- ") else "", break_long_words=False,
-                      break_on_hyphens=False) if line else line
-        for line in lines
-    ]  # fmt: skip
-    return "\n".join(wrapped) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the README's FLOP-gap claims computed from a database.")
-    parser.add_argument("db", nargs="?", default="results/sample.db", help="results database (results/sample.db)")
-    args = parser.parse_args(argv)
-    sys.stdout.write(flop_gap_markdown(flop_gap_claims(load(args.db))))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,6 +15,7 @@ from harness.analysis.context import CONTEXT, Context
 from harness.analysis.fits import fits, latency_vs_macs
 from harness.analysis.hints import HOW_TO
 from harness.analysis.results import Results
+from harness.analysis.shares import point_shares
 from harness.proxies.categories import Category
 
 # The categories FLOP counts misjudge most, as (column prefix, category).
@@ -51,24 +52,18 @@ def headline_table(results: Results, breakdown: pd.DataFrame | None = None) -> p
     if frame.empty:
         return pd.DataFrame(columns=list(HEADLINE_COLUMNS))
     rows = []
-    for point_id, group in frame.groupby("point_id", sort=False):
-        first = group.iloc[0]
-        by_cat = group.set_index("category")
+    for point in point_shares(frame):
+        first = point.first
         row = {
-            "point_id": int(point_id),
+            "point_id": point.point_id,
             "model_label": first["model_label"],
             "runtime_version": first["runtime_version"],
         }
         row.update({c: first[c] for c in CONTEXT})
         for name, category in HEADLINE_CATEGORIES:
-            present = category in by_cat.index
-            flops = (
-                by_cat.at[category, "flops_share"] if present else (0.0 if group["flops_share"].notna().any() else None)
-            )
-            row[f"{name}_flops_share"] = None if flops is None or pd.isna(flops) else float(flops)
-            row[f"{name}_time_share"] = float(by_cat.at[category, "time_share"]) if present else 0.0
-        overhead = first["profiler_overhead"]  # summed node times / whole-model median (breakdowns.py)
-        row["profiler_overhead"] = None if pd.isna(overhead) else float(overhead)
+            row[f"{name}_flops_share"] = point.flops_share(category)
+            row[f"{name}_time_share"] = point.time_share(category)
+        row["profiler_overhead"] = point.profiler_overhead  # summed node times / whole-model median
         rows.append(row)
     return pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS))
 

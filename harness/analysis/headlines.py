@@ -12,6 +12,7 @@ from harness.analysis.breakdowns import block_profiled, op_breakdown
 from harness.analysis.context import CONTEXT, Context
 from harness.analysis.fits import FIT_EXCLUDED_FAMILIES
 from harness.analysis.results import Results
+from harness.analysis.shares import point_shares
 from harness.proxies.categories import Category
 
 SHUFFLE = Category.CHANNEL_SHUFFLE
@@ -86,11 +87,6 @@ class Headline:
         return f"{where}: {'; '.join(parts)} {detail}"
 
 
-def _overhead(group: pd.DataFrame) -> float | None:
-    value = group["profiler_overhead"].iloc[0] if "profiler_overhead" in group else math.nan
-    return None if pd.isna(value) else float(value)
-
-
 def _pct(share: float | None) -> str:
     return "unknown (no graph account)" if share is None or math.isnan(share) else f"{100 * share:.1f}%"
 
@@ -100,36 +96,24 @@ def headlines(results: Results, breakdown: pd.DataFrame | None = None) -> list[H
     guideline blocks are left out (see :func:`op_breakdown`)."""
     frame = op_breakdown(results) if breakdown is None else breakdown
     out = []
-    for point_id, group in frame.groupby("point_id", sort=False):
-        first = group.iloc[0]
-        by_cat = group.set_index("category")
-        accounted = not group["flops_share"].isna().all()
-
-        def share(category: str, column: str, by_cat: pd.DataFrame = by_cat) -> float:
-            return float(by_cat.at[category, column]) if category in by_cat.index else 0.0
-
-        def present(category: str, by_cat: pd.DataFrame = by_cat) -> bool:
-            if category not in by_cat.index:
-                return False
-            row = by_cat.loc[category]
-            return bool((row["n_ops"] if pd.notna(row["n_ops"]) else 0) > 0 or row["n_profiled"] > 0)
-
+    for point in point_shares(frame):
+        first = point.first
         out.append(
             Headline(
-                point_id=int(point_id),
+                point_id=point.point_id,
                 context=Context.of(first),
                 runtime_version=str(first["runtime_version"] or "unknown"),
                 model_label=str(first["model_label"]),
                 input_shape=str(first["input_shape"]),
-                shuffle_flops_share=share(SHUFFLE, "flops_share") if accounted else None,
-                shuffle_time_share=share(SHUFFLE, "time_share"),
-                depthwise_flops_share=share(DEPTHWISE, "flops_share") if accounted else None,
-                depthwise_time_share=share(DEPTHWISE, "time_share"),
-                has_shuffle=present(SHUFFLE),
-                has_depthwise=present(DEPTHWISE),
-                layout_time_share=share(LAYOUT, "time_share"),
-                has_layout=present(LAYOUT),
-                profiler_overhead=_overhead(group),
+                shuffle_flops_share=point.flops_share(SHUFFLE),
+                shuffle_time_share=point.time_share(SHUFFLE),
+                depthwise_flops_share=point.flops_share(DEPTHWISE),
+                depthwise_time_share=point.time_share(DEPTHWISE),
+                has_shuffle=point.present(SHUFFLE),
+                has_depthwise=point.present(DEPTHWISE),
+                layout_time_share=point.time_share(LAYOUT),
+                has_layout=point.present(LAYOUT),
+                profiler_overhead=point.profiler_overhead,
             )
         )
     blocks = results.op_profiles[results.op_profiles["point_id"].isin(block_profiled(results))]

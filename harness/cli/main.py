@@ -6,7 +6,12 @@ anything else is a bug and keeps its traceback. Bad option values are typer's us
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import typer
+
+from devices.errors import Terminated
 
 app = typer.Typer(
     help="flopgap: measure how fast efficient CNNs really run, and where FLOP counts lie.",
@@ -21,8 +26,10 @@ def _mount_subcommands() -> None:
     from harness.cli.compare import compare
     from harness.cli.devices import devices_app, push
     from harness.cli.export import export
+    from harness.cli.lab import lab_app
     from harness.cli.models import models
     from harness.cli.predict import predict, predictor_app
+    from harness.cli.predictor_files import export_predictor_file  # noqa: F401  (registers list/export/import)
     from harness.cli.profile import profile
     from harness.cli.proxies import proxies_app
     from harness.cli.report import report
@@ -38,6 +45,7 @@ def _mount_subcommands() -> None:
     app.add_typer(devices_app, name="devices")
     app.add_typer(proxies_app, name="proxies")
     app.add_typer(predictor_app, name="predictor")
+    app.add_typer(lab_app, name="lab")
     app.command("push")(push)
     app.command("report")(report)
     app.command("profile")(profile)
@@ -49,8 +57,13 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM (what systemd, ``timeout`` and CI runners send) unwinds as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

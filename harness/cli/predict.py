@@ -34,11 +34,9 @@ from harness.cli.options import (
     ThreadsOpt,
     TrialsOpt,
 )
-from harness.cli.output import OutputFormat, OutputFormatOpt, human, make_console, notes_console, write_records
+from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, write_records
 from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
 from harness.cli.user_errors import one_line_errors
-from harness.measure.spec import ModelRef
-from harness.measure.spec import Protocol as SweepProtocol
 from harness.predict.build import MODEL_PROTOCOL, BuildReporter
 from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
@@ -121,8 +119,9 @@ def build(
                 else:
                     plan = AdaptPlan(ctx, seconds, seed, source_id=from_id)
                     result = adapt_predictor(plan, store, dev, exporter, progress)
-            except KeyboardInterrupt:
-                raise Interrupted(
+            except KeyboardInterrupt as stop:
+                raise Interrupted.by(
+                    stop,
                     f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to "
                     "resume"
                 ) from None
@@ -180,6 +179,7 @@ def evaluate(
 
     Example: flopgap predictor eval --runtime onnxruntime --models ./my_models
     """
+    from harness.cli.held_out import evaluate_held_out_cli
     from harness.predict.dataset import latest_versions, load_dataset
     from harness.predict.evaluate import leave_one_family_out
 
@@ -187,8 +187,8 @@ def evaluate(
     ctx = PredictContext(device, runtime, threads, precision)
     if random is not None or models is not None:
         protocol = MODEL_PROTOCOL.model_copy(update={"trials": trials, "runs": runs, "min_seconds": min_seconds})
-        evaluation, title, rows_note = _evaluate_held_out(ctx, random, seed, net_size, models, protocol, db,
-                                                          cache_dir, devices_file)  # fmt: skip
+        evaluation, title, rows_note = evaluate_held_out_cli(ctx, random, seed, net_size, models, protocol, db,
+                                                             cache_dir, devices_file)  # fmt: skip
         console.print(evaluation_table(evaluation, title))
         if per_model:
             console.print(models_table(evaluation))
@@ -214,60 +214,6 @@ def evaluate(
         f"evaluated in {time.monotonic() - started:.1f}s",
         highlight=False,
     )
-
-
-def _evaluate_held_out(
-    ctx: PredictContext,
-    random: int | None,
-    seed: int,
-    size: Size,
-    folder: Path | None,
-    protocol: SweepProtocol,
-    db: Path | None,
-    cache_dir: Path | None,
-    devices_file: Path | None,
-) -> tuple[Evaluation, str, str]:
-    from harness.predict.held_out import (
-        FILE_FAMILY,
-        RANDOM_FAMILY,
-        HeldOutPlan,
-        evaluate_held_out,
-        file_models,
-        random_models,
-    )
-
-    if random is not None and folder is not None:
-        raise FlopgapError("give --random N or --models DIR, not both (run eval once for each)")
-    if random is not None:
-        refs: list[ModelRef] = [*random_models(random, seed, size)]
-        what = f"{random} random {size} nets of seed {seed}"
-        plan = HeldOutPlan(ctx, tuple(refs), RANDOM_FAMILY, f"predictor-eval {ctx} random={random} seed={seed} "
-                           f"size={size}", protocol)  # fmt: skip
-    else:
-        assert folder is not None
-        refs = [*file_models(folder, ctx.runtime)]
-        what = f"{len(refs)} model files of {folder}"
-        plan = HeldOutPlan(ctx, tuple(refs), FILE_FAMILY, f"predictor-eval {ctx} models={folder.resolve()}", protocol)
-    dev = open_devices([ctx.device], devices_file)[ctx.device]
-    try:
-        progress = ProgressReporter()
-        with Store(db) as store:
-            row, predictor = _load_predictor(store, ctx.device, ctx.runtime, ctx.threads, ctx.precision)
-            with progress:
-                try:
-                    evaluation = evaluate_held_out(plan, store, dev, make_exporter(cache_dir, True), predictor,
-                                                   progress)  # fmt: skip
-                except KeyboardInterrupt:
-                    raise Interrupted(
-                        f"interrupted; every model measured so far is saved in {store.path}; rerun the same command "
-                        "to resume"
-                    ) from None
-    finally:
-        dev.cleanup()
-    note = (f"{what}, none in predictor {row.id}'s training data; baselines fitted on the context's "
-            f"{evaluation.baseline_models} zoo models; "
-            f"protocol {protocol.trials} trials x >= {protocol.runs} runs")  # fmt: skip
-    return evaluation, f"{what}, {ctx}", note
 
 
 METHOD_LABELS = {"predictor": "kernel predictor", "macs_linear": "linear in MACs", "roofline": "roofline sum"}
@@ -302,86 +248,6 @@ def models_table(evaluation: Evaluation) -> Table:
                       f"{r.predictor_ms:.3f}" if r.predictor_ms is not None else "–",
                       *(f"{e:+.1%}" if e is not None and math.isfinite(e) else "–" for e in errs))  # fmt: skip
     return table
-
-
-@predictor_app.command("list")
-@one_line_errors
-def list_predictors(db: DbOpt = None, fmt: OutputFormatOpt = OutputFormat.TABLE) -> None:
-    """List the stored predictors: id, device, runtime, threads, precision, when built, and where from.
-
-    Example: flopgap predictor list
-    """
-    import json
-
-    with Store(db, readonly=True) as store:
-        frame = store.predictors_frame()
-    records = []
-    for r in frame.itertuples():
-        summary = json.loads(r.summary_json)
-        records.append({"id": r.id, "device": r.device, "runtime": r.runtime, "threads": r.threads,
-                        "precision": r.precision, "created_at": r.created_at,
-                        "runtime_version": summary.get("runtime_version"),
-                        "imported_from": summary.get("imported_from")})  # fmt: skip
-    columns = ("id", "device", "runtime", "threads", "precision", "created_at", "runtime_version", "imported_from")
-    if fmt is not OutputFormat.TABLE:
-        write_records(records, columns, fmt)
-        return
-    table = Table(title=f"predictors ({len(records)})")
-    for col in columns:
-        table.add_column(col, justify="right" if col in {"id", "threads"} else "left")
-    for rec in records:
-        table.add_row(*(escape(str(rec[c])) if rec[c] is not None else "-" for c in columns))
-    make_console().print(table)
-
-
-@predictor_app.command("export")
-@one_line_errors
-def export_predictor_file(
-    predictor_id: Annotated[int, typer.Argument(metavar="ID", help="Predictor id ('flopgap predictor list').")],
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSON file to write.")],
-    db: DbOpt = None,
-) -> None:
-    """Write a stored predictor to a JSON file, tagged with its device's identity, runtime and versions.
-
-    Example: flopgap predictor export 3 pixel7-litert.json
-    """
-    from harness.predict.transfer import export_predictor
-
-    with Store(db, readonly=True) as store:
-        doc = export_predictor(store, predictor_id, file)
-    built_on = doc["device_identity"]["description"] or "a machine without recorded facts"
-    make_console().print(
-        f"predictor {predictor_id} ({doc['device']} {doc['runtime']} t{doc['threads']} {doc['precision']}, built on "
-        f"{built_on}) written to {file}",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-@predictor_app.command("import")
-@one_line_errors
-def import_predictor_file(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A file 'flopgap predictor export' wrote.")],
-    as_device: Annotated[
-        str | None, typer.Option("--as", help="Store it under this device name (default: the file's device).")
-    ] = None,
-    db: DbOpt = None,
-) -> None:
-    """Store a predictor another database exported, so 'flopgap predict' uses it (JSON only: nothing is executed).
-
-    Example: flopgap predictor import pixel7-litert.json --as pixel7
-    """
-    from harness.predict.transfer import import_predictor
-
-    with Store(db) as store:
-        done = import_predictor(store, file, as_device)
-        where = store.path
-    make_console().print(
-        f"imported as predictor {done.predictor_id} for {done.device} {done.runtime} t{done.threads} "
-        f"{done.precision} (built on {done.built_on}) into {where}",
-        highlight=False,
-        soft_wrap=True,
-    )
 
 
 @one_line_errors
@@ -428,8 +294,10 @@ def predict(
 
     console = notes_console(fmt)
     if grid:
-        _predict_grid(name, param, input_shape, grid, budget_ms, device, runtime, threads, precision, db, cache_dir,
-                      fmt)  # fmt: skip
+        from harness.cli.grid import predict_grid
+
+        predict_grid(name, param, input_shape, grid, budget_ms, device, runtime, threads, precision, db, cache_dir,
+                     fmt)  # fmt: skip
         return
     if budget_ms is not None:
         raise FlopgapError("--budget-ms ranks a --grid; add e.g. --grid alpha=0.5,1.0")
@@ -439,7 +307,7 @@ def predict(
     art = make_exporter(cache_dir, True)(spec, runtime.artifact_format, precision)
     started = time.monotonic()
     with Store(db, readonly=True) as store:
-        row, predictor = _load_predictor(store, device, runtime, threads, precision)
+        row, predictor = load_predictor(store, device, runtime, threads, precision)
         built_with = row.summary.get("runtime_version")
         measured = _measured(store, art.sha256, device, runtime, threads, built_with)
     # A user's own model file is read where it is: no kernel list is cached beside it.
@@ -550,7 +418,7 @@ def kernel_table(prediction: object, title: str, top: int) -> Table:
     return table
 
 
-def _load_predictor(store: Store, device: str, runtime: Runtime, threads: int, precision: Precision) -> tuple[
+def load_predictor(store: Store, device: str, runtime: Runtime, threads: int, precision: Precision) -> tuple[
     PredictorRow, KernelPredictor
 ]:
     row = store.latest_predictor(device, runtime.value, threads, precision.value)
@@ -560,78 +428,3 @@ def _load_predictor(store: Store, device: str, runtime: Runtime, threads: int, p
             f"build --device {device} --runtime {runtime}' first (or 'flopgap predictor import FILE')"
         )
     return row, KernelPredictor.from_json(row.model)
-
-
-GRID_COLUMNS = ("rank", "model", "predicted_ms", "macs", "kernels", "within_budget")
-
-
-def _predict_grid(
-    name: str,
-    param: list[str] | None,
-    input_shape: list[str] | None,
-    grid_items: list[str],
-    budget_ms: float | None,
-    device: str,
-    runtime: Runtime | None,
-    threads: int,
-    precision: Precision | None,
-    db: Path | None,
-    cache_dir: Path | None,
-    fmt: OutputFormat,
-) -> None:
-    from harness.cli.model_args import cli_model, pick_precision, pick_runtime
-    from harness.predict.extract import extract_kernels
-    from harness.predict.search import configurations, parse_grid, rank
-    from harness.sources import FileSource
-    from harness.sources.export import source_counts
-
-    grid = parse_grid(grid_items)
-    fixed = {p.partition("=")[0].strip() for p in param or []}
-    both = sorted(fixed & set(grid))
-    if both:
-        raise FlopgapError(f"'{both[0]}' is both a --param and a --grid key; give it in one of them")
-    first = cli_model(name, param, input_shape)
-    if isinstance(first, FileSource):
-        raise FlopgapError(f"--grid needs a zoo model or a torch factory, and {name} is a file; predict it alone")
-    chosen = pick_runtime(first, runtime, Runtime.ONNXRUNTIME)
-    level = pick_precision(first, precision)
-    with Store(db, readonly=True) as store:
-        _, predictor = _load_predictor(store, device, chosen, threads, level)
-    exporter = make_exporter(cache_dir, True)
-
-    def predict_one(config: dict[str, str]) -> tuple[str, float, int | None, int]:
-        spec = cli_model(name, [*(param or []), *(f"{k}={v}" for k, v in config.items())], input_shape)
-        art = exporter(spec, chosen.artifact_format, level)
-        kernels = extract_kernels(art.path, chosen)
-        counts = source_counts(spec, art)
-        return spec.label, predictor.predict(kernels).total_ms, counts.macs if counts else None, len(kernels)
-
-    configs = configurations(grid)
-    started = time.monotonic()
-    notes = notes_console(fmt)
-    with notes.status(f"predicting {len(configs)} configurations...") as status:
-        ranked = rank(configs, predict_one, budget_ms,
-                      lambda i, n: status.update(f"predicting configuration {i + 1} of {n}..."))  # fmt: skip
-    records = [
-        {"rank": i, "model": c.label, **c.config, "predicted_ms": c.predicted_ms, "macs": c.macs,
-         "kernels": c.kernels, "within_budget": c.within_budget}
-        for i, c in enumerate(ranked, start=1)
-    ]  # fmt: skip
-    context = f"{device} ({chosen}, {threads} thread(s), {level})"
-    if fmt is not OutputFormat.TABLE:
-        columns = ("rank", "model", *grid, *GRID_COLUMNS[2:])
-        document = {"device": device, "runtime": chosen.value, "threads": threads, "precision": level.value,
-                    "budget_ms": budget_ms}  # fmt: skip
-        write_records(records, columns, fmt, document, key="configurations")
-    else:
-        table = Table(title=f"{name}: {len(ranked)} configurations on {context}, fastest first")
-        for col in ("rank", "model", *grid, "predicted ms", "MACs", "kernels", *(["budget"] if budget_ms else [])):
-            table.add_column(col, justify="left" if col == "model" else "right")
-        for r, c in zip(records, ranked, strict=True):
-            fits = [] if c.within_budget is None else ["[green]within[/]" if c.within_budget else "over"]
-            table.add_row(str(r["rank"]), escape(c.label), *(escape(c.config[k]) for k in grid),
-                          f"{c.predicted_ms:.3f}", human(c.macs), str(c.kernels), *fits)  # fmt: skip
-        notes.print(table)
-    within = sum(1 for c in ranked if c.within_budget)
-    budget = f"; {within} within {budget_ms:g} ms" if budget_ms is not None else ""
-    notes.print(f"{len(ranked)} configurations predicted in {time.monotonic() - started:.1f}s{budget}", highlight=False)

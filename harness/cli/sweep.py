@@ -214,8 +214,9 @@ def measure(
                     spec, spec_text, store, devices, exporter, reporter,
                     device_threads=inventory_threads(spec.devices, devices_file),
                 )  # fmt: skip
-            except KeyboardInterrupt:
-                raise Interrupted(
+            except KeyboardInterrupt as stop:
+                raise Interrupted.by(
+                    stop,
                     f"interrupted; everything measured so far is saved in {store.path}; "
                     "rerun the same command to resume"
                 ) from None

@@ -25,6 +25,9 @@ def one_line_errors(command: F) -> F:
         except Interrupted as exc:  # not an error: the message says what was kept and how to resume
             typer.echo(str(exc), err=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as stop:  # a command with nothing to resume: stopped, with the signal's exit code
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(Interrupted.by(stop, "").exit_code) from None
         except FlopgapError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None

@@ -28,7 +28,7 @@ from pydantic import (
 
 from devices.arm_cores import ClusterName
 from devices.errors import FlopgapError
-from devices.placement import cluster_name
+from devices.placement import cluster_name, cpu_ids
 from devices.vocabulary import Format, Precision, Runtime, choices
 from harness.errors import UnknownModelError
 from harness.measure.duration import parse_duration
@@ -134,6 +134,11 @@ class Protocol(_Strict):
     timeout_s: float = Field(default=600, gt=0, description="A trial running longer is killed and the point fails.")
     cooldown_s: float = Field(default=0.0, ge=0, description="Sleep between trials.")
     affinity: list[int] | None = Field(default=None, description="CPU ids to pin the runner to.")
+
+    @field_validator("affinity", mode="before")
+    @classmethod
+    def _cpu_ids(cls, v: Any) -> Any:
+        return cpu_ids(v) if isinstance(v, list) else v
     cv_threshold: float = Field(default=0.10, gt=0, description="A point whose CV exceeds this is flagged noisy.")
     spread_threshold: float = Field(
         default=0.05, gt=0, description="Max relative spread of trial medians before noisy."

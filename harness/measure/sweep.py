@@ -15,12 +15,14 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from devices.base import Device
+from devices.bounded import bounded
 from devices.errors import DeviceError, DeviceUnreachable, FlopgapError, RunnerMissing, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision
@@ -255,6 +257,15 @@ def _measure_device_own_store(
         return _measure_device(spec, own, states, devices, rep, sleep, stop)
 
 
+class TrialOutcome(StrEnum):
+    """What became of one trial of one point."""
+
+    MEASURED = "measured"  # measured and stored
+    ALREADY_IN = "already_in"  # another flopgap on the same database committed it first
+    POINT_FAILED = "point_failed"  # this point fails (reason stored); the device's other points go on
+    DEVICE_LOST = "device_lost"  # the device is gone or unusable: all its remaining points failed
+
+
 def _measure_device(
     spec: SweepSpec,
     store: Store,
@@ -274,59 +285,78 @@ def _measure_device(
                 return measured
             if st.failed or trial in st.done_trials:
                 continue
-            if trial in store.trials_done(st.point_id):  # another flopgap on the same database measured it
-                st.done_trials.add(trial)
-                _complete_if_all_in(store, st, spec)
-                continue
-            dev = devices[st.point.device]
-            cooled = cooldowns[st.point.device].wait() if st.point.device in cooldowns else None
-            rep.trial_started(st.point, trial)
-            started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-            try:
-                request = trial_request(proto, st.point.threads, st.point.options, sustained=True)
-                result = dev.measure(st.artifact.path, request, sha256=st.artifact.sha256)
-            except (DeviceUnreachable, RunnerMissing) as exc:
-                # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
-                for other in states:
-                    if not other.failed and store.point_status(other.point_id) != "done":
-                        other.failed = True
-                        store.fail_point(other.point_id, str(exc))
-                        rep.point_failed(other.point, str(exc))
+            device = devices[st.point.device]
+            outcome = _one_trial(spec, store, st, trial, device, cooldowns.get(st.point.device), rep, states)
+            if outcome is TrialOutcome.DEVICE_LOST:
                 return measured
-            except (TrialFailed, DeviceError) as exc:
-                st.failed = True
-                store.fail_point(st.point_id, str(exc))
-                rep.point_failed(st.point, str(exc))
-                continue
-            reported = result.runtime_version
-            if st.runtime_version is not None and reported is not None and reported != st.runtime_version:
-                st.failed = True
-                reason = (
-                    f"device '{dev.name}': the runtime reports version {reported}, but the device's facts said "
-                    f"{st.runtime_version} when the sweep started (upgraded meanwhile?); rerun the sweep"
-                )
-                store.fail_point(st.point_id, reason)
-                rep.point_failed(st.point, reason)
-                continue
-            try:
-                trial_result = cooled.attach(result) if cooled else result
-                store.add_trial(st.point_id, trial, trial_result, run_id=st.run_id, started_at=started_at)
-            except DuplicateTrialError:
-                # Another flopgap running the same spec committed this trial first: keep its trial, drop ours.
-                st.done_trials.add(trial)
-                _complete_if_all_in(store, st, spec)
-                continue
-            st.done_trials.add(trial)
-            measured += 1
-            rep.trial_finished(st.point, trial, result.median_ms)
-            if set(range(proto.trials)) <= st.done_trials:
-                _complete(store, st, spec)
-            if proto.cooldown_s:
-                sleep(proto.cooldown_s)
+            if outcome is TrialOutcome.MEASURED:
+                measured += 1
+                if proto.cooldown_s:
+                    sleep(proto.cooldown_s)
     for st in states:  # points whose trials were all in before an interruption
         if not st.failed and set(range(proto.trials)) <= st.done_trials and store.point_status(st.point_id) != "done":
             _complete(store, st, spec)
     return measured
+
+
+def _one_trial(
+    spec: SweepSpec,
+    store: Store,
+    st: PointState,
+    trial: int,
+    dev: Device,
+    cooldown: ThermalCooldown | None,
+    rep: Reporter,
+    states: list[PointState],
+) -> TrialOutcome:
+    """Measure trial ``trial`` of ``st`` on ``dev`` and store it (or the point's or the device's failure)."""
+    if trial in store.trials_done(st.point_id):  # another flopgap on the same database measured it
+        return _already_in(store, st, trial, spec)
+    cooled = cooldown.wait() if cooldown is not None else None
+    rep.trial_started(st.point, trial)
+    started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    try:
+        request = trial_request(spec.protocol, st.point.threads, st.point.options, sustained=True)
+        result = dev.measure(st.artifact.path, request, sha256=st.artifact.sha256)
+    except (DeviceUnreachable, RunnerMissing) as exc:
+        # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
+        reason = bounded(str(exc))  # a runner's flood of output stays out of rows and terminals
+        store.record_device_error(dev.name, dev.transport.kind, reason)  # its last good facts stay
+        for other in states:
+            if not other.failed and store.point_status(other.point_id) != "done":
+                _fail(store, other, reason, rep)
+        return TrialOutcome.DEVICE_LOST
+    except (TrialFailed, DeviceError) as exc:
+        return _fail(store, st, bounded(str(exc)), rep)
+    reported = result.runtime_version
+    if st.runtime_version is not None and reported is not None and reported != st.runtime_version:
+        return _fail(store, st, (
+            f"device '{dev.name}': the runtime reports version {reported}, but the device's facts said "
+            f"{st.runtime_version} when the sweep started (upgraded meanwhile?); rerun the sweep"
+        ), rep)  # fmt: skip
+    try:
+        trial_result = cooled.attach(result) if cooled else result
+        store.add_trial(st.point_id, trial, trial_result, run_id=st.run_id, started_at=started_at)
+    except DuplicateTrialError:  # another flopgap running the same spec committed it first: keep its trial
+        return _already_in(store, st, trial, spec)
+    st.done_trials.add(trial)
+    rep.trial_finished(st.point, trial, result.median_ms)
+    if set(range(spec.protocol.trials)) <= st.done_trials:
+        _complete(store, st, spec)
+    return TrialOutcome.MEASURED
+
+
+def _already_in(store: Store, st: PointState, trial: int, spec: SweepSpec) -> TrialOutcome:
+    st.done_trials.add(trial)
+    _complete_if_all_in(store, st, spec)
+    return TrialOutcome.ALREADY_IN
+
+
+def _fail(store: Store, st: PointState, reason: str, rep: Reporter) -> TrialOutcome:
+    st.failed = True
+    store.fail_point(st.point_id, reason)
+    rep.point_failed(st.point, reason)
+    return TrialOutcome.POINT_FAILED
 
 
 def _cooldowns(

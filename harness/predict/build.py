@@ -18,6 +18,7 @@ resumed finishes within the budget it was given; a build whose budget is spent o
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,7 @@ from harness.measure.sweep import Exporter, Reporter, run_sweep
 from harness.measure.trial import trial_request
 from harness.measure.versions import PointVersions, point_versions
 from harness.predict.dataset import SPACE, PredictContext, context_points, load_dataset, same_versions
-from harness.predict.kernels import Kernel
+from harness.predict.kernels import Kernel, feature_matrix
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_predictor
 from harness.predict.probes import FAMILY, probe_artifact, probe_label
 from harness.predict.regressor import fit_type_model
@@ -367,7 +368,7 @@ def _done_configs(store: Store, ctx: PredictContext, versions: PointVersions) ->
                   & (points["runtime"] == ctx.runtime.value) & (points["threads"] == ctx.threads)
                   & same_versions(points, versions)]  # fmt: skip
     chosen = samples[samples["point_id"].isin(done["point_id"])]
-    return {KernelConfig.from_json(_json(text)).key for text in chosen["config_json"]}
+    return {KernelConfig.from_json(json.loads(text)).key for text in chosen["config_json"]}
 
 
 def _time_probe(state: _Probing, art: Artifact) -> TrialResult:
@@ -395,14 +396,8 @@ def _worst_probes(
     out = []
     for row, _ in keep:
         record = samples.loc[row.point_id]
-        out.append((KernelConfig.from_json(_json(record["config_json"])), str(record["source"])))
+        out.append((KernelConfig.from_json(json.loads(record["config_json"])), str(record["source"])))
     return out
-
-
-def _json(text: str) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(text))
 
 
 def _cv_errors(rows: Sequence[TrainingRow]) -> list[tuple[TrainingRow, float]]:
@@ -415,9 +410,7 @@ def _cv_errors(rows: Sequence[TrainingRow]) -> list[tuple[TrainingRow, float]]:
         if len(group) < 2 * CV_FOLDS:
             continue
         folds = np.arange(len(group)) % CV_FOLDS
-        features = np.array([r.kernel.features() for r in group])
-        flops = np.array([r.kernel.flops for r in group], dtype=float)
-        moved = np.array([r.kernel.bytes_moved for r in group], dtype=float)
+        features, flops, moved = feature_matrix([r.kernel for r in group])
         times = np.array([r.time_us for r in group])
         for f in range(CV_FOLDS):
             train, test = folds != f, folds == f

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -198,17 +196,6 @@ def roofline_by_artifact(store: Store, ctx: PredictContext) -> dict[str, float]:
         per_op_ns = (flops / float(peak)).combine(moved / float(bandwidth), max)  # GFLOP/s = FLOP/ns
         out[sha] = float(per_op_ns.sum()) / 1e6
     return out
-
-
-def describe_sources(rows: Sequence[TrainingRow]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.source] = counts.get(r.source, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def config_of(config_json: str) -> dict[str, object]:
-    return dict(json.loads(config_json))
 
 
 def model_contexts(store: Store) -> list[PredictContext]:

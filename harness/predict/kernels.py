@@ -15,9 +15,12 @@ where its graph names it (ORT's NCHWc kernels and FusedConv).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
+
+import numpy as np
 
 from harness.proxies.categories import Category
 
@@ -30,7 +33,8 @@ class KernelType(StrEnum):
     GROUPED_CONV = "grouped_conv"
     DEPTHWISE_CONV = "depthwise_conv"
     FULLY_CONNECTED = "fully_connected"
-    ELEMENTWISE = "elementwise"  # add, mul (SE scale: broadcast), sub, div
+    ELEMENTWISE = "elementwise"  # add, mul, sub, div of same-shaped tensors
+    BROADCAST = "broadcast"  # add / mul of a [N, C, H, W] tensor and a [N, C, 1, 1] one (an SE block's scale)
     ACTIVATION = "activation"  # an activation the runtime did not fuse
     POOLING = "pooling"
     GLOBAL_POOL = "global_pool"
@@ -105,6 +109,30 @@ ACTIVATION_CODES: dict[str, int] = {
 }
 
 
+# Activation op types as ONNX (and ORT's fusions) and TFLite spell them -> the activation they compute.
+ACTIVATION_OPS: dict[str, str] = {
+    "Relu": "relu",
+    "Clip": "clip",
+    "Sigmoid": "sigmoid",
+    "HardSigmoid": "hardsigmoid",
+    "HardSwish": "hardswish",
+    "LeakyRelu": "leaky_relu",
+    "Tanh": "tanh",
+    "QuickGelu": "swish",  # ORT's fusion of x * sigmoid(x)
+    "RELU": "relu",
+    "RELU6": "relu6",
+    "LOGISTIC": "sigmoid",
+    "HARD_SWISH": "hardswish",
+    "TANH": "tanh",
+    "LEAKY_RELU": "leaky_relu",
+}
+
+
+def activation_of(op_type: str) -> str:
+    """The activation a standalone activation op computes (its lower-cased op type when the table lacks it)."""
+    return ACTIVATION_OPS.get(op_type, op_type.lower())
+
+
 def kernel_type_of(op_type: str, category: str | Category) -> KernelType:
     """The kernel type of an op from its op type (movement ops) or its proxy category."""
     if op_type in _MOVEMENT:
@@ -113,6 +141,13 @@ def kernel_type_of(op_type: str, category: str | Category) -> KernelType:
         return _FROM_CATEGORY.get(Category(category), KernelType.OTHER)
     except ValueError:
         return KernelType.OTHER
+
+
+def broadcast_or(kind: KernelType, data_shapes: Sequence[tuple[int, ...] | None]) -> KernelType:
+    """``kind``, or :attr:`KernelType.BROADCAST` for an element-wise op whose data inputs differ in size (one is
+    broadcast over the other's spatial positions: it reads far less than it writes)."""
+    sizes = {math.prod(s) for s in data_shapes if s is not None}
+    return KernelType.BROADCAST if kind is KernelType.ELEMENTWISE and len(sizes) > 1 else kind
 
 
 @dataclass(frozen=True)
@@ -218,6 +253,23 @@ def _alignment(channels: int) -> int:
     if channels <= 0:
         return 0
     return min(5, (channels & -channels).bit_length() - 1)
+
+
+def feature_matrix(kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a type model reads of ``kernels``: the feature rows, the FLOPs and the bytes moved."""
+    features = np.array([k.features() for k in kernels], dtype=float)
+    flops = np.array([k.flops for k in kernels], dtype=float)
+    moved = np.array([k.bytes_moved for k in kernels], dtype=float)
+    return features, flops, moved
+
+
+def input_channels(kind: KernelType, shape: tuple[int, ...] | None, layout: str = "NCHW") -> int:
+    """The channels (input features) of a kernel's main input: a fully connected layer's are the last axis of a
+    [N, C] input (or any channels-last one), not the product :func:`nchw` gives other ranks."""
+    cin = nchw(shape, layout)[0]
+    if kind is KernelType.FULLY_CONNECTED and shape and (len(shape) == 2 or layout == "NHWC"):
+        return int(shape[-1])
+    return cin
 
 
 def nchw(shape: tuple[int, ...] | None, layout: str = "NCHW") -> tuple[int, int, int]:

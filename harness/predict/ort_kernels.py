@@ -23,22 +23,21 @@ import onnx
 from onnx import helper
 
 from harness.measure.profile import GraphIndex
-from harness.predict.kernels import Kernel, KernelType, kernel_type_of, nchw
+from harness.predict.kernels import (
+    ACTIVATION_OPS,
+    Kernel,
+    KernelType,
+    activation_of,
+    broadcast_or,
+    input_channels,
+    kernel_type_of,
+    nchw,
+)
 from harness.proxies.categories import ACTIVATION_FLOPS
 from harness.proxies.costs import Node, OpCost, cost_nodes, propagate_constants
 from harness.proxies.onnx_graph import HANDLERS, read_onnx
 
 GRAPH_OPTIMIZATION = "all"  # what the runner times (see harness.measure.profile)
-_ORT_ACTIVATIONS = {
-    "Relu": "relu",
-    "Clip": "clip",
-    "Sigmoid": "sigmoid",
-    "HardSigmoid": "hardsigmoid",
-    "HardSwish": "hardswish",
-    "LeakyRelu": "leaky_relu",
-    "Tanh": "tanh",
-    "QuickGelu": "swish",  # ORT's fusion of x * sigmoid(x)
-}
 _FLOAT_BYTES = 4
 
 
@@ -95,23 +94,23 @@ def _attrs(proto: onnx.NodeProto) -> dict[str, object]:
 def _anchored(proto: onnx.NodeProto, node: Node, cost: OpCost) -> Kernel:
     """A kernel that runs an exported node, with whatever ORT fused into it."""
     attrs = _attrs(proto)
-    kind = kernel_type_of(node.op_type, cost.category)
+    data = [t.shape for t in node.inputs if t is not None and not t.const]
+    kind = broadcast_or(kernel_type_of(node.op_type, cost.category), data)
     first = node.inputs[0].shape if node.inputs and node.inputs[0] is not None else None
     out = node.outputs[0].shape if node.outputs else None
-    cin, h_in, w_in = nchw(first)
+    _, h_in, w_in = nchw(first)
+    cin = input_channels(kind, first)
     cout, h_out, w_out = nchw(out)
     out_numel = math.prod(out) if out else 0
     activation = attrs.get("activation", b"")
-    act = _ORT_ACTIVATIONS.get(activation.decode() if isinstance(activation, bytes) else str(activation), "")
+    act = ACTIVATION_OPS.get(activation.decode() if isinstance(activation, bytes) else str(activation), "")
     if not act and kind is KernelType.ACTIVATION:
-        act = _ORT_ACTIVATIONS.get(node.op_type, node.op_type.lower())
+        act = activation_of(node.op_type)
     fused_add = proto.domain == "com.microsoft.nchwc" and len(proto.input) > 3 and bool(proto.input[3])
     extra_flops = out_numel * (ACTIVATION_FLOPS.get(act, 1) if act and kind is not KernelType.ACTIVATION else 0)
     extra_flops += out_numel if fused_add else 0
     kernel_shape = [int(k) for k in node.attrs.get("kernel_shape", [])]  # type: ignore[union-attr]
     strides = [int(s) for s in node.attrs.get("strides", [])]  # type: ignore[union-attr]
-    if kind is KernelType.FULLY_CONNECTED and first is not None:
-        cin = int(first[-1]) if len(first) == 2 else cin
     return Kernel(
         name=proto.name,
         type=kind,
@@ -165,11 +164,11 @@ def _runtime_node(
     cin, h_in, w_in = nchw(first)
     cout, h_out, w_out = nchw(out)
     kind = kernel_type_of(proto.op_type, "other")
-    if kind is KernelType.OTHER and proto.op_type in _ORT_ACTIVATIONS:
+    if kind is KernelType.OTHER and proto.op_type in ACTIVATION_OPS:
         kind = KernelType.ACTIVATION
     elif kind is KernelType.OTHER and proto.op_type in {"Add", "Mul", "Sub", "Div", "Sum"}:
-        kind = KernelType.ELEMENTWISE
-    act = _ORT_ACTIVATIONS.get(proto.op_type, "")
+        kind = broadcast_or(KernelType.ELEMENTWISE, ins)
+    act = ACTIVATION_OPS.get(proto.op_type, "")
     kernel = Kernel(
         name=proto.name,
         type=kind,
@@ -181,7 +180,7 @@ def _runtime_node(
         h_out=h_out,
         w_out=w_out,
         flops=numel_out * (ACTIVATION_FLOPS.get(act, 1) if kind is KernelType.ACTIVATION else 1)
-        if kind in (KernelType.ACTIVATION, KernelType.ELEMENTWISE)
+        if kind in (KernelType.ACTIVATION, KernelType.ELEMENTWISE, KernelType.BROADCAST)
         else 0,
         bytes_read=numel_in * _FLOAT_BYTES * max(len(ins), 1),
         bytes_written=numel_out * _FLOAT_BYTES,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from devices.errors import FlopgapError
-from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType
+from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType, feature_matrix
 from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
 from harness.predict.trust import model_errors, training_ranges
 
@@ -196,10 +196,7 @@ class KernelPredictor:
 
 
 def _predict(model: TypeModel, kernels: Sequence[Kernel]) -> np.ndarray:
-    features = np.array([k.features() for k in kernels], dtype=float)
-    flops = np.array([k.flops for k in kernels], dtype=float)
-    moved = np.array([k.bytes_moved for k in kernels], dtype=float)
-    return model.predict(features, flops, moved)
+    return model.predict(*feature_matrix(kernels))
 
 
 @dataclass
@@ -237,10 +234,7 @@ def fit_kernel_models(rows: Sequence[TrainingRow]) -> KernelModels:
 
 
 def _fit(kind: KernelType | None, rows: Sequence[TrainingRow]) -> TypeModel:
-    kernels = [r.kernel for r in rows]
-    features = np.array([k.features() for k in kernels], dtype=float)
-    flops = np.array([k.flops for k in kernels], dtype=float)
-    moved = np.array([k.bytes_moved for k in kernels], dtype=float)
+    features, flops, moved = feature_matrix([r.kernel for r in rows])
     return fit_type_model(kind, features, flops, moved, np.array([r.time_us for r in rows]))
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from harness.predict.kernel_config import KernelConfig
 from harness.predict.kernels import KernelType
-from harness.predict.space import KernelConfig
 
 _FUSED = {"": 0, "relu": 1, "relu6": 3}
 
 
-class _Builder:
+class TfliteBuilder:
     def __init__(self, rng: np.random.Generator) -> None:
         from ai_edge_litert import schema_py_generated as fb
 
@@ -111,111 +111,132 @@ def _conv_options(fb: Any, stride: int, same: bool, act: str, depthwise: bool) -
     return o
 
 
-def tflite_probe(cfg: KernelConfig, seed: int = 0) -> bytes:
-    """The flatbuffer of ``cfg``'s probe model."""
-    b = _Builder(np.random.default_rng(seed))
-    fb = b.fb
-    o: Any
-    t = cfg.type
-    hw_out = [1, cfg.h_out, cfg.w_out]
-    if t in (KernelType.DENSE_CONV, KernelType.POINTWISE_CONV, KernelType.GROUPED_CONV, KernelType.DEPTHWISE_CONV):
-        k = cfg.kernel
-        same = cfg.stride == 1 or k == 1
-        pad = 0 if same else 2 * (k // 2)
-        x = b.input([1, cfg.h + pad, cfg.w + pad, cfg.cin])
-        depthwise = t is KernelType.DEPTHWISE_CONV
-        if depthwise:
-            w = b.weight((1, k, k, cfg.cin), k * k)
-        else:
-            w = b.weight((cfg.cout, k, k, cfg.cin // cfg.groups), cfg.cin // cfg.groups * k * k)
-        bias = b.tensor([cfg.cout], np.zeros(cfg.cout, np.float32))
-        options = _conv_options(fb, cfg.stride, same and k > 1, cfg.act, depthwise)
-        name, kind = ("DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions") if depthwise else ("CONV_2D", "Conv2DOptions")
-        b.op(name, [x, w, bias], [*hw_out, cfg.cout], options, kind)
-    elif t is KernelType.FULLY_CONNECTED:
-        bias = b.tensor([cfg.cout], np.zeros(cfg.cout, np.float32))
-        if cfg.variant == "conv":
-            x = b.input([1, 1, 1, cfg.cin])
-            w = b.weight((cfg.cout, 1, 1, cfg.cin), cfg.cin)
-            b.op(
-                "CONV_2D",
-                [x, w, bias],
-                [1, 1, 1, cfg.cout],
-                _conv_options(fb, 1, False, cfg.act, False),
-                "Conv2DOptions",
-            )
-        else:
-            x = b.input([1, cfg.cin])
-            w = b.weight((cfg.cout, cfg.cin), cfg.cin)
-            o = fb.FullyConnectedOptionsT()
-            b.op("FULLY_CONNECTED", [x, w, bias], [1, cfg.cout], o, "FullyConnectedOptions")
-    elif t is KernelType.ELEMENTWISE:
-        x = b.input([1, cfg.h, cfg.w, cfg.cin])
-        other = b.input([1, 1, 1, cfg.cin] if cfg.variant == "mul_broadcast" else [1, cfg.h, cfg.w, cfg.cin])
-        if cfg.variant == "add":
-            o = fb.AddOptionsT()
-            o.fusedActivationFunction = _FUSED.get(cfg.act, 0)
-            b.op("ADD", [x, other], [1, cfg.h, cfg.w, cfg.cin], o, "AddOptions")
-        else:
-            b.op("MUL", [x, other], [1, cfg.h, cfg.w, cfg.cin], fb.MulOptionsT(), "MulOptions")
-    elif t is KernelType.ACTIVATION:
-        x = b.input([1, cfg.h, cfg.w, cfg.cin])
-        shape = [1, cfg.h, cfg.w, cfg.cin]
-        builtin = {"relu": "RELU", "relu6": "RELU6", "sigmoid": "LOGISTIC", "hardswish": "HARD_SWISH"}
-        b.op(builtin[cfg.act], [x], shape)  # the space draws no hard-sigmoid for TFLite: it has no builtin
-    elif t is KernelType.POOLING:
-        x = b.input([1, cfg.h + (cfg.kernel == 3), cfg.w + (cfg.kernel == 3), cfg.cin])
-        o = fb.Pool2DOptionsT()
-        o.padding = fb.Padding.VALID
-        o.strideH = o.strideW = cfg.stride
-        o.filterHeight = o.filterWidth = cfg.kernel
-        h_out = (cfg.h + (cfg.kernel == 3) - cfg.kernel) // cfg.stride + 1
-        name = "MAX_POOL_2D" if cfg.variant == "max" else "AVERAGE_POOL_2D"
-        b.op(name, [x], [1, h_out, h_out, cfg.cin], o, "Pool2DOptions")
-    elif t is KernelType.GLOBAL_POOL:
-        x = b.input([1, cfg.h, cfg.w, cfg.cin])
-        o = fb.ReducerOptionsT()
-        o.keepDims = True
-        b.op("MEAN", [x, b.ints([1, 2])], [1, 1, 1, cfg.cin], o, "ReducerOptions")
-    elif t is KernelType.CONCAT:
-        x = b.input([1, cfg.h, cfg.w, cfg.cin])
-        other = b.input([1, cfg.h, cfg.w, cfg.cout - cfg.cin])
-        o = fb.ConcatenationOptionsT()
-        o.axis = 3
-        b.op("CONCATENATION", [x, other], [1, cfg.h, cfg.w, cfg.cout], o, "ConcatenationOptions")
-    elif t is KernelType.SPLIT:
-        x = b.input([1, cfg.h, cfg.w, cfg.cin])
-        begin, size = b.ints([0, 0, 0, cfg.cout]), b.ints([1, cfg.h, cfg.w, cfg.cin - cfg.cout])
-        b.op("SLICE", [x, begin, size], [1, cfg.h, cfg.w, cfg.cin - cfg.cout], fb.SliceOptionsT(), "SliceOptions")
-    elif t is KernelType.TRANSPOSE:
-        c, g = cfg.cin, cfg.groups
-        if cfg.variant == "shuffle":
-            x = b.input([1, g, c // g, cfg.h, cfg.w])
-            out = [1, c // g, g, cfg.h, cfg.w]
-            perm = [0, 2, 1, 3, 4]
-        elif cfg.variant == "to_nchw":
-            x, out, perm = b.input([1, cfg.h, cfg.w, c]), [1, c, cfg.h, cfg.w], [0, 3, 1, 2]
-        else:
-            x, out, perm = b.input([1, c, cfg.h, cfg.w]), [1, cfg.h, cfg.w, c], [0, 2, 3, 1]
-        b.op("TRANSPOSE", [x, b.ints(perm)], out, fb.TransposeOptionsT(), "TransposeOptions")
-    elif t is KernelType.RESHAPE:
-        c, g = cfg.cin, cfg.groups
-        x = b.input([1, c, cfg.h, cfg.w])
-        shape = [1, g, c // g, cfg.h, cfg.w]
-        o = fb.ReshapeOptionsT()
-        o.newShape = shape
-        b.op("RESHAPE", [x, b.ints(shape)], shape, o, "ReshapeOptions")
-    elif t is KernelType.PAD:
-        x = b.input([1, cfg.h, cfg.w, cfg.cin])
-        p = cfg.kernel // 2 if cfg.kernel > 2 else 1
-        paddings = b.ints([[0, 0], [0, p], [0, p], [0, 0]] if cfg.kernel == 2 else [[0, 0], [p, p], [p, p], [0, 0]])
-        grow = p if cfg.kernel == 2 else 2 * p
-        out = [1, cfg.h + grow, cfg.w + grow, cfg.cin]
-        if cfg.variant == "min":  # before a max pool: pad with the lowest float
-            value = b.tensor([], np.array(np.finfo(np.float32).min, np.float32))
-            b.op("PADV2", [x, paddings, value], out, fb.PadV2OptionsT(), "PadV2Options")
-        else:
-            b.op("PAD", [x, paddings], out, fb.PadOptionsT(), "PadOptions")
+def conv(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    k = cfg.kernel
+    same = cfg.stride == 1 or k == 1
+    pad = 0 if same else 2 * (k // 2)
+    x = b.input([1, cfg.h + pad, cfg.w + pad, cfg.cin])
+    depthwise = cfg.type is KernelType.DEPTHWISE_CONV
+    if depthwise:
+        w = b.weight((1, k, k, cfg.cin), k * k)
     else:
-        raise ValueError(f"no TFLite probe for kernel type {t.value}")
-    return b.pack()
+        w = b.weight((cfg.cout, k, k, cfg.cin // cfg.groups), cfg.cin // cfg.groups * k * k)
+    bias = b.tensor([cfg.cout], np.zeros(cfg.cout, np.float32))
+    options = _conv_options(b.fb, cfg.stride, same and k > 1, cfg.act, depthwise)
+    name, kind = ("DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions") if depthwise else ("CONV_2D", "Conv2DOptions")
+    b.op(name, [x, w, bias], [1, cfg.h_out, cfg.w_out, cfg.cout], options, kind)
+
+
+def fully_connected(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    fb = b.fb
+    bias = b.tensor([cfg.cout], np.zeros(cfg.cout, np.float32))
+    if cfg.variant == "conv":
+        x = b.input([1, 1, 1, cfg.cin])
+        w = b.weight((cfg.cout, 1, 1, cfg.cin), cfg.cin)
+        b.op("CONV_2D", [x, w, bias], [1, 1, 1, cfg.cout], _conv_options(fb, 1, False, cfg.act, False),
+             "Conv2DOptions")  # fmt: skip
+    else:
+        x = b.input([1, cfg.cin])
+        w = b.weight((cfg.cout, cfg.cin), cfg.cin)
+        b.op("FULLY_CONNECTED", [x, w, bias], [1, cfg.cout], fb.FullyConnectedOptionsT(), "FullyConnectedOptions")
+
+
+def elementwise(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    fb = b.fb
+    x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    # "mul_broadcast": configs drawn before broadcasts had a type of their own
+    other = b.input([1, 1, 1, cfg.cin] if cfg.variant == "mul_broadcast" else [1, cfg.h, cfg.w, cfg.cin])
+    if cfg.variant == "add":
+        o = fb.AddOptionsT()
+        o.fusedActivationFunction = _FUSED.get(cfg.act, 0)
+        b.op("ADD", [x, other], [1, cfg.h, cfg.w, cfg.cin], o, "AddOptions")
+    else:
+        b.op("MUL", [x, other], [1, cfg.h, cfg.w, cfg.cin], fb.MulOptionsT(), "MulOptions")
+
+
+def broadcast(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    """An SE block's scale (MUL) or a per-channel ADD: a [1, H, W, C] tensor with a [1, 1, 1, C] one."""
+    x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    scale = b.input([1, 1, 1, cfg.cin])
+    if cfg.variant == "add":
+        b.op("ADD", [x, scale], [1, cfg.h, cfg.w, cfg.cin], b.fb.AddOptionsT(), "AddOptions")
+    else:
+        b.op("MUL", [x, scale], [1, cfg.h, cfg.w, cfg.cin], b.fb.MulOptionsT(), "MulOptions")
+
+
+_ACTIVATION_OPS = {"relu": "RELU", "relu6": "RELU6", "sigmoid": "LOGISTIC", "hardswish": "HARD_SWISH"}
+
+
+def standalone_activation(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    # the space draws no hard-sigmoid for TFLite: it has no builtin
+    b.op(_ACTIVATION_OPS[cfg.act], [x], [1, cfg.h, cfg.w, cfg.cin])
+
+
+def pooling(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    fb = b.fb
+    x = b.input([1, cfg.h + (cfg.kernel == 3), cfg.w + (cfg.kernel == 3), cfg.cin])
+    o = fb.Pool2DOptionsT()
+    o.padding = fb.Padding.VALID
+    o.strideH = o.strideW = cfg.stride
+    o.filterHeight = o.filterWidth = cfg.kernel
+    h_out = (cfg.h + (cfg.kernel == 3) - cfg.kernel) // cfg.stride + 1
+    name = "MAX_POOL_2D" if cfg.variant == "max" else "AVERAGE_POOL_2D"
+    b.op(name, [x], [1, h_out, h_out, cfg.cin], o, "Pool2DOptions")
+
+
+def global_pool(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    o = b.fb.ReducerOptionsT()
+    o.keepDims = True
+    b.op("MEAN", [x, b.ints([1, 2])], [1, 1, 1, cfg.cin], o, "ReducerOptions")
+
+
+def concat(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    other = b.input([1, cfg.h, cfg.w, cfg.cout - cfg.cin])
+    o = b.fb.ConcatenationOptionsT()
+    o.axis = 3
+    b.op("CONCATENATION", [x, other], [1, cfg.h, cfg.w, cfg.cout], o, "ConcatenationOptions")
+
+
+def split(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    begin, size = b.ints([0, 0, 0, cfg.cout]), b.ints([1, cfg.h, cfg.w, cfg.cin - cfg.cout])
+    b.op("SLICE", [x, begin, size], [1, cfg.h, cfg.w, cfg.cin - cfg.cout], b.fb.SliceOptionsT(), "SliceOptions")
+
+
+def transpose(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    c, g = cfg.cin, cfg.groups
+    if cfg.variant == "shuffle":
+        x = b.input([1, g, c // g, cfg.h, cfg.w])
+        out = [1, c // g, g, cfg.h, cfg.w]
+        perm = [0, 2, 1, 3, 4]
+    elif cfg.variant == "to_nchw":
+        x, out, perm = b.input([1, cfg.h, cfg.w, c]), [1, c, cfg.h, cfg.w], [0, 3, 1, 2]
+    else:
+        x, out, perm = b.input([1, c, cfg.h, cfg.w]), [1, cfg.h, cfg.w, c], [0, 2, 3, 1]
+    b.op("TRANSPOSE", [x, b.ints(perm)], out, b.fb.TransposeOptionsT(), "TransposeOptions")
+
+
+def reshape(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    c, g = cfg.cin, cfg.groups
+    x = b.input([1, c, cfg.h, cfg.w])
+    shape = [1, g, c // g, cfg.h, cfg.w]
+    o = b.fb.ReshapeOptionsT()
+    o.newShape = shape
+    b.op("RESHAPE", [x, b.ints(shape)], shape, o, "ReshapeOptions")
+
+
+def pad(b: TfliteBuilder, cfg: KernelConfig) -> None:
+    fb = b.fb
+    x = b.input([1, cfg.h, cfg.w, cfg.cin])
+    p = cfg.kernel // 2 if cfg.kernel > 2 else 1
+    paddings = b.ints([[0, 0], [0, p], [0, p], [0, 0]] if cfg.kernel == 2 else [[0, 0], [p, p], [p, p], [0, 0]])
+    grow = p if cfg.kernel == 2 else 2 * p
+    out = [1, cfg.h + grow, cfg.w + grow, cfg.cin]
+    if cfg.variant == "min":  # before a max pool: pad with the lowest float
+        value = b.tensor([], np.array(np.finfo(np.float32).min, np.float32))
+        b.op("PADV2", [x, paddings, value], out, fb.PadV2OptionsT(), "PadV2Options")
+    else:
+        b.op("PAD", [x, paddings], out, fb.PadOptionsT(), "PadOptions")

@@ -13,10 +13,16 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+import onnx
+
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from exporters.cache import default_cache_dir, sha256_file
-from harness.predict.space import KernelConfig
+from harness.predict.kernel_config import KernelConfig
+from harness.predict.kernel_specs import SPECS
+from harness.predict.probe_onnx import OnnxGraph, onnx_model
+from harness.predict.probe_tflite import TfliteBuilder
 
 PROBE_VERSION = "1"  # bump when a writer changes what it writes
 MODEL_NAME = "kernel_probe"
@@ -65,11 +71,24 @@ def probe_label(cfg: KernelConfig) -> str:
     return f"{cfg.type.value}[{','.join(x for x in [shape, *extras] if x)}]"
 
 
+def onnx_probe(cfg: KernelConfig, seed: int = 0) -> onnx.ModelProto:
+    """The ONNX probe model of ``cfg``: its spec's writer on an empty graph."""
+    write = SPECS[cfg.type].onnx
+    if write is None:
+        raise ValueError(f"no ONNX probe for kernel type {cfg.type.value}")
+    g = OnnxGraph(np.random.default_rng(seed))
+    return onnx_model(g, write(g, cfg), cfg.type.value)
+
+
+def tflite_probe(cfg: KernelConfig, seed: int = 0) -> bytes:
+    """The ``.tflite`` flatbuffer of ``cfg``'s probe model."""
+    write = SPECS[cfg.type].tflite
+    if write is None:
+        raise ValueError(f"no TFLite probe for kernel type {cfg.type.value}")
+    b = TfliteBuilder(np.random.default_rng(seed))
+    write(b, cfg)
+    return b.pack()
+
+
 def _write(cfg: KernelConfig, fmt: Format, seed: int) -> bytes:
-    if fmt is Format.ONNX:
-        from harness.predict.probe_onnx import onnx_probe
-
-        return onnx_probe(cfg, seed).SerializeToString()
-    from harness.predict.probe_tflite import tflite_probe
-
-    return tflite_probe(cfg, seed)
+    return onnx_probe(cfg, seed).SerializeToString() if fmt is Format.ONNX else tflite_probe(cfg, seed)

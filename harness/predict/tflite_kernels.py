@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.predict.kernels import Kernel, KernelType, kernel_type_of, nchw
+from harness.predict.kernels import (
+    Kernel,
+    KernelType,
+    activation_of,
+    broadcast_or,
+    input_channels,
+    kernel_type_of,
+    nchw,
+)
 from harness.proxies.costs import Node, OpCost, propagate_constants
 from harness.proxies.tflite_graph import HANDLERS, read_tflite
 
@@ -51,11 +59,12 @@ def _pads_folded_into_convs(nodes: list[Node]) -> set[int]:
 
 
 def _kernel(node: Node, cost: OpCost) -> Kernel:
-    kind = kernel_type_of(node.op_type, cost.category)
     data = [t for t in node.inputs if t is not None and not t.const]
+    kind = broadcast_or(kernel_type_of(node.op_type, cost.category), [t.shape for t in data])
     first = data[0].shape if data else None
     out = node.outputs[0].shape if node.outputs else None
     cin, h_in, w_in = nchw(first, "NHWC")
+    cin = input_channels(kind, first, "NHWC")
     cout, h_out, w_out = nchw(out, "NHWC")
     kernel_size, stride, groups = 1, 1, 1
     attrs = node.attrs
@@ -68,8 +77,6 @@ def _kernel(node: Node, cost: OpCost) -> Kernel:
     elif node.op_type in _POOL_OPS:
         kernel_size = int(attrs.get("filterHeight", 1) or 1)
         stride = int(attrs.get("strideH", 1) or 1)
-    elif kind is KernelType.FULLY_CONNECTED and first is not None:
-        cin = int(first[-1])
     return Kernel(
         name=cost.name,
         type=kind,
@@ -92,18 +99,6 @@ def _kernel(node: Node, cost: OpCost) -> Kernel:
         elements_out=int(node.outputs[0].numel or 0) if node.outputs else 0,
         inputs=len(data),
         rank=len(first) if first else 0,
-        activation=cost.fused_activation
-        or (_standalone_activation(node.op_type) if kind is KernelType.ACTIVATION else ""),
+        activation=cost.fused_activation or (activation_of(node.op_type) if kind is KernelType.ACTIVATION else ""),
         source_ops=(cost.name,),
     )
-
-
-def _standalone_activation(op_type: str) -> str:
-    return {
-        "RELU": "relu",
-        "RELU6": "relu6",
-        "LOGISTIC": "sigmoid",
-        "HARD_SWISH": "hardswish",
-        "TANH": "tanh",
-        "LEAKY_RELU": "leaky_relu",
-    }.get(op_type, op_type.lower())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -27,7 +28,7 @@ from harness import __version__
 from harness.analysis import CONTEXT, HOW_TO, ROOFLINE_SUMMARY_COLUMNS, Context, Results, contexts_in
 from harness.analysis.compare import Comparison
 from harness.report import plots, sections
-from harness.report.page import CSS, DPI, REPORT_NAME, Page, Report, table_html
+from harness.report.page import CSS, DPI, REPORT_NAME, Page, table_html
 from harness.report.predictor_section import predictor_section
 from harness.store.identity import describe
 
@@ -47,6 +48,17 @@ _SECTIONS = (
     ("sustained", "Sustained runs: minute 1 vs the last minute"),
     ("comparison", "Comparison with a baseline"),
 )
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` wrote: the HTML page, the PNGs, and the lines that stand in for absent data."""
+
+    html_path: Path
+    figures: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    headlines: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # the headline's sentences computed from the data
 
 
 def _context_heading(page: Page, context: Context, frame: pd.DataFrame) -> None:

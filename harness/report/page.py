@@ -9,28 +9,19 @@ import io
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.report.plots import NoData
 
+if TYPE_CHECKING:  # the report a page fills lives beside write_report, which builds pages
+    from harness.report.html import Report
+
 REPORT_NAME = "report.html"
 DPI = 110
-
-
-@dataclass
-class Report:
-    """What :func:`write_report` wrote: the HTML page, the PNGs, and the lines that stand in for absent data."""
-
-    html_path: Path
-    figures: list[Path] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    headlines: list[str] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)  # the headline's sentences computed from the data
 
 
 def _slug(text: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from devices.errors import FlopgapError
+from devices.bounded import bounded
 from devices.result import TrialResult
 from harness.store.connection import StoreConnection
 from harness.store.errors import DuplicateTrialError
@@ -49,18 +49,6 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _describe(artifact: Artifact) -> tuple[str | None, str]:
-    """(family, label) from the zoo registry; for a model it does not know, no family and every param shown."""
-    from harness.zoo.registry import ModelSpec  # the zoo imports torch; only this path needs it
-
-    try:
-        spec = ModelSpec(artifact.model, artifact.params)
-        return spec.family, spec.label
-    except FlopgapError:
-        shown = ",".join(f"{k}={v}" for k, v in artifact.params)
-        return None, f"{artifact.model}[{shown}]" if shown else artifact.model
-
-
 class Writes(StoreConnection):
     """The write half of :class:`harness.store.Store`."""
 
@@ -72,14 +60,10 @@ class Writes(StoreConnection):
         macs: int | None,
         params_count: int | None,
         *,
-        family: str | None = None,
-        label: str | None = None,
+        family: str | None,
+        label: str,
     ) -> None:
-        """Insert or refresh an artifact row keyed by its sha256. Family and label default to the zoo's."""
-        if family is None or label is None:
-            known_family, known_label = _describe(artifact)
-            family = family if family is not None else known_family
-            label = label if label is not None else known_label
+        """Insert or refresh an artifact row keyed by its sha256; its source (a zoo model, a probe) names it."""
         row = {
             "sha256": artifact.sha256,
             "model": artifact.model,
@@ -306,7 +290,7 @@ class Writes(StoreConnection):
         with self._transaction("failing a point") as conn:
             cur = conn.execute(
                 "UPDATE points SET status = ?, failure_reason = ?, updated_at = ? WHERE id = ?",
-                (PointStatus.FAILED, reason, now(), point_id),
+                (PointStatus.FAILED, bounded(reason), now(), point_id),  # a flood of output never fills a row
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no point {point_id}")

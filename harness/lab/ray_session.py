@@ -1,0 +1,58 @@
+"""Ray, imported lazily, and a driver's connection to a lab: every way it can fail is one line, exit code 2."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+from devices.errors import FlopgapError
+
+NAMESPACE = "flopgap-lab"  # every lab actor lives here, so any driver finds them by name
+LAB_ENV = "FLOPGAP_LAB"
+
+
+class LabError(FlopgapError):
+    """A lab the user must fix: Ray missing, an address nobody answers at, a version mismatch, a name clash."""
+
+
+def import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise LabError("a lab needs Ray, which is not installed: pip install -e '.[lab]'") from None
+    return ray
+
+
+def lab_address(address: str | None) -> str:
+    """The lab's address: the one given, else $FLOPGAP_LAB."""
+    found = address or os.environ.get(LAB_ENV)
+    if not found:
+        raise LabError(f"no lab address: pass --lab ADDRESS (what 'flopgap lab start' printed) or set ${LAB_ENV}")
+    return found
+
+
+def connect(address: str, **init: Any) -> ModuleType:
+    """Join the lab at ``address`` as a driver (a no-op if already connected); returns the ``ray`` module."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    try:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR", **init)
+    except ConnectionError as exc:
+        raise LabError(
+            f"no lab answers at {address} ({_first_line(exc)}); start one with 'flopgap lab start' or check the address"
+        ) from None
+    except RuntimeError as exc:
+        if "version" in str(exc).lower():  # Ray refuses a driver whose Ray or Python differs from the cluster's
+            raise LabError(
+                f"the lab at {address} runs another Ray or Python version than this host ({_first_line(exc)}); "
+                f"install the same on every host: pip install -c constraints.txt -e '.[lab]'"
+            ) from None
+        raise
+    return ray
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

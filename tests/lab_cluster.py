@@ -1,0 +1,55 @@
+"""A real multi-node Ray cluster on 127.0.0.1 for the lab tests: one CPU and a small object store per node."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NODE = {
+    "num_cpus": 1,
+    "object_store_memory": 80 * 1024 * 1024,
+    "include_dashboard": False,
+    "node_ip_address": "127.0.0.1",
+}
+
+
+@dataclass
+class LabCluster:
+    cluster: Any  # ray.cluster_utils.Cluster
+    nodes: dict[str, Any]  # host label -> ray._private.node.Node
+
+    @property
+    def address(self) -> str:
+        return str(self.cluster.address)
+
+    def node_id(self, host: str) -> str:
+        return str(self.nodes[host].node_id)
+
+
+@contextlib.contextmanager
+def lab_cluster(hosts: list[str]) -> Iterator[LabCluster]:
+    """A head (the first host) and one node per other host; shut down whatever happens, no raylet left behind."""
+    from ray.cluster_utils import Cluster
+
+    # Ray's session dir holds Unix sockets: keep its path short.
+    temp = tempfile.mkdtemp(prefix="fgray", dir="/tmp")
+    # Ray notes the newest cluster's address in <system temp>/ray; that dir must exist.
+    Path(tempfile.gettempdir(), "ray").mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(initialize_head=False)
+    try:
+        nodes = {hosts[0]: cluster.add_node(**NODE, temp_dir=temp)}
+        for host in hosts[1:]:
+            nodes[host] = cluster.add_node(**NODE, temp_dir=temp)
+        cluster.wait_for_nodes()
+        yield LabCluster(cluster, nodes)
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)

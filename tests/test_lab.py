@@ -1,0 +1,188 @@
+"""The lab on a real Ray cluster (three nodes on 127.0.0.1): device actors pinned to their host's node, the
+registry, unique names, status, trials through the object store, two drivers sharing one device.
+
+Devices spread over nodes: this machine's local device on the head ('host-a'), a board behind the loopback sshd on
+'host-b', and a phone faked at its adb protocol boundary (tests/adb_endpoint.py) on 'host-c'.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pwd
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+# Ray's loopback mode, set before Ray is imported: every node, worker and driver (the second driver inherits it) uses
+# 127.0.0.1, where Ray would otherwise turn 127.0.0.1 into this machine's network address.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+pytest.importorskip("ray", reason="the lab tests need Ray: pip install -e '.[lab]'")
+
+from devices.base import TrialRequest
+from devices.inventory import parse_inventory
+from devices.vocabulary import Format, Precision
+from harness.cli.main import app
+from harness.lab.device_actor import ArtifactBlob, DeviceStatus
+from harness.lab.membership import device_actor, entries, join_devices, leave, registry, statuses
+from harness.lab.ray_session import LabError, connect
+from harness.zoo import ModelSpec
+from tests.adb_endpoint import AdbEndpoint, FakePhone
+from tests.conftest import SSHD, Sshd, cached_exporter
+from tests.lab_cluster import LabCluster, lab_cluster
+
+REQUEST = TrialRequest(warmup_runs=2, warmup_seconds=0, runs=20, min_seconds=0)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    with lab_cluster(["host-a", "host-b", "host-c"]) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def phone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdbEndpoint]:
+    with AdbEndpoint({"FAKE01": FakePhone(tmp_path_factory.mktemp("phone"))}) as endpoint:
+        yield endpoint
+
+
+def _configs(tmp: Path, sshd: Sshd, phone: AdbEndpoint) -> dict[str, Any]:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    elf = tmp / "benchmark_model"
+    head = b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + (183).to_bytes(2, "little")
+    elf.write_bytes(head + bytes(4096 - len(head)))
+    text = f"""
+[devices.here]
+transport = "local"
+
+[devices.board]
+transport = "ssh"
+host = "127.0.0.1"
+port = {sshd.port}
+user = "{user}"
+key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+python = "{sys.executable}"
+work_dir = "{tmp / "board"}"
+
+[devices.pixel7]
+transport = "adb"
+serial = "FAKE01"
+server = "127.0.0.1:{phone.port}"
+runner = "benchmark_model"
+binary = "{elf}"
+"""
+    return parse_inventory(text, base=tmp)
+
+
+def _blob(cache: Path) -> ArtifactBlob:
+    art = cached_exporter(cache)(
+        ModelSpec("conv1x1", (("cin", 8), ("cout", 8), ("h", 8), ("w", 8), ("stride", 1))), Format.ONNX, Precision.FP32
+    )
+    return ArtifactBlob(art.path.name, art.sha256, art.path.read_bytes())
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+def test_lab_devices_pinned_to_their_hosts_node_registry_status_and_a_trial_by_object_store(
+    lab: LabCluster, sshd: Sshd, phone: AdbEndpoint, tmp_path: Path
+) -> None:
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = _configs(tmp_path, sshd, phone)
+    placed = {"here": "host-a", "board": "host-b", "pixel7": "host-c"}
+    registry(ray, lab.node_id("host-a"))
+    for name, host in placed.items():
+        assert join_devices(ray, [cfg[name]], host, lab.node_id(host), tmp_path / host) == [name]
+    try:
+        # Each actor runs on its own host's node; the registry says the same.
+        for name, host in placed.items():
+            assert ray.get(device_actor(ray, name).node_id.remote()) == lab.node_id(host)
+        assert {(e.name, e.host, e.node_id, e.transport) for e in entries(ray)} == {
+            (n, h, lab.node_id(h), t) for (n, h), t in zip(placed.items(), ["local", "ssh", "adb"], strict=True)
+        }
+        # A name another host already has: one line naming both hosts; nothing replaced.
+        with pytest.raises(LabError, match=r"device 'board' of host 'host-c' clashes .* on host 'host-b'"):
+            join_devices(ray, [cfg["board"]], "host-c", lab.node_id("host-c"), tmp_path / "c")
+        assert ray.get(device_actor(ray, "board").node_id.remote()) == lab.node_id("host-b")
+        # Facts come from the device's own host: the board reports the loopback host's CPUs, the phone its props.
+        facts = {n: ray.get(device_actor(ray, n).facts.remote()) for n in placed}
+        assert facts["board"]["cpu_count"] == os.cpu_count()
+        assert facts["pixel7"]["abi"] == "arm64-v8a"
+        # A real trial: the artifact's bytes travel by the object store, the board measures them.
+        blob = _blob(tmp_path / "cache")
+        result = ray.get(device_actor(ray, "board").measure.remote(ray.put(blob), REQUEST, "tester"))
+        assert result.median_ms is not None and result.median_ms > 0
+        assert len(result.samples_ns or []) >= 20
+        # The host kept it under the sha256 of the bytes it received, which the export recorded.
+        assert (tmp_path / "host-b" / f"{blob.sha256}.onnx").read_bytes() == blob.data
+        # The command line shows the same: each host's devices and the trials each has run.
+        shown = CliRunner().invoke(app, ["lab", "status", lab.address])
+        assert shown.exit_code == 0, shown.output
+        for name, host in placed.items():
+            assert re.search(rf"{host}\W+{name}\W", shown.output), shown.output
+        status = dict(statuses(ray))
+        board = next(s for e, s in status.items() if e.name == "board")
+        assert board == DeviceStatus("board", "host-b", None, None, 0, 1, None)
+        # A changed artifact (its bytes not what the export's sha256 says) fails at the point of use.
+        bad = ArtifactBlob(blob.name, blob.sha256, blob.data + b"\0")
+        with pytest.raises(Exception, match="changed after export"):
+            ray.get(device_actor(ray, "here").measure.remote(bad, REQUEST, "tester"))
+    finally:
+        assert sorted(leave(ray)) == sorted(placed)
+    with pytest.raises(LabError, match="the lab has no device 'board'"):
+        device_actor(ray, "board")
+
+
+DRIVER = textwrap.dedent(
+    """
+    import json, sys, pickle
+    from harness.lab.ray_session import connect
+    from harness.lab.membership import device_actor
+    ray = connect(sys.argv[1], _node_ip_address="127.0.0.1")
+    blob, request = pickle.loads(open(sys.argv[2], "rb").read())
+    actor = device_actor(ray, "here")
+    results = ray.get([actor.measure.remote(blob, request, "driver-2") for _ in range(3)])
+    print(json.dumps([[r.state_before["time_unix"], r.state_after["time_unix"]] for r in results]))
+    """
+)
+
+
+def test_two_drivers_share_one_device_trial_by_trial_never_overlapping(lab: LabCluster, tmp_path: Path) -> None:
+    import pickle
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = parse_inventory('[devices.here]\ntransport = "local"\n', base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    try:
+        blob = _blob(tmp_path / "cache")
+        job = tmp_path / "job.pickle"
+        job.write_bytes(pickle.dumps((blob, REQUEST)))
+        other = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, lab.address, str(job)], stdout=subprocess.PIPE, text=True
+        )
+        actor = device_actor(ray, "here")
+        mine = ray.get([actor.measure.remote(blob, REQUEST, "driver-1") for _ in range(3)])
+        out, _ = other.communicate(timeout=300)
+        assert other.returncode == 0
+        spans = sorted([*json.loads(out), *([r.state_before["time_unix"], r.state_after["time_unix"]] for r in mine)])
+        assert len(spans) == 6
+        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
+        assert ray.get(actor.status.remote()).trials_done == 6
+    finally:
+        leave(ray)
+
+
+def test_lab_status_without_an_address_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOPGAP_LAB", raising=False)
+    result = CliRunner().invoke(app, ["lab", "status"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: no lab address: pass --lab ADDRESS (what 'flopgap lab start' printed) or set $FLOPGAP_LAB"
+    ]
