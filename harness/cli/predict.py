@@ -6,8 +6,10 @@ Mount with ``app.add_typer(predictor_app, name="predictor")`` and ``app.command(
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,20 +24,24 @@ from harness.cli.options import (
     DbOpt,
     DevicesFileOpt,
     InputShapeOpt,
+    MinSecondsOpt,
     ModelArg,
     ModelPrecisionOpt,
     ModelRuntimeOpt,
     ParamOpt,
     PrecisionOpt,
+    RunsOpt,
     ThreadsOpt,
+    TrialsOpt,
 )
 from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, write_records
 from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
 from harness.cli.user_errors import one_line_errors
-from harness.predict.build import BuildReporter
+from harness.predict.build import MODEL_PROTOCOL, BuildReporter
 from harness.predict.dataset import PredictContext
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
+from harness.predict.random_nets import Size
 from harness.predict.trust import Caveat, caveats, interval_ms
 from harness.store import PointStatus, Store
 from harness.store.predictor_tables import PredictorRow
@@ -78,6 +84,10 @@ def build(
     precision: PrecisionOpt = Precision.FP32,
     budget: Annotated[str, typer.Option(help="Device time for measuring (15m, 90s, 1h): earlier runs count.")] = "15m",
     seed: Annotated[int, typer.Option(help="Seed of the kernel sampling order.")] = 0,
+    from_id: Annotated[
+        int | None,
+        typer.Option("--from", help="Adapt this stored predictor (an id from 'flopgap predictor list') instead."),
+    ] = None,
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
     devices_file: DevicesFileOpt = None,
@@ -85,20 +95,30 @@ def build(
     """Measure zoo models and kernel probes on a device within a budget, then fit and store its predictor.
 
     Resumable: a rerun skips what is measured and counts earlier runs' time against the budget.
+    With --from ID: adapt predictor ID to this device, threads or precision from a few zoo models and probes of
+    the kernel types that dominate them (minutes, not a full build).
 
     Example: flopgap predictor build --device local --runtime litert --budget 15m
+
+    Example: flopgap predictor build --device local --threads 2 --from 1 --budget 3m
     """
+    from harness.predict.adapt import AdaptPlan, adapt_predictor
     from harness.predict.build import BuildPlan, build_predictor
 
     console = make_console()
     ctx = PredictContext(device, runtime, threads, precision)
-    plan = BuildPlan(ctx, parse_budget(budget), seed)
+    seconds = parse_budget(budget)
+    exporter = make_exporter(cache_dir, True)
     dev = open_devices([device], devices_file)[device]
     try:
         progress = _BuildProgress()
         with Store(db) as store, progress:
             try:
-                result = build_predictor(plan, store, dev, make_exporter(cache_dir, True), progress)
+                if from_id is None:
+                    result = build_predictor(BuildPlan(ctx, seconds, seed), store, dev, exporter, progress)
+                else:
+                    plan = AdaptPlan(ctx, seconds, seed, source_id=from_id)
+                    result = adapt_predictor(plan, store, dev, exporter, progress)
             except KeyboardInterrupt as stop:
                 raise Interrupted.by(
                     stop,
@@ -109,6 +129,15 @@ def build(
     finally:
         dev.cleanup()
     summary = result.predictor.summary
+    if from_id is not None:
+        console.print(
+            f"predictor {result.predictor_id} for {result.context}, adapted from predictor {from_id}: "
+            f"{result.probes_measured} probes and {result.models} zoo models measured, {result.kernel_rows} kernel "
+            f"rows; type scales {summary.get('scales')} (others {summary.get('overall_scale', 1.0):.3f}); build time "
+            f"{result.build_s:.0f}s; stored in {where}",
+            highlight=False,
+        )
+        return
     console.print(
         f"predictor {result.predictor_id} for {result.context}: {result.probes_total} kernel probes "
         f"({result.probes_measured} measured now), {result.kernel_rows} kernel rows, {result.models} zoo models; "
@@ -126,17 +155,45 @@ def evaluate(
     threads: ThreadsOpt = 1,
     precision: PrecisionOpt = Precision.FP32,
     db: DbOpt = None,
-    models: Annotated[bool, typer.Option("--models", help="Also list every model's prediction and errors.")] = False,
+    per_model: Annotated[bool, typer.Option("--per-model", help="Also list every model's prediction, errors.")] = False,
+    random: Annotated[
+        int | None, typer.Option("--random", min=1, help="Measure and predict N random architectures instead.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="With --random: which N architectures (the same seed, the same nets).")] = 0,
+    net_size: Annotated[Size, typer.Option(help="With --random: full (zoo-sized) or small nets.")] = Size.FULL,
+    models: Annotated[
+        Path | None, typer.Option("--models", help="Measure and predict this folder's .onnx/.tflite files instead.")
+    ] = None,
+    trials: TrialsOpt = MODEL_PROTOCOL.trials,
+    runs: RunsOpt = MODEL_PROTOCOL.runs,
+    min_seconds: MinSecondsOpt = MODEL_PROTOCOL.min_seconds,
+    cache_dir: CacheDirOpt = None,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
-    """Leave-one-family-out: predict each family's models with a predictor that never saw that family.
+    """Leave-one-family-out over the measured zoo models; or, with --random N or --models DIR, models nobody
+    tuned to, measured now (resumable) and predicted by the stored predictor, baselines fitted on the zoo models.
 
     Example: flopgap predictor eval --device local --runtime onnxruntime
+
+    Example: flopgap predictor eval --device local --runtime litert --random 20 --seed 1
+
+    Example: flopgap predictor eval --runtime onnxruntime --models ./my_models
     """
+    from harness.cli.held_out import evaluate_held_out_cli
     from harness.predict.dataset import latest_versions, load_dataset
     from harness.predict.evaluate import leave_one_family_out
 
     console = make_console()
     ctx = PredictContext(device, runtime, threads, precision)
+    if random is not None or models is not None:
+        protocol = MODEL_PROTOCOL.model_copy(update={"trials": trials, "runs": runs, "min_seconds": min_seconds})
+        evaluation, title, rows_note = evaluate_held_out_cli(ctx, random, seed, net_size, models, protocol, db,
+                                                             cache_dir, devices_file)  # fmt: skip
+        console.print(evaluation_table(evaluation, title))
+        if per_model:
+            console.print(models_table(evaluation))
+        console.print(f"{rows_note}; noise floor: {evaluation.noise_floor()}", highlight=False)
+        return
     started = time.monotonic()
     with Store(db, readonly=True) as store:
         versions = latest_versions(store, ctx)  # what the device runs now: older versions' points stay out
@@ -148,7 +205,7 @@ def evaluate(
         )
     evaluation = leave_one_family_out(dataset)
     console.print(evaluation_table(evaluation, f"leave-one-family-out, {ctx}"))
-    if models:
+    if per_model:
         console.print(models_table(evaluation))
     floor = f"; noise floor: {evaluation.noise_floor()}"
     version = f"{runtime} {versions.runtime_version}" if versions and versions.runtime_version else f"{runtime}"
@@ -189,7 +246,7 @@ def models_table(evaluation: Evaluation) -> Table:
                       f"{r.ci_halfwidth:.1%}" if r.ci_halfwidth is not None else "–",
                       f"{r.trial_halfspread:.1%}" if r.trial_halfspread is not None else "–",
                       f"{r.predictor_ms:.3f}" if r.predictor_ms is not None else "–",
-                      *(f"{e:+.1%}" if e is not None else "–" for e in errs))  # fmt: skip
+                      *(f"{e:+.1%}" if e is not None and math.isfinite(e) else "–" for e in errs))  # fmt: skip
     return table
 
 

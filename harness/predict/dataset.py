@@ -23,6 +23,8 @@ from harness.store.status import PointStatus
 
 SPACE = "space"
 NOT_MODELS = frozenset({"kernel", "block", "guideline"})  # probes, building blocks, guideline experiments
+# The random nets `predictor eval --random` measures (their factory's labels): held out of every build, always.
+RANDOM_NETS = "harness.predict.random_nets:"
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
         return kernels_by_sha[sha]
 
     is_probe = points["point_id"].isin(probes.index)
-    model_rows = points[~is_probe & points["family"].notna() & ~points["family"].isin(NOT_MODELS)]
+    model_rows = points[~is_probe & points["family"].notna() & ~points["family"].isin(NOT_MODELS)
+                        & ~points["model_label"].astype(str).str.startswith(RANDOM_NETS)]  # fmt: skip
     rows: list[TrainingRow] = []
     if ctx.runtime is Runtime.ONNXRUNTIME:
         profiled = store.op_profiles_frame(points["point_id"].tolist())
@@ -153,7 +156,7 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
             if len(ks) == 1:
                 source = str(probes.loc[row.point_id, "source"])
                 rows.append(TrainingRow(ks[0], float(row.median_ms) * 1e3, source, int(row.point_id)))
-    roof = _roofline(store, ctx)
+    roof = roofline_by_artifact(store, ctx)
     models = []
     for row in model_rows.itertuples():
         ks = kernels(str(row.artifact_sha))  # none: measured by a sweep, not a build (the baselines still apply)
@@ -175,7 +178,7 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
     return Dataset(ctx, rows, models)
 
 
-def _roofline(store: Store, ctx: PredictContext) -> dict[str, float]:
+def roofline_by_artifact(store: Store, ctx: PredictContext) -> dict[str, float]:
     """Artifact sha -> Σ over its graph's ops of max(FLOPs / peak, bytes / bandwidth), in ms, from the context's
     latest calibration; empty when the device is not calibrated for this runtime and thread count."""
     cals = store.calibrations_frame()

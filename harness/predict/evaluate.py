@@ -52,6 +52,7 @@ class Score:
     @classmethod
     def of(cls, errors: Sequence[float | None]) -> Score | None:
         values = np.array([e for e in errors if e is not None], dtype=float)
+        values = values[np.isfinite(values)]  # a baseline with too few models to fit predicts nothing
         if values.size == 0:
             return None
         return cls(
@@ -65,6 +66,7 @@ class Score:
 @dataclass
 class Evaluation:
     results: list[ModelResult]
+    baseline_models: int | None = None  # held-out models: how many zoo models the baselines were fitted on
 
     def scores(self, family: str | None = None) -> dict[str, Score | None]:
         chosen = [r for r in self.results if family is None or r.family == family]
@@ -145,6 +147,13 @@ def leave_one_family_out(
                 )
             )
     return Evaluation(results)
+
+
+def fit_baselines(
+    models: Sequence[ModelPoint],
+) -> tuple[Callable[[ModelPoint], float], Callable[[ModelPoint], float] | None]:
+    """Both baselines fitted on ``models``: linear in MACs, and the scaled roofline sum (None: not calibrated)."""
+    return _fit_macs(models), _fit_roofline(models)
 
 
 def _weighted_lstsq(design: np.ndarray, y: np.ndarray) -> np.ndarray:

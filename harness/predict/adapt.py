@@ -1,0 +1,240 @@
+"""A predictor for a new device (or another thread count or precision of this one) adapted from an existing one.
+
+A full build spends 15 minutes learning how each kernel's time depends on its shape; on a similar device that
+shape dependence carries over and what changes is mostly each kernel type's throughput and the per-model overhead.
+So the adaptation measures, within its budget:
+
+1. **A few zoo models** (:data:`ADAPT_MODELS`, one per family, the smaller configurations) with a short protocol,
+   through the sweep (resumable, with ORT's per-node profile): they refit the model-level calibration and, on ORT,
+   their profiled nodes are kernel rows of the new device.
+2. **Probes of the dominant kernel types**: the types that make up :data:`DOMINANT_SHARE` of those models' time
+   as the source predictor prices them, :data:`PROBES_PER_TYPE` each from the build's sampling order, until the
+   budget is spent.
+
+Each of the source's regressors (per type, variant, group, fallback) keeps its shape (its trees) and its base is
+scaled by the median ratio of measured to source-predicted time over the new rows it prices (``t = base · exp(g)``,
+so scaling the base scales the model); one that prices no new row by the median over every row; then the
+calibration is fitted again on the models. Every measurement is a point of the new context, so a later full build
+there reuses them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from devices.base import Device
+from devices.errors import FlopgapError
+from devices.vocabulary import Precision, RunnerKind, Runtime
+from harness.measure.recording import record_devices
+from harness.measure.spec import Protocol as SweepProtocol
+from harness.measure.sweep import Exporter
+from harness.measure.versions import point_versions
+from harness.predict.build import (
+    BuildPlan,
+    BuildReporter,
+    BuildResult,
+    _measure_models,
+    _measure_probes,
+    _Probing,
+    _time_spent,
+)
+from harness.predict.dataset import SPACE, PredictContext, load_dataset
+from harness.predict.kernels import Kernel, KernelType
+from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_calibration
+from harness.predict.regressor import TypeModel
+from harness.predict.space import KernelConfig, sample
+from harness.predict.trust import model_errors
+from harness.store import Store
+from harness.zoo.registry import ModelSpec, resolve
+
+ADAPT_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("mobilenet_v1", {"alpha": 0.5}),
+    ("mobilenet_v2", {"alpha": 0.75}),
+    ("mobilenet_v3_small", {}),
+    ("shufflenet_v1", {"scale": 0.5}),
+    ("shufflenet_v2", {"scale": 1.0}),
+    ("fd_mobilenet", {"alpha": 1.0}),
+    ("efficientnet_b0", {}),
+)
+ADAPT_MODEL_PROTOCOL = SweepProtocol(trials=2, warmup_runs=5, warmup_seconds=0.1, runs=15, min_seconds=0.2)
+ADAPT_PROBE_PROTOCOL = SweepProtocol(trials=1, warmup_runs=3, warmup_seconds=0.02, runs=10, min_seconds=0.05,
+                                     parity=False)  # fmt: skip
+DOMINANT_SHARE = 0.9
+PROBES_PER_TYPE = 8
+SAMPLED = 3000  # how far down the build's sampling order to look for each dominant type's probes
+
+
+def adapt_models() -> tuple[ModelSpec, ...]:
+    return tuple(resolve(name, **params) for name, params in ADAPT_MODELS)
+
+
+@dataclass(frozen=True)
+class AdaptPlan(BuildPlan):
+    """A build plan for ``context`` adapted from predictor ``source_id``: its own models, protocols and name (its
+    runs count against its budget and resume it)."""
+
+    budget_s: float = 180.0
+    models: tuple[ModelSpec, ...] = field(default_factory=adapt_models)
+    probe_protocol: SweepProtocol = ADAPT_PROBE_PROTOCOL
+    model_protocol: SweepProtocol = ADAPT_MODEL_PROTOCOL
+    source_id: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"predictor-adapt {self.context} from={self.source_id} seed={self.seed}"
+
+
+def source_predictor(store: Store, source_id: int, ctx: PredictContext) -> KernelPredictor:
+    """The stored predictor ``source_id``, refused in one line when it cannot be adapted to ``ctx``."""
+    row = store.predictor(source_id)
+    if row is None:
+        raise FlopgapError(f"--from {source_id}: no such predictor in {store.path}; 'flopgap predictor list' shows "
+                           "the ids")  # fmt: skip
+    if row.runtime != ctx.runtime.value:
+        raise FlopgapError(
+            f"--from {source_id}: predictor {source_id} is for {row.runtime}, not {ctx.runtime} (its kernels are that "
+            f"runtime's); give --runtime {row.runtime} or another predictor"
+        )
+    return KernelPredictor.from_json(row.model)
+
+
+def adapt_predictor(
+    plan: AdaptPlan,
+    store: Store,
+    device: Device,
+    exporter: Exporter,
+    reporter: BuildReporter | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> BuildResult:
+    """Measure a few models and probes of ``plan.context`` within the budget, then store the adapted predictor."""
+    rep = reporter or BuildReporter()
+    ctx = plan.context
+    if ctx.precision is not Precision.FP32:
+        raise FlopgapError(f"predictor build: precision {ctx.precision} is not supported yet; use --precision fp32")
+    if device.runner is not RunnerKind.AGENT:
+        raise FlopgapError(f"device '{device.name}' runs {device.runner}; a predictor build needs flopgap's runner "
+                           'there (runner = "agent" in the inventory)')  # fmt: skip
+    source = source_predictor(store, plan.source_id, ctx)
+    started = clock()
+    rep.stage(f"measuring {len(plan.models)} zoo models on {ctx}")
+    _measure_models(plan, store, device, exporter, rep)
+    deadline = clock() + max(0.0, plan.budget_s - _time_spent(store, plan.name))
+    stored, facts = record_devices(store, [device.name], {device.name: device}, rep)
+    ctx = replace(ctx, device=stored[device.name])
+    versions = point_versions(ctx.runtime, facts[device.name])
+    models = load_dataset(store, ctx, versions).models
+    types = dominant_types(source, [m.kernels for m in models])
+    rep.stage(f"probes of the dominant kernel types: {', '.join(t.value for t in types)}")
+    run_id = store.start_run(plan.name, f"# {plan.name}\n")
+    status = "failed"
+    state = _Probing(plan, ctx, versions, store, device, run_id, rep, clock)
+    try:
+        _measure_probes(state, probe_configs(types, ctx.runtime, plan.seed), 0, SPACE, deadline)
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.finish_run(run_id, status)
+    rep.stage("scaling the source predictor's kernel types and refitting the calibration")
+    dataset = load_dataset(store, ctx, versions)
+    adapted = scaled(source, dataset.rows)
+    calibrating = [(m.kernels, m.median_ms * 1e3) for m in dataset.models if m.kernels]
+    sums = [float(adapted.kernel_times_us(k).sum()) for k, _ in calibrating]
+    counts = [len(k) for k, _ in calibrating]
+    if len(calibrating) >= 3:  # fewer: the source's calibration stands (a line through two models is no fit)
+        adapted.calibration = fit_calibration(sums, counts, [t for _, t in calibrating])
+    calibrated = [adapted.calibration.apply(s, n) for s, n in zip(sums, counts, strict=True)]
+    build_s = _time_spent(store, plan.name)
+    adapted.context = ctx.to_json()
+    adapted.summary.update({"adapted_from": plan.source_id, "probes": state.measured, "kernel_rows": len(dataset.rows),
+                            "calibration_errors": model_errors(calibrated, [t for _, t in calibrating]),
+                            "calibration_models": len(calibrating), "models": [m.label for m in dataset.models],
+                            "build_s": round(build_s, 1), "budget_s": plan.budget_s, "seed": plan.seed,
+                            "runtime_version": versions.runtime_version,
+                            "runner_version": versions.runner_version})  # fmt: skip
+    pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
+                              adapted.versions, adapted.to_json(), adapted.summary)  # fmt: skip
+    return BuildResult(ctx, pid, adapted, state.measured, state.measured, len(dataset.rows), len(dataset.models),
+                       clock() - started, build_s)  # fmt: skip
+
+
+def dominant_types(predictor: KernelPredictor, models: Sequence[Sequence[Kernel]]) -> list[KernelType]:
+    """The kernel types that make up :data:`DOMINANT_SHARE` of the models' time as ``predictor`` prices them,
+    largest first (each model weighs the same: shares are taken per model, then averaged)."""
+    shares: dict[KernelType, float] = {}
+    for kernels in models:
+        times = predictor.kernel_times_us(kernels)
+        total = float(times.sum())
+        if total <= 0:
+            continue
+        for k, t in zip(kernels, times, strict=True):
+            shares[k.type] = shares.get(k.type, 0.0) + float(t) / total / len(models)
+    out: list[KernelType] = []
+    covered = 0.0
+    for kind, share in sorted(shares.items(), key=lambda item: -item[1]):
+        if covered >= DOMINANT_SHARE:
+            break
+        out.append(kind)
+        covered += share
+    return out
+
+
+def probe_configs(types: Sequence[KernelType], runtime: Runtime, seed: int) -> list[KernelConfig]:
+    """:data:`PROBES_PER_TYPE` probes of each type from the build's sampling order, interleaved by type so a short
+    budget still reaches every dominant type."""
+    per_type: dict[KernelType, list[KernelConfig]] = {t: [] for t in types}
+    for cfg in sample(np.random.default_rng(seed), runtime, SAMPLED):
+        chosen = per_type.get(cfg.type)
+        if chosen is not None and len(chosen) < PROBES_PER_TYPE:
+            chosen.append(cfg)
+    return [group[i] for i in range(PROBES_PER_TYPE) for group in per_type.values() if i < len(group)]
+
+
+def priced_by(predictor: KernelPredictor) -> dict[str, TypeModel]:
+    """Every regressor of ``predictor`` by name: a type, a variant, ``group compute|memory`` or ``fallback``."""
+    named = {t.value: m for t, m in predictor.models.items()}
+    named.update(predictor.variants)
+    named.update({f"group {g}": m for g, m in predictor.groups.items()})
+    named["fallback"] = predictor.fallback
+    return named
+
+
+def scale_factors(source: KernelPredictor, rows: Sequence[TrainingRow]) -> tuple[dict[str, float], float]:
+    """Per regressor of ``source`` (by name, see :func:`_priced_by`), the median ratio of measured to predicted
+    time over the rows it prices; and the median over every row (1 where there are none)."""
+    if not rows:
+        return {}, 1.0
+    predicted = source.kernel_times_us([r.kernel for r in rows])
+    ratios = np.array([r.time_us for r in rows]) / np.maximum(predicted, 1e-9)
+    name_of = {id(m): name for name, m in priced_by(source).items()}
+    by_model: dict[str, list[float]] = {}
+    for r, q in zip(rows, ratios, strict=True):
+        by_model.setdefault(name_of[id(source.model_for(r.kernel))], []).append(float(q))
+    return {name: float(np.median(v)) for name, v in sorted(by_model.items())}, float(np.median(ratios))
+
+
+def scaled(source: KernelPredictor, rows: Sequence[TrainingRow]) -> KernelPredictor:
+    """``source`` with each regressor scaled by the factor of the rows it prices (the overall one where none)."""
+    factors, overall = scale_factors(source, rows)
+
+    def scale(name: str, model: TypeModel) -> TypeModel:
+        f = factors.get(name, overall)
+        c0, c1, c2 = model.base
+        return TypeModel(model.type, (c0 * f, c1 * f, c2 * f), model.booster_text, model.rows)
+
+    return KernelPredictor(
+        context=dict(source.context),
+        models={t: scale(t.value, m) for t, m in source.models.items()},
+        fallback=scale("fallback", source.fallback),
+        calibration=source.calibration,
+        versions=dict(source.versions),
+        summary={**source.summary, "scales": {n: round(f, 4) for n, f in factors.items()}, "overall_scale": overall},
+        groups={g: scale(f"group {g}", m) for g, m in source.groups.items()},
+        variants={v: scale(v, m) for v, m in source.variants.items()},
+    )
