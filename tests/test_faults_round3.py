@@ -278,3 +278,31 @@ def test_a_runner_flooding_50_mb_is_read_bounded_and_never_hangs_the_sweep_stand
         reason = str(point["failure_reason"])
         assert point["status"] == "failed" and len(reason) <= 2000
         assert reason.startswith("device 'flood': runner crashed: xxx") and "characters dropped" in reason
+
+
+# --------------------------------------------------------------------------- 4. input checked where it enters
+
+
+def test_a_negative_cpu_id_in_a_spec_is_refused_at_validation_before_any_export(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text(_spec().replace("[protocol]\n", "[protocol]\naffinity = [-1]\n"))
+    db, cache = tmp_path / "r.db", tmp_path / "cache"
+    argv = [sys.executable, "-m", "harness.cli", "sweep", str(spec), "--db", str(db), "--cache-dir", str(cache)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    why = "CPU ids are >= 0 (got [-1]); give e.g. [4, 5, 6, 7]"
+    assert done.stderr.strip() == f"error: {spec}: key 'protocol.affinity': {why}"
+    assert not db.exists() and not cache.exists()  # nothing exported, no database made
+
+
+@pytest.mark.parametrize("transport", ['"ssh"\nhost = "10.0.0.9"', '"adb"\nserial = "X1"'])
+def test_an_inventory_table_named_local_must_stay_this_machine(tmp_path: Path, transport: str) -> None:
+    inventory = tmp_path / "devices.toml"
+    inventory.write_text(f"[devices.local]\ntransport = {transport}\n")
+    argv = [sys.executable, "-m", "harness.cli", "devices", "list", "--devices", str(inventory)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "device 'local': 'local' is this machine" in done.stderr and "[devices.board1]" in done.stderr
+    inventory.write_text('[devices.local]\ntransport = "local"\nthreads = [1, 2]\n')  # this machine's options: fine
+    listed = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert listed.returncode == 0 and "1,2" in listed.stdout
