@@ -42,7 +42,8 @@ def _setup(db: Path) -> KernelPredictor:
         store.upsert_device("local", "local", {})
         for spec, ms in ZOO:
             art = export(spec, Format.ONNX, Precision.FP32)
-            store.upsert_artifact(art, macs=count(spec.build(), spec.example_input()).macs, params_count=None)
+            macs = count(spec.build(), spec.example_input()).macs
+            store.upsert_artifact(art, macs=macs, params_count=None, family=spec.family, label=spec.label)
             point = store.ensure_point(run, art.sha256, "local", "onnxruntime", 1, {})
             samples = np.full(20, int(ms * 1e6), dtype=np.int64)
             store.add_trial(point, 0, TrialResult("onnxruntime", samples_ns=tuple(samples.tolist())), run_id=run)
