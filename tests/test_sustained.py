@@ -277,9 +277,11 @@ def test_sustained_run_and_cooldown_over_adb_read_the_phones_sysfs_fake_phone_en
         sustained = (phone.python + " ", "--sustained")
         _wait_for("trial 1", lambda: any(c.startswith(sustained[0]) and sustained[1] in c for c in phone.commands))
         # The runner reads the BIG zone once in its state before (unless it already has), at the sustained loop's
-        # start and every 0.5 s window after: by its third read from now, half a second ran at full speed.
+        # start and every 0.5 s window after. By its fourth read from now, the loop's 0.5 s reading has been read
+        # and stamped (the sampler stamps a reading before it starts the next), so window 0 holds a state from
+        # before the change however late a loaded machine runs the sampler; the third read alone is not enough.
         with FileReads(zone.parent) as reads:
-            reads.wait("temp", count=3)
+            reads.wait("temp", count=4)
             marks["hot"] = time.time()
             big.write_text("1200000\n")  # the big cluster slows down and the BIG zone heats up: 41 -> 56 °C
             zone.write_text("56000\n")
@@ -301,7 +303,7 @@ def test_sustained_run_and_cooldown_over_adb_read_the_phones_sysfs_fake_phone_en
         start_unix = store.sustained_run(ids[0]).start_unix  # type: ignore[union-attr]
         cooldowns = [json.loads(d).get("cooldown") for d in store.trials_frame()["runner_json"]]
     hot_s = marks["hot"] - start_unix
-    assert 0.5 < hot_s < 4.4  # after the loop's 0.5 s read, and with time for late windows before its 5 s end
+    assert 0.5 < hot_s < 4.4  # after the loop's 0.5 s reading, and with time for late windows before its 5 s end
     # A window carries the last reading before its end (or just after it): early windows are those whose state was
     # read before the change (state_s is taken after the read), so a starved sampler cannot blur the boundary.
     early = [w for w in first if w.state_s is not None and w.state_s < hot_s]
