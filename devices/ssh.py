@@ -267,11 +267,15 @@ class SshTransport:
     def close(self) -> None:
         """Close the connection (the work dir stays; a later call reconnects)."""
         with self._lock:
+            # Closing says goodbye over the connection: on a dead one paramiko raises (EOFError, socket errors),
+            # and a close must never replace the error that made flopgap close it.
             if self._sftp is not None:
-                self._sftp.close()
+                with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+                    self._sftp.close()
                 self._sftp = None
             if self._client is not None:
-                self._client.close()
+                with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+                    self._client.close()
                 self._client = None
 
     # ------------------------------------------------------------------ connection

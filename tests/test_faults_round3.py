@@ -216,10 +216,13 @@ def test_paramiko_eof_on_a_dead_connection_is_device_unreachable_eof_faked_in_pa
     try:
         board.run(["true"], 30)  # connected, session dir made
 
-        def dead(self: paramiko.Transport, *args: object, **kw: object) -> paramiko.Channel:
+        board._sftp_client()  # an SFTP session too: closing it says goodbye over the dead connection
+
+        def dead(self: object, *args: object, **kw: object) -> paramiko.Channel:
             raise EOFError()
 
         monkeypatch.setattr(paramiko.Transport, "open_session", dead)
+        monkeypatch.setattr(paramiko.SFTPClient, "close", dead)  # must not replace the error that made us close
         lost = r"device 'pi-test': lost connection to .*127\.0\.0\.1.* \(EOFError\)"
         with pytest.raises(DeviceUnreachable, match=lost):
             if step == "lock":
