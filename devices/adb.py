@@ -27,9 +27,9 @@ import adbutils
 from adbutils._adb import AdbConnection
 from adbutils.errors import AdbError, AdbTimeout
 
-from core.digest import file_digest
 from devices.adb_sync import adb_message, sync_send
 from devices.base import Machine, ShellReturn
+from devices.core.digest import file_digest
 from devices.errors import (
     DeviceError,
     DeviceOffline,

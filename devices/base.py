@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from core.digest import file_digest
 from devices.arm_cores import ClusterName
 from devices.bounded import LINE_CHARS, bounded
+from devices.core.digest import file_digest
 from devices.errors import DeviceError, PushFailed, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, RunnerKind, TransportKind

@@ -16,8 +16,8 @@ from dataclasses import asdict, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.digest import file_digest
 from devices.base import Machine, ShellReturn, Transport, TrialRequest
+from devices.core.digest import file_digest
 from devices.errors import BinaryMissing, PullFailed, TrialFailed, WrongABI
 from devices.ort_trace import parse_ort_trace
 from devices.parsers import (

@@ -1,10 +1,10 @@
-"""Device errors: each is a :class:`~core.errors.FlopgapError` (one line for the user) that names the device and what
-to do.
+"""Device errors: each is a :class:`~devices.core.errors.FlopgapError` (one line for the user) that names the device
+and what to do.
 """
 
 from __future__ import annotations
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 
 
 class DeviceError(FlopgapError):

@@ -57,9 +57,9 @@ from pydantic import (
     model_validator,
 )
 
-from core.errors import FlopgapError
 from devices.arm_cores import ClusterName
 from devices.base import Device, Transport
+from devices.core.errors import FlopgapError
 from devices.placement import cluster_name, cpu_ids
 from devices.vocabulary import RunnerKind
 

@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.digest import file_digest
 from devices.base import Device, Machine, ShellReturn
 from devices.binary import normalize_arch
 from devices.bounded import drain, stderr_buffer, stdout_buffer
+from devices.core.digest import file_digest
 from devices.errors import DeviceError, DeviceTimeout, PullFailed, PushFailed, RunnerMissing
 from devices.linux_state import read_facts, read_state
 from devices.lock import local_lock, registry

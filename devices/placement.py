@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import FlopgapError
 from devices.arm_cores import Cluster, ClusterName, clusters, cores_from_facts, format_cpus, max_khz_from_facts
+from devices.core.errors import FlopgapError
 
 
 class ClusterMissing(FlopgapError):

@@ -35,10 +35,10 @@ from typing import Any
 
 import paramiko
 
-from core.digest import file_digest
 from devices.base import Machine, ShellReturn
 from devices.binary import normalize_arch
 from devices.bounded import stderr_buffer, stdout_buffer
+from devices.core.digest import file_digest
 from devices.errors import (
     DeviceError,
     DeviceTimeout,

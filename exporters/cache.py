@@ -22,7 +22,7 @@ from typing import Any
 
 import platformdirs
 
-from core.digest import file_digest
+from devices.core.digest import file_digest
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from exporters.errors import ExportError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 
 
 class ExportError(FlopgapError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from core.digest import file_digest
+from devices.core.digest import file_digest
 from devices.vocabulary import Format, Precision
 from exporters import onnx_export, parity, pte_export, tflite_export
 from exporters.artifact import Artifact

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from core.digest import file_digest
+from devices.core.digest import file_digest
 from devices.vocabulary import Format, Precision
 from exporters import onnx_export, parity, tflite_export
 from exporters.artifact import Artifact

@@ -1,12 +1,12 @@
 """Errors of the zoo: an unknown model or a parameter value it does not offer.
 
-Both are :class:`~core.errors.FlopgapError` (the base every user error shares): the CLI prints their message as
+Both are :class:`~devices.core.errors.FlopgapError` (the base every user error shares): the CLI prints their message as
 one line and exits with code 2.
 """
 
 from __future__ import annotations
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 
 
 class UnknownModelError(FlopgapError, KeyError):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import exporters.export as export_mod
-from core.digest import file_digest
+from devices.core.digest import file_digest
 from devices.vocabulary import Format, Precision
 from exporters import tflite_export
 from exporters.artifact import Artifact

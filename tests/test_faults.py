@@ -24,7 +24,7 @@ import onnxruntime
 import pytest
 
 import harness.analysis as analysis
-from core.errors import ExitCode
+from devices.core.errors import ExitCode
 from devices.local import local_device
 from exporters.cache import CacheUnwritable
 from exporters.export import export

@@ -25,8 +25,8 @@ import torch
 from onnx import TensorProto, helper
 from typer.testing import CliRunner, Result
 
-from core.digest import file_digest
-from core.errors import ExitCode
+from devices.core.digest import file_digest
+from devices.core.errors import ExitCode
 from devices.runner import random_input
 from devices.vocabulary import Format, Precision
 from exporters import tflite_export

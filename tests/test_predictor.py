@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from devices.local import local_device
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.export import export

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.export import export

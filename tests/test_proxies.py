@@ -315,7 +315,7 @@ def test_frame_and_category_totals(acc: Accounter) -> None:
 
 
 def test_unknown_file_is_one_clear_error(tmp_path: Path) -> None:
-    from core.errors import FlopgapError
+    from devices.core.errors import FlopgapError
 
     with pytest.raises(FlopgapError, match=r"\.onnx or \.tflite"):
         account(tmp_path / "model.pt")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.store import (

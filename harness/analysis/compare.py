@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.store import PointStatus, Store, resolve_db_path
 
 MATCH = ("artifact_sha", "runtime", "precision", "threads", "device", "cluster")

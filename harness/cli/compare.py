@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from core.errors import ExitCode
+from devices.core.errors import ExitCode
 from harness.cli.options import DbOpt
 
 if TYPE_CHECKING:

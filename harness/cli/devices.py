@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from core.errors import FlopgapError
 from devices.arm_cores import clusters, cores_from_facts, max_khz_from_facts
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Format
 from harness.cli.options import DeviceOpt, DevicesFileOpt, InputShapeOpt, ModelFormatOpt, ModelPrecisionOpt, ParamOpt
 from harness.cli.output import make_console

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Precision, Runtime
 from harness.cli.output import OutputFormat, human, notes_console, write_records
 from harness.cli.predict import load_predictor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.errors import FlopgapError, Interrupted
+from devices.core.errors import FlopgapError, Interrupted
 from harness.cli.predict import load_predictor
 from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
 from harness.measure.spec import ModelRef

@@ -1,6 +1,6 @@
 """The ``flopgap`` command line.
 
-User errors (:class:`core.errors.FlopgapError`) print one line and exit 2 (see :mod:`harness.cli.user_errors`);
+User errors (:class:`devices.core.errors.FlopgapError`) print one line and exit 2 (see :mod:`harness.cli.user_errors`);
 anything else is a bug and keeps its traceback. Bad option values are typer's usage errors, also exit 2.
 """
 
@@ -11,7 +11,7 @@ from types import FrameType
 
 import typer
 
-from core.errors import Terminated
+from devices.core.errors import Terminated
 
 app = typer.Typer(
     help="flopgap: measure how fast efficient CNNs really run, and where FLOP counts lie.",

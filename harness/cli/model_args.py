@@ -3,7 +3,7 @@ precision and format defaults (a file's own format and precision; the zoo's defa
 
 from __future__ import annotations
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Format, Precision, Runtime
 from harness.sources import FileSource, ModelRef, resolve_model
 

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.cli.output import human, make_console
 from harness.cli.user_errors import one_line_errors
 from harness.zoo.registry import EntryKind

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from core.errors import FlopgapError, Interrupted
+from devices.core.errors import FlopgapError, Interrupted
 from devices.vocabulary import Precision, Runtime
 from harness.cli.options import (
     CacheDirOpt,

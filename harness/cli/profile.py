@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from core.errors import ExitCode
+from devices.core.errors import ExitCode
 from devices.vocabulary import Runtime
 from harness.cli.model_args import cli_model, pick_precision, pick_runtime
 from harness.cli.options import (

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.cli.options import DbOpt
 from harness.cli.user_errors import one_line_errors
 from harness.store import resolve_db_path

@@ -12,7 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.cli.options import DbOpt
 from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, plain, write_records
 from harness.cli.user_errors import one_line_errors

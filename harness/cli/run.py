@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Runtime
 from harness.cli.options import (
     CacheDirOpt,

@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from core.errors import ExitCode, FlopgapError, Interrupted
 from devices.base import Device
+from devices.core.errors import ExitCode, FlopgapError, Interrupted
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.cli.options import CacheDirOpt, DbOpt, DevicesFileOpt

@@ -1,6 +1,6 @@
 """How every `flopgap` command reports an error the user can fix: one line on stderr and the error's exit code.
 
-Anything that is not a :class:`~core.errors.FlopgapError` is a bug and keeps its traceback. The decorator sits
+Anything that is not a :class:`~devices.core.errors.FlopgapError` is a bug and keeps its traceback. The decorator sits
 on each command (not only on the top-level app) so a command mounted in another Typer app behaves the same.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from core.errors import FlopgapError, Interrupted
+from devices.core.errors import FlopgapError, Interrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
 

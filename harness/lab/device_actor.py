@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import FlopgapError
 from devices.base import TrialRequest
+from devices.core.errors import FlopgapError
 from devices.inventory import DeviceConfig, open_device
 from devices.result import TrialResult
 

@@ -6,7 +6,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 
 NAMESPACE = "flopgap-lab"  # every lab actor lives here, so any driver finds them by name
 LAB_ENV = "FLOPGAP_LAB"

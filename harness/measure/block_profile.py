@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.digest import file_digest
 from devices.base import Device
+from devices.core.digest import file_digest
 from devices.vocabulary import Format, PointOptions, Precision
 from exporters.artifact import Artifact
 from exporters.cache import ArtifactCache

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import FlopgapError, MeasurementFailed
 from devices.base import Device
+from devices.core.errors import FlopgapError, MeasurementFailed
 from devices.errors import DeviceError
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact

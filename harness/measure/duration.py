@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)")

@@ -35,8 +35,8 @@ from typing import Any
 
 import onnx
 
-from core.errors import FlopgapError
 from devices.base import Device
+from devices.core.errors import FlopgapError
 from devices.result import OpTiming, TrialResult
 from devices.vocabulary import Format, PointOptions
 from exporters.artifact import Artifact

@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from core.errors import FlopgapError
 from devices.arm_cores import ClusterName
+from devices.core.errors import FlopgapError
 from devices.placement import cluster_name, cpu_ids
 from devices.vocabulary import Format, PointOptions, Precision, Runtime, choices
 from harness.errors import UnknownModelError

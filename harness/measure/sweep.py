@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import FlopgapError
 from devices.base import Device
 from devices.bounded import bounded
+from devices.core.errors import FlopgapError
 from devices.errors import DeviceError, DeviceUnreachable, RunnerMissing, TrialFailed
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision

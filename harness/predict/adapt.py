@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import FlopgapError
 from devices.base import Device
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Precision, RunnerKind, Runtime
 from harness.measure.recording import record_devices
 from harness.measure.spec import Protocol as SweepProtocol

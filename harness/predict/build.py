@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import FlopgapError
 from devices.base import Device
+from devices.core.errors import FlopgapError
 from devices.errors import DeviceError
 from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, RunnerKind, Runtime

@@ -13,7 +13,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Format, Runtime
 from harness.predict.kernels import Kernel
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.errors import FlopgapError
 from devices.base import Device
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Runtime
 from harness.measure.spec import ModelRef, SweepSpec, model_selection
 from harness.measure.spec import Protocol as SweepProtocol

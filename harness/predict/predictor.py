@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType, feature_matrix
 from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
 from harness.predict.trust import model_errors, training_ranges

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from core.digest import file_digest
+from devices.core.digest import file_digest
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from exporters.cache import default_cache_dir

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.predict.predictor import KernelPredictor
 from harness.store import Store
 from harness.store.identity import describe, fingerprint

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 import harness.analysis as analysis
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness import __version__
 from harness.analysis import CONTEXT, HOW_TO, ROOFLINE_SUMMARY_COLUMNS, Context, Results, contexts_in
 from harness.analysis.compare import Comparison

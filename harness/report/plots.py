@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import harness.analysis as analysis
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.analysis import HOW_TO, Context, Results
 from harness.proxies.categories import Category
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.zoo.registry import SEED, ParamValue
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from devices.vocabulary import Format
 from harness.sources.factory import is_factory_target, load_factory
 from harness.sources.file import load_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 from harness.store.location import DB_ENV
 
 BUSY_TIMEOUT_S = 30.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.errors import FlopgapError
+from devices.core.errors import FlopgapError
 
 
 class ExportFormat(StrEnum):

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.errors import FlopgapError
 from devices.arm_cores import format_cpus
+from devices.core.errors import FlopgapError
 from devices.vocabulary import parse_point_options
 from harness.store.connection import StoreConnection
 from harness.store.export import ExportFormat, export_frame
