@@ -344,7 +344,7 @@ def _compile_runner(cross: Path, site: Path) -> Callable[[Path], None]:
 
 def ensure_executor_runner(board: Board) -> Path:
     """Build (once) the board's ``executor_runner`` and return its wrapper: an aarch64 ELF run under qemu. Downloads
-    ~55 MB of cross-compiler .debs and the ~40 MB executorch wheel."""
+    ~55 MB of cross-compiler .debs and the aarch64 executorch wheel."""
     check_host()
     cache = board.cache
     version = pins()["executorch"]
