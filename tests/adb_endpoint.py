@@ -5,8 +5,9 @@ It speaks the subset of the adb host protocol that :class:`devices.adb.AdbTransp
 ``host:transport:S`` / ``host-serial:S:...``, ``shell:`` (v1), ``shell,v2:``, and ``sync:`` with STAT, SEND
 (DATA/DONE), RECV and QUIT. Its phone is a sandbox directory (paths on the phone map below it), a getprop table and
 a fake sysfs; the shell answers only the commands the adb transport and the backends send. A benchmark binary run
-replays a real captured log from ``tests/data``; the phone's Python (``FakePhone.python``) is this machine's
-interpreter, given the sandboxed paths of its arguments, so flopgap's real runner runs "on the phone".
+replays a real captured log from ``tests/data``, and a stand-in binary that is a script (``#!``) runs on this
+machine; the phone's Python (``FakePhone.python``) is this machine's interpreter, given the sandboxed paths of its
+arguments, so flopgap's real runner runs "on the phone".
 """
 
 from __future__ import annotations
@@ -253,6 +254,8 @@ class FakePhone:
             return b"", f"/system/bin/sh: {binary}: inaccessible or not found\n".encode(), 127
         if not self.modes.get(binary, 0) & 0o111:
             return b"", f"/system/bin/sh: {binary}: can't execute: Permission denied\n".encode(), 126
+        if self.path(binary).read_bytes()[:2] == b"#!":
+            return self._script(binary, rest)
         name = Path(binary).name
         if "benchmark_model" in name:
             for a in rest:
@@ -266,6 +269,17 @@ class FakePhone:
                 self.path(f"{prefix}_2026-11-29_10-43-59_859.json").write_bytes(self.ort_profile.read_bytes())
             return self.ort_log.read_bytes(), b"", 0
         return b"", b"", 0
+
+    def _script(self, script: str, rest: list[str]) -> tuple[bytes, bytes, int]:
+        """A stand-in binary that is a Python script: run by this interpreter, phone paths in ``--flag=/path``
+        arguments (files it reads or writes) mapped into the sandbox."""
+        args = []
+        for arg in rest:
+            flag, sep, value = arg.partition("=")
+            args.append(f"{flag}={self.path(value)}" if sep and value.startswith("/") else arg)
+        done = subprocess.run([sys.executable, str(self.path(script)), *args], capture_output=True, timeout=300,
+                              cwd=self.root)  # fmt: skip
+        return done.stdout, done.stderr, done.returncode if done.returncode >= 0 else 128 - done.returncode
 
 
 def _expand(cpus: str) -> str:
