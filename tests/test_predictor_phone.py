@@ -14,12 +14,14 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devices.adb import AdbTransport
 from devices.base import Device
 from devices.binary import binary_backend
+from devices.local import local_device
 from devices.vocabulary import Format, Precision, RunnerKind, Runtime
 from exporters.export import export
 from harness.measure.spec import Protocol
@@ -142,3 +144,32 @@ def test_an_op_profile_joins_operators_to_kernels_in_run_order() -> None:
     builtin = [ProfiledOp("CONV_2D", 7.0), ProfiledOp("RESHAPE", 1.0), ProfiledOp("CONCATENATION", 2.0)]
     assert [(k.op_type, t) for k, t in join_profile(builtin, kernels)] == [
         ("CONV_2D", 7.0), ("RESHAPE", 1.0), ("CONCATENATION", 2.0)]  # fmt: skip
+
+
+def test_a_probe_the_runtime_times_with_another_version_fails_as_in_a_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device's facts (read when the build starts) name an older onnxruntime than the runner then loads, as after
+    an upgrade meanwhile: the sweep's version check fails each probe, and nothing of the other version is stored."""
+    device = local_device()
+    real = device.facts
+
+    def facts_before_the_upgrade() -> dict[str, Any]:
+        out = real()
+        return {**out, "runtimes": {**out.get("runtimes", {}), "onnxruntime": "1.0.0"}}
+
+    monkeypatch.setattr(device, "facts", facts_before_the_upgrade)
+    ctx = PredictContext("local", Runtime.ONNXRUNTIME)
+    plan = BuildPlan(ctx, budget_s=3, seed=0, models=(), probe_protocol=FAST_PROBES)
+    with Store(tmp_path / "b.db") as store:
+        result = build_predictor(plan, store, device, export, BuildReporter())
+        points = store.points_frame()
+        trials = store.trials_frame()
+    assert result.probes_measured == result.kernel_rows == 0
+    assert len(points) >= 1 and set(points["status"]) == {"failed"} and trials.empty
+    assert set(points["runtime_version"]) == {"1.0.0"}
+    reason = points["failure_reason"].iloc[0]
+    assert (
+        f"the runtime reports version {__import__('onnxruntime').__version__}, but the device's facts said 1.0.0"
+        in reason
+    )
