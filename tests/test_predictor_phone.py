@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from devices.adb import AdbTransport
 from devices.base import Device
@@ -24,6 +25,7 @@ from devices.binary import binary_backend
 from devices.local import local_device
 from devices.vocabulary import Format, Precision, RunnerKind, Runtime
 from exporters.export import export
+from harness.cli.main import app
 from harness.measure.spec import Protocol
 from harness.predict.build import BuildPlan, BuildReporter, build_predictor
 from harness.predict.dataset import SPACE, PredictContext, load_dataset
@@ -172,4 +174,21 @@ def test_a_probe_the_runtime_times_with_another_version_fails_as_in_a_sweep(
     assert (
         f"the runtime reports version {__import__('onnxruntime').__version__}, but the device's facts said 1.0.0"
         in reason
+    )
+
+
+def test_a_runtime_the_phones_binary_cannot_time_is_refused_in_one_line_fake_phone_endpoint(tmp_path: Path) -> None:
+    with AdbEndpoint({"FAKE01": FakePhone(tmp_path / "phone")}) as endpoint:
+        inventory = tmp_path / "devices.toml"
+        inventory.write_text(
+            f'[devices.pixel7]\ntransport = "adb"\nserial = "FAKE01"\nserver = "127.0.0.1:{endpoint.port}"\n'
+            f'runner = "benchmark_model"\nbinary = "{tmp_path / "benchmark_model"}"\n'
+        )
+        args = ["predictor", "build", "--device", "pixel7", "--runtime", "onnxruntime", "--budget", "1m",
+                "--devices", str(inventory), "--db", str(tmp_path / "r.db")]  # fmt: skip
+        res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1] == (
+        "error: device 'pixel7' runs benchmark_model, which cannot time onnx models; build the onnxruntime predictor "
+        "on a device whose runner can, or pick its runtime with --runtime"
     )
