@@ -110,7 +110,7 @@ class FakePhone:
     data_bytes: int = 0  # DATA payload received over all SENDs
     modes: dict[str, int] = field(default_factory=dict)
     ignored_flags: set[str] = field(default_factory=set)  # benchmark_model flags this "old build" ignores
-    # Run the pushed benchmark_model itself instead of replaying a log: a stand-in program for this machine (such as
+    # Run the pushed benchmark binary itself instead of replaying a log: a stand-in program for this machine (such as
     # tests/benchmark_model_stand_in.py behind a #! line), given the phone's argv and PHONE_ROOT, where its / lies.
     run_pushed: bool = False
     # Run the phone's Python in a private mount namespace whose /sys/class/thermal and /sys/devices/system/cpu are
@@ -258,7 +258,7 @@ class FakePhone:
         if not self.modes.get(binary, 0) & 0o111:
             return b"", f"/system/bin/sh: {binary}: can't execute: Permission denied\n".encode(), 126
         name = Path(binary).name
-        if "benchmark_model" in name and self.run_pushed:
+        if self.run_pushed:
             program = self.path(binary)
             program.chmod(program.stat().st_mode | 0o100)  # the phone's chmod is kept in self.modes, not on the file
             env = {**os.environ, "PHONE_ROOT": str(self.root)}

@@ -1,13 +1,14 @@
-"""`flopgap predictor build` on a phone that runs the stock ``benchmark_model`` (adb's default backend).
+"""`flopgap predictor build` on a phone that runs the stock ``benchmark_model`` or ``onnxruntime_perf_test``.
 
-The phone is faked at the adb protocol boundary (tests/adb_endpoint.py); the binary it runs is a stand-in
-(tests/benchmark_model_stand_in.py) that really runs each pushed model with this machine's LiteRT and prints the real
-tool's output, its csv op profile with XNNPACK's per-operator rows included (their times split from the measured
-mean: LiteRT's Python API has no per-op profiler).
+The phone is faked at the adb protocol boundary (tests/adb_endpoint.py); the binary it runs is a stand-in that really
+runs each pushed model on this machine: tests/benchmark_model_stand_in.py with LiteRT, printing the real tool's
+output and its csv op profile with XNNPACK's per-operator rows (their times split from the measured mean: LiteRT's
+Python API has no per-op profiler), and tests/ort_perf_test_stand_in.py with ONNX Runtime and its own profiler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -38,21 +39,29 @@ from harness.zoo.registry import resolve
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 
 STAND_IN = Path(__file__).with_name("benchmark_model_stand_in.py")
+PERF_TEST_STAND_IN = Path(__file__).with_name("ort_perf_test_stand_in.py")
 MODELS = (resolve("mobilenet_v1", alpha=0.25, resolution=128), resolve("shufflenet_v2", scale=0.5))
 HELD_OUT = resolve("mobilenet_v3_small", alpha=0.75)
 FAST = Protocol(trials=2, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds=0.02)
 FAST_PROBES = Protocol(trials=1, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds=0.01, parity=False)
 
 
-@pytest.fixture()
-def phone(tmp_path: Path) -> Iterator[tuple[FakePhone, Device]]:
-    stand_in = tmp_path / "benchmark_model"
-    stand_in.write_text(f"#!{sys.executable}\n" + STAND_IN.read_text())
+@contextlib.contextmanager
+def _phone(tmp_path: Path, runner: RunnerKind, program: Path) -> Iterator[tuple[FakePhone, Device]]:
+    """A fake phone running ``program`` (a stand-in behind a #! line) as the prebuilt ``runner`` binary."""
+    stand_in = tmp_path / runner.value
+    stand_in.write_text(f"#!{sys.executable}\n" + program.read_text())
     stand_in.chmod(0o755)
     fake = FakePhone(tmp_path / "phone", run_pushed=True)
     with AdbEndpoint({"FAKE01": fake}) as endpoint:
         transport = AdbTransport("pixel", "FAKE01", "127.0.0.1", endpoint.port)
-        yield fake, Device("pixel", transport, binary_backend(RunnerKind.BENCHMARK_MODEL, stand_in))
+        yield fake, Device("pixel", transport, binary_backend(runner, stand_in))
+
+
+@pytest.fixture()
+def phone(tmp_path: Path) -> Iterator[tuple[FakePhone, Device]]:
+    with _phone(tmp_path, RunnerKind.BENCHMARK_MODEL, STAND_IN) as running:
+        yield running
 
 
 def test_a_phone_running_benchmark_model_builds_a_litert_predictor_stand_in_binary_fake_phone_endpoint(
@@ -108,6 +117,35 @@ def test_a_phone_running_benchmark_model_builds_a_litert_predictor_stand_in_bina
     prediction = predictor.predict(held_out)
     assert math.isfinite(prediction.total_ms) and prediction.total_ms > 0
     assert (prediction.kernel_us > 0).all()
+
+
+def test_a_phone_running_onnxruntime_perf_test_builds_from_its_per_node_profiles_stand_in_binary_fake_phone_endpoint(
+    tmp_path: Path,
+) -> None:
+    """ONNX Runtime's stock tool on the phone: each probe's trial returns raw runs and ORT's own per-node profile
+    (``-p``), pulled back; its nodes are the kernel rows."""
+    ctx = PredictContext("pixel", Runtime.ONNXRUNTIME)
+    plan = BuildPlan(ctx, budget_s=12, seed=0, models=(), probe_protocol=FAST_PROBES)
+    perf_test = _phone(tmp_path, RunnerKind.ONNXRUNTIME_PERF_TEST, PERF_TEST_STAND_IN)
+    with perf_test as (fake, device), Store(tmp_path / "ort.db") as store:
+        result = build_predictor(plan, store, device, export, BuildReporter())
+        dataset = load_dataset(store, result.context)
+        points = store.points_frame()
+        trials = store.trials_frame()
+        profiles = store.op_profiles_frame()
+        row = store.predictor(result.predictor_id)
+    assert result.probes_measured >= 2 and row is not None and (points["status"] == "done").all()
+    docs = [json.loads(d) for d in trials["runner_json"]]
+    assert {d["tool"]["name"] for d in docs} == {"onnxruntime_perf_test"}
+    assert all(d["samples_kind"] == "raw" and "-p" in d["tool"]["argv"] for d in docs)
+    assert set(profiles["point_id"]) == set(points["point_id"])  # every probe's nodes, pulled from the phone
+    assert len(dataset.rows) >= result.probes_measured and {r.source for r in dataset.rows} == {SPACE}
+    assert all(r.time_us > 0 for r in dataset.rows)
+    assert sum("onnxruntime_perf_test" in s for s in fake.sends) == 1
+    predictor = KernelPredictor.from_json(row.model)
+    held_out = extract_kernels(export(HELD_OUT, Format.ONNX, Precision.FP32).path, Runtime.ONNXRUNTIME)
+    prediction = predictor.predict(held_out)
+    assert math.isfinite(prediction.total_ms) and prediction.total_ms > 0
 
 
 def _kernel(op_type: str, kind: KernelType, inputs: int = 1, cin: int = 8, cout: int = 8) -> Kernel:
