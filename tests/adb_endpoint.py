@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shlex
 import socket
 import socketserver
@@ -110,6 +111,9 @@ class FakePhone:
     data_bytes: int = 0  # DATA payload received over all SENDs
     modes: dict[str, int] = field(default_factory=dict)
     ignored_flags: set[str] = field(default_factory=set)  # benchmark_model flags this "old build" ignores
+    # Run the pushed benchmark binary itself instead of replaying a log: a stand-in program for this machine (such as
+    # tests/benchmark_model_stand_in.py behind a #! line), given the phone's argv and PHONE_ROOT, where its / lies.
+    run_pushed: bool = False
     # Run the phone's Python in a private mount namespace whose /sys/class/thermal and /sys/devices/system/cpu are
     # this phone's fake ones (root only; see tests/fake_sysfs.py), so the runner on the "phone" reads them too.
     mount_sysfs: bool = False
@@ -257,6 +261,13 @@ class FakePhone:
         if self.path(binary).read_bytes()[:2] == b"#!":
             return self._script(binary, rest)
         name = Path(binary).name
+        if self.run_pushed:
+            program = self.path(binary)
+            program.chmod(program.stat().st_mode | 0o100)  # the phone's chmod is kept in self.modes, not on the file
+            env = {**os.environ, "PHONE_ROOT": str(self.root)}
+            done = subprocess.run([str(program), *rest], capture_output=True, timeout=300, cwd=self.root,
+                                  env=env)  # fmt: skip
+            return done.stdout, done.stderr, done.returncode if done.returncode >= 0 else 128 - done.returncode
         if "benchmark_model" in name:
             for a in rest:
                 if a.startswith("--op_profiling_output_file="):
