@@ -9,6 +9,9 @@ every point of the device; a runner that crashes or reports an error fails its t
 from __future__ import annotations
 
 import json
+import posixpath
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -120,8 +123,16 @@ class AgentBackend:
         return [self.python, self.prepare(transport), *pin, *runner_args(model, request)]
 
     def measure(self, transport: Transport, model: str, request: TrialRequest) -> TrialResult:
-        res = transport.run(self.argv(transport, model, request), timeout=request.timeout_s)
-        return TrialResult.from_json(parse_document(res, transport.name))
+        argv = self.argv(transport, model, request)
+        saved = None
+        if request.save_graph and model.lower().endswith(".onnx"):
+            saved = transport.scratch(f"optimized-{posixpath.basename(model)}")
+            argv += ["--save-optimized", saved]
+        res = transport.run(argv, timeout=request.timeout_s)
+        result = TrialResult.from_json(parse_document(res, transport.name))
+        if saved is not None:
+            result = replace(result, optimized_graph=_pulled(transport, saved))
+        return result
 
     def facts(self, transport: Transport) -> dict[str, Any]:
         """The runner's ``--facts``: CPU, frequencies, OS, Python and the importable runtimes' versions."""
@@ -134,6 +145,12 @@ class AgentBackend:
         except json.JSONDecodeError:
             raise DeviceError(f"device '{transport.name}': runner --facts printed no JSON: {res.last_line()}") from None
         return facts
+
+
+def _pulled(transport: Transport, remote: str) -> bytes:
+    """The bytes of a file the runner wrote on the device (a transport that cannot raises PullFailed)."""
+    with tempfile.TemporaryDirectory(prefix="flopgap-pull-") as tmp:
+        return transport.pull(remote, Path(tmp) / posixpath.basename(remote)).read_bytes()
 
 
 def _cpus(cpus: list[int] | tuple[int, ...]) -> str:

@@ -72,6 +72,7 @@ class TrialRequest:
     ort_allow_spinning: bool = True
     ort_graph_optimization: str = "all"  # all | extended | basic | disable
     ort_execution_mode: str = "sequential"  # sequential | parallel
+    save_graph: bool = False  # ONNX models: also return the graph ONNX Runtime optimized on the device (agent only)
     sustained_s: float | None = None  # run continuously this long and return a timeline (flopgap's runner only)
     window_s: float = 1.0  # the timeline's window
 

@@ -188,6 +188,7 @@ class RunnerDocument(TypedDict):
     timeline: list[TimelineWindow] | None  # sustained runs only (--sustained)
     sustained: SustainedEcho | None
     protocol: ProtocolEcho | None
+    optimized_model: str | None  # --save-optimized: where ONNX Runtime wrote the graph it optimized on this device
     error: ErrorInfo | None
 
 
@@ -596,13 +597,21 @@ _ORT_OPT_LEVELS = {
 _ORT_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 SPINNING_KEY = "session.intra_op.allow_spinning"
 EXTERNAL_DATA_KEY = "session.model_external_initializers_file_folder_path"
+# The saved optimized graph keeps large weights in a side file: what the host pulls back is the graph alone.
+SAVED_DATA_KEY = "session.optimized_model_external_initializers_file_name"
+SAVED_DATA_MIN_KEY = "session.optimized_model_external_initializers_min_size_in_bytes"
 
 
 class OrtBackend(Backend):
     """onnxruntime, CPU execution provider, inputs and outputs pre-bound with io_binding."""
 
     def __init__(
-        self, threads: int, graph_opt: str, allow_spinning: bool = True, execution_mode: str = "sequential"
+        self,
+        threads: int,
+        graph_opt: str,
+        allow_spinning: bool = True,
+        execution_mode: str = "sequential",
+        save_optimized: str | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -614,6 +623,7 @@ class OrtBackend(Backend):
         self._graph_opt = graph_opt
         self._allow_spinning = allow_spinning
         self._execution_mode = execution_mode
+        self._save_optimized = save_optimized
         self.settings: OrtSettings | None = None
         self.runtime = "onnxruntime"
         self.runtime_version = ort.__version__
@@ -650,6 +660,11 @@ class OrtBackend(Backend):
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
+        elif self._save_optimized is not None:
+            # The timed session's own graph, as ORT optimized it for this CPU (kernels differ between ISAs).
+            options.optimized_model_filepath = self._save_optimized
+            options.add_session_config_entry(SAVED_DATA_KEY, os.path.basename(self._save_optimized) + ".data")
+            options.add_session_config_entry(SAVED_DATA_MIN_KEY, "1024")
         session = ort.InferenceSession(self._content, sess_options=options, providers=["CPUExecutionProvider"])
         if profile_prefix is None:
             self.settings = _ort_settings(ort, options)
@@ -1124,6 +1139,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="sequential",
         help="ONNX Runtime execution mode (default sequential)",
     )
+    parser.add_argument(
+        "--save-optimized",
+        default=None,
+        metavar="PATH",
+        help="ONNX Runtime: also write the graph it optimized for this CPU to PATH (weights over 1 KiB beside it)",
+    )
     parser.add_argument("--warmup-runs", type=int, default=5, help="at least this many warm-up runs (default 5)")
     parser.add_argument("--warmup-seconds", type=float, default=0.5, help="and at least this long (default 0.5)")
     parser.add_argument("--runs", type=int, default=50, help="at least this many timed runs (default 50)")
@@ -1167,6 +1188,8 @@ def _validate(args: argparse.Namespace) -> None:
             raise RunnerError("BadArguments", "a model path is required (or --facts)")
         if os.path.splitext(args.model)[1].lower() not in (".onnx", ".tflite", ".pte"):
             raise RunnerError("BadArguments", f"{args.model}: the model must end in .onnx, .tflite or .pte")
+        if args.save_optimized is not None and os.path.splitext(args.model)[1].lower() != ".onnx":
+            raise RunnerError("BadArguments", "--save-optimized is for ONNX models (ONNX Runtime's optimized graph)")
 
 
 def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
@@ -1224,6 +1247,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "timeline": None,
         "sustained": None,
         "protocol": protocol,
+        "optimized_model": None,
         "error": None,
     }
 
@@ -1242,7 +1266,11 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     backend: Backend
     if doc["format"] == "onnx":
         backend = OrtBackend(
-            args.threads, args.graph_optimization, bool(args.ort_allow_spinning), args.ort_execution_mode
+            args.threads,
+            args.graph_optimization,
+            bool(args.ort_allow_spinning),
+            args.ort_execution_mode,
+            args.save_optimized,
         )
     elif doc["format"] == "pte":
         backend = ExecutorchBackend(args.threads)
@@ -1263,6 +1291,7 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     doc["delegate"] = backend.delegate
     if isinstance(backend, OrtBackend):
         doc["ort_settings"] = backend.settings
+        doc["optimized_model"] = args.save_optimized
     backend.bind_inputs(np.random.default_rng(args.seed))
     doc["inputs"] = backend.inputs
 

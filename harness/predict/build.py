@@ -43,7 +43,8 @@ from harness.measure.sweep import Exporter, Reporter, run_sweep
 from harness.measure.trial import trial_request
 from harness.measure.versions import PointVersions, point_versions
 from harness.predict.dataset import SPACE, PredictContext, context_points, load_dataset, same_versions
-from harness.predict.kernels import Kernel, feature_matrix
+from harness.predict.device_graph import normal_arch, refresh_device_kernels, store_device_kernels
+from harness.predict.kernels import feature_matrix
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_predictor
 from harness.predict.probes import FAMILY, probe_artifact, probe_label
 from harness.predict.regressor import fit_type_model
@@ -181,7 +182,8 @@ def build_predictor(
     predictor.summary.update({"probes": probes, "build_s": round(build_s, 1), "budget_s": plan.budget_s,
                               "models": [m.label for m in dataset.models], "seed": plan.seed,
                               "runtime_version": versions.runtime_version,
-                              "runner_version": versions.runner_version})  # fmt: skip
+                              "runner_version": versions.runner_version,
+                              "arch": normal_arch(facts[device.name].get("machine"))})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               predictor.versions, predictor.to_json(), predictor.summary)  # fmt: skip
     return BuildResult(ctx, pid, predictor, measured, probes, len(dataset.rows), len(dataset.models),
@@ -223,37 +225,36 @@ def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exp
             artifacts.append(exporter(model, ctx.runtime.artifact_format, ctx.precision))
         except FlopgapError:
             continue  # the sweep below fails its point with the reason
-    run_sweep(spec, plan.text(), store, {device.name: device}, exporter, rep)
+    result = run_sweep(spec, plan.text(), store, {device.name: device}, exporter, rep)
+    _model_kernels(store, device, ctx, artifacts, result.point_ids)
+
+
+def _model_kernels(
+    store: Store, device: Device, ctx: PredictContext, artifacts: Sequence[Artifact], point_ids: Sequence[int]
+) -> None:
+    """The zoo models' kernels as the device runs them (ORT: the graph it optimizes there, one short trial each)."""
+    points = store.points_frame()
+    names = points.loc[points["point_id"].isin(list(point_ids)), "device"]
+    if names.empty:
+        return  # nothing measured: nothing to learn from
+    measured = set(points.loc[points["point_id"].isin(list(point_ids)) & (points["status"] == PointStatus.DONE),
+                              "artifact_sha"])  # fmt: skip
     for art in artifacts:
-        _store_kernels(store, art, ctx.runtime)
-
-
-def _store_kernels(store: Store, art: Artifact, runtime: Runtime) -> list[Kernel]:
-    from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
-
-    stored = store.kernels_of(art.sha256, runtime.value)
-    if stored and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in stored):
-        return [Kernel.from_json(r.kernel) for r in stored]
-    kernels = extract_kernels(art.path, runtime)
-    store.put_kernels(art.sha256, runtime.value, [{**k.to_json(), "extractor": EXTRACTOR_VERSION} for k in kernels])
-    return kernels
+        if art.sha256 in measured:
+            store_device_kernels(store, device, str(names.iloc[0]), ctx.runtime, art.path, art.sha256,
+                                 threads=ctx.threads)  # fmt: skip
 
 
 def _refresh_kernels(store: Store, ctx: PredictContext, versions: PointVersions) -> None:
-    """Extract again the kernels a previous flopgap stored for this context's artifacts (where the files remain)."""
-    from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
-
+    """Extract again the kernels a previous flopgap stored for this context's artifacts (where the files remain;
+    ORT: from the device's graph kept in the cache)."""
     points = store.points_frame()
     shas = set(points.loc[points["point_id"].isin(_context_point_ids(store, ctx, versions)), "artifact_sha"])
     artifacts = store.artifacts_frame().set_index("sha256")
     for sha in sorted(shas & set(artifacts.index)):
-        stored = store.kernels_of(sha, ctx.runtime.value)
-        current = bool(stored) and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in stored)
         path = Path(str(artifacts.loc[sha, "path"]))
-        if current or not path.is_file():
-            continue
-        kernels = extract_kernels(path, ctx.runtime)
-        store.put_kernels(sha, ctx.runtime.value, [{**k.to_json(), "extractor": EXTRACTOR_VERSION} for k in kernels])
+        if path.is_file():
+            refresh_device_kernels(store, ctx.device, ctx.runtime, sha, path)
 
 
 @dataclass
@@ -332,8 +333,8 @@ def _measure_probes(
                                        ctx.runtime.options, state.versions.runtime_version,
                                        runner_version=state.versions.runner_version)  # fmt: skip
         state.store.mark_kernel_sample(pid, cfg.type.value, cfg.to_json(), (sources or {}).get(cfg.key, source), round_)
-        _store_kernels(state.store, art, ctx.runtime)
         if state.store.point_status(pid) is PointStatus.DONE:
+            _probe_kernels(state, art)
             continue
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         try:
@@ -349,6 +350,7 @@ def _measure_probes(
             )
             state.store.fail_point(pid, reason)
             continue
+        _probe_kernels(state, art, result.optimized_graph)
         if 0 not in state.store.trials_done(pid):
             state.store.add_trial(pid, 0, result, run_id=state.run_id, started_at=started_at)
         if result.ops and state.store.op_profiles_frame([pid]).empty:
@@ -359,6 +361,12 @@ def _measure_probes(
         state.store.complete_point(pid, stats)
         state.measured += 1
         state.rep.probe_measured(state.measured, probe_label(cfg), result.median_ms, round_)
+
+
+def _probe_kernels(state: _Probing, art: Artifact, graph: bytes | None = None) -> None:
+    """A probe's kernels as the device runs them (ORT: from the graph its trial brought back)."""
+    store_device_kernels(state.store, state.device, state.ctx.device, state.ctx.runtime, art.path, art.sha256, graph,
+                         state.ctx.threads)  # fmt: skip
 
 
 def _done_configs(store: Store, ctx: PredictContext, versions: PointVersions) -> set[str]:
@@ -379,7 +387,7 @@ def _time_probe(state: _Probing, art: Artifact) -> TrialResult:
     profile = art.format is Format.ONNX
     request = trial_request(proto, ctx.threads, ctx.runtime.options, profile=profile,
                             profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
-    return state.device.measure(art.path, request)
+    return state.device.measure(art.path, replace(request, save_graph=profile))
 
 
 def _worst_probes(
