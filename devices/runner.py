@@ -1114,7 +1114,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="runner.py",
         description="Time one .onnx, .tflite or .pte model and print one JSON document (schema flopgap.runner/1).",
     )
-    parser.add_argument("model", nargs="?", help="path to a .onnx, .tflite or .pte file")
+    parser.add_argument(
+        "model",
+        nargs="*",
+        help="path to a .onnx, .tflite or .pte file; several are measured in turn in this one process (no start-up "
+        "each), one document per line, in order",
+    )
     parser.add_argument("--facts", action="store_true", help="print device facts as JSON instead of measuring")
     parser.add_argument("--threads", type=int, default=1, help="runtime intra-op / interpreter threads (default 1)")
     xnn = parser.add_mutually_exclusive_group()
@@ -1141,9 +1146,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--save-optimized",
+        action="append",
         default=None,
         metavar="PATH",
-        help="ONNX Runtime: also write the graph it optimized for this CPU to PATH (weights over 1 KiB beside it)",
+        help="ONNX Runtime: also write the graph it optimized for this CPU to PATH (weights over 1 KiB beside it); "
+        "one per model, in order",
     )
     parser.add_argument("--warmup-runs", type=int, default=5, help="at least this many warm-up runs (default 5)")
     parser.add_argument("--warmup-seconds", type=float, default=0.5, help="and at least this long (default 0.5)")
@@ -1186,10 +1193,31 @@ def _validate(args: argparse.Namespace) -> None:
     if not args.facts:
         if not args.model:
             raise RunnerError("BadArguments", "a model path is required (or --facts)")
-        if os.path.splitext(args.model)[1].lower() not in (".onnx", ".tflite", ".pte"):
-            raise RunnerError("BadArguments", f"{args.model}: the model must end in .onnx, .tflite or .pte")
-        if args.save_optimized is not None and os.path.splitext(args.model)[1].lower() != ".onnx":
-            raise RunnerError("BadArguments", "--save-optimized is for ONNX models (ONNX Runtime's optimized graph)")
+        saves = args.save_optimized or []
+        if saves and len(saves) != len(args.model):
+            raise RunnerError(
+                "BadArguments",
+                f"--save-optimized: give one PATH per model ({len(args.model)} models, {len(saves)} paths)",
+            )
+        for model in args.model:
+            if os.path.splitext(model)[1].lower() not in (".onnx", ".tflite", ".pte"):
+                raise RunnerError("BadArguments", f"{model}: the model must end in .onnx, .tflite or .pte")
+            if saves and os.path.splitext(model)[1].lower() != ".onnx":
+                raise RunnerError(
+                    "BadArguments", "--save-optimized is for ONNX models (ONNX Runtime's optimized graph)"
+                )
+
+
+def per_model(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One namespace per model given (``model`` a path, ``save_optimized`` its path or None), in order; one with no
+    model where none was given."""
+    models = list(args.model) if isinstance(args.model, list) else [args.model]
+    saves = list(args.save_optimized or [])
+    out = []
+    for i, model in enumerate(models or [None]):  # no zip(strict=): the runner runs on Python 3.9
+        save = saves[i] if i < len(saves) else None
+        out.append(argparse.Namespace(**{**vars(args), "model": model, "save_optimized": save}))
+    return out
 
 
 def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
@@ -1374,7 +1402,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)  # outside the redirection so --help still goes to stdout
         _validate(args)
     except RunnerError as exc:
-        doc = empty_document(args)
+        doc = empty_document(per_model(args)[0] if args is not None else None)
         doc["error"] = {"kind": exc.kind, "message": _one_line(str(exc))}
         print(json.dumps(doc), flush=True)
         return EXIT_FAILED
@@ -1382,18 +1410,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.facts:
             emit(json.dumps(device_facts()) + "\n")
             return 0
-        doc = empty_document(args)
         code = 0
-        try:
-            measure(args, doc)
-        except RunnerError as exc:
-            doc["error"] = {"kind": exc.kind, "message": _one_line(str(exc))}
-            code = EXIT_FAILED
-        except Exception as exc:  # a bug: keep the traceback on stderr, still answer with a document
-            traceback.print_exc()
-            doc["error"] = {"kind": "InternalError", "message": _one_line(f"{type(exc).__name__}: {exc}")}
-            code = EXIT_INTERNAL
-        emit(json.dumps(doc) + "\n")
+        for one in per_model(args):  # each model's document as it completes; a failure fails that model only
+            doc = empty_document(one)
+            try:
+                measure(one, doc)
+            except RunnerError as exc:
+                doc["error"] = {"kind": exc.kind, "message": _one_line(str(exc))}
+                code = code or EXIT_FAILED
+            except Exception as exc:  # a bug: keep the traceback on stderr, still answer with a document
+                traceback.print_exc()
+                doc["error"] = {"kind": "InternalError", "message": _one_line(f"{type(exc).__name__}: {exc}")}
+                code = EXIT_INTERNAL
+            emit(json.dumps(doc) + "\n")
     return code
 
 

@@ -1,11 +1,13 @@
 """Build a predictor for one device context within a time budget, resumably, through the usual protocol.
 
 1. **Zoo models** (:data:`EVAL_MODELS`): a sweep (exports cached, trials interleaved, each committed as it
-   completes) with per-node ORT profiles; their kernels are extracted and stored. They calibrate the kernel sum
-   and are what ``predictor eval`` predicts.
+   completes) with per-node ORT profiles; their kernels are extracted (ORT: from the graph ORT optimized on the
+   device, :mod:`harness.predict.device_graph`) and stored. They calibrate the kernel sum and are what
+   ``predictor eval`` predicts.
 2. **Round 0**: kernel probes drawn from the configuration space (:mod:`harness.predict.space`) in a fixed order
-   from the seed, each a single-kernel model timed as a one-trial point (ORT: with its per-node profile), until
-   :data:`FIRST_ROUND_SHARE` of the remaining budget is spent.
+   from the seed, each a single-kernel model timed as a one-trial point (ORT: with its per-node profile and the
+   device's optimized graph), :data:`PROBE_BATCH` in one runner process, until :data:`FIRST_ROUND_SHARE` of the
+   remaining budget is spent.
 3. **Adaptive rounds**: each probe's error under K-fold cross-validation of its type's regressor; the worst
    :data:`ADAPTIVE_SHARE` get :data:`NEIGHBOURS` neighbours each (channels and resolution perturbed), measured in
    the round's share of the budget. Seeds are probes, never zoo models, so nothing here depends on a family.
@@ -85,6 +87,9 @@ FIRST_ROUND_SHARE = 0.6
 ADAPTIVE_ROUNDS = 2
 ADAPTIVE_SHARE = 0.15
 NEIGHBOURS = 3
+# Probes timed in one runner process: its start-up (~0.5 s of a ~0.7 s probe on the development machine) is paid
+# once per batch; small enough that a budget overruns by little and a crash loses few probes.
+PROBE_BATCH = 8
 CV_FOLDS = 4
 
 
@@ -320,11 +325,14 @@ def _measure_probes(
     until: float,
     sources: dict[str, str] | None = None,
 ) -> None:
+    """Measure the configs not done yet, :data:`PROBE_BATCH` at a time in one runner process, until ``until`` (a
+    batch started before it finishes: the budget may run over by one batch)."""
     ctx = state.ctx
     done = _done_configs(state.store, ctx, state.versions)
+    batch: list[tuple[KernelConfig, Artifact, int]] = []
     for cfg in configs:
         if state.clock() >= until:
-            return
+            break
         if cfg.key in done:
             continue
         art = probe_artifact(cfg, ctx.runtime)
@@ -336,11 +344,20 @@ def _measure_probes(
         if state.store.point_status(pid) is PointStatus.DONE:
             _probe_kernels(state, art)
             continue
-        started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        try:
-            result = _time_probe(state, art)
-        except DeviceError as exc:  # TrialFailed included: the probe fails, the build goes on
-            state.store.fail_point(pid, str(exc))
+        batch.append((cfg, art, pid))
+        if len(batch) >= PROBE_BATCH:
+            _measure_batch(state, batch, round_)
+            batch = []
+    if batch:
+        _measure_batch(state, batch, round_)
+
+
+def _measure_batch(state: _Probing, batch: Sequence[tuple[KernelConfig, Artifact, int]], round_: int) -> None:
+    """One trial of each probe in one go (see :meth:`Device.measure_many`), each committed as a one-trial point."""
+    started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    for (cfg, art, pid), result in zip(batch, _time_probes(state, [art for _, art, _ in batch]), strict=True):
+        if isinstance(result, DeviceError):  # TrialFailed included: the probe fails, the build goes on
+            state.store.fail_point(pid, str(result))
             continue
         expected, reported = state.versions.runtime_version, result.runtime_version
         if expected is not None and reported is not None and reported != expected:
@@ -381,13 +398,15 @@ def _done_configs(store: Store, ctx: PredictContext, versions: PointVersions) ->
     return {KernelConfig.from_json(json.loads(text)).key for text in chosen["config_json"]}
 
 
-def _time_probe(state: _Probing, art: Artifact) -> TrialResult:
-    """One trial of a probe; an ONNX probe's trial also returns its per-node profile (a separate session)."""
+def _time_probes(state: _Probing, arts: Sequence[Artifact]) -> list[TrialResult | DeviceError]:
+    """One trial of each probe, in one runner process where the device's runner can; an ONNX probe's trial also
+    returns its per-node profile (a separate session) and the graph ORT optimized on the device."""
     ctx, proto = state.ctx, state.plan.probe_protocol
-    profile = art.format is Format.ONNX
+    profile = ctx.runtime.artifact_format is Format.ONNX
     request = trial_request(proto, ctx.threads, ctx.runtime.options, profile=profile,
                             profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
-    return state.device.measure(art.path, replace(request, save_graph=profile))
+    return state.device.measure_many([a.path for a in arts], replace(request, save_graph=profile),
+                                     [a.sha256 for a in arts])  # fmt: skip
 
 
 def _worst_probes(
