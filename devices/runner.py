@@ -662,6 +662,7 @@ class OrtBackend(Backend):
             options.profile_file_prefix = profile_prefix
         elif self._save_optimized is not None:
             # The timed session's own graph, as ORT optimized it for this CPU (kernels differ between ISAs).
+            os.makedirs(os.path.dirname(os.path.abspath(self._save_optimized)), exist_ok=True)
             options.optimized_model_filepath = self._save_optimized
             options.add_session_config_entry(SAVED_DATA_KEY, os.path.basename(self._save_optimized) + ".data")
             options.add_session_config_entry(SAVED_DATA_MIN_KEY, "1024")
