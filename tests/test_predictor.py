@@ -103,7 +103,7 @@ def test_onnxruntime_layout_nodes_are_kernels_of_their_own() -> None:
 
 @pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.LITERT])
 def test_every_probe_holds_the_kernel_it_was_drawn_for(runtime: Runtime, tmp_path: Path) -> None:
-    configs = sample(np.random.default_rng(5), runtime, 60)  # a seed whose 60 draws hold every conv and a broadcast
+    configs = sample(np.random.default_rng(2), runtime, 60)  # a seed whose 60 draws hold every conv and a broadcast
     assert {c.type for c in configs} >= {K.POINTWISE_CONV, K.DEPTHWISE_CONV, K.DENSE_CONV, K.GROUPED_CONV, K.BROADCAST}
     assert {c.type for c in configs} <= set(kernel_types(runtime))
     for cfg in configs:
