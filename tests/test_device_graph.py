@@ -24,13 +24,23 @@ from torch import nn
 
 from devices import runner as runner_module
 from devices.base import Device, TrialRequest
+from devices.core.digest import file_digest
+from devices.core.errors import FlopgapError
 from devices.inventory import open_device, parse_inventory
-from devices.vocabulary import Format, Precision, Runtime
+from devices.vocabulary import Format, Precision, RunnerKind, Runtime
 from exporters.export import export
 from harness.measure.spec import Protocol as SweepProtocol
 from harness.predict.build import BuildPlan, build_predictor
 from harness.predict.dataset import PredictContext
-from harness.predict.device_graph import check_arch, graph_kernels, host_arch, keep_graph, kernel_key, normal_arch
+from harness.predict.device_graph import (
+    check_arch,
+    graph_kernels,
+    host_arch,
+    keep_graph,
+    kernel_key,
+    normal_arch,
+    store_device_kernels,
+)
 from harness.predict.extract import extract_kernels
 from harness.predict.kernels import Kernel
 from harness.predict.ort_kernels import ort_kernels
@@ -40,6 +50,7 @@ from harness.zoo.registry import resolve
 from tests.arm64_board import Board, BoardUnavailable, ensure_board
 from tests.conftest import Sshd
 from tests.environment import Need, unmet
+from tests.fake_device import TrialLog, fake_device
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = resolve("shufflenet_v2_unit")
@@ -237,3 +248,24 @@ def test_a_predictor_built_on_the_board_learns_its_graph_and_refuses_this_host(
         assert res.returncode == 2 and res.stderr.count("\n") == 1
         assert f"predictor of '{result.context.device}' was built on aarch64" in res.stderr
     assert np.isfinite(result.predictor.calibration.c1)
+
+
+@pytest.mark.parametrize("kind", [RunnerKind.AGENT, RunnerKind.ONNXRUNTIME_PERF_TEST])
+def test_a_device_whose_tool_returns_no_graph_fails_the_build_in_one_line_never_using_the_hosts(
+    kind: RunnerKind, residual: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faked at the backend's protocol boundary (tests/fake_device.py): a tool that times models but brings back no
+    optimized graph. The stock binary is not even asked; no kernels are stored from this machine's graph."""
+    monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
+    log = TrialLog()
+    device = fake_device("phone", log)
+    device.backend.kind = kind  # type: ignore[misc]
+    with Store(tmp_path / "r.db") as store:
+        with pytest.raises(FlopgapError) as caught:
+            store_device_kernels(store, device, "phone", Runtime.ONNXRUNTIME, residual, file_digest(residual))
+        assert store.kernels_frame().empty
+    assert str(caught.value) == (
+        f"device 'phone' runs {kind}, which cannot return ONNX Runtime's optimized graph; build ONNX Runtime "
+        'predictors with flopgap\'s runner there (runner = "agent")'
+    )
+    assert len(log.records) == (0 if kind.is_binary else 1)

@@ -106,8 +106,9 @@ def store_device_kernels(
         if graph is not None:
             path = keep_graph(stored_name, sha256, graph)
         elif not path.is_file():
-            result = device.measure(model, replace(GRAPH_REQUEST, threads=threads), sha256)
-            if result.optimized_graph is None:
+            result = None if device.runner.is_binary else device.measure(model, replace(GRAPH_REQUEST, threads=threads),
+                                                                          sha256)  # fmt: skip
+            if result is None or result.optimized_graph is None:
                 raise FlopgapError(
                     f"device '{device.name}' runs {device.runner}, which cannot return ONNX Runtime's optimized "
                     'graph; build ONNX Runtime predictors with flopgap\'s runner there (runner = "agent")'
