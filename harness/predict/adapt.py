@@ -44,6 +44,7 @@ from harness.predict.build import (
     _time_spent,
 )
 from harness.predict.dataset import SPACE, PredictContext, load_dataset
+from harness.predict.device_graph import normal_arch
 from harness.predict.kernels import Kernel, KernelType
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_calibration
 from harness.predict.regressor import TypeModel
@@ -157,7 +158,8 @@ def adapt_predictor(
                             "calibration_models": len(calibrating), "models": [m.label for m in dataset.models],
                             "build_s": round(build_s, 1), "budget_s": plan.budget_s, "seed": plan.seed,
                             "runtime_version": versions.runtime_version,
-                            "runner_version": versions.runner_version})  # fmt: skip
+                            "runner_version": versions.runner_version,
+                            "arch": normal_arch(facts[device.name].get("machine"))})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               adapted.versions, adapted.to_json(), adapted.summary)  # fmt: skip
     return BuildResult(ctx, pid, adapted, state.measured, state.measured, len(dataset.rows), len(dataset.models),
