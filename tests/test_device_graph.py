@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,11 +28,12 @@ from devices.base import Device, TrialRequest
 from devices.core.digest import file_digest
 from devices.core.errors import FlopgapError
 from devices.inventory import open_device, parse_inventory
+from devices.local import local_device
 from devices.vocabulary import Format, Precision, RunnerKind, Runtime
 from exporters.export import export
 from harness.measure.spec import Protocol as SweepProtocol
 from harness.predict.build import BuildPlan, build_predictor
-from harness.predict.dataset import PredictContext
+from harness.predict.dataset import PredictContext, load_dataset
 from harness.predict.device_graph import (
     check_arch,
     graph_kernels,
@@ -41,7 +43,7 @@ from harness.predict.device_graph import (
     normal_arch,
     store_device_kernels,
 )
-from harness.predict.extract import extract_kernels
+from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
 from harness.predict.kernels import Kernel
 from harness.predict.ort_kernels import ort_kernels
 from harness.predict.predictor import TrainingRow, fit_predictor
@@ -269,3 +271,29 @@ def test_a_device_whose_tool_returns_no_graph_fails_the_build_in_one_line_never_
         'predictors with flopgap\'s runner there (runner = "agent")'
     )
     assert len(log.records) == (0 if kind.is_binary else 1)
+
+
+def test_a_build_over_kernels_no_device_graph_was_kept_for_brings_the_graphs_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database whose ORT kernels an older flopgap stored (no device graph kept, another extractor): a build whose
+    budget is spent only refits, and first brings the device's graphs back, so no probe loses its kernels."""
+    monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
+    quick = SweepProtocol(trials=1, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds=0.01, parity=False)
+    plan = BuildPlan(PredictContext("local", Runtime.ONNXRUNTIME), budget_s=12, seed=2, models=(), probe_protocol=quick)
+    graphs = tmp_path / "cache" / "device-graphs"
+    with Store(tmp_path / "b.db") as store:
+        first = build_predictor(plan, store, local_device(), export)
+        rows = len(load_dataset(store, first.context).rows)
+        key = kernel_key(Runtime.ONNXRUNTIME, first.context.device)
+        shas = sorted(set(store.kernels_frame(key)["artifact_sha"]))
+        for sha in shas:  # as an older flopgap left them: another extractor's, and no graph kept
+            store.put_kernels(sha, key, [{**r.kernel, "extractor": 4} for r in store.kernels_of(sha, key)])
+    assert rows >= first.probes_total >= 1 and len(shas) == first.probes_total
+    shutil.rmtree(graphs)
+    with Store(tmp_path / "b.db") as store:
+        second = build_predictor(plan, store, local_device(), export)
+        assert second.probes_measured == 0 and second.probes_total == first.probes_total
+        assert len(load_dataset(store, second.context).rows) == rows
+        assert {r.kernel["extractor"] for sha in shas for r in store.kernels_of(sha, key)} == {EXTRACTOR_VERSION}
+    assert sorted(p.stem for p in (graphs / first.context.device).glob("*.onnx")) == shas

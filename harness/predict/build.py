@@ -45,7 +45,13 @@ from harness.measure.sweep import Exporter, Reporter, run_sweep
 from harness.measure.trial import trial_request
 from harness.measure.versions import PointVersions, point_versions
 from harness.predict.dataset import SPACE, PredictContext, context_points, load_dataset, same_versions
-from harness.predict.device_graph import normal_arch, refresh_device_kernels, store_device_kernels
+from harness.predict.device_graph import (
+    fetch_graphs,
+    has_current_kernels,
+    normal_arch,
+    refresh_device_kernels,
+    store_device_kernels,
+)
 from harness.predict.kernels import feature_matrix
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_predictor
 from harness.predict.probes import FAMILY, probe_artifact, probe_label
@@ -179,7 +185,7 @@ def build_predictor(
     finally:
         store.finish_run(run_id, status)
     rep.stage("fitting the predictor")
-    _refresh_kernels(store, ctx, versions)
+    _refresh_kernels(store, ctx, versions, device)
     dataset = load_dataset(store, ctx, versions)
     predictor = fit_predictor(ctx.to_json(), dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models])
     probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx, versions)).sum())
@@ -250,16 +256,19 @@ def _model_kernels(
                                  threads=ctx.threads)  # fmt: skip
 
 
-def _refresh_kernels(store: Store, ctx: PredictContext, versions: PointVersions) -> None:
+def _refresh_kernels(store: Store, ctx: PredictContext, versions: PointVersions, device: Device) -> None:
     """Extract again the kernels a previous flopgap stored for this context's artifacts (where the files remain;
-    ORT: from the device's graph kept in the cache)."""
+    ORT: from the device's graph kept in the cache, brought back first where an older flopgap kept none)."""
     points = store.points_frame()
     shas = set(points.loc[points["point_id"].isin(_context_point_ids(store, ctx, versions)), "artifact_sha"])
     artifacts = store.artifacts_frame().set_index("sha256")
-    for sha in sorted(shas & set(artifacts.index)):
-        path = Path(str(artifacts.loc[sha, "path"]))
-        if path.is_file():
-            refresh_device_kernels(store, ctx.device, ctx.runtime, sha, path)
+    present = [(Path(str(artifacts.loc[sha, "path"])), sha) for sha in sorted(shas & set(artifacts.index))]
+    present = [(path, sha) for path, sha in present if path.is_file()]
+    if ctx.runtime is Runtime.ONNXRUNTIME:
+        stale = [(path, sha) for path, sha in present if not has_current_kernels(store, ctx.runtime, ctx.device, sha)]
+        fetch_graphs(device, ctx.device, stale, ctx.threads)
+    for path, sha in present:
+        refresh_device_kernels(store, ctx.device, ctx.runtime, sha, path)
 
 
 @dataclass

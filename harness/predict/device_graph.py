@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import onnx
 
 from devices.base import Device, TrialRequest
 from devices.core.errors import FlopgapError
+from devices.result import TrialResult
 from devices.vocabulary import Runtime
 from exporters.cache import default_cache_dir
 from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
@@ -37,6 +38,7 @@ from harness.store import Store
 # ``uname -m`` spellings of one architecture (Windows and macOS name them otherwise).
 _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64", "i686": "x86"}
 # One run, no warm-up: the trial is there for the session ORT optimizes, not for its time.
+GRAPH_BATCH = 8
 GRAPH_REQUEST = TrialRequest(warmup_runs=0, warmup_seconds=0.0, runs=1, min_seconds=0.0, max_runs=1, save_graph=True)
 
 
@@ -96,9 +98,8 @@ def store_device_kernels(
     trial that asks the device for it. LiteRT: the model's op list.
     """
     key = kernel_key(runtime, stored_name)
-    rows = store.kernels_of(sha256, key)
-    if graph is None and rows and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in rows):
-        return [Kernel.from_json(r.kernel) for r in rows]
+    if graph is None and has_current_kernels(store, runtime, stored_name, sha256):
+        return [Kernel.from_json(r.kernel) for r in store.kernels_of(sha256, key)]
     if runtime is not Runtime.ONNXRUNTIME:
         kernels = extract_kernels(model, runtime)
     else:
@@ -119,11 +120,35 @@ def store_device_kernels(
     return kernels
 
 
+def fetch_graphs(device: Device, stored_name: str, models: Sequence[tuple[Path, str]], threads: int = 1) -> int:
+    """Bring back and keep the device's optimized graphs of ``models`` (path, sha256) that are not kept yet: one-run
+    trials, :data:`GRAPH_BATCH` to a runner process. A model the device fails is left out (its kernels stay
+    missing, as a model whose file is gone). Returns how many were kept."""
+    todo = [(path, sha) for path, sha in models if not graph_path(stored_name, sha).is_file()]
+    if not todo or device.runner.is_binary:
+        return 0
+    kept = 0
+    for start in range(0, len(todo), GRAPH_BATCH):
+        chunk = todo[start : start + GRAPH_BATCH]
+        results = device.measure_many([p for p, _ in chunk], replace(GRAPH_REQUEST, threads=threads),
+                                      [sha for _, sha in chunk])  # fmt: skip
+        for (_, sha), result in zip(chunk, results, strict=True):
+            if isinstance(result, TrialResult) and result.optimized_graph is not None:
+                keep_graph(stored_name, sha, result.optimized_graph)
+                kept += 1
+    return kept
+
+
+def has_current_kernels(store: Store, runtime: Runtime, device: str, sha256: str) -> bool:
+    """Whether the model's kernels on ``device`` are stored, by this extractor version."""
+    rows = store.kernels_of(sha256, kernel_key(runtime, device))
+    return bool(rows) and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in rows)
+
+
 def refresh_device_kernels(store: Store, stored_name: str, runtime: Runtime, sha256: str, model: Path) -> None:
     """Extract again, from the kept graph, kernels a previous extractor stored (nothing to do without the graph)."""
     key = kernel_key(runtime, stored_name)
-    rows = store.kernels_of(sha256, key)
-    if rows and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in rows):
+    if has_current_kernels(store, runtime, stored_name, sha256):
         return
     if runtime is not Runtime.ONNXRUNTIME:
         kernels = extract_kernels(model, runtime)
@@ -140,9 +165,8 @@ def prediction_kernels(
 ) -> list[Kernel]:
     """The kernels a predictor of ``device`` prices for ``model``: the device's own where it optimized this model,
     else (LiteRT, or ORT on a machine of the predictor's architecture) those extracted here."""
-    rows = store.kernels_of(sha256, kernel_key(runtime, device))
-    if rows and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in rows):
-        return [Kernel.from_json(r.kernel) for r in rows]
+    if has_current_kernels(store, runtime, device, sha256):
+        return [Kernel.from_json(r.kernel) for r in store.kernels_of(sha256, kernel_key(runtime, device))]
     check_arch(summary, device, runtime)
     return extract_kernels(model, runtime, cache=cache)
 
