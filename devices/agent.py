@@ -9,8 +9,12 @@ every point of the device; a runner that crashes or reports an error fails its t
 from __future__ import annotations
 
 import json
+import posixpath
+import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from devices.base import ShellReturn, Transport, TrialRequest
 from devices.errors import DeviceError, RunnerMissing, TrialFailed
@@ -21,10 +25,11 @@ from devices.vocabulary import Format, RunnerKind
 RUNNER_PATH = Path(__file__).with_name("runner.py")
 
 
-def runner_args(model: str, request: TrialRequest) -> list[str]:
-    """The runner's arguments for one trial (after ``python runner.py``)."""
+def runner_args(model: str | Sequence[str], request: TrialRequest) -> list[str]:
+    """The runner's arguments for one trial (after ``python runner.py``), or for one trial of each of several models
+    in one process."""
     args = [
-        model,
+        *([model] if isinstance(model, str) else model),
         "--threads", str(request.threads),
         "--warmup-runs", str(request.warmup_runs),
         "--warmup-seconds", str(request.warmup_seconds),
@@ -62,11 +67,56 @@ def parse_document(res: ShellReturn, device: str) -> RunnerDocument:
         except json.JSONDecodeError:
             doc = None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        _raise_if_missing(res, device)
-        tail = res.last_line()
-        if res.returncode < 0:
-            tail = f"killed by signal {-res.returncode} ({tail})"
-        raise TrialFailed(f"device '{device}': runner crashed: {tail}", kind="RunnerCrashed")
+        _raise_crashed(res, device)
+    return _checked(doc, device)
+
+
+def parse_documents(res: ShellReturn, device: str, count: int) -> list[RunnerDocument | TrialFailed]:
+    """The documents of a runner given ``count`` models, in order, each parsed or its failure; models after a crash
+    fail with the crash's reason. A runner that could not start at all raises (RunnerMissing fails the device)."""
+    docs: list[dict[str, Any]] = []
+    for start in _document_starts(res.stdout):
+        try:
+            doc, _ = json.JSONDecoder().raw_decode(res.stdout, start)
+        except json.JSONDecodeError:
+            continue  # a document cut short (the runner was killed): the models from it on failed
+        if isinstance(doc, dict) and doc.get("schema") == SCHEMA:
+            docs.append(doc)
+    if not docs:
+        _raise_crashed(res, device)
+    out: list[RunnerDocument | TrialFailed] = []
+    for doc in docs[:count]:
+        try:
+            out.append(_checked(doc, device))
+        except TrialFailed as exc:
+            out.append(exc)
+    if len(out) < count:
+        try:
+            _raise_crashed(res, device)
+        except TrialFailed as crashed:
+            out += [crashed] * (count - len(out))
+    return out
+
+
+def _document_starts(text: str) -> list[int]:
+    """Where each document begins: at a line's start or after what a runtime printed without ending its line."""
+    starts, at = [], text.find('{"schema"')
+    while at >= 0:
+        starts.append(at)
+        at = text.find('{"schema"', at + 1)
+    return starts
+
+
+def _raise_crashed(res: ShellReturn, device: str) -> NoReturn:
+    _raise_if_missing(res, device)
+    tail = res.last_line()
+    if res.returncode < 0:
+        tail = f"killed by signal {-res.returncode} ({tail})"
+    raise TrialFailed(f"device '{device}': runner crashed: {tail}", kind="RunnerCrashed")
+
+
+def _checked(doc: dict[str, Any], device: str) -> RunnerDocument:
+    """The document, or its own error raised."""
     err = doc.get("error")
     if err:
         message = err.get("message", err) if isinstance(err, dict) else err
@@ -115,13 +165,37 @@ class AgentBackend:
     def profiles_ops(self, fmt: Format) -> bool:
         return fmt is Format.ONNX  # ORT's per-node profiler; the TFLite Python API has none
 
-    def argv(self, transport: Transport, model: str, request: TrialRequest) -> list[str]:
+    def argv(self, transport: Transport, model: str | Sequence[str], request: TrialRequest) -> list[str]:
         pin = ["--affinity", _cpus(self.affinity)] if self.affinity else []
         return [self.python, self.prepare(transport), *pin, *runner_args(model, request)]
 
     def measure(self, transport: Transport, model: str, request: TrialRequest) -> TrialResult:
-        res = transport.run(self.argv(transport, model, request), timeout=request.timeout_s)
-        return TrialResult.from_json(parse_document(res, transport.name))
+        [result] = self.measure_many(transport, [model], request)
+        if isinstance(result, TrialFailed):
+            raise result
+        return result
+
+    def measure_many(
+        self, transport: Transport, models: Sequence[str], request: TrialRequest
+    ) -> list[TrialResult | TrialFailed]:
+        """One trial of each model, in order, in one runner process (one start-up for all): each its result or its
+        failure. The timeout is the request's per model."""
+        argv = self.argv(transport, list(models), request)
+        saved: list[str | None] = [None] * len(models)
+        if request.save_graph and all(m.lower().endswith(".onnx") for m in models):
+            saved = [transport.scratch(f"optimized-{i}-{posixpath.basename(m)}") for i, m in enumerate(models)]
+            argv += [arg for path in saved for arg in ("--save-optimized", str(path))]
+        res = transport.run(argv, timeout=request.timeout_s * len(models))
+        out: list[TrialResult | TrialFailed] = []
+        for doc, path in zip(parse_documents(res, transport.name, len(models)), saved, strict=True):
+            if isinstance(doc, TrialFailed):
+                out.append(doc)
+                continue
+            result = TrialResult.from_json(doc)
+            if path is not None:
+                result = replace(result, optimized_graph=_pulled(transport, path))
+            out.append(result)
+        return out
 
     def facts(self, transport: Transport) -> dict[str, Any]:
         """The runner's ``--facts``: CPU, frequencies, OS, Python and the importable runtimes' versions."""
@@ -134,6 +208,12 @@ class AgentBackend:
         except json.JSONDecodeError:
             raise DeviceError(f"device '{transport.name}': runner --facts printed no JSON: {res.last_line()}") from None
         return facts
+
+
+def _pulled(transport: Transport, remote: str) -> bytes:
+    """The bytes of a file the runner wrote on the device (a transport that cannot raises PullFailed)."""
+    with tempfile.TemporaryDirectory(prefix="flopgap-pull-") as tmp:
+        return transport.pull(remote, Path(tmp) / posixpath.basename(remote)).read_bytes()
 
 
 def _cpus(cpus: list[int] | tuple[int, ...]) -> str:

@@ -11,7 +11,7 @@ shell strings built from unquoted input; every transport raises the same typed e
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,6 +72,7 @@ class TrialRequest:
     ort_allow_spinning: bool = True
     ort_graph_optimization: str = "all"  # all | extended | basic | disable
     ort_execution_mode: str = "sequential"  # sequential | parallel
+    save_graph: bool = False  # ONNX models: also return the graph ONNX Runtime optimized on the device (agent only)
     sustained_s: float | None = None  # run continuously this long and return a timeline (flopgap's runner only)
     window_s: float = 1.0  # the timeline's window
 
@@ -162,6 +163,11 @@ def tell(message: str) -> None:
     _log.warning(message)
 
 
+def _format_of(path: Path) -> Format | None:
+    suffix = Path(path).suffix.lstrip(".").lower()
+    return Format(suffix) if suffix in {f.value for f in Format} else None
+
+
 class Device:
     """One device of the inventory: its transport and its backend, and what the sweep asks of it."""
 
@@ -181,8 +187,8 @@ class Device:
     def runner(self) -> RunnerKind:
         return self.backend.kind
 
-    def can_run(self, fmt: Format) -> bool:
-        return fmt in self.backend.kind.formats
+    def can_run(self, fmt: Format | None) -> bool:
+        return fmt is not None and fmt in self.backend.kind.formats
 
     def profiles_ops(self, fmt: Format) -> bool:
         """Whether this device's tool reports per-op times for ``fmt`` models itself."""
@@ -271,6 +277,53 @@ class Device:
                 kind="ArtifactChanged",
             )
         return result
+
+    def measure_many(
+        self, artifacts: Sequence[Path], request: TrialRequest, sha256s: Sequence[str | None] | None = None
+    ) -> list[TrialResult | DeviceError]:
+        """One trial of each local model file, in order: each its result or its failure (a failed model never stops
+        the others). Where the backend can (flopgap's runner), all in one process under one lock, so the runner's
+        start-up (most of a small model's trial) is paid once; otherwise one :meth:`measure` after another. Each
+        file is checked as :meth:`measure` checks it."""
+        hashes = list(sha256s) if sha256s is not None else [None] * len(artifacts)
+        batch = getattr(self.backend, "measure_many", None)
+        if batch is None or len(artifacts) < 2:
+            out: list[TrialResult | DeviceError] = []
+            for path, sha in zip(artifacts, hashes, strict=True):
+                try:
+                    out.append(self.measure(path, request, sha))
+                except DeviceError as exc:
+                    out.append(exc)
+            return out
+        results: list[TrialResult | DeviceError | None] = [None] * len(artifacts)
+        for i, path in enumerate(artifacts):
+            if not self.can_run(_format_of(path)):
+                results[i] = TrialFailed(f"device '{self.name}' runs {self.runner}, not {Path(path).name}",
+                                         kind="Unsupported")  # fmt: skip
+        if request.affinity is None and self.cluster is not None:
+            request = replace(request, affinity=self.cluster_cpus())
+        self.prepare()
+        todo = [i for i, r in enumerate(results) if r is None]
+        remotes = {i: self.push(artifacts[i]) for i in todo}
+        actual: dict[int, str] = {}
+        with self.transport.lock(self.notify) as reaped:
+            for notice in reaped:
+                self.notify(notice)
+            for i in todo:
+                try:
+                    remotes[i], actual[i] = self._verified(Path(artifacts[i]), remotes[i], hashes[i])
+                except DeviceError as exc:
+                    results[i] = exc
+            ready = [i for i in todo if results[i] is None]
+            if ready:
+                for i, got in zip(ready, batch(self.transport, [remotes[i] for i in ready], request), strict=True):
+                    timed = got.details.get("model_sha256") if isinstance(got, TrialResult) else None
+                    if timed is not None and timed != actual[i]:
+                        got = TrialFailed(f"device '{self.name}': the runner timed a model with sha256 {timed}, not "
+                                          f"the {actual[i]} checked before the trial ({artifacts[i]} changed while it "
+                                          "ran); the trial is discarded", kind="ArtifactChanged")  # fmt: skip
+                    results[i] = got
+        return [r if r is not None else TrialFailed("not measured") for r in results]
 
     def _verified(self, local: Path, remote: str, expected: str | None) -> tuple[str, str]:
         """The model's path on the device and the local file's sha256, its content checked at the point of use

@@ -95,7 +95,7 @@ _TYPED = {
     "runtime", "runtime_version", "threads", "samples_ns", "summary_ns", "warmup_summary_ns", "init_ns",
     "first_inference_ns", "warmup_runs", "warmup_ns", "timed_ns", "peak_rss_kib", "affinity", "affinity_mask",
     "delegate", "profile", "profile_note", "state_before", "state_after", "tool", "samples_kind", "timeline",
-    "sustained",
+    "sustained", "optimized_model",
 }  # fmt: skip
 
 
@@ -126,6 +126,8 @@ class TrialResult:
     timeline: tuple[TimelineWindow, ...] | None = None  # sustained runs: per-window latency, frequencies, temperatures
     sustained: SustainedRun | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # the rest of what the backend reported, kept as is
+    # The ONNX graph as ONNX Runtime optimized it on the device (TrialRequest.save_graph), serialized; not recorded.
+    optimized_graph: bytes | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:

@@ -188,6 +188,7 @@ class RunnerDocument(TypedDict):
     timeline: list[TimelineWindow] | None  # sustained runs only (--sustained)
     sustained: SustainedEcho | None
     protocol: ProtocolEcho | None
+    optimized_model: str | None  # --save-optimized: where ONNX Runtime wrote the graph it optimized on this device
     error: ErrorInfo | None
 
 
@@ -596,13 +597,21 @@ _ORT_OPT_LEVELS = {
 _ORT_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 SPINNING_KEY = "session.intra_op.allow_spinning"
 EXTERNAL_DATA_KEY = "session.model_external_initializers_file_folder_path"
+# The saved optimized graph keeps large weights in a side file: what the host pulls back is the graph alone.
+SAVED_DATA_KEY = "session.optimized_model_external_initializers_file_name"
+SAVED_DATA_MIN_KEY = "session.optimized_model_external_initializers_min_size_in_bytes"
 
 
 class OrtBackend(Backend):
     """onnxruntime, CPU execution provider, inputs and outputs pre-bound with io_binding."""
 
     def __init__(
-        self, threads: int, graph_opt: str, allow_spinning: bool = True, execution_mode: str = "sequential"
+        self,
+        threads: int,
+        graph_opt: str,
+        allow_spinning: bool = True,
+        execution_mode: str = "sequential",
+        save_optimized: str | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -614,6 +623,7 @@ class OrtBackend(Backend):
         self._graph_opt = graph_opt
         self._allow_spinning = allow_spinning
         self._execution_mode = execution_mode
+        self._save_optimized = save_optimized
         self.settings: OrtSettings | None = None
         self.runtime = "onnxruntime"
         self.runtime_version = ort.__version__
@@ -650,6 +660,12 @@ class OrtBackend(Backend):
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
+        elif self._save_optimized is not None:
+            # The timed session's own graph, as ORT optimized it for this CPU (kernels differ between ISAs).
+            os.makedirs(os.path.dirname(os.path.abspath(self._save_optimized)), exist_ok=True)
+            options.optimized_model_filepath = self._save_optimized
+            options.add_session_config_entry(SAVED_DATA_KEY, os.path.basename(self._save_optimized) + ".data")
+            options.add_session_config_entry(SAVED_DATA_MIN_KEY, "1024")
         session = ort.InferenceSession(self._content, sess_options=options, providers=["CPUExecutionProvider"])
         if profile_prefix is None:
             self.settings = _ort_settings(ort, options)
@@ -1099,7 +1115,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="runner.py",
         description="Time one .onnx, .tflite or .pte model and print one JSON document (schema flopgap.runner/1).",
     )
-    parser.add_argument("model", nargs="?", help="path to a .onnx, .tflite or .pte file")
+    parser.add_argument(
+        "model",
+        nargs="*",
+        help="path to a .onnx, .tflite or .pte file; several are measured in turn in this one process (no start-up "
+        "each), one document per line, in order",
+    )
     parser.add_argument("--facts", action="store_true", help="print device facts as JSON instead of measuring")
     parser.add_argument("--threads", type=int, default=1, help="runtime intra-op / interpreter threads (default 1)")
     xnn = parser.add_mutually_exclusive_group()
@@ -1123,6 +1144,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(_ORT_MODES),
         default="sequential",
         help="ONNX Runtime execution mode (default sequential)",
+    )
+    parser.add_argument(
+        "--save-optimized",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="ONNX Runtime: also write the graph it optimized for this CPU to PATH (weights over 1 KiB beside it); "
+        "one per model, in order",
     )
     parser.add_argument("--warmup-runs", type=int, default=5, help="at least this many warm-up runs (default 5)")
     parser.add_argument("--warmup-seconds", type=float, default=0.5, help="and at least this long (default 0.5)")
@@ -1165,8 +1194,31 @@ def _validate(args: argparse.Namespace) -> None:
     if not args.facts:
         if not args.model:
             raise RunnerError("BadArguments", "a model path is required (or --facts)")
-        if os.path.splitext(args.model)[1].lower() not in (".onnx", ".tflite", ".pte"):
-            raise RunnerError("BadArguments", f"{args.model}: the model must end in .onnx, .tflite or .pte")
+        saves = args.save_optimized or []
+        if saves and len(saves) != len(args.model):
+            raise RunnerError(
+                "BadArguments",
+                f"--save-optimized: give one PATH per model ({len(args.model)} models, {len(saves)} paths)",
+            )
+        for model in args.model:
+            if os.path.splitext(model)[1].lower() not in (".onnx", ".tflite", ".pte"):
+                raise RunnerError("BadArguments", f"{model}: the model must end in .onnx, .tflite or .pte")
+            if saves and os.path.splitext(model)[1].lower() != ".onnx":
+                raise RunnerError(
+                    "BadArguments", "--save-optimized is for ONNX models (ONNX Runtime's optimized graph)"
+                )
+
+
+def per_model(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One namespace per model given (``model`` a path, ``save_optimized`` its path or None), in order; one with no
+    model where none was given."""
+    models = list(args.model) if isinstance(args.model, list) else [args.model]
+    saves = list(args.save_optimized or [])
+    out = []
+    for i, model in enumerate(models or [None]):  # no zip(strict=): the runner runs on Python 3.9
+        save = saves[i] if i < len(saves) else None
+        out.append(argparse.Namespace(**{**vars(args), "model": model, "save_optimized": save}))
+    return out
 
 
 def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
@@ -1224,6 +1276,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "timeline": None,
         "sustained": None,
         "protocol": protocol,
+        "optimized_model": None,
         "error": None,
     }
 
@@ -1242,7 +1295,11 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     backend: Backend
     if doc["format"] == "onnx":
         backend = OrtBackend(
-            args.threads, args.graph_optimization, bool(args.ort_allow_spinning), args.ort_execution_mode
+            args.threads,
+            args.graph_optimization,
+            bool(args.ort_allow_spinning),
+            args.ort_execution_mode,
+            args.save_optimized,
         )
     elif doc["format"] == "pte":
         backend = ExecutorchBackend(args.threads)
@@ -1263,6 +1320,7 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     doc["delegate"] = backend.delegate
     if isinstance(backend, OrtBackend):
         doc["ort_settings"] = backend.settings
+        doc["optimized_model"] = args.save_optimized
     backend.bind_inputs(np.random.default_rng(args.seed))
     doc["inputs"] = backend.inputs
 
@@ -1345,7 +1403,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)  # outside the redirection so --help still goes to stdout
         _validate(args)
     except RunnerError as exc:
-        doc = empty_document(args)
+        doc = empty_document(per_model(args)[0] if args is not None else None)
         doc["error"] = {"kind": exc.kind, "message": _one_line(str(exc))}
         print(json.dumps(doc), flush=True)
         return EXIT_FAILED
@@ -1353,18 +1411,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.facts:
             emit(json.dumps(device_facts()) + "\n")
             return 0
-        doc = empty_document(args)
         code = 0
-        try:
-            measure(args, doc)
-        except RunnerError as exc:
-            doc["error"] = {"kind": exc.kind, "message": _one_line(str(exc))}
-            code = EXIT_FAILED
-        except Exception as exc:  # a bug: keep the traceback on stderr, still answer with a document
-            traceback.print_exc()
-            doc["error"] = {"kind": "InternalError", "message": _one_line(f"{type(exc).__name__}: {exc}")}
-            code = EXIT_INTERNAL
-        emit(json.dumps(doc) + "\n")
+        for one in per_model(args):  # each model's document as it completes; a failure fails that model only
+            doc = empty_document(one)
+            try:
+                measure(one, doc)
+            except RunnerError as exc:
+                doc["error"] = {"kind": exc.kind, "message": _one_line(str(exc))}
+                code = code or EXIT_FAILED
+            except Exception as exc:  # a bug: keep the traceback on stderr, still answer with a document
+                traceback.print_exc()
+                doc["error"] = {"kind": "InternalError", "message": _one_line(f"{type(exc).__name__}: {exc}")}
+                code = EXIT_INTERNAL
+            emit(json.dumps(doc) + "\n")
     return code
 
 

@@ -258,16 +258,16 @@ class FakePhone:
             return b"", f"/system/bin/sh: {binary}: inaccessible or not found\n".encode(), 127
         if not self.modes.get(binary, 0) & 0o111:
             return b"", f"/system/bin/sh: {binary}: can't execute: Permission denied\n".encode(), 126
-        if self.path(binary).read_bytes()[:2] == b"#!":
-            return self._script(binary, rest)
         name = Path(binary).name
-        if self.run_pushed:
+        if self.run_pushed:  # the pushed program maps the phone's paths itself, through PHONE_ROOT
             program = self.path(binary)
             program.chmod(program.stat().st_mode | 0o100)  # the phone's chmod is kept in self.modes, not on the file
             env = {**os.environ, "PHONE_ROOT": str(self.root)}
             done = subprocess.run([str(program), *rest], capture_output=True, timeout=300, cwd=self.root,
                                   env=env)  # fmt: skip
             return done.stdout, done.stderr, done.returncode if done.returncode >= 0 else 128 - done.returncode
+        if self.path(binary).read_bytes()[:2] == b"#!":
+            return self._script(binary, rest)
         if "benchmark_model" in name:
             for a in rest:
                 if a.startswith("--op_profiling_output_file="):

@@ -23,6 +23,7 @@ from harness.predict.adapt import (
 )
 from harness.predict.build import BuildReporter
 from harness.predict.dataset import PredictContext, load_dataset
+from harness.predict.device_graph import host_arch
 from harness.predict.extract import extract_kernels
 from harness.predict.predictor import KernelPredictor, TrainingRow, fit_predictor
 from harness.predict.regressor import MIN_TIME_US
@@ -66,6 +67,7 @@ def test_adapting_to_two_threads_scales_each_dominant_type_and_beats_the_source_
         dataset = load_dataset(store, ctx)
         probed = set(store.kernel_samples_frame()["kernel_type"])
     assert row is not None and (row.device, row.threads) == ("local", 2) and row.summary["adapted_from"] == source_id
+    assert row.summary["arch"] == host_arch()  # the device it was adapted to, whatever the source's
     dominant = dominant_types(source, [m.kernels for m in dataset.models])
     assert result.models == 3 and result.probes_measured == len(probe_configs(dominant, Runtime.ONNXRUNTIME, 0)) > 0
     assert probed <= {t.value for t in dominant}  # probes only of the types that dominate the models

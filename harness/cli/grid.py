@@ -33,6 +33,7 @@ def predict_grid(
     fmt: OutputFormat,
 ) -> None:
     from harness.cli.model_args import cli_model, pick_precision, pick_runtime
+    from harness.predict.device_graph import check_arch
     from harness.predict.extract import extract_kernels
     from harness.predict.search import configurations, parse_grid, rank
     from harness.sources import FileSource
@@ -50,6 +51,7 @@ def predict_grid(
     level = pick_precision(first, precision)
     with Store(db, readonly=True) as store:
         _, predictor = load_predictor(store, device, chosen, threads, level)
+    check_arch(predictor.summary, device, chosen)  # the grid's models are optimized here, for this machine's CPU
     exporter = make_exporter(cache_dir, True)
 
     def predict_one(config: dict[str, str]) -> tuple[str, float, int | None, int]:

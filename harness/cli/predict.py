@@ -123,7 +123,7 @@ def build(
                 raise Interrupted.by(
                     stop,
                     f"interrupted; everything measured so far is saved in {store.path}; rerun the same command to "
-                    "resume"
+                    "resume",
                 ) from None
             where = store.path
     finally:
@@ -289,7 +289,7 @@ def predict(
     Example: flopgap predict mobilenet_v2 --grid alpha=0.35,0.5,0.75,1.0 --budget-ms 2
     """
     from harness.cli.model_args import cli_model, pick_precision, pick_runtime
-    from harness.predict.extract import extract_kernels
+    from harness.predict.device_graph import prediction_kernels
     from harness.sources import FileSource
 
     console = notes_console(fmt)
@@ -310,8 +310,11 @@ def predict(
         row, predictor = load_predictor(store, device, runtime, threads, precision)
         built_with = row.summary.get("runtime_version")
         measured = _measured(store, art.sha256, device, runtime, threads, built_with)
-    # A user's own model file is read where it is: no kernel list is cached beside it.
-    prediction = predictor.predict(extract_kernels(art.path, runtime, cache=not isinstance(spec, FileSource)))
+        # The device's own kernels where it optimized this model; else extracted here (a user's own model file is
+        # read where it is: no kernel list is cached beside it), refused where this CPU is another architecture.
+        kernels = prediction_kernels(store, predictor.summary, row.device, runtime, art.path, art.sha256,
+                                     cache=not isinstance(spec, FileSource))  # fmt: skip
+    prediction = predictor.predict(kernels)
     took = time.monotonic() - started
     interval = interval_ms(prediction.total_ms, predictor.summary)
     warnings = caveats(prediction.kernels, prediction.sources, predictor.summary.get("ranges"))
@@ -418,9 +421,9 @@ def kernel_table(prediction: object, title: str, top: int) -> Table:
     return table
 
 
-def load_predictor(store: Store, device: str, runtime: Runtime, threads: int, precision: Precision) -> tuple[
-    PredictorRow, KernelPredictor
-]:
+def load_predictor(
+    store: Store, device: str, runtime: Runtime, threads: int, precision: Precision
+) -> tuple[PredictorRow, KernelPredictor]:
     row = store.latest_predictor(device, runtime.value, threads, precision.value)
     if row is None:
         raise FlopgapError(

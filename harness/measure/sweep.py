@@ -305,6 +305,17 @@ def _measure_device(
     return measured
 
 
+def version_mismatch(device: str, expected: str | None, reported: str | None, work: str = "the sweep") -> str | None:
+    """Why a trial timed by another runtime version than the device's facts named when ``work`` started is not
+    stored (None when they agree or either is unknown)."""
+    if expected is None or reported is None or reported == expected:
+        return None
+    return (
+        f"device '{device}': the runtime reports version {reported}, but the device's facts said {expected} when "
+        f"{work} started (upgraded meanwhile?); rerun {work}"
+    )
+
+
 def measure_trial(
     protocol: SweepProtocol,
     store: Store,
@@ -336,12 +347,9 @@ def measure_trial(
         return TrialOutcome.DEVICE_LOST
     except (TrialFailed, DeviceError) as exc:
         return _fail(store, st, bounded(str(exc)), rep)
-    reported = result.runtime_version
-    if st.runtime_version is not None and reported is not None and reported != st.runtime_version:
-        return _fail(store, st, (
-            f"device '{dev.name}': the runtime reports version {reported}, but the device's facts said "
-            f"{st.runtime_version} when the sweep started (upgraded meanwhile?); rerun the sweep"
-        ), rep)  # fmt: skip
+    mismatch = version_mismatch(dev.name, st.runtime_version, result.runtime_version)
+    if mismatch is not None:
+        return _fail(store, st, mismatch, rep)
     try:
         trial_result = cooled.attach(result) if cooled else result
         store.add_trial(st.point_id, trial, trial_result, run_id=st.run_id, started_at=started_at)

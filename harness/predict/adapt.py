@@ -40,13 +40,13 @@ from harness.predict.build import (
     BuildResult,
     _check_device,
     _measure_models,
-    _measure_probes,
-    _Probing,
     _time_spent,
 )
 from harness.predict.dataset import SPACE, PredictContext, load_dataset
+from harness.predict.device_graph import normal_arch
 from harness.predict.kernels import Kernel, KernelType
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_calibration
+from harness.predict.probe_trials import Probing, measure_probes
 from harness.predict.regressor import TypeModel
 from harness.predict.space import KernelConfig, sample
 from harness.predict.trust import model_errors
@@ -131,9 +131,9 @@ def adapt_predictor(
     rep.stage(f"probes of the dominant kernel types: {', '.join(t.value for t in types)}")
     run_id = store.start_run(plan.name, f"# {plan.name}\n")
     status = "failed"
-    state = _Probing(plan, ctx, versions, store, device, run_id, rep, clock)
+    state = Probing(plan, ctx, versions, store, device, run_id, rep, clock)
     try:
-        _measure_probes(state, probe_configs(types, ctx.runtime, plan.seed), 0, SPACE, deadline)
+        measure_probes(state, probe_configs(types, ctx.runtime, plan.seed), 0, SPACE, deadline)
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -156,7 +156,8 @@ def adapt_predictor(
                             "calibration_models": len(calibrating), "models": [m.label for m in dataset.models],
                             "build_s": round(build_s, 1), "budget_s": plan.budget_s, "seed": plan.seed,
                             "runtime_version": versions.runtime_version,
-                            "runner_version": versions.runner_version})  # fmt: skip
+                            "runner_version": versions.runner_version,
+                            "arch": normal_arch(facts[device.name].get("machine"))})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               adapted.versions, adapted.to_json(), adapted.summary)  # fmt: skip
     return BuildResult(ctx, pid, adapted, state.measured, state.measured, len(dataset.rows), len(dataset.models),

@@ -1,10 +1,12 @@
 """Build a predictor for one device context within a time budget, resumably, through the usual protocol.
 
 1. **Zoo models** (:data:`EVAL_MODELS`): a sweep (exports cached, trials interleaved, each committed as it
-   completes) with per-node ORT profiles; their kernels are extracted and stored. They calibrate the kernel sum
-   and are what ``predictor eval`` predicts.
+   completes) with per-node ORT profiles; their kernels are extracted (ORT: from the graph ORT optimized on the
+   device, :mod:`harness.predict.device_graph`) and stored. They calibrate the kernel sum and are what
+   ``predictor eval`` predicts.
 2. **Round 0**: kernel probes drawn from the configuration space (:mod:`harness.predict.space`) in a fixed order
-   from the seed, each a single-kernel model timed as a one-trial point (ORT: with its per-node profile), until
+   from the seed, each a single-kernel model timed as a one-trial point (ORT: with its per-node profile and the
+   device's optimized graph), several to a runner process (:mod:`harness.predict.probe_trials`), until
    :data:`FIRST_ROUND_SHARE` of the remaining budget is spent.
 3. **Adaptive rounds**: each probe's error under K-fold cross-validation of its type's regressor; the worst
    :data:`ADAPTIVE_SHARE` get :data:`NEIGHBOURS` neighbours each (channels and resolution perturbed), measured in
@@ -28,24 +30,29 @@ from typing import Any
 
 import numpy as np
 
-from devices.base import Device, TrialRequest
+from devices.base import Device
 from devices.core.errors import FlopgapError
-from devices.vocabulary import Format, Precision, Runtime
+from devices.vocabulary import Precision, Runtime
 from exporters.artifact import Artifact
-from harness.measure.profile import GraphIndex, map_ort_rows
 from harness.measure.recording import record_devices
-from harness.measure.spec import ModelSelection, SweepPoint, SweepSpec
+from harness.measure.spec import ModelSelection, SweepSpec
 from harness.measure.spec import Protocol as SweepProtocol
-from harness.measure.sweep import Exporter, PointState, Reporter, TrialOutcome, measure_trial, run_sweep
-from harness.measure.trial import trial_request
+from harness.measure.sweep import Exporter, Reporter, run_sweep
 from harness.measure.versions import PointVersions, point_versions
 from harness.predict.dataset import SPACE, PredictContext, context_points, load_dataset, same_versions
-from harness.predict.kernels import Kernel, feature_matrix
+from harness.predict.device_graph import (
+    fetch_graphs,
+    graph_refusal,
+    has_current_kernels,
+    normal_arch,
+    refresh_device_kernels,
+    store_device_kernels,
+)
+from harness.predict.kernels import feature_matrix
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_predictor
-from harness.predict.probes import FAMILY, probe_artifact, probe_label
+from harness.predict.probe_trials import Probing, measure_probes
 from harness.predict.regressor import fit_type_model
 from harness.predict.space import KernelConfig, neighbours, sample
-from harness.sources.file import load_file
 from harness.store import Store
 from harness.store.status import PointStatus, RunStatus
 from harness.zoo.registry import ModelSpec, resolve
@@ -76,7 +83,6 @@ EVAL_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 PROBE_PROTOCOL = SweepProtocol(trials=1, warmup_runs=5, warmup_seconds=0.05, runs=20, min_seconds=0.1, parity=False)
 MODEL_PROTOCOL = SweepProtocol(trials=5, warmup_runs=10, warmup_seconds=0.2, runs=30, min_seconds=0.3)
-PROFILE_RUNS = 20
 MAX_PROBES = 5000  # the fixed sampling order's length; a build stops at its budget long before
 FIRST_ROUND_SHARE = 0.6
 ADAPTIVE_ROUNDS = 2
@@ -158,7 +164,7 @@ def build_predictor(
         stored, facts = record_devices(store, [device.name], {device.name: device}, rep)
         ctx = replace(ctx, device=stored[device.name])
         versions = point_versions(ctx.runtime, facts[device.name])
-        state = _Probing(plan, ctx, versions, store, device, run_id, rep, clock)
+        state = Probing(plan, ctx, versions, store, device, run_id, rep, clock)
         measured = _probe_rounds(state, deadline)
         status = RunStatus.COMPLETED
     except KeyboardInterrupt:
@@ -167,7 +173,7 @@ def build_predictor(
     finally:
         store.finish_run(run_id, status)
     rep.stage("fitting the predictor")
-    _refresh_kernels(store, ctx, versions)
+    _refresh_kernels(store, ctx, versions, device)
     dataset = load_dataset(store, ctx, versions)
     predictor = fit_predictor(ctx.to_json(), dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models])
     probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx, versions)).sum())
@@ -175,7 +181,8 @@ def build_predictor(
     predictor.summary.update({"probes": probes, "build_s": round(build_s, 1), "budget_s": plan.budget_s,
                               "models": [m.label for m in dataset.models], "seed": plan.seed,
                               "runtime_version": versions.runtime_version,
-                              "runner_version": versions.runner_version})  # fmt: skip
+                              "runner_version": versions.runner_version,
+                              "arch": normal_arch(facts[device.name].get("machine"))})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               predictor.versions, predictor.to_json(), predictor.summary)  # fmt: skip
     return BuildResult(ctx, pid, predictor, measured, probes, len(dataset.rows), len(dataset.models),
@@ -190,6 +197,8 @@ def _check_device(device: Device, ctx: PredictContext) -> None:
             f"device '{device.name}' runs {device.runner}, which cannot time {fmt.value} models; build the "
             f"{ctx.runtime} predictor on a device whose runner can, or pick its runtime with --runtime"
         )
+    if ctx.runtime is Runtime.ONNXRUNTIME and device.runner.is_binary:
+        raise FlopgapError(graph_refusal(device))
 
 
 def _time_spent(store: Store, name: str) -> float:
@@ -229,54 +238,42 @@ def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exp
             artifacts.append(exporter(model, ctx.runtime.artifact_format, ctx.precision))
         except FlopgapError:
             continue  # the sweep below fails its point with the reason
-    run_sweep(spec, plan.text(), store, {device.name: device}, exporter, rep)
+    result = run_sweep(spec, plan.text(), store, {device.name: device}, exporter, rep)
+    _model_kernels(store, device, ctx, artifacts, result.point_ids)
+
+
+def _model_kernels(
+    store: Store, device: Device, ctx: PredictContext, artifacts: Sequence[Artifact], point_ids: Sequence[int]
+) -> None:
+    """The zoo models' kernels as the device runs them (ORT: the graph it optimizes there, one short trial each)."""
+    points = store.points_frame()
+    names = points.loc[points["point_id"].isin(list(point_ids)), "device"]
+    if names.empty:
+        return  # nothing measured: nothing to learn from
+    measured = set(points.loc[points["point_id"].isin(list(point_ids)) & (points["status"] == PointStatus.DONE),
+                              "artifact_sha"])  # fmt: skip
     for art in artifacts:
-        _store_kernels(store, art, ctx.runtime)
+        if art.sha256 in measured:
+            store_device_kernels(store, device, str(names.iloc[0]), ctx.runtime, art.path, art.sha256,
+                                 threads=ctx.threads)  # fmt: skip
 
 
-def _store_kernels(store: Store, art: Artifact, runtime: Runtime) -> list[Kernel]:
-    from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
-
-    stored = store.kernels_of(art.sha256, runtime.value)
-    if stored and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in stored):
-        return [Kernel.from_json(r.kernel) for r in stored]
-    kernels = extract_kernels(art.path, runtime)
-    store.put_kernels(art.sha256, runtime.value, [{**k.to_json(), "extractor": EXTRACTOR_VERSION} for k in kernels])
-    return kernels
-
-
-def _refresh_kernels(store: Store, ctx: PredictContext, versions: PointVersions) -> None:
-    """Extract again the kernels a previous flopgap stored for this context's artifacts (where the files remain)."""
-    from harness.predict.extract import EXTRACTOR_VERSION, extract_kernels
-
+def _refresh_kernels(store: Store, ctx: PredictContext, versions: PointVersions, device: Device) -> None:
+    """Extract again the kernels a previous flopgap stored for this context's artifacts (where the files remain;
+    ORT: from the device's graph kept in the cache, brought back first where an older flopgap kept none)."""
     points = store.points_frame()
     shas = set(points.loc[points["point_id"].isin(_context_point_ids(store, ctx, versions)), "artifact_sha"])
     artifacts = store.artifacts_frame().set_index("sha256")
-    for sha in sorted(shas & set(artifacts.index)):
-        stored = store.kernels_of(sha, ctx.runtime.value)
-        current = bool(stored) and all(r.kernel.get("extractor") == EXTRACTOR_VERSION for r in stored)
-        path = Path(str(artifacts.loc[sha, "path"]))
-        if current or not path.is_file():
-            continue
-        kernels = extract_kernels(path, ctx.runtime)
-        store.put_kernels(sha, ctx.runtime.value, [{**k.to_json(), "extractor": EXTRACTOR_VERSION} for k in kernels])
+    present = [(Path(str(artifacts.loc[sha, "path"])), sha) for sha in sorted(shas & set(artifacts.index))]
+    present = [(path, sha) for path, sha in present if path.is_file()]
+    if ctx.runtime is Runtime.ONNXRUNTIME:
+        stale = [(path, sha) for path, sha in present if not has_current_kernels(store, ctx.runtime, ctx.device, sha)]
+        fetch_graphs(device, ctx.device, stale, ctx.threads)
+    for path, sha in present:
+        refresh_device_kernels(store, ctx.device, ctx.runtime, sha, path)
 
 
-@dataclass
-class _Probing:
-    plan: BuildPlan
-    ctx: PredictContext  # the plan's, with the device as stored
-    versions: PointVersions  # the runtime and runner versions that key this build's points
-    store: Store
-    device: Device
-    run_id: int
-    rep: BuildReporter
-    clock: Callable[[], float]
-    measured: int = 0
-    lost: bool = False  # the device went away: the remaining probes wait for a rerun
-
-
-def _probe_rounds(state: _Probing, deadline: float) -> int:
+def _probe_rounds(state: Probing, deadline: float) -> int:
     plan, store, rep, clock = state.plan, state.store, state.rep, state.clock
     done_rounds = _rounds_started(store, state.ctx, state.versions)
     remaining = max(0.0, deadline - clock())
@@ -284,7 +281,7 @@ def _probe_rounds(state: _Probing, deadline: float) -> int:
     order = sample(np.random.default_rng(plan.seed), state.ctx.runtime, MAX_PROBES)
     if done_rounds <= 0:
         rep.stage("round 0: probes sampled from the configuration space")
-        _measure_probes(state, order, 0, SPACE, first_until)
+        measure_probes(state, order, 0, SPACE, first_until)
     for round_ in range(max(1, done_rounds), ADAPTIVE_ROUNDS + 1):
         left_rounds = ADAPTIVE_ROUNDS - round_ + 1
         until = clock() + max(0.0, deadline - clock()) / left_rounds
@@ -299,8 +296,8 @@ def _probe_rounds(state: _Probing, deadline: float) -> int:
             for near in neighbours(rng, cfg, NEIGHBOURS):
                 candidates.append(near)
                 sources[near.key] = source  # a neighbour inherits its seed's provenance
-        _measure_probes(state, candidates, round_, SPACE, until, sources)
-        _measure_probes(state, order, round_, SPACE, until)  # what the neighbours left: more of the space
+        measure_probes(state, candidates, round_, SPACE, until, sources)
+        measure_probes(state, order, round_, SPACE, until)  # what the neighbours left: more of the space
     return state.measured
 
 
@@ -316,72 +313,6 @@ def _context_point_ids_all(store: Store, ctx: PredictContext, versions: PointVer
     keep = (frame["device"] == ctx.device) & (frame["runtime"] == ctx.runtime.value) & (frame["threads"] == ctx.threads)
     keep &= same_versions(frame, versions)
     return [int(p) for p in frame.loc[keep, "point_id"]]
-
-
-def _measure_probes(
-    state: _Probing,
-    configs: Sequence[KernelConfig],
-    round_: int,
-    source: str,
-    until: float,
-    sources: dict[str, str] | None = None,
-) -> None:
-    """Each probe a one-trial point, measured through the sweep's trial (its version check, its summary of a
-    binary's summary-only trial), until ``until`` or the device is lost."""
-    ctx = state.ctx
-    done = _done_configs(state.store, ctx, state.versions)
-    for cfg in configs:
-        if state.lost or state.clock() >= until:
-            return
-        if cfg.key in done:
-            continue
-        art = probe_artifact(cfg, ctx.runtime)
-        state.store.upsert_artifact(art, macs=cfg.macs, params_count=None, family=FAMILY, label=probe_label(cfg))
-        pid = state.store.ensure_point(state.run_id, art.sha256, ctx.device, ctx.runtime.value, ctx.threads,
-                                       ctx.runtime.options, state.versions.runtime_version,
-                                       runner_version=state.versions.runner_version)  # fmt: skip
-        state.store.mark_kernel_sample(pid, cfg.type.value, cfg.to_json(), (sources or {}).get(cfg.key, source), round_)
-        _store_kernels(state.store, art, ctx.runtime)
-        if state.store.point_status(pid) is PointStatus.DONE:
-            continue
-        st = PointState(_probe_point(ctx, art), pid, art, run_id=state.run_id,
-                        runtime_version=state.versions.runtime_version, request=_probe_request(state, art))  # fmt: skip
-        # The build's own reporter counts probes: the sweep's per-trial hooks stay quiet here.
-        outcome = measure_trial(state.plan.probe_protocol, state.store, st, 0, state.device, None, Reporter(), [st])
-        if outcome is TrialOutcome.DEVICE_LOST:
-            state.lost = True
-            return
-        if outcome is not TrialOutcome.MEASURED or st.result is None:
-            continue
-        if st.result.ops and art.format is Format.ONNX and state.store.op_profiles_frame([pid]).empty:
-            state.store.add_op_profile(pid, map_ort_rows(st.result.ops, GraphIndex.of(art.path)))
-        state.measured += 1
-        state.rep.probe_measured(state.measured, probe_label(cfg), st.result.median_ms, round_)
-
-
-def _probe_point(ctx: PredictContext, art: Artifact) -> SweepPoint:
-    return SweepPoint(load_file(art.path), ctx.runtime, ctx.precision, ctx.threads, ctx.device)
-
-
-def _probe_request(state: _Probing, art: Artifact) -> TrialRequest:
-    """A probe's one trial; an ONNX probe's also returns its per-node profile where the device's tool gives one
-    (flopgap's runner: a separate session), since its kernels are the nodes ORT runs, not the probe's one op."""
-    ctx, proto = state.ctx, state.plan.probe_protocol
-    profile = art.format is Format.ONNX and state.device.profiles_ops(Format.ONNX)
-    return trial_request(proto, ctx.threads, ctx.runtime.options, profile=profile,
-                         profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
-
-
-def _done_configs(store: Store, ctx: PredictContext, versions: PointVersions) -> set[str]:
-    """Keys of the configs whose probe points of this context are done with these versions (skipped without
-    touching their files); a probe measured with another runtime or runner version is measured again."""
-    samples = store.kernel_samples_frame()
-    points = store.points_frame()
-    done = points[(points["status"] == PointStatus.DONE) & (points["device"] == ctx.device)
-                  & (points["runtime"] == ctx.runtime.value) & (points["threads"] == ctx.threads)
-                  & same_versions(points, versions)]  # fmt: skip
-    chosen = samples[samples["point_id"].isin(done["point_id"])]
-    return {KernelConfig.from_json(json.loads(text)).key for text in chosen["config_json"]}
 
 
 def _worst_probes(

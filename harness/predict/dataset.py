@@ -18,6 +18,7 @@ import pandas as pd
 
 from devices.vocabulary import Precision, Runtime
 from harness.measure.versions import PointVersions
+from harness.predict.device_graph import kernel_key
 from harness.predict.kernels import Kernel
 from harness.predict.predictor import TrainingRow
 from harness.predict.tflite_profile import ProfiledOp, join_profile
@@ -127,12 +128,12 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
     """What a predictor learns from in ``ctx`` (with ``versions``: only points measured with them)."""
     points = context_points(store, ctx, versions)
     probes = store.kernel_samples_frame().set_index("point_id")
-    runtime = ctx.runtime.value
+    key = kernel_key(ctx.runtime, ctx.device)  # ORT: the kernels of the graph the device itself optimized
     kernels_by_sha: dict[str, list[Kernel]] = {}
 
     def kernels(sha: str) -> list[Kernel]:
         if sha not in kernels_by_sha:
-            kernels_by_sha[sha] = [Kernel.from_json(r.kernel) for r in store.kernels_of(sha, runtime)]
+            kernels_by_sha[sha] = [Kernel.from_json(r.kernel) for r in store.kernels_of(sha, key)]
         return kernels_by_sha[sha]
 
     is_probe = points["point_id"].isin(probes.index)

@@ -20,7 +20,8 @@ from harness.predict.kernels import Kernel
 _RUNTIME_PACKAGE = {Format.ONNX: "onnxruntime", Format.TFLITE: "ai-edge-litert"}
 # Bump when extraction changes what it finds (kernel types, fusions); stored and cached lists of another version
 # are extracted again.
-EXTRACTOR_VERSION = 4  # 3: ORT's implementation (NCHWc, FusedConv) per kernel; 4: broadcast kernels
+EXTRACTOR_VERSION = 5  # 3: ORT's implementation (NCHWc, FusedConv) per kernel; 4: broadcast kernels;
+# 5: FusedConv's residual input (ARM)
 
 
 def extract_kernels(path: Path, runtime: Runtime, cache: bool = True) -> list[Kernel]:

@@ -21,6 +21,7 @@ from harness.measure.spec import ModelRef, SweepSpec, model_selection
 from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.sweep import Exporter, Reporter, run_sweep
 from harness.predict.dataset import ModelPoint, PredictContext, latest_versions, load_dataset, roofline_by_artifact
+from harness.predict.device_graph import fetch_graphs, store_device_kernels
 from harness.predict.evaluate import Evaluation, ModelResult, fit_baselines
 from harness.predict.extract import extract_kernels
 from harness.predict.predictor import KernelPredictor
@@ -96,9 +97,17 @@ def evaluate_held_out(
     roof = roofline_by_artifact(store, stored_ctx)
     paths = store.artifacts_frame().set_index("sha256")["path"]
     results = []
-    for m in _model_points(points, plan.family, roof):
-        # A user's file is read where it is (no kernel list cached beside it); a random net's is in the cache.
-        kernels = extract_kernels(Path(str(paths[m.artifact_sha])), ctx.runtime, cache=plan.family != FILE_FAMILY)
+    models = _model_points(points, plan.family, roof)
+    if ctx.runtime is Runtime.ONNXRUNTIME:  # the device's graphs of them all, a few runner processes in all
+        fetch_graphs(device, stored_ctx.device, [(Path(str(paths[m.artifact_sha])), m.artifact_sha) for m in models],
+                     ctx.threads)  # fmt: skip
+    for m in models:
+        path = Path(str(paths[m.artifact_sha]))
+        if ctx.runtime is Runtime.ONNXRUNTIME:  # the graph ORT optimizes on the device, never this machine's
+            kernels = store_device_kernels(store, device, stored_ctx.device, ctx.runtime, path, m.artifact_sha,
+                                           threads=ctx.threads)  # fmt: skip
+        else:  # a user's file is read where it is (no kernel list cached beside it); a random net's is in the cache
+            kernels = extract_kernels(path, ctx.runtime, cache=plan.family != FILE_FAMILY)
         results.append(
             ModelResult(
                 label=m.label,

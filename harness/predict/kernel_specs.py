@@ -36,7 +36,12 @@ ACTIVATIONS: dict[Runtime, tuple[str, ...]] = {
     Runtime.ONNXRUNTIME: ("relu", "relu6", "sigmoid", "hardsigmoid", "hardswish", "swish", "swish"),
     Runtime.LITERT: ("relu", "relu6", "sigmoid", "hardswish"),
 }
-GROUPS = (2, 3, 4, 8, 16, 32)
+# Odd counts too (3, 5, 7): a group of channels that fills no SIMD block is its own regime.
+GROUPS = (2, 3, 4, 5, 7, 8, 16, 32)
+# Channels per group of a narrow grouped conv (RegNet-, SE-ResNeXt-style blocks): each group's GEMM is too thin to
+# fill a SIMD block, unlike a wide group's; drawn as often as a width that follows from the input's channels.
+SMALL_GROUP_WIDTHS = (2, 4, 8)
+SMALL_WIDTH_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,11 @@ def _draw_grouped(d: Draw) -> KernelConfig:
     rng, h = d.rng, d.h
     g = int(rng.choice(GROUPS))
     k = int(rng.choice([1, 1, 3]))
-    per_in = max(1, d.cin // g)
-    per_out = max(1, channels(rng, h, h) // g)
+    if rng.random() < SMALL_WIDTH_SHARE:  # a narrow group: a few channels each, in and out
+        per_in = per_out = int(rng.choice(SMALL_GROUP_WIDTHS))
+    else:
+        per_in = max(1, d.cin // g)
+        per_out = max(1, channels(rng, h, h) // g)
     return KernelConfig(KernelType.GROUPED_CONV, per_in * g, per_out * g, h, h, k, d.stride if k == 3 else 1, g, d.act)
 
 
@@ -156,7 +164,7 @@ def _draw_elementwise(d: Draw) -> KernelConfig:
 
 
 def _draw_broadcast(d: Draw) -> KernelConfig:
-    variant = str(d.rng.choice(["mul", "mul", "add"]))  # SE blocks scale; a per-channel add is rarer
+    variant = str(d.rng.choice(["mul", "add"]))  # SE blocks scale; a per-channel add (a bias, a gate) as often
     return KernelConfig(KernelType.BROADCAST, d.cin, d.cin, d.h, d.h, variant=variant)
 
 
@@ -299,6 +307,6 @@ SPECS: dict[KernelType, KernelSpec] = {
         KernelSpec(KernelType.PAD, 3, _draw_pad, _near_resized, tflite=tflite_w.pad),
         # ORT runs a channel shuffle's Gather; the converter writes none
         _shuffle(KernelType.GATHER, 1, _near_resized, onnx_w.gather, None, grouped=False),
-        KernelSpec(KernelType.BROADCAST, 2, _draw_broadcast, _near_same_channels, onnx_w.broadcast, tflite_w.broadcast),
+        KernelSpec(KernelType.BROADCAST, 3, _draw_broadcast, _near_same_channels, onnx_w.broadcast, tflite_w.broadcast),
     )
 }

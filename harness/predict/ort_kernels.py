@@ -9,8 +9,10 @@ conv's own name. Each node is tied back to the exported node it runs (:class:`ha
 the same mapping the op profiles use), whose logical shapes, attributes and cost rows give the features; a layout
 node takes the shape of the exported tensor on its NCHW side.
 
-The optimized graph depends on the CPU's instruction set and ORT's version: kernels are extracted on the machine
-that runs this, which must match the device (the host, or a board with the same ISA and ORT) for ORT predictors.
+The optimized graph depends on the CPU's instruction set and ORT's version (x86 gets NCHWc kernels and reorders;
+ARM keeps NCHW and fuses a conv's activation and residual add into ``FusedConv``, its fourth input ``Z``). So a
+device's kernels come from the graph ORT optimized on that device (the runner saves it: ``--save-optimized``) and
+passed here as ``optimized``; without one, ORT on this machine optimizes it (valid only for a device like it).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from harness.proxies.onnx_graph import HANDLERS, read_onnx
 
 GRAPH_OPTIMIZATION = "all"  # what the runner times (see harness.measure.profile)
 _FLOAT_BYTES = 4
+# Convolutions whose fourth input, where present, is a residual added to their output: x86's NCHWc conv (``Sum``)
+# and FusedConv (``Z``, as ORT's Conv+Add fusion writes it on ARM).
+_SUM_INPUT_OPS = frozenset({"Conv", "FusedConv"})
 
 
 def optimized_graph(path: Path) -> onnx.ModelProto:
@@ -55,8 +60,9 @@ def optimized_graph(path: Path) -> onnx.ModelProto:
         return onnx.load(options.optimized_model_filepath, load_external_data=False)
 
 
-def ort_kernels(path: Path) -> list[Kernel]:
-    """The kernels ONNX Runtime runs for the exported model at ``path``, in graph order."""
+def ort_kernels(path: Path, optimized: onnx.ModelProto | None = None) -> list[Kernel]:
+    """The kernels ONNX Runtime runs for the exported model at ``path``, in graph order: those of ``optimized``
+    (the graph ORT optimized on the device) or, without it, of the graph ORT optimizes on this machine."""
     nodes = read_onnx(Path(path))
     propagate_constants(nodes)
     costs = cost_nodes(nodes, HANDLERS, Path(path), "onnx").ops
@@ -67,7 +73,8 @@ def ort_kernels(path: Path) -> list[Kernel]:
         t.name: tuple(t.shape) for n in nodes for t in [*n.inputs, *n.outputs] if t is not None and t.shape is not None
     }
     index = GraphIndex.of(Path(path))
-    optimized = optimized_graph(Path(path))
+    if optimized is None:
+        optimized = optimized_graph(Path(path))
     constants = {init.name for init in optimized.graph.initializer}
     kernels = []
     for proto in optimized.graph.node:
@@ -106,7 +113,7 @@ def _anchored(proto: onnx.NodeProto, node: Node, cost: OpCost) -> Kernel:
     act = ACTIVATION_OPS.get(activation.decode() if isinstance(activation, bytes) else str(activation), "")
     if not act and kind is KernelType.ACTIVATION:
         act = activation_of(node.op_type)
-    fused_add = proto.domain == "com.microsoft.nchwc" and len(proto.input) > 3 and bool(proto.input[3])
+    fused_add = proto.op_type in _SUM_INPUT_OPS and len(proto.input) > 3 and bool(proto.input[3])
     extra_flops = out_numel * (ACTIVATION_FLOPS.get(act, 1) if act and kind is not KernelType.ACTIVATION else 0)
     extra_flops += out_numel if fused_add else 0
     kernel_shape = [int(k) for k in node.attrs.get("kernel_shape", [])]  # type: ignore[union-attr]

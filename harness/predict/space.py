@@ -3,9 +3,11 @@
 A :class:`KernelConfig` names one kernel to measure in isolation; each type's spec (:mod:`harness.predict.kernel_specs`)
 draws it. The space covers
 the zoo's and real networks' ranges: feature maps 4-224 pixels, channels 3-2048 bounded so a tensor stays under
-~2 M elements (what a 224-pixel mobile network holds), kernel sizes 1-7, strides 1 and 2, groups 2-64 and
-depthwise, expansion ratios 1/6-6 on pointwise convs, SE-style broadcast scales and 1×1 convs on 1×1 maps,
-the zoo's activations, pooling, concat/split/shuffle/pad data movement. Types are drawn with weights that follow
+~2 M elements (what a 224-pixel mobile network holds), kernel sizes 1-7, strides 1 and 2, groups 2-32 (odd
+counts too) with wide or narrow groups (2-8 channels each) and depthwise, expansion ratios 1/6-6 on pointwise
+convs, SE-style broadcast scales and adds and 1×1 convs on 1×1 maps, the zoo's activations, pooling,
+concat/split/shuffle/pad data movement, and a share of tiny kernels (4-14 pixels, 8-32 channels) whose time is
+mostly per-invoke cost, as in narrow nets. Types are drawn with weights that follow
 where real models spend their time (convolutions first). Each config's ``key`` is canonical JSON, so the same
 seed gives the same probes and a rerun of a build finds its points again.
 """
@@ -85,9 +87,17 @@ def _resolution(rng: np.random.Generator) -> int:
     return int(rng.choice(RESOLUTIONS))
 
 
+# Narrow nets of many tiny kernels: a few thousand elements each, whose time is mostly the runtime's per-invoke cost
+# (a share of every type's draws: 4-14 pixels, 8-32 channels in).
+TINY_SHARE = 0.1
+TINY_RESOLUTIONS = tuple(r for r in RESOLUTIONS if r <= 14)
+TINY_CHANNELS = 32
+
+
 def _draw(rng: np.random.Generator, kind: KernelType, runtime: Runtime) -> KernelConfig:
-    h = _resolution(rng)
-    cin = channels(rng, h, h)
+    tiny = rng.random() < TINY_SHARE
+    h = int(rng.choice(TINY_RESOLUTIONS)) if tiny else _resolution(rng)
+    cin = channels(rng, h, h, high=TINY_CHANNELS) if tiny else channels(rng, h, h)
     stride = 2 if rng.random() < 0.25 and h >= 8 else 1
     act = str(rng.choice(CONV_ACTIVATIONS.get(runtime, CONV_ACTIVATIONS[Runtime.LITERT])))
     fused_add = runtime is Runtime.ONNXRUNTIME and stride == 1 and rng.random() < 0.15
