@@ -231,7 +231,8 @@ def test_a_predictor_built_on_the_board_learns_its_graph_and_refuses_this_host(
     monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
     db = tmp_path / "r.db"
     quick = SweepProtocol(trials=1, warmup_runs=1, warmup_seconds=0, runs=2, min_seconds=0, parity=False)
-    plan = BuildPlan(PredictContext("emu-arm64", Runtime.ONNXRUNTIME), budget_s=45, models=(), probe_protocol=quick)
+    plan = BuildPlan(PredictContext("emu-arm64", Runtime.ONNXRUNTIME), budget_s=3600, models=(), probe_protocol=quick,
+                     max_probes=3)
     with Store(db) as store:
         result = build_predictor(plan, store, arm_device, export)
         assert result.probes_measured >= 2

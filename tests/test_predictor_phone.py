@@ -70,7 +70,8 @@ def test_a_phone_running_benchmark_model_builds_a_litert_predictor_stand_in_bina
 ) -> None:
     fake, device = phone
     ctx = PredictContext("pixel", Runtime.LITERT)
-    plan = BuildPlan(ctx, budget_s=30, seed=0, models=MODELS, probe_protocol=FAST_PROBES, model_protocol=FAST)
+    plan = BuildPlan(ctx, budget_s=3600, seed=0, models=MODELS, probe_protocol=FAST_PROBES, model_protocol=FAST,
+                     max_probes=4)  # a count bounds it, never this machine's load
     with Store(tmp_path / "phone.db") as store:
         result = build_predictor(plan, store, device, export, BuildReporter())
         dataset = load_dataset(store, result.context)
@@ -188,7 +189,7 @@ def test_a_probe_the_runtime_times_with_another_version_fails_as_in_a_sweep(
 
     monkeypatch.setattr(device, "facts", facts_before_the_upgrade)
     ctx = PredictContext("local", Runtime.ONNXRUNTIME)
-    plan = BuildPlan(ctx, budget_s=3, seed=0, models=(), probe_protocol=FAST_PROBES)
+    plan = BuildPlan(ctx, budget_s=3600, seed=0, models=(), probe_protocol=FAST_PROBES, max_probes=2)
     with Store(tmp_path / "b.db") as store:
         result = build_predictor(plan, store, device, export, BuildReporter())
         points = store.points_frame()

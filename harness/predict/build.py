@@ -113,6 +113,9 @@ class BuildPlan:
     models: tuple[ModelSpec, ...] = field(default_factory=lambda: tuple(eval_models()))
     probe_protocol: SweepProtocol = PROBE_PROTOCOL
     model_protocol: SweepProtocol = MODEL_PROTOCOL
+    # At most this many probes tried by one run, whatever the budget leaves: a build whose size does not depend on
+    # how fast the device happens to be (a reproducible build; the tests' builds on a loaded machine).
+    max_probes: int | None = None
 
     @property
     def name(self) -> str:

@@ -50,6 +50,7 @@ class Probing:
     rep: BuildReporter
     clock: Callable[[], float]
     measured: int = 0
+    tried: int = 0  # probes sent to the device by this run, measured or failed (the plan's max_probes caps it)
     lost: bool = False  # the device went away: the remaining probes wait for a rerun
 
 
@@ -69,7 +70,7 @@ def measure_probes(
     done = done_configs(state.store, ctx, state.versions)
     batch: list[tuple[KernelConfig, Artifact, int]] = []
     for cfg in configs:
-        if state.lost or state.clock() >= until:
+        if state.lost or state.clock() >= until or state.tried == state.plan.max_probes:
             break
         if cfg.key in done:
             continue
@@ -82,6 +83,7 @@ def measure_probes(
         if state.store.point_status(pid) is PointStatus.DONE:
             _probe_kernels(state, art)
             continue
+        state.tried += 1
         if state.device.runner.is_binary:
             _measure_one(state, cfg, art, pid, round_)
             continue
