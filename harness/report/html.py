@@ -12,7 +12,6 @@ section or figure whose data is absent says which command produces it.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from harness.analysis.compare import Comparison
 from harness.report import plots, sections
 from harness.report.page import CSS, DPI, REPORT_NAME, Page, table_html
 from harness.report.predictor_section import predictor_section
+from harness.store.devices import stored_facts
 from harness.store.identity import describe
 
 __all__ = ["DPI", "REPORT_NAME", "Report", "render", "table_html", "write_report"]
@@ -84,7 +84,7 @@ def machine_notes(devices: pd.DataFrame) -> list[str]:
         if len(group) < 2:
             continue
         machines = "; ".join(
-            f"'{row.name}': {describe(_facts(row.facts_json))}, seen {str(row.first_seen)[:10]} to "
+            f"'{row.name}': {describe(stored_facts(row.facts_json))}, seen {str(row.first_seen)[:10]} to "
             f"{str(row.last_seen)[:10]}"
             for row in group.sort_values("first_seen").itertuples()
         )
@@ -93,14 +93,6 @@ def machine_notes(devices: pd.DataFrame) -> list[str]:
             f"are kept apart under its own name: {machines}."
         )
     return notes
-
-
-def _facts(text: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if isinstance(text, str) else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def version_note(fit: pd.DataFrame) -> str | None:
