@@ -21,7 +21,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import adbutils
 from adbutils._adb import AdbConnection
@@ -41,6 +40,7 @@ from devices.errors import (
     PushFailed,
     UnknownSerial,
 )
+from devices.facts import Battery, DeviceFacts, DeviceState
 from devices.linux_state import arm_core_facts, read_state
 from devices.lock import local_lock
 from devices.vocabulary import TransportKind
@@ -281,11 +281,11 @@ class AdbTransport:
                     self._props[key[1:]] = value.rstrip().removesuffix("]")
         return self._props
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> DeviceState:
         """What changes while measuring: per-cluster frequency and governor, thermal zones, battery."""
         return {**read_state(self), "battery": self._battery()}
 
-    def _battery(self) -> dict[str, Any]:
+    def _battery(self) -> Battery:
         res = self.run(["dumpsys", "battery"], timeout=30)
         kv = {}
         for ln in res.stdout.splitlines():
@@ -301,7 +301,7 @@ class AdbTransport:
             "powered_by": powered,
         }
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> DeviceFacts:
         props = self.props()
         st = self.state()
         cpus = sorted({c for cl in st["cpufreq"].values() for c in cl["cpus"]})

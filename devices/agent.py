@@ -18,6 +18,7 @@ from typing import Any, NoReturn, cast
 
 from devices.base import ShellReturn, Transport, TrialRequest
 from devices.errors import DeviceError, RunnerMissing, TrialFailed
+from devices.facts import DeviceFacts, parse_facts
 from devices.result import TrialResult
 from devices.runner import SCHEMA, RunnerDocument
 from devices.vocabulary import Format, RunnerKind
@@ -197,17 +198,19 @@ class AgentBackend:
             out.append(result)
         return out
 
-    def facts(self, transport: Transport) -> dict[str, Any]:
+    def facts(self, transport: Transport) -> DeviceFacts:
         """The runner's ``--facts``: CPU, frequencies, OS, Python and the importable runtimes' versions."""
         res = transport.run([self.python, self.prepare(transport), "--facts"], timeout=self.facts_timeout)
         if not res.ok:
             _raise_if_missing(res, transport.name)
             raise DeviceError(f"device '{transport.name}': runner --facts failed: {res.last_line()}")
         try:
-            facts: dict[str, Any] = json.loads(res.stdout)
+            raw = json.loads(res.stdout)
         except json.JSONDecodeError:
             raise DeviceError(f"device '{transport.name}': runner --facts printed no JSON: {res.last_line()}") from None
-        return facts
+        if not isinstance(raw, dict):
+            raise DeviceError(f"device '{transport.name}': runner --facts printed no JSON object: {res.last_line()}")
+        return parse_facts(raw)
 
 
 def _pulled(transport: Transport, remote: str) -> bytes:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from devices.facts import DeviceFacts
+
 
 class Role(IntEnum):
     """The usual place of a core design in a big.LITTLE system; orders clusters when no frequency is known."""
@@ -180,7 +182,7 @@ def parse_cpuinfo(text: str) -> list[Core]:
     return [Core(**block) for block in blocks if block.get("part") is not None]
 
 
-def cores_from_facts(facts: Mapping[str, Any]) -> list[Core]:
+def cores_from_facts(facts: DeviceFacts) -> list[Core]:
     """The cores a runner's ``--facts`` lists under ``cpu_cores`` (empty for x86 or an older runner)."""
     cores = []
     for row in facts.get("cpu_cores") or []:
@@ -198,7 +200,7 @@ def cores_from_facts(facts: Mapping[str, Any]) -> list[Core]:
     return cores
 
 
-def max_khz_from_facts(facts: Mapping[str, Any]) -> dict[int, int]:
+def max_khz_from_facts(facts: DeviceFacts) -> dict[int, int]:
     """``cpu_max_khz`` of the runner's facts ({"0": 1800000, ...}) with integer CPU ids."""
     raw = facts.get("cpu_max_khz") or {}
     return {int(cpu): int(khz) for cpu, khz in raw.items() if str(cpu).isdigit() and isinstance(khz, int)}

@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from devices.arm_cores import ClusterName
 from devices.bounded import LINE_CHARS, bounded
 from devices.core.digest import file_digest
 from devices.errors import DeviceError, PushFailed, TrialFailed
+from devices.facts import DeviceFacts, DeviceState, parse_facts
 from devices.result import TrialResult
 from devices.vocabulary import Format, RunnerKind, TransportKind
 
@@ -105,11 +106,11 @@ class Transport(Protocol):
 
     def machine(self) -> Machine: ...
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> DeviceFacts:
         """What the transport can tell without any runner: OS, architecture, cores, frequencies, temperatures."""
         ...
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> DeviceState:
         """What changes while measuring: per-cluster frequency and governor, temperatures (and battery, phones)."""
         ...
 
@@ -141,7 +142,7 @@ class Backend(Protocol):
         """One trial of the model at ``model`` (a path on the device); raises :class:`TrialFailed` if it fails."""
         ...
 
-    def facts(self, transport: Transport) -> dict[str, Any]:
+    def facts(self, transport: Transport) -> DeviceFacts:
         """Facts only this backend can tell (runtime versions, the binary's sha256)."""
         ...
 
@@ -177,7 +178,7 @@ class Device:
         self.backend = backend
         self.cluster = cluster  # the inventory's affinity as a cluster name: resolved from the facts when measuring
         self._pushed: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> remote path, this session
-        self._facts: dict[str, Any] | None = None  # the last facts read, for placing ``cluster``
+        self._facts: DeviceFacts | None = None  # the last facts read, for placing ``cluster``
         self.notify: Callable[[str], None] = tell  # a busy device, a stale runner killed
 
     def __repr__(self) -> str:
@@ -194,7 +195,7 @@ class Device:
         """Whether this device's tool reports per-op times for ``fmt`` models itself."""
         return self.can_run(fmt) and self.backend.profiles_ops(fmt)
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> DeviceFacts:
         """The transport's facts, overridden by the backend's where the backend tells (runtime versions, CPUs...).
 
         The backend describes the process that measures: its architecture, its view of the CPUs, its Python and
@@ -204,8 +205,9 @@ class Device:
         """
         own = self.transport.facts()
         backend = self.backend.facts(self.transport)
-        self._facts = {**own, **{k: v for k, v in backend.items() if k not in SYSTEM_FACTS or k not in own}}
-        return dict(self._facts)
+        merged = {**own, **{k: v for k, v in backend.items() if k not in SYSTEM_FACTS or k not in own}}
+        self._facts = parse_facts(merged)  # the one place a device's facts come in: typed from here on
+        return parse_facts(self._facts)  # a copy: a caller's edits never reach the placement
 
     def cluster_cpus(self) -> tuple[int, ...] | None:
         """The CPU ids of the inventory's cluster on this device (facts read once if not yet); None without one.

@@ -22,6 +22,7 @@ from devices.base import Machine, ShellReturn, Transport, TrialRequest
 from devices.core.digest import file_digest
 from devices.errors import BinaryMissing, PullFailed, TrialFailed, WrongABI
 from devices.etdump_timing import etdump_document, missing_flag, parse_etdump, parse_executor_runner_log
+from devices.facts import DeviceFacts
 from devices.ort_trace import parse_ort_trace
 from devices.parsers import (
     ParseError,
@@ -118,7 +119,7 @@ class BinaryBackend:
     def forget(self) -> None:
         self._remote = self._sha256 = None
 
-    def facts(self, transport: Transport) -> dict[str, Any]:
+    def facts(self, transport: Transport) -> DeviceFacts:
         return {"runner": str(self.kind), "runner_sha256": file_digest(self.binary) if self.binary.is_file() else None}
 
     def profiles_ops(self, fmt: Format) -> bool:

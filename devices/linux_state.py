@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from devices.facts import ArmCoreRow, DeviceFacts, DeviceState, PolicyState, parse_facts
+
 if TYPE_CHECKING:
     from devices.base import Transport
 
@@ -36,7 +38,7 @@ FACTS_SCRIPT = "; ".join(
 )
 
 
-def read_state(device: Transport, timeout: float = 30) -> dict[str, Any]:
+def read_state(device: Transport, timeout: float = 30) -> DeviceState:
     """Per-cluster frequency and governor and the thermal zones, right now."""
     res = device.run(["sh", "-c", STATE_SCRIPT], timeout=timeout)
     clusters: dict[str, dict[str, Any]] = {}
@@ -72,7 +74,7 @@ def read_state(device: Transport, timeout: float = 30) -> dict[str, Any]:
     }
 
 
-def read_facts(device: Transport, timeout: float = 30) -> dict[str, Any]:
+def read_facts(device: Transport, timeout: float = 30) -> DeviceFacts:
     """Architecture, kernel, OS, cores and CPU model, as a POSIX shell on the device reports them."""
     res = device.run(["sh", "-c", FACTS_SCRIPT], timeout=timeout)
     facts: dict[str, Any] = {}
@@ -86,10 +88,10 @@ def read_facts(device: Transport, timeout: float = 30) -> dict[str, Any]:
     facts["clusters"] = state["cpufreq"]
     facts["temperatures_c"] = state["temperatures_c"]
     facts.update(arm_core_facts(device, state["cpufreq"], timeout))
-    return facts
+    return parse_facts(facts)
 
 
-def arm_core_facts(device: Transport, cpufreq: dict[str, dict[str, Any]], timeout: float = 30) -> dict[str, Any]:
+def arm_core_facts(device: Transport, cpufreq: dict[str, PolicyState], timeout: float = 30) -> DeviceFacts:
     """``cpu_cores`` and ``cpu_max_khz`` as flopgap's runner reports them (so ``devices/arm_cores.py`` names the
     cores and finds clusters), from ``/proc/cpuinfo`` and the cpufreq policies; empty where cpuinfo lists no parts
     (x86)."""
@@ -101,17 +103,20 @@ def arm_core_facts(device: Transport, cpufreq: dict[str, dict[str, Any]], timeou
         return {}
     rows = []
     for core in cores:  # written as cpuinfo writes them: ids in hex, the revision in decimal
-        row: dict[str, Any] = {"processor": core.cpu}
-        for key, value in (("implementer", core.implementer), ("part", core.part), ("variant", core.variant)):
-            if value is not None:
-                row[key] = f"0x{value:x}"
+        row: ArmCoreRow = {"processor": core.cpu}
+        if core.implementer is not None:
+            row["implementer"] = f"0x{core.implementer:x}"
+        if core.part is not None:
+            row["part"] = f"0x{core.part:x}"
+        if core.variant is not None:
+            row["variant"] = f"0x{core.variant:x}"
         if core.revision is not None:
             row["revision"] = str(core.revision)
         rows.append(row)
     max_khz = {
-        str(cpu): policy["max_khz"]
+        str(cpu): khz
         for policy in cpufreq.values()
-        if isinstance(policy.get("max_khz"), int)
+        if isinstance(khz := policy.get("max_khz"), int)
         for cpu in policy.get("cpus", [])
     }
     return {"cpu_cores": rows, "cpu_max_khz": max_khz or None}

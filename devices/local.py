@@ -20,13 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from devices.base import Device, Machine, ShellReturn
 from devices.binary import normalize_arch
 from devices.bounded import drain, stderr_buffer, stdout_buffer
 from devices.core.digest import file_digest
 from devices.errors import DeviceError, DeviceTimeout, PullFailed, PushFailed, RunnerMissing
+from devices.facts import DeviceFacts, DeviceState
 from devices.linux_state import read_facts, read_state
 from devices.lock import local_lock, registry
 from devices.supervisor import signal_of, supervised
@@ -129,10 +129,10 @@ class LocalTransport:
     def machine(self) -> Machine:
         return this_machine()
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> DeviceFacts:
         return {"transport": str(self.kind), **read_facts(self)}
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> DeviceState:
         return read_state(self)
 
     def cleanup(self) -> None:

@@ -8,12 +8,11 @@ device without ARM core information (an x86 machine, an older runner) has one cl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from devices.arm_cores import Cluster, ClusterName, clusters, cores_from_facts, format_cpus, max_khz_from_facts
 from devices.core.errors import FlopgapError
+from devices.facts import DeviceFacts
 
 
 class ClusterMissing(FlopgapError):
@@ -58,18 +57,18 @@ class Placement:
         return f"{self.cluster} (cpus {format_cpus(self.cpus)})"
 
 
-def device_clusters(facts: Mapping[str, Any]) -> list[Cluster]:
+def device_clusters(facts: DeviceFacts) -> list[Cluster]:
     """The clusters of a device with these facts: ARM clusters from its cores, else one ``all`` of every CPU."""
     arm = clusters(cores_from_facts(facts), max_khz_from_facts(facts))
     if arm:
         return arm
     count = facts.get("cpu_count") or facts.get("cores")
-    if isinstance(count, int) and count > 0:
-        return [Cluster(ClusterName.ALL, str(facts.get("cpu_model") or "CPU"), tuple(range(count)), None)]
+    if count is not None and count > 0:
+        return [Cluster(ClusterName.ALL, facts.get("cpu_model") or "CPU", tuple(range(count)), None)]
     return []
 
 
-def place(device: str, facts: Mapping[str, Any], name: str | ClusterName) -> Placement:
+def place(device: str, facts: DeviceFacts, name: str | ClusterName) -> Placement:
     """The CPUs of cluster ``name`` on ``device``; :class:`ClusterMissing` (one line) when it has none such.
 
     ``all`` is every CPU of every cluster; ``big`` may span two clusters (two kinds of middle cores).

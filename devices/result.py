@@ -125,6 +125,7 @@ class TrialResult:
     tool: Tool | None = None  # the official binary, for binary backends
     timeline: tuple[TimelineWindow, ...] | None = None  # sustained runs: per-window latency, frequencies, temperatures
     sustained: SustainedRun | None = None
+    requested_affinity: tuple[int, ...] | None = None  # the CPUs flopgap's runner was asked to pin to (its protocol)
     details: Mapping[str, Any] = field(default_factory=dict)  # the rest of what the backend reported, kept as is
     # The ONNX graph as ONNX Runtime optimized it on the device (TrialRequest.save_graph), serialized; not recorded.
     optimized_graph: bytes | None = field(default=None, repr=False)
@@ -142,6 +143,12 @@ class TrialResult:
     def median_ms(self) -> float | None:
         centre = self.centre_ns
         return None if centre is None else centre / 1e6
+
+    @property
+    def pinned(self) -> tuple[int, ...] | None:
+        """The CPUs the trial was pinned to, or None where it was not: what the runner was asked for (its own
+        ``affinity`` is every CPU it could use), a binary's ``taskset`` CPUs."""
+        return self.affinity if self.tool is not None else self.requested_affinity
 
     @property
     def affinity_mask(self) -> str | None:
@@ -201,7 +208,7 @@ class TrialResult:
             warmup_ns=_int(doc.get("warmup_ns")),
             timed_ns=_int(doc.get("timed_ns")),
             peak_rss_kib=_int(doc.get("peak_rss_kib")),
-            affinity=tuple(int(c) for c in affinity) if isinstance(affinity, list) else None,
+            affinity=_cpus(affinity),
             delegate=_delegate(delegate) if isinstance(delegate, Mapping) else None,
             ops=tuple(_op(r) for r in rows) if isinstance(rows, list) else None,
             ops_note=_str(doc.get("profile_note")),
@@ -213,6 +220,7 @@ class TrialResult:
             else None,
             timeline=tuple(TimelineWindow.from_json(w) for w in timeline) if isinstance(timeline, list) else None,
             sustained=SustainedRun.from_json(sustained) if isinstance(sustained, Mapping) else None,
+            requested_affinity=_cpus(protocol.get("affinity")) if isinstance(protocol, Mapping) else None,
             details={k: v for k, v in doc.items() if k not in _TYPED},
         )
 
@@ -240,6 +248,10 @@ def _op(row: Mapping[str, Any]) -> OpTiming:
 
 def _set_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None}
+
+
+def _cpus(value: Any) -> tuple[int, ...] | None:
+    return tuple(int(c) for c in value) if isinstance(value, list) else None
 
 
 def _int(value: Any) -> int | None:

@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import paramiko
 
@@ -48,6 +47,7 @@ from devices.errors import (
     PushFailed,
     RunnerMissing,
 )
+from devices.facts import DeviceFacts, DeviceState
 from devices.linux_state import read_facts, read_state
 from devices.lock import REMOTE_LOCK, busy_message, holder, stale_message
 from devices.ssh_connect import DEFAULT_SSH_CONFIG, SshTarget, connect, os_message, resolve
@@ -123,10 +123,10 @@ class SshTransport:
             self._machine = Machine(normalize_arch(raw) if res.ok and raw else None, f"the board's uname -m is {raw}")
         return self._machine
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> DeviceFacts:
         return {"transport": str(self.kind), "host": self.target.where, **read_facts(self)}
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> DeviceState:
         return read_state(self)
 
     def scratch(self, name: str) -> str:

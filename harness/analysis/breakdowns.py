@@ -30,14 +30,8 @@ from harness.proxies.categories import Category
 # per op, so such a point has no per-category time.
 BLOCK = "block"
 
-BREAKDOWN_COLUMNS = (
-    "point_id",
-    *CONTEXT,
-    "runtime_version",
-    "model_label",
-    "family",
-    "input_shape",
-    "category",
+# FLOPs against measured time, as every breakdown (by category, by block) and its table show them.
+SHARE_COLUMNS = (
     "flops",
     "flops_share",
     "time_us",
@@ -46,6 +40,16 @@ BREAKDOWN_COLUMNS = (
     "profiled_us",
     "median_us",
     "profiler_overhead",
+)
+BREAKDOWN_COLUMNS = (
+    "point_id",
+    *CONTEXT,
+    "runtime_version",
+    "model_label",
+    "family",
+    "input_shape",
+    "category",
+    *SHARE_COLUMNS,
     "n_ops",
     "n_profiled",
 )
@@ -124,14 +128,7 @@ BLOCK_COLUMNS = (
     "input_shape",
     "block",
     "op_type",
-    "flops",
-    "flops_share",
-    "time_us",
-    "time_share",
-    "time_share_of_median",
-    "profiled_us",
-    "median_us",
-    "profiler_overhead",
+    *SHARE_COLUMNS,
 )
 OUTSIDE_BLOCKS = "(outside the timed blocks)"
 _OVERHEAD_COLUMNS = ("time_share_of_median", "profiled_us", "median_us", "profiler_overhead")

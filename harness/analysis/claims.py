@@ -11,7 +11,6 @@ reshape) plus the layout conversions (ORT's NCHWc reorders, converter-added tran
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -24,6 +23,7 @@ from harness.analysis.results import Results
 from harness.analysis.roofline import roofline
 from harness.analysis.shares import point_shares
 from harness.proxies.categories import Category
+from harness.store.devices import stored_facts
 from harness.store.identity import full_identity
 
 ORT = "onnxruntime"
@@ -120,7 +120,7 @@ def _device(results: Results, context: Context | None) -> str:
     if context is None or devices.empty or context.device not in set(devices["name"]):
         return "unknown device"
     row = devices.set_index("name").loc[context.device]
-    facts = json.loads(row["facts_json"] or "{}")
+    facts = stored_facts(row["facts_json"])
     fp = row["fingerprint"] if "fingerprint" in row.index and isinstance(row["fingerprint"], str) else None
     return full_identity(facts, fp)
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from devices.core.errors import FlopgapError
+from devices.result import TrialResult
 from harness.store import PointStatus, Store, resolve_db_path
 
 MATCH = ("artifact_sha", "runtime", "precision", "threads", "device", "cluster")
@@ -106,11 +107,7 @@ def load_side(side: Side) -> Loaded:
 
 def _cluster(doc: str | None) -> str:
     """The CPUs a point's runner was pinned to (``"4,5,6,7"``), or ``any``."""
-    data = json.loads(doc) if doc else {}
-    protocol = data.get("protocol")
-    cpus = (
-        protocol.get("affinity") if isinstance(protocol, dict) else data.get("affinity") if data.get("tool") else None
-    )
+    cpus = TrialResult.from_json(json.loads(doc)).pinned if doc else None
     return ",".join(str(c) for c in sorted(cpus)) if cpus else "any"
 
 

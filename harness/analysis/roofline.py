@@ -16,7 +16,8 @@ from harness.analysis.fits import FIT_EXCLUDED_FAMILIES
 from harness.analysis.results import Results
 from harness.proxies.categories import Category
 
-ROOFLINE_COLUMNS = (
+# Which op of which point a row is, in every per-op frame here.
+_OP_ROW = (
     "point_id",
     *CONTEXT,
     "runtime_version",
@@ -25,6 +26,9 @@ ROOFLINE_COLUMNS = (
     "node_name",
     "op_type",
     "category",
+)
+ROOFLINE_COLUMNS = (
+    *_OP_ROW,
     "flops",
     "bytes",
     "intensity",
@@ -83,14 +87,7 @@ def roofline(results: Results, *, include_guidelines: bool = False) -> pd.DataFr
 
 
 MOVEMENT_COLUMNS = (
-    "point_id",
-    *CONTEXT,
-    "runtime_version",
-    "model_label",
-    "input_shape",
-    "node_name",
-    "op_type",
-    "category",
+    *_OP_ROW,
     "bytes",
     "time_us",
     "achieved_gbs",

@@ -70,7 +70,7 @@ class DeviceActor:
                 self._problem = str(exc)
                 raise
             self._problem = None
-            return facts
+            return dict(facts)
 
     def measure(self, blob: ArtifactBlob, request: TrialRequest, who: str) -> TrialResult:
         """One trial of ``blob`` on this device; raises the device's own error (a FlopgapError) if it fails."""

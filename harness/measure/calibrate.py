@@ -24,6 +24,7 @@ from typing import Any
 from devices.base import Device
 from devices.core.errors import FlopgapError, MeasurementFailed
 from devices.errors import DeviceError
+from devices.facts import DeviceFacts
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.spec import Protocol
@@ -198,7 +199,7 @@ def calibrate(
     return Calibration(dev.name, runtime, threads, version, timings, protocol)
 
 
-def store_calibration(store: Store, dev: Device, cal: Calibration, facts: dict[str, Any] | None = None) -> int:
+def store_calibration(store: Store, dev: Device, cal: Calibration, facts: DeviceFacts | None = None) -> int:
     """Record the device (facts refreshed) and the calibration; returns the calibration's id. The calibration
     goes to the machine the facts identify (``local@…`` when another machine was stored as ``local`` before)."""
     if facts is None:

@@ -31,6 +31,19 @@ class CooldownOutcome:
     def record(self) -> dict[str, Any]:
         return {"waited_s": round(self.waited_s, 3), "timed_out": self.timed_out, "excess_c": dict(self.excess_c)}
 
+    @classmethod
+    def of(cls, result: TrialResult) -> CooldownOutcome | None:
+        """The cooldown :meth:`attach` kept with a trial, read back; None where none ran (or an unreadable one)."""
+        data = result.details.get("cooldown")
+        if not isinstance(data, Mapping):
+            return None
+        excess = data.get("excess_c")
+        return cls(
+            float(data.get("waited_s") or 0),
+            bool(data.get("timed_out")),
+            {str(z): float(e) for z, e in excess.items()} if isinstance(excess, Mapping) else {},
+        )
+
     def attach(self, result: TrialResult) -> TrialResult:
         """``result`` with this cooldown kept in its stored document (``runner_json.cooldown``)."""
         return replace(result, details={**result.details, "cooldown": self.record()})
@@ -121,12 +134,11 @@ class ThermalCooldown:
             self.sleep(min(self.poll_s, max(0.0, self.max_wait_s - waited)))
 
 
-def hot_trials(runner_docs: Mapping[int, Mapping[str, Any]]) -> list[str]:
+def hot_trials(trials: Mapping[int, TrialResult]) -> list[str]:
     """One noisy-point reason per trial (by index) whose thermal cooldown ran out before the device cooled."""
     reasons = []
-    for index, doc in sorted(runner_docs.items()):
-        cooldown = doc.get("cooldown")
-        if isinstance(cooldown, Mapping) and cooldown.get("timed_out"):
-            outcome = CooldownOutcome(float(cooldown.get("waited_s") or 0), True, cooldown.get("excess_c") or {})
+    for index, trial in sorted(trials.items()):
+        outcome = CooldownOutcome.of(trial)
+        if outcome is not None and outcome.timed_out:
             reasons.append(f"trial {index + 1} {outcome.reason}")
     return reasons

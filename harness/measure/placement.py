@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from devices.arm_cores import ClusterName
 from devices.base import Device
+from devices.facts import DeviceFacts
 from devices.placement import place
 from harness.measure.spec import SweepPoint
 
 
 def place_points(
-    points: list[SweepPoint], facts: Mapping[str, Mapping[str, Any]], devices: Mapping[str, Device]
+    points: list[SweepPoint], facts: Mapping[str, DeviceFacts], devices: Mapping[str, Device]
 ) -> list[SweepPoint]:
     """``points`` with their clusters' CPU ids filled in from each device's ``facts``.
 

@@ -7,10 +7,11 @@ with the runtime and runner versions the device reports, so an upgrade re-measur
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from devices.base import Device
 from devices.errors import DeviceError
+from devices.facts import DeviceFacts
 from devices.vocabulary import Format, PointOptions
 from exporters.artifact import Artifact
 from harness.measure.spec import Protocol as SweepProtocol
@@ -26,15 +27,15 @@ class _Warns(Protocol):
 
 def record_devices(
     store: Store, names: list[str], devices: dict[str, Device], rep: _Warns
-) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+) -> tuple[dict[str, str], dict[str, DeviceFacts]]:
     """Each device's facts into the store (an unreachable one keeps its last good facts); returns the stored
     device name of each (another machine behind a name is stored apart) and the facts read now."""
     stored: dict[str, str] = {}
-    facts: dict[str, dict[str, Any]] = {}
+    facts: dict[str, DeviceFacts] = {}
     for name in names:
         dev = devices[name]
         try:
-            facts[name] = dict(dev.facts())
+            facts[name] = dev.facts()
         except DeviceError as exc:
             facts[name] = {}
             stored[name] = store.record_device_error(name, dev.transport.kind, str(exc)).name

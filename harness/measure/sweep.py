@@ -342,7 +342,7 @@ def measure_trial(
         reason = bounded(str(exc))  # a runner's flood of output stays out of rows and terminals
         store.record_device_error(dev.name, dev.transport.kind, reason)  # its last good facts stay
         for other in states:
-            if not other.failed and store.point_status(other.point_id) != "done":
+            if not other.failed and store.point_status(other.point_id) is not PointStatus.DONE:
                 _fail(store, other, reason, rep)
         return TrialOutcome.DEVICE_LOST
     except (TrialFailed, DeviceError) as exc:
@@ -427,6 +427,11 @@ def _complete_if_all_in(store: Store, st: PointState, protocol: SweepProtocol) -
 
 def _complete(store: Store, st: PointState, proto: SweepProtocol) -> None:
     trials = [t for t in store.trial_samples(st.point_id) if t]
+    frame = store.trials_frame([st.point_id]).sort_values("trial_index")
+    results = {
+        int(i): TrialResult.from_json(json.loads(d))
+        for i, d in zip(frame["trial_index"], frame["runner_json"], strict=True)
+    }
     if trials:
         stats: Any = combine_trials(
             [np.asarray(t, dtype=np.int64) for t in trials],
@@ -434,12 +439,10 @@ def _complete(store: Store, st: PointState, proto: SweepProtocol) -> None:
             spread_threshold=proto.spread_threshold,
         )
     else:  # summary-only trials (benchmark_model): no raw samples to pool
-        docs = store.trials_frame([st.point_id]).sort_values("trial_index")["runner_json"]
-        summaries = [TrialResult.from_json(json.loads(d)).summary for d in docs]
-        stats = combine_summaries([s.to_json() for s in summaries if s], proto.cv_threshold, proto.spread_threshold)
+        summaries = [r.summary.to_json() for r in results.values() if r.summary]
+        stats = combine_summaries(summaries, proto.cv_threshold, proto.spread_threshold)
     row = dict(stats) if isinstance(stats, dict) else dict(stats.to_row())
-    frame = store.trials_frame([st.point_id])
-    hot = hot_trials({int(i): json.loads(d) for i, d in zip(frame["trial_index"], frame["runner_json"], strict=True)})
+    hot = hot_trials(results)
     if hot:  # a trial that started before the device cooled down is not comparable with the others
         row["noisy"] = True
         row["noisy_reasons"] = [*(row.get("noisy_reasons") or []), *hot]

@@ -8,10 +8,9 @@ for the runner version.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from devices.facts import DeviceFacts
 from devices.vocabulary import Runtime
 
 # The modules the runner imports for each runtime, in the order it tries them (devices/runner.py).
@@ -29,12 +28,11 @@ class PointVersions:
     runner_version: str | None
 
 
-def point_versions(runtime: Runtime, facts: Mapping[str, Any]) -> PointVersions:
+def point_versions(runtime: Runtime, facts: DeviceFacts) -> PointVersions:
     """The versions a trial of ``runtime`` on the device with these facts will report (None where unknown)."""
     binary_sha = facts.get("runner_sha256")
-    if isinstance(binary_sha, str) and binary_sha:
+    if binary_sha:
         return PointVersions(None, f"{facts.get('runner') or 'binary'}@{binary_sha[:12]}")
     installed = facts.get("runtimes") or {}
     version = next((installed[m] for m in RUNTIME_MODULES[runtime] if installed.get(m)), None)
-    runner = facts.get("runner_version")
-    return PointVersions(str(version) if version is not None else None, str(runner) if runner is not None else None)
+    return PointVersions(version, facts.get("runner_version"))

@@ -50,7 +50,7 @@ from harness.predict.probe_trials import Probing, measure_probes
 from harness.predict.regressor import TypeModel
 from harness.predict.space import KernelConfig, sample
 from harness.predict.trust import model_errors
-from harness.store import Store
+from harness.store import RunStatus, Store
 from harness.zoo.registry import ModelSpec, resolve
 
 ADAPT_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -130,13 +130,13 @@ def adapt_predictor(
     types = dominant_types(source, [m.kernels for m in models])
     rep.stage(f"probes of the dominant kernel types: {', '.join(t.value for t in types)}")
     run_id = store.start_run(plan.name, f"# {plan.name}\n")
-    status = "failed"
+    status = RunStatus.FAILED
     state = Probing(plan, ctx, versions, store, device, run_id, rep, clock)
     try:
         measure_probes(state, probe_configs(types, ctx.runtime, plan.seed), 0, SPACE, deadline)
-        status = "completed"
+        status = RunStatus.COMPLETED
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = RunStatus.INTERRUPTED
         raise
     finally:
         store.finish_run(run_id, status)

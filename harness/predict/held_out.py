@@ -29,7 +29,7 @@ from harness.predict.random_nets import TARGET, Size, draw
 from harness.sources import FileSource, TorchFactory
 from harness.sources.factory import load_factory
 from harness.sources.file import load_file
-from harness.store import Store
+from harness.store import PointStatus, Store
 
 RANDOM_FAMILY = "random"
 FILE_FAMILY = "file"
@@ -86,7 +86,7 @@ def evaluate_held_out(
     )
     result = run_sweep(spec, f"# {plan.name}\n", store, {device.name: device}, exporter, reporter)
     points = store.points_frame()
-    points = points[points["point_id"].isin(result.point_ids) & (points["status"] == "done")]
+    points = points[points["point_id"].isin(result.point_ids) & (points["status"] == PointStatus.DONE)]
     if points.empty:
         raise FlopgapError(f"{plan.name}: no model was measured (see 'flopgap results'); fix the device and rerun")
     stored_ctx = PredictContext(str(points["device"].iloc[0]), ctx.runtime, ctx.threads, ctx.precision)

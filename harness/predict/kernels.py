@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -261,6 +261,25 @@ def feature_matrix(kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray, n
     flops = np.array([k.flops for k in kernels], dtype=float)
     moved = np.array([k.bytes_moved for k in kernels], dtype=float)
     return features, flops, moved
+
+
+class Sizes(TypedDict):
+    """A kernel's NCHW size fields (``Kernel(**sizes(...))``)."""
+
+    cin: int
+    cout: int
+    h_in: int
+    w_in: int
+    h_out: int
+    w_out: int
+
+
+def sizes(kind: KernelType, first: tuple[int, ...] | None, out: tuple[int, ...] | None, layout: str = "NCHW") -> Sizes:
+    """The size fields of a ``kind`` kernel reading ``first`` (its main input) and writing ``out``, in ``layout``."""
+    _, h_in, w_in = nchw(first, layout)
+    cout, h_out, w_out = nchw(out, layout)
+    cin = input_channels(kind, first, layout)
+    return {"cin": cin, "cout": cout, "h_in": h_in, "w_in": w_in, "h_out": h_out, "w_out": w_out}
 
 
 def input_channels(kind: KernelType, shape: tuple[int, ...] | None, layout: str = "NCHW") -> int:

@@ -31,9 +31,8 @@ from harness.predict.kernels import (
     KernelType,
     activation_of,
     broadcast_or,
-    input_channels,
     kernel_type_of,
-    nchw,
+    sizes,
 )
 from harness.proxies.categories import ACTIVATION_FLOPS
 from harness.proxies.costs import Node, OpCost, cost_nodes, propagate_constants
@@ -105,9 +104,6 @@ def _anchored(proto: onnx.NodeProto, node: Node, cost: OpCost) -> Kernel:
     kind = broadcast_or(kernel_type_of(node.op_type, cost.category), data)
     first = node.inputs[0].shape if node.inputs and node.inputs[0] is not None else None
     out = node.outputs[0].shape if node.outputs else None
-    _, h_in, w_in = nchw(first)
-    cin = input_channels(kind, first)
-    cout, h_out, w_out = nchw(out)
     out_numel = math.prod(out) if out else 0
     activation = attrs.get("activation", b"")
     act = ACTIVATION_OPS.get(activation.decode() if isinstance(activation, bytes) else str(activation), "")
@@ -123,12 +119,7 @@ def _anchored(proto: onnx.NodeProto, node: Node, cost: OpCost) -> Kernel:
         type=kind,
         op_type=node.op_type,
         module_path=node.module_path,
-        cin=cin,
-        cout=cout,
-        h_in=h_in,
-        w_in=w_in,
-        h_out=h_out,
-        w_out=w_out,
+        **sizes(kind, first, out),
         kernel_size=kernel_shape[0] if kernel_shape else 1,
         stride=strides[0] if strides else 1,
         groups=int(node.attrs.get("group", 1)),  # type: ignore[call-overload]
@@ -168,8 +159,6 @@ def _runtime_node(
     out = known_out if known_out is not None else first
     numel_in = math.prod(first) if first else 0
     numel_out = math.prod(out) if out else 0
-    cin, h_in, w_in = nchw(first)
-    cout, h_out, w_out = nchw(out)
     kind = kernel_type_of(proto.op_type, "other")
     if kind is KernelType.OTHER and proto.op_type in ACTIVATION_OPS:
         kind = KernelType.ACTIVATION
@@ -180,12 +169,7 @@ def _runtime_node(
         name=proto.name,
         type=kind,
         op_type=proto.op_type,
-        cin=cin,
-        cout=cout,
-        h_in=h_in,
-        w_in=w_in,
-        h_out=h_out,
-        w_out=w_out,
+        **sizes(kind, first, out),
         flops=numel_out * (ACTIVATION_FLOPS.get(act, 1) if kind is KernelType.ACTIVATION else 1)
         if kind in (KernelType.ACTIVATION, KernelType.ELEMENTWISE, KernelType.BROADCAST)
         else 0,

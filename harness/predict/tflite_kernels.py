@@ -16,9 +16,8 @@ from harness.predict.kernels import (
     KernelType,
     activation_of,
     broadcast_or,
-    input_channels,
     kernel_type_of,
-    nchw,
+    sizes,
 )
 from harness.proxies.costs import Node, OpCost, propagate_constants
 from harness.proxies.tflite_graph import HANDLERS, read_tflite
@@ -63,9 +62,8 @@ def _kernel(node: Node, cost: OpCost) -> Kernel:
     kind = broadcast_or(kernel_type_of(node.op_type, cost.category), [t.shape for t in data])
     first = data[0].shape if data else None
     out = node.outputs[0].shape if node.outputs else None
-    cin, h_in, w_in = nchw(first, "NHWC")
-    cin = input_channels(kind, first, "NHWC")
-    cout, h_out, w_out = nchw(out, "NHWC")
+    size = sizes(kind, first, out, "NHWC")
+    cin = size["cin"]
     kernel_size, stride, groups = 1, 1, 1
     attrs = node.attrs
     if node.op_type in _CONV_OPS:
@@ -82,12 +80,7 @@ def _kernel(node: Node, cost: OpCost) -> Kernel:
         type=kind,
         op_type=node.op_type,
         module_path=node.module_path,
-        cin=cin,
-        cout=cout,
-        h_in=h_in,
-        w_in=w_in,
-        h_out=h_out,
-        w_out=w_out,
+        **size,
         kernel_size=kernel_size,
         stride=stride,
         groups=groups,

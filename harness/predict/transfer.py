@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from devices.core.errors import FlopgapError
+from devices.facts import DeviceFacts
 from harness.predict.predictor import KernelPredictor
 from harness.store import Store
+from harness.store.devices import stored_facts
 from harness.store.identity import describe, fingerprint
 from harness.store.predictor_tables import PredictorRow
 
@@ -36,10 +38,10 @@ class Imported:
     built_on: str  # the description of the machine it was built on
 
 
-def _device_facts(store: Store, name: str) -> dict[str, Any]:
+def _device_facts(store: Store, name: str) -> DeviceFacts:
     frame = store.devices_frame()
     hit = frame[frame["name"] == name]
-    return dict(json.loads(hit["facts_json"].iloc[-1])) if not hit.empty else {}
+    return stored_facts(hit["facts_json"].iloc[-1]) if not hit.empty else {}
 
 
 def predictor_document(store: Store, row: PredictorRow) -> dict[str, Any]:

@@ -12,13 +12,12 @@ section or figure whose data is absent says which command produces it.
 from __future__ import annotations
 
 import html
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,7 +29,11 @@ from harness.analysis.compare import Comparison
 from harness.report import plots, sections
 from harness.report.page import CSS, DPI, REPORT_NAME, Page, table_html
 from harness.report.predictor_section import predictor_section
+from harness.store.devices import stored_facts
 from harness.store.identity import describe
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["DPI", "REPORT_NAME", "Report", "render", "table_html", "write_report"]
 
@@ -65,6 +68,22 @@ def _context_heading(page: Page, context: Context, frame: pd.DataFrame) -> None:
     page.heading(3, plots.caption(context, frame))
 
 
+# A measured model in a context's tables: which one, its MACs and its median.
+_MODEL_ROW = ("model_label", "family", "input_shape", "runtime_version", "macs", "median_ms")
+
+
+def _per_context(
+    page: Page, frame: pd.DataFrame, name: str, draw: Callable[[Context], Callable[[], Figure]]
+) -> Iterator[tuple[Context, pd.DataFrame]]:
+    """Per context of ``frame``: its heading and its figure ``name`` (``draw(context)`` draws it); yields the context
+    and its rows for the tables that follow."""
+    for context in contexts_in(frame):
+        sel = frame[context.mask(frame)]
+        _context_heading(page, context, sel)
+        page.figure(f"{name}-{context}", draw(context))
+        yield context, sel
+
+
 def _overview(page: Page, results: Results) -> None:
     if results.points.empty:
         page.missing(HOW_TO["points"])
@@ -84,7 +103,7 @@ def machine_notes(devices: pd.DataFrame) -> list[str]:
         if len(group) < 2:
             continue
         machines = "; ".join(
-            f"'{row.name}': {describe(_facts(row.facts_json))}, seen {str(row.first_seen)[:10]} to "
+            f"'{row.name}': {describe(stored_facts(row.facts_json))}, seen {str(row.first_seen)[:10]} to "
             f"{str(row.last_seen)[:10]}"
             for row in group.sort_values("first_seen").itertuples()
         )
@@ -93,14 +112,6 @@ def machine_notes(devices: pd.DataFrame) -> list[str]:
             f"are kept apart under its own name: {machines}."
         )
     return notes
-
-
-def _facts(text: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if isinstance(text, str) else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def version_note(fit: pd.DataFrame) -> str | None:
@@ -154,13 +165,8 @@ def _latency(page: Page, results: Results, frame: pd.DataFrame, fit_frame: pd.Da
             HOW_TO["points"] if results.points.empty else f"no measured point has MACs recorded; {HOW_TO['points']}"
         )
         return
-    for context in contexts_in(frame):
-        sel = frame[context.mask(frame)]
-        _context_heading(page, context, sel)
-        page.figure(
-            f"latency_vs_macs-{context}",
-            partial(plots.latency_vs_macs, results, context, frame=frame, fit_frame=fit_frame),
-        )
+    draw = partial(plots.latency_vs_macs, results, frame=frame, fit_frame=fit_frame)
+    for context, sel in _per_context(page, frame, "latency_vs_macs", lambda c: partial(draw, c)):
         fit = fit_frame[context.mask(fit_frame)]
         if fit.empty or fit["slope"].isna().all():
             page.missing(f"{HOW_TO['fit']} (only {len(sel)} model(s) in {context})")
@@ -169,43 +175,14 @@ def _latency(page: Page, results: Results, frame: pd.DataFrame, fit_frame: pd.Da
             note = version_note(fit)
             if note is not None:
                 page.para(note, "note")
-        page.table(
-            sel,
-            (
-                "model_label",
-                "family",
-                "input_shape",
-                "runtime_version",
-                "macs",
-                "median_ms",
-                "ci_low_ms",
-                "ci_high_ms",
-                "noisy",
-            ),
-        )
+        page.table(sel, (*_MODEL_ROW, "ci_low_ms", "ci_high_ms", "noisy"))
 
 
 def _residuals(page: Page, results: Results, frame: pd.DataFrame, gaps: pd.DataFrame) -> None:
     if frame.empty:
         page.missing(HOW_TO["fit"])
-    for context in contexts_in(frame):
-        sel = frame[context.mask(frame)]
-        _context_heading(page, context, sel)
-        page.figure(f"residuals-{context}", partial(plots.residuals, results, context, frame=frame))
-        page.table(
-            sel,
-            (
-                "rank",
-                "model_label",
-                "family",
-                "input_shape",
-                "runtime_version",
-                "macs",
-                "median_ms",
-                "predicted_ms",
-                "residual",
-            ),
-        )
+    for _, sel in _per_context(page, frame, "residuals", lambda c: partial(plots.residuals, results, c, frame=frame)):
+        page.table(sel, ("rank", *_MODEL_ROW, "predicted_ms", "residual"))
     page.heading(3, "Op categories the FLOP proxy underestimates most (mean over profiled models)")
     if gaps.empty:
         page.missing(HOW_TO["op_profiles"] if results.op_profiles.empty else HOW_TO["accounts"])
@@ -226,10 +203,8 @@ def _ops(page: Page, results: Results, breakdown: pd.DataFrame, blocks: pd.DataF
         f"time_share: {analysis.TIME_SHARE_BASIS} (profiled_us); time_share_of_median: of the whole-model median "
         f"(median_us); {analysis.OVERHEAD_NOTE}. Guideline blocks are not models and are left out."
     )
-    for context in contexts_in(breakdown):
-        sel = breakdown[context.mask(breakdown)]
-        _context_heading(page, context, sel)
-        page.figure(f"op_share-{context}", partial(plots.op_share, results, context, breakdown=breakdown))
+    draw = partial(plots.op_share, results, breakdown=breakdown)
+    for _, sel in _per_context(page, breakdown, "op_share", lambda c: partial(draw, c)):
         page.table(
             sel,
             (
@@ -237,14 +212,7 @@ def _ops(page: Page, results: Results, breakdown: pd.DataFrame, blocks: pd.DataF
                 "input_shape",
                 "runtime_version",
                 "category",
-                "flops",
-                "flops_share",
-                "time_us",
-                "time_share",
-                "time_share_of_median",
-                "profiled_us",
-                "median_us",
-                "profiler_overhead",
+                *analysis.SHARE_COLUMNS,
                 "n_ops",
                 "n_profiled",
             ),
@@ -276,10 +244,8 @@ def _roofline(page: Page, results: Results, frame: pd.DataFrame, movement: pd.Da
             page.missing(HOW_TO["accounts"])
         return
     summary = analysis.roofline_summary(results, frame, movement)
-    for context in contexts_in(frame):
-        sel = frame[context.mask(frame)]
-        _context_heading(page, context, sel)
-        page.figure(f"roofline-{context}", partial(plots.roofline, results, context, frame=frame, movement=movement))
+    draw = partial(plots.roofline, results, frame=frame, movement=movement)
+    for context, sel in _per_context(page, frame, "roofline", lambda c: partial(draw, c)):
         if sel["peak_gflops"].isna().all():
             page.missing(
                 f"no roofline calibration for {context.device}/{context.runtime} at {context.threads} threads: "
@@ -293,28 +259,16 @@ def _guidelines(page: Page, results: Results, frame: pd.DataFrame) -> None:
         page.missing(HOW_TO["guidelines"])
         return
     verdicts = analysis.guideline_verdicts(results, frame)
-    for context in contexts_in(frame):
-        sel = frame[context.mask(frame)]
-        _context_heading(page, context, sel)
-        page.figure(f"guidelines-{context}", partial(plots.guidelines, results, context, frame=frame))
+    draw = partial(plots.guidelines, results, frame=frame)
+    for context, sel in _per_context(page, frame, "guidelines", lambda c: partial(draw, c)):
         page.table(
             verdicts[context.mask(verdicts)], ("experiment", "setup", "variants", "fastest", "expected", "agrees")
         )
-        page.table(
-            sel,
-            (
-                "experiment",
-                "setup",
-                "variant",
-                "input_shape",
-                "macs",
-                "median_ms",
-                "ci_low_ms",
-                "ci_high_ms",
-                "relative",
-                "agrees",
-            ),
-        )
+        page.table(sel, _GUIDELINE_TABLE)
+
+
+# The context is the section's heading and the expected order is the verdict table's.
+_GUIDELINE_TABLE = tuple(c for c in analysis.GUIDELINE_COLUMNS if c not in (*CONTEXT, "runtime_version", "expected"))
 
 
 def render(

@@ -7,11 +7,14 @@ while a sweep writes (WAL mode).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Self
+from typing import Any, Self
+
+import pandas as pd
 
 from harness import __version__
 from harness.store.errors import BUSY_TIMEOUT_S, StoreError, translate
@@ -25,6 +28,14 @@ from harness.store.schema import (
     upgrade,
     user_version,
 )
+
+
+def point_filter(point_ids: Iterable[int] | None, column: str) -> tuple[str, list[Any]]:
+    """``WHERE column IN (...)`` and its parameters for the given point ids; no clause for None (all points)."""
+    if point_ids is None:
+        return "", []
+    # json_each keeps any number of ids in one bound parameter (no SQLITE_MAX_VARIABLE_NUMBER limit).
+    return f"WHERE {column} IN (SELECT value FROM json_each(?))", [json.dumps([int(i) for i in point_ids])]
 
 
 class StoreConnection:
@@ -104,6 +115,10 @@ class StoreConnection:
             if translated is None:
                 raise
             raise translated from err
+
+    def _frame(self, sql: str, params: Sequence[Any] = (), action: str = "reading results") -> pd.DataFrame:
+        with self._errors(action):
+            return pd.read_sql_query(sql, self._conn, params=list(params))
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:

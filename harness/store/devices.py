@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from devices.facts import DeviceFacts, parse_facts
 from harness.store.connection import StoreConnection
 from harness.store.identity import fingerprint, identity_facts, identity_name, same_machine
 from harness.store.rows import DeviceRecord
@@ -31,6 +32,7 @@ class DeviceWrites(StoreConnection):
 
     def record_device(self, name: str, transport: str, facts: Mapping[str, Any]) -> DeviceRecord:
         """Store the facts a device just gave under the row of its machine; returns where they went."""
+        facts = parse_facts(facts)  # the store is a boundary too: a caller may hand in raw JSON
         fp = fingerprint(facts)
         stamp = now()
         with self._transaction("recording a device") as conn:
@@ -90,10 +92,10 @@ class DeviceWrites(StoreConnection):
 class _Row:
     name: str
     fingerprint: str | None
-    facts: dict[str, Any]
+    facts: DeviceFacts
 
 
-def _machine(rows: list[_Row], name: str, fp: str | None, facts: Mapping[str, Any]) -> _Row | None:
+def _machine(rows: list[_Row], name: str, fp: str | None, facts: DeviceFacts) -> _Row | None:
     """The stored row of the machine these facts describe, or None for a machine not seen under this name.
 
     A row stored before fingerprints is never taken for a fingerprinted machine: its facts (CPU model name and
@@ -116,12 +118,13 @@ def _machine(rows: list[_Row], name: str, fp: str | None, facts: Mapping[str, An
     )
 
 
-def _facts(text: str) -> dict[str, Any]:
+def stored_facts(text: str | None) -> DeviceFacts:
+    """The facts of a stored device row (``devices.facts_json``), typed; unreadable JSON reads as none."""
     try:
-        value = json.loads(text)
+        value = json.loads(text) if isinstance(text, str) else None
     except ValueError:
         return {}
-    return value if isinstance(value, dict) else {}
+    return parse_facts(value) if isinstance(value, dict) else {}
 
 
 def _rows(conn: sqlite3.Connection, inventory_name: str) -> list[_Row]:
@@ -131,7 +134,7 @@ def _rows(conn: sqlite3.Connection, inventory_name: str) -> list[_Row]:
         "ORDER BY last_seen DESC, id DESC",
         (inventory_name,),
     ).fetchall()
-    return [_Row(n, fp, _facts(facts)) for n, fp, facts in rows]
+    return [_Row(n, fp, stored_facts(facts)) for n, fp, facts in rows]
 
 
 def _names(conn: sqlite3.Connection, name: str) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
@@ -12,18 +12,11 @@ import pandas as pd
 from devices.arm_cores import format_cpus
 from devices.core.errors import FlopgapError
 from devices.vocabulary import parse_point_options
-from harness.store.connection import StoreConnection
+from harness.store.connection import StoreConnection, point_filter
 from harness.store.export import ExportFormat, export_frame
 from harness.store.schema import STATS_COLUMNS
 from harness.store.status import PointStatus
 from harness.store.timelines import Timelines
-
-
-def _point_filter(point_ids: Iterable[int] | None, column: str) -> tuple[str, list[Any]]:
-    if point_ids is None:
-        return "", []
-    # json_each keeps any number of ids in one bound parameter (no SQLITE_MAX_VARIABLE_NUMBER limit).
-    return f"WHERE {column} IN (SELECT value FROM json_each(?))", [json.dumps([int(i) for i in point_ids])]
 
 
 def _cluster(options: Any) -> str | None:
@@ -37,10 +30,6 @@ def _cluster(options: Any) -> str | None:
 
 class Frames(StoreConnection):
     """The pandas half of :class:`harness.store.Store`."""
-
-    def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        with self._errors("reading results"):
-            return pd.read_sql_query(sql, self._conn, params=list(params))
 
     def points_frame(self, run_id: int | None = None) -> pd.DataFrame:
         """One row per point, joined with its artifact and device; ``run_id`` limits to the points of a run."""
@@ -78,7 +67,7 @@ class Frames(StoreConnection):
 
     def samples_frame(self, point_ids: Iterable[int] | None = None) -> pd.DataFrame:
         """Raw samples: point_id, trial_id, trial_index, seq, latency_ns, latency_ms."""
-        where, params = _point_filter(point_ids, "t.point_id")
+        where, params = point_filter(point_ids, "t.point_id")
         frame = self._frame(
             "SELECT t.point_id, s.trial_id, t.trial_index, s.seq, s.latency_ns FROM samples s "
             f"JOIN trials t ON t.id = s.trial_id {where} ORDER BY t.point_id, t.trial_index, s.seq",
@@ -89,7 +78,7 @@ class Frames(StoreConnection):
 
     def trials_frame(self, point_ids: Iterable[int] | None = None) -> pd.DataFrame:
         """One row per trial with its runner document and device state as JSON text."""
-        where, params = _point_filter(point_ids, "point_id")
+        where, params = point_filter(point_ids, "point_id")
         return self._frame(
             "SELECT id AS trial_id, point_id, run_id, trial_index, started_at, n, median_ms, runner_json, "
             f"state_before_json, state_after_json FROM trials {where} ORDER BY point_id, trial_index",
@@ -111,7 +100,7 @@ class Frames(StoreConnection):
 
     def op_profiles_frame(self, point_ids: Iterable[int] | None = None) -> pd.DataFrame:
         """One row per profiled node."""
-        where, params = _point_filter(point_ids, "point_id")
+        where, params = point_filter(point_ids, "point_id")
         return self._frame(
             "SELECT point_id, trial_id, node_name, op_type, time_us, calls, category, module_path "
             f"FROM op_profiles {where} ORDER BY point_id, id",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
+
+from devices.facts import DeviceFacts, core_count, cpu_name
 
 # Facts that identify the machine (runner facts, then adb facts); a missing one is simply left out.
 IDENTITY_KEYS: tuple[str, ...] = (
@@ -36,12 +37,13 @@ IDENTITY_KEYS: tuple[str, ...] = (
 FINGERPRINT_CHARS = 16
 
 
-def identity_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+def identity_facts(facts: DeviceFacts) -> dict[str, Any]:
     """The facts that enter the fingerprint (those present and not None)."""
-    return {k: facts[k] for k in IDENTITY_KEYS if facts.get(k) is not None}
+    raw: dict[str, Any] = dict(facts)  # the keys are read by name from a table
+    return {k: raw[k] for k in IDENTITY_KEYS if raw.get(k) is not None}
 
 
-def fingerprint(facts: Mapping[str, Any]) -> str | None:
+def fingerprint(facts: DeviceFacts) -> str | None:
     """Hex digest of the identifying facts; None when the facts hold none (an unreachable device, old facts)."""
     ident = identity_facts(facts)
     if not ident:
@@ -54,7 +56,7 @@ def fingerprint(facts: Mapping[str, Any]) -> str | None:
 STRONG_KEYS: frozenset[str] = frozenset({"machine_id_digest", "cpu_flags_digest", "serial"})
 
 
-def same_machine(old_facts: Mapping[str, Any], new_facts: Mapping[str, Any]) -> bool:
+def same_machine(old_facts: DeviceFacts, new_facts: DeviceFacts) -> bool:
     """Whether two sets of facts whose fingerprints differ still describe one machine: every identifying fact both
     hold agrees, one of them tells machines apart, and only the newer set holds more (a runner that learnt to
     report another fact). Facts stored before identity was recorded never qualify: they cannot tell."""
@@ -68,28 +70,31 @@ def identity_name(inventory_name: str, fp: str) -> str:
     return f"{inventory_name}@{fp[:8]}"
 
 
-def describe(facts: Mapping[str, Any]) -> str:
+def describe(facts: DeviceFacts) -> str:
     """A short human description of the machine: ``AMD EPYC (family 25 model 17 stepping 1), 2 cores``."""
-    parts = [str(facts.get("cpu_model") or facts.get("model") or facts.get("soc") or "unknown CPU")]
-    fms = [f"{k} {facts[f]}" for k, f in (("family", "cpu_family"), ("model", "cpu_model_number"),
-                                         ("stepping", "cpu_stepping")) if facts.get(f) is not None]  # fmt: skip
+    parts = [cpu_name(facts) or "unknown CPU"]
+    fms = _family_model_stepping(facts)
     if fms:
-        parts[0] += f" ({' '.join(fms)})"
+        parts[0] += f" ({fms})"
     if facts.get("cpu_count"):
         parts.append(f"{facts['cpu_count']} cores")
     return ", ".join(parts)
 
 
-def full_identity(facts: Mapping[str, Any], fp: str | None = None) -> str:
+def _family_model_stepping(facts: DeviceFacts) -> str:
+    """``family 25 model 17 stepping 1``, of what the facts hold."""
+    named = (("family", facts.get("cpu_family")), ("model", facts.get("cpu_model_number")),
+             ("stepping", facts.get("cpu_stepping")))  # fmt: skip
+    return " ".join(f"{name} {value}" for name, value in named if value is not None)
+
+
+def full_identity(facts: DeviceFacts, fp: str | None = None) -> str:
     """Everything that says which machine made a result, for a page that quotes its numbers: ``AMD EPYC
     (AuthenticAMD family 25 model 17 stepping 1; L1d 32K, L2 1024K, L3 32768K; flags digest …), 2 CPUs,
     23.5 GiB, Linux 6.18.44, Debian GNU/Linux 12; machine-id digest …, fingerprint …``."""
-    cpu = facts.get("cpu_model") or facts.get("model") or facts.get("soc") or facts.get("cpu") or facts.get("machine")
-    cpu = str(cpu or "unknown CPU")
+    cpu = cpu_name(facts) or "unknown CPU"
     detail = []
-    fms = " ".join(f"{k} {facts[f]}" for k, f in (("family", "cpu_family"), ("model", "cpu_model_number"),
-                                                 ("stepping", "cpu_stepping")) if facts.get(f) is not None)  # fmt: skip
-    vendor = " ".join(str(p) for p in (facts.get("cpu_vendor"), fms) if p)
+    vendor = " ".join(p for p in (facts.get("cpu_vendor"), _family_model_stepping(facts)) if p)
     if vendor:
         detail.append(vendor)
     caches = facts.get("cpu_caches") or {}
@@ -98,17 +103,18 @@ def full_identity(facts: Mapping[str, Any], fp: str | None = None) -> str:
     if facts.get("cpu_flags_digest"):
         detail.append(f"flags digest {facts['cpu_flags_digest']}")
     parts = [f"{cpu} ({'; '.join(detail)})" if detail else cpu]
-    cores = facts.get("cpus_usable") or facts.get("cpu_count")
+    cores = core_count(facts)
     if cores:
         parts.append(f"{cores} CPUs")
-    if facts.get("mem_total_kib"):
-        parts.append(f"{int(facts['mem_total_kib']) / 2**20:.1f} GiB")
-    if facts.get("kernel"):
-        parts.append(f"{facts.get('system') or 'kernel'} {facts['kernel']}")
-    if facts.get("os_pretty_name"):
-        parts.append(str(facts["os_pretty_name"]))
-    tail = [f"{name} {facts[key]}" for name, key in (("machine-id digest", "machine_id_digest"), ("serial", "serial"))
-            if facts.get(key)]  # fmt: skip
+    memory, kernel, pretty = facts.get("mem_total_kib"), facts.get("kernel"), facts.get("os_pretty_name")
+    if memory:
+        parts.append(f"{memory / 2**20:.1f} GiB")
+    if kernel:
+        parts.append(f"{facts.get('system') or 'kernel'} {kernel}")
+    if pretty:
+        parts.append(pretty)
+    tail = [f"{name} {value}" for name, value in (("machine-id digest", facts.get("machine_id_digest")),
+                                                  ("serial", facts.get("serial"))) if value]  # fmt: skip
     if fp:
         tail.append(f"fingerprint {fp}")
     text = ", ".join(parts)

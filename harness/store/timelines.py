@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from devices.timeline import SustainedRun, TimelineWindow
-from harness.store.connection import StoreConnection
+from harness.store.connection import StoreConnection, point_filter
 
 SUMMARY_COLUMNS = (
     "span_s", "first_ms", "last_ms", "ratio", "throttled", "throttle_start_s", "reason",
@@ -55,12 +55,6 @@ _SUSTAINED_COLUMNS = (
     "s.point_id", "s.trial_id", "t.trial_index", "s.seconds", "s.window_s", "s.start_unix", "s.span_s", "s.first_ms",
     "s.last_ms", "s.ratio", "s.throttled", "s.throttle_start_s", "s.reason",
 )  # fmt: skip
-
-
-def _ids(point_ids: Iterable[int] | None, column: str) -> tuple[str, list[Any]]:
-    if point_ids is None:
-        return "", []
-    return f"WHERE {column} IN (SELECT value FROM json_each(?))", [json.dumps([int(i) for i in point_ids])]
 
 
 class Timelines(StoreConnection):
@@ -125,14 +119,13 @@ class Timelines(StoreConnection):
     def timelines_frame(self, point_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """One row per window: point_id, trial_id, trial_index, window_index, start_s, end_s, runs, median_ms,
         mean_khz (over the cores read), max_temp_c, and the readings as JSON text."""
-        where, params = _ids(point_ids, "t.point_id")
-        with self._errors("reading timelines"):
-            frame = pd.read_sql_query(
-                f"SELECT {', '.join(_TIMELINE_COLUMNS)} FROM timelines w "
-                f"JOIN trials t ON t.id = w.trial_id {where} ORDER BY t.point_id, t.trial_index, w.window_index",
-                self._conn,
-                params=params,
-            )
+        where, params = point_filter(point_ids, "t.point_id")
+        frame = self._frame(
+            f"SELECT {', '.join(_TIMELINE_COLUMNS)} FROM timelines w "
+            f"JOIN trials t ON t.id = w.trial_id {where} ORDER BY t.point_id, t.trial_index, w.window_index",
+            params,
+            "reading timelines",
+        )
         frame["median_ms"] = frame["median_ms"].astype("float64")
         frame["mean_khz"] = frame["cpu_khz_json"].map(_mean_of).astype("float64")
         frame["max_temp_c"] = frame["temps_c_json"].map(_max_of).astype("float64")
@@ -140,14 +133,13 @@ class Timelines(StoreConnection):
 
     def sustained_frame(self, point_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """One row per sustained trial with its summary."""
-        where, params = _ids(point_ids, "s.point_id")
-        with self._errors("reading sustained summaries"):
-            frame = pd.read_sql_query(
-                f"SELECT {', '.join(_SUSTAINED_COLUMNS)} FROM sustained_trials s "
-                f"JOIN trials t ON t.id = s.trial_id {where} ORDER BY s.point_id, t.trial_index",
-                self._conn,
-                params=params,
-            )
+        where, params = point_filter(point_ids, "s.point_id")
+        frame = self._frame(
+            f"SELECT {', '.join(_SUSTAINED_COLUMNS)} FROM sustained_trials s "
+            f"JOIN trials t ON t.id = s.trial_id {where} ORDER BY s.point_id, t.trial_index",
+            params,
+            "reading sustained summaries",
+        )
         frame["throttled"] = frame["throttled"].astype(bool)
         for column in ("first_ms", "last_ms", "ratio", "throttle_start_s"):
             frame[column] = frame[column].astype("float64")
