@@ -186,3 +186,90 @@ def test_lab_status_without_an_address_is_one_line_exit_2(monkeypatch: pytest.Mo
     assert result.output.strip().splitlines() == [
         "error: no lab address: pass --lab ADDRESS (what 'flopgap lab start' printed) or set $FLOPGAP_LAB"
     ]
+
+
+SWEEP = """
+name = "lab or not"
+runtimes = ["onnxruntime"]
+devices = ["here", "board"]
+[[models]]
+name = "conv1x1"
+params = { cin = 8, cout = 8, h = 8, w = 8 }
+[[models]]
+name = "depthwise_conv"
+params = { channels = 8, h = 8, w = 8 }
+[protocol]
+trials = 2
+warmup_runs = 2
+warmup_seconds = 0
+runs = 20
+min_seconds = 0
+"""
+
+
+def _board_inventory(tmp: Path, sshd: Sshd) -> Path:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    path = tmp / "devices.toml"
+    path.write_text(
+        f"""
+[devices.here]
+transport = "local"
+
+[devices.board]
+transport = "ssh"
+host = "127.0.0.1"
+port = {sshd.port}
+user = "{user}"
+key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+python = "{sys.executable}"
+work_dir = "{tmp / "board"}"
+"""
+    )
+    return path
+
+
+def _stored(db: Path) -> dict[str, tuple[str, int]]:
+    """Each point's key with its status and how many trials it has."""
+    from harness.store import Store
+
+    with Store(db, readonly=True) as store:
+        points = store.points_frame()
+        trials = store.trials_frame(list(points["point_id"]))
+        counts = trials.groupby("point_id").size().to_dict()
+        return {row.point_key: (row.status, int(counts.get(row.point_id, 0))) for row in points.itertuples()}
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+def test_sweep_with_lab_stores_the_same_points_as_without_and_a_rerun_resumes(
+    lab: LabCluster, sshd: Sshd, tmp_path: Path
+) -> None:
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    inventory = _board_inventory(tmp_path, sshd)
+    cfg = parse_inventory(inventory.read_text(), base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    join_devices(ray, [cfg["board"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP)
+    try:
+        common = ["sweep", str(spec), "--cache-dir", str(tmp_path / "cache"), "--format", "json"]
+        local = CliRunner().invoke(app, [*common, "--db", str(tmp_path / "local.db"), "--devices", str(inventory)])
+        assert local.exit_code == 0, local.output
+        labbed = CliRunner().invoke(app, [*common, "--db", str(tmp_path / "lab.db"), "--lab", lab.address])
+        assert labbed.exit_code == 0, labbed.output
+        here, there = _stored(tmp_path / "local.db"), _stored(tmp_path / "lab.db")
+        assert len(here) == 4
+        assert there == here
+        assert set(there.values()) == {("done", 2)}
+        # The trials ran on the devices' own actors, for this driver.
+        done = {s.name: s.trials_done for _, s in statuses(ray) if isinstance(s, DeviceStatus)}
+        assert done == {"here": 4, "board": 4}
+        # A rerun through the lab (address from $FLOPGAP_LAB) skips every point: nothing measured twice.
+        again = CliRunner().invoke(
+            app, [*common, "--db", str(tmp_path / "lab.db")], env={"FLOPGAP_LAB": lab.address}
+        )
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["skipped_points"] == 4
+        assert _stored(tmp_path / "lab.db") == here
+    finally:
+        leave(ray)

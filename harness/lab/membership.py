@@ -40,7 +40,8 @@ def join_devices(ray: ModuleType, configs: list[DeviceConfig], host: str, node_i
     reg = registry(ray)
     joined = []
     for cfg in configs:
-        entry = DeviceEntry(cfg.name, host, node_id, cfg.transport, str(cfg.runner))
+        cluster = str(cfg.cluster) if cfg.cluster else None
+        entry = DeviceEntry(cfg.name, host, node_id, cfg.transport, str(cfg.runner), cluster, tuple(cfg.threads))
         other = ray.get(reg.claim.remote(entry))
         if other is not None:
             raise LabError(
