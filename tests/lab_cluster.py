@@ -27,8 +27,20 @@ class LabCluster:
     def address(self) -> str:
         return str(self.cluster.address)
 
+    temp: str = ""
+
     def node_id(self, host: str) -> str:
         return str(self.nodes[host].node_id)
+
+    def add_host(self, host: str) -> str:
+        """Another node, for a host a test will kill; returns its node id."""
+        self.nodes[host] = self.cluster.add_node(**NODE, temp_dir=self.temp)
+        self.cluster.wait_for_nodes()
+        return self.node_id(host)
+
+    def kill_host(self, host: str) -> None:
+        """The host dies: its raylet and every worker of its node are killed (SIGKILL), nothing cleaned up."""
+        self.cluster.remove_node(self.nodes.pop(host), allow_graceful=False)
 
 
 @contextlib.contextmanager
@@ -46,7 +58,7 @@ def lab_cluster(hosts: list[str]) -> Iterator[LabCluster]:
         for host in hosts[1:]:
             nodes[host] = cluster.add_node(**NODE, temp_dir=temp)
         cluster.wait_for_nodes()
-        yield LabCluster(cluster, nodes)
+        yield LabCluster(cluster, nodes, temp)
     finally:
         import ray
 

@@ -34,6 +34,8 @@ from harness.cli.main import app
 from harness.lab.device_actor import ArtifactBlob, DeviceStatus
 from harness.lab.membership import device_actor, entries, join_devices, leave, registry, statuses
 from harness.lab.ray_session import LabError, connect
+from harness.measure.spec import SweepPoint
+from harness.measure.sweep import Reporter
 from harness.zoo import ModelSpec
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 from tests.conftest import SSHD, Sshd, cached_exporter
@@ -271,5 +273,63 @@ def test_sweep_with_lab_stores_the_same_points_as_without_and_a_rerun_resumes(
         assert again.exit_code == 0, again.output
         assert json.loads(again.stdout)["skipped_points"] == 4
         assert _stored(tmp_path / "lab.db") == here
+    finally:
+        leave(ray)
+
+
+class _KillsHostAfterFirstTrial(Reporter):
+    """Kills the host of ``device`` right after that device's first trial is stored (between two trials)."""
+
+    def __init__(self, lab: LabCluster, device: str, host: str) -> None:
+        self.lab, self.device, self.host = lab, device, host
+        self.failed: list[str] = []
+
+    def trial_finished(self, point: SweepPoint, trial: int, median_ms: float | None) -> None:
+        if point.device == self.device and self.host in self.lab.nodes:
+            self.lab.kill_host(self.host)
+
+    def point_failed(self, point: SweepPoint, reason: str) -> None:
+        self.failed.append(f"{point.device}: {reason}")
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+def test_a_host_killed_mid_sweep_fails_its_points_naming_it_the_others_go_on_and_a_rerun_resumes(
+    lab: LabCluster, sshd: Sshd, tmp_path: Path
+) -> None:
+    from harness.lab.driver import LabExporter, lab_devices
+    from harness.measure.spec import parse_spec
+    from harness.measure.sweep import run_sweep
+    from harness.store import Store
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    inventory = _board_inventory(tmp_path, sshd)
+    cfg = parse_inventory(inventory.read_text(), base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    join_devices(ray, [cfg["board"]], "host-d", lab.add_host("host-d"), tmp_path / "host-d")
+    db = tmp_path / "lab.db"
+    try:
+        spec = parse_spec(SWEEP, "sweep.toml")
+        found = lab_devices(ray, spec.devices)
+        exporter = LabExporter(ray, found.shelf, tmp_path / "cache", parity=False)
+        reporter = _KillsHostAfterFirstTrial(lab, "board", "host-d")
+        with Store(db) as store:
+            result = run_sweep(spec, SWEEP, store, found.devices, exporter, reporter, device_threads=found.threads)
+        assert "host-d" not in lab.nodes
+        assert result.failed_points == 2
+        assert all("host 'host-d' left the lab or died" in r for r in reporter.failed), reporter.failed
+        assert {r.split(":")[0] for r in reporter.failed} == {"board"}
+        stored = _stored(db)
+        assert sorted(stored.values()) == [("done", 2), ("done", 2), ("failed", 0), ("failed", 1)]
+        # The host joins again (here on another node); the rerun measures only what is missing.
+        join_devices(ray, [cfg["board"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+        spec_file = tmp_path / "sweep.toml"
+        spec_file.write_text(SWEEP)
+        again = CliRunner().invoke(
+            app, ["sweep", str(spec_file), "--db", str(db), "--lab", lab.address, "--format", "json"]
+        )
+        assert again.exit_code == 0, again.output
+        # Ray's news of the dead node went to stderr: stdout holds the JSON alone.
+        assert json.loads(again.stdout)["measured_trials"] == 3
+        assert set(_stored(db).values()) == {("done", 2)}
     finally:
         leave(ray)

@@ -50,7 +50,25 @@ def connect(address: str, **init: Any) -> ModuleType:
                 f"install the same on every host: pip install -c constraints.txt -e '.[lab]'"
             ) from None
         raise
+    _cluster_news_to_stderr()
     return ray
+
+
+def _cluster_news_to_stderr() -> None:
+    """Ray prints the cluster's own news (a node marked dead, a worker killed) on the driver's stdout, where a sweep's
+    ``--format json`` goes: send it to stderr with the progress. Ray has no option for this; its printer is a module
+    function that its listener looks up on every message, so it is wrapped here."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "flopgap_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.flopgap_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 def _first_line(exc: BaseException) -> str:
