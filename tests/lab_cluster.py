@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 NODE = {
     "num_cpus": 1,
     "object_store_memory": 80 * 1024 * 1024,
@@ -37,6 +39,11 @@ class LabCluster:
         self.nodes[host] = self.cluster.add_node(**NODE, temp_dir=self.temp)
         self.cluster.wait_for_nodes()
         return self.node_id(host)
+
+    def processes(self, host: str) -> list[psutil.Process]:
+        """Every live process of ``host``'s node: its raylet and all it started (workers, what they run)."""
+        raylet = psutil.Process(self.nodes[host].all_processes["raylet"][0].process.pid)
+        return [raylet, *raylet.children(recursive=True)]
 
     def kill_host(self, host: str) -> None:
         """The host dies: its raylet and every worker of its node are killed (SIGKILL), nothing cleaned up."""

@@ -7,6 +7,7 @@ Devices spread over nodes: this machine's local device on the head ('host-a'), a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -333,3 +335,71 @@ def test_a_host_killed_mid_sweep_fails_its_points_naming_it_the_others_go_on_and
         assert set(_stored(db).values()) == {("done", 2)}
     finally:
         leave(ray)
+
+
+def _runners(lab: LabCluster) -> list[str]:
+    """flopgap runners still alive anywhere in the lab (processes of any node running runner.py)."""
+    import psutil
+
+    found = []
+    for host in list(lab.nodes):
+        for proc in lab.processes(host):
+            with contextlib.suppress(psutil.Error):
+                if any(arg.endswith("runner.py") for arg in proc.cmdline()):
+                    found.append(f"{host}: {proc.pid} {' '.join(proc.cmdline())}")
+    return found
+
+
+def test_the_driver_killed_with_9_leaves_no_runner_on_any_host_and_a_rerun_resumes_with_no_duplicate(
+    lab: LabCluster, tmp_path: Path
+) -> None:
+    from harness.store import Store
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = parse_inventory('[devices.here]\ntransport = "local"\n', base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP.replace('["here", "board"]', '["here"]').replace("min_seconds = 0", "min_seconds = 0.5"))
+    db = tmp_path / "lab.db"
+    cmd = ["sweep", str(spec), "--db", str(db), "--lab", lab.address, "--cache-dir", str(tmp_path / "cache")]
+    actor = device_actor(ray, "here")
+    try:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            # Kill it while its second trial runs on the device's host (the first one is stored).
+            deadline = time.monotonic() + 300
+            while not (db.exists() and _trial_rows(db) >= 1 and ray.get(actor.status.remote()).measuring):
+                assert driver.poll() is None and time.monotonic() < deadline, "the driver ended before it was killed"
+                time.sleep(0.05)
+        finally:
+            driver.kill()  # SIGKILL: nothing of the driver runs after this
+            driver.wait()
+        stored = _trial_rows(db)
+        # The trial in flight ends on its host and goes nowhere; then nothing of the sweep runs on any host.
+        deadline = time.monotonic() + 120
+        while ray.get(actor.status.remote()).measuring is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert _runners(lab) == []
+        again = CliRunner().invoke(app, [*cmd, "--format", "json"])
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["measured_trials"] == 4 - stored
+        assert set(_stored(db).values()) == {("done", 2)}
+        with Store(db, readonly=True) as store:
+            frame = store.trials_frame()
+        assert len(frame) == 4
+        assert not frame.duplicated(["point_id", "trial_index"]).any()
+    finally:
+        leave(ray)
+
+
+def _trial_rows(db: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM trials").fetchone()[0])
+        except sqlite3.OperationalError:  # the driver has not created its tables yet
+            return 0
