@@ -403,3 +403,79 @@ def _trial_rows(db: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM trials").fetchone()[0])
         except sqlite3.OperationalError:  # the driver has not created its tables yet
             return 0
+
+
+def _sweep_subprocess(tmp_path: Path, address: str, prelude: str = "pass") -> subprocess.CompletedProcess[str]:
+    """`flopgap sweep SPEC --lab ADDRESS` in a fresh process (this one is connected to the test's lab)."""
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP)
+    argv = ["flopgap", "sweep", str(spec), "--db", str(tmp_path / "lab.db"), "--lab", address]
+    code = f"{prelude}; import sys; sys.argv = {argv!r}; from harness.cli.main import main; main()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_sweep_lab_address_nobody_answers_at_is_one_line_exit_2_in_seconds(tmp_path: Path) -> None:
+    from tests.conftest import _free_port
+
+    address = f"127.0.0.1:{_free_port()}"
+    done = _sweep_subprocess(tmp_path, address)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: no lab answers at {address} (Connection refused); start one with 'flopgap lab start' or check "
+        "the address"
+    ]
+    assert not (tmp_path / "lab.db").exists()
+
+
+def test_sweep_lab_without_ray_faked_by_blocking_its_import_is_one_line_exit_2(tmp_path: Path) -> None:
+    done = _sweep_subprocess(tmp_path, "127.0.0.1:6379", prelude="import sys; sys.modules['ray'] = None")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: a lab needs Ray, which is not installed: pip install -e '.[lab]'"
+    ]
+    assert not (tmp_path / "lab.db").exists()
+
+
+PHONE_SWEEP = """
+name = "a phone unplugged"
+runtimes = ["litert"]
+devices = ["here", "pixel7"]
+[[models]]
+name = "conv1x1"
+params = { cin = 8, cout = 8, h = 8, w = 8 }
+[protocol]
+trials = 2
+warmup_runs = 2
+warmup_seconds = 0
+runs = 20
+min_seconds = 0
+"""
+
+
+def test_a_phone_unplugged_from_its_host_shows_in_lab_status_and_fails_only_its_points(
+    lab: LabCluster, sshd: Sshd, phone: AdbEndpoint, tmp_path: Path
+) -> None:
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = _configs(tmp_path, sshd, phone)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    join_devices(ray, [cfg["pixel7"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(PHONE_SWEEP)
+    unplugged = phone.phones.pop("FAKE01")
+    try:
+        done = CliRunner().invoke(
+            app, ["sweep", str(spec), "--db", str(tmp_path / "lab.db"), "--lab", lab.address, "--format", "json"]
+        )
+        assert done.exit_code == 3, done.output
+        points = {p["device"]: p for p in json.loads(done.stdout)["points"]}
+        assert points["here"]["status"] == "done"
+        assert points["pixel7"]["status"] == "failed"
+        assert "FAKE01" in points["pixel7"]["failure_reason"]
+        problems = {s.name: s.problem for _, s in statuses(ray) if isinstance(s, DeviceStatus)}
+        assert problems["here"] is None
+        assert "FAKE01" in (problems["pixel7"] or "")
+        shown = CliRunner().invoke(app, ["lab", "status", lab.address])
+        assert "FAKE01" in shown.output, shown.output
+    finally:
+        phone.phones["FAKE01"] = unplugged
+        leave(ray)

@@ -35,7 +35,8 @@ def join_devices(ray: ModuleType, configs: list[DeviceConfig], host: str, node_i
     """One named, detached device actor per config on node ``node_id`` (this host's), recorded in the registry.
 
     A name another host already has fails with one line naming both hosts (the devices before it stay joined),
-    unless that host died (its actor does not answer); the same host joining again replaces its actor. Returns the names joined.
+    unless that host died (its actor does not answer); the same host joining again replaces its actor.
+    Returns the names joined.
     """
     reg = registry(ray)
     joined = []
