@@ -479,3 +479,31 @@ def test_a_phone_unplugged_from_its_host_shows_in_lab_status_and_fails_only_its_
     finally:
         phone.phones["FAKE01"] = unplugged
         leave(ray)
+
+
+def test_run_and_profile_with_lab_measure_on_the_devices_actor_and_store_here(lab: LabCluster, tmp_path: Path) -> None:
+    from harness.measure.profile import has_profile
+    from harness.store import Store
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = parse_inventory('[devices.here]\ntransport = "local"\n', base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+    db = tmp_path / "lab.db"
+    point = ["conv1x1", "-p", "cin=8", "-p", "cout=8", "-p", "h=8", "-p", "w=8", "--runtime", "onnxruntime"]
+    common = ["--device", "here", "--db", str(db), "--cache-dir", str(tmp_path / "cache"), "--lab", lab.address]
+    try:
+        ran = CliRunner().invoke(
+            app, ["run", *point, *common, "--trials", "2", "--runs", "20", "--min-seconds", "0", "--format", "json"]
+        )
+        assert ran.exit_code == 0, ran.output
+        assert ray.get(device_actor(ray, "here").status.remote()).trials_done == 2
+        profiled = CliRunner().invoke(app, ["profile", *point, *common, "--runs", "20", "--min-seconds", "0"])
+        assert profiled.exit_code == 0, profiled.output
+        # The point is done already (same key): only the profiled pass runs, on the actor of host-c.
+        assert ray.get(device_actor(ray, "here").status.remote()).trials_done == 3
+        with Store(db, readonly=True) as store:
+            frame = store.points_frame()
+            assert set(frame["status"]) == {"done"}
+            assert any(has_profile(store, int(pid)) for pid in frame["point_id"])
+    finally:
+        leave(ray)

@@ -131,14 +131,16 @@ def prepare_artifact(
     console: Console,
     device: str,
     devices_file: Path | None,
+    lab: str | None = None,
 ) -> Artifact:
     """Export (or check) the one artifact of a single-point command first, so a model the runtime cannot take
     fails in one line (exit 2) instead of as a failed point; the sweep then finds it in the cache. An unknown
-    device fails before any export."""
+    device fails before any export (a lab's device: when the lab is asked for it)."""
     from devices.inventory import load_inventory
     from harness.sources import source_artifact
 
-    load_inventory(devices_file).get(device)
+    if lab is None:
+        load_inventory(devices_file).get(device)
     with console.status(f"preparing {model.label} for {runtime} {precision}..."):
         return source_artifact(model, runtime.artifact_format, precision, cache_dir=cache_dir)
 
