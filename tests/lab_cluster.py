@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 NODE = {
     "num_cpus": 1,
     "object_store_memory": 80 * 1024 * 1024,
@@ -27,8 +29,25 @@ class LabCluster:
     def address(self) -> str:
         return str(self.cluster.address)
 
+    temp: str = ""
+
     def node_id(self, host: str) -> str:
         return str(self.nodes[host].node_id)
+
+    def add_host(self, host: str) -> str:
+        """Another node, for a host a test will kill; returns its node id."""
+        self.nodes[host] = self.cluster.add_node(**NODE, temp_dir=self.temp)
+        self.cluster.wait_for_nodes()
+        return self.node_id(host)
+
+    def processes(self, host: str) -> list[psutil.Process]:
+        """Every live process of ``host``'s node: its raylet and all it started (workers, what they run)."""
+        raylet = psutil.Process(self.nodes[host].all_processes["raylet"][0].process.pid)
+        return [raylet, *raylet.children(recursive=True)]
+
+    def kill_host(self, host: str) -> None:
+        """The host dies: its raylet and every worker of its node are killed (SIGKILL), nothing cleaned up."""
+        self.cluster.remove_node(self.nodes.pop(host), allow_graceful=False)
 
 
 @contextlib.contextmanager
@@ -46,7 +65,7 @@ def lab_cluster(hosts: list[str]) -> Iterator[LabCluster]:
         for host in hosts[1:]:
             nodes[host] = cluster.add_node(**NODE, temp_dir=temp)
         cluster.wait_for_nodes()
-        yield LabCluster(cluster, nodes)
+        yield LabCluster(cluster, nodes, temp)
     finally:
         import ray
 

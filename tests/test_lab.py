@@ -7,6 +7,7 @@ Devices spread over nodes: this machine's local device on the head ('host-a'), a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ from harness.cli.main import app
 from harness.lab.device_actor import ArtifactBlob, DeviceStatus
 from harness.lab.membership import device_actor, entries, join_devices, leave, registry, statuses
 from harness.lab.ray_session import LabError, connect
+from harness.measure.spec import SweepPoint
+from harness.measure.sweep import Reporter
 from harness.zoo import ModelSpec
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 from tests.conftest import SSHD, Sshd, cached_exporter
@@ -186,3 +190,320 @@ def test_lab_status_without_an_address_is_one_line_exit_2(monkeypatch: pytest.Mo
     assert result.output.strip().splitlines() == [
         "error: no lab address: pass --lab ADDRESS (what 'flopgap lab start' printed) or set $FLOPGAP_LAB"
     ]
+
+
+SWEEP = """
+name = "lab or not"
+runtimes = ["onnxruntime"]
+devices = ["here", "board"]
+[[models]]
+name = "conv1x1"
+params = { cin = 8, cout = 8, h = 8, w = 8 }
+[[models]]
+name = "depthwise_conv"
+params = { channels = 8, h = 8, w = 8 }
+[protocol]
+trials = 2
+warmup_runs = 2
+warmup_seconds = 0
+runs = 20
+min_seconds = 0
+"""
+
+
+def _board_inventory(tmp: Path, sshd: Sshd) -> Path:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    path = tmp / "devices.toml"
+    path.write_text(
+        f"""
+[devices.here]
+transport = "local"
+
+[devices.board]
+transport = "ssh"
+host = "127.0.0.1"
+port = {sshd.port}
+user = "{user}"
+key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+python = "{sys.executable}"
+work_dir = "{tmp / "board"}"
+"""
+    )
+    return path
+
+
+def _stored(db: Path) -> dict[str, tuple[str, int]]:
+    """Each point's key with its status and how many trials it has."""
+    from harness.store import Store
+
+    with Store(db, readonly=True) as store:
+        points = store.points_frame()
+        trials = store.trials_frame(list(points["point_id"]))
+        counts = trials.groupby("point_id").size().to_dict()
+        return {row.point_key: (row.status, int(counts.get(row.point_id, 0))) for row in points.itertuples()}
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+def test_sweep_with_lab_stores_the_same_points_as_without_and_a_rerun_resumes(
+    lab: LabCluster, sshd: Sshd, tmp_path: Path
+) -> None:
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    inventory = _board_inventory(tmp_path, sshd)
+    cfg = parse_inventory(inventory.read_text(), base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    join_devices(ray, [cfg["board"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP)
+    try:
+        common = ["sweep", str(spec), "--cache-dir", str(tmp_path / "cache"), "--format", "json"]
+        local = CliRunner().invoke(app, [*common, "--db", str(tmp_path / "local.db"), "--devices", str(inventory)])
+        assert local.exit_code == 0, local.output
+        labbed = CliRunner().invoke(app, [*common, "--db", str(tmp_path / "lab.db"), "--lab", lab.address])
+        assert labbed.exit_code == 0, labbed.output
+        here, there = _stored(tmp_path / "local.db"), _stored(tmp_path / "lab.db")
+        assert len(here) == 4
+        assert there == here
+        assert set(there.values()) == {("done", 2)}
+        # The trials ran on the devices' own actors, for this driver.
+        done = {s.name: s.trials_done for _, s in statuses(ray) if isinstance(s, DeviceStatus)}
+        assert done == {"here": 4, "board": 4}
+        # A rerun through the lab (address from $FLOPGAP_LAB) skips every point: nothing measured twice.
+        again = CliRunner().invoke(
+            app, [*common, "--db", str(tmp_path / "lab.db")], env={"FLOPGAP_LAB": lab.address}
+        )
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["skipped_points"] == 4
+        assert _stored(tmp_path / "lab.db") == here
+    finally:
+        leave(ray)
+
+
+class _KillsHostAfterFirstTrial(Reporter):
+    """Kills the host of ``device`` right after that device's first trial is stored (between two trials)."""
+
+    def __init__(self, lab: LabCluster, device: str, host: str) -> None:
+        self.lab, self.device, self.host = lab, device, host
+        self.failed: list[str] = []
+
+    def trial_finished(self, point: SweepPoint, trial: int, median_ms: float | None) -> None:
+        if point.device == self.device and self.host in self.lab.nodes:
+            self.lab.kill_host(self.host)
+
+    def point_failed(self, point: SweepPoint, reason: str) -> None:
+        self.failed.append(f"{point.device}: {reason}")
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+def test_a_host_killed_mid_sweep_fails_its_points_naming_it_the_others_go_on_and_a_rerun_resumes(
+    lab: LabCluster, sshd: Sshd, tmp_path: Path
+) -> None:
+    from harness.lab.driver import LabExporter, lab_devices
+    from harness.measure.spec import parse_spec
+    from harness.measure.sweep import run_sweep
+    from harness.store import Store
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    inventory = _board_inventory(tmp_path, sshd)
+    cfg = parse_inventory(inventory.read_text(), base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    join_devices(ray, [cfg["board"]], "host-d", lab.add_host("host-d"), tmp_path / "host-d")
+    db = tmp_path / "lab.db"
+    try:
+        spec = parse_spec(SWEEP, "sweep.toml")
+        found = lab_devices(ray, spec.devices)
+        exporter = LabExporter(ray, found.shelf, tmp_path / "cache", parity=False)
+        reporter = _KillsHostAfterFirstTrial(lab, "board", "host-d")
+        with Store(db) as store:
+            result = run_sweep(spec, SWEEP, store, found.devices, exporter, reporter, device_threads=found.threads)
+        assert "host-d" not in lab.nodes
+        assert result.failed_points == 2
+        assert all("host 'host-d' left the lab or died" in r for r in reporter.failed), reporter.failed
+        assert {r.split(":")[0] for r in reporter.failed} == {"board"}
+        stored = _stored(db)
+        assert sorted(stored.values()) == [("done", 2), ("done", 2), ("failed", 0), ("failed", 1)]
+        # The host joins again (here on another node); the rerun measures only what is missing.
+        join_devices(ray, [cfg["board"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+        spec_file = tmp_path / "sweep.toml"
+        spec_file.write_text(SWEEP)
+        again = CliRunner().invoke(
+            app, ["sweep", str(spec_file), "--db", str(db), "--lab", lab.address, "--format", "json"]
+        )
+        assert again.exit_code == 0, again.output
+        # Ray's news of the dead node went to stderr: stdout holds the JSON alone.
+        assert json.loads(again.stdout)["measured_trials"] == 3
+        assert set(_stored(db).values()) == {("done", 2)}
+    finally:
+        leave(ray)
+
+
+def _runners(lab: LabCluster) -> list[str]:
+    """flopgap runners still alive anywhere in the lab (processes of any node running runner.py)."""
+    import psutil
+
+    found = []
+    for host in list(lab.nodes):
+        for proc in lab.processes(host):
+            with contextlib.suppress(psutil.Error):
+                if any(arg.endswith("runner.py") for arg in proc.cmdline()):
+                    found.append(f"{host}: {proc.pid} {' '.join(proc.cmdline())}")
+    return found
+
+
+def test_the_driver_killed_with_9_leaves_no_runner_on_any_host_and_a_rerun_resumes_with_no_duplicate(
+    lab: LabCluster, tmp_path: Path
+) -> None:
+    from harness.store import Store
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = parse_inventory('[devices.here]\ntransport = "local"\n', base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP.replace('["here", "board"]', '["here"]').replace("min_seconds = 0", "min_seconds = 0.5"))
+    db = tmp_path / "lab.db"
+    cmd = ["sweep", str(spec), "--db", str(db), "--lab", lab.address, "--cache-dir", str(tmp_path / "cache")]
+    actor = device_actor(ray, "here")
+    try:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            # Kill it while its second trial runs on the device's host (the first one is stored).
+            deadline = time.monotonic() + 300
+            while not (db.exists() and _trial_rows(db) >= 1 and ray.get(actor.status.remote()).measuring):
+                assert driver.poll() is None and time.monotonic() < deadline, "the driver ended before it was killed"
+                time.sleep(0.05)
+        finally:
+            driver.kill()  # SIGKILL: nothing of the driver runs after this
+            driver.wait()
+        stored = _trial_rows(db)
+        # The trial in flight ends on its host and goes nowhere; then nothing of the sweep runs on any host.
+        deadline = time.monotonic() + 120
+        while ray.get(actor.status.remote()).measuring is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert _runners(lab) == []
+        again = CliRunner().invoke(app, [*cmd, "--format", "json"])
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["measured_trials"] == 4 - stored
+        assert set(_stored(db).values()) == {("done", 2)}
+        with Store(db, readonly=True) as store:
+            frame = store.trials_frame()
+        assert len(frame) == 4
+        assert not frame.duplicated(["point_id", "trial_index"]).any()
+    finally:
+        leave(ray)
+
+
+def _trial_rows(db: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM trials").fetchone()[0])
+        except sqlite3.OperationalError:  # the driver has not created its tables yet
+            return 0
+
+
+def _sweep_subprocess(tmp_path: Path, address: str, prelude: str = "pass") -> subprocess.CompletedProcess[str]:
+    """`flopgap sweep SPEC --lab ADDRESS` in a fresh process (this one is connected to the test's lab)."""
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP)
+    argv = ["flopgap", "sweep", str(spec), "--db", str(tmp_path / "lab.db"), "--lab", address]
+    code = f"{prelude}; import sys; sys.argv = {argv!r}; from harness.cli.main import main; main()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_sweep_lab_address_nobody_answers_at_is_one_line_exit_2_in_seconds(tmp_path: Path) -> None:
+    from tests.conftest import _free_port
+
+    address = f"127.0.0.1:{_free_port()}"
+    done = _sweep_subprocess(tmp_path, address)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: no lab answers at {address} (Connection refused); start one with 'flopgap lab start' or check "
+        "the address"
+    ]
+    assert not (tmp_path / "lab.db").exists()
+
+
+def test_sweep_lab_without_ray_faked_by_blocking_its_import_is_one_line_exit_2(tmp_path: Path) -> None:
+    done = _sweep_subprocess(tmp_path, "127.0.0.1:6379", prelude="import sys; sys.modules['ray'] = None")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: a lab needs Ray, which is not installed: pip install -e '.[lab]'"
+    ]
+    assert not (tmp_path / "lab.db").exists()
+
+
+PHONE_SWEEP = """
+name = "a phone unplugged"
+runtimes = ["litert"]
+devices = ["here", "pixel7"]
+[[models]]
+name = "conv1x1"
+params = { cin = 8, cout = 8, h = 8, w = 8 }
+[protocol]
+trials = 2
+warmup_runs = 2
+warmup_seconds = 0
+runs = 20
+min_seconds = 0
+"""
+
+
+def test_a_phone_unplugged_from_its_host_shows_in_lab_status_and_fails_only_its_points(
+    lab: LabCluster, sshd: Sshd, phone: AdbEndpoint, tmp_path: Path
+) -> None:
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = _configs(tmp_path, sshd, phone)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    join_devices(ray, [cfg["pixel7"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(PHONE_SWEEP)
+    unplugged = phone.phones.pop("FAKE01")
+    try:
+        done = CliRunner().invoke(
+            app, ["sweep", str(spec), "--db", str(tmp_path / "lab.db"), "--lab", lab.address, "--format", "json"]
+        )
+        assert done.exit_code == 3, done.output
+        points = {p["device"]: p for p in json.loads(done.stdout)["points"]}
+        assert points["here"]["status"] == "done"
+        assert points["pixel7"]["status"] == "failed"
+        assert "FAKE01" in points["pixel7"]["failure_reason"]
+        problems = {s.name: s.problem for _, s in statuses(ray) if isinstance(s, DeviceStatus)}
+        assert problems["here"] is None
+        assert "FAKE01" in (problems["pixel7"] or "")
+        shown = CliRunner().invoke(app, ["lab", "status", lab.address])
+        assert "FAKE01" in shown.output, shown.output
+    finally:
+        phone.phones["FAKE01"] = unplugged
+        leave(ray)
+
+
+def test_run_and_profile_with_lab_measure_on_the_devices_actor_and_store_here(lab: LabCluster, tmp_path: Path) -> None:
+    from harness.measure.profile import has_profile
+    from harness.store import Store
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = parse_inventory('[devices.here]\ntransport = "local"\n', base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+    db = tmp_path / "lab.db"
+    point = ["conv1x1", "-p", "cin=8", "-p", "cout=8", "-p", "h=8", "-p", "w=8", "--runtime", "onnxruntime"]
+    common = ["--device", "here", "--db", str(db), "--cache-dir", str(tmp_path / "cache"), "--lab", lab.address]
+    try:
+        ran = CliRunner().invoke(
+            app, ["run", *point, *common, "--trials", "2", "--runs", "20", "--min-seconds", "0", "--format", "json"]
+        )
+        assert ran.exit_code == 0, ran.output
+        assert ray.get(device_actor(ray, "here").status.remote()).trials_done == 2
+        profiled = CliRunner().invoke(app, ["profile", *point, *common, "--runs", "20", "--min-seconds", "0"])
+        assert profiled.exit_code == 0, profiled.output
+        # The point is done already (same key): only the profiled pass runs, on the actor of host-c.
+        assert ray.get(device_actor(ray, "here").status.remote()).trials_done == 3
+        with Store(db, readonly=True) as store:
+            frame = store.points_frame()
+            assert set(frame["status"]) == {"done"}
+            assert any(has_profile(store, int(pid)) for pid in frame["point_id"])
+    finally:
+        leave(ray)

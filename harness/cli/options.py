@@ -78,3 +78,12 @@ DevicesFileOpt = Annotated[
     Path | None,
     typer.Option("--devices", help="Device inventory TOML (default: $FLOPGAP_DEVICES, else the user config dir)."),
 ]
+LabOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lab",
+        envvar="FLOPGAP_LAB",
+        help="Measure on a lab's devices (the address 'flopgap lab start' printed; default: $FLOPGAP_LAB).",
+        show_default=False,
+    ),
+]

@@ -28,6 +28,7 @@ from harness.cli.options import (
     DeviceOpt,
     DevicesFileOpt,
     InputShapeOpt,
+    LabOpt,
     MinSecondsOpt,
     ModelArg,
     ModelPrecisionOpt,
@@ -58,12 +59,18 @@ class _ProfileReporter(ProgressReporter):
 
 
 def run_profile_command(
-    spec: SweepSpec, db: Path | None, cache_dir: Path | None, devices_file: Path | None, top: int, console: Console
+    spec: SweepSpec,
+    db: Path | None,
+    cache_dir: Path | None,
+    devices_file: Path | None,
+    top: int,
+    console: Console,
+    lab: str | None = None,
 ) -> None:
     """Measure and profile the point(s) of ``spec`` and print the ``top`` rows of each profile."""
     started = time.monotonic()
     rep = _ProfileReporter()
-    result, path = measure(spec, spec_to_toml(spec), db, rep, cache_dir, devices_file)
+    result, path = measure(spec, spec_to_toml(spec), db, rep, cache_dir, devices_file, lab)
     unprofiled = 0
     with Store(path, readonly=True) as store:
         points = store.points_frame()
@@ -165,6 +172,7 @@ def profile(
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
     devices_file: DevicesFileOpt = None,
+    lab: LabOpt = None,
 ) -> None:
     """Time one model, then store where its time goes: per ONNX node (ORT profiler) or per TFLite block.
 
@@ -176,7 +184,7 @@ def profile(
     model = cli_model(name, param, input_shape)
     chosen = pick_runtime(model, runtime, Runtime.ONNXRUNTIME)
     level = pick_precision(model, precision)
-    prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file)
+    prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file, lab)
     protocol = Protocol(trials=trials, runs=runs, min_seconds=min_seconds, profile=True, profile_depth=depth)
     spec = one_point_spec("profile", model, chosen, level, threads, device, protocol)
-    run_profile_command(spec, db, cache_dir, devices_file, top, console)
+    run_profile_command(spec, db, cache_dir, devices_file, top, console, lab)

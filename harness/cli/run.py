@@ -14,6 +14,7 @@ from harness.cli.options import (
     DeviceOpt,
     DevicesFileOpt,
     InputShapeOpt,
+    LabOpt,
     MinSecondsOpt,
     ModelArg,
     ModelPrecisionOpt,
@@ -58,6 +59,7 @@ def run_point(
     cache_dir: CacheDirOpt = None,
     devices_file: DevicesFileOpt = None,
     fmt: OutputFormatOpt = OutputFormat.TABLE,
+    lab: LabOpt = None,
 ) -> None:
     """Measure one point (one model, runtime, precision, thread count, device) and print its statistics.
 
@@ -81,7 +83,7 @@ def run_point(
     window_s = parse_duration(window)
     if seconds is not None and window_s > seconds:
         raise FlopgapError(f"--window {window} is longer than --sustained {sustained}; choose a shorter window")
-    prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file)
+    prepare_artifact(model, chosen, level, cache_dir, console, device, devices_file, lab)
     protocol = Protocol(
         trials=trials or (1 if seconds else 3),
         runs=runs,
@@ -90,7 +92,7 @@ def run_point(
         sustained_window=window_s,
     )
     spec = one_point_spec("run", model, chosen, level, threads, device, protocol)
-    result = run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, fmt)
+    result = run_spec_command(spec, spec_to_toml(spec), db, cache_dir, devices_file, fmt, lab)
     if seconds is not None:
         path = resolve_db_path(db)
         report_sustained(console, path, result.point_ids, path.parent / "timelines")

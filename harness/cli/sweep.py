@@ -17,7 +17,7 @@ from devices.base import Device
 from devices.core.errors import ExitCode, FlopgapError, Interrupted
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
-from harness.cli.options import CacheDirOpt, DbOpt, DevicesFileOpt
+from harness.cli.options import CacheDirOpt, DbOpt, DevicesFileOpt, LabOpt
 from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, plain, write_records
 from harness.cli.user_errors import one_line_errors
 from harness.measure.spec import (
@@ -45,17 +45,19 @@ def sweep(
     cache_dir: CacheDirOpt = None,
     devices_file: DevicesFileOpt = None,
     fmt: OutputFormatOpt = OutputFormat.TABLE,
+    lab: LabOpt = None,
 ) -> None:
     """Measure every point of a sweep spec; resumable: a rerun skips finished points and trials.
 
-    With --format csv or json, stdout holds one row per point of the sweep (progress goes to stderr).
+    With --format csv or json, stdout holds one row per point of the sweep (progress goes to stderr). With --lab,
+    the spec's devices are the lab's, measured on their own hosts; the results go to this host's database.
 
-    Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml
+    Example: flopgap sweep --quick      or      flopgap sweep examples/sweep.toml --lab 10.0.0.1:6379
     """
     from harness.cli.sustained import report_sustained
     from harness.store import resolve_db_path
 
-    result = run_sweep_command(spec_path, quick, db, cache_dir, devices_file, fmt)
+    result = run_sweep_command(spec_path, quick, db, cache_dir, devices_file, fmt, lab)
     path = resolve_db_path(db)
     # nothing without sustained trials
     report_sustained(notes_console(fmt), path, result.point_ids, path.parent / "timelines")
@@ -129,14 +131,16 @@ def prepare_artifact(
     console: Console,
     device: str,
     devices_file: Path | None,
+    lab: str | None = None,
 ) -> Artifact:
     """Export (or check) the one artifact of a single-point command first, so a model the runtime cannot take
     fails in one line (exit 2) instead of as a failed point; the sweep then finds it in the cache. An unknown
-    device fails before any export."""
+    device fails before any export (a lab's device: when the lab is asked for it)."""
     from devices.inventory import load_inventory
     from harness.sources import source_artifact
 
-    load_inventory(devices_file).get(device)
+    if lab is None:
+        load_inventory(devices_file).get(device)
     with console.status(f"preparing {model.label} for {runtime} {precision}..."):
         return source_artifact(model, runtime.artifact_format, precision, cache_dir=cache_dir)
 
@@ -162,6 +166,7 @@ def run_sweep_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     fmt: OutputFormat = OutputFormat.TABLE,
+    lab: str | None = None,
 ) -> SweepResult:
     if quick == (spec_path is not None):
         raise FlopgapError("give either a sweep spec file or --quick (see 'flopgap sweep --help')")
@@ -170,7 +175,7 @@ def run_sweep_command(
         text = spec_path.read_text()  # the file as written, comments included
     else:
         spec, text = parse_spec(QUICK_SPEC, "quick"), QUICK_SPEC
-    return run_spec_command(spec, text, db, cache_dir, devices_file, fmt)
+    return run_spec_command(spec, text, db, cache_dir, devices_file, fmt, lab)
 
 
 def one_point_spec(
@@ -201,19 +206,20 @@ def measure(
     reporter: ProgressReporter,
     cache_dir: Path | None,
     devices_file: Path | None,
+    lab: str | None = None,
 ) -> tuple[SweepResult, Path]:
     """Run ``spec`` into the results database with progress; returns the result and the database's path.
 
     The devices are looked up first, so a bad name fails before a database is created; they are always closed.
+    With ``lab`` (an address) they are the lab's devices, and zoo models export as tasks across the lab.
     """
-    devices = open_devices(spec.devices, devices_file)
-    exporter = make_exporter(cache_dir, spec.protocol.parity)
+    devices, exporter, threads = _open(spec, cache_dir, devices_file, lab)
     try:
         with Store(db) as store, reporter:
             try:
                 result = run_sweep(
                     spec, spec_text, store, devices, exporter, reporter,
-                    device_threads=inventory_threads(spec.devices, devices_file),
+                    device_threads=threads,
                 )  # fmt: skip
             except KeyboardInterrupt as stop:
                 raise Interrupted.by(
@@ -227,6 +233,24 @@ def measure(
             dev.cleanup()
 
 
+def _open(
+    spec: SweepSpec, cache_dir: Path | None, devices_file: Path | None, lab: str | None
+) -> tuple[dict[str, Device], Exporter, dict[str, list[int]]]:
+    """The spec's devices, its exporter and each device's thread counts: this host's inventory, or the lab's."""
+    if lab is None:
+        devices = open_devices(spec.devices, devices_file)
+        return devices, make_exporter(cache_dir, spec.protocol.parity), inventory_threads(spec.devices, devices_file)
+    from harness.lab.driver import LabExporter, lab_devices, open_lab
+    from harness.measure.spec import expand_points
+
+    ray = open_lab(lab)
+    found = lab_devices(ray, spec.devices)
+    exporter = LabExporter(ray, found.shelf, cache_dir, spec.protocol.parity)
+    points = expand_points(spec, found.threads)
+    exporter.start(list(dict.fromkeys((p.model, Format(p.format), Precision(p.precision)) for p in points)))
+    return found.devices, exporter, found.threads
+
+
 def run_spec_command(
     spec: SweepSpec,
     spec_text: str,
@@ -234,12 +258,13 @@ def run_spec_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     fmt: OutputFormat = OutputFormat.TABLE,
+    lab: str | None = None,
 ) -> SweepResult:
     """Measure ``spec`` (stored with ``spec_text``) and print its summary (a table, or CSV/JSON on stdout with the
     closing line on stderr); returns the sweep's result, which the caller passes to :func:`exit_if_failed` after its
     own output (code 3 when a point or a profile failed)."""
     started = time.monotonic()
-    result, path = measure(spec, spec_text, db, ProgressReporter(), cache_dir, devices_file)
+    result, path = measure(spec, spec_text, db, ProgressReporter(), cache_dir, devices_file, lab)
     with Store(path, readonly=True) as store:
         records = summary_records(store, result.point_ids)
     elapsed = time.monotonic() - started

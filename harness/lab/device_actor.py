@@ -17,8 +17,12 @@ from typing import Any
 
 from devices.base import TrialRequest
 from devices.core.errors import FlopgapError
+from devices.errors import DeviceError
 from devices.inventory import DeviceConfig, open_device
 from devices.result import TrialResult
+from devices.vocabulary import Format
+
+READABLE = frozenset({"run", "fingerprint", "machine", "facts", "state"})  # transport calls a driver may make
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class DeviceActor:
                     self._queued -= 1
                     self._running = (blob.name, who)
                 try:
-                    result = self._device.measure(path, request, sha256=blob.sha256)
+                    result = self._device.measure(path, request, sha256=blob.sha256 or None)
                 except FlopgapError as exc:
                     self._problem = str(exc)
                     raise
@@ -93,6 +97,20 @@ class DeviceActor:
         finally:
             with self._books:
                 self._running = None
+
+    def prepare(self) -> str:
+        with self._trial:
+            return self._device.prepare()
+
+    def profiles_ops(self, fmt: Format) -> bool:
+        return self._device.profiles_ops(fmt)
+
+    def transport_call(self, method: str, *args: Any) -> Any:
+        """What a driver reads of the device's transport (``state`` for a thermal cooldown, ``facts``...)."""
+        if method not in READABLE:
+            raise DeviceError(f"device '{self._device.name}': a driver cannot call '{method}' through the lab")
+        with self._trial:  # never between a trial's commands
+            return getattr(self._device.transport, method)(*args)
 
     def status(self) -> DeviceStatus:
         with self._books:

@@ -34,14 +34,19 @@ def registry(ray: ModuleType, node_id: str | None = None) -> Any:
 def join_devices(ray: ModuleType, configs: list[DeviceConfig], host: str, node_id: str, cache_dir: Path) -> list[str]:
     """One named, detached device actor per config on node ``node_id`` (this host's), recorded in the registry.
 
-    A name another host already has fails with one line naming both hosts (the devices before it stay joined);
-    the same host joining again replaces its actor. Returns the names joined.
+    A name another host already has fails with one line naming both hosts (the devices before it stay joined),
+    unless that host died (its actor does not answer); the same host joining again replaces its actor.
+    Returns the names joined.
     """
     reg = registry(ray)
     joined = []
     for cfg in configs:
-        entry = DeviceEntry(cfg.name, host, node_id, cfg.transport, str(cfg.runner))
+        cluster = str(cfg.cluster) if cfg.cluster else None
+        entry = DeviceEntry(cfg.name, host, node_id, cfg.transport, str(cfg.runner), cluster, tuple(cfg.threads))
         other = ray.get(reg.claim.remote(entry))
+        if other is not None and not _answers(ray, cfg.name):  # its host died: the name is free again
+            ray.get(reg.release.remote(cfg.name))
+            other = ray.get(reg.claim.remote(entry))
         if other is not None:
             raise LabError(
                 f"device '{cfg.name}' of host '{host}' clashes with the lab's device '{cfg.name}' on host '{other}'; "
@@ -117,6 +122,22 @@ def statuses(ray: ModuleType, timeout_s: float = 10) -> list[tuple[DeviceEntry, 
         except GetTimeoutError:
             out.append((entry, f"no answer within {timeout_s:g} s from host '{entry.host}'"))
     return out
+
+
+def _answers(ray: ModuleType, name: str, timeout_s: float = 10) -> bool:
+    """Whether the device actor of ``name`` is alive (its host's node is up)."""
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    actor = _actor(ray, name)
+    if actor is None:
+        return False
+    try:
+        ray.get(actor.node_id.remote(), timeout=timeout_s)
+    except RayActorError:
+        return False
+    except GetTimeoutError:
+        return True  # busy or slow, not gone: keep its claim
+    return True
 
 
 def _actor(ray: ModuleType, name: str) -> Any:

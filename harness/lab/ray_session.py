@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from types import ModuleType
 from typing import Any
 
@@ -37,6 +38,7 @@ def connect(address: str, **init: Any) -> ModuleType:
     ray = import_ray()
     if ray.is_initialized():
         return ray
+    _answers(address)
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR", **init)
     except ConnectionError as exc:
@@ -50,7 +52,39 @@ def connect(address: str, **init: Any) -> ModuleType:
                 f"install the same on every host: pip install -c constraints.txt -e '.[lab]'"
             ) from None
         raise
+    _cluster_news_to_stderr()
     return ray
+
+
+def _cluster_news_to_stderr() -> None:
+    """Ray prints the cluster's own news (a node marked dead, a worker killed) on the driver's stdout, where a sweep's
+    ``--format json`` goes: send it to stderr with the progress. Ray has no option for this; its printer is a module
+    function that its listener looks up on every message, so it is wrapped here."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "flopgap_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.flopgap_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
+def _answers(address: str, timeout_s: float = 5) -> None:
+    """Fail in seconds where nobody listens at ``address``: Ray itself retries an absent head for many minutes."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise LabError(f"'{address}' is not a lab address; give HOST:PORT, as 'flopgap lab start' printed it")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise LabError(
+            f"no lab answers at {address} ({exc.strerror or exc}); start one with 'flopgap lab start' or check "
+            "the address"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,6 +21,8 @@ class DeviceEntry:
     node_id: str
     transport: str
     runner: str
+    cluster: str | None = None  # the inventory's affinity as a cluster name (big, little...), if any
+    threads: tuple[int, ...] = (1,)  # the inventory's thread counts: a sweep's points where its spec names none
 
 
 class Registry:
