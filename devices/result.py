@@ -95,7 +95,7 @@ _TYPED = {
     "runtime", "runtime_version", "threads", "samples_ns", "summary_ns", "warmup_summary_ns", "init_ns",
     "first_inference_ns", "warmup_runs", "warmup_ns", "timed_ns", "peak_rss_kib", "affinity", "affinity_mask",
     "delegate", "profile", "profile_note", "state_before", "state_after", "tool", "samples_kind", "timeline",
-    "sustained",
+    "sustained", "etdump",
 }  # fmt: skip
 
 
@@ -125,6 +125,9 @@ class TrialResult:
     tool: Tool | None = None  # the official binary, for binary backends
     timeline: tuple[TimelineWindow, ...] | None = None  # sustained runs: per-window latency, frequencies, temperatures
     sustained: SustainedRun | None = None
+    # ExecuTorch's ETDump of a profiled trial (base64, warm-up runs it holds, profiled runs); read on the host and
+    # not kept with the trial (the per-op rows made from it are)
+    etdump: Mapping[str, Any] | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # the rest of what the backend reported, kept as is
 
     @property
@@ -211,6 +214,7 @@ class TrialResult:
             else None,
             timeline=tuple(TimelineWindow.from_json(w) for w in timeline) if isinstance(timeline, list) else None,
             sustained=SustainedRun.from_json(sustained) if isinstance(sustained, Mapping) else None,
+            etdump=doc["etdump"] if isinstance(doc.get("etdump"), Mapping) else None,
             details={k: v for k, v in doc.items() if k not in _TYPED},
         )
 
