@@ -40,6 +40,7 @@ from harness.analysis.roofline import (
     roofline,
     roofline_summary,
 )
+from harness.analysis.runtimes import RUNTIME_COLUMNS, LayoutCost, layout_costs, runtime_comparison
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -59,10 +60,12 @@ __all__ = [
     "OVERVIEW_COLUMNS",
     "ROOFLINE_COLUMNS",
     "ROOFLINE_SUMMARY_COLUMNS",
+    "RUNTIME_COLUMNS",
     "TIME_SHARE_BASIS",
     "Context",
     "Guideline",
     "Headline",
+    "LayoutCost",
     "LogLogFit",
     "Results",
     "block_breakdown",
@@ -79,6 +82,7 @@ __all__ = [
     "headline_frame",
     "headlines",
     "latency_vs_macs",
+    "layout_costs",
     "load",
     "missing_profiles",
     "normalize_account",
@@ -89,6 +93,7 @@ __all__ = [
     "residuals",
     "roofline",
     "roofline_summary",
+    "runtime_comparison",
     "runtime_op_accounts",
     "unattributed_points",
 ]
