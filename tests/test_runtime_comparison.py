@@ -112,3 +112,12 @@ def test_readme_finding_and_report_section_cover_the_three_runtimes(results: ana
     page = report.html_path.read_text()
     assert "Runtimes side by side" in page and "runtimes-local-fp32-1.png" in {p.name for p in report.figures}
     assert "executorch&#x27;s layout conversions take 0.800 ms" in page
+
+
+def test_executorch_rows_mapped_to_a_node_join_the_roofline_through_their_module(results: analysis.Results) -> None:
+    roof = analysis.roofline(results)
+    et = roof[roof["runtime"] == "executorch"]
+    # only the 1x1 conv and the depthwise conv were mapped to graph nodes (module pw, dw); the transposes reported
+    # by op name carry the partition's module ('') and join nothing
+    flops = dict(zip(et["node_name"], et["flops"], strict=True))
+    assert flops == {"aten_convolution_default": 900.0, "aten_convolution_default_1": 100.0}
