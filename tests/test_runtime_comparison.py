@@ -84,6 +84,8 @@ def test_comparison_puts_each_runtimes_median_shares_and_layout_cost_side_by_sid
     assert (et["conv_share"], et["depthwise_share"], et["layout_share"]) == pytest.approx((0.3, 0.2, 0.4))
     for runtime in ("onnxruntime", "executorch"):  # the five groups and the rest cover the profiled time
         assert sum(frame.loc[runtime, list(analysis.runtimes.SHARE_COLUMNS)]) == pytest.approx(1.0)
+    # ExecuTorch: the three transposes were reported by XNNPACK's op name, with no graph node: 100 of 200 us
+    assert et["by_op_name_share"] == pytest.approx(0.5) and ort["by_op_name_share"] == 0.0
     assert et["layout_ms"] == pytest.approx(0.8) and ort["layout_ms"] == pytest.approx(0.1)
     # LiteRT: per-block profile, no shares; its converter's layout transposes counted from the graph
     assert math.isnan(frame.loc["litert", "layout_share"]) and frame.loc["litert", "layout_ops"] == 2

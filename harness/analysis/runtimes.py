@@ -6,7 +6,9 @@ five groups of :class:`~harness.proxies.categories.Category` (:data:`GROUPS`) an
 layout share times the median: what that runtime's own layout handling costs (XNNPACK's NHWC transposes in
 ExecuTorch, ORT's NCHWc reorders). LiteRT's Python API has no per-op profiler (profiles are per block), so its
 shares are empty; its layout handling shows as ``layout_ops``, the transposes the TFLite converter put in the graph
-(from the graph account), which have no time of their own here.
+(from the graph account), which have no time of their own here. ``by_op_name_share`` is the share of an ExecuTorch
+point's profiled time in rows XNNPACK reported without a graph node, categorised by the op's name alone
+(:mod:`harness.measure.etdump_profile`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from harness.analysis.context import CONTEXT
 from harness.analysis.fits import FIT_EXCLUDED_FAMILIES
 from harness.analysis.results import Results
 from harness.proxies.categories import Category
+from harness.proxies.executorch_ops import named_by_op
 
 C = Category
 GROUPS: dict[str, tuple[Category, ...]] = {
@@ -33,6 +36,7 @@ SHARE_COLUMNS = tuple(f"{g}_share" for g in (*GROUPS, "other"))
 KEYS = tuple(c for c in CONTEXT if c not in ("runtime", "runtime_version"))
 RUNTIME_COLUMNS = COLUMNS = (
     *KEYS, "model_label", "runtime", "runtime_version", "median_ms", *SHARE_COLUMNS, "layout_ms", "layout_ops",
+    "by_op_name_share",
 )  # fmt: skip
 
 
@@ -62,9 +66,20 @@ def runtime_comparison(results: Results) -> pd.DataFrame:
         row["layout_ms"] = row["layout_share"] * float(point["median_ms"])
         acc = results.accounts[results.accounts["artifact_sha"] == point["artifact_sha"]]
         row["layout_ops"] = int((acc["category"] == C.LAYOUT.value).sum()) if point["format"] == "tflite" else None
+        row["by_op_name_share"] = _by_op_name_share(results, int(point["point_id"])) if total > 0 else float("nan")
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return frame.sort_values([*keys, "runtime"], kind="stable").reset_index(drop=True)
+
+
+def _by_op_name_share(results: Results, point_id: int) -> float:
+    """Share of an ExecuTorch point's profiled time in rows XNNPACK reported with no graph node (0 elsewhere)."""
+    prof = results.op_profiles[results.op_profiles["point_id"] == point_id]
+    total = float(prof["time_us"].sum())
+    if not total:
+        return float("nan")
+    named = prof["node_name"].astype(str).map(named_by_op) & (prof["runtime"] == "executorch")
+    return float(prof.loc[named, "time_us"].sum()) / total
 
 
 @dataclass(frozen=True)

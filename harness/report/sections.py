@@ -215,7 +215,8 @@ def runtimes(page: Page, results: Results) -> None:
         "element-wise ops (activations included). layout_ms = layout share × median: XNNPACK's NHWC transposes "
         "in ExecuTorch, ORT's NCHWc reorders. LiteRT has no per-op profiler here: its shares are empty and "
         "layout_ops counts the transposes the TFLite converter added. ExecuTorch rows XNNPACK reports without a graph "
-        "node (layout transposes, reshapes, copies) are categorised by their op name."
+        "node (layout transposes, reshapes, copies) are categorised by their op name; by_op_name_share is their share "
+        "of the profiled time."
     )
     costs = layout_costs(frame)
     if costs:
@@ -226,7 +227,7 @@ def runtimes(page: Page, results: Results) -> None:
         page.heading(3, title)
         page.figure(f"runtimes-{device}-{precision}-{threads}", partial(runtimes_figure, group, title))
         page.table(group, ("model_label", "runtime", "runtime_version", "median_ms", *(f"{g}_share" for g in GROUPS),
-                           "other_share", "layout_ms", "layout_ops"))  # fmt: skip
+                           "other_share", "layout_ms", "layout_ops", "by_op_name_share"))  # fmt: skip
 
 
 def runtimes_figure(group: pd.DataFrame, title: str) -> Figure:
