@@ -124,7 +124,8 @@ def _guidelines_bullet(claims: Claims) -> str | None:
 
 
 def _runtimes_bullet(claims: Claims) -> str | None:
-    if not claims.side_by_side:
+    # Two runtimes side by side are already in the MACs bullet's fits; the finding is the three-way comparison.
+    if not claims.side_by_side or len(claims.side_by_side[0].medians) < 3:
         return None
     names = [r for r, _ in claims.side_by_side[0].medians]
     medians = "; ".join(
