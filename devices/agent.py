@@ -164,7 +164,8 @@ class AgentBackend:
         self._runner = None
 
     def profiles_ops(self, fmt: Format) -> bool:
-        return fmt is Format.ONNX  # ORT's per-node profiler; the TFLite Python API has none
+        # ORT's per-node profiler and ExecuTorch's ETDump; the TFLite Python API has neither
+        return fmt in (Format.ONNX, Format.PTE)
 
     def argv(self, transport: Transport, model: str | Sequence[str], request: TrialRequest) -> list[str]:
         pin = ["--affinity", _cpus(self.affinity)] if self.affinity else []

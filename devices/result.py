@@ -95,7 +95,7 @@ _TYPED = {
     "runtime", "runtime_version", "threads", "samples_ns", "summary_ns", "warmup_summary_ns", "init_ns",
     "first_inference_ns", "warmup_runs", "warmup_ns", "timed_ns", "peak_rss_kib", "affinity", "affinity_mask",
     "delegate", "profile", "profile_note", "state_before", "state_after", "tool", "samples_kind", "timeline",
-    "sustained", "optimized_model",
+    "sustained", "optimized_model", "etdump",
 }  # fmt: skip
 
 
@@ -126,6 +126,9 @@ class TrialResult:
     timeline: tuple[TimelineWindow, ...] | None = None  # sustained runs: per-window latency, frequencies, temperatures
     sustained: SustainedRun | None = None
     requested_affinity: tuple[int, ...] | None = None  # the CPUs flopgap's runner was asked to pin to (its protocol)
+    # ExecuTorch's ETDump of a profiled trial (base64, warm-up runs it holds, profiled runs); read on the host and
+    # not kept with the trial (the per-op rows made from it are)
+    etdump: Mapping[str, Any] | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # the rest of what the backend reported, kept as is
     # The ONNX graph as ONNX Runtime optimized it on the device (TrialRequest.save_graph), serialized; not recorded.
     optimized_graph: bytes | None = field(default=None, repr=False)
@@ -221,6 +224,7 @@ class TrialResult:
             timeline=tuple(TimelineWindow.from_json(w) for w in timeline) if isinstance(timeline, list) else None,
             sustained=SustainedRun.from_json(sustained) if isinstance(sustained, Mapping) else None,
             requested_affinity=_cpus(protocol.get("affinity")) if isinstance(protocol, Mapping) else None,
+            etdump=doc["etdump"] if isinstance(doc.get("etdump"), Mapping) else None,
             details={k: v for k, v in doc.items() if k not in _TYPED},
         )
 

@@ -19,6 +19,7 @@ prints) goes to stderr. The controller parses the document once, into ``devices.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import glob
 import hashlib
@@ -84,6 +85,14 @@ class ProfileRow(TypedDict):
     time_us: float
     median_us: float
     calls: int
+
+
+class EtdumpBlob(TypedDict):
+    """ExecuTorch's ETDump of the profiled runs, for the host to read with the Inspector and the ETRecord."""
+
+    base64: str  # the ETDump file's bytes
+    warmup_runs: int  # the first runs it holds, to leave out of per-op times
+    runs: int  # profiled runs after those
 
 
 class ProtocolEcho(TypedDict):
@@ -185,6 +194,7 @@ class RunnerDocument(TypedDict):
     state_after: dict[str, Any] | None
     profile: list[ProfileRow] | None
     profile_note: str | None
+    etdump: EtdumpBlob | None  # ExecuTorch with --profile: per-op events, read on the host (needs the ETRecord)
     timeline: list[TimelineWindow] | None  # sustained runs only (--sustained)
     sustained: SustainedEcho | None
     protocol: ProtocolEcho | None
@@ -557,6 +567,7 @@ class Backend:
     delegate: DelegateReport | None = None
 
     profile_note: str | None = None  # why ``profile`` gives nothing, where it cannot
+    etdump: EtdumpBlob | None = None  # what ``profile`` left for the host to read (ExecuTorch)
 
     def load(self, path: str, content: bytes) -> None:
         """Create the session/interpreter from ``content`` (the bytes of ``path``, read and hashed once by the
@@ -895,6 +906,27 @@ class ExecutorchBackend(Backend):
     def invoke(self) -> None:
         self._method.execute(self._args)
 
+    def profile(self, warmup_runs: int, runs: int) -> list[ProfileRow] | None:
+        """Run a second, ETDump-enabled instance of the program; the ETDump goes back whole (``self.etdump``).
+
+        Its events name XNNPACK's ops but only the ETRecord maps them to the graph, and that lives on the host:
+        the host reads the ETDump with ExecuTorch's Inspector, so no per-op rows are made here.
+        """
+        from executorch.extension.pybindings import portable_lib
+
+        module = portable_lib._load_for_executorch_from_buffer(
+            self._content, enable_etdump=True, program_verification=portable_lib.Verification.Minimal
+        )
+        for _ in range(warmup_runs + runs):
+            module.forward(self._args)
+        with tempfile.TemporaryDirectory(prefix="flopgap-etdump-") as tmp:
+            path = os.path.join(tmp, "run.etdp")
+            module.write_etdump_result_to_file(path)
+            with open(path, "rb") as f:
+                data = f.read()
+        self.etdump = {"base64": base64.b64encode(data).decode("ascii"), "warmup_runs": warmup_runs, "runs": runs}
+        return None
+
 
 # ExecuTorch ScalarType codes (c10's numbering) of the input dtypes a CNN takes.
 _ET_DTYPES = {0: np.uint8, 1: np.int8, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32, 11: np.bool_}
@@ -1160,7 +1192,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-runs", type=int, default=10000, help="never more timed runs than this (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--affinity", type=_cpu_list, default=None, help="pin to these CPUs first, e.g. '4-7'")
-    parser.add_argument("--profile", action="store_true", help="also collect a per-op profile (ONNX Runtime only)")
+    parser.add_argument(
+        "--profile", action="store_true", help="also collect a per-op profile (ONNX Runtime; ExecuTorch: its ETDump)"
+    )
     parser.add_argument("--profile-runs", type=int, default=20, help="profiled runs averaged per op (default 20)")
     parser.add_argument(
         "--sustained",
@@ -1273,6 +1307,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "state_after": None,
         "profile": None,
         "profile_note": None,
+        "etdump": None,
         "timeline": None,
         "sustained": None,
         "protocol": protocol,
@@ -1346,6 +1381,7 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
         doc["profile_note"] = backend.profile_note
         try:
             doc["profile"] = backend.profile(max(1, min(args.warmup_runs, 10)), args.profile_runs)
+            doc["etdump"] = backend.etdump
         except Exception as exc:
             raise RunnerError("InferenceFailed", f"profiling {args.model} failed: {_one_line(exc)}") from exc
 

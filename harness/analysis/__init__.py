@@ -41,6 +41,7 @@ from harness.analysis.roofline import (
     roofline,
     roofline_summary,
 )
+from harness.analysis.runtimes import RUNTIME_COLUMNS, LayoutCost, layout_costs, runtime_comparison
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -60,11 +61,13 @@ __all__ = [
     "OVERVIEW_COLUMNS",
     "ROOFLINE_COLUMNS",
     "ROOFLINE_SUMMARY_COLUMNS",
+    "RUNTIME_COLUMNS",
     "SHARE_COLUMNS",
     "TIME_SHARE_BASIS",
     "Context",
     "Guideline",
     "Headline",
+    "LayoutCost",
     "LogLogFit",
     "Results",
     "block_breakdown",
@@ -81,6 +84,7 @@ __all__ = [
     "headline_frame",
     "headlines",
     "latency_vs_macs",
+    "layout_costs",
     "load",
     "missing_profiles",
     "normalize_account",
@@ -91,6 +95,7 @@ __all__ = [
     "residuals",
     "roofline",
     "roofline_summary",
+    "runtime_comparison",
     "runtime_op_accounts",
     "unattributed_points",
 ]

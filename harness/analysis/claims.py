@@ -21,6 +21,7 @@ from harness.analysis.fits import FIT_EXCLUDED_FAMILIES, fits, latency_vs_macs
 from harness.analysis.guidelines import guideline_verdicts, guidelines
 from harness.analysis.results import Results
 from harness.analysis.roofline import roofline
+from harness.analysis.runtimes import LayoutCost, layout_costs, runtime_comparison
 from harness.analysis.shares import point_shares
 from harness.proxies.categories import Category
 from harness.store.devices import stored_facts
@@ -108,6 +109,27 @@ class Claims:
     roof: tuple[float, float] | None  # peak GFLOP/s, bandwidth GB/s
     overhead: tuple[tuple[str, float], ...]  # model → summed node times / whole-model median
     guidelines: tuple[GuidelineLine, ...]
+    side_by_side: tuple[SideBySide, ...] = ()  # models measured on every runtime of the database
+    layout_costs: tuple[LayoutCost, ...] = ()
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """One model's median on each runtime (the runtimes in name order)."""
+
+    model: str
+    medians: tuple[tuple[str, float], ...]
+
+
+def _side_by_side(comparison: pd.DataFrame) -> tuple[SideBySide, ...]:
+    """Models measured on every runtime the comparison holds, in the first context that has any."""
+    everywhere = comparison["runtime"].nunique()
+    out = []
+    for _, group in comparison.groupby(["device", "precision", "threads", "model_label"], sort=True):
+        if group["runtime"].nunique() == everywhere and everywhere >= 2:
+            medians = tuple((str(r), float(ms)) for r, ms in zip(group["runtime"], group["median_ms"], strict=True))
+            out.append(SideBySide(str(group["model_label"].iloc[0]), medians))
+    return tuple(out)
 
 
 def _ort_context(results: Results) -> Context | None:
@@ -210,6 +232,7 @@ def flop_gap_claims(results: Results) -> Claims:
     dw = roof[(roof["category"] == _DEPTHWISE) & context.mask(roof)] if context is not None else roof.iloc[0:0]
     calibrated = roof[context.mask(roof)].dropna(subset=["peak_gflops"]) if context is not None else roof.iloc[0:0]
     latency = latency_vs_macs(results)
+    comparison = runtime_comparison(results)
     return Claims(
         models=int(models["model_label"].nunique()),
         families=int(models["family"].nunique()),
@@ -234,4 +257,6 @@ def flop_gap_claims(results: Results) -> Claims:
         ),
         overhead=tuple(overhead),
         guidelines=_guideline_lines(results, context),
+        side_by_side=_side_by_side(comparison),
+        layout_costs=tuple(layout_costs(comparison)),
     )

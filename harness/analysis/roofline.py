@@ -50,7 +50,19 @@ def _profiled_ops(results: Results, include_guidelines: bool) -> pd.DataFrame:
     acc = results.accounts[["artifact_sha", "node_name", "flops", "bytes", "intensity"]].drop_duplicates(
         ["artifact_sha", "node_name"]
     )
-    return prof.merge(acc, on=["artifact_sha", "node_name"], how="inner")
+    joined = prof.merge(acc, on=["artifact_sha", "node_name"], how="inner")
+    # An ExecuTorch program's account is its model's ONNX graph (other node names): a row mapped to a graph node
+    # carries the node's module path, so join it on (module path, category) where that names one account op.
+    keys = ["artifact_sha", "module_path", "category"]
+    by_module = results.accounts.dropna(subset=["module_path"])
+    by_module = by_module[by_module["module_path"] != ""].drop_duplicates(keys, keep=False)
+    named = set(zip(joined["point_id"], joined["node_name"], strict=True))
+    unnamed = pd.Series(
+        [(p, n) not in named for p, n in zip(prof["point_id"], prof["node_name"], strict=True)], index=prof.index
+    )
+    rest = prof[(prof["runtime"] == "executorch") & unnamed]
+    extra = rest.merge(by_module[[*keys, "flops", "bytes", "intensity"]], on=keys, how="inner")
+    return pd.concat([joined, extra], ignore_index=True) if not extra.empty else joined
 
 
 def _with_calibration(frame: pd.DataFrame, results: Results) -> pd.DataFrame:

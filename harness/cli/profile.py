@@ -89,6 +89,8 @@ def run_profile_command(
                 console.print(profile_table(ops, title, top))
             same_pass = next((p for _, p in rep.profiles), None)
             console.print(ratio_line(ops, float(row.median_ms), same_pass), highlight=False)
+            if row.runtime == Runtime.EXECUTORCH.value:
+                console.print(xnnpack_mapping_line(ops), highlight=False)
     console.print(f"done in {time.monotonic() - started:.0f}s; results in {path}", highlight=False)
     if unprofiled:
         raise typer.Exit(ExitCode.SOME_FAILED)
@@ -105,6 +107,22 @@ def ratio_line(ops: pd.DataFrame, point_median_ms: float, same_pass: OpProfile |
     if same_pass is not None:
         line += f" (same pass: whole {same_pass.whole_us / 1e3:.3f} ms, ratio {same_pass.ratio:.3f})"
     return line
+
+
+def xnnpack_mapping_line(ops: pd.DataFrame) -> str:
+    """How many of an ExecuTorch profile's XNNPACK rows were given a graph node, and how much time the rest hold."""
+    from harness.proxies.executorch_ops import named_by_op
+
+    xnnpack = ops[ops["op_type"].astype(str).str.contains(" (", regex=False)]
+    by_name = xnnpack["node_name"].astype(str).map(named_by_op)
+    total = float(ops["time_us"].sum()) or 1.0
+    share = float(xnnpack.loc[by_name, "time_us"].sum()) / total
+    return (
+        f"XNNPACK ops: {int((~by_name).sum())} mapped to graph nodes by their order in the delegate, "
+        f"{int(by_name.sum())} reported by op name only ({share:.1%} of the summed time: layout transposes, "
+        "reshapes, copies, and the compute ops of delegate calls whose op order did not match; their module is "
+        "the one holding the whole delegate call)"
+    )
 
 
 NO_MODULE_PATHS = "this graph names no torch modules (exported by another tool)"

@@ -12,12 +12,13 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from devices.arm_cores import ClusterName
 from devices.base import Backend, Device, Machine, ShellReturn, Transport, TrialRequest
 from devices.core.errors import FlopgapError
 from devices.errors import DeviceError, DeviceUnreachable, TrialFailed
+from devices.facts import DeviceFacts, DeviceState, parse_facts
 from devices.result import TrialResult
 from devices.vocabulary import Format, RunnerKind, TransportKind
 from harness.lab.device_actor import ArtifactBlob
@@ -80,11 +81,11 @@ class LabTransport:
         machine: Machine = self._call("transport_call", "machine")
         return machine
 
-    def facts(self) -> dict[str, Any]:
-        return dict(self._call("transport_call", "facts"))
+    def facts(self) -> DeviceFacts:
+        return parse_facts(self._call("transport_call", "facts"))  # typed again on this side of the object store
 
-    def state(self) -> dict[str, Any]:
-        return dict(self._call("transport_call", "state"))
+    def state(self) -> DeviceState:
+        return cast(DeviceState, dict(self._call("transport_call", "state")))
 
     def cleanup(self) -> None:
         """Nothing: the actor owns the device's session, shared by every driver (``lab leave`` cleans it)."""
@@ -116,8 +117,8 @@ class LabBackend:
     def measure(self, transport: Transport, model: str, request: TrialRequest) -> TrialResult:
         raise DeviceError(f"device '{self._call.entry.name}': a lab device measures a local file (LabDevice.measure)")
 
-    def facts(self, transport: Transport) -> dict[str, Any]:
-        return {}  # LabDevice.facts asks the actor for the whole device's facts
+    def facts(self, transport: Transport) -> DeviceFacts:
+        return DeviceFacts()  # LabDevice.facts asks the actor for the whole device's facts
 
     def profiles_ops(self, fmt: Format) -> bool:
         return bool(self._call("profiles_ops", fmt))
@@ -139,9 +140,9 @@ class LabDevice(Device):
         self._blobs = blobs
         self._who = who
 
-    def facts(self) -> dict[str, Any]:
-        self._facts = dict(self._call("facts"))
-        return dict(self._facts)
+    def facts(self) -> DeviceFacts:
+        self._facts = parse_facts(self._call("facts"))
+        return DeviceFacts(**self._facts)
 
     def measure(self, artifact: Path, request: TrialRequest, sha256: str | None = None) -> TrialResult:
         """One trial on the device's host; the actor checks the bytes against ``sha256`` right before it."""

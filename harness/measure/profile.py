@@ -244,10 +244,16 @@ def profile_artifact(
     depth: int = 1,
     cache_dir: Path | None = None,
 ) -> OpProfile:
-    """Per-op rows where the device's tool reports them (ORT nodes from flopgap's runner, TFLite ops from
-    ``benchmark_model``); otherwise, for TFLite, per-block rows from timing the model's blocks one by one."""
+    """Per-op rows where the device's tool reports them (ORT nodes and ExecuTorch's ETDump from flopgap's runner,
+    TFLite ops from ``benchmark_model``); otherwise, for TFLite, per-block rows from timing the model's blocks one
+    by one."""
     fmt = artifact.format
     if dev.profiles_ops(fmt):
+        if fmt is Format.PTE:
+            from exporters.pte_export import etrecord_path
+            from harness.measure.etdump_profile import profile_pte
+
+            return profile_pte(dev, artifact, etrecord_path(artifact.path), threads, protocol, options)
         if fmt is Format.ONNX:
             return profile_onnx(dev, artifact, threads, protocol, options)
         return profile_binary(dev, artifact, threads, protocol, options)
@@ -261,11 +267,6 @@ def profile_artifact(
             )
 
         return profile_tflite_blocks(dev, spec, artifact, threads, protocol, options, depth, cache_dir)
-    if fmt is Format.PTE:
-        raise ProfileError(
-            f"{spec.label}: flopgap does not collect ExecuTorch per-op profiles (ETDump) yet; "
-            "profile its onnx form (--runtime onnxruntime) or its tflite form (--runtime litert)"
-        )
     raise ProfileError(
         f"device '{dev.name}' runs {dev.runner}, which cannot profile {fmt.value} models; "
         "profile them on a device with flopgap's runner, or use a TFLite artifact with benchmark_model"

@@ -167,7 +167,7 @@ def _prepare(
             label=model.label,
         )
         if not store.has_op_account(art.sha256):
-            _store_account(store, art, rep)
+            _store_account(store, art, rep, model, exporter)
         artifacts[(model, fmt, precision)] = art
     rep.exporting(len(wanted), len(wanted), "")
 
@@ -201,12 +201,16 @@ def _prepare(
     return states, skipped, finished, point_ids
 
 
-def _store_account(store: Store, art: Artifact, rep: Reporter) -> None:
-    """Keep the artifact's per-op graph account in the database, so analysis works without the file."""
+def _store_account(store: Store, art: Artifact, rep: Reporter, model: ModelRef, exporter: Exporter) -> None:
+    """Keep the artifact's per-op graph account in the database, so analysis works without the file.
+
+    An ExecuTorch program has no graph the proxies read: it gets the account of the same model's fp32 ONNX export
+    (same torch graph, same FLOPs per category, module paths like its profile rows), so its FLOP shares exist.
+    """
     from harness.proxies import account
 
     try:
-        acc = account(art)
+        acc = account(exporter(model, Format.ONNX, Precision.FP32) if art.format is Format.PTE else art)
     except Exception as exc:  # accounting is analysis support: a graph it cannot read must not stop measuring
         reason = f"{type(exc).__name__}: {exc}"
         rep.warning(f"graph accounting of {art.path.name} failed ({reason}); FLOP shares unavailable")

@@ -123,12 +123,35 @@ def _guidelines_bullet(claims: Claims) -> str | None:
     return "- **ShuffleNetV2 guidelines on this CPU** (matched FLOPs): " + "; ".join(parts) + "."
 
 
+def _runtimes_bullet(claims: Claims) -> str | None:
+    # Two runtimes side by side are already in the MACs bullet's fits; the finding is the three-way comparison.
+    if not claims.side_by_side or len(claims.side_by_side[0].medians) < 3:
+        return None
+    names = [r for r, _ in claims.side_by_side[0].medians]
+    medians = "; ".join(
+        f"`{s.model}` " + " / ".join(f"{ms:.2f}" for _, ms in s.medians) + " ms" for s in claims.side_by_side
+    )
+    bullet = f"- **Three runtimes, same models** (median, {' / '.join(names)}): {medians}."
+    if claims.layout_costs:
+        top = claims.layout_costs[0]
+        others = ", ".join(f"{r} {ms:.3f} ms" for r, ms in top.others)
+        bullet += (
+            f" Layout handling costs most in {top.runtime} on `{top.model}`: {top.layout_ms:.3f} ms "
+            f"({_pct(top.layout_share)} of its profiled time) against {others}"
+        )
+        if top.converter_transposes is not None:
+            bullet += f"; LiteRT's graph holds {top.converter_transposes} converter-added transposes (no per-op times)"
+        bullet += "."
+    return bullet
+
+
 # One builder per finding, in the section's order; a builder whose finding the database lacks gives None.
 FINDINGS: tuple[Callable[[Claims], str | None], ...] = (
     _macs_bullet,
     _layout_bullet,
     _depthwise_bullet,
     _overhead_bullet,
+    _runtimes_bullet,
     _guidelines_bullet,
 )
 

@@ -43,6 +43,7 @@ _SECTIONS = (
     ("latency", "Latency vs MACs"),
     ("residuals", "Residual ranking: where FLOPs underestimate latency"),
     ("ops", "Op breakdown: share of FLOPs vs share of time"),
+    ("runtimes", "Runtimes side by side"),
     ("blocks", "Building blocks"),
     ("roofline", "Roofline"),
     ("guidelines", "ShuffleNetV2 guideline experiments"),
@@ -294,6 +295,7 @@ def render(
             page, results, analysis.residuals(results, fit_frame), analysis.category_gaps(results, breakdown)
         ),
         "ops": lambda: _ops(page, results, breakdown, blocks),
+        "runtimes": lambda: sections.runtimes(page, results),
         "blocks": lambda: sections.blocks(page, results, blocks),
         "roofline": lambda: _roofline(page, results, analysis.roofline(results), analysis.data_movement(results)),
         "guidelines": lambda: _guidelines(page, results, analysis.guidelines(results)),

@@ -17,6 +17,7 @@ from harness.analysis import HOW_TO, Context, Results, contexts_in
 from harness.analysis.compare import Comparison
 from harness.analysis.device_comparison import GROUP, HOW_TO_DEVICES, device_comparison, rank_agreement
 from harness.analysis.findings import HEADLINE_CATEGORIES, PROFILER_CAVEAT, headline_table
+from harness.analysis.runtimes import GROUPS, layout_costs, runtime_comparison
 from harness.report import plots
 from harness.report.comparison import ratio_figure
 from harness.report.page import Page
@@ -199,3 +200,67 @@ def comparison(page: Page, result: Comparison | None) -> None:
 
 def _nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+def runtimes(page: Page, results: Results) -> None:
+    """The same models on every runtime: median, time shares per op group, and where layout handling costs."""
+    frame = runtime_comparison(results)
+    if frame.empty:
+        page.missing(HOW_TO["runtimes"])
+        return
+    page.para(
+        "Each model measured on two runtimes or more, side by side: the median, and where the runtime's profile is per "
+        "op (ONNX Runtime's nodes, ExecuTorch's ETDump events), the share of the summed profiled time in convs "
+        "(dense, pointwise, grouped, fully connected), depthwise convs, channel shuffles, layout conversions and "
+        "element-wise ops (activations included). layout_ms = layout share × median: XNNPACK's NHWC transposes "
+        "in ExecuTorch, ORT's NCHWc reorders. LiteRT has no per-op profiler here: its shares are empty and "
+        "layout_ops counts the transposes the TFLite converter added. ExecuTorch rows XNNPACK reports without a graph "
+        "node (layout transposes, reshapes, copies) are categorised by their op name; by_op_name_share is their share "
+        "of the profiled time."
+    )
+    costs = layout_costs(frame)
+    if costs:
+        page.add("<ul>" + "".join(f"<li>{html.escape(c.sentence)}</li>" for c in costs) + "</ul>")
+    for key, group in frame.groupby(["device", "precision", "threads"], sort=True):
+        device, precision, threads = key
+        title = f"{device} · {precision} · {threads} thread{'s' if threads != 1 else ''}"
+        page.heading(3, title)
+        page.figure(f"runtimes-{device}-{precision}-{threads}", partial(runtimes_figure, group, title))
+        page.table(group, ("model_label", "runtime", "runtime_version", "median_ms", *(f"{g}_share" for g in GROUPS),
+                           "other_share", "layout_ms", "layout_ops", "by_op_name_share"))  # fmt: skip
+
+
+def runtimes_figure(group: pd.DataFrame, title: str) -> Figure:
+    """Per model, one bar per runtime: its median split by op group (a runtime without per-op times: one grey bar)."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    models = list(dict.fromkeys(group["model_label"]))
+    runtimes_ = sorted(set(group["runtime"]))
+    width = 0.8 / len(runtimes_)
+    colours = dict(zip((*GROUPS, "other"), ("C0", "C1", "C3", "C4", "C2", "C7"), strict=True))
+    for j, runtime in enumerate(runtimes_):
+        sel = group[group["runtime"] == runtime].set_index("model_label")
+        xs = [i + (j - (len(runtimes_) - 1) / 2) * width for i in range(len(models))]
+        bottom = [0.0] * len(models)
+        for name in (*GROUPS, "other"):
+            heights = [
+                float(sel.at[m, "median_ms"] * sel.at[m, f"{name}_share"])
+                if m in sel.index and not math.isnan(sel.at[m, f"{name}_share"])
+                else 0.0
+                for m in models
+            ]
+            ax.bar(xs, heights, width, bottom=bottom, color=colours[name], label=name if j == 0 else None)
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        untimed = [float(sel.at[m, "median_ms"]) if m in sel.index and b == 0 else 0.0 for m, b in zip(models, bottom,
+                                                                                                      strict=True)]
+        ax.bar(xs, untimed, width, color="0.8", edgecolor="0.5", label="no per-op times" if any(untimed) else None)
+        for x, m in zip(xs, models, strict=True):
+            if m in sel.index:
+                ax.annotate(runtime[:4], (x, float(sel.at[m, "median_ms"])), fontsize=6, ha="center",
+                            xytext=(0, 2), textcoords="offset points")  # fmt: skip
+    ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("median latency (ms), split by op group's share of profiled time")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"Runtimes side by side: {title}", fontsize=9)
+    return fig
