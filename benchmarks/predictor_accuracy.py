@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import re
@@ -41,7 +42,7 @@ import numpy as np
 
 from devices.base import Device
 from devices.local import local_device
-from devices.vocabulary import Runtime
+from devices.vocabulary import Precision, Runtime
 from harness.cli.predict import parse_budget
 from harness.cli.sweep import make_exporter
 from harness.measure.calibrate import calibrate, store_calibration
@@ -187,13 +188,18 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
         if args.adapt_threads:
             actx = PredictContext("local", runtime, args.adapt_threads)
             progress.stage(f"{runtime}, seed {seed}: adaptation to {args.adapt_threads} threads ({args.adapt_budget})")
-            aplan = AdaptPlan(actx, adapt_budget, seed, source_id=result.predictor_id)
-            adapted, awall = _timed(lambda: adapt_predictor(aplan, store, device, EXPORTER, progress))
-            out.note(_build_line(f"adaptation to {args.adapt_threads} threads", adapted, awall))
-            aplan_eval = HeldOutPlan(adapted.context, nets, RANDOM_FAMILY, eval_name(adapted.context, seed, args),
-                                     EVAL_PROTOCOL)  # fmt: skip
+            earlier = stored_adaptation(store, BuildPlan(actx, budget, seed).name, result.predictor_id)
+            if earlier is None:
+                aplan = AdaptPlan(actx, adapt_budget, seed, source_id=result.predictor_id)
+                adapted, awall = _timed(lambda: adapt_predictor(aplan, store, device, EXPORTER, progress))
+                out.note(_build_line(f"adaptation to {args.adapt_threads} threads", adapted, awall))
+                a_ctx, a_predictor = adapted.context, adapted.predictor
+            else:  # a rerun: adapting again would train on the full build's measurements
+                a_ctx, a_predictor = earlier
+                out.note(f"adaptation to {args.adapt_threads} threads: the one stored before the full build there")
+            aplan_eval = HeldOutPlan(a_ctx, nets, RANDOM_FAMILY, eval_name(a_ctx, seed, args), EVAL_PROTOCOL)
             # The same nets measured once at the new thread count, predicted by both predictors.
-            a_eval = evaluate_held_out(aplan_eval, store, device, EXPORTER, adapted.predictor, progress)
+            a_eval = evaluate_held_out(aplan_eval, store, device, EXPORTER, a_predictor, progress)
             out.add(Row(f"adapted ({args.adapt_budget}) on the random nets, {args.adapt_threads} threads", a_eval))
             out.note(f"misses of the adapted predictor: {misses(a_eval, seed, args.net_size)}")
             progress.stage(f"{runtime}, seed {seed}: full build at {args.adapt_threads} threads ({args.budget})")
@@ -203,6 +209,20 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
             f_eval = evaluate_held_out(aplan_eval, store, device, EXPORTER, full.predictor, progress)
             out.add(Row(f"full build ({args.budget}) on the same nets, {args.adapt_threads} threads", f_eval))
     return out
+
+
+def stored_adaptation(store: Store, full_build: str, source_id: int) -> tuple[PredictContext, KernelPredictor] | None:
+    """The adaptation from ``source_id`` stored before ``full_build`` started in this database, if it has."""
+    if not (store.runs_frame()["spec_name"] == full_build).any():
+        return None
+    frame = store.predictors_frame()
+    adapted = [int(r.id) for r in frame.itertuples()
+               if json.loads(str(r.summary_json)).get("adapted_from") == source_id]  # fmt: skip
+    row = store.predictor(adapted[-1]) if adapted else None
+    if row is None:
+        return None
+    ctx = PredictContext(row.device, Runtime(row.runtime), row.threads, Precision(row.precision))
+    return ctx, KernelPredictor.from_json(row.model)
 
 
 def _index(label: str) -> int | None:
