@@ -9,7 +9,8 @@ For each runtime (default: ONNX Runtime and LiteRT, fp32) and each seed, on the 
 3. **zoo leave-one-family-out** (``flopgap predictor eval``);
 4. **adaptation** to ``--adapt-threads`` threads of this machine: ``predictor build --from`` the 1-thread predictor
    within ``--adapt-budget``, then a full build there within ``--budget``, both scored on the same random nets
-   measured at that thread count (the adaptation runs first, so it never sees the full build's measurements).
+   measured at that thread count (the adaptation runs first, so it never sees the full build's measurements), and
+   the 1-thread predictor unadapted on them (what the adaptation bought).
 
 Printed: the machine (CPU model, cores) and the load average sampled through the run (this is a shared machine;
 figures taken under load say so), each build's device time, one table per runtime (share of models within ±5% and
@@ -148,7 +149,9 @@ def eval_name(ctx: PredictContext, seed: int, args: argparse.Namespace) -> str:
 def _build_line(what: str, result: BuildResult, wall_s: float) -> str:
     return (f"{what}: predictor {result.predictor_id}, {result.build_s / 60:.1f} min of device time "
             f"({wall_s / 60:.1f} min wall with exports), {result.probes_total} probes, {result.kernel_rows} kernel "
-            f"rows, {result.models} zoo models")  # fmt: skip
+            f"rows, {result.models} zoo models"
+            + (" (no probe: the models' sweep took the whole budget; a larger --budget buys probes)"
+               if result.probes_total == 0 else ""))  # fmt: skip
 
 
 def _timed(step: Callable[[], BuildResult]) -> tuple[BuildResult, float]:
@@ -202,6 +205,9 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
             a_eval = evaluate_held_out(aplan_eval, store, device, EXPORTER, a_predictor, progress)
             out.add(Row(f"adapted ({args.adapt_budget}) on the random nets, {args.adapt_threads} threads", a_eval))
             out.note(f"misses of the adapted predictor: {misses(a_eval, seed, args.net_size)}")
+            # What the adaptation bought: the source predictor as it was, on the same measurements.
+            s_eval = evaluate_held_out(aplan_eval, store, device, EXPORTER, base, progress)
+            out.add(Row(f"1-thread predictor unadapted, same nets, {args.adapt_threads} threads", s_eval))
             progress.stage(f"{runtime}, seed {seed}: full build at {args.adapt_threads} threads ({args.budget})")
             full, fwall = _timed(lambda: build_predictor(BuildPlan(actx, budget, seed), store, device, EXPORTER,
                                                          progress))  # fmt: skip
