@@ -1,21 +1,23 @@
 """How much does flopgap's runner add to, or take from, a latency? Its medians against a peer tool and a bare loop.
 
-On the SAME exported .tflite and .onnx files, per zoo model, three tools time the model with 1 thread and the
+On the SAME exported .tflite, .onnx and .pte files, per zoo model, three tools time the model with 1 thread and the
 same warm-up and run counts (flopgap's runner gets ``--warmup-seconds 0 --min-seconds 0 --max-runs N`` so it
 runs exactly W warm-up and N timed runs, as the others do):
 
 - ``flopgap``: ``devices/runner.py`` in a subprocess; its median via :func:`harness.measure.stats.summarize`.
 - ``peer``: Google's ``benchmark_litert_model.py`` from the ai-edge-litert wheel, in a subprocess (TFLite only;
   there is no ONNX counterpart in the installed wheels); its printed ``Inference (median)``.
-- ``bare``: the minimal timing loop, ``interpreter.invoke()`` (TFLite, input set once) or
-  ``session.run(None, feed)`` (ONNX Runtime, feed built once) between two ``perf_counter_ns`` reads, in the same
-  process as the runtime. Each bare measurement runs in a fresh child process of this script, like the other two
-  tools, so that every tool starts from the same process state (no torch in the timed process, cold allocator).
+- ``bare``: the minimal timing loop, ``interpreter.invoke()`` (TFLite, input set once),
+  ``session.run(None, feed)`` (ONNX Runtime, feed built once) or ``method.execute(inputs)`` (ExecuTorch's own
+  Python runtime on the XNNPACK-delegated ``.pte``, inputs built once) between two ``perf_counter_ns`` reads, in
+  the same process as the runtime. Each bare measurement runs in a fresh child process of this script, like the
+  other two tools, so that every tool starts from the same process state (cold allocator; no torch in the timed
+  process except for ``.pte``, whose runtime takes torch tensors in both tools).
 
 Printed per model and format:
 
 - (a) ``fg/peer``: flopgap's median / the peer's median (TFLite only), both medians across rounds;
-- (b) ``fg/bare``: flopgap's median / the bare loop's median, both formats;
+- (b) ``fg/bare``: flopgap's median / the bare loop's median, every format;
 - (c) ``fg spread``: (max - min) / median of flopgap's per-round medians, i.e. over ``--rounds`` (default 5)
   separate invocations of the runner.
 
@@ -67,6 +69,7 @@ Run::
     python benchmarks/harness_overhead.py                 # 4 models, 5 rounds, ~1 s of timed runs per cell
     python benchmarks/harness_overhead.py --quick         # smoke run: smallest model, 2 short rounds
     python benchmarks/harness_overhead.py --models mobilenet_v2:alpha=0.5 resnet50 --rounds 7 --json out.json
+    python benchmarks/harness_overhead.py --formats pte   # ExecuTorch only (needs the .[executorch] extra)
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ DEFAULT_MODELS = (
 )
 QUICK_MODELS = ("mobilenet_v1:alpha=0.25,resolution=128",)
 TOOLS = ("flopgap", "peer", "bare")
-FORMATS = ("tflite", "onnx")
+FORMATS = ("tflite", "onnx", "pte")
 SUBPROCESS_TIMEOUT_S = 300.0
 
 
@@ -216,6 +219,8 @@ def _bare_invoker(path: Path, threads: int) -> tuple[Callable[..., Any], tuple[A
     import numpy as np
 
     rng = np.random.default_rng(0)
+    if path.suffix == ".pte":
+        return _bare_executorch(path, threads, rng)
     if path.suffix == ".tflite":
         from ai_edge_litert.interpreter import Interpreter
 
@@ -239,6 +244,29 @@ def _bare_invoker(path: Path, threads: int) -> tuple[Callable[..., Any], tuple[A
     return session.run, (None, feed)
 
 
+_ALIVE: list[Any] = []
+
+
+def _bare_executorch(path: Path, threads: int, rng: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """ExecuTorch's Python runtime as its docs use it; the threadpool sized as flopgap's runner sizes it."""
+    import torch
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime, Verification
+
+    portable_lib._unsafe_reset_threadpool(threads)
+    program = Runtime.get().load_program(path, verification=Verification.Minimal)
+    method = program.load_method("forward")
+    if method is None:
+        raise SystemExit(f"bare loop: {path.name} has no forward method")
+    meta = method.metadata
+    inputs = []
+    for i in range(meta.num_inputs()):
+        shape = tuple(meta.input_tensor_meta(i).sizes())
+        inputs.append(torch.from_numpy(rng.standard_normal(shape).astype("float32")))
+    _ALIVE.append(program)  # the method lives only as long as its program
+    return method.execute, (inputs,)
+
+
 def bare_child(path: Path, out: Path, threads: int, warmup: int, runs: int) -> None:
     """The minimal loop: W untimed calls, then N calls each between two perf_counter_ns reads."""
     call, args = _bare_invoker(path, threads)
@@ -260,8 +288,12 @@ def bare_child(path: Path, out: Path, threads: int, warmup: int, runs: int) -> N
 @dataclass(frozen=True)
 class ModelFiles:
     label: str
-    tflite: Path
-    onnx: Path
+    paths: dict[str, Path]  # format -> exported file
+
+    @property
+    def probe(self) -> Path:
+        """The file a short bare probe sizes the run counts on (TFLite's where exported)."""
+        return self.paths.get("tflite") or next(iter(self.paths.values()))
 
 
 @dataclass
@@ -330,7 +362,7 @@ def _model_arg(text: str) -> str:
     return text
 
 
-def export_models(model_args: Sequence[str]) -> list[ModelFiles]:
+def export_models(model_args: Sequence[str], formats: Sequence[str]) -> list[ModelFiles]:
     from exporters.export import export
     from harness.zoo.registry import resolve
 
@@ -338,9 +370,7 @@ def export_models(model_args: Sequence[str]) -> list[ModelFiles]:
     for text in model_args:
         name, params = parse_model_arg(text)
         spec = resolve(name, **params)
-        tflite = export(spec, "tflite", "fp32").path
-        onnx = export(spec, "onnx", "fp32").path
-        files.append(ModelFiles(spec.label, Path(tflite), Path(onnx)))
+        files.append(ModelFiles(spec.label, {fmt: Path(export(spec, fmt, "fp32").path) for fmt in formats}))
     return files
 
 
@@ -356,14 +386,13 @@ def plan_counts(path: Path, threads: int, target_s: float, warmup_s: float, quic
 def run_rounds(
     model: ModelFiles, rounds: int, threads: int, warmup: int, runs: int, peer: Path | None, loads: list[float]
 ) -> list[Row]:
-    rows = {fmt: Row(model.label, fmt, warmup, runs) for fmt in FORMATS}
+    rows = {fmt: Row(model.label, fmt, warmup, runs) for fmt in model.paths}
     peer_failed: str | None = None if peer is not None else "benchmark_litert_model.py not found in ai_edge_litert"
     for r in range(rounds):
         order = TOOLS[r % len(TOOLS) :] + TOOLS[: r % len(TOOLS)]
         for tool in order:
-            for fmt in FORMATS:
-                path = model.tflite if fmt == "tflite" else model.onnx
-                if tool == "peer" and fmt == "onnx":
+            for fmt, path in model.paths.items():
+                if tool == "peer" and fmt != "tflite":
                     continue
                 loads.append(os.getloadavg()[0])
                 if tool == "flopgap":
@@ -379,7 +408,7 @@ def run_rounds(
                         peer_failed = cell.error  # it will not run this model in later rounds either
                 rows[fmt].cells.setdefault(tool, []).append(cell)
         print(f"  {model.label}: round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
-    return [rows[fmt] for fmt in FORMATS]
+    return list(rows.values())
 
 
 # --------------------------------------------------------------------------- printing
@@ -398,6 +427,7 @@ def machine_facts() -> dict[str, Any]:
         "python": facts.get("python"),
         "onnxruntime": facts["runtimes"].get("onnxruntime"),
         "ai_edge_litert": litert,
+        "executorch": facts["runtimes"].get("executorch"),
         "numpy": facts["runtimes"].get("numpy"),
         "governors": sorted({c["governor"] for c in facts["state"].get("cpus", []) if "governor" in c}) or None,
     }
@@ -486,7 +516,8 @@ def print_report(rows: Sequence[Row], facts: dict[str, Any], args: argparse.Name
     print(f"machine: {facts['cpu']}; {facts['cores']}; {facts['os']}")
     print(
         f"runtimes: ai-edge-litert {facts['ai_edge_litert']}, onnxruntime {facts['onnxruntime']}, "
-        f"numpy {facts['numpy']}, python {facts['python']}; governor {facts['governors'] or 'n/a'}"
+        f"executorch {facts['executorch']}, numpy {facts['numpy']}, python {facts['python']}; "
+        f"governor {facts['governors'] or 'n/a'}"
     )
     if loads and statistics.median(loads) >= 0.5 * (os.cpu_count() or 1):
         print("WARNING: the machine was busy (load average >= 0.5 per CPU): other processes shared the CPUs")
@@ -505,7 +536,8 @@ def print_report(rows: Sequence[Row], facts: dict[str, Any], args: argparse.Name
     print("fg spread: (max - min) / median of flopgap's medians over its separate invocations (one per round)")
     print("noisy: tools whose per-round medians spread > 5% (the stats threshold): the machine changed under")
     print("       the run (load, co-runners, clocks); that row's ratios describe the machine more than the tools")
-    print("peer: benchmark_litert_model.py (CompiledModel API); bare: Interpreter.invoke / InferenceSession.run loop")
+    print("peer: benchmark_litert_model.py (CompiledModel API); bare: Interpreter.invoke / InferenceSession.run /")
+    print("      ExecuTorch Method.execute loop")
     notes = [(row.label, row.fmt, text) for row in rows for text in row.errors()]
     for label, fmt, text in notes:
         print(f"note: {label} {fmt}: {text}")
@@ -528,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per model (default 5; quick 2)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per cell (default 1.0; quick 0.15)")
     parser.add_argument("--threads", type=int, default=1, help="runtime threads for every tool (default 1)")
+    parser.add_argument(
+        "--formats", nargs="+", choices=FORMATS, default=list(FORMATS), help="formats to compare (default: all three)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write every per-round cell to this JSON file")
     parser.add_argument("--bare-child", nargs=2, metavar=("MODEL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=5, help=argparse.SUPPRESS)
@@ -548,12 +583,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"exporting {len(models)} model(s) (artifact cache)...", file=sys.stderr, flush=True)
-    files = export_models(models)
+    files = export_models(models, args.formats)
     peer = peer_tool_path()
     rows: list[Row] = []
     loads: list[float] = []
     for model in files:
-        warmup, runs = plan_counts(model.tflite, args.threads, seconds, warmup_s, args.quick)
+        warmup, runs = plan_counts(model.probe, args.threads, seconds, warmup_s, args.quick)
         print(f"{model.label}: W={warmup} N={runs}", file=sys.stderr, flush=True)
         rows.extend(run_rounds(model, args.rounds, args.threads, warmup, runs, peer, loads))
     facts = {**machine_facts(), "date": date, "elapsed_s": time.perf_counter() - start}

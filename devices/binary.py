@@ -1,12 +1,14 @@
 """Backends that run an official prebuilt benchmark binary: TFLite's ``benchmark_model`` (and its ``_plus_flex``
-build) and ``onnxruntime_perf_test``, on any transport whose device can execute the binary.
+build), ``onnxruntime_perf_test`` and ExecuTorch's ``executor_runner``, on any transport whose device can execute
+the binary.
 
 The binary is checked once per session against the device's architecture (its ELF ``e_machine`` against
 ``uname -m``, or ``ro.product.cpu.abi`` on a phone; a ``#!`` script is left to the device's interpreter), pushed
 hash-verified, run under ``taskset`` when an affinity is set, with the transport's device state read before and
 after, and its output parsed by :mod:`devices.parsers` into a :class:`~devices.result.TrialResult`.
 ``benchmark_model`` prints only a summary of the timed runs, so its results carry a :class:`~devices.result.Summary`
-and no samples; ``onnxruntime_perf_test`` writes one line per run to a result file, so its results carry samples.
+and no samples; ``onnxruntime_perf_test`` writes one line per run to a result file, and ``executor_runner`` one
+ETDump run block per execution, so their results carry samples.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from devices.base import Machine, ShellReturn, Transport, TrialRequest
 from devices.core.digest import file_digest
 from devices.errors import BinaryMissing, PullFailed, TrialFailed, WrongABI
+from devices.etdump_timing import etdump_document, missing_flag, parse_etdump, parse_executor_runner_log
 from devices.ort_trace import parse_ort_trace
 from devices.parsers import (
     ParseError,
@@ -139,9 +142,9 @@ class BinaryBackend:
         res = transport.run(argv, timeout=request.timeout_s)
         after = transport.state()
         if not res.ok:
-            raise TrialFailed(f"device '{transport.name}': {self.kind} exited {res.returncode}: {res.last_line()}")
+            raise TrialFailed(f"device '{transport.name}': {self.kind} exited {res.returncode}: {self.failure(res)}")
         try:
-            parsed = self.parse(transport, res, outputs)
+            parsed = self.parse(transport, res, outputs, request)
         except (ParseError, PullFailed) as exc:
             raise TrialFailed(f"device '{transport.name}': {exc}") from None
         return replace(
@@ -163,13 +166,17 @@ class BinaryBackend:
         """The tool's command line, and the files on the device it writes."""
         raise NotImplementedError
 
-    def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
+    def parse(self, transport: Transport, res: ShellReturn, outputs: list[str], request: TrialRequest) -> TrialResult:
         """The tool's output; :meth:`measure` adds threads, affinity, state and the tool."""
         raise NotImplementedError
 
     def settings(self, request: TrialRequest) -> dict[str, Any]:
         """Runtime settings the command line set, kept with the trial."""
         return {}
+
+    def failure(self, res: ShellReturn) -> str:
+        """Why the tool failed, in one line: its last line unless the backend knows better."""
+        return res.last_line()
 
 
 class TfliteBenchmarkBackend(BinaryBackend):
@@ -195,7 +202,7 @@ class TfliteBenchmarkBackend(BinaryBackend):
         argv += ["--enable_op_profiling=true", "--op_profiling_output_mode=csv", f"--op_profiling_output_file={csv}"]
         return argv, [csv]
 
-    def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
+    def parse(self, transport: Transport, res: ShellReturn, outputs: list[str], request: TrialRequest) -> TrialResult:
         text = res.stdout + "\n" + res.stderr
         out = parse_tflite_benchmark(text)
         if out.inference is None:
@@ -257,7 +264,7 @@ class OrtPerfTestBackend(BinaryBackend):
             }
         }
 
-    def parse(self, transport: Transport, res: ShellReturn, outputs: list[str]) -> TrialResult:
+    def parse(self, transport: Transport, res: ShellReturn, outputs: list[str], request: TrialRequest) -> TrialResult:
         out = parse_ort_perf_test(res.stdout + "\n" + res.stderr)
         prefix = res.argv[res.argv.index("-p") + 1] if "-p" in res.argv else None
         ops = None
@@ -304,10 +311,67 @@ class OrtPerfTestBackend(BinaryBackend):
         return str(PurePosixPath(folder) / found[-1])
 
 
+class ExecutorRunnerBackend(BinaryBackend):
+    """ExecuTorch's ``executor_runner`` built with XNNPACK and the event tracer: it runs the program a fixed number
+    of times (inputs all ones) and writes an ETDump, which is pulled back and read for one sample per execution.
+
+    The first execution is the first inference, the next ``warmup_runs`` the warm-up, the rest the samples. The tool
+    counts executions and has no time limits, so ``warmup_seconds`` and ``min_seconds`` do not apply (kept in the
+    trial's details as ``not_applied``)."""
+
+    def argv(self, transport: Transport, binary: str, model: str, request: TrialRequest) -> tuple[list[str], list[str]]:
+        etdump = transport.scratch(f"{PurePosixPath(model).name}.etdump")
+        argv = [
+            binary,
+            f"--model_path={model}",
+            f"--num_executions={1 + request.warmup_runs + request.runs}",
+            f"--etdump_path={etdump}",
+            f"--cpu_threads={request.threads}",
+        ]
+        return argv, [etdump]
+
+    def settings(self, request: TrialRequest) -> dict[str, Any]:
+        return {"not_applied": {"warmup_seconds": request.warmup_seconds, "min_seconds": request.min_seconds}}
+
+    def failure(self, res: ShellReturn) -> str:
+        flag = missing_flag(res.stdout + "\n" + res.stderr)
+        if flag is None:
+            return res.last_line()
+        return (
+            f"this executor_runner has no --{flag}; build it with -DEXECUTORCH_BUILD_XNNPACK=ON "
+            "-DEXECUTORCH_BUILD_DEVTOOLS=ON -DEXECUTORCH_ENABLE_EVENT_TRACER=ON (see the README's Devices section)"
+        )
+
+    def parse(self, transport: Transport, res: ShellReturn, outputs: list[str], request: TrialRequest) -> TrialResult:
+        with tempfile.TemporaryDirectory(prefix="flopgap-etdump-") as tmp:
+            data = transport.pull(outputs[0], Path(tmp) / "run.etdump").read_bytes()
+        timing = parse_etdump(etdump_document(data))
+        warmup, asked = request.warmup_runs, 1 + request.warmup_runs + request.runs
+        if len(timing.executions_ns) != asked:
+            raise ParseError(f"the ETDump holds {len(timing.executions_ns)} executions, {asked} were asked for")
+        log = parse_executor_runner_log(res.stdout + "\n" + res.stderr)
+        return TrialResult(
+            runtime="executorch",
+            samples_ns=timing.executions_ns[1 + warmup :],
+            init_ns=timing.load_method_ns,
+            first_inference_ns=timing.executions_ns[0],
+            warmup_runs=warmup,
+            warmup_ns=sum(timing.executions_ns[1 : 1 + warmup]),
+            timed_ns=sum(timing.executions_ns[1 + warmup :]),
+            details={
+                "etdump_bytes": len(data),
+                "delegate_events": timing.delegate_events,
+                "log": None if log is None else {"executions": log.executions, "total_ms": log.total_ms},
+            },
+        )
+
+
 def binary_backend(kind: RunnerKind, binary: Path, affinity: list[int] | None = None) -> BinaryBackend:
     """The backend for one official binary."""
     if kind is RunnerKind.ONNXRUNTIME_PERF_TEST:
         return OrtPerfTestBackend(kind, binary, affinity)
+    if kind is RunnerKind.EXECUTOR_RUNNER:
+        return ExecutorRunnerBackend(kind, binary, affinity)
     return TfliteBenchmarkBackend(kind, binary, affinity)
 
 

@@ -256,7 +256,21 @@ def parse_tflite_op_table(text: str) -> list[OpRow]:
 
 def _csv_rows(block: list[str]) -> list[OpRow]:
     header = _header(block[0].split(","))
-    return [_row(ln.split(", ", len(header) - 1), header, ln) for ln in block[1:]]
+    return [_row(_csv_cells(ln, header), header, ln) for ln in block[1:]]
+
+
+def _csv_cells(line: str, header: list[str]) -> list[str]:
+    """A csv row's cells. The tool does not quote: an XNNPACK operator's node type (``Convolution (NHWC, F32)
+    IGEMM``) and a fused op's name may hold the separator, so where the node type is first and the name last the
+    numbers between them place both."""
+    parts = line.split(", ")
+    numbers = len(header) - 2
+    if len(parts) == len(header) or header[0] != "op_type" or header[-1] != "name":
+        return line.split(", ", len(header) - 1)
+    for i in range(1, len(parts) - numbers):
+        if all(re.fullmatch(rf"(?:{_NUM})%?", c.strip()) for c in parts[i : i + numbers]):
+            return [", ".join(parts[:i]), *parts[i : i + numbers], ", ".join(parts[i + numbers :])]
+    return line.split(", ", len(header) - 1)
 
 
 def parse_tflite_op_csv(text: str) -> list[OpRow]:

@@ -103,6 +103,7 @@ class RunnerKind(StrEnum):
     BENCHMARK_MODEL = "benchmark_model"  # TFLite's benchmark binary
     BENCHMARK_MODEL_PLUS_FLEX = "benchmark_model_plus_flex"  # the same, with TF (flex) ops linked in
     ONNXRUNTIME_PERF_TEST = "onnxruntime_perf_test"
+    EXECUTOR_RUNNER = "executor_runner"  # ExecuTorch's, built with XNNPACK and the event tracer (ETDump)
 
     @property
     def is_binary(self) -> bool:
@@ -116,4 +117,6 @@ class RunnerKind(StrEnum):
             return frozenset(Format)
         if self is RunnerKind.ONNXRUNTIME_PERF_TEST:
             return frozenset({Format.ONNX})
+        if self is RunnerKind.EXECUTOR_RUNNER:
+            return frozenset({Format.PTE})
         return frozenset({Format.TFLITE})

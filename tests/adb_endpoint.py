@@ -5,14 +5,16 @@ It speaks the subset of the adb host protocol that :class:`devices.adb.AdbTransp
 ``host:transport:S`` / ``host-serial:S:...``, ``shell:`` (v1), ``shell,v2:``, and ``sync:`` with STAT, SEND
 (DATA/DONE), RECV and QUIT. Its phone is a sandbox directory (paths on the phone map below it), a getprop table and
 a fake sysfs; the shell answers only the commands the adb transport and the backends send. A benchmark binary run
-replays a real captured log from ``tests/data``; the phone's Python (``FakePhone.python``) is this machine's
-interpreter, given the sandboxed paths of its arguments, so flopgap's real runner runs "on the phone".
+replays a real captured log from ``tests/data``, and a stand-in binary that is a script (``#!``) runs on this
+machine; the phone's Python (``FakePhone.python``) is this machine's interpreter, given the sandboxed paths of its
+arguments, so flopgap's real runner runs "on the phone".
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shlex
 import socket
 import socketserver
@@ -109,6 +111,9 @@ class FakePhone:
     data_bytes: int = 0  # DATA payload received over all SENDs
     modes: dict[str, int] = field(default_factory=dict)
     ignored_flags: set[str] = field(default_factory=set)  # benchmark_model flags this "old build" ignores
+    # Run the pushed benchmark binary itself instead of replaying a log: a stand-in program for this machine (such as
+    # tests/benchmark_model_stand_in.py behind a #! line), given the phone's argv and PHONE_ROOT, where its / lies.
+    run_pushed: bool = False
     # Run the phone's Python in a private mount namespace whose /sys/class/thermal and /sys/devices/system/cpu are
     # this phone's fake ones (root only; see tests/fake_sysfs.py), so the runner on the "phone" reads them too.
     mount_sysfs: bool = False
@@ -253,7 +258,16 @@ class FakePhone:
             return b"", f"/system/bin/sh: {binary}: inaccessible or not found\n".encode(), 127
         if not self.modes.get(binary, 0) & 0o111:
             return b"", f"/system/bin/sh: {binary}: can't execute: Permission denied\n".encode(), 126
+        if self.path(binary).read_bytes()[:2] == b"#!":
+            return self._script(binary, rest)
         name = Path(binary).name
+        if self.run_pushed:
+            program = self.path(binary)
+            program.chmod(program.stat().st_mode | 0o100)  # the phone's chmod is kept in self.modes, not on the file
+            env = {**os.environ, "PHONE_ROOT": str(self.root)}
+            done = subprocess.run([str(program), *rest], capture_output=True, timeout=300, cwd=self.root,
+                                  env=env)  # fmt: skip
+            return done.stdout, done.stderr, done.returncode if done.returncode >= 0 else 128 - done.returncode
         if "benchmark_model" in name:
             for a in rest:
                 if a.startswith("--op_profiling_output_file="):
@@ -266,6 +280,17 @@ class FakePhone:
                 self.path(f"{prefix}_2026-11-29_10-43-59_859.json").write_bytes(self.ort_profile.read_bytes())
             return self.ort_log.read_bytes(), b"", 0
         return b"", b"", 0
+
+    def _script(self, script: str, rest: list[str]) -> tuple[bytes, bytes, int]:
+        """A stand-in binary that is a Python script: run by this interpreter, phone paths in ``--flag=/path``
+        arguments (files it reads or writes) mapped into the sandbox."""
+        args = []
+        for arg in rest:
+            flag, sep, value = arg.partition("=")
+            args.append(f"{flag}={self.path(value)}" if sep and value.startswith("/") else arg)
+        done = subprocess.run([sys.executable, str(self.path(script)), *args], capture_output=True, timeout=300,
+                              cwd=self.root)  # fmt: skip
+        return done.stdout, done.stderr, done.returncode if done.returncode >= 0 else 128 - done.returncode
 
 
 def _expand(cpus: str) -> str:

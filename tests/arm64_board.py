@@ -12,7 +12,12 @@ the same:
   the versions ``constraints.txt`` pins for this machine, one folder per board;
 - ``topology-N``: an ARM ``/proc/cpuinfo`` and ``/sys/devices/system/cpu`` tree for this host's N CPUs, half
   "LITTLE" Cortex-A55 (1.8 GHz), the rest "big" Cortex-A76 (2.4 GHz), with per-core cpufreq and topology files;
-- ``bin/python-full`` and ``bin/python-onnxruntime-only``: the board pythons (shell wrappers).
+- ``bin/python-full`` and ``bin/python-onnxruntime-only``: the board pythons (shell wrappers);
+- on demand (:func:`ensure_executor_runner`), ``bin/executor_runner``: ``tests/executor_runner_min.cpp`` compiled
+  with Debian's aarch64 g++ (``cross-*``, unpacked like the sysroot, never installed) against the runtime libraries
+  of the aarch64 ``executorch`` wheel (``site-executorch-*``: no torch, no Python), run under qemu by a wrapper. It
+  stands for ExecuTorch's ``executor_runner`` on a board: ExecuTorch's Python runtime needs torch, and PyPI's
+  aarch64 torch is the CUDA build, which does not import without the CUDA libraries.
 
 Why the mount namespace: onnxruntime and LiteRT read ``/proc/cpuinfo`` to pick kernels, and both crash (SIGSEGV)
 on an x86 host's. Each board python enters a private mount namespace (``unshare --mount``, root only), bind-mounts
@@ -67,6 +72,34 @@ DEBS = (
 PLATFORMS = tuple(f"{tag}_aarch64" for tag in ("manylinux_2_36", "manylinux_2_28", "manylinux_2_27", "manylinux_2_17"))
 # Each board is one folder of wheels: one with both runtimes, one that proves a single runtime is enough.
 BOARDS = {"full": ("numpy", "onnxruntime", "ai-edge-litert"), "onnxruntime-only": ("numpy", "onnxruntime")}
+
+
+# Debian bookworm's aarch64 cross g++ 12 and the arm64 libc/libstdc++ it links against (amd64 packages).
+CROSS_DEBS = (
+    "g++-12-aarch64-linux-gnu",
+    "gcc-12-aarch64-linux-gnu",
+    "cpp-12-aarch64-linux-gnu",
+    "binutils-aarch64-linux-gnu",
+    "libstdc++-12-dev-arm64-cross",
+    "libgcc-12-dev-arm64-cross",
+    "libc6-dev-arm64-cross",
+    "linux-libc-dev-arm64-cross",
+    "libc6-arm64-cross",
+    "libgcc-s1-arm64-cross",
+    "libstdc++6-arm64-cross",
+    "libasan8-arm64-cross",
+    "libatomic1-arm64-cross",
+    "libgomp1-arm64-cross",
+    "libhwasan0-arm64-cross",
+    "libitm1-arm64-cross",
+    "liblsan0-arm64-cross",
+    "libtsan2-arm64-cross",
+    "libubsan1-arm64-cross",
+)
+EXECUTOR_RUNNER_SOURCE = ROOT / "tests" / "executor_runner_min.cpp"
+# The wheel's libraries, XNNPACK's first: it registers its backend from a static initializer, so it must stay linked.
+EXECUTORCH_LIBS = ("executorch_backend_xnnpack", "executorch_kernels_optimized", "executorch_etdump",
+                   "executorch_threadpool", "executorch")  # fmt: skip
 
 
 class BoardUnavailable(Exception):
@@ -275,6 +308,68 @@ def ensure_board(cache: Path = CACHE, cpus: int | None = None) -> Board:
                 part.replace(wrapper)
             pythons[board] = wrapper
     return Board(pythons, tuple(cores), cache)
+
+
+def _build_cross(dest: Path) -> None:
+    debs = dest / ".debs"
+    debs.mkdir()
+    _run(["apt-get", "download", "-q", *CROSS_DEBS], cwd=debs)
+    for deb in sorted(debs.glob("*.deb")):
+        _run(["dpkg", "-x", str(deb), str(dest)])
+    shutil.rmtree(debs)
+
+
+def _compile_runner(cross: Path, site: Path) -> Callable[[Path], None]:
+    def build(dest: Path) -> None:
+        gcc = cross / "usr/lib/gcc-cross/aarch64-linux-gnu/12"
+        include = site / "executorch/include"
+        lib = site / "executorch/lib"
+        argv = [str(cross / "usr/bin/aarch64-linux-gnu-g++-12"), f"-B{gcc}", f"-B{cross}/usr/bin/aarch64-linux-gnu-",
+                f"--sysroot={cross}", "-std=c++17", "-O2", "-DC10_USING_CUSTOM_GENERATED_MACROS",
+                f"-I{include}", f"-I{include}/executorch/runtime/core/portable_type/c10",
+                "-isystem", f"{cross}/usr/aarch64-linux-gnu/include/c++/12",
+                "-isystem", f"{cross}/usr/aarch64-linux-gnu/include/c++/12/aarch64-linux-gnu",
+                "-isystem", f"{cross}/usr/aarch64-linux-gnu/include",
+                str(EXECUTOR_RUNNER_SOURCE), f"-L{lib}", f"-Wl,-rpath,{lib}", "-Wl,--no-as-needed",
+                *(f"-l{name}" for name in EXECUTORCH_LIBS), "-o", str(dest / "executor_runner")]  # fmt: skip
+        # The unpacked binutils find their own shared libraries only through LD_LIBRARY_PATH.
+        env = {**os.environ, "LD_LIBRARY_PATH": str(cross / "usr/lib/x86_64-linux-gnu")}
+        res = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if res.returncode != 0:
+            errors = [ln for ln in res.stderr.splitlines() if "error" in ln] or res.stderr.splitlines()[-1:]
+            raise BoardUnavailable(f"compiling {EXECUTOR_RUNNER_SOURCE.name} failed: {errors[0] if errors else '?'}")
+
+    return build
+
+
+def ensure_executor_runner(board: Board) -> Path:
+    """Build (once) the board's ``executor_runner`` and return its wrapper: an aarch64 ELF run under qemu. Downloads
+    ~55 MB of cross-compiler .debs and the aarch64 executorch wheel."""
+    check_host()
+    cache = board.cache
+    version = pins()["executorch"]
+    with _locked(cache):
+        sysroot = _once(cache / f"sysroot-{_key(DEBS)}", _build_sysroot)
+        cross = _once(cache / f"cross-{_key(CROSS_DEBS)}", _build_cross)
+        site = _once(cache / f"site-executorch-{_key(version, PLATFORMS)}",
+                     _build_site([f"executorch=={version}", "--no-deps"]))  # fmt: skip
+        source = EXECUTOR_RUNNER_SOURCE.read_text()
+        built = _once(cache / f"executor-runner-{_key(source, cross.name, site.name)}", _compile_runner(cross, site))
+        wrapper = cache / "bin" / "executor_runner"
+        text = (
+            "#!/bin/sh\n"
+            "# flopgap's emulated aarch64 board's executor_runner (written by tests/arm64_board.py): an aarch64 build\n"
+            "# of tests/executor_runner_min.cpp on the executorch wheel's runtime, under qemu-user.\n"
+            f"export QEMU_LD_PREFIX={shlex.quote(str(sysroot))} QEMU_CPU={QEMU_CPU}\n"
+            f'exec {QEMU} {shlex.quote(str(built / "executor_runner"))} "$@"\n'
+        )
+        (cache / "bin").mkdir(exist_ok=True)
+        if not wrapper.is_file() or wrapper.read_text() != text:
+            part = wrapper.with_suffix(".part")
+            part.write_text(text)
+            part.chmod(0o755)
+            part.replace(wrapper)
+    return wrapper
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from harness.store import Store
-from tests.arm64_board import Board, BoardUnavailable, ensure_board
+from tests.arm64_board import Board, BoardUnavailable, ensure_board, ensure_executor_runner
 from tests.conftest import Sshd
 from tests.environment import Need, require, unmet
 
@@ -48,6 +48,23 @@ def inventory(board: Board, sshd: Sshd, tmp_path_factory: pytest.TempPathFactory
     path.write_text(
         f'[devices.emu-arm64]\n{common}python = "{board.pythons["full"]}"\n\n'
         f'[devices.emu-arm64-ort]\n{common}python = "{board.pythons["onnxruntime-only"]}"\n'
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def et_inventory(board: Board, sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SSH board on the loopback sshd whose runner is the board's executor_runner (an aarch64 ELF under qemu)."""
+    try:
+        binary = ensure_executor_runner(board)
+    except BoardUnavailable as exc:
+        unmet(Need.ARM64, f"the emulated arm64 board's executor_runner cannot be built: {exc}")
+    d = tmp_path_factory.mktemp("arm64-et")
+    path = d / "devices.toml"
+    path.write_text(
+        f'[devices.emu-arm64-et]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = {sshd.port}\n'
+        f'user = "{pwd.getpwuid(os.getuid()).pw_name}"\nkey = "{sshd.client_key}"\nknown_hosts = "{sshd.known_hosts}"\n'
+        f'work_dir = "{d / "board"}"\nrunner = "executor_runner"\nbinary = "{binary}"\n'
     )
     return path
 
@@ -99,6 +116,27 @@ def test_run_measures_on_the_emulated_board(runtime: str, inventory: Path, tmp_p
     facts = _facts(db, "emu-arm64")
     assert facts["machine"] == "aarch64" and facts["python"] == "3.11.2"
     assert {core["part"] for core in facts["cpu_cores"]} <= {"0xd05", "0xd0b"}
+
+
+def test_run_measures_a_pte_point_with_executor_runner_on_the_emulated_board(
+    et_inventory: Path, tmp_path: Path
+) -> None:
+    """ExecuTorch on aarch64: the wheel's runtime (XNNPACK, ETDump) in the board's executor_runner, over SSH."""
+    db = tmp_path / "et.db"
+    args = ["run", "conv3x3", "-p", "cin=8", "-p", "cout=8", "-p", "h=8", "-p", "w=8", "--runtime", "executorch"]
+    res = flopgap(
+        *args, "--device", "emu-arm64-et", "--trials", "1", "--runs", "5", "--db", db, "--devices", et_inventory
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _points(db) == [("conv3x3", "executorch", "done", None)]
+    with Store(db) as store:
+        samples = store.samples_frame()
+        [doc] = [json.loads(text) for text in store.trials_frame()["runner_json"]]
+    assert len(samples) == 5 and (samples["latency_ns"] > 0).all()
+    executions = 1 + doc["warmup_runs"] + 5
+    assert doc["tool"]["argv"][2] == f"--num_executions={executions}"
+    # conv3x3 in XNNPACK: NCHW->NHWC, the conv, NHWC->NCHW, per execution, in the ETDump the board wrote
+    assert doc["delegate_events"] == 3 * executions and doc["log"]["executions"] == executions
 
 
 def test_small_sweep_on_the_emulated_board(inventory: Path, tmp_path: Path) -> None:

@@ -71,10 +71,13 @@ def test_unknown_runtime_is_rejected_in_one_line_naming_the_choices(args: tuple[
 def test_unknown_format_is_rejected_by_export_and_proxies() -> None:
     export = _invoke("export", "conv1x1", "--format", "pb")
     assert export.exit_code == 2
-    assert "'pb' is not one of 'onnx', 'tflite'" in _lines_with(export.output, "Invalid value for '--format'")[0]
-    proxies = _invoke("proxies", "show", "conv1x1", "--format", "pb")
-    assert proxies.exit_code == 2
-    assert "'pb' is not one of onnx, tflite, both" in _lines_with(proxies.output, "Invalid value for '--format'")[0]
+    assert "'pb' is not one of 'onnx', 'tflite', 'pte'" in _lines_with(export.output, "Invalid value for '--format'")[0]
+    # The proxies account graphs: an ExecuTorch program is not offered (it would fail after its export).
+    for fmt in ("pb", "pte"):
+        proxies = _invoke("proxies", "show", "conv1x1", "--format", fmt)
+        assert proxies.exit_code == 2
+        line = _lines_with(proxies.output, "Invalid value for '--format'")[0]
+        assert f"'{fmt}' is not one of onnx, tflite, both" in line
 
 
 def test_threads_below_one_is_a_usage_error() -> None:

@@ -100,6 +100,27 @@ def test_tflite_op_csv_file() -> None:
     assert dw.start_ms is None  # the current layout has no start column
 
 
+def test_tflite_op_csv_with_xnnpack_operators_whose_node_types_hold_the_separator() -> None:
+    # XNNPACK's per-operator rows (TFLite >= 2.9.1) name the operator with its layout and type, commas included;
+    # the tool does not quote its csv, so the numbers between the first and the last column place both.
+    text = (
+        "Operator-wise Profiling Info for Regular Benchmark Runs:\n"
+        "============================== Run Order ==============================\n"
+        "node type, first, avg_ms, %, cdf%, mem KB, times called, name\n"
+        "TfLiteXNNPackDelegate, 1.2, 1.1, 50%, 50%, 0, 1, [out]:3\n"
+        "Convolution (NHWC, F32) IGEMM, 0.61, 0.604, 27.5%, 77.5%, 0, 1, Delegate/Convolution (NHWC, F32) IGEMM:0\n"
+        "Add (ND, F32), 0.02, 1.5e-02, 0.7%, 78.2%, 0, 1, Delegate/Add (ND, F32):1\n"
+        "CONCATENATION, 0.1, 0.1, 4.5%, 82.7%, 0, 1, [a, b]:2\n"
+    )
+    rows = parse_tflite_op_csv(text)
+    assert [(r.op_type, r.avg_ms, r.percent, r.name) for r in rows] == [
+        ("TfLiteXNNPackDelegate", 1.1, 50.0, "[out]:3"),
+        ("Convolution (NHWC, F32) IGEMM", 0.604, 27.5, "Delegate/Convolution (NHWC, F32) IGEMM:0"),
+        ("Add (ND, F32)", 0.015, 0.7, "Delegate/Add (ND, F32):1"),
+        ("CONCATENATION", 0.1, 4.5, "[a, b]:2"),
+    ]
+
+
 def test_ort_perf_test_with_percentiles() -> None:
     out = parse_ort_perf_test(_read("ort_perf_test_linux_riscv.txt"))
     assert (out.requests, out.avg_ms, out.session_creation_s, out.first_inference_ms) == (100, 62.2935, 2.74716, 85)

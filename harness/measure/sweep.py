@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from devices.base import Device
+from devices.base import Device, TrialRequest
 from devices.bounded import bounded
 from devices.core.errors import FlopgapError
 from devices.errors import DeviceError, DeviceUnreachable, RunnerMissing, TrialFailed
@@ -32,6 +32,7 @@ from harness.measure.cooldown import ThermalCooldown, device_temperatures, hot_t
 from harness.measure.placement import place_points
 from harness.measure.recording import ensure_point, record_devices
 from harness.measure.spec import Cooldown, SweepPoint, SweepSpec, expand_points
+from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.stats import combine_summaries, combine_trials
 from harness.measure.sustained import summarize_point
 from harness.measure.trial import trial_request
@@ -78,6 +79,8 @@ class PointState:
     failed: bool = False
     run_id: int | None = None
     runtime_version: str | None = None  # what the device's facts promised; a trial reporting another fails
+    request: TrialRequest | None = None  # what its trials ask where not the protocol's (a probe's per-node profile)
+    result: TrialResult | None = None  # its last trial measured in this run
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ def _measure_device(
             if st.failed or trial in st.done_trials:
                 continue
             device = devices[st.point.device]
-            outcome = _one_trial(spec, store, st, trial, device, cooldowns.get(st.point.device), rep, states)
+            outcome = measure_trial(proto, store, st, trial, device, cooldowns.get(st.point.device), rep, states)
             if outcome is TrialOutcome.DEVICE_LOST:
                 return measured
             if outcome is TrialOutcome.MEASURED:
@@ -298,12 +301,12 @@ def _measure_device(
     for st in states:  # points whose trials were all in before an interruption
         done = store.point_status(st.point_id) is PointStatus.DONE
         if not st.failed and set(range(proto.trials)) <= st.done_trials and not done:
-            _complete(store, st, spec)
+            _complete(store, st, proto)
     return measured
 
 
-def _one_trial(
-    spec: SweepSpec,
+def measure_trial(
+    protocol: SweepProtocol,
     store: Store,
     st: PointState,
     trial: int,
@@ -312,14 +315,16 @@ def _one_trial(
     rep: Reporter,
     states: list[PointState],
 ) -> TrialOutcome:
-    """Measure trial ``trial`` of ``st`` on ``dev`` and store it (or the point's or the device's failure)."""
+    """Measure trial ``trial`` of ``st`` on ``dev`` and store it (or the point's or the device's failure): the
+    runtime version checked against the facts', the point completed when its last trial is in. ``states`` are the
+    device's other points, failed with it when the device is lost."""
     if trial in store.trials_done(st.point_id):  # another flopgap on the same database measured it
-        return _already_in(store, st, trial, spec)
+        return _already_in(store, st, trial, protocol)
     cooled = cooldown.wait() if cooldown is not None else None
     rep.trial_started(st.point, trial)
     started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     try:
-        request = trial_request(spec.protocol, st.point.threads, st.point.options, sustained=True)
+        request = st.request or trial_request(protocol, st.point.threads, st.point.options, sustained=True)
         result = dev.measure(st.artifact.path, request, sha256=st.artifact.sha256)
     except (DeviceUnreachable, RunnerMissing) as exc:
         # The device itself is gone or unusable: fail its remaining points now; a rerun retries them.
@@ -341,17 +346,18 @@ def _one_trial(
         trial_result = cooled.attach(result) if cooled else result
         store.add_trial(st.point_id, trial, trial_result, run_id=st.run_id, started_at=started_at)
     except DuplicateTrialError:  # another flopgap running the same spec committed it first: keep its trial
-        return _already_in(store, st, trial, spec)
+        return _already_in(store, st, trial, protocol)
     st.done_trials.add(trial)
+    st.result = result
     rep.trial_finished(st.point, trial, result.median_ms)
-    if set(range(spec.protocol.trials)) <= st.done_trials:
-        _complete(store, st, spec)
+    if set(range(protocol.trials)) <= st.done_trials:
+        _complete(store, st, protocol)
     return TrialOutcome.MEASURED
 
 
-def _already_in(store: Store, st: PointState, trial: int, spec: SweepSpec) -> TrialOutcome:
+def _already_in(store: Store, st: PointState, trial: int, protocol: SweepProtocol) -> TrialOutcome:
     st.done_trials.add(trial)
-    _complete_if_all_in(store, st, spec)
+    _complete_if_all_in(store, st, protocol)
     return TrialOutcome.ALREADY_IN
 
 
@@ -406,13 +412,12 @@ def _profile_pass(
     return failures
 
 
-def _complete_if_all_in(store: Store, st: PointState, spec: SweepSpec) -> None:
-    if set(range(spec.protocol.trials)) <= st.done_trials and store.point_status(st.point_id) is not PointStatus.DONE:
-        _complete(store, st, spec)
+def _complete_if_all_in(store: Store, st: PointState, protocol: SweepProtocol) -> None:
+    if set(range(protocol.trials)) <= st.done_trials and store.point_status(st.point_id) is not PointStatus.DONE:
+        _complete(store, st, protocol)
 
 
-def _complete(store: Store, st: PointState, spec: SweepSpec) -> None:
-    proto = spec.protocol
+def _complete(store: Store, st: PointState, proto: SweepProtocol) -> None:
     trials = [t for t in store.trial_samples(st.point_id) if t]
     if trials:
         stats: Any = combine_trials(

@@ -29,7 +29,7 @@ import numpy as np
 
 from devices.base import Device
 from devices.core.errors import FlopgapError
-from devices.vocabulary import Precision, RunnerKind, Runtime
+from devices.vocabulary import Precision, Runtime
 from harness.measure.recording import record_devices
 from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.sweep import Exporter
@@ -38,6 +38,7 @@ from harness.predict.build import (
     BuildPlan,
     BuildReporter,
     BuildResult,
+    _check_device,
     _measure_models,
     _measure_probes,
     _Probing,
@@ -116,9 +117,7 @@ def adapt_predictor(
     ctx = plan.context
     if ctx.precision is not Precision.FP32:
         raise FlopgapError(f"predictor build: precision {ctx.precision} is not supported yet; use --precision fp32")
-    if device.runner is not RunnerKind.AGENT:
-        raise FlopgapError(f"device '{device.name}' runs {device.runner}; a predictor build needs flopgap's runner "
-                           'there (runner = "agent" in the inventory)')  # fmt: skip
+    _check_device(device, ctx)
     source = source_predictor(store, plan.source_id, ctx)
     started = clock()
     rep.stage(f"measuring {len(plan.models)} zoo models on {ctx}")

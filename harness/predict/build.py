@@ -22,24 +22,21 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from devices.base import Device
+from devices.base import Device, TrialRequest
 from devices.core.errors import FlopgapError
-from devices.errors import DeviceError
-from devices.result import TrialResult
-from devices.vocabulary import Format, Precision, RunnerKind, Runtime
+from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.profile import GraphIndex, map_ort_rows
 from harness.measure.recording import record_devices
-from harness.measure.spec import ModelSelection, SweepSpec
+from harness.measure.spec import ModelSelection, SweepPoint, SweepSpec
 from harness.measure.spec import Protocol as SweepProtocol
-from harness.measure.stats import combine_trials
-from harness.measure.sweep import Exporter, Reporter, run_sweep
+from harness.measure.sweep import Exporter, PointState, Reporter, TrialOutcome, measure_trial, run_sweep
 from harness.measure.trial import trial_request
 from harness.measure.versions import PointVersions, point_versions
 from harness.predict.dataset import SPACE, PredictContext, context_points, load_dataset, same_versions
@@ -48,6 +45,7 @@ from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit
 from harness.predict.probes import FAMILY, probe_artifact, probe_label
 from harness.predict.regressor import fit_type_model
 from harness.predict.space import KernelConfig, neighbours, sample
+from harness.sources.file import load_file
 from harness.store import Store
 from harness.store.status import PointStatus, RunStatus
 from harness.zoo.registry import ModelSpec, resolve
@@ -143,11 +141,7 @@ def build_predictor(
     """Measure, then fit and store a predictor for ``plan.context`` on ``device`` (see the module doc)."""
     rep = reporter or BuildReporter()
     ctx = plan.context
-    if device.runner is not RunnerKind.AGENT:
-        raise FlopgapError(
-            f"device '{device.name}' runs {device.runner}; a predictor build needs flopgap's runner there "
-            '(runner = "agent" in the inventory)'
-        )
+    _check_device(device, ctx)
     if ctx.precision is not Precision.FP32:
         raise FlopgapError(f"predictor build: precision {ctx.precision} is not supported yet; use --precision fp32")
     started = clock()
@@ -188,6 +182,16 @@ def build_predictor(
                        clock() - started, build_s)  # fmt: skip
 
 
+def _check_device(device: Device, ctx: PredictContext) -> None:
+    """Any backend builds (flopgap's runner, ``benchmark_model``, ``onnxruntime_perf_test``) if it runs the format."""
+    fmt = ctx.runtime.artifact_format
+    if not device.can_run(fmt):
+        raise FlopgapError(
+            f"device '{device.name}' runs {device.runner}, which cannot time {fmt.value} models; build the "
+            f"{ctx.runtime} predictor on a device whose runner can, or pick its runtime with --runtime"
+        )
+
+
 def _time_spent(store: Store, name: str) -> float:
     """Seconds the earlier runs of this build took (runs that never finished count up to their last write)."""
     runs = store.runs_frame()
@@ -205,7 +209,9 @@ def _context_point_ids(store: Store, ctx: PredictContext, versions: PointVersion
 
 def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exporter, rep: BuildReporter) -> None:
     ctx = plan.context
-    protocol = plan.model_protocol.model_copy(update={"profile": ctx.runtime is Runtime.ONNXRUNTIME})
+    # Per-op profiles where the device's own tool gives them (ORT's nodes; benchmark_model's ops inside whole models):
+    # their kernels are training rows. LiteRT on flopgap's runner has no per-op profiler.
+    protocol = plan.model_protocol.model_copy(update={"profile": device.profiles_ops(ctx.runtime.artifact_format)})
     spec = SweepSpec(
         name=plan.name,
         models=[ModelSelection(name=m.name, params=dict(m.params)) for m in plan.models],
@@ -267,6 +273,7 @@ class _Probing:
     rep: BuildReporter
     clock: Callable[[], float]
     measured: int = 0
+    lost: bool = False  # the device went away: the remaining probes wait for a rerun
 
 
 def _probe_rounds(state: _Probing, deadline: float) -> int:
@@ -319,10 +326,12 @@ def _measure_probes(
     until: float,
     sources: dict[str, str] | None = None,
 ) -> None:
+    """Each probe a one-trial point, measured through the sweep's trial (its version check, its summary of a
+    binary's summary-only trial), until ``until`` or the device is lost."""
     ctx = state.ctx
     done = _done_configs(state.store, ctx, state.versions)
     for cfg in configs:
-        if state.clock() >= until:
+        if state.lost or state.clock() >= until:
             return
         if cfg.key in done:
             continue
@@ -335,30 +344,32 @@ def _measure_probes(
         _store_kernels(state.store, art, ctx.runtime)
         if state.store.point_status(pid) is PointStatus.DONE:
             continue
-        started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        try:
-            result = _time_probe(state, art)
-        except DeviceError as exc:  # TrialFailed included: the probe fails, the build goes on
-            state.store.fail_point(pid, str(exc))
+        st = PointState(_probe_point(ctx, art), pid, art, run_id=state.run_id,
+                        runtime_version=state.versions.runtime_version, request=_probe_request(state, art))  # fmt: skip
+        # The build's own reporter counts probes: the sweep's per-trial hooks stay quiet here.
+        outcome = measure_trial(state.plan.probe_protocol, state.store, st, 0, state.device, None, Reporter(), [st])
+        if outcome is TrialOutcome.DEVICE_LOST:
+            state.lost = True
+            return
+        if outcome is not TrialOutcome.MEASURED or st.result is None:
             continue
-        expected, reported = state.versions.runtime_version, result.runtime_version
-        if expected is not None and reported is not None and reported != expected:
-            reason = (
-                f"device '{state.device.name}': the runtime reports version {reported}, not {expected} as when the "
-                "build started (upgraded meanwhile?); rerun it"
-            )
-            state.store.fail_point(pid, reason)
-            continue
-        if 0 not in state.store.trials_done(pid):
-            state.store.add_trial(pid, 0, result, run_id=state.run_id, started_at=started_at)
-        if result.ops and state.store.op_profiles_frame([pid]).empty:
-            state.store.add_op_profile(pid, map_ort_rows(result.ops, GraphIndex.of(art.path)))
-        proto = state.plan.probe_protocol
-        stats = combine_trials([np.asarray(result.samples_ns, dtype=np.int64)], proto.cv_threshold,
-                               proto.spread_threshold)  # fmt: skip
-        state.store.complete_point(pid, stats)
+        if st.result.ops and art.format is Format.ONNX and state.store.op_profiles_frame([pid]).empty:
+            state.store.add_op_profile(pid, map_ort_rows(st.result.ops, GraphIndex.of(art.path)))
         state.measured += 1
-        state.rep.probe_measured(state.measured, probe_label(cfg), result.median_ms, round_)
+        state.rep.probe_measured(state.measured, probe_label(cfg), st.result.median_ms, round_)
+
+
+def _probe_point(ctx: PredictContext, art: Artifact) -> SweepPoint:
+    return SweepPoint(load_file(art.path), ctx.runtime, ctx.precision, ctx.threads, ctx.device)
+
+
+def _probe_request(state: _Probing, art: Artifact) -> TrialRequest:
+    """A probe's one trial; an ONNX probe's also returns its per-node profile where the device's tool gives one
+    (flopgap's runner: a separate session), since its kernels are the nodes ORT runs, not the probe's one op."""
+    ctx, proto = state.ctx, state.plan.probe_protocol
+    profile = art.format is Format.ONNX and state.device.profiles_ops(Format.ONNX)
+    return trial_request(proto, ctx.threads, ctx.runtime.options, profile=profile,
+                         profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
 
 
 def _done_configs(store: Store, ctx: PredictContext, versions: PointVersions) -> set[str]:
@@ -371,15 +382,6 @@ def _done_configs(store: Store, ctx: PredictContext, versions: PointVersions) ->
                   & same_versions(points, versions)]  # fmt: skip
     chosen = samples[samples["point_id"].isin(done["point_id"])]
     return {KernelConfig.from_json(json.loads(text)).key for text in chosen["config_json"]}
-
-
-def _time_probe(state: _Probing, art: Artifact) -> TrialResult:
-    """One trial of a probe; an ONNX probe's trial also returns its per-node profile (a separate session)."""
-    ctx, proto = state.ctx, state.plan.probe_protocol
-    profile = art.format is Format.ONNX
-    request = trial_request(proto, ctx.threads, ctx.runtime.options, profile=profile,
-                            profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
-    return state.device.measure(art.path, request)
 
 
 def _worst_probes(

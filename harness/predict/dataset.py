@@ -2,8 +2,10 @@
 
 - **Kernel rows** (:class:`~harness.predict.predictor.TrainingRow`): ONNX Runtime: every profiled node of a kernel
   probe or a zoo model, joined to its kernel by the name the op profile stores (the exported node it runs, or
-  ORT's own name for layout nodes); LiteRT (no per-op profiler): each single-kernel probe's median. A row's
-  ``source`` is ``space`` for probes and the model's family for a zoo model's nodes.
+  ORT's own name for layout nodes); LiteRT: each single-kernel probe's median, and every kernel of a zoo model
+  that ``benchmark_model``'s op profile times (:mod:`harness.predict.tflite_profile`; LiteRT's Python API has no
+  per-op profiler, so flopgap's runner gives none). A row's ``source`` is ``space`` for probes and the model's
+  family for a zoo model's nodes.
 - **Model points** (:class:`ModelPoint`): zoo models measured in the context, with their kernels, MACs and
   roofline sum (when the device is calibrated), which the calibration is fitted on and the evaluation predicts.
 """
@@ -18,6 +20,7 @@ from devices.vocabulary import Precision, Runtime
 from harness.measure.versions import PointVersions
 from harness.predict.kernels import Kernel
 from harness.predict.predictor import TrainingRow
+from harness.predict.tflite_profile import ProfiledOp, join_profile
 from harness.store import Store
 from harness.store.status import PointStatus
 
@@ -156,6 +159,16 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
             if len(ks) == 1:
                 source = str(probes.loc[row.point_id, "source"])
                 rows.append(TrainingRow(ks[0], float(row.median_ms) * 1e3, source, int(row.point_id)))
+        # benchmark_model's op profile of a whole model: its kernels timed where they run, among their neighbours.
+        profiled = store.op_profiles_frame(model_rows["point_id"].tolist())
+        by_point = {int(pid): group for pid, group in profiled.groupby("point_id")}
+        for row in model_rows.itertuples():
+            group = by_point.get(int(row.point_id))
+            if group is None:
+                continue
+            ops = [ProfiledOp(str(t), float(us)) for t, us in zip(group["op_type"], group["time_us"], strict=True)]
+            for k, t in join_profile(ops, kernels(str(row.artifact_sha))):
+                rows.append(TrainingRow(k, t, str(row.family), int(row.point_id)))
     roof = roofline_by_artifact(store, ctx)
     models = []
     for row in model_rows.itertuples():
