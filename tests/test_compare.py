@@ -21,24 +21,12 @@ from harness.measure.stats import combine_trials
 from harness.measure.sweep import run_sweep
 from harness.store import Store
 from tests.conftest import cached_exporter
+from tests.sweep_files import sweep_spec
 
-SPEC = """
-name = "compare"
-runtimes = ["onnxruntime", "litert"]
-threads = [1]
-[[models]]
-name = "conv1x1"
-params = { cin = 96, cout = 96, h = 56, w = 56 }
-[[models]]
-name = "depthwise_conv"
-params = { channels = 192, h = 56, w = 56 }
-[protocol]
-trials = 3
-warmup_runs = 20
-warmup_seconds = 0.1
-runs = 300
-min_seconds = 0.3
-"""
+SPEC = sweep_spec(
+    "compare", ["onnxruntime", "litert"], threads=[1], channels=96, depthwise_channels=192, size=56,
+    trials=3, warmup_runs=20, warmup_seconds=0.1, runs=300, min_seconds=0.3,
+)  # fmt: skip
 
 
 def _invoke(*args: str) -> Result:

@@ -25,26 +25,9 @@ from devices.local import LocalTransport
 from devices.lock import local_lock, registry
 from devices.ssh import SshTransport
 from tests.conftest import Sshd
+from tests.sweep_files import committed_trials, ssh_board, sweep_spec, write_inventory
 
 REPO = Path(__file__).resolve().parents[1]
-
-SPEC = """
-name = "faults"
-runtimes = ["onnxruntime"]
-devices = ["{device}"]
-[[models]]
-name = "conv1x1"
-params = {{ cin = 16, cout = 16, h = 8, w = 8 }}
-[[models]]
-name = "depthwise_conv"
-params = {{ channels = 16, h = 8, w = 8 }}
-[protocol]
-trials = 2
-warmup_runs = 2
-warmup_seconds = 0
-runs = 50
-min_seconds = 3
-"""
 
 # Stands in for the device's python: logs "start PID", reports any earlier runner still alive, then runs the runner.
 WATCHED_PYTHON = """#!/bin/sh
@@ -89,7 +72,7 @@ def _watched_python(tmp_path: Path) -> tuple[Path, Path]:
 
 def _sweep(tmp_path: Path, inventory: Path, device: str) -> list[str]:
     spec = tmp_path / "s.toml"
-    spec.write_text(SPEC.format(device=device))
+    spec.write_text(sweep_spec("faults", ["onnxruntime"], [device], runs=50, min_seconds=3))
     return [sys.executable, "-m", "harness.cli", "sweep", str(spec), "--db", str(tmp_path / "r.db"),
             "--devices", str(inventory)]  # fmt: skip
 
@@ -140,18 +123,7 @@ def test_kill_9_of_a_sweep_over_ssh_then_an_immediate_rerun_never_overlaps(
     tmp_path: Path, sshd: Sshd, cache_env: dict[str, str]
 ) -> None:
     python, log = _watched_python(tmp_path)
-    inventory = tmp_path / "devices.toml"
-    inventory.write_text(f"""
-[devices.pi]
-transport = "ssh"
-host = "127.0.0.1"
-port = {sshd.port}
-user = "{pwd.getpwuid(os.getuid()).pw_name}"
-key = "{sshd.client_key}"
-known_hosts = "{sshd.known_hosts}"
-python = "{python}"
-work_dir = "{tmp_path / "pi"}"
-""")
+    inventory = write_inventory(tmp_path / "devices.toml", {"pi": ssh_board(sshd, tmp_path / "pi", python=str(python))})
     _kill_mid_trial_then_rerun(tmp_path, _sweep(tmp_path, inventory, "pi"), log, cache_env)
 
 
@@ -169,20 +141,10 @@ def test_a_second_flopgap_waits_for_a_busy_device_and_says_who_holds_it(
             assert time.monotonic() < deadline, "the second flopgap never reached the device"
             time.sleep(0.1)
         time.sleep(1.0)
-        assert second.poll() is None and _count_trials(tmp_path / "r.db") == 0  # it waits while we hold the device
+        assert second.poll() is None and committed_trials(tmp_path / "r.db") == 0  # it waits while we hold the device
     assert second.wait(timeout=300) == 0, stderr.read_text()
     assert f"device 'local' is busy: held by pid {os.getpid()} on " in stderr.read_text()
-    assert _count_trials(tmp_path / "r.db") == 3  # it measured once the device was free
-
-
-def _count_trials(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("SELECT count(*) FROM trials").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
+    assert committed_trials(tmp_path / "r.db") == 3  # it measured once the device was free
 
 
 def test_a_stale_runner_is_killed_and_reported_before_the_next_trial(tmp_path: Path) -> None:

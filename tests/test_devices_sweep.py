@@ -9,9 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pwd
 import struct
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,29 +20,12 @@ from exporters.export import export
 from harness.cli.main import app
 from harness.cli.sweep import inventory_threads, open_devices
 from harness.measure.spec import parse_spec
-from harness.measure.sweep import run_sweep
+from harness.measure.sweep import SweepResult, run_sweep
 from harness.store import Store
 from harness.zoo.registry import ModelSpec
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 from tests.conftest import Sshd, _free_port, cached_exporter
-
-SPEC = """
-name = "two devices"
-runtimes = ["onnxruntime", "litert"]
-devices = {devices}
-[[models]]
-name = "conv1x1"
-params = {{ cin = 16, cout = 16, h = 8, w = 8 }}
-[[models]]
-name = "depthwise_conv"
-params = {{ channels = 16, h = 8, w = 8 }}
-[protocol]
-trials = 2
-warmup_runs = 2
-warmup_seconds = 0
-runs = 30
-min_seconds = 0
-"""
+from tests.sweep_files import ssh_board, sweep_spec, write_inventory
 
 
 @pytest.fixture(scope="module")
@@ -53,49 +34,29 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _inventory(tmp_path: Path, sshd: Sshd, ghost_port: int | None = None) -> Path:
-    user = pwd.getpwuid(os.getuid()).pw_name
-    text = f"""
-[devices.board]
-transport = "ssh"
-host = "127.0.0.1"
-port = {sshd.port}
-user = "{user}"
-key = "{sshd.client_key}"
-known_hosts = "{sshd.known_hosts}"
-python = "{sys.executable}"
-work_dir = "{tmp_path / "board"}"
-threads = [1, 2]
+    board = ssh_board(sshd, tmp_path / "board", threads=[1, 2])
+    ghost = ssh_board(sshd, tmp_path / "ghost", port=ghost_port or sshd.port, connect_timeout=60)
+    return write_inventory(tmp_path / "devices.toml", {"board": board, "ghost": ghost})
 
-[devices.ghost]
-transport = "ssh"
-host = "127.0.0.1"
-port = {ghost_port or sshd.port}
-user = "{user}"
-key = "{sshd.client_key}"
-known_hosts = "{sshd.known_hosts}"
-python = "{sys.executable}"
-work_dir = "{tmp_path / "ghost"}"
-connect_timeout = 60
-"""
-    path = tmp_path / "devices.toml"
-    path.write_text(text)
-    return path
+
+def _sweep(store: Store, text: str, names: list[str], inventory: Path, cache_dir: Path) -> SweepResult:
+    """Sweeps spec ``text`` over the inventory's devices ``names`` into ``store``, then cleans the devices up."""
+    devices = open_devices(names, inventory)
+    threads = inventory_threads(names, inventory)
+    result = run_sweep(parse_spec(text), text, store, devices, cached_exporter(cache_dir), device_threads=threads)
+    for dev in devices.values():
+        dev.cleanup()
+    return result
 
 
 def test_sweep_over_local_and_ssh_board_into_one_database(tmp_path: Path, sshd: Sshd, cache_dir: Path) -> None:
     # 'ghost' points at a closed port first: its points fail with the reason, the other devices go on.
     inventory = _inventory(tmp_path, sshd, ghost_port=_free_port())
     names = ["local", "board", "ghost"]
-    text = SPEC.format(devices=json.dumps(names))
-    spec = parse_spec(text)
+    text = sweep_spec("two devices", ["onnxruntime", "litert"], names, runs=30)
     db = tmp_path / "r.db"
-    devices = open_devices(names, inventory)
     with Store(db) as store:
-        result = run_sweep(
-            spec, text, store, devices, cached_exporter(cache_dir), device_threads=inventory_threads(names, inventory)
-        )
-        for dev in devices.values():
-            dev.cleanup()
+        result = _sweep(store, text, names, inventory, cache_dir)
         points = store.points_frame()
         # local: 2 models x 2 runtimes x [1] thread; board: x [1, 2] threads from the inventory; ghost: x [1]
         assert points.groupby("device").size().to_dict() == {"board": 8, "ghost": 4, "local": 4}
@@ -120,13 +81,8 @@ def test_sweep_over_local_and_ssh_board_into_one_database(tmp_path: Path, sshd: 
 
     # The ghost comes back: a rerun of the same sweep measures only its points.
     inventory = _inventory(tmp_path, sshd)
-    devices = open_devices(names, inventory)
     with Store(db) as store:
-        again = run_sweep(
-            spec, text, store, devices, cached_exporter(cache_dir), device_threads=inventory_threads(names, inventory)
-        )
-        for dev in devices.values():
-            dev.cleanup()
+        again = _sweep(store, text, names, inventory, cache_dir)
         assert again.skipped_points == 12 and again.measured_trials == 4 * 2
         assert set(store.points_frame()["status"]) == {"done"}
 
@@ -248,22 +204,9 @@ def test_benchmark_model_over_ssh_stand_in_binary_into_the_store(tmp_path: Path,
     stand_in = tmp_path / "benchmark_model"
     stand_in.write_text(STAND_IN.format(flags=flags, csv=DATA / "tflite_op_profile_mobilenet_v1.csv", log=log))
     stand_in.chmod(0o755)
-    user = pwd.getpwuid(os.getuid()).pw_name
     cpu = min(os.sched_getaffinity(0))
-    inventory = tmp_path / "devices.toml"
-    inventory.write_text(f"""
-[devices.pi]
-transport = "ssh"
-host = "127.0.0.1"
-port = {sshd.port}
-user = "{user}"
-key = "{sshd.client_key}"
-known_hosts = "{sshd.known_hosts}"
-work_dir = "{tmp_path / "pi"}"
-runner = "benchmark_model"
-binary = "{stand_in}"
-affinity = [{cpu}]
-""")
+    pi = ssh_board(sshd, tmp_path / "pi", python=None, runner="benchmark_model", binary=str(stand_in), affinity=[cpu])
+    inventory = write_inventory(tmp_path / "devices.toml", {"pi": pi})
     text = """
 name = "pi"
 runtimes = ["litert", "litert-builtin", "onnxruntime"]
@@ -319,20 +262,8 @@ def test_profile_with_benchmark_model_over_ssh_stand_in_binary(tmp_path: Path, s
     log = DATA / "tflite_benchmark_mobilenet_v1_op_profiling.txt"
     stand_in.write_text(STAND_IN.format(flags=tmp_path / "flags.txt", csv=csv, log=log))
     stand_in.chmod(0o755)
-    user = pwd.getpwuid(os.getuid()).pw_name
-    inventory = tmp_path / "devices.toml"
-    inventory.write_text(f"""
-[devices.pi]
-transport = "ssh"
-host = "127.0.0.1"
-port = {sshd.port}
-user = "{user}"
-key = "{sshd.client_key}"
-known_hosts = "{sshd.known_hosts}"
-work_dir = "{tmp_path / "pi"}"
-runner = "benchmark_model"
-binary = "{stand_in}"
-""")
+    pi = ssh_board(sshd, tmp_path / "pi", python=None, runner="benchmark_model", binary=str(stand_in))
+    inventory = write_inventory(tmp_path / "devices.toml", {"pi": pi})
     db = tmp_path / "r.db"
     args = ["profile", "conv1x1", "-p", "cin=16", "-p", "cout=16", "-p", "h=8", "-p", "w=8", "--runtime", "litert",
             "--device", "pi", "--devices", str(inventory), "--db", str(db), "--cache-dir", str(cache_dir)]  # fmt: skip

@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import json
 import os
-import pwd
 import re
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from harness.zoo import ModelSpec
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 from tests.conftest import SSHD, Sshd, cached_exporter
 from tests.lab_cluster import LabCluster, lab_cluster
+from tests.sweep_files import inventory_text, ssh_board, sweep_spec, write_inventory
 
 REQUEST = TrialRequest(warmup_runs=2, warmup_seconds=0, runs=20, min_seconds=0)
 
@@ -59,31 +59,12 @@ def phone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdbEndpoint]:
 
 
 def _configs(tmp: Path, sshd: Sshd, phone: AdbEndpoint) -> dict[str, Any]:
-    user = pwd.getpwuid(os.getuid()).pw_name
     elf = tmp / "benchmark_model"
     head = b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + (183).to_bytes(2, "little")
     elf.write_bytes(head + bytes(4096 - len(head)))
-    text = f"""
-[devices.here]
-transport = "local"
-
-[devices.board]
-transport = "ssh"
-host = "127.0.0.1"
-port = {sshd.port}
-user = "{user}"
-key = "{sshd.client_key}"
-known_hosts = "{sshd.known_hosts}"
-python = "{sys.executable}"
-work_dir = "{tmp / "board"}"
-
-[devices.pixel7]
-transport = "adb"
-serial = "FAKE01"
-server = "127.0.0.1:{phone.port}"
-runner = "benchmark_model"
-binary = "{elf}"
-"""
+    pixel7 = {"transport": "adb", "serial": "FAKE01", "server": f"127.0.0.1:{phone.port}",
+              "runner": "benchmark_model", "binary": str(elf)}  # fmt: skip
+    text = inventory_text({"here": {"transport": "local"}, "board": ssh_board(sshd, tmp / "board"), "pixel7": pixel7})
     return parse_inventory(text, base=tmp)
 
 
@@ -192,45 +173,26 @@ def test_lab_status_without_an_address_is_one_line_exit_2(monkeypatch: pytest.Mo
     ]
 
 
-SWEEP = """
-name = "lab or not"
-runtimes = ["onnxruntime"]
-devices = ["here", "board"]
-[[models]]
-name = "conv1x1"
-params = { cin = 8, cout = 8, h = 8, w = 8 }
-[[models]]
-name = "depthwise_conv"
-params = { channels = 8, h = 8, w = 8 }
-[protocol]
-trials = 2
-warmup_runs = 2
-warmup_seconds = 0
-runs = 20
-min_seconds = 0
-"""
+SWEEP = sweep_spec("lab or not", ["onnxruntime"], ["here", "board"], channels=8)
 
 
 def _board_inventory(tmp: Path, sshd: Sshd) -> Path:
-    user = pwd.getpwuid(os.getuid()).pw_name
-    path = tmp / "devices.toml"
-    path.write_text(
-        f"""
-[devices.here]
-transport = "local"
-
-[devices.board]
-transport = "ssh"
-host = "127.0.0.1"
-port = {sshd.port}
-user = "{user}"
-key = "{sshd.client_key}"
-known_hosts = "{sshd.known_hosts}"
-python = "{sys.executable}"
-work_dir = "{tmp / "board"}"
-"""
+    return write_inventory(
+        tmp / "devices.toml", {"here": {"transport": "local"}, "board": ssh_board(sshd, tmp / "board")}
     )
-    return path
+
+
+def _join_here_and_board(
+    lab: LabCluster, sshd: Sshd, tmp: Path, board_host: str, board_node: str
+) -> tuple[Any, Path, dict[str, Any]]:
+    """Connects to ``lab`` and joins this machine's local device 'here' on host-b and the loopback board on
+    ``board_host`` (node ``board_node``); returns the connection, the inventory naming both and its parsed configs."""
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    inventory = _board_inventory(tmp, sshd)
+    cfg = parse_inventory(inventory.read_text(), base=tmp)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp / "host-b")
+    join_devices(ray, [cfg["board"]], board_host, board_node, tmp / board_host)
+    return ray, inventory, cfg
 
 
 def _stored(db: Path) -> dict[str, tuple[str, int]]:
@@ -248,11 +210,7 @@ def _stored(db: Path) -> dict[str, tuple[str, int]]:
 def test_sweep_with_lab_stores_the_same_points_as_without_and_a_rerun_resumes(
     lab: LabCluster, sshd: Sshd, tmp_path: Path
 ) -> None:
-    ray = connect(lab.address, _node_ip_address="127.0.0.1")
-    inventory = _board_inventory(tmp_path, sshd)
-    cfg = parse_inventory(inventory.read_text(), base=tmp_path)
-    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
-    join_devices(ray, [cfg["board"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+    ray, inventory, _ = _join_here_and_board(lab, sshd, tmp_path, "host-c", lab.node_id("host-c"))
     spec = tmp_path / "sweep.toml"
     spec.write_text(SWEEP)
     try:
@@ -269,9 +227,7 @@ def test_sweep_with_lab_stores_the_same_points_as_without_and_a_rerun_resumes(
         done = {s.name: s.trials_done for _, s in statuses(ray) if isinstance(s, DeviceStatus)}
         assert done == {"here": 4, "board": 4}
         # A rerun through the lab (address from $FLOPGAP_LAB) skips every point: nothing measured twice.
-        again = CliRunner().invoke(
-            app, [*common, "--db", str(tmp_path / "lab.db")], env={"FLOPGAP_LAB": lab.address}
-        )
+        again = CliRunner().invoke(app, [*common, "--db", str(tmp_path / "lab.db")], env={"FLOPGAP_LAB": lab.address})
         assert again.exit_code == 0, again.output
         assert json.loads(again.stdout)["skipped_points"] == 4
         assert _stored(tmp_path / "lab.db") == here
@@ -303,11 +259,7 @@ def test_a_host_killed_mid_sweep_fails_its_points_naming_it_the_others_go_on_and
     from harness.measure.sweep import run_sweep
     from harness.store import Store
 
-    ray = connect(lab.address, _node_ip_address="127.0.0.1")
-    inventory = _board_inventory(tmp_path, sshd)
-    cfg = parse_inventory(inventory.read_text(), base=tmp_path)
-    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
-    join_devices(ray, [cfg["board"]], "host-d", lab.add_host("host-d"), tmp_path / "host-d")
+    ray, _, cfg = _join_here_and_board(lab, sshd, tmp_path, "host-d", lab.add_host("host-d"))
     db = tmp_path / "lab.db"
     try:
         spec = parse_spec(SWEEP, "sweep.toml")
@@ -359,7 +311,7 @@ def test_the_driver_killed_with_9_leaves_no_runner_on_any_host_and_a_rerun_resum
     cfg = parse_inventory('[devices.here]\ntransport = "local"\n', base=tmp_path)
     join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
     spec = tmp_path / "sweep.toml"
-    spec.write_text(SWEEP.replace('["here", "board"]', '["here"]').replace("min_seconds = 0", "min_seconds = 0.5"))
+    spec.write_text(sweep_spec("lab or not", ["onnxruntime"], ["here"], channels=8, min_seconds=0.5))
     db = tmp_path / "lab.db"
     cmd = ["sweep", str(spec), "--db", str(db), "--lab", lab.address, "--cache-dir", str(tmp_path / "cache")]
     actor = device_actor(ray, "here")
@@ -436,20 +388,7 @@ def test_sweep_lab_without_ray_faked_by_blocking_its_import_is_one_line_exit_2(t
     assert not (tmp_path / "lab.db").exists()
 
 
-PHONE_SWEEP = """
-name = "a phone unplugged"
-runtimes = ["litert"]
-devices = ["here", "pixel7"]
-[[models]]
-name = "conv1x1"
-params = { cin = 8, cout = 8, h = 8, w = 8 }
-[protocol]
-trials = 2
-warmup_runs = 2
-warmup_seconds = 0
-runs = 20
-min_seconds = 0
-"""
+PHONE_SWEEP = sweep_spec("a phone unplugged", ["litert"], ["here", "pixel7"], channels=8, depthwise=False)
 
 
 def test_a_phone_unplugged_from_its_host_shows_in_lab_status_and_fails_only_its_points(

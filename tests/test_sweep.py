@@ -26,28 +26,11 @@ from harness.measure.sweep import run_sweep
 from harness.store import Store
 from harness.zoo.registry import ModelSpec
 from tests.conftest import cached_exporter, small_tmpfs
-
-SPEC = """
-name = "test"
-runtimes = ["onnxruntime"]
-[[models]]
-name = "conv1x1"
-params = {{ cin = 16, cout = 16, h = 8, w = 8 }}
-[[models]]
-name = "depthwise_conv"
-params = {{ channels = 16, h = 8, w = 8 }}
-[protocol]
-trials = {trials}
-warmup_runs = 2
-warmup_seconds = 0
-runs = {runs}
-min_seconds = 0
-timeout_s = {timeout}
-"""
+from tests.sweep_files import committed_trials, sweep_spec
 
 
 def spec_text(trials: int = 2, runs: int = 20, timeout: float = 60) -> str:
-    return SPEC.format(trials=trials, runs=runs, timeout=timeout)
+    return sweep_spec("test", ["onnxruntime"], trials=trials, runs=runs, timeout_s=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -151,16 +134,6 @@ def _sweep_cmd(spec: Path, db: Path, cache: Path) -> list[str]:
     return [sys.executable, "-m", "harness.cli", "sweep", str(spec), "--db", str(db), "--cache-dir", str(cache)]
 
 
-def _committed_trials(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("SELECT count(*) FROM trials").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-
-
 def _interrupt_after_first_trial(tmp_path: Path, cache: Path, sig: int) -> tuple[Path, Path, subprocess.Popen[str]]:
     spec = tmp_path / "s.toml"
     spec.write_text(spec_text(trials=3, runs=400))
@@ -170,7 +143,7 @@ def _interrupt_after_first_trial(tmp_path: Path, cache: Path, sig: int) -> tuple
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while _committed_trials(db) < 1:
+    while committed_trials(db) < 1:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no trial was committed in time"
         time.sleep(0.05)
@@ -179,14 +152,12 @@ def _interrupt_after_first_trial(tmp_path: Path, cache: Path, sig: int) -> tuple
     return spec, db, proc
 
 
-@pytest.mark.parametrize(
-    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "kill-9"]
-)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "kill-9"])
 def test_interrupted_sweep_keeps_what_it_measured_and_resumes_without_duplicates(
     tmp_path: Path, cache_dir: Path, sig: int
 ) -> None:
     spec, db, proc = _interrupt_after_first_trial(tmp_path, cache_dir, sig)
-    kept = _committed_trials(db)
+    kept = committed_trials(db)
     assert 1 <= kept < 6
     if sig != signal.SIGKILL:  # SIGTERM (systemd, timeout, CI runners) is handled as Ctrl-C, with 128 + 15
         assert proc.returncode == (130 if sig == signal.SIGINT else 143)
@@ -205,7 +176,7 @@ def test_interrupted_sweep_keeps_what_it_measured_and_resumes_without_duplicates
         assert f"{6 - kept} trials measured" in done.stdout.replace("\n", " ")
 
 
-def test_full_disk_at_results_path_stops_with_one_line_and_keeps_committed_trials(
+def test_full_disk_at_results_path_stops_with_one_line_and_keepscommitted_trials(
     tmp_path: Path, cache_dir: Path
 ) -> None:
     spec = tmp_path / "s.toml"
