@@ -8,7 +8,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -137,33 +137,10 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
             except Exception as exc:  # any converter failure becomes one ExportError below
                 failure = exc
         if failure is not None:
-            cause = disk_error(failure)
-            if cause is not None:  # the converter could not write its output: the cache's fault, not the model's
-                action = f"exporting {spec.label} to {fmt.value} {precision.value}"
-                raise unwritable(
-                    cache.root, cause if isinstance(cause, OSError) else None, action, str(cause)
-                ) from None
-            raise _conversion_error(spec, fmt, precision, failure, log.text, cache.root, key) from failure
+            _raise_conversion_failure(spec, fmt, precision, failure, log.text, cache, key)
         notes["convert_seconds"] = round(time.perf_counter() - start, 3)
         notes.update(_graph_notes(fmt, tmp, notes.get("source_transposes")))
-        inputs = _input_notes(spec, fmt)
-        if inputs is not None:
-            notes["inputs"] = inputs
-        art = Artifact(
-            path=final,
-            format=fmt,
-            precision=precision,
-            sha256=file_digest(tmp),
-            model=spec.name,
-            params=spec.params,
-            input_shape=_artifact_input_shape(spec, fmt),
-            layout="NCHW" if fmt is Format.ONNX else "NHWC",
-            tool_versions=versions,
-            parity_error=None,
-            parity_bound=None,
-            size_bytes=tmp.stat().st_size,
-            notes=notes,
-        )
+        art = _staged_artifact(spec, fmt, precision, final, tmp, versions, notes)
     return cache.put(art)
 
 
@@ -193,35 +170,60 @@ def _convert_pte(
             except Exception as exc:  # any converter failure becomes one ExportError below
                 failure = exc
         if failure is not None:
-            cause = disk_error(failure)
-            if cause is not None:
-                action = f"exporting {spec.label} to pte {precision.value}"
-                raise unwritable(
-                    cache.root, cause if isinstance(cause, OSError) else None, action, str(cause)
-                ) from None
-            key = notes["cache_key"]
-            raise _conversion_error(spec, Format.PTE, precision, failure, log.text, cache.root, key) from failure
+            _raise_conversion_failure(spec, Format.PTE, precision, failure, log.text, cache, notes["cache_key"])
         notes["convert_seconds"] = round(time.perf_counter() - start, 3)
         notes["etrecord"] = pte_export.etrecord_path(final).name
-        inputs = _input_notes(spec, Format.PTE)
-        if inputs is not None:
-            notes["inputs"] = inputs
-        art = Artifact(
-            path=final,
-            format=Format.PTE,
-            precision=precision,
-            sha256=file_digest(tmp),
-            model=spec.name,
-            params=spec.params,
-            input_shape=tuple(spec.input_shape),
-            layout="NCHW",
-            tool_versions=versions,
-            parity_error=None,
-            parity_bound=None,
-            size_bytes=tmp.stat().st_size,
-            notes=notes,
-        )
+        art = _staged_artifact(spec, Format.PTE, precision, final, tmp, versions, notes)
     return cache.put(art)
+
+
+def _raise_conversion_failure(
+    spec: ModelSource,
+    fmt: Format,
+    precision: Precision,
+    failure: BaseException,
+    log: str,
+    cache: ArtifactCache,
+    key: str,
+) -> NoReturn:
+    """A converter failed: the cache's fault when it could not write its output (one line naming the cache), else
+    the model's (an ExportError pointing at the converter's log)."""
+    cause = disk_error(failure)
+    if cause is not None:
+        action = f"exporting {spec.label} to {fmt.value} {precision.value}"
+        raise unwritable(cache.root, cause if isinstance(cause, OSError) else None, action, str(cause)) from None
+    raise _conversion_error(spec, fmt, precision, failure, log, cache.root, key) from failure
+
+
+def _staged_artifact(
+    spec: ModelSource,
+    fmt: Format,
+    precision: Precision,
+    final: Path,
+    tmp: Path,
+    versions: dict[str, str],
+    notes: dict[str, Any],
+) -> Artifact:
+    """The artifact converted into staging file ``tmp``, kept at ``final`` once the cache takes it; ``notes`` gain
+    what the model's inputs are."""
+    inputs = _input_notes(spec, fmt)
+    if inputs is not None:
+        notes["inputs"] = inputs
+    return Artifact(
+        path=final,
+        format=fmt,
+        precision=precision,
+        sha256=file_digest(tmp),
+        model=spec.name,
+        params=spec.params,
+        input_shape=_artifact_input_shape(spec, fmt),
+        layout="NHWC" if fmt is Format.TFLITE else "NCHW",
+        tool_versions=versions,
+        parity_error=None,
+        parity_bound=None,
+        size_bytes=tmp.stat().st_size,
+        notes=notes,
+    )
 
 
 def _convert_fp32(spec: ModelSource, fmt: Format, path: Path) -> dict[str, Any]:
