@@ -29,6 +29,7 @@ def sweep_spec(
     size: int = 8,
     depthwise: bool = True,
     threads: Sequence[int] | None = None,
+    clusters: Sequence[str] | None = None,
     **protocol: Any,
 ) -> str:
     """A sweep of conv1x1 (``channels`` in and out, ``size`` square) and, with ``depthwise``, a depthwise conv
@@ -38,6 +39,8 @@ def sweep_spec(
         doc["devices"] = list(devices)
     if threads is not None:
         doc["threads"] = list(threads)
+    if clusters is not None:
+        doc["clusters"] = list(clusters)
     models = [{"name": "conv1x1", "params": {"cin": channels, "cout": channels, "h": size, "w": size}}]
     if depthwise:
         dw = depthwise_channels or channels

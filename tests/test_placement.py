@@ -28,6 +28,7 @@ from harness.measure.trial import trial_request
 from harness.store import Store
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 from tests.conftest import cached_exporter
+from tests.sweep_files import sweep_spec
 from tests.test_devices_sweep import _arm64_elf
 
 DATA = Path(__file__).parent / "data"
@@ -119,46 +120,36 @@ def test_inventory_affinity_takes_a_cluster_name() -> None:
     )
 
 
-SPEC = """
-name = "clusters"
-runtimes = ["litert"]
-devices = ["pixel7"]
-{clusters}
-[[models]]
-name = "conv1x1"
-params = {{ cin = 16, cout = 16, h = 8, w = 8 }}
-[protocol]
-trials = 1
-warmup_runs = 1
-warmup_seconds = 0
-runs = 5
-min_seconds = 0
-{affinity}
-"""
+def _spec(clusters: list[str], **protocol: Any) -> str:
+    """A sweep of one conv1x1 on the phone 'pixel7' over ``clusters``."""
+    return sweep_spec(
+        "clusters", ["litert"], ["pixel7"], depthwise=False, clusters=clusters, trials=1, warmup_runs=1, runs=5,
+        **protocol,
+    )  # fmt: skip
 
 
 def test_spec_clusters_are_a_dimension_validated_on_load() -> None:
-    spec = parse_spec(SPEC.format(clusters='clusters = ["big", "little"]', affinity=""))
+    spec = parse_spec(_spec(["big", "little"]))
     assert spec.clusters == [ClusterName.BIG, ClusterName.LITTLE]
     points = expand_points(spec)
     assert [(p.cluster, p.cpus) for p in points] == [(ClusterName.BIG, None), (ClusterName.LITTLE, None)]
     assert points[0].label.endswith("t1 big @pixel7")
     bad = {
-        'clusters = ["big", "medium"]': "key 'clusters': unknown cluster 'medium'; allowed: big, little, prime, all",
-        "clusters = []": "key 'clusters' is empty; give cluster names such as "
+        ("big", "medium"): "key 'clusters': unknown cluster 'medium'; allowed: big, little, prime, all",
+        (): "key 'clusters' is empty; give cluster names such as "
         '["big", "little"], or omit the key to leave points unpinned',
-        'clusters = ["big", "BIG"]': "key 'clusters': a cluster is listed twice; list each once",
+        ("big", "BIG"): "key 'clusters': a cluster is listed twice; list each once",
     }
-    for line, message in bad.items():
+    for clusters, message in bad.items():
         with pytest.raises(SpecError) as err:
-            parse_spec(SPEC.format(clusters=line, affinity=""))
+            parse_spec(_spec(list(clusters)))
         assert str(err.value) == f"<spec>: {message}"
     with pytest.raises(SpecError, match="give either 'clusters' or 'affinity'"):
-        parse_spec(SPEC.format(clusters='clusters = ["big"]', affinity="affinity = [0]"))
+        parse_spec(_spec(["big"], affinity=[0]))
 
 
 def test_placed_points_carry_cluster_and_cpus_in_their_key_and_pin_the_trial() -> None:
-    spec = parse_spec(SPEC.format(clusters='clusters = ["big", "little"]', affinity=""))
+    spec = parse_spec(_spec(["big", "little"]))
     facts = {"pixel7": {"cpu_cores": [{"processor": i, "implementer": "0x41", "part": "0xd0b" if i > 1 else "0xd05"}
                                       for i in range(4)], "cpu_max_khz": None}}  # fmt: skip
     big, little = place_points(expand_points(spec), facts, {})
@@ -168,7 +159,7 @@ def test_placed_points_carry_cluster_and_cpus_in_their_key_and_pin_the_trial() -
     # An unreachable device (no facts) keeps the name; its points fail when measured, with the device's reason.
     assert [p.cpus for p in place_points(expand_points(spec), {"pixel7": {}}, {})] == [None, None]
     with pytest.raises(ClusterMissing, match=r"^device 'pixel7' has no 'prime' cluster"):
-        place_points(expand_points(parse_spec(SPEC.format(clusters='clusters = ["prime"]', affinity=""))), facts, {})
+        place_points(expand_points(parse_spec(_spec(["prime"]))), facts, {})
 
 
 # --- the fake phone: its cpuinfo and cpufreq over adb, then a sweep over its clusters ------------------------------
@@ -208,7 +199,7 @@ def test_sweep_over_the_phones_clusters_stores_each_fake_phone_endpoint(
     phone_inventory: tuple[Path, FakePhone], tmp_path: Path
 ) -> None:
     inventory, phone = phone_inventory
-    text = SPEC.format(clusters='clusters = ["little", "big", "prime"]', affinity="")
+    text = _spec(["little", "big", "prime"])
     spec = parse_spec(text)
     devices: dict[str, Device] = open_devices(spec.devices, inventory)
     with Store(tmp_path / "r.db") as store:
