@@ -56,30 +56,25 @@ def test_uses_a_session_fixture(server):
 """
 
 
-def _run(pytester: pytest.Pytester, request: pytest.FixtureRequest, tests: str, tag: str) -> pytest.RunResult:
+def _run(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest, tests: str, n: int
+) -> tuple[pytest.RunResult, list[int]]:
+    """Runs ``tests`` in a planted session with a sleep only this test starts; returns the result and the pids the
+    report names for that sleep, killed here so that no test leaves them."""
+    tag = f"30{n}.{os.getpid() % 1000:03d}1"
     pytester.makeconftest(HOOKS.format(repo=str(request.config.rootpath)))
     pytester.makepyfile(test_planted=tests.format(tag=tag))
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider")
-
-
-def _left(result: pytest.RunResult, tag: str) -> list[int]:
-    """The pids the report names for ``sleep TAG``; they are killed here, so no test leaves them."""
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     pids = [int(m.group(1)) for m in re.finditer(rf"^\s+(\d+): sleep {re.escape(tag)}$", result.stdout.str(), re.M)]
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
-    return pids
-
-
-def _tag(n: int) -> str:
-    return f"30{n}.{os.getpid() % 1000:03d}1"  # a sleep only this test starts
+    return result, pids
 
 
 def test_a_planted_orphan_fails_the_session_and_is_named(
     pytester: pytest.Pytester, request: pytest.FixtureRequest
 ) -> None:
-    tag = _tag(1)
-    result = _run(pytester, request, PLANTED, tag)
-    left = _left(result, tag)
+    result, left = _run(pytester, request, PLANTED, 1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED and len(left) == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["the test suite left processes running (it must leave none):", "*1 passed*"])
 
@@ -87,16 +82,13 @@ def test_a_planted_orphan_fails_the_session_and_is_named(
 def test_a_command_the_sshd_ran_is_seen_after_the_sshd_is_gone(
     pytester: pytest.Pytester, request: pytest.FixtureRequest
 ) -> None:
-    tag = _tag(2)
-    result = _run(pytester, request, UNDER_SSHD, tag)
-    left = _left(result, tag)
+    result, left = _run(pytester, request, UNDER_SSHD, 2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED and len(left) == 1, result.stdout.str()
 
 
 def test_processes_ended_in_a_session_fixtures_teardown_are_not_leftovers(
     pytester: pytest.Pytester, request: pytest.FixtureRequest
 ) -> None:
-    tag = _tag(3)
-    result = _run(pytester, request, TIDY, tag)
-    assert _left(result, tag) == [] and result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result, left = _run(pytester, request, TIDY, 3)
+    assert left == [] and result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert "left processes running" not in result.stdout.str()

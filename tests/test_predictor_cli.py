@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from devices.core.errors import FlopgapError
-from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.export import export
 from harness.cli.main import app
 from harness.cli.predict import parse_budget
-from harness.measure.stats import combine_trials
 from harness.predict.extract import extract_kernels
-from harness.predict.predictor import TrainingRow, fit_predictor
 from harness.store import Store
 from harness.zoo.registry import resolve
+from tests.stored_predictor import store_linear_predictor, store_measured
 from tests.zoo_labels import zoo_names
 
 runner = CliRunner()
@@ -37,18 +34,9 @@ def _store_predictor(db: Path) -> str:
     """A predictor for local/onnxruntime fitted on the unit's own kernels (times: 1 µs per 10 kFLOP + 1 µs per
     kB), and a measured point of the unit at 0.2 ms; returns the artifact's sha256."""
     art = export(UNIT, Format.ONNX, Precision.FP32)
-    kernels = extract_kernels(art.path, Runtime.ONNXRUNTIME)
-    rows = [TrainingRow(k, 1 + k.flops / 1e4 + k.bytes_moved / 1e3, "space") for k in kernels * 3]
-    predictor = fit_predictor({"device": "local", "runtime": "onnxruntime"}, rows, [])
     with Store(db) as store:
-        store.add_predictor("local", "onnxruntime", 1, "fp32", "lightgbm", predictor.versions, predictor.to_json(), {})
-        run = store.start_run("measured", "")
-        store.upsert_device("local", "local", {})
-        store.upsert_artifact(art, macs=None, params_count=None, **zoo_names(art))
-        point = store.ensure_point(run, art.sha256, "local", "onnxruntime", 1, {})
-        samples = np.full(20, 200_000, dtype=np.int64)
-        store.add_trial(point, 0, TrialResult("onnxruntime", samples_ns=tuple(samples.tolist())), run_id=run)
-        store.complete_point(point, combine_trials([samples]))
+        store_linear_predictor(store, extract_kernels(art.path, Runtime.ONNXRUNTIME))
+        store_measured(store, "measured", [(art, 0.2, {"macs": None, "params_count": None, **zoo_names(art)})])
     return art.sha256
 
 

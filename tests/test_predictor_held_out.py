@@ -6,23 +6,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 from typer.testing import CliRunner
 
-from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.export import export
 from harness.cli.main import app
-from harness.measure.stats import combine_trials
 from harness.predict.dataset import PredictContext, load_dataset
 from harness.predict.extract import extract_kernels
 from harness.predict.held_out import random_models
-from harness.predict.predictor import KernelPredictor, TrainingRow, fit_predictor
+from harness.predict.predictor import KernelPredictor
 from harness.predict.random_nets import TARGET, Size
 from harness.sources import source_artifact
 from harness.store import Store
 from harness.zoo.counting import count
 from harness.zoo.registry import resolve
+from tests.stored_predictor import store_linear_predictor, store_measured
 
 runner = CliRunner()
 SHORT = ["--trials", "2", "--runs", "5", "--min-seconds", "0"]
@@ -34,20 +32,14 @@ def _setup(db: Path) -> KernelPredictor:
     the tests evaluate), and two zoo models measured at 0.5 and 2 ms."""
     arts = [source_artifact(ref, Format.ONNX, Precision.FP32) for ref in random_models(2, 99, Size.SMALL)]
     kernels = [k for art in arts for k in extract_kernels(art.path, Runtime.ONNXRUNTIME)]
-    rows = [TrainingRow(k, 1 + k.flops / 1e4 + k.bytes_moved / 1e3, "space") for k in kernels * 3]
-    predictor = fit_predictor({"device": "local", "runtime": "onnxruntime"}, rows, [])
+    measured = []
+    for spec, ms in ZOO:
+        art = export(spec, Format.ONNX, Precision.FP32)
+        macs = count(spec.build(), spec.example_input()).macs
+        measured.append((art, ms, {"macs": macs, "params_count": None, "family": spec.family, "label": spec.label}))
     with Store(db) as store:
-        store.add_predictor("local", "onnxruntime", 1, "fp32", "lightgbm", predictor.versions, predictor.to_json(), {})
-        run = store.start_run("zoo", "")
-        store.upsert_device("local", "local", {})
-        for spec, ms in ZOO:
-            art = export(spec, Format.ONNX, Precision.FP32)
-            macs = count(spec.build(), spec.example_input()).macs
-            store.upsert_artifact(art, macs=macs, params_count=None, family=spec.family, label=spec.label)
-            point = store.ensure_point(run, art.sha256, "local", "onnxruntime", 1, {})
-            samples = np.full(20, int(ms * 1e6), dtype=np.int64)
-            store.add_trial(point, 0, TrialResult("onnxruntime", samples_ns=tuple(samples.tolist())), run_id=run)
-            store.complete_point(point, combine_trials([samples]))
+        predictor = store_linear_predictor(store, kernels)
+        store_measured(store, "zoo", measured)
     return predictor
 
 
