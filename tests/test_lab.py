@@ -182,16 +182,17 @@ def _board_inventory(tmp: Path, sshd: Sshd) -> Path:
     )
 
 
-def _join_here_and_board(
-    lab: LabCluster, sshd: Sshd, tmp: Path, board_host: str, board_node: str
-) -> tuple[Any, Path, dict[str, Any]]:
+def _join_here_and_board(lab: LabCluster, sshd: Sshd, tmp: Path, board_host: str) -> tuple[Any, Path, dict[str, Any]]:
     """Connects to ``lab`` and joins this machine's local device 'here' on host-b and the loopback board on
-    ``board_host`` (node ``board_node``); returns the connection, the inventory naming both and its parsed configs."""
+    ``board_host`` (a node added for it if the lab has none); returns the connection, the inventory naming both and
+    its parsed configs."""
     ray = connect(lab.address, _node_ip_address="127.0.0.1")
     inventory = _board_inventory(tmp, sshd)
     cfg = parse_inventory(inventory.read_text(), base=tmp)
     join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp / "host-b")
-    join_devices(ray, [cfg["board"]], board_host, board_node, tmp / board_host)
+    # A new node only now: the registry, placed by the first join, must not land on a host a test will kill.
+    node = lab.node_id(board_host) if board_host in lab.nodes else lab.add_host(board_host)
+    join_devices(ray, [cfg["board"]], board_host, node, tmp / board_host)
     return ray, inventory, cfg
 
 
@@ -210,7 +211,7 @@ def _stored(db: Path) -> dict[str, tuple[str, int]]:
 def test_sweep_with_lab_stores_the_same_points_as_without_and_a_rerun_resumes(
     lab: LabCluster, sshd: Sshd, tmp_path: Path
 ) -> None:
-    ray, inventory, _ = _join_here_and_board(lab, sshd, tmp_path, "host-c", lab.node_id("host-c"))
+    ray, inventory, _ = _join_here_and_board(lab, sshd, tmp_path, "host-c")
     spec = tmp_path / "sweep.toml"
     spec.write_text(SWEEP)
     try:
@@ -259,7 +260,7 @@ def test_a_host_killed_mid_sweep_fails_its_points_naming_it_the_others_go_on_and
     from harness.measure.sweep import run_sweep
     from harness.store import Store
 
-    ray, _, cfg = _join_here_and_board(lab, sshd, tmp_path, "host-d", lab.add_host("host-d"))
+    ray, _, cfg = _join_here_and_board(lab, sshd, tmp_path, "host-d")
     db = tmp_path / "lab.db"
     try:
         spec = parse_spec(SWEEP, "sweep.toml")
