@@ -22,7 +22,8 @@ from devices.vocabulary import Format, Precision
 from exporters.artifact import Artifact
 from harness.zoo.registry import ModelSpec
 from tests import environment, leftovers
-from tests.environment import Need, require
+from tests.arm64_board import Board, BoardUnavailable, ensure_board
+from tests.environment import Need, require, unmet
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -124,6 +125,14 @@ def read_only(src: Path, where: Path) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def emulated_board() -> Board:
+    """The emulated aarch64 board (tests/arm64_board.py), built once; the test is unmet where it cannot be built."""
+    try:
+        return ensure_board()
+    except BoardUnavailable as exc:
+        unmet(Need.ARM64, f"the emulated arm64 board cannot be built: {exc}")
 
 
 def cached_exporter(cache: Path) -> Callable[[ModelSpec, Format, Precision], Artifact]:

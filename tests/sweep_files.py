@@ -33,7 +33,8 @@ def sweep_spec(
     **protocol: Any,
 ) -> str:
     """A sweep of conv1x1 (``channels`` in and out, ``size`` square) and, with ``depthwise``, a depthwise conv
-    (``depthwise_channels``, by default ``channels``), as TOML; ``protocol`` overrides :data:`PROTOCOL`."""
+    (``depthwise_channels``, by default ``channels``), as TOML; ``protocol`` overrides :data:`PROTOCOL` (a key given
+    as None is left to the spec's default)."""
     doc: dict[str, Any] = {"name": name, "runtimes": list(runtimes)}
     if devices is not None:
         doc["devices"] = list(devices)
@@ -46,7 +47,7 @@ def sweep_spec(
         dw = depthwise_channels or channels
         models.append({"name": "depthwise_conv", "params": {"channels": dw, "h": size, "w": size}})
     doc["models"] = models
-    doc["protocol"] = PROTOCOL | protocol
+    doc["protocol"] = {k: v for k, v in (PROTOCOL | protocol).items() if v is not None}
     return tomli_w.dumps(doc)
 
 

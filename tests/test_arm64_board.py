@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +18,10 @@ from typing import Any
 import pytest
 
 from harness.store import Store
-from tests.arm64_board import Board, BoardUnavailable, ensure_board, ensure_executor_runner
-from tests.conftest import Sshd
+from tests.arm64_board import Board, BoardUnavailable, ensure_executor_runner
+from tests.conftest import Sshd, emulated_board
 from tests.environment import Need, require, unmet
+from tests.sweep_files import ssh_board, sweep_spec, write_inventory
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.arm64  # required whole by FLOPGAP_REQUIRE=arm64 (or all): its sshd too
@@ -30,26 +30,16 @@ TINY = ["-p", "cin=8", "-p", "cout=8", "-p", "h=8", "-p", "w=8"]  # conv1x1: 409
 
 @pytest.fixture(scope="module")
 def board() -> Board:
-    try:
-        return ensure_board()
-    except BoardUnavailable as exc:
-        unmet(Need.ARM64, f"the emulated arm64 board cannot be built: {exc}")
+    return emulated_board()
 
 
 @pytest.fixture(scope="module")
 def inventory(board: Board, sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two SSH boards on the loopback sshd: both runtimes installed, and ONNX Runtime only."""
     d = tmp_path_factory.mktemp("arm64")
-    common = (
-        f'transport = "ssh"\nhost = "127.0.0.1"\nport = {sshd.port}\nuser = "{pwd.getpwuid(os.getuid()).pw_name}"\n'
-        f'key = "{sshd.client_key}"\nknown_hosts = "{sshd.known_hosts}"\nwork_dir = "{d / "board"}"\n'
-    )
-    path = d / "devices.toml"
-    path.write_text(
-        f'[devices.emu-arm64]\n{common}python = "{board.pythons["full"]}"\n\n'
-        f'[devices.emu-arm64-ort]\n{common}python = "{board.pythons["onnxruntime-only"]}"\n'
-    )
-    return path
+    full = ssh_board(sshd, d / "board", python=str(board.pythons["full"]))
+    ort = ssh_board(sshd, d / "board", python=str(board.pythons["onnxruntime-only"]))
+    return write_inventory(d / "devices.toml", {"emu-arm64": full, "emu-arm64-ort": ort})
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +50,8 @@ def et_inventory(board: Board, sshd: Sshd, tmp_path_factory: pytest.TempPathFact
     except BoardUnavailable as exc:
         unmet(Need.ARM64, f"the emulated arm64 board's executor_runner cannot be built: {exc}")
     d = tmp_path_factory.mktemp("arm64-et")
-    path = d / "devices.toml"
-    path.write_text(
-        f'[devices.emu-arm64-et]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = {sshd.port}\n'
-        f'user = "{pwd.getpwuid(os.getuid()).pw_name}"\nkey = "{sshd.client_key}"\nknown_hosts = "{sshd.known_hosts}"\n'
-        f'work_dir = "{d / "board"}"\nrunner = "executor_runner"\nbinary = "{binary}"\n'
-    )
-    return path
+    et = ssh_board(sshd, d / "board", python=None, runner="executor_runner", binary=str(binary))
+    return write_inventory(d / "devices.toml", {"emu-arm64-et": et})
 
 
 def flopgap(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -141,12 +126,8 @@ def test_run_measures_a_pte_point_with_executor_runner_on_the_emulated_board(
 
 def test_small_sweep_on_the_emulated_board(inventory: Path, tmp_path: Path) -> None:
     spec = tmp_path / "arm.toml"
-    spec.write_text(
-        'name = "arm64 smoke"\nruntimes = ["onnxruntime", "litert", "litert-builtin"]\ndevices = ["emu-arm64"]\n'
-        '[[models]]\nname = "conv1x1"\nparams = { cin = 8, cout = 8, h = 8, w = 8 }\n'
-        '[[models]]\nname = "depthwise_conv"\nparams = { channels = 8, h = 8, w = 8 }\n'
-        "[protocol]\ntrials = 1\nwarmup_runs = 1\nwarmup_seconds = 0\nruns = 3\nmin_seconds = 0\n"
-    )
+    runtimes = ["onnxruntime", "litert", "litert-builtin"]
+    spec.write_text(sweep_spec("arm64 smoke", runtimes, ["emu-arm64"], channels=8, trials=1, warmup_runs=1, runs=3))
     db = tmp_path / "sweep.db"
     res = flopgap("sweep", spec, "--db", db, "--devices", inventory)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -164,10 +145,9 @@ def test_sweep_over_big_and_little_clusters_stores_both(inventory: Path, board: 
     require(Need.CPUS, None if little else "a one-CPU host's board has a single big core, no LITTLE one")
     spec = tmp_path / "clusters.toml"
     spec.write_text(
-        'name = "big.LITTLE"\nruntimes = ["onnxruntime"]\ndevices = ["emu-arm64"]\nclusters = ["big", "little"]\n'
-        '[[models]]\nname = "conv1x1"\nparams = { cin = 8, cout = 8, h = 8, w = 8 }\n'
-        "[protocol]\ntrials = 1\nwarmup_runs = 1\nwarmup_seconds = 0\nruns = 3\nmin_seconds = 0\n"
-    )
+        sweep_spec("big.LITTLE", ["onnxruntime"], ["emu-arm64"], channels=8, depthwise=False,
+                   clusters=["big", "little"], trials=1, warmup_runs=1, runs=3)
+    )  # fmt: skip
     db = tmp_path / "clusters.db"
     res = flopgap("sweep", spec, "--db", db, "--devices", inventory)
     assert res.returncode == 0, res.stdout + res.stderr

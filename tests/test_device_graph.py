@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -49,10 +48,10 @@ from harness.predict.ort_kernels import ort_kernels
 from harness.predict.predictor import TrainingRow, fit_predictor
 from harness.store import Store
 from harness.zoo.registry import resolve
-from tests.arm64_board import Board, BoardUnavailable, ensure_board
-from tests.conftest import Sshd
-from tests.environment import Need, unmet
+from tests.arm64_board import Board
+from tests.conftest import Sshd, emulated_board
 from tests.fake_device import TrialLog, fake_device
+from tests.sweep_files import inventory_text, ssh_board
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = resolve("shufflenet_v2_unit")
@@ -181,20 +180,13 @@ def test_a_foreign_predictor_prices_the_devices_own_kernels_where_the_device_opt
 
 @pytest.fixture(scope="module")
 def board() -> Board:
-    try:
-        return ensure_board()
-    except BoardUnavailable as exc:
-        unmet(Need.ARM64, f"the emulated arm64 board cannot be built: {exc}")
+    return emulated_board()
 
 
 @pytest.fixture(scope="module")
 def arm_device(board: Board, sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
     d = tmp_path_factory.mktemp("arm64-graph")
-    text = (
-        f'[devices.emu-arm64]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = {sshd.port}\n'
-        f'user = "{pwd.getpwuid(os.getuid()).pw_name}"\nkey = "{sshd.client_key}"\n'
-        f'known_hosts = "{sshd.known_hosts}"\nwork_dir = "{d / "board"}"\npython = "{board.pythons["full"]}"\n'
-    )
+    text = inventory_text({"emu-arm64": ssh_board(sshd, d / "board", python=str(board.pythons["full"]))})
     device = open_device(parse_inventory(text, "test")["emu-arm64"])
     yield device
     device.cleanup()

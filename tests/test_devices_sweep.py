@@ -207,17 +207,9 @@ def test_benchmark_model_over_ssh_stand_in_binary_into_the_store(tmp_path: Path,
     cpu = min(os.sched_getaffinity(0))
     pi = ssh_board(sshd, tmp_path / "pi", python=None, runner="benchmark_model", binary=str(stand_in), affinity=[cpu])
     inventory = write_inventory(tmp_path / "devices.toml", {"pi": pi})
-    text = """
-name = "pi"
-runtimes = ["litert", "litert-builtin", "onnxruntime"]
-devices = ["pi"]
-[[models]]
-name = "conv1x1"
-params = { cin = 16, cout = 16, h = 8, w = 8 }
-[protocol]
-trials = 2
-runs = 1000
-"""
+    runtimes = ["litert", "litert-builtin", "onnxruntime"]
+    defaults = dict.fromkeys(("warmup_runs", "warmup_seconds", "min_seconds"))  # the spec's own
+    text = sweep_spec("pi", runtimes, ["pi"], depthwise=False, runs=1000, **defaults)
     devices = open_devices(["pi"], inventory)
     with Store(tmp_path / "r.db") as store:
         result = run_sweep(parse_spec(text), text, store, devices, cached_exporter(cache_dir))
