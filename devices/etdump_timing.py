@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from devices.parsers import ParseError
+from devices.parsers import ParseError, json_document
 
 EXECUTE_BLOCK = "Execute"
 EXECUTE_EVENT = "Method::execute"
@@ -68,13 +68,7 @@ def parse_etdump(doc: Mapping[str, Any], tick_ns: float = 1.0) -> EtdumpTiming:
 
 def parse_etdump_json(text: str, tick_ns: float = 1.0) -> EtdumpTiming:
     """:func:`parse_etdump` on the JSON text of an ETDump (``flatc --json --size-prefixed``, or a captured copy)."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"ETDump JSON does not parse: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ParseError("not an ETDump document: the JSON is not an object")
-    return parse_etdump(doc, tick_ns)
+    return parse_etdump(json_document(text, "the ETDump", dict, "an ETDump document (a JSON object)"), tick_ns)
 
 
 def _delegated(event: Mapping[str, Any]) -> bool:

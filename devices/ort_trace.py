@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from devices.parsers import ParseError
+from devices.parsers import ParseError, json_document
 
 
 @dataclass(frozen=True)
@@ -31,12 +30,7 @@ def parse_ort_trace(text: str, skip_first: int = 1) -> list[OrtNodeTime]:
     """
     from devices.runner import parse_ort_profile
 
-    try:
-        events = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"ONNX Runtime profile is not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(events, list):
-        raise ParseError("ONNX Runtime profile is not a list of trace events")
+    events = json_document(text, "ONNX Runtime profile", list, "a list of trace events")
     rows = parse_ort_profile(events, skip_first=skip_first)
     if not rows:
         raise ParseError("ONNX Runtime profile has no node kernel times (was the session profiled?)")

@@ -11,8 +11,10 @@ output raises :class:`ParseError`.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from devices.core.errors import FlopgapError
 
@@ -21,6 +23,18 @@ _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|-?inf"
 
 class ParseError(FlopgapError, ValueError):
     """The text is not the output the parser expects; the message is one line."""
+
+
+def json_document(text: str, what: str, kind: type[dict[str, Any]] | type[list[Any]], expected: str) -> Any:
+    """``text`` parsed as JSON holding a ``kind``; otherwise a ParseError in one line: ``what`` is not JSON, or is
+    not ``expected``."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"{what} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, kind):
+        raise ParseError(f"{what} is not {expected}")
+    return doc
 
 
 def _num(text: str | None) -> float | None:

@@ -80,6 +80,10 @@ def test_etdump_block_without_its_execute_event_is_an_error() -> None:
 def test_etdump_that_is_not_one_fails_in_one_line() -> None:
     with pytest.raises(ParseError, match="no 'run_data' list"):
         parse_etdump_json('{"version": 0}')
+    with pytest.raises(ParseError, match=r"^the ETDump is not JSON \(Expecting value at line 1\)$"):
+        parse_etdump_json("P50 Latency: 1 s")
+    with pytest.raises(ParseError, match=r"^the ETDump is not an ETDump document \(a JSON object\)$"):
+        parse_etdump_json("[]")
     with pytest.raises(ParseError, match=r"^the ETDump \(4096 bytes\) does not decode"):
         etdump_document(bytes(4096))
 

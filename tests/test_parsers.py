@@ -221,7 +221,9 @@ def test_ort_trace_from_onnxruntimes_own_profiler() -> None:
 
 
 def test_ort_trace_that_is_not_a_profile_is_a_parse_error() -> None:
-    with pytest.raises(ParseError, match="not JSON"):
+    with pytest.raises(ParseError, match=r"^ONNX Runtime profile is not JSON \(Expecting value at line 1\)$"):
         parse_ort_trace("P50 Latency: 1 s")
+    with pytest.raises(ParseError, match=r"^ONNX Runtime profile is not a list of trace events$"):
+        parse_ort_trace('{"traceEvents": []}')
     with pytest.raises(ParseError, match="no node kernel times"):
         parse_ort_trace('[{"cat": "Session", "name": "model_loading_uri", "dur": 10}]')
