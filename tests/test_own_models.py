@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import os
-import pwd
 import shutil
 import sqlite3
 import sys
@@ -38,6 +37,7 @@ from harness.cli.main import app
 from harness.sources import FileSource, TorchFactory, load_factory, resolve_model
 from tests.conftest import Sshd, small_tmpfs
 from tests.own_nets import MixedInputs, TinyNet, mixed_example, tiny_macs
+from tests.sweep_files import ssh_board, write_inventory
 
 WIDE = {"COLUMNS": "240"}
 FAST = ["--trials", "1", "--runs", "5", "--min-seconds", "0"]
@@ -219,13 +219,7 @@ def test_a_file_model_into_a_full_cache_fails_in_one_cache_line_not_as_the_model
 
 
 def test_push_sends_a_file_model_with_its_external_data_once_over_ssh(files: Path, tmp_path: Path, sshd: Sshd) -> None:
-    user = pwd.getpwuid(os.getuid()).pw_name
-    inventory = tmp_path / "devices.toml"
-    inventory.write_text(
-        f'[devices.board]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = {sshd.port}\nuser = "{user}"\n'
-        f'key = "{sshd.client_key}"\nknown_hosts = "{sshd.known_hosts}"\npython = "{sys.executable}"\n'
-        f'work_dir = "{tmp_path / "board"}"\n'
-    )
+    inventory = write_inventory(tmp_path / "devices.toml", {"board": ssh_board(sshd, tmp_path / "board")})
     res = _invoke("push", "--device", "board", "--devices", str(inventory), str(files / "dynamo" / "net.onnx"))
     assert res.exit_code == 0, res.output
     remote = Path(res.output.strip())
