@@ -447,3 +447,38 @@ def test_run_and_profile_with_lab_measure_on_the_devices_actor_and_store_here(la
             assert any(has_profile(store, int(pid)) for pid in frame["point_id"])
     finally:
         leave(ray)
+
+
+def test_calibrate_with_lab_times_every_kernel_on_the_devices_actor_and_stores_here(
+    lab: LabCluster, tmp_path: Path
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from devices.vocabulary import Runtime
+    from harness.cli.calibrate import run_calibrate_command
+    from harness.measure.calibrate import conv1x1_kernel, relu_kernel
+    from harness.store import Store
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = parse_inventory('[devices.here]\ntransport = "local"\n', base=tmp_path)
+    join_devices(ray, [cfg["here"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    kernels = [conv1x1_kernel(16, 32, 8, 8), relu_kernel(8, 16, 16)]  # small: the roofline's own take minutes
+    db = tmp_path / "lab.db"
+    try:
+        cal = run_calibrate_command(
+            "here", Runtime.ONNXRUNTIME, 1, 2, db, tmp_path / "cache", None, Console(file=io.StringIO()), lab.address,
+            kernels,
+        )  # fmt: skip
+        # Every trial ran on host-b's actor: 2 kernels x 2 trials, none in this process.
+        assert ray.get(device_actor(ray, "here").status.remote()).trials_done == 4
+        with Store(db, readonly=True) as store:
+            row = store.calibrations_frame().iloc[0]
+        assert (row["device"], row["runtime"], row["threads"]) == ("here", "onnxruntime", 1)
+        stored = {k["name"]: k["medians_ns"] for k in json.loads(row["details_json"])["kernels"]}
+        assert stored == {t.kernel.name: list(t.medians_ns) for t in cal.timings}
+        assert {name: len(medians) for name, medians in stored.items()} == {k.name: 2 for k in kernels}
+        assert row["peak_gflops"] == pytest.approx(cal.peak_gflops) and row["bandwidth_gbs"] > 0
+    finally:
+        leave(ray)

@@ -5,17 +5,28 @@ Mount it with ``app.command("calibrate")(calibrate)`` in :mod:`harness.cli.main`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from devices.base import Device
 from devices.vocabulary import Runtime
-from harness.cli.options import CacheDirOpt, DbOpt, DeviceOpt, DevicesFileOpt, RuntimeOpt, ThreadsOpt, TrialsOpt
+from harness.cli.options import (
+    CacheDirOpt,
+    DbOpt,
+    DeviceOpt,
+    DevicesFileOpt,
+    LabOpt,
+    RuntimeOpt,
+    ThreadsOpt,
+    TrialsOpt,
+)
 from harness.cli.output import make_console
 from harness.cli.sweep import make_exporter, open_devices
 from harness.cli.user_errors import one_line_errors
-from harness.measure.calibrate import PROTOCOL, Calibration, store_calibration
+from harness.measure.calibrate import PROTOCOL, Calibration, Kernel, store_calibration
 from harness.measure.calibrate import calibrate as run_calibration
 from harness.store import Store
 
@@ -29,12 +40,17 @@ def run_calibrate_command(
     cache_dir: Path | None,
     devices_file: Path | None,
     console: Console,
+    lab: str | None = None,
+    kernels: Sequence[Kernel] | None = None,
 ) -> Calibration:
+    """Calibrate ``device`` (this host's, or with ``lab`` the lab's: its actor times the kernels on its own host,
+    exported here) and store the result here; ``kernels`` default to the roofline's own."""
     protocol = PROTOCOL.model_copy(update={"trials": trials})
-    dev = open_devices([device], devices_file)[device]
+    dev = _open_device(device, devices_file, lab)
     try:
         with console.status(f"calibrating {device} / {runtime} / {threads} thread(s)..."):
-            cal = run_calibration(dev, runtime, threads, make_exporter(cache_dir, protocol.parity), protocol=protocol)
+            exporter = make_exporter(cache_dir, protocol.parity)
+            cal = run_calibration(dev, runtime, threads, exporter, kernels, protocol=protocol)
         with Store(db) as store:
             cal_id = store_calibration(store, dev, cal)
             where = store.path
@@ -47,6 +63,14 @@ def run_calibrate_command(
         highlight=False,
     )
     return cal
+
+
+def _open_device(device: str, devices_file: Path | None, lab: str | None) -> Device:
+    if lab is None:
+        return open_devices([device], devices_file)[device]
+    from harness.lab.driver import lab_devices, open_lab
+
+    return lab_devices(open_lab(lab), [device]).devices[device]
 
 
 def calibration_table(cal: Calibration) -> Table:
@@ -75,10 +99,12 @@ def calibrate(
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
     devices_file: DevicesFileOpt = None,
+    lab: LabOpt = None,
 ) -> None:
     """Measure peak GFLOP/s (1x1 convs) and memory GB/s (ReLU over 64-128 MiB) with the device's runtime.
 
     One calibration is stored per device, runtime and thread count; each kernel's best trial median is kept.
     Example: flopgap calibrate --device local --runtime litert --threads 2
+    Example: flopgap calibrate --device pixel7 --runtime litert --lab 10.0.0.1:6379
     """
-    run_calibrate_command(device, runtime, threads, trials, db, cache_dir, devices_file, make_console())
+    run_calibrate_command(device, runtime, threads, trials, db, cache_dir, devices_file, make_console(), lab)

@@ -187,7 +187,8 @@ def calibrate(
     for _ in range(protocol.trials):
         for k in kernels:
             try:
-                result = dev.measure(artifacts[k.name].path, request)
+                # The export's sha256 is checked where the kernel runs (on a lab device: on its own host).
+                result = dev.measure(artifacts[k.name].path, request, sha256=artifacts[k.name].sha256)
             except DeviceError as exc:
                 raise KernelFailed(f"calibration kernel {k.name} ({runtime}) failed: {exc}") from exc
             median_ns = result.centre_ns
