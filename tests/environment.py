@@ -29,6 +29,7 @@ class Need(StrEnum):
     BROWSER = "browser"  # headless chromium
     CPUS = "cpus"  # at least two CPUs
     PHONE = "phone"  # a real Android phone (FLOPGAP_ADB_SERIAL)
+    RAY = "ray"  # Ray, the lab's engine (the `lab` extra, in the README's test install line)
 
 
 ALL = "all"
@@ -68,6 +69,16 @@ def unmet(need: Need, missing: str) -> NoReturn:
     if is_required(need):
         pytest.fail(f"required by FLOPGAP_REQUIRE but missing ({need}): {missing}", pytrace=False)
     pytest.skip(f"{need}: {missing}")
+
+
+def require_module(need: Need, missing: str | None) -> None:
+    """At a test module's top: go on if ``missing`` is None; else skip the whole module, or fail its collection where
+    FLOPGAP_REQUIRE asks for ``need``."""
+    if missing is None:
+        return
+    if is_required(need):
+        pytest.fail(f"required by FLOPGAP_REQUIRE but missing ({need}): {missing}", pytrace=False)
+    pytest.skip(f"{need}: {missing}", allow_module_level=True)
 
 
 def needs(need: Need, missing: str | None) -> pytest.MarkDecorator:

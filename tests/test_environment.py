@@ -111,3 +111,29 @@ def test_the_session_writes_caches_and_locks_only_under_its_own_temporary_direct
     assert Path(matplotlib.get_cachedir()).is_relative_to(root)
     for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR"):
         assert Path(os.environ[var]).parent == root, var
+
+
+MODULE_NEEDS = """
+from tests.environment import Need, require_module
+
+require_module(Need.RAY, "no Ray here (pip install ray)")
+
+def test_never_reached():
+    pass
+"""
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_a_module_whose_need_is_missing_skips_whole_or_fails_its_collection_where_required(
+    session: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, required: bool
+) -> None:
+    session.makepyfile(test_module_needs=MODULE_NEEDS)
+    if required:
+        monkeypatch.setenv("FLOPGAP_REQUIRE", "ray")
+    result = session.runpytest_subprocess("-rsfE", "test_module_needs.py")
+    if required:
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*required by FLOPGAP_REQUIRE but missing (ray): no Ray here*"])
+    else:
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*ray: no Ray here (pip install ray)*"])

@@ -8,6 +8,7 @@ Devices spread over nodes: this machine's local device on the head ('host-a'), a
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -23,11 +24,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-# Ray's loopback mode, set before Ray is imported: every node, worker and driver (the second driver inherits it) uses
-# 127.0.0.1, where Ray would otherwise turn 127.0.0.1 into this machine's network address.
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-pytest.importorskip("ray", reason="the lab tests need Ray: pip install -e '.[lab]'")
-
 from devices.base import TrialRequest
 from devices.inventory import parse_inventory
 from devices.vocabulary import Format, Precision
@@ -40,8 +36,19 @@ from harness.measure.sweep import Reporter
 from harness.zoo import ModelSpec
 from tests.adb_endpoint import AdbEndpoint, FakePhone
 from tests.conftest import SSHD, Sshd, cached_exporter
+from tests.environment import Need, needs, require_module
 from tests.lab_cluster import LabCluster, lab_cluster
 from tests.sweep_files import inventory_text, ssh_board, sweep_spec, write_inventory
+
+# Ray's loopback mode, set before Ray is imported (flopgap and these helpers import it lazily): every node, worker and
+# driver (the second driver inherits it) uses 127.0.0.1, where Ray would otherwise turn 127.0.0.1 into this machine's
+# network address.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Ray is in the README's test install line: missing, these tests skip, or fail where FLOPGAP_REQUIRE asks for it.
+NO_RAY = "no Ray: pip install -c constraints.txt -e '.[lab]'"
+require_module(Need.RAY, None if importlib.util.find_spec("ray") else NO_RAY)
+NO_SSHD = "no OpenSSH server at /usr/sbin/sshd (apt-get install openssh-server)"
+NEEDS_SSHD = needs(Need.SSHD, None if SSHD.exists() else NO_SSHD)
 
 REQUEST = TrialRequest(warmup_runs=2, warmup_seconds=0, runs=20, min_seconds=0)
 
@@ -75,7 +82,7 @@ def _blob(cache: Path) -> ArtifactBlob:
     return ArtifactBlob(art.path.name, art.sha256, art.path.read_bytes())
 
 
-@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+@NEEDS_SSHD
 def test_lab_devices_pinned_to_their_hosts_node_registry_status_and_a_trial_by_object_store(
     lab: LabCluster, sshd: Sshd, phone: AdbEndpoint, tmp_path: Path
 ) -> None:
@@ -207,7 +214,7 @@ def _stored(db: Path) -> dict[str, tuple[str, int]]:
         return {row.point_key: (row.status, int(counts.get(row.point_id, 0))) for row in points.itertuples()}
 
 
-@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+@NEEDS_SSHD
 def test_sweep_with_lab_stores_the_same_points_as_without_and_a_rerun_resumes(
     lab: LabCluster, sshd: Sshd, tmp_path: Path
 ) -> None:
@@ -251,7 +258,7 @@ class _KillsHostAfterFirstTrial(Reporter):
         self.failed.append(f"{point.device}: {reason}")
 
 
-@pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH server at /usr/sbin/sshd (apt openssh-server)")
+@NEEDS_SSHD
 def test_a_host_killed_mid_sweep_fails_its_points_naming_it_the_others_go_on_and_a_rerun_resumes(
     lab: LabCluster, sshd: Sshd, tmp_path: Path
 ) -> None:
