@@ -489,3 +489,21 @@ def test_calibrate_with_lab_times_every_kernel_on_the_devices_actor_and_stores_h
         assert row["peak_gflops"] == pytest.approx(cal.peak_gflops) and row["bandwidth_gbs"] > 0
     finally:
         leave(ray)
+
+
+def test_the_registry_a_host_creates_by_joining_lives_on_the_head_never_on_a_host_that_may_leave(
+    lab: LabCluster, tmp_path: Path
+) -> None:
+    """The registry dies with its node: created by whichever join comes first after a lab-wide leave, it must still
+    land on the head (a sweep test once failed when the registry had landed on the host it then killed)."""
+    from harness.lab.membership import head_node_id
+
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    leave(ray)  # no registry: the join below creates it
+    cfg = parse_inventory('[devices.here]\ntransport = "local"\n', base=tmp_path)
+    try:
+        join_devices(ray, [cfg["here"]], "host-c", lab.node_id("host-c"), tmp_path / "host-c")
+        assert head_node_id(ray) == lab.node_id("host-a")
+        assert ray.get(registry(ray).node.remote()) == lab.node_id("host-a")
+    finally:
+        leave(ray)

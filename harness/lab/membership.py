@@ -23,12 +23,26 @@ def driver_name() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
 
 
+# Ray gives the head node this resource (and only it), whatever its address.
+HEAD_RESOURCE = "node:__internal_head__"
+
+
 def registry(ray: ModuleType, node_id: str | None = None) -> Any:
-    """The lab's registry actor (created on ``node_id``, the head's, if there is none yet)."""
+    """The lab's registry actor, created if there is none yet on ``node_id`` or else on the head's node: never on a
+    host that may leave or die and take every driver's view of the lab with it."""
     opts: dict[str, Any] = {"name": REGISTRY_NAME, "namespace": NAMESPACE, "lifetime": "detached", "num_cpus": 0}
-    if node_id is not None:
-        opts["scheduling_strategy"] = _pinned(node_id)
+    where = node_id if node_id is not None else head_node_id(ray)
+    if where is not None:
+        opts["scheduling_strategy"] = _pinned(where)
     return ray.remote(Registry).options(get_if_exists=True, **opts).remote()
+
+
+def head_node_id(ray: ModuleType) -> str | None:
+    """The head's node id: the live node holding Ray's own head-node resource."""
+    for node in ray.nodes():
+        if node.get("Alive") and HEAD_RESOURCE in node.get("Resources", {}):
+            return str(node["NodeID"])
+    return None
 
 
 def join_devices(ray: ModuleType, configs: list[DeviceConfig], host: str, node_id: str, cache_dir: Path) -> list[str]:

@@ -31,6 +31,12 @@ class Registry:
     def __init__(self) -> None:
         self._devices: dict[str, DeviceEntry] = {}
 
+    def node(self) -> str:
+        """The node this registry runs on (the head's)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def claim(self, entry: DeviceEntry) -> str | None:
         """Record ``entry``; returns the host that already has a device of that name (nothing recorded), else None.
         The same host joining again with the same device replaces its entry (a re-join after a restart)."""
