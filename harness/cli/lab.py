@@ -74,7 +74,7 @@ def join(address: AddressArg = None, devices_file: DevicesFileOpt = None, host: 
     """
     from devices.inventory import load_inventory, parse_inventory
     from harness.lab.membership import join_devices
-    from harness.lab.ray_session import LabError, connect, lab_address
+    from harness.lab.ray_session import LabError, connect, lab_address, reachable
 
     address = lab_address(address)
     inventory = load_inventory(devices_file)
@@ -82,6 +82,7 @@ def join(address: AddressArg = None, devices_file: DevicesFileOpt = None, host: 
         raise LabError(f"no inventory at {inventory.path}; pass --devices FILE with this host's devices")
     # The file's own devices only: the implicit 'local' of every host would clash across the lab.
     configs = list(parse_inventory(inventory.path.read_text(), str(inventory.path), inventory.path.parent).values())
+    reachable(address)  # before Ray's node starts: its own refusal of another version is a multi-line traceback
     _ray_cli("start", f"--address={address}", "--disable-usage-stats")
     ray = connect(address)
     name = host or socket.gethostname()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -33,12 +36,76 @@ def lab_address(address: str | None) -> str:
     return found
 
 
+@dataclass(frozen=True)
+class Versions:
+    """The Ray and Python a process runs: every node and driver of a lab must run the same (Ray refuses others)."""
+
+    ray: str
+    python: str
+
+    def __str__(self) -> str:
+        return f"Ray {self.ray} on Python {self.python}"
+
+
+def here_versions() -> Versions:
+    import ray
+
+    return Versions(ray.__version__, ".".join(map(str, sys.version_info[:3])))
+
+
+def lab_versions(address: str, timeout_s: float = 10) -> Versions | None:
+    """The Ray and Python the lab's head started with (None where its GCS has none stored): the cluster metadata the
+    head puts in its GCS key-value store, which Ray's own check (a driver's ray.init, `ray start --address`) reads."""
+    from ray._common.usage.usage_constants import CLUSTER_METADATA_KEY
+    from ray._private.ray_constants import KV_NAMESPACE_CLUSTER
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # compiled; Ray's stub leaves it out
+
+    stored = GcsClient(address=address).internal_kv_get(
+        CLUSTER_METADATA_KEY, namespace=KV_NAMESPACE_CLUSTER, timeout=timeout_s
+    )
+    if not stored:
+        return None
+    metadata = json.loads(stored)
+    return Versions(str(metadata["ray_version"]), str(metadata["python_version"]))
+
+
+def mismatch_line(address: str, lab: Versions, here: Versions) -> str:
+    return (
+        f"the lab at {address} runs {lab} but this host has {here}; every host and driver of a lab needs the same "
+        "Ray and Python: install the lab's Python, then pip install -c constraints.txt -e '.[lab]'"
+    )
+
+
+def check_versions(address: str) -> None:
+    """One line naming both versions where this host's Ray or Python differs from the lab's, by Ray's own rule (its
+    Ray equal, its Python equal to the patch level unless RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL says minor).
+    Ray's own message spans several lines and names this host only as its address."""
+    from ray._private.utils import check_version_info
+
+    lab = lab_versions(address)
+    if lab is None:
+        return
+    try:
+        check_version_info({"ray_version": lab.ray, "python_version": lab.python}, "this host")
+    except RuntimeError:
+        raise LabError(mismatch_line(address, lab, here_versions())) from None
+
+
+def reachable(address: str) -> ModuleType:
+    """Ray, where the lab at ``address`` answers and runs this host's Ray and Python: each a line of its own if not.
+    Before `ray start --address` too, which would otherwise retry an absent head for minutes."""
+    ray = import_ray()
+    _answers(address)
+    check_versions(address)
+    return ray
+
+
 def connect(address: str, **init: Any) -> ModuleType:
     """Join the lab at ``address`` as a driver (a no-op if already connected); returns the ``ray`` module."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
-    _answers(address)
+    reachable(address)
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR", **init)
     except ConnectionError as exc:
@@ -46,10 +113,10 @@ def connect(address: str, **init: Any) -> ModuleType:
             f"no lab answers at {address} ({_first_line(exc)}); start one with 'flopgap lab start' or check the address"
         ) from None
     except RuntimeError as exc:
-        if "version" in str(exc).lower():  # Ray refuses a driver whose Ray or Python differs from the cluster's
+        if "version" in str(exc).lower():  # the lab's head changed between check_versions and here: Ray's own words
             raise LabError(
-                f"the lab at {address} runs another Ray or Python version than this host ({_first_line(exc)}); "
-                f"install the same on every host: pip install -c constraints.txt -e '.[lab]'"
+                f"the lab at {address} runs another Ray or Python than this host ({_one_line(exc)}); "
+                "install the same on every host: pip install -c constraints.txt -e '.[lab]'"
             ) from None
         raise
     _cluster_news_to_stderr()
@@ -85,6 +152,10 @@ def _answers(address: str, timeout_s: float = 5) -> None:
             f"no lab answers at {address} ({exc.strerror or exc}); start one with 'flopgap lab start' or check "
             "the address"
         ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:
