@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass
@@ -76,6 +77,18 @@ def mismatch_line(address: str, lab: Versions, here: Versions) -> str:
     )
 
 
+_RAY_PYTHON = re.compile(r"Ray: (\S+)\s+Python: (\S+)")
+
+
+def parse_mismatch(text: str) -> tuple[Versions, Versions] | None:
+    """The lab's and this process's versions from Ray's "Version mismatch: The cluster was started with: Ray: ..
+    Python: .. This process on .. was started with: Ray: .. Python: .." (ray._private.utils.check_version_info)."""
+    if not text.startswith("Version mismatch"):
+        return None
+    found = [Versions(r, p) for r, p in _RAY_PYTHON.findall(text)]
+    return (found[0], found[1]) if len(found) == 2 else None
+
+
 def check_versions(address: str) -> None:
     """One line naming both versions where this host's Ray or Python differs from the lab's, by Ray's own rule (its
     Ray equal, its Python equal to the patch level unless RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL says minor).
@@ -113,7 +126,11 @@ def connect(address: str, **init: Any) -> ModuleType:
             f"no lab answers at {address} ({_first_line(exc)}); start one with 'flopgap lab start' or check the address"
         ) from None
     except RuntimeError as exc:
-        if "version" in str(exc).lower():  # the lab's head changed between check_versions and here: Ray's own words
+        # Ray's own check refused us (the lab's head changed since check_versions): its words, on one line.
+        both = parse_mismatch(str(exc))
+        if both is not None:
+            raise LabError(mismatch_line(address, *both)) from None
+        if "version" in str(exc).lower():
             raise LabError(
                 f"the lab at {address} runs another Ray or Python than this host ({_one_line(exc)}); "
                 "install the same on every host: pip install -c constraints.txt -e '.[lab]'"
