@@ -47,7 +47,7 @@ from devices.vocabulary import Precision, Runtime
 from harness.cli.predict import parse_budget
 from harness.cli.sweep import make_exporter
 from harness.measure.calibrate import calibrate, store_calibration
-from harness.predict.adapt import AdaptPlan, adapt_predictor
+from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note
 from harness.predict.build import MODEL_PROTOCOL, BuildPlan, BuildReporter, BuildResult, build_predictor
 from harness.predict.dataset import PredictContext, latest_versions, load_dataset
 from harness.predict.evaluate import METHODS, Evaluation, ModelResult, Score, leave_one_family_out
@@ -195,7 +195,10 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
             if earlier is None:
                 aplan = AdaptPlan(actx, adapt_budget, seed, source_id=result.predictor_id)
                 adapted, awall = _timed(lambda: adapt_predictor(aplan, store, device, EXPORTER, progress))
-                out.note(_build_line(f"adaptation to {args.adapt_threads} threads", adapted, awall))
+                out.note(
+                    _build_line(f"adaptation to {args.adapt_threads} threads", adapted, awall)
+                    + f"; {calibration_note(adapted.predictor.summary)}"
+                )
                 a_ctx, a_predictor = adapted.context, adapted.predictor
             else:  # a rerun: adapting again would train on the full build's measurements
                 a_ctx, a_predictor = earlier

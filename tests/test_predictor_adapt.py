@@ -1,11 +1,13 @@
 """`flopgap predictor build --from ID`: a stored predictor adapted to another context of this machine (2 threads)
-from a few zoo models and probes of its dominant kernel types, on the real local device with a tiny budget."""
+from a few zoo models and probes of its dominant kernel types, on the real local device with a tiny budget; and the
+calibration an adaptation keeps from its source (one scale) or refits (enough models), on models built in code."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from devices.local import local_device
@@ -14,8 +16,12 @@ from exporters.export import export
 from harness.cli.main import app
 from harness.measure.spec import Protocol
 from harness.predict.adapt import (
+    FULL_REFIT_MODELS,
     AdaptPlan,
+    CalibrationRefit,
+    adapt_from,
     adapt_predictor,
+    calibration_note,
     dominant_types,
     priced_by,
     probe_configs,
@@ -25,7 +31,8 @@ from harness.predict.build import BuildReporter
 from harness.predict.dataset import PredictContext, load_dataset
 from harness.predict.device_graph import host_arch
 from harness.predict.extract import extract_kernels
-from harness.predict.predictor import KernelPredictor, TrainingRow, fit_predictor
+from harness.predict.kernels import Kernel
+from harness.predict.predictor import Calibration, KernelPredictor, TrainingRow, fit_calibration, fit_predictor
 from harness.predict.regressor import MIN_TIME_US
 from harness.sources import source_artifact
 from harness.store import Store
@@ -89,6 +96,12 @@ def test_adapting_to_two_threads_scales_each_dominant_type_and_beats_the_source_
     print(f"relative errors before {before.round(3)}, after {after.round(3)}")
     assert np.abs(after).mean() < 0.5 * np.abs(before).mean()
     assert overall > 0 and row.summary["overall_scale"] == overall
+    # three models are too few for three calibration terms: the source's shape, one scale
+    assert row.summary["calibration_refit"] == CalibrationRefit.SCALE and row.summary["calibration_models"] == 3
+    scale = row.summary["calibration_scale"]
+    assert (adapted.calibration.c0, adapted.calibration.c1, adapted.calibration.c2) == pytest.approx(
+        (source.calibration.c0 * scale, source.calibration.c1 * scale, source.calibration.c2 * scale), rel=1e-3
+    )
 
 
 def test_build_from_refuses_an_unknown_predictor_and_another_runtime_in_one_line(tmp_path: Path) -> None:
@@ -104,3 +117,87 @@ def test_build_from_refuses_an_unknown_predictor_and_another_runtime_in_one_line
         assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output, result.output
     with Store(db, readonly=True) as store:
         assert store.points_frame().empty  # refused before measuring anything
+
+
+# The source's calibration: not the identity, so keeping its shape is something a refit can fail to do (µs, ratio,
+# µs per kernel).
+SOURCE_CALIBRATION = Calibration(c0=400.0, c1=0.85, c2=4.0)
+TRUE_SCALE = 1.3  # the new device's models take 1.3x what the source predicts
+PERTURBATION = 0.01  # each calibration model's measurement is off by at most this (relative)
+
+
+@pytest.fixture(scope="module")
+def unit_models() -> dict[tuple[int, int], list[Kernel]]:
+    """Models built in code: a ShuffleNetV2 unit at 28, 56 and 112 px, repeated 1, 2 or 4 times (kernel sums from
+    6 to 376 ms at the source's prices, 8 to 32 kernels)."""
+    units = {h: extract_kernels(export(resolve("shufflenet_v2_unit", h=h, w=h), Format.ONNX, Precision.FP32).path,
+                                Runtime.ONNXRUNTIME) for h in (28, 56, 112)}  # fmt: skip
+    return {(h, r): kernels * r for h, kernels in units.items() for r in (1, 2, 4)}
+
+
+def _unit_source(models: dict[tuple[int, int], list[Kernel]]) -> KernelPredictor:
+    kernels = {k.name + str(k.h_in): k for m in models.values() for k in m}.values()
+    rows = [TrainingRow(k, 1 + k.flops / 1e4 + k.bytes_moved / 1e3, "space") for k in list(kernels) * 3]
+    source = fit_predictor({"device": "local", "runtime": "onnxruntime"}, rows, [])
+    source.calibration = SOURCE_CALIBRATION
+    return source
+
+
+def _measured(source: KernelPredictor, kernels: list[Kernel], error: float = 0.0) -> float:
+    return TRUE_SCALE * source.predict(kernels).total_ms * 1e3 * (1 + error)
+
+
+def test_adapting_on_three_models_scales_the_source_calibration_and_carries_to_models_it_never_saw(
+    unit_models: dict[tuple[int, int], list[Kernel]],
+) -> None:
+    source = _unit_source(unit_models)
+    chosen = {(28, 1): PERTURBATION, (56, 1): -PERTURBATION, (28, 4): PERTURBATION / 2}
+    models = [(unit_models[key], _measured(source, unit_models[key], e)) for key, e in chosen.items()]
+    adapted = adapt_from(source, [], models)  # no kernel rows: the kernels keep the source's prices
+    # models not among the three (2 to 60x their kernel sums) follow the 1.3x within the same perturbation; a
+    # 3-term refit through the three models' noise misses the larger ones by up to 2.4%
+    held_out = [key for key in unit_models if key not in chosen]
+    errors = {key: adapted.predict(unit_models[key]).total_ms * 1e3 / _measured(source, unit_models[key]) - 1
+              for key in held_out}  # fmt: skip
+    assert all(abs(e) <= PERTURBATION for e in errors.values()), errors
+    # the scale is the median of TRUE_SCALE * (1 + e) over the models: within the perturbation of TRUE_SCALE
+    scale = adapted.summary["calibration_scale"]
+    assert adapted.summary["calibration_refit"] == CalibrationRefit.SCALE and adapted.summary["calibration_models"] == 3
+    assert abs(scale / TRUE_SCALE - 1) <= PERTURBATION
+    cal = adapted.calibration
+    assert (cal.c0, cal.c1, cal.c2) == pytest.approx(
+        (SOURCE_CALIBRATION.c0 * scale, SOURCE_CALIBRATION.c1 * scale, SOURCE_CALIBRATION.c2 * scale), rel=1e-3
+    )
+    assert "scaled by 1.3" in calibration_note(adapted.summary) and "over 3 models" in calibration_note(adapted.summary)
+
+
+def test_adapting_on_enough_models_refits_all_three_calibration_terms(
+    unit_models: dict[tuple[int, int], list[Kernel]],
+) -> None:
+    source = _unit_source(unit_models)
+    keys = sorted(unit_models)[:FULL_REFIT_MODELS]
+    # a per-kernel overhead the source's shape does not have: 30 µs more per kernel
+    models = [(unit_models[k], _measured(source, unit_models[k]) + 30.0 * len(unit_models[k])) for k in keys]
+    adapted = adapt_from(source, [], models)
+    sums = [float(source.kernel_times_us(m).sum()) for m, _ in models]
+    expected = fit_calibration(sums, [len(m) for m, _ in models], [t for _, t in models])
+    assert adapted.summary["calibration_refit"] == CalibrationRefit.FULL and adapted.calibration == expected
+    assert adapted.calibration.c2 > SOURCE_CALIBRATION.c2 * TRUE_SCALE  # it found the extra per-kernel time
+    assert calibration_note(adapted.summary) == f"calibration refitted on {FULL_REFIT_MODELS} models"
+
+
+def test_an_adapted_calibration_never_gives_zero_and_no_model_keeps_the_source_as_is(
+    unit_models: dict[tuple[int, int], list[Kernel]],
+) -> None:
+    source = _unit_source(unit_models)
+    kernels = unit_models[(28, 1)]
+    kernel_sum = float(source.kernel_times_us(kernels).sum())
+    source.calibration = Calibration(c0=-2 * kernel_sum, c1=1.0, c2=0.0)  # zero or less on the smallest model
+    big = unit_models[(112, 4)]
+    adapted = adapt_from(source, [], [(big, 2 * source.predict(big).total_ms * 1e3)])
+    assert adapted.summary["calibration_scale"] == pytest.approx(2.0, rel=1e-3)
+    small = adapted.predict(kernels)
+    assert not small.calibrated and small.total_ms == pytest.approx(kernel_sum / 1e3) and small.total_ms > 0
+    unchanged = adapt_from(source, [], [])
+    assert unchanged.calibration == source.calibration
+    assert unchanged.summary["calibration_refit"] == CalibrationRefit.SOURCE

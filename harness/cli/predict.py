@@ -102,7 +102,7 @@ def build(
 
     Example: flopgap predictor build --device local --threads 2 --from 1 --budget 3m
     """
-    from harness.predict.adapt import AdaptPlan, adapt_predictor
+    from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note
     from harness.predict.build import BuildPlan, build_predictor
 
     console = make_console()
@@ -133,7 +133,8 @@ def build(
         console.print(
             f"predictor {result.predictor_id} for {result.context}, adapted from predictor {from_id}: "
             f"{result.probes_measured} probes and {result.models} zoo models measured, {result.kernel_rows} kernel "
-            f"rows; type scales {summary.get('scales')} (others {summary.get('overall_scale', 1.0):.3f}); build time "
+            f"rows; type scales {summary.get('scales')} (others {summary.get('overall_scale', 1.0):.3f}); "
+            f"{calibration_note(summary)}; build time "
             f"{result.build_s:.0f}s; stored in {where}",
             highlight=False,
         )

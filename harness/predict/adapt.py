@@ -13,16 +13,19 @@ So the adaptation measures, within its budget:
 
 Each of the source's regressors (per type, variant, group, fallback) keeps its shape (its trees) and its base is
 scaled by the median ratio of measured to source-predicted time over the new rows it prices (``t = base · exp(g)``,
-so scaling the base scales the model); one that prices no new row by the median over every row; then the
-calibration is fitted again on the models. Every measurement is a point of the new context, so a later full build
-there reuses them.
+so scaling the base scales the model); one that prices no new row by the median over every row. The model-level
+calibration (``c0 + c1·sum + c2·kernels``) is refitted in full only on :data:`FULL_REFIT_MODELS` models or more;
+with fewer it keeps the source's shape and takes one scale, the median ratio of measured to predicted time over the
+models (:func:`adapted_calibration`). Every measurement is a point of the new context, so a later full build there
+reuses them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -45,7 +48,7 @@ from harness.predict.build import (
 from harness.predict.dataset import SPACE, PredictContext, load_dataset
 from harness.predict.device_graph import normal_arch
 from harness.predict.kernels import Kernel, KernelType
-from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_calibration
+from harness.predict.predictor import LIBRARY, Calibration, KernelPredictor, TrainingRow, fit_calibration
 from harness.predict.probe_trials import Probing, measure_probes
 from harness.predict.regressor import TypeModel
 from harness.predict.space import KernelConfig, sample
@@ -68,6 +71,18 @@ ADAPT_PROBE_PROTOCOL = SweepProtocol(trials=1, warmup_runs=3, warmup_seconds=0.0
 DOMINANT_SHARE = 0.9
 PROBES_PER_TYPE = 8
 SAMPLED = 3000  # how far down the build's sampling order to look for each dominant type's probes
+CALIBRATION_TERMS = 3  # c0, c1, c2 of :class:`Calibration`
+# Three terms fitted on fewer than two models per term pass through the models' noise (three models: exactly, the
+# prior aside) and extrapolate it to every other model; one scale over the source's shape cannot.
+FULL_REFIT_MODELS = 2 * CALIBRATION_TERMS
+
+
+class CalibrationRefit(StrEnum):
+    """What an adaptation did to the source's model-level calibration."""
+
+    SOURCE = "source"  # no model measured: kept as it was
+    SCALE = "scale"  # the source's shape times one scale
+    FULL = "full"  # all three terms refitted on the models
 
 
 def adapt_models() -> tuple[ModelSpec, ...]:
@@ -140,20 +155,13 @@ def adapt_predictor(
         raise
     finally:
         store.finish_run(run_id, status)
-    rep.stage("scaling the source predictor's kernel types and refitting the calibration")
+    rep.stage("scaling the source predictor's kernel types and its calibration")
     dataset = load_dataset(store, ctx, versions)
-    adapted = scaled(source, dataset.rows)
-    calibrating = [(m.kernels, m.median_ms * 1e3) for m in dataset.models if m.kernels]
-    sums = [float(adapted.kernel_times_us(k).sum()) for k, _ in calibrating]
-    counts = [len(k) for k, _ in calibrating]
-    if len(calibrating) >= 3:  # fewer: the source's calibration stands (a line through two models is no fit)
-        adapted.calibration = fit_calibration(sums, counts, [t for _, t in calibrating])
-    calibrated = [adapted.calibration.apply(s, n) for s, n in zip(sums, counts, strict=True)]
+    adapted = adapt_from(source, dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models if m.kernels])
     build_s = _time_spent(store, plan.name)
     adapted.context = ctx.to_json()
     adapted.summary.update({"adapted_from": plan.source_id, "probes": state.measured, "kernel_rows": len(dataset.rows),
-                            "calibration_errors": model_errors(calibrated, [t for _, t in calibrating]),
-                            "calibration_models": len(calibrating), "models": [m.label for m in dataset.models],
+                            "models": [m.label for m in dataset.models],
                             "build_s": round(build_s, 1), "budget_s": plan.budget_s, "seed": plan.seed,
                             "runtime_version": versions.runtime_version,
                             "runner_version": versions.runner_version,
@@ -162,6 +170,53 @@ def adapt_predictor(
                               adapted.versions, adapted.to_json(), adapted.summary)  # fmt: skip
     return BuildResult(ctx, pid, adapted, state.measured, state.measured, len(dataset.rows), len(dataset.models),
                        clock() - started, build_s)  # fmt: skip
+
+
+def adapt_from(
+    source: KernelPredictor, rows: Sequence[TrainingRow], models: Sequence[tuple[Sequence[Kernel], float]]
+) -> KernelPredictor:
+    """``source`` with its regressors scaled to the new ``rows`` and its calibration adapted on ``models`` (kernel
+    lists with measured µs); the summary says how (``calibration_refit``, ``calibration_scale``)."""
+    adapted = scaled(source, rows)
+    sums = [float(adapted.kernel_times_us(k).sum()) for k, _ in models]
+    counts = [len(k) for k, _ in models]
+    measured = [t for _, t in models]
+    adapted.calibration, how, factor = adapted_calibration(source.calibration, sums, counts, measured)
+    calibrated = [adapted.calibration.apply(s, n) for s, n in zip(sums, counts, strict=True)]
+    adapted.summary.update({"calibration_refit": how.value, "calibration_scale": round(factor, 4),
+                            "calibration_errors": model_errors(calibrated, measured),
+                            "calibration_models": len(models)})  # fmt: skip
+    return adapted
+
+
+def adapted_calibration(
+    source: Calibration, sums_us: Sequence[float], counts: Sequence[int], measured_us: Sequence[float]
+) -> tuple[Calibration, CalibrationRefit, float]:
+    """The calibration for the models' kernel sums and counts and measured µs, what was done and the scale taken
+    (1 for a full refit): all three terms on :data:`FULL_REFIT_MODELS` models or more, else the source's times the
+    median ratio of measured to source-calibrated time. A positive scale keeps where the calibration holds, so it
+    never turns a total the source priced into zero (where neither holds, the kernel sum is the total)."""
+    kept = [(s, n, m) for s, n, m in zip(sums_us, counts, measured_us, strict=True) if m > 0]
+    if len(kept) >= FULL_REFIT_MODELS:
+        fitted = fit_calibration([s for s, _, _ in kept], [n for _, n, _ in kept], [m for _, _, m in kept])
+        return fitted, CalibrationRefit.FULL, 1.0
+    ratios = [m / source.apply(s, n) for s, n, m in kept if source.apply(s, n) > 0]
+    if not ratios:
+        return source, CalibrationRefit.SOURCE, 1.0
+    f = float(np.median(ratios))
+    return Calibration(source.c0 * f, source.c1 * f, source.c2 * f), CalibrationRefit.SCALE, f
+
+
+def calibration_note(summary: Mapping[str, Any]) -> str:
+    """How an adapted predictor's calibration was obtained, for its build line."""
+    models = summary.get("calibration_models", 0)
+    how = summary.get("calibration_refit")
+    if how == CalibrationRefit.FULL:
+        return f"calibration refitted on {models} models"
+    if how == CalibrationRefit.SCALE:
+        return (f"calibration: the source's scaled by {summary.get('calibration_scale', 1.0):.3f} over {models} models "
+                f"(a full refit needs {FULL_REFIT_MODELS})")  # fmt: skip
+    return "calibration: the source's (no model measured)"
 
 
 def dominant_types(predictor: KernelPredictor, models: Sequence[Sequence[Kernel]]) -> list[KernelType]:
