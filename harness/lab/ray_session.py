@@ -93,9 +93,12 @@ def check_versions(address: str) -> None:
     """One line naming both versions where this host's Ray or Python differs from the lab's, by Ray's own rule (its
     Ray equal, its Python equal to the patch level unless RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL says minor).
     Ray's own message spans several lines and names this host only as its address."""
-    from ray._private.utils import check_version_info
+    try:  # Ray's private modules: where a later Ray moved them, its own check in ray.init (parsed below) still runs
+        from ray._private.utils import check_version_info
 
-    lab = lab_versions(address)
+        lab = lab_versions(address)
+    except (ImportError, AttributeError):
+        return
     if lab is None:
         return
     try:
