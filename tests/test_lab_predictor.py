@@ -23,9 +23,11 @@ from harness.cli.sweep import make_exporter, open_named_devices
 from harness.lab.membership import device_actor, join_devices, leave
 from harness.lab.ray_session import connect
 from harness.measure.spec import Protocol
+from harness.predict.adapt import AdaptPlan
 from harness.predict.build import BuildPlan
 from harness.predict.dataset import PredictContext
 from harness.store import Store
+from harness.zoo import resolve
 from tests.environment import Need, require_module
 from tests.lab_cluster import LabCluster, lab_cluster
 
@@ -34,6 +36,7 @@ NO_RAY = "no Ray: pip install -c constraints.txt -e '.[lab]'"
 require_module(Need.RAY, None if importlib.util.find_spec("ray") else NO_RAY)
 
 FAST = Protocol(trials=1, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds=0.01, parity=False)
+TINY = resolve("mobilenet_v1", alpha=0.25, resolution=128)
 PLACED = {"dev-b": "host-b", "dev-c": "host-c"}
 
 
@@ -43,7 +46,7 @@ def lab() -> Iterator[LabCluster]:
         yield cluster
 
 
-def test_two_devices_on_two_nodes_build_in_parallel_each_on_its_own_actor_one_failing_alone(
+def test_devices_on_two_nodes_build_in_parallel_on_their_own_actors_one_failing_alone_and_from_adapts(
     lab: LabCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
@@ -94,6 +97,26 @@ def test_two_devices_on_two_nodes_build_in_parallel_each_on_its_own_actor_one_fa
             assert re.search(rf"^{name}: predictor {pid}, 2 probes \(2 measured now\), 0 zoo models", text, re.M)
         assert re.search(r"^dev-x: failed: predictor build: precision int8", text, re.M)
         assert "2 of 3 predictors built" in text and "failed: dev-x" in text
+        # --from through the lab: dev-b's predictor adapted to dev-c at 2 threads, its probes on dev-c's actor.
+        source = by_name["dev-b"].result.predictor_id  # type: ignore[union-attr]
+        before = ray.get(device_actor(ray, "dev-c").status.remote()).trials_done
+        ctx = PredictContext("dev-c", Runtime.ONNXRUNTIME, 2)
+        adapt = AdaptPlan(ctx, 3600, 0, models=(TINY,), probe_protocol=FAST, model_protocol=FAST, max_probes=2,
+                          source_id=source)  # fmt: skip
+        (adapted,) = run_builds({"dev-c": devices["dev-c"]}, lambda _: adapt, db, export, console, parallel=True)
+        assert adapted.result is not None and adapted.result.predictor.summary["adapted_from"] == source
+        assert adapted.result.models == 1
+        assert ray.get(device_actor(ray, "dev-c").status.remote()).trials_done > before
+        with Store(db, readonly=True) as store:
+            assert store.latest_predictor("dev-c", "onnxruntime", 2, "fp32") is not None
+        # The command line: $FLOPGAP_LAB names the lab; a device the lab lacks, or a refused build, is one line.
+        env = {"FLOPGAP_LAB": lab.address, "COLUMNS": "200"}
+        for args, said in (
+            (["--device", "dev-b,nope"], "the lab has no device 'nope'"),
+            (["--device", "dev-b", "--precision", "int8"], "precision int8 is not supported"),
+        ):
+            shown = CliRunner().invoke(app, ["predictor", "build", *args, "--db", str(db)], env=env)
+            assert shown.exit_code == 2 and said in shown.output and "Traceback" not in shown.output, shown.output
     finally:
         leave(ray)
 

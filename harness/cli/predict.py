@@ -125,8 +125,12 @@ def build(
                 return BuildPlan(ctx, seconds, seed)
             return AdaptPlan(ctx, seconds, seed, source_id=from_id)
 
-        builds = run_builds(open_named_devices(names, devices_file, lab), plan_for, db, exporter, console,
-                            parallel=lab is not None)  # fmt: skip
+        found = open_named_devices(names, devices_file, lab)
+        try:
+            builds = run_builds(found, plan_for, db, exporter, console, parallel=lab is not None)
+        except KeyboardInterrupt as stop:
+            raise Interrupted.by(stop, "interrupted; everything measured so far is saved; rerun the same command to "
+                                 "resume") from None  # fmt: skip
         if any(b.result is None for b in builds):
             raise typer.Exit(ExitCode.SOME_FAILED)
         return

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,11 +147,7 @@ def run_builds(
         return DeviceBuild(name, result)
 
     started = time.monotonic()
-    if parallel and len(devices) > 1:
-        with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="build") as pool:
-            builds = list(pool.map(one, devices))
-    else:
-        builds = [one(name) for name in devices]
+    builds = _in_threads(one, list(devices)) if parallel and len(devices) > 1 else [one(name) for name in devices]
     for b in builds:
         console.print(escape(b.summary()), highlight=False, soft_wrap=True)
     failed = [b.device for b in builds if b.result is None]
@@ -160,3 +155,25 @@ def run_builds(
                   f"{time.monotonic() - started:.0f}s; stored in {path}"
                   + (f"; failed: {', '.join(failed)}" if failed else ""), highlight=False)  # fmt: skip
     return builds
+
+
+def _in_threads(one: Callable[[str], DeviceBuild], names: list[str]) -> list[DeviceBuild]:
+    """``one`` of each name, each in its own thread. Daemon threads: Ctrl-C ends the driver at once (every write is
+    its own transaction, so a build cut short resumes); a bug in one build is raised here once all are over."""
+    done: dict[str, DeviceBuild] = {}
+    crashed: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            done[name] = one(name)
+        except BaseException as exc:  # raised again in the driver's own thread, with its traceback
+            crashed.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,), name=f"build-{n}", daemon=True) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()  # interruptible: Ctrl-C reaches the driver while it waits
+    if crashed:
+        raise crashed[0]
+    return [done[n] for n in names]
