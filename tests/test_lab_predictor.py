@@ -142,3 +142,33 @@ def test_several_devices_without_a_lab_build_one_after_another_and_a_failure_exi
     for name in ("local", "local2"):
         assert re.search(rf"^{name}: failed: predictor build: precision int8 is not supported", result.output, re.M)
     assert "0 of 2 predictors built" in result.output and "failed: local, local2" in result.output
+
+
+def test_a_device_whose_host_died_fails_only_its_own_build_naming_the_host_and_stores_nothing_for_it(
+    lab: LabCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
+    ray = connect(lab.address, _node_ip_address="127.0.0.1")
+    cfg = parse_inventory('[devices.dev-b]\ntransport = "local"\n[devices.dev-d]\ntransport = "local"\n', base=tmp_path)
+    join_devices(ray, [cfg["dev-b"]], "host-b", lab.node_id("host-b"), tmp_path / "host-b")
+    join_devices(ray, [cfg["dev-d"]], "host-d", lab.add_host("host-d"), tmp_path / "host-d")
+    db = tmp_path / "lab.db"
+    out = io.StringIO()
+
+    def plan_for(name: str) -> BuildPlan:
+        ctx = PredictContext(name, Runtime.ONNXRUNTIME)
+        return BuildPlan(ctx, budget_s=3600, seed=0, models=(), probe_protocol=FAST, max_probes=2)
+
+    try:
+        devices = open_named_devices(["dev-b", "dev-d"], None, lab.address)
+        lab.kill_host("host-d")  # after the driver found the device: its calls now meet a dead host
+        export = make_exporter(tmp_path / "cache", False)
+        builds = run_builds(devices, plan_for, db, export, Console(file=out, width=200), parallel=True)
+        by_name = {b.device: b for b in builds}
+        assert by_name["dev-b"].result is not None and by_name["dev-b"].result.probes_total == 2
+        assert by_name["dev-d"].result is None and "host 'host-d'" in str(by_name["dev-d"].error)
+        with Store(db, readonly=True) as store:
+            assert list(store.predictors_frame()["device"]) == ["dev-b"]
+        assert re.search(r"^dev-d: failed: .*host 'host-d'", out.getvalue(), re.M), out.getvalue()
+    finally:
+        leave(ray)
