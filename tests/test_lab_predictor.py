@@ -161,7 +161,9 @@ def test_a_device_whose_host_died_fails_only_its_own_build_naming_the_host_and_s
 
     try:
         devices = open_named_devices(["dev-b", "dev-d"], None, lab.address)
-        lab.kill_host("host-d")  # after the driver found the device: its calls now meet a dead host
+        # Killed after the driver found the device. Its worker may still answer the build's first call (facts) or
+        # not: either way the probes meet a dead host, and the build must fail rather than store a predictor of none.
+        lab.kill_host("host-d")
         export = make_exporter(tmp_path / "cache", False)
         builds = run_builds(devices, plan_for, db, export, Console(file=out, width=200), parallel=True)
         by_name = {b.device: b for b in builds}

@@ -134,6 +134,7 @@ def adapt_predictor(
     state = Probing(plan, ctx, versions, store, device, run_id, rep, clock)
     try:
         measure_probes(state, probe_configs(types, ctx.runtime, plan.seed), 0, SPACE, deadline)
+        state.check_reachable()
         status = RunStatus.COMPLETED
     except KeyboardInterrupt:
         status = RunStatus.INTERRUPTED

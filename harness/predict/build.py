@@ -170,6 +170,7 @@ def build_predictor(
         versions = point_versions(ctx.runtime, device_facts)
         state = Probing(plan, ctx, versions, store, device, run_id, rep, clock)
         measured = _probe_rounds(state, deadline)
+        state.check_reachable()
         status = RunStatus.COMPLETED
     except KeyboardInterrupt:
         status = RunStatus.INTERRUPTED
