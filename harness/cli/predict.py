@@ -50,6 +50,10 @@ from harness.store.predictor_tables import PredictorRow
 predictor_app = typer.Typer(help="Build and evaluate per-device kernel-level latency predictors.", no_args_is_help=True)
 
 DeviceNameOpt = Annotated[str, typer.Option("--device", help="Device name from the inventory ('local' always exists).")]
+DeviceListOpt = Annotated[
+    str,
+    typer.Option("--device", help="Device name from the inventory ('local' always exists); a,b,c builds each of them."),
+]
 RuntimeReqOpt = Annotated[Runtime, typer.Option(help="Runtime the predictor is for.")]
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
@@ -79,7 +83,7 @@ class _BuildProgress(ProgressReporter, BuildReporter):
 @predictor_app.command("build")
 @one_line_errors
 def build(
-    device: DeviceNameOpt = "local",
+    device: DeviceListOpt = "local",
     runtime: RuntimeReqOpt = Runtime.ONNXRUNTIME,
     threads: ThreadsOpt = 1,
     precision: PrecisionOpt = Precision.FP32,
@@ -134,6 +138,7 @@ def build(
         if any(b.result is None for b in builds):
             raise typer.Exit(ExitCode.SOME_FAILED)
         return
+    (device,) = names
     ctx = PredictContext(device, runtime, threads, precision)
     dev = open_named_devices([device], devices_file, lab)[device]
     try:
