@@ -11,7 +11,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from devices.base import Device
 from devices.vocabulary import Runtime
 from harness.cli.options import (
     CacheDirOpt,
@@ -24,7 +23,7 @@ from harness.cli.options import (
     TrialsOpt,
 )
 from harness.cli.output import make_console
-from harness.cli.sweep import make_exporter, open_devices
+from harness.cli.sweep import make_exporter, open_named_devices
 from harness.cli.user_errors import one_line_errors
 from harness.measure.calibrate import PROTOCOL, Calibration, Kernel, store_calibration
 from harness.measure.calibrate import calibrate as run_calibration
@@ -46,7 +45,7 @@ def run_calibrate_command(
     """Calibrate ``device`` (this host's, or with ``lab`` the lab's: its actor times the kernels on its own host,
     exported here) and store the result here; ``kernels`` default to the roofline's own."""
     protocol = PROTOCOL.model_copy(update={"trials": trials})
-    dev = _open_device(device, devices_file, lab)
+    dev = open_named_devices([device], devices_file, lab)[device]
     try:
         with console.status(f"calibrating {device} / {runtime} / {threads} thread(s)..."):
             exporter = make_exporter(cache_dir, protocol.parity)
@@ -63,14 +62,6 @@ def run_calibrate_command(
         highlight=False,
     )
     return cal
-
-
-def _open_device(device: str, devices_file: Path | None, lab: str | None) -> Device:
-    if lab is None:
-        return open_devices([device], devices_file)[device]
-    from harness.lab.driver import lab_devices, open_lab
-
-    return lab_devices(open_lab(lab), [device]).devices[device]
 
 
 def calibration_table(cal: Calibration) -> Table:

@@ -17,13 +17,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from devices.core.errors import FlopgapError, Interrupted
+from devices.core.errors import ExitCode, FlopgapError, Interrupted
 from devices.vocabulary import Precision, Runtime
 from harness.cli.options import (
     CacheDirOpt,
     DbOpt,
     DevicesFileOpt,
     InputShapeOpt,
+    LabOpt,
     MinSecondsOpt,
     ModelArg,
     ModelPrecisionOpt,
@@ -35,7 +36,7 @@ from harness.cli.options import (
     TrialsOpt,
 )
 from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, write_records
-from harness.cli.sweep import ProgressReporter, make_exporter, open_devices
+from harness.cli.sweep import ProgressReporter, make_exporter, open_named_devices
 from harness.cli.user_errors import one_line_errors
 from harness.predict.build import MODEL_PROTOCOL, BuildReporter
 from harness.predict.dataset import PredictContext
@@ -49,6 +50,10 @@ from harness.store.predictor_tables import PredictorRow
 predictor_app = typer.Typer(help="Build and evaluate per-device kernel-level latency predictors.", no_args_is_help=True)
 
 DeviceNameOpt = Annotated[str, typer.Option("--device", help="Device name from the inventory ('local' always exists).")]
+DeviceListOpt = Annotated[
+    str,
+    typer.Option("--device", help="Device name from the inventory ('local' always exists); a,b,c builds each of them."),
+]
 RuntimeReqOpt = Annotated[Runtime, typer.Option(help="Runtime the predictor is for.")]
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
@@ -78,7 +83,7 @@ class _BuildProgress(ProgressReporter, BuildReporter):
 @predictor_app.command("build")
 @one_line_errors
 def build(
-    device: DeviceNameOpt = "local",
+    device: DeviceListOpt = "local",
     runtime: RuntimeReqOpt = Runtime.ONNXRUNTIME,
     threads: ThreadsOpt = 1,
     precision: PrecisionOpt = Precision.FP32,
@@ -91,6 +96,7 @@ def build(
     db: DbOpt = None,
     cache_dir: CacheDirOpt = None,
     devices_file: DevicesFileOpt = None,
+    lab: LabOpt = None,
 ) -> None:
     """Measure zoo models and kernel probes on a device within a budget, then fit and store its predictor.
 
@@ -101,15 +107,40 @@ def build(
     Example: flopgap predictor build --device local --runtime litert --budget 15m
 
     Example: flopgap predictor build --device local --threads 2 --from 1 --budget 3m
+
+    With --lab, the device's actor measures on its own host and this driver fits and stores the predictor; with
+    --device a,b,c, each device gets its own build: in parallel through a lab, else one after another.
+
+    Example: flopgap predictor build --device pixel7,board --lab 10.0.0.1:6379 --budget 15m
     """
+    from harness.cli.predictor_builds import device_names, run_builds
     from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note
     from harness.predict.build import BuildPlan, build_predictor
 
     console = make_console()
-    ctx = PredictContext(device, runtime, threads, precision)
     seconds = parse_budget(budget)
+    names = device_names(device, devices_file)
     exporter = make_exporter(cache_dir, True)
-    dev = open_devices([device], devices_file)[device]
+    if len(names) > 1:
+
+        def plan_for(name: str) -> BuildPlan:
+            ctx = PredictContext(name, runtime, threads, precision)
+            if from_id is None:
+                return BuildPlan(ctx, seconds, seed)
+            return AdaptPlan(ctx, seconds, seed, source_id=from_id)
+
+        found = open_named_devices(names, devices_file, lab)
+        try:
+            builds = run_builds(found, plan_for, db, exporter, console, parallel=lab is not None)
+        except KeyboardInterrupt as stop:
+            raise Interrupted.by(stop, "interrupted; everything measured so far is saved; rerun the same command to "
+                                 "resume") from None  # fmt: skip
+        if any(b.result is None for b in builds):
+            raise typer.Exit(ExitCode.SOME_FAILED)
+        return
+    (device,) = names
+    ctx = PredictContext(device, runtime, threads, precision)
+    dev = open_named_devices([device], devices_file, lab)[device]
     try:
         progress = _BuildProgress()
         with Store(db) as store, progress:

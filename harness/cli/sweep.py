@@ -152,6 +152,15 @@ def open_devices(names: list[str], devices_file: Path | None) -> dict[str, Devic
     return {name: open_device(inventory.get(name)) for name in names}
 
 
+def open_named_devices(names: list[str], devices_file: Path | None, lab: str | None) -> dict[str, Device]:
+    """``names`` from this host's inventory, or with ``lab`` the lab's devices (each measured by its actor)."""
+    if lab is None:
+        return open_devices(names, devices_file)
+    from harness.lab.driver import lab_devices, open_lab
+
+    return lab_devices(open_lab(lab), names).devices
+
+
 def inventory_threads(names: list[str], devices_file: Path | None) -> dict[str, list[int]]:
     from devices.inventory import load_inventory
 

@@ -33,7 +33,6 @@ import numpy as np
 from devices.base import Device
 from devices.core.errors import FlopgapError
 from devices.vocabulary import Precision, Runtime
-from harness.measure.recording import record_devices
 from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.sweep import Exporter
 from harness.measure.versions import point_versions
@@ -44,6 +43,7 @@ from harness.predict.build import (
     _check_device,
     _measure_models,
     _time_spent,
+    record_device,
 )
 from harness.predict.dataset import SPACE, PredictContext, load_dataset
 from harness.predict.device_graph import normal_arch
@@ -138,9 +138,9 @@ def adapt_predictor(
     rep.stage(f"measuring {len(plan.models)} zoo models on {ctx}")
     _measure_models(plan, store, device, exporter, rep)
     deadline = clock() + max(0.0, plan.budget_s - _time_spent(store, plan.name))
-    stored, facts = record_devices(store, [device.name], {device.name: device}, rep)
-    ctx = replace(ctx, device=stored[device.name])
-    versions = point_versions(ctx.runtime, facts[device.name])
+    stored_name, device_facts = record_device(store, device, rep)
+    ctx = replace(ctx, device=stored_name)
+    versions = point_versions(ctx.runtime, device_facts)
     models = load_dataset(store, ctx, versions).models
     types = dominant_types(source, [m.kernels for m in models])
     rep.stage(f"probes of the dominant kernel types: {', '.join(t.value for t in types)}")
@@ -149,6 +149,7 @@ def adapt_predictor(
     state = Probing(plan, ctx, versions, store, device, run_id, rep, clock)
     try:
         measure_probes(state, probe_configs(types, ctx.runtime, plan.seed), 0, SPACE, deadline)
+        state.check_reachable()
         status = RunStatus.COMPLETED
     except KeyboardInterrupt:
         status = RunStatus.INTERRUPTED
@@ -165,7 +166,7 @@ def adapt_predictor(
                             "build_s": round(build_s, 1), "budget_s": plan.budget_s, "seed": plan.seed,
                             "runtime_version": versions.runtime_version,
                             "runner_version": versions.runner_version,
-                            "arch": normal_arch(facts[device.name].get("machine"))})  # fmt: skip
+                            "arch": normal_arch(device_facts.get("machine"))})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               adapted.versions, adapted.to_json(), adapted.summary)  # fmt: skip
     return BuildResult(ctx, pid, adapted, state.measured, state.measured, len(dataset.rows), len(dataset.models),

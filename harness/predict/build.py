@@ -32,6 +32,7 @@ import numpy as np
 
 from devices.base import Device
 from devices.core.errors import FlopgapError
+from devices.facts import DeviceFacts
 from devices.vocabulary import Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.recording import record_devices
@@ -164,11 +165,12 @@ def build_predictor(
     measured = 0
     try:
         # The device's row (another machine behind its name is stored apart) and the versions that key its points.
-        stored, facts = record_devices(store, [device.name], {device.name: device}, rep)
-        ctx = replace(ctx, device=stored[device.name])
-        versions = point_versions(ctx.runtime, facts[device.name])
+        stored_name, device_facts = record_device(store, device, rep)
+        ctx = replace(ctx, device=stored_name)
+        versions = point_versions(ctx.runtime, device_facts)
         state = Probing(plan, ctx, versions, store, device, run_id, rep, clock)
         measured = _probe_rounds(state, deadline)
+        state.check_reachable()
         status = RunStatus.COMPLETED
     except KeyboardInterrupt:
         status = RunStatus.INTERRUPTED
@@ -185,11 +187,20 @@ def build_predictor(
                               "models": [m.label for m in dataset.models], "seed": plan.seed,
                               "runtime_version": versions.runtime_version,
                               "runner_version": versions.runner_version,
-                              "arch": normal_arch(facts[device.name].get("machine"))})  # fmt: skip
+                              "arch": normal_arch(device_facts.get("machine"))})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               predictor.versions, predictor.to_json(), predictor.summary)  # fmt: skip
     return BuildResult(ctx, pid, predictor, measured, probes, len(dataset.rows), len(dataset.models),
                        clock() - started, build_s)  # fmt: skip
+
+
+def record_device(store: Store, device: Device, rep: BuildReporter) -> tuple[str, DeviceFacts]:
+    """The device's stored name and its facts read now. A device it cannot reach (a lab host that died) fails the
+    build with its own error: a sweep goes on past it, but a build would fit and store a predictor of nothing."""
+    stored, facts = record_devices(store, [device.name], {device.name: device}, rep)
+    if not facts[device.name]:
+        device.facts()  # record_devices kept the error in the store; asked again, it raises it (naming the host)
+    return stored[device.name], facts[device.name]
 
 
 def _check_device(device: Device, ctx: PredictContext) -> None:

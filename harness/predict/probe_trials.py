@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from devices.base import Device, TrialRequest
-from devices.errors import DeviceError
+from devices.errors import DeviceError, DeviceUnreachable
 from devices.result import TrialResult
 from devices.vocabulary import Format
 from exporters.artifact import Artifact
@@ -52,6 +52,13 @@ class Probing:
     measured: int = 0
     tried: int = 0  # probes sent to the device by this run, measured or failed (the plan's max_probes caps it)
     lost: bool = False  # the device went away: the remaining probes wait for a rerun
+    lost_because: str = ""  # why, where its error said (a lab host that died names itself)
+
+    def check_reachable(self) -> None:
+        """Raise, once the probes are over, if the device went away: a build that lost its device stores no
+        predictor (what it measured is saved; a rerun resumes)."""
+        if self.lost:
+            raise DeviceUnreachable(self.lost_because or f"device '{self.device.name}' went away; rerun to resume")
 
 
 def measure_probes(
@@ -119,6 +126,8 @@ def _measure_batch(state: Probing, batch: Sequence[tuple[KernelConfig, Artifact,
     for (cfg, art, pid), result in zip(batch, _time_probes(state, [art for _, art, _ in batch]), strict=True):
         if isinstance(result, DeviceError):  # TrialFailed included: the probe fails, the build goes on
             state.store.fail_point(pid, str(result))
+            if isinstance(result, DeviceUnreachable):  # ... unless the device itself is gone
+                state.lost, state.lost_because = True, str(result)
             continue
         mismatch = version_mismatch(state.device.name, state.versions.runtime_version, result.runtime_version,
                                     "the build")  # fmt: skip
