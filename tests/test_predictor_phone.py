@@ -191,10 +191,12 @@ def test_a_probe_the_runtime_times_with_another_version_fails_as_in_a_sweep(
     ctx = PredictContext("local", Runtime.ONNXRUNTIME)
     plan = BuildPlan(ctx, budget_s=3600, seed=0, models=(), probe_protocol=FAST_PROBES, max_probes=2)
     with Store(tmp_path / "b.db") as store:
-        result = build_predictor(plan, store, device, export, BuildReporter())
+        with pytest.raises(FlopgapError) as refused:  # every probe failed: a predictor of nothing is never stored
+            build_predictor(plan, store, device, export, BuildReporter())
         points = store.points_frame()
         trials = store.trials_frame()
-    assert result.probes_measured == result.kernel_rows == 0
+        assert store.predictors_frame().empty
+    assert str(refused.value).startswith("predictor build on local: no kernel was measured, so no predictor is stored")
     assert len(points) >= 1 and set(points["status"]) == {"failed"} and trials.empty
     assert set(points["runtime_version"]) == {"1.0.0"}
     reason = points["failure_reason"].iloc[0]

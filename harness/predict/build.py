@@ -180,6 +180,8 @@ def build_predictor(
     rep.stage("fitting the predictor")
     _refresh_kernels(store, ctx, versions, device)
     dataset = load_dataset(store, ctx, versions)
+    if not dataset.rows:
+        raise FlopgapError(_nothing_measured(store, ctx, versions))
     predictor = fit_predictor(ctx.to_json(), dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models])
     probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx, versions)).sum())
     build_s = _time_spent(store, plan.name)
@@ -192,6 +194,17 @@ def build_predictor(
                               predictor.versions, predictor.to_json(), predictor.summary)  # fmt: skip
     return BuildResult(ctx, pid, predictor, measured, probes, len(dataset.rows), len(dataset.models),
                        clock() - started, build_s)  # fmt: skip
+
+
+def _nothing_measured(store: Store, ctx: PredictContext, versions: PointVersions) -> str:
+    """The one line of a build that measured no kernel at all (every probe failed): fitting it would store a
+    predictor of nothing, which every later `predict` would trust."""
+    points = store.points_frame()
+    mine = points["point_id"].isin(_context_point_ids_all(store, ctx, versions))
+    failed = points[mine & (points["status"] == PointStatus.FAILED.value)]
+    reason = str(failed["failure_reason"].iloc[-1]) if len(failed) else "no probe was measured within the budget"
+    return (f"predictor build on {ctx.device}: no kernel was measured, so no predictor is stored ({len(failed)} "
+            f"probe(s) failed; the last: {reason}); fix that and rerun the same command")  # fmt: skip
 
 
 def record_device(store: Store, device: Device, rep: BuildReporter) -> tuple[str, DeviceFacts]:
