@@ -221,7 +221,9 @@ FAST = Protocol(trials=1, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds
 def test_an_interrupted_build_resumes_without_measuring_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
     ctx = PredictContext("local", Runtime.LITERT)
-    plan = BuildPlan(ctx, budget_s=25, seed=1, models=(), probe_protocol=FAST)
+    # a probe count, not a wall-time budget, ends the second run: a probe cut off by the deadline on a loaded
+    # machine would count as tried without a trial
+    plan = BuildPlan(ctx, budget_s=3600, seed=1, models=(), probe_protocol=FAST, max_probes=12)
     device = local_device()
     db = tmp_path / "build.db"
     first = _StopAfter(3)

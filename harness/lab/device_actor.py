@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,10 @@ class DeviceActor:
         path = self._cache / f"{digest}{Path(blob.name).suffix}"
         if not path.exists():
             self._cache.mkdir(parents=True, exist_ok=True)
-            part = path.with_name(f"{path.name}.{os.getpid()}.part")
-            part.write_bytes(blob.data)
-            part.replace(path)
+            # One part file per call: the actor serves several drivers at once on threads of one process, and two
+            # of them may keep the same artifact together (a pid-named part was renamed away under the other).
+            fd, name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".part", dir=self._cache)
+            with os.fdopen(fd, "wb") as out:
+                out.write(blob.data)
+            Path(name).replace(path)
         return path
