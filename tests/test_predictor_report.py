@@ -139,3 +139,4 @@ def test_eval_takes_only_the_points_of_the_runtime_version_the_device_runs_now(t
                                 env={"COLUMNS": "200"})  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "9 models measured with litert 2.3.0" in result.output
+

@@ -281,8 +281,7 @@ def scaled(source: KernelPredictor, rows: Sequence[TrainingRow]) -> KernelPredic
 
     def scale(name: str, model: TypeModel) -> TypeModel:
         f = factors.get(name, overall)
-        c0, c1, c2 = model.base
-        return TypeModel(model.type, (c0 * f, c1 * f, c2 * f), model.booster_text, model.rows)
+        return TypeModel(model.type, tuple(c * f for c in model.base), model.booster_text, model.rows)
 
     return KernelPredictor(
         context=dict(source.context),

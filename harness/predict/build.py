@@ -372,12 +372,11 @@ def _cv_errors(rows: Sequence[TrainingRow]) -> list[tuple[TrainingRow, float]]:
         if len(group) < 2 * CV_FOLDS:
             continue
         folds = np.arange(len(group)) % CV_FOLDS
-        features, flops, moved = feature_matrix([r.kernel for r in group])
+        features, terms = feature_matrix([r.kernel for r in group])
         times = np.array([r.time_us for r in group])
         for f in range(CV_FOLDS):
             train, test = folds != f, folds == f
-            model = fit_type_model(group[0].kernel.type, features[train], flops[train], moved[train], times[train],
-                                   rounds=100)  # fmt: skip
-            pred = model.predict(features[test], flops[test], moved[test])
+            model = fit_type_model(group[0].kernel.type, features[train], terms[train], times[train], rounds=100)
+            pred = model.predict(features[test], terms[test])
             out.extend((group[i], float(p / times[i] - 1)) for i, p in zip(np.flatnonzero(test), pred, strict=True))
     return out

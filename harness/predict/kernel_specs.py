@@ -39,9 +39,15 @@ ACTIVATIONS: dict[Runtime, tuple[str, ...]] = {
 # Odd counts too (3, 5, 7): a group of channels that fills no SIMD block is its own regime.
 GROUPS = (2, 3, 4, 5, 7, 8, 16, 32)
 # Channels per group of a narrow grouped conv (RegNet-, SE-ResNeXt-style blocks): each group's GEMM is too thin to
-# fill a SIMD block, unlike a wide group's; drawn as often as a width that follows from the input's channels.
-SMALL_GROUP_WIDTHS = (2, 4, 8)
-SMALL_WIDTH_SHARE = 0.5
+# fill a SIMD block, unlike a wide group's. Drawn more often than a width that follows from the input's channels,
+# and half the time with as many groups as the input's channels give (hundreds: a 512-channel conv of 2-wide
+# groups), not only one of GROUPS: a build that probed at most 32 groups priced 256 groups of 2 channels at half
+# their time.
+SMALL_GROUP_WIDTHS = (2, 4, 8, 16)
+SMALL_WIDTH_SHARE = 0.6
+# Kernel sizes of a grouped conv: ShuffleNet's grouped 1x1s and spatial ones up to 7x7 (a build that probed only
+# 1x1 and 3x3 priced 5x5 and 7x7 grouped convs at 45-65% of their time).
+GROUPED_KERNELS = (1, 3, 3, 5, 7)
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class KernelSpec:
     valid: Callable[[KernelConfig], bool] = lambda cfg: True
     grouped: bool = False
     act_stratum: bool = False  # its activation is a stratum (a standalone activation's function)
+    groups_stratum: Callable[[KernelConfig], object] | None = None  # its groups' stratum (default: the count)
 
     def writes(self, runtime: Runtime) -> bool:
         """Whether ``runtime``'s graphs hold this type (its format has a probe writer)."""
@@ -133,13 +140,22 @@ def _draw_dense(d: Draw) -> KernelConfig:
 def _draw_grouped(d: Draw) -> KernelConfig:
     rng, h = d.rng, d.h
     g = int(rng.choice(GROUPS))
-    k = int(rng.choice([1, 1, 3]))
+    k = int(rng.choice(GROUPED_KERNELS))
     if rng.random() < SMALL_WIDTH_SHARE:  # a narrow group: a few channels each, in and out
         per_in = per_out = int(rng.choice(SMALL_GROUP_WIDTHS))
+        if rng.random() < 0.5:  # as many groups as the input's channels give
+            g = max(2, d.cin // per_in)
     else:
         per_in = max(1, d.cin // g)
         per_out = max(1, channels(rng, h, h) // g)
-    return KernelConfig(KernelType.GROUPED_CONV, per_in * g, per_out * g, h, h, k, d.stride if k == 3 else 1, g, d.act)
+    return KernelConfig(KernelType.GROUPED_CONV, per_in * g, per_out * g, h, h, k, d.stride if k > 1 else 1, g, d.act)
+
+
+def group_stratum(cfg: KernelConfig) -> str:
+    """A grouped conv's stratum of the space: a narrow group's width (the efficiency regime), else its group count."""
+    width = cfg.cin // cfg.groups
+    narrow = width in SMALL_GROUP_WIDTHS and cfg.cout // cfg.groups == width
+    return f"width {width}" if narrow else f"{cfg.groups} groups"
 
 
 def _valid_grouped(cfg: KernelConfig) -> bool:
@@ -263,7 +279,9 @@ SPECS: dict[KernelType, KernelSpec] = {
             macs=lambda c: c.h_out * c.w_out * c.cin * c.kernel**2,
         ),
         _conv(KernelType.DENSE_CONV, 8, _draw_dense),
-        _conv(KernelType.GROUPED_CONV, 12, _draw_grouped, valid=_valid_grouped, grouped=True),
+        _conv(
+            KernelType.GROUPED_CONV, 16, _draw_grouped, valid=_valid_grouped, grouped=True, groups_stratum=group_stratum
+        ),
         KernelSpec(
             KernelType.FULLY_CONNECTED,
             4,

@@ -255,12 +255,32 @@ def _alignment(channels: int) -> int:
     return min(5, (channels & -channels).bit_length() - 1)
 
 
-def feature_matrix(kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What a type model reads of ``kernels``: the feature rows, the FLOPs and the bytes moved."""
-    features = np.array([k.features() for k in kernels], dtype=float)
-    flops = np.array([k.flops for k in kernels], dtype=float)
-    moved = np.array([k.bytes_moved for k in kernels], dtype=float)
-    return features, flops, moved
+# The linear terms of a type model's base (:mod:`harness.predict.regressor`), each a cost a kernel pays in
+# proportion: its arithmetic, its memory traffic, and for convolutions the input it gathers through its windows
+# (an im2col buffer or XNNPACK's indirection: every output pixel reads k·k·cin/groups inputs per group, so
+# k·k·cin per pixel over all groups) and the groups it runs one small GEMM each. Without the last two a narrow
+# grouped conv (256 groups of 2 channels, 7x7) was priced at half its time: its cost is gathering, not FLOPs.
+BASE_TERMS: tuple[str, ...] = ("flops", "bytes_moved", "window_bytes", "conv_groups")
+
+
+def window_bytes(kernel: Kernel) -> float:
+    """Bytes a convolution gathers through its windows (fp32): output pixels x kernel area x input channels."""
+    if kernel.type not in CONV_TYPES or kernel.kernel_size <= 1:
+        return 0.0
+    return 4.0 * kernel.h_out * kernel.w_out * kernel.kernel_size**2 * kernel.cin
+
+
+def base_terms(kernel: Kernel) -> list[float]:
+    """The kernel's :data:`BASE_TERMS`."""
+    groups = float(kernel.groups) if kernel.type in CONV_TYPES else 0.0
+    return [float(kernel.flops), float(kernel.bytes_moved), window_bytes(kernel), groups]
+
+
+def feature_matrix(kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray]:
+    """What a type model reads of ``kernels``: the feature rows and the base's terms (:data:`BASE_TERMS`)."""
+    features = np.array([k.features() for k in kernels], dtype=float).reshape(len(kernels), len(FEATURES))
+    terms = np.array([base_terms(k) for k in kernels], dtype=float).reshape(len(kernels), len(BASE_TERMS))
+    return features, terms
 
 
 class Sizes(TypedDict):

@@ -229,13 +229,13 @@ def fit_kernel_models(rows: Sequence[TrainingRow]) -> KernelModels:
     groups = {name: _fit(None, group) for name, group in by_group.items() if len(group) >= MIN_TYPE_ROWS}
     variants = {name: _fit(group[0].kernel.type, group) for name, group in by_variant.items()
                 if len(group) >= MIN_VARIANT_ROWS}  # fmt: skip
-    fallback = _fit(None, list(rows)) if rows else TypeModel(None, (1.0, 0.0, 0.0), None, 0)
+    fallback = _fit(None, list(rows)) if rows else TypeModel(None, (1.0,), None, 0)
     return KernelModels(models, groups, variants, fallback)
 
 
 def _fit(kind: KernelType | None, rows: Sequence[TrainingRow]) -> TypeModel:
-    features, flops, moved = feature_matrix([r.kernel for r in rows])
-    return fit_type_model(kind, features, flops, moved, np.array([r.time_us for r in rows]))
+    features, terms = feature_matrix([r.kernel for r in rows])
+    return fit_type_model(kind, features, terms, np.array([r.time_us for r in rows]))
 
 
 def fit_predictor(

@@ -1,7 +1,9 @@
 """One kernel type's latency model: a non-negative linear base in FLOPs and bytes, times a boosted correction.
 
-``t = base(x) · exp(g(x))`` where ``base = c0 + c1·FLOPs + c2·bytes`` (fitted by non-negative least squares on
-relative error: a roofline with learned per-type throughputs) and ``g`` is a LightGBM regressor of
+``t = base(x) · exp(g(x))`` where ``base = c0 + c1·FLOPs + c2·bytes + c3·window bytes + c4·groups`` (the terms of
+:data:`~harness.predict.kernels.BASE_TERMS`; fitted by non-negative least squares on relative error: a roofline
+with learned per-type throughputs, plus what a convolution gathers and the GEMMs its groups run) and ``g`` is a
+LightGBM regressor of
 ``log(t / base)`` on :data:`~harness.predict.kernels.FEATURES`. The base carries the scale, so a model
 extrapolates to kernels larger than any probe along its FLOPs and bytes; the trees only learn the efficiency
 a kernel gets at a shape (cache fits, vector widths, channel blocking), which is bounded.
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-from harness.predict.kernels import FEATURES, KernelType
+from harness.predict.kernels import BASE_TERMS, FEATURES, KernelType
 
 MIN_ROWS_FOR_TREES = 12  # fewer rows: the linear base alone
 MIN_TIME_US = 0.05
@@ -52,21 +54,24 @@ class TypeModel:
     """The latency model of one kernel type (``None`` type: the fallback fitted on every type)."""
 
     type: KernelType | None
-    base: tuple[float, float, float]  # µs, µs per FLOP, µs per byte
+    # µs, then µs per unit of each of BASE_TERMS (µs per FLOP, per byte, ...); a predictor stored before a term
+    # existed has fewer, and the missing ones count as zero
+    base: tuple[float, ...]
     booster_text: str | None
     rows: int
     _booster: Any = None
 
-    def predict(self, features: np.ndarray, flops: np.ndarray, bytes_moved: np.ndarray) -> np.ndarray:
-        """Predicted µs for each row of ``features`` (columns in FEATURES order)."""
-        base = self._base(flops, bytes_moved)
+    def predict(self, features: np.ndarray, terms: np.ndarray) -> np.ndarray:
+        """Predicted µs for each row of ``features`` (columns in FEATURES order; ``terms``: in BASE_TERMS order)."""
+        base = self._base(terms)
         if self.booster_text is None or len(features) == 0:
             return base
         return base * np.exp(self.booster().predict(features))
 
-    def _base(self, flops: np.ndarray, bytes_moved: np.ndarray) -> np.ndarray:
-        c0, c1, c2 = self.base
-        return np.maximum(c0 + c1 * flops + c2 * bytes_moved, MIN_TIME_US)
+    def _base(self, terms: np.ndarray) -> np.ndarray:
+        coef = np.zeros(1 + len(BASE_TERMS))
+        coef[: len(self.base)] = self.base[: len(coef)]
+        return np.maximum(coef[0] + terms @ coef[1:], MIN_TIME_US)
 
     def booster(self) -> Any:
         if self._booster is None:
@@ -86,32 +91,30 @@ class TypeModel:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TypeModel:
         kind = KernelType(data["type"]) if data.get("type") else None
-        c0, c1, c2 = (float(v) for v in data["base"])
-        return cls(kind, (c0, c1, c2), data.get("lightgbm_model"), int(data["rows"]))
+        return cls(kind, tuple(float(v) for v in data["base"]), data.get("lightgbm_model"), int(data["rows"]))
 
 
 def fit_type_model(
     kind: KernelType | None,
     features: np.ndarray,
-    flops: np.ndarray,
-    bytes_moved: np.ndarray,
+    terms: np.ndarray,
     time_us: np.ndarray,
     rounds: int = ROUNDS,
 ) -> TypeModel:
     """Fit the base on relative error, then the trees on the log-ratio the base leaves."""
     y = np.maximum(np.asarray(time_us, dtype=float), MIN_TIME_US)
-    design = np.column_stack([np.ones_like(y), flops, bytes_moved]) / y[:, None]
+    design = np.column_stack([np.ones_like(y), terms]) / y[:, None]
     scale = np.maximum(np.abs(design).max(axis=0), 1e-30)
     coef, _ = nnls(design / scale, np.ones_like(y))
-    c0, c1, c2 = (float(v) for v in coef / scale)
-    if not math.isfinite(c0 + c1 + c2) or (c0 + c1 + c2) == 0:
-        c0, c1, c2 = float(np.median(y)), 0.0, 0.0
-    model = TypeModel(kind, (c0, c1, c2), None, len(y))
+    base = tuple(float(v) for v in coef / scale)
+    if not all(math.isfinite(v) for v in base) or sum(base) == 0:
+        base = (float(np.median(y)),) + (0.0,) * len(BASE_TERMS)
+    model = TypeModel(kind, base, None, len(y))
     if len(y) < MIN_ROWS_FOR_TREES:
         return model
     import lightgbm
 
-    target = np.log(y) - np.log(model._base(flops, bytes_moved))
+    target = np.log(y) - np.log(model._base(terms))
     params = {**_LGB_PARAMS, "min_data_in_leaf": max(3, len(y) // 50)}
     data = lightgbm.Dataset(features, target, feature_name=list(FEATURES), free_raw_data=False)
     booster = lightgbm.train(params, data, num_boost_round=rounds)

@@ -4,7 +4,8 @@ A :class:`KernelConfig` names one kernel to measure in isolation; each type's sp
 draws it. The space covers
 the zoo's and real networks' ranges: feature maps 4-224 pixels, channels 3-2048 bounded so a tensor stays under
 ~2 M elements (what a 224-pixel mobile network holds), kernel sizes 1-7, strides 1 and 2, groups 2-32 (odd
-counts too) with wide or narrow groups (2-8 channels each) and depthwise, expansion ratios 1/6-6 on pointwise
+counts too) with wide groups, narrow ones (2-16 channels each, up to hundreds of them) and depthwise, grouped
+kernels 1×1 to 7×7, expansion ratios 1/6-6 on pointwise
 convs, SE-style broadcast scales and adds and 1×1 convs on 1×1 maps, the zoo's activations, pooling,
 concat/split/shuffle/pad data movement, and a share of tiny kernels (4-14 pixels, 8-32 channels) whose time is
 mostly per-invoke cost, as in narrow nets. Types are drawn with weights that follow
@@ -50,9 +51,15 @@ def sample(rng: np.random.Generator, runtime: Runtime, n: int) -> list[KernelCon
 
 
 def stratum(cfg: KernelConfig) -> tuple[object, ...]:
-    """What a regressor cannot interpolate across: the op's variant, kernel size, stride and group count."""
+    """What a regressor cannot interpolate across: the op's variant, kernel size, stride and groups (a grouped conv's
+    narrow width or group count)."""
     spec = SPECS[cfg.type]
-    return (cfg.variant, cfg.kernel, cfg.stride, cfg.groups if spec.grouped else 0, cfg.act if spec.act_stratum else "")
+    groups: object = 0
+    if spec.groups_stratum is not None:
+        groups = spec.groups_stratum(cfg)
+    elif spec.grouped:
+        groups = cfg.groups
+    return (cfg.variant, cfg.kernel, cfg.stride, groups, cfg.act if spec.act_stratum else "")
 
 
 def stratified(configs: Sequence[KernelConfig]) -> list[KernelConfig]:
