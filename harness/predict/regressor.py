@@ -1,4 +1,5 @@
-"""One kernel type's latency model: a non-negative linear base in FLOPs and bytes, times a boosted correction.
+"""One kernel type's latency model: a non-negative linear base (FLOPs, bytes, what a conv gathers), times a boosted
+correction.
 
 ``t = base(x) · exp(g(x))`` where ``base = c0 + c1·FLOPs + c2·bytes + c3·window bytes + c4·groups`` (the terms of
 :data:`~harness.predict.kernels.BASE_TERMS`; fitted by non-negative least squares on relative error: a roofline
