@@ -12,13 +12,16 @@ import pytest
 
 from devices.core.errors import FlopgapError
 from devices.local import local_device
+from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, Runtime
+from exporters.artifact import Artifact
 from exporters.export import export
 from harness.measure.spec import Protocol
+from harness.measure.stats import combine_trials
 from harness.predict.build import BuildPlan, BuildReporter, build_predictor
 from harness.predict.dataset import Dataset, ModelPoint, PredictContext, load_dataset
 from harness.predict.device_graph import host_arch
-from harness.predict.evaluate import leave_one_family_out
+from harness.predict.evaluate import fit_baselines, leave_one_family_out
 from harness.predict.extract import extract_kernels
 from harness.predict.kernels import Kernel, KernelType, feature_matrix
 from harness.predict.predictor import KernelPredictor, TrainingRow, fit_predictor
@@ -239,6 +242,57 @@ def test_the_held_out_family_never_reaches_training() -> None:
     poisoned = {r.label: r.predictor_ms for r in leave_one_family_out(_dataset(poison="fam_b")).results}
     assert all(poisoned[f"fam_b_{j}"] == clean[f"fam_b_{j}"] for j in range(3))
     assert any(poisoned[f"fam_a_{j}"] != clean[f"fam_a_{j}"] for j in range(3))  # the others did train on them
+
+
+def _timed_point(store: Store, run: int, sha: str, trials_us: list[float] | None, median_us: float = 0.0) -> int:
+    """A done LiteRT point: one trial of 20 runs at each of ``trials_us``; None: a stock binary's summary only."""
+    pid = store.ensure_point(run, sha, "local", "litert", 1, {})
+    if trials_us is None:
+        store.complete_point(pid, {"n": 50, "median_ms": median_us / 1e3})  # no samples, so no percentiles
+        return pid
+    trials = [np.full(20, int(us * 1e3), dtype=np.int64) for us in trials_us]
+    for i, samples in enumerate(trials):
+        store.add_trial(pid, i, TrialResult("litert", samples_ns=tuple(samples.tolist())), run_id=run)
+    store.complete_point(pid, combine_trials(trials))
+    return pid
+
+
+def test_a_contended_trial_moves_neither_a_probe_nor_a_model_the_predictor_learns(tmp_path: Path) -> None:
+    """Two of a point's three trials ran while something else loaded the machine (1.5x slower): the median is the
+    contended time, the p10 the quiet one, and probes, calibration models and the baselines all take the p10. A
+    summary-only point (a stock binary's) has no percentiles and keeps its median."""
+    cache = tmp_path / "cache"
+    cfg = sample(np.random.default_rng(3), Runtime.LITERT, 1)[0]
+    art = probe_artifact(cfg, Runtime.LITERT, cache)
+    (kernel,) = extract_kernels(art.path, Runtime.LITERT)
+    with Store(tmp_path / "r.db") as store:
+        run = store.start_run("contended", "")
+        store.upsert_device("local", "local", {})
+        store.upsert_artifact(art, macs=cfg.macs, params_count=None, family="kernel", label="probe")
+        store.put_kernels(art.sha256, "litert", [kernel.to_json()])
+        probe = _timed_point(store, run, art.sha256, [150.0, 100.0, 150.0])
+        store.mark_kernel_sample(probe, cfg.type.value, cfg.to_json(), "space", 0)
+        quiet = {"quiet_a": 1000.0, "quiet_b": 3000.0}
+        for j, (label, us) in enumerate([*quiet.items(), ("summary_only", 5000.0)]):
+            model = Artifact(cache / f"{label}.tflite", Format.TFLITE, Precision.FP32, f"{j}".ljust(64, "0"),
+                             label, (), (1, 8, 8, 3), "NHWC", {}, None, None, 1)  # fmt: skip
+            store.upsert_artifact(model, macs=1_000_000 * (j + 1), params_count=None, family=f"fam{j}", label=label)
+            store.put_kernels(model.sha256, "litert", [kernel.to_json()])
+            if label in quiet:
+                _timed_point(store, run, model.sha256, [us * 1.5, us, us * 1.5])
+            else:
+                _timed_point(store, run, model.sha256, None, median_us=us)
+        dataset = load_dataset(store, PredictContext("local", Runtime.LITERT))
+    (row,) = dataset.rows
+    assert row.time_us == pytest.approx(100.0, rel=1e-3)  # the quiet trial, not the 150 µs median
+    models = {m.label: m for m in dataset.models}
+    assert models["quiet_a"].median_ms == pytest.approx(1.5, rel=1e-3)
+    assert models["quiet_a"].target_ms == pytest.approx(1.0, rel=1e-3)
+    assert models["quiet_b"].target_ms == pytest.approx(3.0, rel=1e-3)
+    assert models["summary_only"].p10_ms is None and models["summary_only"].target_ms == pytest.approx(5.0)
+    # MACs-linear through the two quiet models is the line through their p10s: (1M MACs, 1 ms), (2M MACs, 3 ms)
+    macs_linear, _ = fit_baselines([models["quiet_a"], models["quiet_b"]])
+    assert macs_linear(models["summary_only"]) == pytest.approx(5.0, rel=1e-6)
 
 
 class _StopAfter(BuildReporter):

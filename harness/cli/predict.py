@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -39,7 +41,7 @@ from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, note
 from harness.cli.sweep import ProgressReporter, make_exporter, open_named_devices
 from harness.cli.user_errors import one_line_errors
 from harness.predict.build import MODEL_PROTOCOL, BuildReporter
-from harness.predict.dataset import PredictContext
+from harness.predict.dataset import PredictContext, target_ms
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
 from harness.predict.random_nets import Size
@@ -311,7 +313,8 @@ def predict(
 
     The model is what 'flopgap run' takes: a zoo name, a model file or a torch factory.
     The runtime defaults to onnxruntime (a model file: its own format's runtime).
-    Where the same point was measured, prints the measured median and the error too.
+    Where the same point was measured, prints what was measured and the error too: against the point's p10, the
+    latency a predictor is fitted to (its median beside; the median alone where the runner printed no percentiles).
     With --format csv (every kernel, one per line) or json (the prediction with every kernel), stdout holds only data.
 
     With --grid, ranks every configuration of the grid instead (MACs beside; --budget-ms marks those that fit).
@@ -358,8 +361,9 @@ def predict(
             "model": spec.label, "device": device, "runtime": runtime.value, "threads": threads,
             "precision": precision.value, "predicted_ms": prediction.total_ms,
             "interval_ms": list(interval) if interval else None, "calibrated": prediction.calibrated,
-            "kernel_sum_ms": prediction.kernel_sum_ms, "measured_ms": measured,
-            "error": prediction.total_ms / measured - 1 if measured is not None else None,
+            "kernel_sum_ms": prediction.kernel_sum_ms, "measured_ms": measured.target_ms if measured else None,
+            "measured_median_ms": measured.median_ms if measured else None,
+            "error": prediction.total_ms / measured.target_ms - 1 if measured else None,
             "predictor_id": row.id, "predictor_runtime_version": built_with,
             "caveats": [{"kernel": c.kernel, "kernel_type": c.kernel_type, "reason": c.reason} for c in warnings],
         }  # fmt: skip
@@ -370,7 +374,12 @@ def predict(
         errors = len(predictor.summary.get("calibration_errors") or [])
         line += f", expected {interval[0]:.3f}–{interval[1]:.3f} ms (90% of the {errors} training models' errors)"
     if measured is not None:
-        line += f"; measured median {measured:.3f} ms, error {prediction.total_ms / measured - 1:+.1%}"
+        what = (
+            f"p10 {measured.target_ms:.3f} ms (median {measured.median_ms:.3f})"
+            if measured.p10_ms
+            else f"median {measured.median_ms:.3f} ms"
+        )
+        line += f"; measured {what}, error {prediction.total_ms / measured.target_ms - 1:+.1%}"
     built = f" ({runtime} {built_with})" if built_with else ""
     console.print(f"{line}; predictor {row.id}{built} of {row.created_at[:19]}; {took * 1e3:.0f} ms", highlight=False,
                   soft_wrap=True)  # fmt: skip
@@ -397,15 +406,28 @@ def _print_caveats(console: Console, warnings: list[Caveat], no_ranges: bool) ->
 
 def _measured(
     store: Store, sha: str, device: str, runtime: Runtime, threads: int, runtime_version: str | None
-) -> float | None:
-    """The newest measured median of this point, with the runtime version the predictor was built on (any version
+) -> Measured | None:
+    """The newest measurement of this point, with the runtime version the predictor was built on (any version
     when the predictor does not say)."""
     frame = store.points_frame()
     hit = frame[(frame["artifact_sha"] == sha) & (frame["device"] == device) & (frame["runtime"] == runtime.value)
                 & (frame["threads"] == threads) & (frame["status"] == PointStatus.DONE)]  # fmt: skip
     if runtime_version:
         hit = hit[hit["runtime_version"].isna() | (hit["runtime_version"] == runtime_version)]
-    return float(hit["median_ms"].iloc[-1]) if not hit.empty else None
+    if hit.empty:
+        return None
+    last = hit.iloc[-1]
+    return Measured(float(last["median_ms"]), float(last["p10_ms"]) if pd.notna(last["p10_ms"]) else None)
+
+
+@dataclass(frozen=True)
+class Measured:
+    median_ms: float
+    p10_ms: float | None
+
+    @property
+    def target_ms(self) -> float:
+        return target_ms(self.median_ms, self.p10_ms)
 
 
 KERNEL_COLUMNS = (

@@ -158,7 +158,7 @@ def adapt_predictor(
         store.finish_run(run_id, status)
     rep.stage("scaling the source predictor's kernel types and its calibration")
     dataset = load_dataset(store, ctx, versions)
-    adapted = adapt_from(source, dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models if m.kernels])
+    adapted = adapt_from(source, dataset.rows, [(m.kernels, m.target_ms * 1e3) for m in dataset.models if m.kernels])
     build_s = _time_spent(store, plan.name)
     adapted.context = ctx.to_json()
     adapted.summary.update({"adapted_from": plan.source_id, "probes": state.measured, "kernel_rows": len(dataset.rows),

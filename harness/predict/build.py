@@ -182,7 +182,7 @@ def build_predictor(
     dataset = load_dataset(store, ctx, versions)
     if not dataset.rows:
         raise FlopgapError(_nothing_measured(store, ctx, versions))
-    predictor = fit_predictor(ctx.to_json(), dataset.rows, [(m.kernels, m.median_ms * 1e3) for m in dataset.models])
+    predictor = fit_predictor(ctx.to_json(), dataset.rows, [(m.kernels, m.target_ms * 1e3) for m in dataset.models])
     probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx, versions)).sum())
     build_s = _time_spent(store, plan.name)
     predictor.summary.update({"probes": probes, "build_s": round(build_s, 1), "budget_s": plan.budget_s,

@@ -126,7 +126,7 @@ def leave_one_family_out(
         if on_fold is not None:
             on_fold(family, rows, train_models)
         held_out = [m for m in dataset.models if m.family == family]
-        calibrating = [(m.kernels, m.median_ms * 1e3) for m in train_models if m.kernels]
+        calibrating = [(m.kernels, m.target_ms * 1e3) for m in train_models if m.kernels]
         predictor = fit_predictor(dataset.context.to_json(), rows, calibrating) if rows else None
         macs = _fit_macs(train_models)
         roof = _fit_roofline(train_models)
@@ -138,7 +138,7 @@ def leave_one_family_out(
                 ModelResult(
                     label=m.label,
                     family=m.family,
-                    measured_ms=m.median_ms,
+                    measured_ms=m.target_ms,
                     predictor_ms=predictor.predict(m.kernels).total_ms if predictor and m.kernels else None,
                     macs_linear_ms=macs(m),
                     roofline_ms=roof(m) if roof is not None and m.roofline_ms is not None else None,
@@ -162,7 +162,7 @@ def _weighted_lstsq(design: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _fit_macs(models: Sequence[ModelPoint]) -> Callable[[ModelPoint], float]:
-    y = np.array([m.median_ms for m in models])
+    y = np.array([m.target_ms for m in models])
     if len(models) < 2:
         return lambda m: math.nan
     a, b = _weighted_lstsq(np.column_stack([np.ones_like(y), [m.macs for m in models]]), y)
@@ -173,7 +173,7 @@ def _fit_roofline(models: Sequence[ModelPoint]) -> Callable[[ModelPoint], float]
     usable = [m for m in models if m.roofline_ms]
     if not usable:
         return None
-    y = np.array([m.median_ms for m in usable])
+    y = np.array([m.target_ms for m in usable])
     (k,) = _weighted_lstsq(np.array([[m.roofline_ms] for m in usable], dtype=float), y)
     return lambda m: float(k * (m.roofline_ms or 0.0))
 

@@ -112,7 +112,7 @@ def evaluate_held_out(
             ModelResult(
                 label=m.label,
                 family=m.family,
-                measured_ms=m.median_ms,
+                measured_ms=m.target_ms,
                 predictor_ms=predictor.predict(kernels).total_ms if kernels else None,
                 macs_linear_ms=macs_linear(m),
                 roofline_ms=roofline(m) if roofline is not None and m.roofline_ms is not None else None,
@@ -142,6 +142,7 @@ def _model_points(points: pd.DataFrame, family: str, roof: dict[str, float]) -> 
             kernels=(),
             roofline_ms=roof.get(str(r.artifact_sha)),
             trial_spread=number(r.trial_spread),
+            p10_ms=number(r.p10_ms),
         )
         for r in points.itertuples()
     ]
