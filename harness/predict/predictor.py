@@ -1,10 +1,11 @@
 """A per-device latency predictor: per-kernel-type regressors, summed over a model's kernels, then calibrated.
 
 ``latency = c0 + c1 · Σ predicted kernel times + c2 · kernels`` where the three coefficients are fitted on the
-training models' measured medians (relative error, with a weak prior on ``(0, 1, 0)`` so a handful of models
-cannot swing it): ``c2`` absorbs what a kernel timed alone carries that it does not carry inside a model (a probe's
-per-invoke cost, ORT's profiler overhead per node), ``c0`` a session's fixed cost. Stored as JSON: the context
-(device, runtime, threads, precision), the library versions, every type's base and LightGBM text model.
+training models' measured latencies (each point's p10: :func:`harness.predict.dataset.target_ms`; relative error,
+with a weak prior on ``(0, 1, 0)`` so a handful of models cannot swing it): ``c2`` absorbs what a kernel timed
+alone carries that it does not carry inside a model (a probe's per-invoke cost, ORT's profiler overhead per node),
+``c0`` a session's fixed cost. Stored as JSON: the context (device, runtime, threads, precision), the library
+versions, every type's base and LightGBM text model.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def predicted_vs_measured(evaluation: pd.DataFrame, title: str) -> Figure:
         ax.set_yscale("log")
         ax.set_xlim(low, high)
         ax.set_ylim(low, high)
-        ax.set_xlabel("measured median (ms)")
+        ax.set_xlabel("measured p10 (ms)")
     axes[0].set_ylabel("predicted, family held out (ms)")
     axes[-1].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
