@@ -184,7 +184,7 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
             ks = kernels(str(row.artifact_sha))
             if len(ks) == 1:
                 source = str(probes.loc[row.point_id, "source"])
-                rows.append(TrainingRow(ks[0], target_ms(row.median_ms, _number(row.p10_ms)) * 1e3, source,
+                rows.append(TrainingRow(ks[0], target_ms(row.median_ms, optional_float(row.p10_ms)) * 1e3, source,
                                         int(row.point_id)))  # fmt: skip
         # benchmark_model's op profile of a whole model: its kernels timed where they run, among their neighbours.
         profiled = store.op_profiles_frame(model_rows["point_id"].tolist())
@@ -206,20 +206,21 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
                 label=str(row.model_label),
                 family=str(row.family),
                 artifact_sha=str(row.artifact_sha),
-                macs=float(row.macs) if pd.notna(row.macs) else 0.0,
+                macs=optional_float(row.macs) or 0.0,
                 median_ms=float(row.median_ms),
-                ci_low_ms=float(row.ci_low_ms) if pd.notna(row.ci_low_ms) else None,
-                ci_high_ms=float(row.ci_high_ms) if pd.notna(row.ci_high_ms) else None,
+                ci_low_ms=optional_float(row.ci_low_ms),
+                ci_high_ms=optional_float(row.ci_high_ms),
                 kernels=tuple(ks),
                 roofline_ms=roof.get(str(row.artifact_sha)),
-                trial_spread=float(row.trial_spread) if pd.notna(row.trial_spread) else None,
-                p10_ms=_number(row.p10_ms),
+                trial_spread=optional_float(row.trial_spread),
+                p10_ms=optional_float(row.p10_ms),
             )
         )
     return Dataset(ctx, rows, models)
 
 
-def _number(value: object) -> float | None:
+def optional_float(value: object) -> float | None:
+    """A frame cell as a float, None where it is missing (NULL / NaN)."""
     return float(value) if pd.notna(value) else None  # type: ignore[arg-type]
 
 

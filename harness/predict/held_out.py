@@ -20,7 +20,14 @@ from devices.vocabulary import Runtime
 from harness.measure.spec import ModelRef, SweepSpec, model_selection
 from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.sweep import Exporter, Reporter, run_sweep
-from harness.predict.dataset import ModelPoint, PredictContext, latest_versions, load_dataset, roofline_by_artifact
+from harness.predict.dataset import (
+    ModelPoint,
+    PredictContext,
+    latest_versions,
+    load_dataset,
+    optional_float,
+    roofline_by_artifact,
+)
 from harness.predict.device_graph import fetch_graphs, store_device_kernels
 from harness.predict.evaluate import Evaluation, ModelResult, fit_baselines
 from harness.predict.extract import extract_kernels
@@ -126,23 +133,20 @@ def evaluate_held_out(
 
 
 def _model_points(points: pd.DataFrame, family: str, roof: dict[str, float]) -> list[ModelPoint]:
-    def number(value: object) -> float | None:
-        return float(value) if pd.notna(value) else None  # type: ignore[arg-type]
-
     return [
         ModelPoint(
             point_id=int(r.point_id),
             label=str(r.model_label),
             family=family,
             artifact_sha=str(r.artifact_sha),
-            macs=number(r.macs) or 0.0,
+            macs=optional_float(r.macs) or 0.0,
             median_ms=float(r.median_ms),
-            ci_low_ms=number(r.ci_low_ms),
-            ci_high_ms=number(r.ci_high_ms),
+            ci_low_ms=optional_float(r.ci_low_ms),
+            ci_high_ms=optional_float(r.ci_high_ms),
             kernels=(),
             roofline_ms=roof.get(str(r.artifact_sha)),
-            trial_spread=number(r.trial_spread),
-            p10_ms=number(r.p10_ms),
+            trial_spread=optional_float(r.trial_spread),
+            p10_ms=optional_float(r.p10_ms),
         )
         for r in points.itertuples()
     ]
