@@ -53,6 +53,8 @@ def runner_args(model: str | Sequence[str], request: TrialRequest) -> list[str]:
             args += ["--profile-runs", str(request.profile_runs)]
     if request.sustained_s is not None:
         args += ["--sustained", str(request.sustained_s), "--window", str(request.window_s)]
+    if request.instances > 1:
+        args += ["--instances", str(request.instances)]
     return args
 
 

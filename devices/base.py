@@ -76,6 +76,7 @@ class TrialRequest:
     save_graph: bool = False  # ONNX models: also return the graph ONNX Runtime optimized on the device (agent only)
     sustained_s: float | None = None  # run continuously this long and return a timeline (flopgap's runner only)
     window_s: float = 1.0  # the timeline's window
+    instances: int = 1  # load the model this many times and time each in turn, samples pooled (flopgap's runner only)
 
 
 @runtime_checkable

@@ -132,6 +132,13 @@ class BinaryBackend:
                 'measurement; use flopgap\'s runner there (runner = "agent" in the inventory)',
                 kind="Unsupported",
             )
+        if request.instances > 1:
+            raise TrialFailed(
+                f"device '{transport.name}': {self.kind} loads a model once per run, so it cannot time "
+                f"{request.instances} instances of it; leave the protocol's instances at 1 there, or use flopgap's "
+                'runner (runner = "agent" in the inventory)',
+                kind="Unsupported",
+            )
         binary = self.prepare(transport)
         argv, outputs = self.argv(transport, binary, model, request)
         if outputs:  # a tool that appends to its output file must not find an old one

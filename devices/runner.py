@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
@@ -43,8 +43,8 @@ import numpy as np
 SCHEMA = "flopgap.runner/1"
 # Bump when a change to this file changes what it measures: the version is part of every sweep point's key, so
 # points measured by an older runner are measured again instead of being skipped as done.
-RUNNER_VERSION = "4"  # 2: quantized TFLite inputs hold integers of N(0, 1) values; 3: peak memory is the own VmHWM;
-# 4: the model is read once, hashed and loaded from those bytes (model_sha256: what was timed)
+RUNNER_VERSION = "5"  # 2: quantized TFLite inputs hold integers of N(0, 1) values; 3: peak memory is the own VmHWM;
+# 4: the model is read once, hashed and loaded from those bytes (model_sha256: what was timed); 5: --instances
 SYS_CPU = "/sys/devices/system/cpu"  # module-level so tests can point them at a fake tree
 PROC_CPUINFO = "/proc/cpuinfo"
 SYS_THERMAL = "/sys/class/thermal"
@@ -112,6 +112,7 @@ class ProtocolEcho(TypedDict):
     profile_runs: int
     sustained_seconds: float | None
     window_seconds: float
+    instances: int
     clock: str
 
 
@@ -184,6 +185,7 @@ class RunnerDocument(TypedDict):
     warmup_ns: int | None
     timed_ns: int | None
     samples_ns: list[int] | None
+    instance_runs: list[int] | None  # --instances: how many of samples_ns each instance gave, in order
     peak_rss_kib: int | None
     peak_rss_source: str | None  # "VmHWM" (this process image's own peak) or "ru_maxrss" (may include the parent's)
     rss_before_load_kib: int | None
@@ -978,6 +980,38 @@ def run_protocol(
     }
 
 
+def run_instances(
+    invokes: Sequence[Callable[[], None]],
+    warmup_runs: int,
+    warmup_seconds: float,
+    runs: int,
+    min_seconds: float,
+    max_runs: int,
+) -> tuple[Timing, list[int]]:
+    """:func:`run_protocol` on each instance of one model in turn, the timed runs and seconds (and the warm-up's
+    seconds) shared out between them, each warmed up by ``warmup_runs`` of its own; the samples pooled in instance
+    order, and how many each instance gave. One instance: exactly :func:`run_protocol`.
+
+    Where a model's buffers land changes a large kernel's time from process to process (on a VM guest, up to 1.8x
+    for one depthwise conv): a single-op probe timed in one instance carries one draw of that, a whole model
+    averages it over its kernels. The pooled samples' low percentiles follow the better placements.
+    """
+    k = len(invokes)
+    each_runs = -(-runs // k)
+    parts = [
+        run_protocol(invoke, warmup_runs, warmup_seconds / k, each_runs, min_seconds / k, max(each_runs, max_runs // k))
+        for invoke in invokes
+    ]
+    timing: Timing = {
+        "first_inference_ns": parts[0]["first_inference_ns"],
+        "warmup_runs": sum(p["warmup_runs"] for p in parts),
+        "warmup_ns": sum(p["warmup_ns"] for p in parts),
+        "timed_ns": sum(p["timed_ns"] for p in parts),
+        "samples_ns": [s for p in parts for s in p["samples_ns"]],
+    }
+    return timing, [len(p["samples_ns"]) for p in parts]
+
+
 def current_state() -> tuple[dict[str, int], dict[str, float]]:
     """Each core's current frequency (kHz) and each thermal zone's temperature (°C): the two readings a sustained
     run follows, read with as few file reads as possible (the timed loop runs meanwhile)."""
@@ -1190,6 +1224,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=50, help="at least this many timed runs (default 50)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="and at least this long (default 1.0)")
     parser.add_argument("--max-runs", type=int, default=10000, help="never more timed runs than this (default 10000)")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="load the model this many times (each its own buffers, elsewhere in memory) and time each in turn, "
+        "the runs and seconds shared out between them; samples_ns pools them, instance_runs says how many each, "
+        "peak memory counts them all (default 1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--affinity", type=_cpu_list, default=None, help="pin to these CPUs first, e.g. '4-7'")
     parser.add_argument(
@@ -1220,6 +1262,8 @@ def _validate(args: argparse.Namespace) -> None:
         (args.profile_runs >= 1, "--profile-runs must be >= 1"),
         (args.sustained is None or args.sustained > 0, "--sustained must be > 0 seconds"),
         (args.window > 0, "--window must be > 0 seconds"),
+        (args.instances >= 1, "--instances must be >= 1"),
+        (args.sustained is None or args.instances == 1, "--sustained times one instance: leave --instances at 1"),
         (args.sustained is None or args.window <= args.sustained, "--window must not exceed --sustained"),
     ]
     for ok, message in checks:
@@ -1274,6 +1318,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
             "profile_runs": args.profile_runs,
             "sustained_seconds": args.sustained,
             "window_seconds": args.window,
+            "instances": args.instances,
             "clock": "time.perf_counter_ns",
         }
     model = getattr(args, "model", None)
@@ -1297,6 +1342,7 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
         "warmup_ns": None,
         "timed_ns": None,
         "samples_ns": None,
+        "instance_runs": None,
         "peak_rss_kib": None,
         "peak_rss_source": None,
         "rss_before_load_kib": None,
@@ -1316,6 +1362,16 @@ def empty_document(args: argparse.Namespace | None) -> RunnerDocument:
     }
 
 
+def _backend(args: argparse.Namespace, fmt: str | None, save_optimized: str | None) -> Backend:
+    """A fresh backend for the model's format (ONNX Runtime saving its optimized graph to ``save_optimized``)."""
+    if fmt == "onnx":
+        spinning = bool(args.ort_allow_spinning)
+        return OrtBackend(args.threads, args.graph_optimization, spinning, args.ort_execution_mode, save_optimized)
+    if fmt == "pte":
+        return ExecutorchBackend(args.threads)
+    return TfliteBackend(args.threads, args.xnnpack)
+
+
 def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     """Fill ``doc`` in place: load, run the protocol, read state around it; raises RunnerError on failure."""
     if args.affinity is not None:
@@ -1327,19 +1383,7 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     if not os.path.isfile(args.model):
         raise RunnerError("ModelNotFound", f"{args.model}: no such model file")
 
-    backend: Backend
-    if doc["format"] == "onnx":
-        backend = OrtBackend(
-            args.threads,
-            args.graph_optimization,
-            bool(args.ort_allow_spinning),
-            args.ort_execution_mode,
-            args.save_optimized,
-        )
-    elif doc["format"] == "pte":
-        backend = ExecutorchBackend(args.threads)
-    else:
-        backend = TfliteBackend(args.threads, args.xnnpack)
+    backend = _backend(args, doc["format"], args.save_optimized)
     doc["runtime"], doc["runtime_version"], doc["xnnpack"] = backend.runtime, backend.runtime_version, backend.xnnpack
 
     doc["rss_before_load_kib"] = peak_rss_kib()
@@ -1358,14 +1402,25 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
         doc["optimized_model"] = args.save_optimized
     backend.bind_inputs(np.random.default_rng(args.seed))
     doc["inputs"] = backend.inputs
+    instances = [backend]
+    for _ in range(args.instances - 1):  # the same bytes and inputs again, in buffers of their own
+        other = _backend(args, doc["format"], None)
+        other.load(args.model, content)
+        other.bind_inputs(np.random.default_rng(args.seed))
+        instances.append(other)
 
     doc["state_before"] = device_state()
     try:
         if args.sustained is not None:
             result = _measure_sustained(backend.invoke, args, doc)
         else:
-            result = run_protocol(
-                backend.invoke, args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds, args.max_runs
+            result, doc["instance_runs"] = run_instances(
+                [b.invoke for b in instances],
+                args.warmup_runs,
+                args.warmup_seconds,
+                args.runs,
+                args.min_seconds,
+                args.max_runs,
             )
     except Exception as exc:
         raise RunnerError("InferenceFailed", f"{backend.runtime} failed to run {args.model}: {_one_line(exc)}") from exc

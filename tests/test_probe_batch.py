@@ -118,3 +118,71 @@ def test_measure_many_of_one_or_more_models_gives_one_result_each(count: int, tm
     finally:
         device.cleanup()
     assert len(results) == count and all(isinstance(r, TrialResult) and r.n == 1 for r in results)
+
+
+def test_the_runner_times_each_instance_of_a_probe_in_turn_with_the_runs_shared_out() -> None:
+    probe = _probe(8, Runtime.LITERT)
+    out = _runner(probe, "--instances", "3", "--runs", "7", "--min-seconds", "0", "--warmup-runs", "2",
+                  "--warmup-seconds", "0")  # fmt: skip
+    [doc] = [json.loads(line) for line in out.stdout.splitlines()]
+    assert doc["error"] is None and doc["protocol"]["instances"] == 3
+    # ceil(7 / 3) timed runs from each instance, pooled in instance order; each instance warmed up on its own
+    assert doc["instance_runs"] == [3, 3, 3] and len(doc["samples_ns"]) == 9 and doc["warmup_runs"] == 6
+    one = _runner(probe, "--runs", "7", "--min-seconds", "0", "--warmup-runs", "2", "--warmup-seconds", "0")
+    [single] = [json.loads(line) for line in one.stdout.splitlines()]
+    assert single["instance_runs"] == [7] and single["warmup_runs"] == 2 and single["protocol"]["instances"] == 1
+
+
+def test_each_instance_is_an_interpreter_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, the real LiteRT backend: three interpreters of one probe, each run first + warm-up + its share."""
+    calls: dict[int, int] = {}
+    invoke = runner_module.TfliteBackend.invoke
+
+    def counted(self: runner_module.TfliteBackend) -> None:
+        key = id(self._interpreter)
+        calls[key] = calls.get(key, 0) + 1
+        invoke(self)
+
+    monkeypatch.setattr(runner_module.TfliteBackend, "invoke", counted)
+    args = runner_module.build_parser().parse_args([str(_probe(8, Runtime.LITERT)), "--instances", "3", "--runs",
+                                                    "4", "--min-seconds", "0", "--warmup-runs", "1",
+                                                    "--warmup-seconds", "0"])  # fmt: skip
+    [one] = runner_module.per_model(args)
+    doc = runner_module.empty_document(one)
+    runner_module.measure(one, doc)
+    assert sorted(calls.values()) == [1 + 1 + 2] * 3  # first inference, one warm-up, ceil(4 / 3) timed runs
+    assert doc["instance_runs"] == [2, 2, 2] and len(doc["samples_ns"] or []) == 6
+
+
+def test_a_build_times_litert_probes_in_instances_and_onnxruntime_probes_in_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real build on the local device; only the requests its probe batches send are recorded on the way."""
+    from devices.base import Device
+    from devices.local import local_device
+    from exporters.export import export
+    from harness.measure.spec import Protocol
+    from harness.predict.build import PROBE_INSTANCES, BuildPlan, BuildReporter, build_predictor
+    from harness.predict.dataset import PredictContext
+    from harness.store import Store
+
+    monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
+    sent: list[tuple[int, int]] = []
+    measure_many = Device.measure_many
+
+    def recorded(self: Device, artifacts: list[Path], request: TrialRequest, sha256s: list[str | None]) -> list[
+            TrialResult | DeviceError]:  # fmt: skip
+        results = measure_many(self, artifacts, request, sha256s)
+        sent.extend((request.instances, len(r.samples_ns)) for r in results if isinstance(r, TrialResult))
+        return results
+
+    monkeypatch.setattr(Device, "measure_many", recorded)
+    fast = Protocol(trials=1, warmup_runs=1, warmup_seconds=0.0, runs=6, min_seconds=0.0, parity=False)
+    for runtime, instances in ((Runtime.LITERT, PROBE_INSTANCES), (Runtime.ONNXRUNTIME, 1)):
+        sent.clear()
+        plan = BuildPlan(PredictContext("local", runtime), budget_s=3600, models=(), probe_protocol=fast,
+                         max_probes=2)  # fmt: skip
+        with Store(tmp_path / f"{runtime.value}.db") as store:
+            build_predictor(plan, store, local_device(), export, BuildReporter())
+        # each instance's share of the 6 runs, pooled: 3 x 2 (LiteRT) or the 6 of one session (ONNX Runtime)
+        assert sent == [(instances, 6), (instances, 6)], runtime

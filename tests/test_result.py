@@ -80,3 +80,20 @@ def test_runner_args_carry_the_request() -> None:
     args = runner_args("/m.tflite", request)
     assert args[:3] == ["/m.tflite", "--threads", "2"] and args[args.index("--runs") + 1] == "7"
     assert args[-6:] == ["--no-xnnpack", "--affinity", "0,3", "--profile", "--profile-runs", "9"]
+    assert "--instances" not in args  # one instance: the runner's default, not spelled out
+    assert runner_args("/m.tflite", TrialRequest(instances=3))[-2:] == ["--instances", "3"]
+
+
+def test_a_stock_binary_refuses_to_time_several_instances_in_one_line() -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from devices.binary import TfliteBenchmarkBackend
+    from devices.vocabulary import RunnerKind
+
+    backend = TfliteBenchmarkBackend(RunnerKind.BENCHMARK_MODEL, Path("/opt/bin/benchmark_model"))
+    phone = cast(Any, SimpleNamespace(name="pixel7"))  # refused before the transport is touched
+    with pytest.raises(TrialFailed, match="benchmark_model loads a model once per run, so it cannot time 3 instances"
+                       ) as failed:  # fmt: skip
+        backend.measure(phone, "/m.tflite", TrialRequest(instances=3))
+    assert failed.value.kind == "Unsupported" and "\n" not in str(failed.value)

@@ -236,6 +236,8 @@ def test_corrupt_model(tmp_path: Path, suffix: str, runtime: str) -> None:
         (["m.onnx", "--threads", "0"], "--threads"),
         (["m.onnx", "--runs", "10", "--max-runs", "5"], "--max-runs"),
         (["m.onnx", "--no-such-flag"], "--no-such-flag"),
+        (["m.tflite", "--instances", "0"], "--instances must be >= 1"),
+        (["m.tflite", "--instances", "2", "--sustained", "1"], "--sustained times one instance"),
         ([], "model path is required"),
     ],
 )

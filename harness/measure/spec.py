@@ -168,6 +168,12 @@ class Protocol(_Strict):
         "frequencies and temperatures; replaces runs/min_seconds (flopgap's runner only).",
     )
     sustained_window: Seconds = Field(default=1.0, description="Timeline window of a sustained run (e.g. '1s').")
+    instances: int = Field(
+        default=1,
+        ge=1,
+        description="Load each model this many times in a trial's process and time each in turn, the runs shared "
+        "out, samples pooled: a single-op probe's buffers land in several places (flopgap's runner only).",
+    )
     cooldown: Cooldown = Field(
         default=Cooldown.NONE,
         description="'thermal': before each trial wait until every thermal zone is within cooldown_margin_c of "

@@ -44,6 +44,7 @@ def trial_request(
         timeout_s=protocol.timeout_s + (duration or 0.0),
         sustained_s=duration,
         window_s=protocol.sustained_window,
+        instances=protocol.instances,
         ort_allow_spinning=protocol.ort_allow_spinning,
         ort_graph_optimization=protocol.ort_graph_optimization,
         ort_execution_mode=protocol.ort_execution_mode,

@@ -84,6 +84,10 @@ EVAL_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 PROBE_PROTOCOL = SweepProtocol(trials=1, warmup_runs=5, warmup_seconds=0.05, runs=20, min_seconds=0.1, parity=False)
 MODEL_PROTOCOL = SweepProtocol(trials=5, warmup_runs=10, warmup_seconds=0.2, runs=30, min_seconds=0.3)
+# A LiteRT probe is loaded this many times in its runner process and timed in each (the protocol's runs shared out):
+# where one op's buffers land moves its time by up to 1.8x on a VM guest, and one placement is one draw of that.
+# benchmarks/probe_instances.py measures it: the same probes in separate processes agree better (README).
+PROBE_INSTANCES = 3
 MAX_PROBES = 5000  # the fixed sampling order's length; a build stops at its budget long before
 FIRST_ROUND_SHARE = 0.6
 ADAPTIVE_ROUNDS = 2
@@ -117,6 +121,9 @@ class BuildPlan:
     # At most this many probes tried by one run, whatever the budget leaves: a build whose size does not depend on
     # how fast the device happens to be (a reproducible build; the tests' builds on a loaded machine).
     max_probes: int | None = None
+    # LiteRT probes on flopgap's runner: instances per probe (see PROBE_INSTANCES); ONNX Runtime's probes are learnt
+    # from their per-node profile, one session's, and a stock binary loads a model once.
+    probe_instances: int = PROBE_INSTANCES
 
     @property
     def name(self) -> str:

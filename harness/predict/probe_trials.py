@@ -17,6 +17,7 @@ from devices.result import TrialResult
 from devices.vocabulary import Format
 from exporters.artifact import Artifact
 from harness.measure.profile import GraphIndex, map_ort_rows
+from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.spec import SweepPoint
 from harness.measure.stats import combine_trials
 from harness.measure.sweep import PointState, Reporter, TrialOutcome, measure_trial, version_mismatch
@@ -107,7 +108,7 @@ def _measure_one(state: Probing, cfg: KernelConfig, art: Artifact, pid: int, rou
     st = PointState(_probe_point(state.ctx, art), pid, art, run_id=state.run_id,
                     runtime_version=state.versions.runtime_version, request=_probe_request(state, art))  # fmt: skip
     # The build's own reporter counts probes: the sweep's per-trial hooks stay quiet here.
-    outcome = measure_trial(state.plan.probe_protocol, state.store, st, 0, state.device, None, Reporter(), [st])
+    outcome = measure_trial(probe_protocol(state), state.store, st, 0, state.device, None, Reporter(), [st])
     if outcome is TrialOutcome.DEVICE_LOST:
         state.lost = True
         return
@@ -139,12 +140,21 @@ def _measure_batch(state: Probing, batch: Sequence[tuple[KernelConfig, Artifact,
             state.store.add_trial(pid, 0, result, run_id=state.run_id, started_at=started_at)
         if result.ops and state.store.op_profiles_frame([pid]).empty:
             state.store.add_op_profile(pid, map_ort_rows(result.ops, GraphIndex.of(art.path)))
-        proto = state.plan.probe_protocol
+        proto = probe_protocol(state)
         stats = combine_trials([np.asarray(result.samples_ns, dtype=np.int64)], proto.cv_threshold,
                                proto.spread_threshold)  # fmt: skip
         state.store.complete_point(pid, stats)
         state.measured += 1
         state.rep.probe_measured(state.measured, probe_label(cfg), result.median_ms, round_)
+
+
+def probe_protocol(state: Probing) -> SweepProtocol:
+    """The plan's probe protocol; a LiteRT probe on flopgap's runner is timed in ``plan.probe_instances`` instances
+    of itself (its samples pooled, so its p10 follows the better buffer placements)."""
+    proto = state.plan.probe_protocol
+    if state.ctx.runtime.artifact_format is Format.TFLITE and not state.device.runner.is_binary:
+        return proto.model_copy(update={"instances": state.plan.probe_instances})
+    return proto
 
 
 def _probe_point(ctx: PredictContext, art: Artifact) -> SweepPoint:
@@ -154,7 +164,7 @@ def _probe_point(ctx: PredictContext, art: Artifact) -> SweepPoint:
 def _probe_request(state: Probing, art: Artifact) -> TrialRequest:
     """A probe's one trial; an ONNX probe's also returns its per-node profile where the device's tool gives one
     (flopgap's runner: a separate session), since its kernels are the nodes ORT runs, not the probe's one op."""
-    ctx, proto = state.ctx, state.plan.probe_protocol
+    ctx, proto = state.ctx, probe_protocol(state)
     profile = art.format is Format.ONNX and state.device.profiles_ops(Format.ONNX)
     return trial_request(proto, ctx.threads, ctx.runtime.options, profile=profile,
                          profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
@@ -181,7 +191,7 @@ def done_configs(store: Store, ctx: PredictContext, versions: PointVersions) -> 
 def _time_probes(state: Probing, arts: Sequence[Artifact]) -> list[TrialResult | DeviceError]:
     """One trial of each probe, in one runner process where the device's runner can; an ONNX probe's trial also
     returns its per-node profile (a separate session) and the graph ORT optimized on the device."""
-    ctx, proto = state.ctx, state.plan.probe_protocol
+    ctx, proto = state.ctx, probe_protocol(state)
     profile = ctx.runtime.artifact_format is Format.ONNX
     request = trial_request(proto, ctx.threads, ctx.runtime.options, profile=profile,
                             profile_runs=PROFILE_RUNS if profile else None)  # fmt: skip
