@@ -52,7 +52,7 @@ from harness.predict.device_graph import (
 from harness.predict.kernels import feature_matrix
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_predictor
 from harness.predict.probe_trials import Probing, measure_probes
-from harness.predict.regressor import fit_type_model
+from harness.predict.regressor import Loss, fit_type_model, loss_for
 from harness.predict.space import KernelConfig, neighbours, sample
 from harness.store import Store
 from harness.store.status import PointStatus, RunStatus
@@ -359,7 +359,7 @@ def _worst_probes(
     earlier = {int(p) for p, r in samples["round"].items() if r < round_}
     main = [r for r in dataset.rows if r.point_id in earlier and r.kernel.type.value == samples.loc[r.point_id,
             "kernel_type"]]  # fmt: skip
-    errors = _cv_errors(main)
+    errors = _cv_errors(main, loss_for(ctx.runtime.value))
     ranked = sorted(errors, key=lambda item: -abs(item[1]) * item[0].time_us)
     keep = ranked[: max(1, int(len(ranked) * ADAPTIVE_SHARE))] if ranked else []
     out = []
@@ -369,7 +369,7 @@ def _worst_probes(
     return out
 
 
-def _cv_errors(rows: Sequence[TrainingRow]) -> list[tuple[TrainingRow, float]]:
+def _cv_errors(rows: Sequence[TrainingRow], loss: Loss) -> list[tuple[TrainingRow, float]]:
     """Relative error of each row's time predicted by its type's model fitted on the other folds."""
     by_type: dict[str, list[TrainingRow]] = {}
     for r in rows:
@@ -383,7 +383,8 @@ def _cv_errors(rows: Sequence[TrainingRow]) -> list[tuple[TrainingRow, float]]:
         times = np.array([r.time_us for r in group])
         for f in range(CV_FOLDS):
             train, test = folds != f, folds == f
-            model = fit_type_model(group[0].kernel.type, features[train], terms[train], times[train], rounds=100)
+            model = fit_type_model(group[0].kernel.type, features[train], terms[train], times[train], rounds=100,
+                                   loss=loss)  # fmt: skip
             pred = model.predict(features[test], terms[test])
             out.extend((group[i], float(p / times[i] - 1)) for i, p in zip(np.flatnonzero(test), pred, strict=True))
     return out

@@ -182,6 +182,7 @@ def kernel_errors(dataset: Dataset, folds: int = 4) -> pd.DataFrame:
     """Each kernel row's time predicted by regressors fitted without its point (K folds over points, so a probe's
     or a model's kernels are held out together): type, source, measured and predicted µs, relative error."""
     from harness.predict.predictor import fit_kernel_models
+    from harness.predict.regressor import loss_for
 
     points = sorted({r.point_id for r in dataset.rows if r.point_id is not None})
     fold_of = {p: i % folds for i, p in enumerate(points)}
@@ -191,7 +192,8 @@ def kernel_errors(dataset: Dataset, folds: int = 4) -> pd.DataFrame:
         test = [r for r in dataset.rows if fold_of.get(r.point_id or -1, -1) == f]
         if not train or not test:
             continue
-        predictor = fit_kernel_models(train).predictor(dataset.context.to_json())
+        context = dataset.context.to_json()
+        predictor = fit_kernel_models(train, loss_for(context.get("runtime"))).predictor(context)
         predicted = predictor.kernel_times_us([r.kernel for r in test])
         records += [
             {

@@ -22,7 +22,7 @@ import numpy as np
 
 from devices.core.errors import FlopgapError
 from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType, feature_matrix
-from harness.predict.regressor import TypeModel, fit_type_model, lightgbm_version
+from harness.predict.regressor import Loss, TypeModel, fit_type_model, lightgbm_version, loss_for
 from harness.predict.trust import model_errors, training_ranges
 
 LIBRARY = "lightgbm"
@@ -214,9 +214,10 @@ class KernelModels:
                                **extra)  # fmt: skip
 
 
-def fit_kernel_models(rows: Sequence[TrainingRow]) -> KernelModels:
+def fit_kernel_models(rows: Sequence[TrainingRow], loss: Loss = Loss.L2) -> KernelModels:
     """A model per kernel type with at least :data:`MIN_TYPE_ROWS` rows, per variant with at least
-    :data:`MIN_VARIANT_ROWS`, one per group of types, and a fallback over all rows."""
+    :data:`MIN_VARIANT_ROWS`, one per group of types, and a fallback over all rows; each minimising ``loss``
+    (:func:`~harness.predict.regressor.loss_for` the rows' runtime)."""
     by_type: dict[KernelType, list[TrainingRow]] = {}
     by_group: dict[str, list[TrainingRow]] = {}
     by_variant: dict[str, list[TrainingRow]] = {}
@@ -226,17 +227,17 @@ def fit_kernel_models(rows: Sequence[TrainingRow]) -> KernelModels:
         variant = variant_key(row.kernel)
         if variant:
             by_variant.setdefault(variant, []).append(row)
-    models = {kind: _fit(kind, group) for kind, group in by_type.items() if len(group) >= MIN_TYPE_ROWS}
-    groups = {name: _fit(None, group) for name, group in by_group.items() if len(group) >= MIN_TYPE_ROWS}
-    variants = {name: _fit(group[0].kernel.type, group) for name, group in by_variant.items()
+    models = {kind: _fit(kind, group, loss) for kind, group in by_type.items() if len(group) >= MIN_TYPE_ROWS}
+    groups = {name: _fit(None, group, loss) for name, group in by_group.items() if len(group) >= MIN_TYPE_ROWS}
+    variants = {name: _fit(group[0].kernel.type, group, loss) for name, group in by_variant.items()
                 if len(group) >= MIN_VARIANT_ROWS}  # fmt: skip
-    fallback = _fit(None, list(rows)) if rows else TypeModel(None, (1.0,), None, 0)
+    fallback = _fit(None, list(rows), loss) if rows else TypeModel(None, (1.0,), None, 0)
     return KernelModels(models, groups, variants, fallback)
 
 
-def _fit(kind: KernelType | None, rows: Sequence[TrainingRow]) -> TypeModel:
+def _fit(kind: KernelType | None, rows: Sequence[TrainingRow], loss: Loss) -> TypeModel:
     features, terms = feature_matrix([r.kernel for r in rows])
-    return fit_type_model(kind, features, terms, np.array([r.time_us for r in rows]))
+    return fit_type_model(kind, features, terms, np.array([r.time_us for r in rows]), loss=loss)
 
 
 def fit_predictor(
@@ -244,8 +245,9 @@ def fit_predictor(
     rows: Sequence[TrainingRow],
     models: Sequence[tuple[Sequence[Kernel], float]],
 ) -> KernelPredictor:
-    """Fit kernel models on ``rows``, then the calibration on ``models`` (kernel lists with measured µs)."""
-    fitted = fit_kernel_models(rows)
+    """Fit kernel models on ``rows`` (with the loss for ``context``'s runtime), then the calibration on ``models``
+    (kernel lists with measured µs)."""
+    fitted = fit_kernel_models(rows, loss_for(context.get("runtime")))
     predictor = fitted.predictor(context, versions=library_versions())
     sums = [float(predictor.kernel_times_us(kernels).sum()) for kernels, _ in models]
     counts = [len(k) for k, _ in models]
