@@ -77,7 +77,7 @@ def fit_calibration(sums_us: Sequence[float], counts: Sequence[int], measured_us
 
     A model's fixed cost (one invoke, its input's copy) is never negative, and the zoo models the calibration is
     fitted on (0.8-87 ms on the development machine) barely pin the intercept: left free, LiteRT's fits put it at
-    -70 to -110 µs, which took a quarter off nets of half a millisecond. Bounded, it lands on zero and the per-kernel
+    -72 to -112 µs, which took 10-16% off nets of half a millisecond. Bounded, it lands on zero and the per-kernel
     term carries the probes' per-invoke cost; refitted on five stored LiteRT builds, as many random nets or more came
     within ±10% in all 15 build × measurement pairs (up to +13 points) and the RMSE fell in each; ONNX Runtime's fits
     stay within the noise of the free ones (their intercepts were -101 to +13 µs)."""
