@@ -97,6 +97,7 @@ def settings(fmt: Format, precision: Precision) -> dict[str, Any]:
     out: dict[str, Any] = {"batch": 1, "fold_batchnorm": True}
     if fmt is Format.ONNX:
         out["opset"] = onnx_export.OPSET
+        out["stack_traces"] = False  # dropped (onnx_export.drop_stack_traces): exports made before carried paths
     if fmt is Format.PTE:
         # In the key of pte artifacts only, so adding ExecuTorch leaves the other formats' cache keys as they were.
         out["executorch"] = pte_export.version()

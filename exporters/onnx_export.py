@@ -3,7 +3,10 @@
 Every node is renamed ``<module path>/<OpType>`` (``features.3.conv.dw/Conv``; ops of the top-level forward get
 an empty path: ``/Reshape``), so onnxruntime's profiler output maps straight back to the torch module. The
 exporter's own ``pkg.torch.onnx.name_scopes`` metadata stays on each node; :func:`node_module_path` reads
-either. Reduced precisions are produced from the fp32 graph with onnxruntime's own tools.
+either. Its ``pkg.torch.onnx.stack_trace`` metadata is dropped: it holds the absolute paths of the source files
+(``/home/alice/flopgap/harness/zoo/...``), so the same model exported from two checkouts would be two artifacts, and
+a lab's or a rerun's measurements of it would not join. Reduced precisions are produced from the fp32 graph with
+onnxruntime's own tools.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from devices.vocabulary import Precision
 
 OPSET = 18
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path) -> onnx.ModelProto:
@@ -42,9 +46,20 @@ def export_onnx(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ..
     if proto.opset_import and _default_opset(proto) != OPSET:
         proto = onnx.version_converter.convert_version(proto, OPSET)
     rename_nodes(proto)
+    drop_stack_traces(proto)
     onnx.checker.check_model(proto)
     onnx.save_model(proto, str(path))
     return proto
+
+
+def drop_stack_traces(proto: onnx.ModelProto) -> None:
+    """Remove the exporter's per-node stack traces (source file paths of this machine) from ``proto``, in place."""
+    for nodes in (proto.graph.node, *(f.node for f in proto.functions)):
+        for node in nodes:
+            kept = [p for p in node.metadata_props if p.key != STACK_TRACE_KEY]
+            if len(kept) != len(node.metadata_props):
+                del node.metadata_props[:]
+                node.metadata_props.extend(kept)
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:

@@ -20,7 +20,7 @@ from exporters.cache import ArtifactCache, cache_key, default_cache_dir, tool_ve
 from exporters.errors import ExportError
 from exporters.export import export, failing_op, settings
 from exporters.fold import fold_batchnorm
-from exporters.onnx_export import OPSET, node_module_path
+from exporters.onnx_export import NAME_SCOPES_KEY, OPSET, STACK_TRACE_KEY, node_module_path
 from exporters.parity import BOUNDS, MIN_COSINE, compare, cosine, criterion, measure, passes, relative_error
 from exporters.quiet import captured_output
 from harness.zoo.registry import ModelSpec, resolve
@@ -74,6 +74,20 @@ def test_onnx_nodes_map_back_to_module_paths(cache: Path) -> None:
     assert node_module_path("/Add") == "" and node_module_path("stage2.0.branch2.dw.conv/Conv_1") == (
         "stage2.0.branch2.dw.conv"
     )
+
+
+def test_an_onnx_export_holds_no_path_of_the_checkout_it_was_made_from(cache: Path) -> None:
+    """The exporter's stack traces name this checkout's files (/work/main/harness/zoo/blocks.py): kept, the same
+    model exported from another checkout was another artifact (another sha256), and a rerun of a sweep or an
+    evaluation from there measured every ONNX model again instead of resuming."""
+    import harness
+
+    checkout = str(Path(harness.__file__).resolve().parents[1])
+    art = export(resolve("inverted_residual", **IR), Format.ONNX, Precision.FP32, cache_dir=cache)
+    assert checkout.encode() not in art.path.read_bytes()
+    model = _onnx(art.path)
+    keys = {p.key for n in model.graph.node for p in n.metadata_props}
+    assert STACK_TRACE_KEY not in keys and NAME_SCOPES_KEY in keys  # the module paths stay
 
 
 def test_fold_batchnorm_is_exact_and_leaves_no_batchnorm() -> None:

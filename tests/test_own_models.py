@@ -307,6 +307,23 @@ def test_factory_fingerprint_follows_its_source_code(tmp_path: Path, monkeypatch
     sys.modules.pop("my_nets", None)
 
 
+def test_the_same_factory_in_another_checkout_has_the_same_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint held each source file's absolute path: the same factory in two checkouts (two users of a lab,
+    or a benchmark run from a copy of the repository) got two cache keys, was exported twice and measured twice."""
+    code = "from torch import nn\n\ndef net(c=4):\n    return nn.Conv2d(3, c, 1)\n"
+    prints = []
+    for checkout in ("alice", "bob"):
+        (tmp_path / checkout).mkdir()
+        (tmp_path / checkout / "lab_nets.py").write_text(code)
+        with monkeypatch.context() as m:
+            m.syspath_prepend(str(tmp_path / checkout))
+            prints.append(load_factory("lab_nets:net", ((1, 3, 8, 8),), {"c": 4}).fingerprint)
+        sys.modules.pop("lab_nets", None)
+    assert prints[0] == prints[1]
+
+
 # --------------------------------------------------------------------------- bad input: one line, exit code 2
 
 

@@ -139,9 +139,13 @@ def _fingerprint(factory: TorchFactory, module: nn.Module) -> str:
     torch_root = Path(torch.__file__).parent
     files = {_source_file(_resolve(factory.target))}
     files.update(_source_file(type(m)) for m in module.modules())
-    for name in sorted(f for f in files if f and not Path(f).is_relative_to(torch_root)):
+    # Each file by its name and contents, not its absolute path: the same factory in another checkout or virtual
+    # environment is the same model, and its cached export (and measured points) are found again.
+    ours = [Path(f) for f in files if f and not Path(f).is_relative_to(torch_root)]
+    sources = sorted((path.name, path.read_bytes()) for path in ours)
+    for name, text in sources:
         digest.update(name.encode())
-        digest.update(Path(name).read_bytes())
+        digest.update(text)
     digest.update(repr(module).encode())
     for key, tensor in module.state_dict().items():
         digest.update(key.encode())
