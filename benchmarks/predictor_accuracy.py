@@ -182,6 +182,7 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
         random_eval = evaluate_held_out(plan, store, device, EXPORTER, base, progress)
         out.add(Row(f"random nets (seed {seed}), 1 thread", random_eval))
         out.note(f"misses of the random set at 1 thread: {misses(random_eval, seed, args.net_size)}")
+        out.note(f"random nets by the measurement's own noise: {by_noise(random_eval)}")
         features = by_feature(random_eval, seed, args.net_size)
         out.note(f"random nets by feature (kernel predictor within ±10%, mean error): {features}")
         dataset = load_dataset(store, ctx, latest_versions(store, ctx))
@@ -255,6 +256,38 @@ def misses(evaluation: Evaluation, seed: int, size: Size) -> str:
         what = spec.summary() if spec else r.label
         parts.append(f"#{_index(r.label)} {err:+.0%} ({r.measured_ms:.1f} ms; {what})")
     return "; ".join(parts) or "none"
+
+
+# A net whose trials' medians agree within this (relative spread, max - min over the median) was measured in a quiet
+# spell; past it, its measured latency itself is uncertain by about as much as the ±10% band.
+QUIET_SPREAD = 0.10
+
+
+def by_noise(evaluation: Evaluation) -> str:
+    """What the machine's noise does to the score: the kernel predictor within ±10% among the nets whose trials
+    agreed within :data:`QUIET_SPREAD` and among the rest, and over all nets with the set's median ratio of predicted
+    to measured divided out (a slow or fast spell of the machine moves every net of the set alike)."""
+    quiet: list[float] = []
+    noisy: list[float] = []
+    for r in evaluation.results:
+        err = r.error("predictor")
+        if err is None:
+            continue
+        agreed = r.trial_halfspread is not None and 2 * r.trial_halfspread <= QUIET_SPREAD
+        (quiet if agreed else noisy).append(err)
+
+    def share(errs: list[float]) -> str:
+        if not errs:
+            return "none"
+        return f"{float(np.mean(np.abs(errs) <= 0.10)):.0%} of {len(errs)} (mean {float(np.mean(errs)):+.1%})"
+
+    parts = [f"trials within {QUIET_SPREAD:.0%} of each other {share(quiet)}", f"the others {share(noisy)}"]
+    logs = np.log1p(np.array(quiet + noisy))
+    if logs.size:
+        ratio = float(np.exp(np.median(logs)))
+        centred = float(np.mean(np.abs(np.expm1(logs - np.median(logs))) <= 0.10))
+        parts.append(f"all with their median ratio ({ratio:.3f}) divided out {centred:.0%}")
+    return "; ".join(parts)
 
 
 def by_feature(evaluation: Evaluation, seed: int, size: Size) -> str:
