@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,16 +170,49 @@ _KEPT_IF_SET = {"FLOPGAP_ARM64_CACHE": "arm64-board"}
 
 def pytest_configure(config: pytest.Config) -> None:
     environment.required_names()  # a misspelt FLOPGAP_REQUIRE stops the session at once
-    root = Path(tempfile.mkdtemp(prefix="flopgap-tests-"))
-    config.stash[_SESSION_ROOT] = root
-    for var, name in {**_SESSION_DIRS, **{k: v for k, v in _KEPT_IF_SET.items() if k not in os.environ}}.items():
-        os.environ[var] = str(root / name)  # subprocesses (flopgap, runners, kernels) inherit these
+    shared = getattr(config, "workerinput", {}).get(_ROOT_KEY)  # a pytest-xdist worker: its controller's
+    root = Path(shared) if shared else Path(tempfile.mkdtemp(prefix="flopgap-tests-"))
+    if not shared:
+        config.stash[_SESSION_ROOT] = root  # removed at the end by the process that made it
+    dirs = {**_SESSION_DIRS, **{k: v for k, v in _KEPT_IF_SET.items() if k not in os.environ}}
+    config.stash[_SESSION_ENV] = {var: str(root / name) for var, name in dirs.items()}
+    os.environ.update(config.stash[_SESSION_ENV])  # subprocesses (flopgap, runners, kernels) inherit these
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist (the slow tier's ``-n 2``): every worker uses the controller's session directories, so the
+    artifact cache is one and a model two workers' tests export is converted once."""
+    node.workerinput[_ROOT_KEY] = str(node.config.stash[_SESSION_ROOT])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     root = config.stash.get(_SESSION_ROOT, None)
     if root is not None:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def artifact_cache(pytestconfig: pytest.Config) -> Path:
+    """The session's artifact cache (``FLOPGAP_CACHE_DIR``): content-addressed, so every test that only needs an
+    export shares it and a model is converted once per session; a test of the cache itself makes its own."""
+    return Path(pytestconfig.stash[_SESSION_ENV]["FLOPGAP_CACHE_DIR"])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """A test that changes the session's directories (``FLOPGAP_CACHE_DIR`` popped, say) and does not put them back
+    would move every later test's cache and locks: it fails, naming the variables."""
+    yield
+    expected = item.config.stash[_SESSION_ENV]
+    changed = sorted(var for var, value in expected.items() if os.environ.get(var) != value)
+    os.environ.update(expected)  # the next test starts from the session's own, whatever this one left
+    if changed:
+        pytest.fail(
+            f"{item.nodeid} changed {', '.join(changed)} for the rest of the session; restore it "
+            "(pytest's monkeypatch does)",
+            pytrace=False,
+        )
 
 
 # --------------------------------------------------------------------------- what a test needs from the machine
@@ -238,5 +272,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 _SESSION_ROOT = pytest.StashKey[Path]()
+_SESSION_ENV = pytest.StashKey[dict[str, str]]()
+_ROOT_KEY = "flopgap_session_root"
 _BEFORE = pytest.StashKey[set[tuple[int, int]]]()
 _LEFT = pytest.StashKey[list[str]]()

@@ -34,8 +34,8 @@ SMALLEST: dict[str, tuple[str, dict[str, object]]] = {
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("zoo_artifacts")
+def cache(artifact_cache: Path) -> Path:
+    return artifact_cache  # shared with tests/test_proxies.py's exports of the same models
 
 
 def _spec(family: str) -> ModelSpec:
@@ -118,8 +118,7 @@ def test_wrong_artifact_fails_parity(cache: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", [Format.ONNX, Format.TFLITE])  # pte offers fp32 and int8 only
 @pytest.mark.parametrize("name", list_models(kind="model"))
-def test_whole_zoo_sweep(tmp_path_factory: pytest.TempPathFactory, name: str, fmt: Format) -> None:
-    cache = tmp_path_factory.getbasetemp() / "sweep"
+def test_whole_zoo_sweep(cache: Path, name: str, fmt: Format) -> None:
     spec = resolve(name)
     for precision in (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8):
         art = export(spec, fmt, precision, cache_dir=cache)  # raises when parity fails its criterion

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import sys
@@ -454,11 +453,9 @@ profile = true
 """
     )
     db = d / "r.db"
-    os.environ["FLOPGAP_CACHE_DIR"] = str(cache)
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the session's cache again afterwards, not none
+        mp.setenv("FLOPGAP_CACHE_DIR", str(cache))
         res = _invoke("sweep", str(spec), "--db", str(db))
-    finally:
-        os.environ.pop("FLOPGAP_CACHE_DIR", None)
     yield db, res
 
 

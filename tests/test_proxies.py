@@ -29,8 +29,8 @@ Accounter = Callable[..., GraphAccount]
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("proxies_artifacts")
+def cache_dir(artifact_cache: Path) -> Path:
+    return artifact_cache  # the zoo exports of tests/test_exporters_zoo.py: one conversion per model
 
 
 @pytest.fixture(scope="session")
