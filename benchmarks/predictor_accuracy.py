@@ -16,8 +16,10 @@ Printed: the machine (CPU model, cores) and the load average sampled through the
 figures taken under load say so), each build's device time, one table per runtime (share of models within ±5% and
 ±10% and RMSE % for the kernel predictor, latency linear in MACs and the roofline sum, with the noise floor), the
 spread over the seeds, and per random set the models outside ±10% with what they are made of and which net features
-go with the misses. A benchmark: it prints figures and asserts nothing. Each seed has its own database
-(``--db``'s stem + ``-seedS``): an interrupted run resumes, and an adaptation never sees another seed's full build.
+go with the misses, and the machine's level after the random nets (the build's zoo models measured again, in a
+database of their own: ``-seedS.level.db``) with the random set's score re-anchored on it. A benchmark: it prints
+figures and asserts nothing. Each seed has its own database (``--db``'s stem + ``-seedS``): an interrupted run
+resumes, and an adaptation never sees another seed's full build.
 
     python benchmarks/predictor_accuracy.py [--budget 15m] [--adapt-budget 3m] [--adapt-threads 2] [--random 30]
         [--net-size full] [--seed 0 [--seed 1]] [--runtime onnxruntime] [--db results/predictor.db]
@@ -47,15 +49,24 @@ from devices.vocabulary import Precision, Runtime
 from harness.cli.predict import parse_budget
 from harness.cli.sweep import make_exporter
 from harness.measure.calibrate import calibrate, store_calibration
+from harness.measure.spec import SweepSpec, model_selection
+from harness.measure.sweep import run_sweep
 from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note
-from harness.predict.build import MODEL_PROTOCOL, BuildPlan, BuildReporter, BuildResult, build_predictor
-from harness.predict.dataset import PredictContext, latest_versions, load_dataset
+from harness.predict.build import MODEL_PROTOCOL, BuildPlan, BuildReporter, BuildResult, build_predictor, eval_models
+from harness.predict.dataset import (
+    Dataset,
+    PredictContext,
+    latest_versions,
+    load_dataset,
+    optional_float,
+    target_ms,
+)
 from harness.predict.evaluate import METHODS, Evaluation, ModelResult, Score, leave_one_family_out
 from harness.predict.extract import extract_kernels
 from harness.predict.held_out import RANDOM_FAMILY, HeldOutPlan, evaluate_held_out, random_models
 from harness.predict.predictor import KernelPredictor
 from harness.predict.random_nets import BlockKind, NetSpec, Size, draw
-from harness.store import Store
+from harness.store import PointStatus, Store
 
 LABELS = {"predictor": "kernel predictor", "macs_linear": "linear in MACs", "roofline": "roofline sum"}
 # The random nets' protocol: fewer trials than the zoo's 5 (each net is measured once per context), enough for a
@@ -186,6 +197,8 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
         features = by_feature(random_eval, seed, args.net_size)
         out.note(f"random nets by feature (kernel predictor within ±10%, mean error): {features}")
         dataset = load_dataset(store, ctx, latest_versions(store, ctx))
+        progress.stage(f"the build's {len(dataset.models)} zoo models again, right after the random nets")
+        out.note(f"the machine's level after the random nets: {level_after(dataset, random_eval, args, seed, device)}")
         out.add(Row("zoo leave-one-family-out, 1 thread", leave_one_family_out(dataset)))
         speed = predict_time(base, dataset, store)
         out.note(f"predicting one zoo model (kernel extraction + regressors, cached): {speed}")
@@ -288,6 +301,42 @@ def by_noise(evaluation: Evaluation) -> str:
         centred = float(np.mean(np.abs(np.expm1(logs - np.median(logs))) <= 0.10))
         parts.append(f"all with their median ratio ({ratio:.3f}) divided out {centred:.0%}")
     return "; ".join(parts)
+
+
+def level_after(dataset: Dataset, random_eval: Evaluation, args: argparse.Namespace, seed: int, device: Device) -> str:
+    """The build's zoo models measured again right after the random nets (the nets' protocol), over their times in
+    the build: a machine that sped up or slowed down between the build's first minutes and the nets moves this ratio
+    as it moves the nets. The random set is scored again with the ratio multiplied into every prediction, which is
+    what re-anchoring a predictor on a few known models before use would buy. Its own database (``-level``), so the
+    second measurement of a zoo model never enters a build's training data; the exports are the build's (cached)."""
+    ctx = dataset.context
+    built = {m.artifact_sha: m.target_ms for m in dataset.models}
+    spec = SweepSpec(
+        name=f"{eval_name(ctx, seed, args)}-level",
+        models=[model_selection(m) for m in eval_models()],
+        runtimes=[ctx.runtime],
+        precisions=[ctx.precision],
+        threads=[ctx.threads],
+        devices=[device.name],
+        protocol=EVAL_PROTOCOL,
+    )
+    with Store(seed_db(args.db, seed).with_suffix(".level.db")) as store:
+        result = run_sweep(spec, f"# {spec.name}\n", store, {device.name: device}, EXPORTER)
+        points = store.points_frame()
+    points = points[points["point_id"].isin(result.point_ids) & (points["status"] == PointStatus.DONE)]
+    ratios = [target_ms(float(r.median_ms), optional_float(r.p10_ms)) / built[str(r.artifact_sha)]
+              for r in points.itertuples() if str(r.artifact_sha) in built]  # fmt: skip
+    if not ratios:
+        return "no zoo model of the build was measured again"
+    level = float(np.median(ratios))
+    errs = [(1 + e) * level - 1 for r in random_eval.results if (e := r.error("predictor")) is not None]
+    anchored = float(np.mean(np.abs(errs) <= 0.10)) if errs else float("nan")
+    rmse = float(np.sqrt(np.mean(np.square(errs)))) if errs else float("nan")
+    return (
+        f"{len(ratios)} zoo models measured again took {level:.3f}x their build-time times (median; "
+        f"{min(ratios):.3f}-{max(ratios):.3f}); the random set with that level multiplied into the predictions: "
+        f"{anchored:.0%} within ±10%, RMSE {rmse:.1%}"
+    )
 
 
 def by_feature(evaluation: Evaluation, seed: int, size: Size) -> str:
