@@ -160,7 +160,7 @@ def eval_name(ctx: PredictContext, seed: int, args: argparse.Namespace) -> str:
 def _build_line(what: str, result: BuildResult, wall_s: float) -> str:
     return (f"{what}: predictor {result.predictor_id}, {result.build_s / 60:.1f} min of device time "
             f"({wall_s / 60:.1f} min wall with exports), {result.probes_total} probes, {result.kernel_rows} kernel "
-            f"rows, {result.models} zoo models"
+            f"rows, {result.models} zoo models, {result.nets} training nets"
             + (" (no probe: the models' sweep took the whole budget; a larger --budget buys probes)"
                if result.probes_total == 0 else ""))  # fmt: skip
 
@@ -197,7 +197,7 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
         features = by_feature(random_eval, seed, args.net_size)
         out.note(f"random nets by feature (kernel predictor within ±10%, mean error): {features}")
         dataset = load_dataset(store, ctx, latest_versions(store, ctx))
-        progress.stage(f"the build's {len(dataset.models)} zoo models again, right after the random nets")
+        progress.stage(f"the build's {len(eval_models())} zoo models again, right after the random nets")
         out.note(f"the machine's level after the random nets: {level_after(dataset, random_eval, args, seed, device)}")
         out.add(Row("zoo leave-one-family-out, 1 thread", leave_one_family_out(dataset)))
         speed = predict_time(base, dataset, store)

@@ -223,8 +223,8 @@ def test_a_predictor_built_on_the_board_learns_its_graph_and_refuses_this_host(
     monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
     db = tmp_path / "r.db"
     quick = SweepProtocol(trials=1, warmup_runs=1, warmup_seconds=0, runs=2, min_seconds=0, parity=False)
-    plan = BuildPlan(PredictContext("emu-arm64", Runtime.ONNXRUNTIME), budget_s=3600, models=(), probe_protocol=quick,
-                     max_probes=3)
+    plan = BuildPlan(PredictContext("emu-arm64", Runtime.ONNXRUNTIME), budget_s=3600, models=(), train_nets=0,
+                     probe_protocol=quick, max_probes=3)  # fmt: skip
     with Store(db) as store:
         result = build_predictor(plan, store, arm_device, export)
         assert result.probes_measured >= 2
@@ -273,7 +273,8 @@ def test_a_build_over_kernels_no_device_graph_was_kept_for_brings_the_graphs_bac
     budget is spent only refits, and first brings the device's graphs back, so no probe loses its kernels."""
     monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
     quick = SweepProtocol(trials=1, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds=0.01, parity=False)
-    plan = BuildPlan(PredictContext("local", Runtime.ONNXRUNTIME), budget_s=12, seed=2, models=(), probe_protocol=quick)
+    plan = BuildPlan(PredictContext("local", Runtime.ONNXRUNTIME), budget_s=12, seed=2, models=(), train_nets=0,
+                     probe_protocol=quick)  # fmt: skip
     graphs = tmp_path / "cache" / "device-graphs"
     with Store(tmp_path / "b.db") as store:
         first = build_predictor(plan, store, local_device(), export)

@@ -63,7 +63,7 @@ def test_devices_on_two_nodes_build_in_parallel_on_their_own_actors_one_failing_
         # dev-x asks for what a build refuses (int8): its build alone fails, in one line
         precision = Precision.INT8 if name == "dev-x" else Precision.FP32
         ctx = PredictContext(name, Runtime.ONNXRUNTIME, 1, precision)
-        return BuildPlan(ctx, budget_s=3600, seed=0, models=(), probe_protocol=FAST, max_probes=2)
+        return BuildPlan(ctx, budget_s=3600, seed=0, models=(), train_nets=0, probe_protocol=FAST, max_probes=2)
 
     try:
         devices = open_named_devices([*PLACED, "dev-x"], None, lab.address)
@@ -157,7 +157,7 @@ def test_a_device_whose_host_died_fails_only_its_own_build_naming_the_host_and_s
 
     def plan_for(name: str) -> BuildPlan:
         ctx = PredictContext(name, Runtime.ONNXRUNTIME)
-        return BuildPlan(ctx, budget_s=3600, seed=0, models=(), probe_protocol=FAST, max_probes=2)
+        return BuildPlan(ctx, budget_s=3600, seed=0, models=(), train_nets=0, probe_protocol=FAST, max_probes=2)
 
     try:
         devices = open_named_devices(["dev-b", "dev-d"], None, lab.address)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +20,15 @@ from exporters.export import export
 from harness.measure.spec import Protocol
 from harness.measure.stats import combine_trials
 from harness.predict.build import BuildPlan, BuildReporter, build_predictor
-from harness.predict.dataset import Dataset, ModelPoint, PredictContext, load_dataset
+from harness.predict.dataset import (
+    RANDOM_NETS,
+    TRAINING_FAMILY,
+    TRAINING_NETS,
+    Dataset,
+    ModelPoint,
+    PredictContext,
+    load_dataset,
+)
 from harness.predict.device_graph import host_arch
 from harness.predict.evaluate import fit_baselines, leave_one_family_out
 from harness.predict.extract import extract_kernels
@@ -319,6 +328,64 @@ def test_the_held_out_family_never_reaches_training() -> None:
     assert any(poisoned[f"fam_a_{j}"] != clean[f"fam_a_{j}"] for j in range(3))  # the others did train on them
 
 
+def test_training_nets_calibrate_every_fold_and_are_never_a_family_it_predicts() -> None:
+    """A build's training nets (random_nets' training stream) are calibration models and kernel rows of every
+    leave-one-family-out fold, and never a family the folds predict: the zoo's score stays the zoo's."""
+    base = _dataset()
+    nets = [replace(m, point_id=900 + i, label=f"net_{i}", family=TRAINING_FAMILY, artifact_sha=f"net{i}")
+            for i, m in enumerate(base.models[:2])]  # fmt: skip
+    net_rows = [replace(r, source=TRAINING_FAMILY) for r in _synthetic_rows(5)]
+    dataset = Dataset(base.context, base.rows + net_rows, base.models + nets)
+    assert dataset.families == ["fam_a", "fam_b", "fam_c"]
+    seen: dict[str, tuple[set[str], set[str]]] = {}
+
+    def record(family: str, rows: list[TrainingRow], models: list[ModelPoint]) -> None:
+        seen[family] = ({r.source for r in rows}, {m.family for m in models})
+
+    evaluation = leave_one_family_out(dataset, on_fold=record)
+    assert set(seen) == {"fam_a", "fam_b", "fam_c"}
+    assert all(TRAINING_FAMILY in sources and TRAINING_FAMILY in fams for sources, fams in seen.values())
+    assert TRAINING_FAMILY not in {r.family for r in evaluation.results} and len(evaluation.results) == 9
+
+
+def test_training_nets_are_never_the_nets_eval_random_draws() -> None:
+    """Same seed, same index, same size: the training stream draws another net, and its factory another label."""
+    from harness.predict.held_out import random_models
+    from harness.predict.random_nets import Size, draw
+
+    for seed in range(3):
+        for i in range(5):
+            assert draw(seed, i, Size.FULL, training=True) != draw(seed, i, Size.FULL)
+            assert draw(seed, i, Size.FULL, training=True) == draw(seed, i, Size.FULL, training=True)
+    (train,), (evaluated,) = random_models(1, 0, Size.SMALL, training=True), random_models(1, 0, Size.SMALL)
+    assert train.label.startswith(TRAINING_NETS) and evaluated.label.startswith(RANDOM_NETS)
+    assert not train.label.startswith(RANDOM_NETS) and not evaluated.label.startswith(TRAINING_NETS)
+
+
+def test_an_onnxruntime_build_measures_its_training_nets_whole_and_learns_their_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training nets go through the build's sweep with the zoo models: their latency calibrates the kernel sum, and
+    ORT's per-node profile of each is a set of kernel rows timed inside a whole net."""
+    from harness.predict.random_nets import Size
+
+    monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
+    ctx = PredictContext("local", Runtime.ONNXRUNTIME)
+    plan = BuildPlan(ctx, budget_s=3600, seed=4, models=(), train_nets=2, net_size=Size.SMALL, probe_protocol=FAST,
+                     model_protocol=FAST, max_probes=2)  # fmt: skip
+    with Store(tmp_path / "b.db") as store:
+        result = build_predictor(plan, store, local_device(), export, BuildReporter())
+        dataset = load_dataset(store, ctx)
+    assert (result.models, result.nets) == (0, 2)
+    assert sorted(m.label for m in dataset.models) == sorted(m.label for m in plan.measured_models())
+    assert all(m.family == TRAINING_FAMILY and m.label.startswith(TRAINING_NETS) for m in dataset.models)
+    assert all("seed=4" in m.label and m.kernels for m in dataset.models)
+    assert dataset.families == []  # nothing for leave-one-family-out to predict
+    in_nets = [r for r in dataset.rows if r.source == TRAINING_FAMILY]
+    assert len(in_nets) >= sum(len(m.kernels) for m in dataset.models) // 2 and all(r.time_us > 0 for r in in_nets)
+    assert result.predictor.summary["calibration_models"] == 2
+
+
 def _timed_point(store: Store, run: int, sha: str, trials_us: list[float] | None, median_us: float = 0.0) -> int:
     """A done LiteRT point: one trial of 20 runs at each of ``trials_us``; None: a stock binary's summary only."""
     pid = store.ensure_point(run, sha, "local", "litert", 1, {})
@@ -389,7 +456,7 @@ def test_an_interrupted_build_resumes_without_measuring_twice(tmp_path: Path, mo
     ctx = PredictContext("local", Runtime.LITERT)
     # a probe count, not a wall-time budget, ends the second run: a probe cut off by the deadline on a loaded
     # machine would count as tried without a trial
-    plan = BuildPlan(ctx, budget_s=3600, seed=1, models=(), probe_protocol=FAST, max_probes=12)
+    plan = BuildPlan(ctx, budget_s=3600, seed=1, models=(), train_nets=0, probe_protocol=FAST, max_probes=12)
     device = local_device()
     db = tmp_path / "build.db"
     first = _StopAfter(3)
@@ -423,7 +490,7 @@ def test_an_onnxruntime_build_keeps_every_profiled_node_of_its_probes(
     monkeypatch.setenv("FLOPGAP_CACHE_DIR", str(tmp_path / "cache"))
     ctx = PredictContext("local", Runtime.ONNXRUNTIME)
     # a count, not a wall-time budget, bounds the build: what it measures never depends on this machine's load
-    plan = BuildPlan(ctx, budget_s=3600, seed=2, models=(), probe_protocol=FAST, max_probes=3)
+    plan = BuildPlan(ctx, budget_s=3600, seed=2, models=(), train_nets=0, probe_protocol=FAST, max_probes=3)
     with Store(tmp_path / "b.db") as store:
         result = build_predictor(plan, store, local_device(), export, BuildReporter())
         dataset = load_dataset(store, ctx)

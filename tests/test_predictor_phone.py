@@ -30,10 +30,11 @@ from exporters.export import export
 from harness.cli.main import app
 from harness.measure.spec import Protocol
 from harness.predict.build import BuildPlan, BuildReporter, build_predictor
-from harness.predict.dataset import SPACE, PredictContext, load_dataset
+from harness.predict.dataset import SPACE, TRAINING_FAMILY, PredictContext, load_dataset
 from harness.predict.extract import extract_kernels
 from harness.predict.kernels import Kernel, KernelType
 from harness.predict.predictor import KernelPredictor
+from harness.predict.random_nets import Size
 from harness.predict.tflite_profile import ProfiledOp, join_profile
 from harness.store import Store
 from harness.zoo.registry import resolve
@@ -70,8 +71,9 @@ def test_a_phone_running_benchmark_model_builds_a_litert_predictor_stand_in_bina
 ) -> None:
     fake, device = phone
     ctx = PredictContext("pixel", Runtime.LITERT)
-    plan = BuildPlan(ctx, budget_s=3600, seed=0, models=MODELS, probe_protocol=FAST_PROBES, model_protocol=FAST,
-                     max_probes=4)  # a count bounds it, never this machine's load
+    # a count bounds it, never this machine's load; one small training net is profiled inside the phone too
+    plan = BuildPlan(ctx, budget_s=3600, seed=0, models=MODELS, train_nets=1, net_size=Size.SMALL,
+                     probe_protocol=FAST_PROBES, model_protocol=FAST, max_probes=4)  # fmt: skip
     with Store(tmp_path / "phone.db") as store:
         result = build_predictor(plan, store, device, export, BuildReporter())
         dataset = load_dataset(store, result.context)
@@ -79,7 +81,8 @@ def test_a_phone_running_benchmark_model_builds_a_litert_predictor_stand_in_bina
         trials = store.trials_frame()
         profiles = store.op_profiles_frame()
         row = store.predictor(result.predictor_id)
-    assert result.models == 2 and result.probes_measured >= 3 and row is not None and row.device == "pixel"
+    assert result.models == 2 and result.nets == 1 and result.probes_measured >= 3
+    assert row is not None and row.device == "pixel"
     # Every point timed by the stock tool on the phone: summary-only trials (no raw samples), pooled into a median.
     docs = [json.loads(d) for d in trials["runner_json"]]
     assert {d["tool"]["name"] for d in docs} == {"benchmark_model"}
@@ -91,13 +94,16 @@ def test_a_phone_running_benchmark_model_builds_a_litert_predictor_stand_in_bina
     assert sent and max(sent.values()) == 1
     assert sum(s.endswith("/benchmark_model") for s in sent) == 1
     assert len([s for s in sent if s.endswith(".tflite")]) == len(points)
-    # Only the zoo models' profile pass asks for the op profile, after their timed trials.
+    # Only the whole models' profile pass (zoo models and the training net) asks for the op profile, after their
+    # timed trials.
     profiled = [c for c in fake.commands if "--enable_op_profiling=true" in c]
-    assert len(profiled) == len(MODELS)
+    assert len(profiled) == len(MODELS) + 1
     # Each zoo model's op profile (XNNPACK's operators, the delegate's row beside them) joined to its kernels:
     # every convolution the model runs is timed inside it, as a row of its family.
     model_points = points[points["family"].isin([m.family for m in MODELS])]
-    assert set(profiles["point_id"]) == set(model_points["point_id"])
+    (net,) = plan.measured_models()[len(MODELS) :]
+    net_point = int(points.loc[points["model_label"] == net.label, "point_id"].iloc[0])
+    assert set(profiles["point_id"]) == {*model_points["point_id"], net_point}
     assert "TfLiteXNNPackDelegate" in set(profiles["op_type"])
     for m in MODELS:
         pid = int(model_points.loc[model_points["model_label"] == m.label, "point_id"].iloc[0])
@@ -112,7 +118,12 @@ def test_a_phone_running_benchmark_model_builds_a_litert_predictor_stand_in_bina
         assert sum(r.time_us for r in rows) == pytest.approx(timed["time_us"].sum(), rel=1e-6)
     v1 = [r for r in dataset.rows if r.source == MODELS[0].family]
     assert Counter(r.kernel.type for r in v1)[KernelType.DEPTHWISE_CONV] == 13  # MobileNetV1's 13 separable blocks
-    assert {r.source for r in dataset.rows} == {SPACE, MODELS[0].family, MODELS[1].family}
+    assert {r.source for r in dataset.rows} == {SPACE, MODELS[0].family, MODELS[1].family, TRAINING_FAMILY}
+    # The training net's ops (SE, concatenations, its grouped convs) are timed inside it as well, none dropped.
+    net_rows = [r for r in dataset.rows if r.point_id == net_point]
+    net_timed = profiles[(profiles["point_id"] == net_point) & (profiles["op_type"] != "TfLiteXNNPackDelegate")]
+    assert {r.source for r in net_rows} == {TRAINING_FAMILY}
+    assert sum(r.time_us for r in net_rows) == pytest.approx(net_timed["time_us"].sum(), rel=1e-6)
     # The predictor stored for the phone prices a model it never saw.
     predictor = KernelPredictor.from_json(row.model)
     held_out = extract_kernels(export(HELD_OUT, Format.TFLITE, Precision.FP32).path, Runtime.LITERT)
@@ -127,13 +138,13 @@ def test_a_phone_running_onnxruntime_perf_test_is_refused_an_ort_build_before_me
     """ONNX Runtime's stock tool cannot return the graph ORT optimized on the phone, and the host's graph is never its
     stand-in (its kernels are x86's): the build is refused in one line before anything is pushed or measured."""
     ctx = PredictContext("pixel", Runtime.ONNXRUNTIME)
-    plan = BuildPlan(ctx, budget_s=12, seed=0, models=(), probe_protocol=FAST_PROBES)
+    plan = BuildPlan(ctx, budget_s=12, seed=0, models=(), train_nets=0, probe_protocol=FAST_PROBES)
     perf_test = _phone(tmp_path, RunnerKind.ONNXRUNTIME_PERF_TEST, PERF_TEST_STAND_IN)
     with perf_test as (fake, device), Store(tmp_path / "ort.db") as store:
         with pytest.raises(FlopgapError, match="cannot return ONNX Runtime's optimized graph") as refused:
             build_predictor(plan, store, device, export, BuildReporter())
         assert store.points_frame().empty
-    assert "\n" not in str(refused.value) and "runner = \"agent\"" in str(refused.value)
+    assert "\n" not in str(refused.value) and 'runner = "agent"' in str(refused.value)
     assert not any("onnxruntime_perf_test" in s for s in fake.sends)
 
 
@@ -189,7 +200,7 @@ def test_a_probe_the_runtime_times_with_another_version_fails_as_in_a_sweep(
 
     monkeypatch.setattr(device, "facts", facts_before_the_upgrade)
     ctx = PredictContext("local", Runtime.ONNXRUNTIME)
-    plan = BuildPlan(ctx, budget_s=3600, seed=0, models=(), probe_protocol=FAST_PROBES, max_probes=2)
+    plan = BuildPlan(ctx, budget_s=3600, seed=0, models=(), train_nets=0, probe_protocol=FAST_PROBES, max_probes=2)
     with Store(tmp_path / "b.db") as store:
         with pytest.raises(FlopgapError) as refused:  # every probe failed: a predictor of nothing is never stored
             build_predictor(plan, store, device, export, BuildReporter())

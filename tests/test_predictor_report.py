@@ -138,5 +138,4 @@ def test_eval_takes_only_the_points_of_the_runtime_version_the_device_runs_now(t
     result = CliRunner().invoke(app, ["predictor", "eval", "--runtime", "litert", "--db", str(db)],
                                 env={"COLUMNS": "200"})  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "9 models measured with litert 2.3.0" in result.output
-
+    assert "9 zoo models and 0 training nets measured with litert 2.3.0" in result.output

@@ -180,7 +180,7 @@ def test_a_build_times_litert_probes_in_instances_and_onnxruntime_probes_in_one(
     fast = Protocol(trials=1, warmup_runs=1, warmup_seconds=0.0, runs=6, min_seconds=0.0, parity=False)
     for runtime, instances in ((Runtime.LITERT, PROBE_INSTANCES), (Runtime.ONNXRUNTIME, 1)):
         sent.clear()
-        plan = BuildPlan(PredictContext("local", runtime), budget_s=3600, models=(), probe_protocol=fast,
+        plan = BuildPlan(PredictContext("local", runtime), budget_s=3600, models=(), train_nets=0, probe_protocol=fast,
                          max_probes=2)  # fmt: skip
         with Store(tmp_path / f"{runtime.value}.db") as store:
             build_predictor(plan, store, local_device(), export, BuildReporter())

@@ -40,7 +40,7 @@ from harness.cli.options import (
 from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, write_records
 from harness.cli.sweep import ProgressReporter, make_exporter, open_named_devices
 from harness.cli.user_errors import one_line_errors
-from harness.predict.build import MODEL_PROTOCOL, BuildReporter
+from harness.predict.build import MODEL_PROTOCOL, TRAIN_NETS, BuildReporter
 from harness.predict.dataset import PredictContext, target_ms
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
@@ -90,7 +90,15 @@ def build(
     threads: ThreadsOpt = 1,
     precision: PrecisionOpt = Precision.FP32,
     budget: Annotated[str, typer.Option(help="Device time for measuring (15m, 90s, 1h): earlier runs count.")] = "15m",
-    seed: Annotated[int, typer.Option(help="Seed of the kernel sampling order.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the kernel sampling order and of the training nets.")] = 0,
+    train_nets: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Random nets of the training stream measured whole to calibrate on (never the nets "
+            "'eval --random' measures); 0: the zoo models alone.",
+        ),
+    ] = TRAIN_NETS,
     from_id: Annotated[
         int | None,
         typer.Option("--from", help="Adapt this stored predictor (an id from 'flopgap predictor list') instead."),
@@ -100,7 +108,8 @@ def build(
     devices_file: DevicesFileOpt = None,
     lab: LabOpt = None,
 ) -> None:
-    """Measure zoo models and kernel probes on a device within a budget, then fit and store its predictor.
+    """Measure zoo models, training nets and kernel probes on a device within a budget, then fit and store its
+    predictor.
 
     Resumable: a rerun skips what is measured and counts earlier runs' time against the budget.
     With --from ID: adapt predictor ID to this device, threads or precision from a few zoo models and probes of
@@ -128,7 +137,7 @@ def build(
         def plan_for(name: str) -> BuildPlan:
             ctx = PredictContext(name, runtime, threads, precision)
             if from_id is None:
-                return BuildPlan(ctx, seconds, seed)
+                return BuildPlan(ctx, seconds, seed, train_nets=train_nets)
             return AdaptPlan(ctx, seconds, seed, source_id=from_id)
 
         found = open_named_devices(names, devices_file, lab)
@@ -148,10 +157,11 @@ def build(
         with Store(db) as store, progress:
             try:
                 if from_id is None:
-                    result = build_predictor(BuildPlan(ctx, seconds, seed), store, dev, exporter, progress)
+                    plan = BuildPlan(ctx, seconds, seed, train_nets=train_nets)
+                    result = build_predictor(plan, store, dev, exporter, progress)
                 else:
-                    plan = AdaptPlan(ctx, seconds, seed, source_id=from_id)
-                    result = adapt_predictor(plan, store, dev, exporter, progress)
+                    adapting = AdaptPlan(ctx, seconds, seed, source_id=from_id)
+                    result = adapt_predictor(adapting, store, dev, exporter, progress)
             except KeyboardInterrupt as stop:
                 raise Interrupted.by(
                     stop,
@@ -174,7 +184,8 @@ def build(
         return
     console.print(
         f"predictor {result.predictor_id} for {result.context}: {result.probes_total} kernel probes "
-        f"({result.probes_measured} measured now), {result.kernel_rows} kernel rows, {result.models} zoo models; "
+        f"({result.probes_measured} measured now), {result.kernel_rows} kernel rows, {result.models} zoo models and "
+        f"{result.nets} training nets; "
         f"build time {result.build_s:.0f}s (this run {result.elapsed_s:.0f}s); rows per type "
         f"{summary.get('rows_per_type')}; stored in {where}",
         highlight=False,
@@ -234,7 +245,8 @@ def evaluate(
         dataset = load_dataset(store, ctx, versions)
     if len(dataset.families) < 2:
         raise FlopgapError(
-            f"{ctx}: {len(dataset.models)} zoo models in {len(dataset.families)} families measured; "
+            f"{ctx}: {len(dataset.models) - dataset.training_nets} zoo models in {len(dataset.families)} families "
+            "measured; "
             f"run 'flopgap predictor build --device {device} --runtime {runtime}' first"
         )
     evaluation = leave_one_family_out(dataset)
@@ -244,7 +256,8 @@ def evaluate(
     floor = f"; noise floor: {evaluation.noise_floor()}"
     version = f"{runtime} {versions.runtime_version}" if versions and versions.runtime_version else f"{runtime}"
     console.print(
-        f"{len(dataset.rows)} kernel rows, {len(dataset.models)} models measured with {version}{floor}; "
+        f"{len(dataset.rows)} kernel rows, {len(dataset.models) - dataset.training_nets} zoo models and "
+        f"{dataset.training_nets} training nets measured with {version}{floor}; "
         f"evaluated in {time.monotonic() - started:.1f}s",
         highlight=False,
     )

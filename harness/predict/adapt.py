@@ -99,6 +99,7 @@ class AdaptPlan(BuildPlan):
     probe_protocol: SweepProtocol = ADAPT_PROBE_PROTOCOL
     model_protocol: SweepProtocol = ADAPT_MODEL_PROTOCOL
     source_id: int = 0
+    train_nets: int = 0  # minutes of device time: the few zoo models alone calibrate
 
     @property
     def name(self) -> str:

@@ -1,9 +1,11 @@
 """Build a predictor for one device context within a time budget, resumably, through the usual protocol.
 
-1. **Zoo models** (:data:`EVAL_MODELS`): a sweep (exports cached, trials interleaved, each committed as it
-   completes) with per-node ORT profiles; their kernels are extracted (ORT: from the graph ORT optimized on the
-   device, :mod:`harness.predict.device_graph`) and stored. They calibrate the kernel sum and are what
-   ``predictor eval`` predicts.
+1. **Zoo models** (:data:`EVAL_MODELS`) and **training nets** (:data:`TRAIN_NETS` of the random space's training
+   stream, :mod:`harness.predict.random_nets`): one sweep (exports cached, trials interleaved, each committed as it
+   completes) with per-op profiles where the device's tool gives them; their kernels are extracted (ORT: from the
+   graph ORT optimized on the device, :mod:`harness.predict.device_graph`) and stored. Both calibrate the kernel
+   sum, and their profiled ops are kernel rows timed inside whole nets; the zoo models are what ``predictor eval``
+   predicts family by family, and the training nets are never among the nets ``eval --random`` measures.
 2. **Round 0**: kernel probes drawn from the configuration space (:mod:`harness.predict.space`) in a fixed order
    from the seed, each a single-kernel model timed as a one-trial point (ORT: with its per-node profile and the
    device's optimized graph), several to a runner process (:mod:`harness.predict.probe_trials`), until
@@ -36,8 +38,8 @@ from devices.facts import DeviceFacts
 from devices.vocabulary import Precision, Runtime
 from exporters.artifact import Artifact
 from harness.measure.recording import record_devices
-from harness.measure.spec import ModelSelection, SweepSpec
 from harness.measure.spec import Protocol as SweepProtocol
+from harness.measure.spec import SweepSpec, model_selection
 from harness.measure.sweep import Exporter, Reporter, run_sweep
 from harness.measure.versions import PointVersions, point_versions
 from harness.predict.dataset import SPACE, PredictContext, context_points, load_dataset, same_versions
@@ -49,11 +51,14 @@ from harness.predict.device_graph import (
     refresh_device_kernels,
     store_device_kernels,
 )
+from harness.predict.held_out import random_models
 from harness.predict.kernels import feature_matrix
 from harness.predict.predictor import LIBRARY, KernelPredictor, TrainingRow, fit_predictor
 from harness.predict.probe_trials import Probing, measure_probes
+from harness.predict.random_nets import Size
 from harness.predict.regressor import Loss, fit_type_model, loss_for
 from harness.predict.space import KernelConfig, neighbours, sample
+from harness.sources import ModelRef
 from harness.store import Store
 from harness.store.status import PointStatus, RunStatus
 from harness.zoo.registry import ModelSpec, resolve
@@ -82,6 +87,11 @@ EVAL_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("resnet50", {}),
     ("resnext50_32x4d", {}),
 )
+# Nets of the random space's training stream measured whole in every build: the zoo's 21 models are the only other
+# whole models the calibration sees, and nets of the space `eval --random` draws from differ from them in what a
+# kernel sum misses (grouped convs of small group widths, SE blocks, concatenations: 31% of the nets' time in grouped
+# convs against 8% of the zoo's). Each costs about 10 s of device time at 1 thread on the development machine.
+TRAIN_NETS = 16
 PROBE_PROTOCOL = SweepProtocol(trials=1, warmup_runs=5, warmup_seconds=0.05, runs=20, min_seconds=0.1, parity=False)
 MODEL_PROTOCOL = SweepProtocol(trials=5, warmup_runs=10, warmup_seconds=0.2, runs=30, min_seconds=0.3)
 # A LiteRT probe is loaded this many times in its runner process and timed in each (the protocol's runs shared out):
@@ -124,13 +134,20 @@ class BuildPlan:
     # LiteRT probes on flopgap's runner: instances per probe (see PROBE_INSTANCES); ONNX Runtime's probes are learnt
     # from their per-node profile, one session's, and a stock binary loads a model once.
     probe_instances: int = PROBE_INSTANCES
+    # Training nets (the random space's training stream, of this seed) measured whole beside the zoo models.
+    train_nets: int = TRAIN_NETS
+    net_size: Size = Size.FULL
 
     @property
     def name(self) -> str:
         return f"predictor-build {self.context} seed={self.seed}"
 
+    def measured_models(self) -> list[ModelRef]:
+        """What the build measures whole: its zoo models, then its training nets."""
+        return [*self.models, *random_models(self.train_nets, self.seed, self.net_size, training=True)]
+
     def text(self) -> str:
-        models = ", ".join(m.label for m in self.models)
+        models = ", ".join(m.label for m in self.measured_models())
         return f"# {self.name}\nbudget_s = {self.budget_s}\nmodels = [{models}]\n"
 
 
@@ -142,9 +159,10 @@ class BuildResult:
     probes_measured: int  # in this invocation
     probes_total: int  # in the database for this context
     kernel_rows: int
-    models: int
+    models: int  # zoo models measured in the context
     elapsed_s: float  # this invocation
     build_s: float  # every invocation of this build together
+    nets: int = 0  # training nets measured in the context
 
 
 def build_predictor(
@@ -162,8 +180,8 @@ def build_predictor(
     if ctx.precision is not Precision.FP32:
         raise FlopgapError(f"predictor build: precision {ctx.precision} is not supported yet; use --precision fp32")
     started = clock()
-    if plan.models:
-        rep.stage(f"measuring {len(plan.models)} zoo models")
+    if plan.models or plan.train_nets:
+        rep.stage(f"measuring {len(plan.models)} zoo models and {plan.train_nets} training nets")
         _measure_models(plan, store, device, exporter, rep)
     # The budget is device time: what the runs of this build took (the zoo sweep's included), not the exports.
     deadline = clock() + max(0.0, plan.budget_s - _time_spent(store, plan.name))
@@ -199,8 +217,9 @@ def build_predictor(
                               "arch": normal_arch(device_facts.get("machine"))})  # fmt: skip
     pid = store.add_predictor(ctx.device, ctx.runtime.value, ctx.threads, ctx.precision.value, LIBRARY,
                               predictor.versions, predictor.to_json(), predictor.summary)  # fmt: skip
-    return BuildResult(ctx, pid, predictor, measured, probes, len(dataset.rows), len(dataset.models),
-                       clock() - started, build_s)  # fmt: skip
+    nets = dataset.training_nets
+    return BuildResult(ctx, pid, predictor, measured, probes, len(dataset.rows), len(dataset.models) - nets,
+                       clock() - started, build_s, nets)  # fmt: skip
 
 
 def _nothing_measured(store: Store, ctx: PredictContext, versions: PointVersions) -> str:
@@ -255,9 +274,10 @@ def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exp
     # Per-op profiles where the device's own tool gives them (ORT's nodes; benchmark_model's ops inside whole models):
     # their kernels are training rows. LiteRT on flopgap's runner has no per-op profiler.
     protocol = plan.model_protocol.model_copy(update={"profile": device.profiles_ops(ctx.runtime.artifact_format)})
+    measured = plan.measured_models()
     spec = SweepSpec(
         name=plan.name,
-        models=[ModelSelection(name=m.name, params=dict(m.params)) for m in plan.models],
+        models=[model_selection(m) for m in measured],
         runtimes=[ctx.runtime],
         precisions=[ctx.precision],
         threads=[ctx.threads],
@@ -266,8 +286,8 @@ def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exp
     )
     # Export first, outside the sweep's run: the budget is device time, and a cold cache's exports are host time.
     artifacts = []
-    for i, model in enumerate(plan.models):
-        rep.exporting(i, len(plan.models), f"{model.label} {ctx.runtime.artifact_format} {ctx.precision}")
+    for i, model in enumerate(measured):
+        rep.exporting(i, len(measured), f"{model.label} {ctx.runtime.artifact_format} {ctx.precision}")
         try:
             artifacts.append(exporter(model, ctx.runtime.artifact_format, ctx.precision))
         except FlopgapError:
@@ -279,7 +299,8 @@ def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exp
 def _model_kernels(
     store: Store, device: Device, ctx: PredictContext, artifacts: Sequence[Artifact], point_ids: Sequence[int]
 ) -> None:
-    """The zoo models' kernels as the device runs them (ORT: the graph it optimizes there, one short trial each)."""
+    """The measured models' kernels as the device runs them (ORT: the graph it optimizes there, one short trial
+    each)."""
     points = store.points_frame()
     names = points.loc[points["point_id"].isin(list(point_ids)), "device"]
     if names.empty:

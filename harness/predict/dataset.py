@@ -7,7 +7,9 @@
   per-op profiler, so flopgap's runner gives none). A row's ``source`` is ``space`` for probes and the model's
   family for a zoo model's nodes.
 - **Model points** (:class:`ModelPoint`): zoo models measured in the context, with their kernels, MACs and
-  roofline sum (when the device is calibrated), which the calibration is fitted on and the evaluation predicts.
+  roofline sum (when the device is calibrated), which the calibration is fitted on and the evaluation predicts;
+  and a build's training nets (family :data:`TRAINING_FAMILY`), which the calibration is fitted on too and whose
+  profiled ops are kernel rows, but which no leave-one-family-out fold predicts.
 
 What a point contributes, as a probe's time or a model's latency, is :func:`target_ms`: its pooled 10th percentile,
 the latency the device gives when nothing else runs on it, not its median (see there).
@@ -32,7 +34,10 @@ from harness.store.status import PointStatus
 SPACE = "space"
 NOT_MODELS = frozenset({"kernel", "block", "guideline"})  # probes, building blocks, guideline experiments
 # The random nets `predictor eval --random` measures (their factory's labels): held out of every build, always.
-RANDOM_NETS = "harness.predict.random_nets:"
+RANDOM_NETS = "harness.predict.random_nets:random_net["
+# A build's training nets (random_nets' training stream: never one of the nets above), and their family here.
+TRAINING_NETS = "harness.predict.random_nets:training_net["
+TRAINING_FAMILY = "random-train"
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,13 @@ class Dataset:
 
     @property
     def families(self) -> list[str]:
-        return sorted({m.family for m in self.models})
+        """The families leave-one-family-out predicts: the zoo's (and a user's own), never the training nets."""
+        return sorted({m.family for m in self.models} - {TRAINING_FAMILY})
+
+    @property
+    def training_nets(self) -> int:
+        """How many of the models are a build's training nets (the rest are zoo models and a user's own)."""
+        return sum(m.family == TRAINING_FAMILY for m in self.models)
 
     def without(self, family: str | None) -> tuple[list[TrainingRow], list[ModelPoint]]:
         """Training rows and calibration models with nothing from ``family`` (None: everything)."""
@@ -164,6 +175,8 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
     is_probe = points["point_id"].isin(probes.index)
     model_rows = points[~is_probe & points["family"].notna() & ~points["family"].isin(NOT_MODELS)
                         & ~points["model_label"].astype(str).str.startswith(RANDOM_NETS)]  # fmt: skip
+    training = model_rows["model_label"].astype(str).str.startswith(TRAINING_NETS)
+    model_rows = model_rows.assign(family=model_rows["family"].where(~training, TRAINING_FAMILY))
     rows: list[TrainingRow] = []
     if ctx.runtime is Runtime.ONNXRUNTIME:
         profiled = store.op_profiles_frame(points["point_id"].tolist())

@@ -32,7 +32,7 @@ from harness.predict.device_graph import fetch_graphs, store_device_kernels
 from harness.predict.evaluate import Evaluation, ModelResult, fit_baselines
 from harness.predict.extract import extract_kernels
 from harness.predict.predictor import KernelPredictor
-from harness.predict.random_nets import TARGET, Size, draw
+from harness.predict.random_nets import TARGET, TRAINING_TARGET, Size, draw
 from harness.sources import FileSource, TorchFactory
 from harness.sources.factory import load_factory
 from harness.sources.file import load_file
@@ -52,10 +52,12 @@ class HeldOutPlan:
     protocol: SweepProtocol
 
 
-def random_models(n: int, seed: int, size: Size = Size.FULL) -> list[TorchFactory]:
-    """The first ``n`` random nets of ``seed`` as torch factories the sweep exports."""
-    return [load_factory(TARGET, (draw(seed, i, size).input_shape,), {"seed": seed, "index": i, "size": size.value})
-            for i in range(n)]  # fmt: skip
+def random_models(n: int, seed: int, size: Size = Size.FULL, training: bool = False) -> list[TorchFactory]:
+    """The first ``n`` random nets of ``seed`` as torch factories the sweep exports (``training``: a build's
+    training nets, another stream of the same space; see :mod:`harness.predict.random_nets`)."""
+    target = TRAINING_TARGET if training else TARGET
+    return [load_factory(target, (draw(seed, i, size, training).input_shape,),
+                         {"seed": seed, "index": i, "size": size.value}) for i in range(n)]  # fmt: skip
 
 
 def file_models(directory: Path, runtime: Runtime) -> list[FileSource]:
@@ -98,9 +100,10 @@ def evaluate_held_out(
         raise FlopgapError(f"{plan.name}: no model was measured (see 'flopgap results'); fix the device and rerun")
     stored_ctx = PredictContext(str(points["device"].iloc[0]), ctx.runtime, ctx.threads, ctx.precision)
     held_out = set(points["artifact_sha"])  # a user's file measured earlier by a sweep is no zoo model here
-    zoo = [m for m in load_dataset(store, stored_ctx, latest_versions(store, stored_ctx)).models
-           if m.artifact_sha not in held_out]  # fmt: skip
-    macs_linear, roofline = fit_baselines(zoo)
+    # The baselines see the whole models the predictor's calibration saw: zoo models and the build's training nets.
+    seen = [m for m in load_dataset(store, stored_ctx, latest_versions(store, stored_ctx)).models
+            if m.artifact_sha not in held_out]  # fmt: skip
+    macs_linear, roofline = fit_baselines(seen)
     roof = roofline_by_artifact(store, stored_ctx)
     paths = store.artifacts_frame().set_index("sha256")["path"]
     results = []
@@ -129,7 +132,7 @@ def evaluate_held_out(
                 trial_halfspread=m.trial_spread / 2 if m.trial_spread is not None else None,
             )
         )
-    return Evaluation(results, baseline_models=len(zoo))
+    return Evaluation(results, baseline_models=len(seen))
 
 
 def _model_points(points: pd.DataFrame, family: str, roof: dict[str, float]) -> list[ModelPoint]:

@@ -7,6 +7,11 @@ group widths from depthwise through small groups (odd group counts included) to 
 squeeze-excitation, four activations, residual connections where the shapes allow them, and average or max global
 pooling. Net ``index`` of seed ``seed`` is drawn from its own generator ``(seed, index)``, so it is the same
 whatever N is; :func:`random_net` is a torch factory (``harness.predict.random_nets:random_net``) the sweep exports.
+
+Two streams share the space: **evaluation nets** (:func:`random_net`, what ``predictor eval --random`` measures and no
+build ever trains on) and **training nets** (:func:`training_net`, generator ``(seed, index, TRAINING_STREAM)``), which
+a build measures whole to calibrate its kernel sum on nets of this space, not only on the zoo's. The generators
+differ, so no seed of one stream ever draws a net of the other.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import torch
 from torch import nn
 
 TARGET = "harness.predict.random_nets:random_net"  # the factory as a sweep names it
+TRAINING_TARGET = "harness.predict.random_nets:training_net"  # a build's training nets (never evaluated on)
+TRAINING_STREAM = 1  # the third word of a training net's generator seed (evaluation nets have two)
 CLASSES = 1000
 T = TypeVar("T")
 
@@ -105,9 +112,10 @@ def _round_to(value: float, multiple: int) -> int:
     return max(multiple, round(value / multiple) * multiple)
 
 
-def draw(seed: int, index: int, size: Size = Size.FULL) -> NetSpec:
-    """Net ``index`` of seed ``seed``: the same description on every machine and for any number of nets drawn."""
-    rng = np.random.default_rng([seed, index])
+def draw(seed: int, index: int, size: Size = Size.FULL, training: bool = False) -> NetSpec:
+    """Net ``index`` of seed ``seed``: the same description on every machine and for any number of nets drawn
+    (``training``: of the training stream, see the module doc)."""
+    rng = np.random.default_rng([seed, index, TRAINING_STREAM] if training else [seed, index])
     (lo, hi), stems, (s_lo, s_hi), (d_lo, d_hi), ceiling, heads = _RANGES[size]
 
     def pick(options: tuple[T, ...] | list[T]) -> T:
@@ -246,3 +254,8 @@ def build(spec: NetSpec) -> RandomNet:
 def random_net(seed: int, index: int, size: str = Size.FULL.value) -> nn.Module:
     """The torch factory a sweep exports: net ``index`` of seed ``seed`` (input shape: ``draw(...).input_shape``)."""
     return build(draw(seed, index, Size(size)))
+
+
+def training_net(seed: int, index: int, size: str = Size.FULL.value) -> nn.Module:
+    """The torch factory of training net ``index`` of seed ``seed`` (input shape: ``draw(..., training=True)``)."""
+    return build(draw(seed, index, Size(size), training=True))
