@@ -282,6 +282,36 @@ def test_a_grouped_conv_priced_by_what_it_gathers_extrapolates_to_narrow_groups_
     assert np.max(np.abs(errors)) < 0.05, errors
 
 
+def _add(c: int, h: int) -> Kernel:
+    n = c * h * h
+    return Kernel(f"add{c}h{h}", K.ELEMENTWISE, "Add", cin=c, cout=c, h_in=h, w_in=h, h_out=h, w_out=h, flops=n,
+                  bytes_read=8 * n, bytes_written=4 * n, elements_in=n, elements_out=n, inputs=2)  # fmt: skip
+
+
+def test_a_memory_bound_kernel_beyond_the_cache_knee_is_priced_at_the_slower_rate() -> None:
+    """An element-wise op whose tensors outgrow the caches gets less bandwidth: on the development machine a LiteRT
+    MUL of 2.9 M elements took 5x the in-cache rate, and a base linear in bytes priced the random nets' 1024-wide
+    heads' swish and transpose at a fraction of their time (issue 20). Here the law is a per-invoke cost, an
+    in-cache rate, and a slower rate for the bytes beyond the knee; trained on adds up to 2 M elements (24 MiB
+    moved), the predictor must price ones of 2.5-3.9 M elements within 5%, and a kernel inside the caches as before."""
+    from harness.predict.kernels import CACHE_KNEE_BYTES
+
+    def law(k: Kernel) -> float:
+        return 3.0 + k.bytes_moved / 8e3 + max(0.0, k.bytes_moved - CACHE_KNEE_BYTES) / 2e3
+
+    train = [_add(c, h) for h in (14, 28, 56, 112) for c in (16, 24, 32, 48, 64, 96, 128, 160, 256, 512, 640)
+             if c * h * h <= 2_000_000]  # fmt: skip
+    unseen = [_add(1024, 50), _add(1280, 49), _add(80, 224), _add(320, 112)]
+    assert max(k.elements_out for k in train) <= 2_000_000 < min(k.elements_out for k in unseen)
+    rows = [TrainingRow(k, law(k), "space") for k in train]
+    predictor = fit_predictor({"device": "local", "runtime": "litert"}, rows, [])
+    errors = predictor.kernel_times_us(unseen) / np.array([law(k) for k in unseen]) - 1
+    assert np.max(np.abs(errors)) < 0.05, errors
+    small = _add(32, 28)
+    assert small.bytes_moved < CACHE_KNEE_BYTES
+    assert predictor.kernel_times_us([small])[0] == pytest.approx(law(small), rel=0.05)
+
+
 def test_a_predictor_stored_before_the_gathering_terms_predicts_as_it_did() -> None:
     """A stored type model has three base coefficients (µs, per FLOP, per byte) where it predates the window and
     group terms: it loads, and prices a kernel as it always did."""

@@ -260,7 +260,21 @@ def _alignment(channels: int) -> int:
 # (an im2col buffer or XNNPACK's indirection: every output pixel reads k·k·cin/groups inputs per group, so
 # k·k·cin per pixel over all groups) and the groups it runs one small GEMM each. Without the last two a narrow
 # grouped conv (256 groups of 2 channels, 7x7) was priced at half its time: its cost is gathering, not FLOPs.
-BASE_TERMS: tuple[str, ...] = ("flops", "bytes_moved", "window_bytes", "conv_groups")
+# The last is a memory-bound kernel's traffic beyond :data:`CACHE_KNEE_BYTES`: the bandwidth it gets falls once its
+# tensors outgrow the caches, and a base linear in bytes prices a large element-wise op at the in-cache rate.
+BASE_TERMS: tuple[str, ...] = ("flops", "bytes_moved", "window_bytes", "conv_groups", "bytes_beyond_knee")
+# Where the base's per-byte cost of a memory-bound kernel may rise (its slope beyond is fitted per type,
+# non-negative: zero where a device does not slow). Between the L2 (0.5-2 MiB) and last-level caches (8-32 MiB) of
+# phone and desktop CPUs. On the development machine (32 MiB L3, shared with other guests) a LiteRT ADD of 2 M
+# elements (24 MiB moved) took 2.9x and a MUL of 2.9 M elements 5x what the in-cache rate gives, and the random
+# nets' 1024-1280-wide heads at 49-50 px (their swish, transpose and pool on 2.6-3.1 M elements) were
+# under-predicted by 18-36%. The probes stop at 2 M elements, but binary ops of 0.7-2 M move 8-24 MiB, so the
+# slope is learnt inside the probed range. Refitted on the nine stored 15-minute builds (same measurements), only
+# nets with a kernel past the knee moved by more than 2 points, all twelve towards zero (LiteRT seed 1's #2:
+# -36% -> -17%, -29% -> -9%; #21: -19% -> -6%, -18% -> -4%); a knee at 4 MiB did worse, and the term on
+# convolutions too cost ONNX Runtime 4 points in three of four builds. (Probes past 2 M elements instead were
+# tried and not kept: see the README.)
+CACHE_KNEE_BYTES = 8 * 2**20
 
 
 def window_bytes(kernel: Kernel) -> float:
@@ -273,7 +287,15 @@ def window_bytes(kernel: Kernel) -> float:
 def base_terms(kernel: Kernel) -> list[float]:
     """The kernel's :data:`BASE_TERMS`."""
     groups = float(kernel.groups) if kernel.type in CONV_TYPES else 0.0
-    return [float(kernel.flops), float(kernel.bytes_moved), window_bytes(kernel), groups]
+    return [float(kernel.flops), float(kernel.bytes_moved), window_bytes(kernel), groups, bytes_beyond_knee(kernel)]
+
+
+def bytes_beyond_knee(kernel: Kernel) -> float:
+    """A memory-bound kernel's bytes moved beyond :data:`CACHE_KNEE_BYTES` (0 for convolutions and fully connected
+    layers, whose time is their arithmetic and gathering)."""
+    if kernel.type in CONV_TYPES or kernel.type is KernelType.FULLY_CONNECTED:
+        return 0.0
+    return max(0.0, float(kernel.bytes_moved) - CACHE_KNEE_BYTES)
 
 
 def feature_matrix(kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray]:
