@@ -93,6 +93,9 @@ _MOVEMENT: dict[str, KernelType] = {
 CONV_TYPES = frozenset(
     {KernelType.DENSE_CONV, KernelType.POINTWISE_CONV, KernelType.GROUPED_CONV, KernelType.DEPTHWISE_CONV}
 )
+# Kernels whose time is their arithmetic (and what they gather): convolutions and fully connected layers. Every other
+# type is memory-bound, its time the bytes it moves.
+COMPUTE_TYPES = CONV_TYPES | {KernelType.FULLY_CONNECTED}
 
 # Fused or standalone activation -> a small code the trees can split on (0: none).
 ACTIVATION_CODES: dict[str, int] = {
@@ -291,9 +294,8 @@ def base_terms(kernel: Kernel) -> list[float]:
 
 
 def bytes_beyond_knee(kernel: Kernel) -> float:
-    """A memory-bound kernel's bytes moved beyond :data:`CACHE_KNEE_BYTES` (0 for convolutions and fully connected
-    layers, whose time is their arithmetic and gathering)."""
-    if kernel.type in CONV_TYPES or kernel.type is KernelType.FULLY_CONNECTED:
+    """A memory-bound kernel's bytes moved beyond :data:`CACHE_KNEE_BYTES` (0 for :data:`COMPUTE_TYPES`)."""
+    if kernel.type in COMPUTE_TYPES:
         return 0.0
     return max(0.0, float(kernel.bytes_moved) - CACHE_KNEE_BYTES)
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import lsq_linear
 
 from devices.core.errors import FlopgapError
-from harness.predict.kernels import CONV_TYPES, FEATURES, Kernel, KernelType, feature_matrix
+from harness.predict.kernels import COMPUTE_TYPES, FEATURES, Kernel, KernelType, feature_matrix
 from harness.predict.regressor import Loss, TypeModel, fit_type_model, lightgbm_version, loss_for
 from harness.predict.trust import model_errors, training_ranges
 
@@ -45,7 +45,7 @@ def variant_key(kernel: Kernel) -> str | None:
 
 
 def kernel_group(kind: KernelType) -> str:
-    return COMPUTE if kind in CONV_TYPES or kind is KernelType.FULLY_CONNECTED else MEMORY
+    return COMPUTE if kind in COMPUTE_TYPES else MEMORY
 
 
 PRIOR_WEIGHT = 0.3  # weight of the (0, 1, 0) prior rows against one model's relative error
