@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.databases) < 2:
         parser.error("give two or more databases of predictor_accuracy.py runs (the same seed)")
 
-    from harness.predict.dataset import RANDOM_NETS, optional_float, target_ms
+    from harness.measure.stats import target_ms
+    from harness.predict.dataset import RANDOM_NETS, optional_float
     from harness.store import PointStatus, Store
 
     def nets(db: Path) -> tuple[dict[str, dict[str, float]], str]:

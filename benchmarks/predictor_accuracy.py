@@ -50,6 +50,7 @@ from harness.cli.predict import parse_budget
 from harness.cli.sweep import make_exporter
 from harness.measure.calibrate import calibrate, store_calibration
 from harness.measure.spec import SweepSpec, model_selection
+from harness.measure.stats import target_ms
 from harness.measure.sweep import run_sweep
 from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note
 from harness.predict.build import MODEL_PROTOCOL, BuildPlan, BuildReporter, BuildResult, build_predictor, eval_models
@@ -59,7 +60,6 @@ from harness.predict.dataset import (
     latest_versions,
     load_dataset,
     optional_float,
-    target_ms,
 )
 from harness.predict.evaluate import METHODS, Evaluation, ModelResult, Score, leave_one_family_out
 from harness.predict.extract import extract_kernels

@@ -5,7 +5,7 @@ measured, with no new timing. A benchmark: it reads stored points, prints figure
     python benchmarks/refit_accuracy.py RUN-seed0.db [RUN2-seed1.db ...] --runtime litert [--without TERM] [--cross]
 
 Per database: the build's kernel rows and whole models (zoo and training nets) refitted, then its random nets
-predicted and compared with their p10 (:func:`harness.predict.dataset.target_ms`): within ±5% / within ±10% / RMSE.
+predicted and compared with their p10 (:func:`harness.measure.stats.target_ms`): within ±5% / within ±10% / RMSE.
 ``--without TERM`` fits each build a second time with one of the regressors' base terms
 (:data:`harness.predict.kernels.BASE_TERMS`) held at zero, on the same rows, and names the nets whose error moved by
 more than 2 points: an A/B of that term where the measurements are the same, so the machine's spell cancels out.
@@ -102,13 +102,13 @@ def load(db: Path, runtime: str) -> tuple[Dataset, list[Net]]:
     """The build's dataset and the random nets the run measured (their kernels as the build's predictor sees them:
     ONNX Runtime's from the graph the device optimized, stored; LiteRT's from the file)."""
     from devices.vocabulary import Runtime
+    from harness.measure.stats import target_ms
     from harness.predict.dataset import (
         RANDOM_NETS,
         PredictContext,
         latest_versions,
         load_dataset,
         optional_float,
-        target_ms,
     )
     from harness.predict.device_graph import kernel_key
     from harness.predict.extract import extract_kernels

@@ -18,9 +18,10 @@ from devices.result import TrialResult
 from devices.vocabulary import Format, Precision, Runtime
 from exporters.artifact import Artifact
 from exporters.export import export
+from harness.measure import profile as profile_module
+from harness.measure.profile import profile_agrees
 from harness.measure.spec import Protocol
 from harness.measure.stats import combine_trials
-from harness.predict import dataset as dataset_module
 from harness.predict.build import BuildPlan, BuildReporter, build_predictor
 from harness.predict.dataset import (
     RANDOM_NETS,
@@ -30,7 +31,6 @@ from harness.predict.dataset import (
     ModelPoint,
     PredictContext,
     load_dataset,
-    profile_agrees,
 )
 from harness.predict.device_graph import host_arch, kernel_key
 from harness.predict.evaluate import fit_baselines, leave_one_family_out
@@ -416,7 +416,7 @@ def test_an_onnxruntime_build_measures_its_training_nets_whole_and_learns_their_
     assert dataset.families == []  # nothing for leave-one-family-out to predict
     # every net's profile is kernel rows where it agrees with the net's timed latency (on a loaded machine a small
     # net's profile may not: those rows are left out, see the test below), so count them with the check off
-    monkeypatch.setattr(dataset_module, "PROFILE_STRAY", math.inf)
+    monkeypatch.setattr(profile_module, "PROFILE_STRAY", math.inf)
     with Store(tmp_path / "b.db", readonly=True) as store:
         in_nets = [r for r in load_dataset(store, ctx).rows if r.source == TRAINING_FAMILY]
     assert len(in_nets) >= sum(len(m.kernels) for m in dataset.models) // 2 and all(r.time_us > 0 for r in in_nets)

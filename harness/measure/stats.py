@@ -12,6 +12,7 @@ milliseconds. Conventions:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -223,3 +224,18 @@ def combine_summaries(
         "noisy": bool(reasons),
         "noisy_reasons": [*reasons, f"summary-only trials; median from {'p50' if has_p50 else 'mean'}"],
     }
+
+
+def target_ms(median_ms: float, p10_ms: float | None) -> float:
+    """What a predictor learns from and is judged on for one point: the 10th percentile of its pooled samples, or
+    the median where the runner gave only a summary (stock binaries print no percentiles).
+
+    Contention only ever slows a run, so on a shared machine a point's median carries whatever else ran during its
+    trials, and a predictor fitted on medians learns the spell its build ran in. On the development machine (a
+    2-vCPU guest) the same 30 random nets measured by two runs hours apart shifted by up to 18% in median (the
+    runs' median ratio, 0.97-1.18), and even with that shift taken out only 63-97% agreed within ±10%; in p10 they
+    shifted by at most 7% (0.99-1.07) and 80-100% agreed. In a quiet run a model's p10 is 2-5% below its median.
+    """
+    if p10_ms is not None and math.isfinite(p10_ms) and p10_ms > 0:
+        return float(p10_ms)
+    return float(median_ms)

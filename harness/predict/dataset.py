@@ -5,7 +5,8 @@
   ORT's own name for layout nodes); LiteRT: each single-kernel probe's median, and every kernel of a zoo model
   that ``benchmark_model``'s op profile times (:mod:`harness.predict.tflite_profile`; LiteRT's Python API has no
   per-op profiler, so flopgap's runner gives none). A row's ``source`` is ``space`` for probes and the model's
-  family for a zoo model's nodes.
+  family for a zoo model's nodes. A model's ORT profile that sums far from the model's timed latency (one the sweep
+  took again and still found astray: :func:`~harness.measure.profile.profile_agrees`) gives none.
 - **Model points** (:class:`ModelPoint`): zoo models measured in the context, with their kernels, MACs and
   roofline sum (when the device is calibrated), which the calibration is fitted on and the evaluation predicts;
   and a build's training nets (family :data:`TRAINING_FAMILY`), which the calibration is fitted on too and whose
@@ -17,12 +18,13 @@ the latency the device gives when nothing else runs on it, not its median (see t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from devices.vocabulary import Precision, Runtime
+from harness.measure.profile import profile_agrees
+from harness.measure.stats import target_ms
 from harness.measure.versions import PointVersions
 from harness.predict.device_graph import kernel_key
 from harness.predict.kernels import Kernel
@@ -38,9 +40,6 @@ RANDOM_NETS = "harness.predict.random_nets:random_net["
 # A build's training nets (random_nets' training stream: never one of the nets above), and their family here.
 TRAINING_NETS = "harness.predict.random_nets:training_net["
 TRAINING_FAMILY = "random-train"
-# How far (as a log ratio: x1.28 or /1.28) a model's per-node profile may sum from the model's own timed latency
-# before its rows are not learnt from (:func:`profile_agrees`).
-PROFILE_STRAY = 0.25
 
 
 @dataclass(frozen=True)
@@ -58,21 +57,6 @@ class PredictContext:
 
     def __str__(self) -> str:
         return f"{self.device} {self.runtime} t{self.threads} {self.precision}"
-
-
-def target_ms(median_ms: float, p10_ms: float | None) -> float:
-    """What a predictor learns from and is judged on for one point: the 10th percentile of its pooled samples, or
-    the median where the runner gave only a summary (stock binaries print no percentiles).
-
-    Contention only ever slows a run, so on a shared machine a point's median carries whatever else ran during its
-    trials, and a predictor fitted on medians learns the spell its build ran in. On the development machine (a
-    2-vCPU guest) the same 30 random nets measured by two runs hours apart shifted by up to 18% in median (the
-    runs' median ratio, 0.97-1.18), and even with that shift taken out only 63-97% agreed within ±10%; in p10 they
-    shifted by at most 7% (0.99-1.07) and 80-100% agreed. In a quiet run a model's p10 is 2-5% below its median.
-    """
-    if p10_ms is not None and math.isfinite(p10_ms) and p10_ms > 0:
-        return float(p10_ms)
-    return float(median_ms)
 
 
 @dataclass(frozen=True)
@@ -238,26 +222,6 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
             )
         )
     return Dataset(ctx, rows, models)
-
-
-def profile_agrees(profile_sum_us: float, timed_us: float) -> bool:
-    """Whether a model's per-node profile (ONNX Runtime's, one profiled session) sums to within :data:`PROFILE_STRAY`
-    of the model's timed latency (:func:`target_ms` of its interleaved trials); a build learns no kernel rows from a
-    profile that does not.
-
-    The profile is one session, run apart from the trials, and on a shared machine a spell can slow it alone: two
-    builds of the same seed timed their 16 training nets within 2% of each other (median), while the nets' profile
-    sums differed by a median 15%, one net's by 1.7x, its sum 3.0x its timed p10 in one build and 1.8x in the other.
-    Rescaling such a profile to the timed latency does not mend it (the spell slows small nodes more than large
-    ones; refitted on six stored builds, rescaled rows brought 20-50% over-predictions on nets under 2 ms); leaving
-    it out does: the same six ONNX Runtime builds, each scored against the random nets of every run of its seed (18
-    pairs), came within ±10% for 74% of nets on average against 65% (13 pairs better by one to seven nets of 30, two
-    equal, four lost one net; the worst pair 50% against 43%; thresholds of 0.2-0.5 gave 72-75%). Single-kernel
-    probes are not held to it: their fixed per-run cost is a large share of a small kernel's timed latency, so their
-    ratio strays by design; they are many, and the regressors' loss copes with the odd wayward one."""
-    if profile_sum_us <= 0 or timed_us <= 0:
-        return False
-    return abs(math.log(profile_sum_us / timed_us)) <= PROFILE_STRAY
 
 
 def optional_float(value: object) -> float | None:
