@@ -46,8 +46,17 @@ class LabCluster:
         return [raylet, *raylet.children(recursive=True)]
 
     def kill_host(self, host: str) -> None:
-        """The host dies: its raylet and every worker of its node are killed (SIGKILL), nothing cleaned up."""
+        """The host dies: its raylet and every worker of its node are killed (SIGKILL), nothing cleaned up, and all
+        are gone when this returns. Ray's ``remove_node`` kills the raylet but leaves its workers to notice and exit
+        on their own: an actor call made meanwhile could still be served (a test's next trial on a "dead" host
+        once was, and the host's second point got a trial it should not have)."""
+        procs = self.processes(host)
         self.cluster.remove_node(self.nodes.pop(host), allow_graceful=False)
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        _, alive = psutil.wait_procs(procs, timeout=30)
+        assert not alive, f"processes of host {host} outlived a SIGKILL: {alive}"
 
 
 @contextlib.contextmanager

@@ -40,9 +40,8 @@ from harness.cli.options import (
 from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, write_records
 from harness.cli.sweep import ProgressReporter, make_exporter, open_named_devices
 from harness.cli.user_errors import one_line_errors
-from harness.measure.stats import target_ms
 from harness.predict.build import MODEL_PROTOCOL, TRAIN_NETS, BuildReporter
-from harness.predict.dataset import PredictContext
+from harness.predict.dataset import PredictContext, target_ms  # a point's p10 (harness.measure.stats)
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
 from harness.predict.random_nets import Size
