@@ -95,7 +95,7 @@ def profile_stray(profile_sum_us: float, timed_us: float) -> float:
 def profile_agrees(profile_sum_us: float, timed_us: float) -> bool:
     """Whether a model's per-node profile (ONNX Runtime's, one profiled session) sums to within :data:`PROFILE_STRAY`
     of the model's timed latency (:func:`~harness.measure.stats.target_ms` of its interleaved trials). A sweep takes
-    a profile that does not again (:func:`harness.measure.sweep` keeps the closest of at most 1 +
+    a profile that does not again (:func:`harness.measure.sweep._profile_point` keeps the closest of at most 1 +
     :data:`PROFILE_RETRIES`); a predictor build learns no kernel rows from one that still does not.
 
     The profile is one session, run apart from the trials, and on a shared machine a spell can slow it alone: two
