@@ -510,6 +510,9 @@ def test_an_onnxruntime_profile_that_strays_from_its_models_timed_latency_teache
     assert by_point[points["agrees"]] == [500.0, 700.0]  # sums to 1.2x its p10: learnt as profiled
     assert by_point[points["strays"]] == []  # 1.8x its p10
     assert by_point[points["probe"]] == [300.0]  # 2.0x its one trial's time, kept
+    # a model's rows carry its timed run as their weights' reuse interval; a probe's were timed alone
+    assert {r.kernel.reuse_us for r in dataset.rows if r.point_id == points["agrees"]} == {1000.0}
+    assert {r.kernel.reuse_us for r in dataset.rows if r.point_id == points["probe"]} == {0.0}
     assert sorted(m.label for m in dataset.models) == ["agrees", "strays"]  # both still calibrate
     assert profile_agrees(1279.0, 1000.0) and not profile_agrees(1290.0, 1000.0)
     assert profile_agrees(782.0, 1000.0) and not profile_agrees(775.0, 1000.0)

@@ -180,7 +180,7 @@ def adapt_from(
     """``source`` with its regressors scaled to the new ``rows`` and its calibration adapted on ``models`` (kernel
     lists with measured µs); the summary says how (``calibration_refit``, ``calibration_scale``)."""
     adapted = scaled(source, rows)
-    sums = [float(adapted.kernel_times_us(k).sum()) for k, _ in models]
+    sums = [float(adapted.model_times_us(k).sum()) for k, _ in models]
     counts = [len(k) for k, _ in models]
     measured = [t for _, t in models]
     adapted.calibration, how, factor = adapted_calibration(source.calibration, sums, counts, measured)
@@ -226,7 +226,7 @@ def dominant_types(predictor: KernelPredictor, models: Sequence[Sequence[Kernel]
     largest first (each model weighs the same: shares are taken per model, then averaged)."""
     shares: dict[KernelType, float] = {}
     for kernels in models:
-        times = predictor.kernel_times_us(kernels)
+        times = predictor.model_times_us(kernels)
         total = float(times.sum())
         if total <= 0:
             continue

@@ -12,13 +12,16 @@
   and a build's training nets (family :data:`TRAINING_FAMILY`), which the calibration is fitted on too and whose
   profiled ops are kernel rows, but which no leave-one-family-out fold predicts.
 
+A model's kernel rows carry the model's timed run as their weights' reuse interval (:func:`in_run_of`): in a model
+run back to back its weights are used once per run, and a long run lets them leave the cache.
+
 What a point contributes, as a probe's time or a model's latency, is :func:`target_ms`: its pooled 10th percentile,
 the latency the device gives when nothing else runs on it, not its median (see there).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -176,14 +179,15 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
             if group is None:
                 continue
             times = group.groupby("node_name")["time_us"].sum().to_dict()
-            if int(row.point_id) not in probe_ids and not profile_agrees(
-                sum(times.values()), target_ms(row.median_ms, optional_float(row.p10_ms)) * 1e3
-            ):
+            probe = int(row.point_id) in probe_ids
+            run_us = target_ms(row.median_ms, optional_float(row.p10_ms)) * 1e3
+            if not probe and not profile_agrees(sum(times.values()), run_us):
                 continue
             for k in kernels(str(row.artifact_sha)):
                 t = times.get(join_key(k))
                 if t is not None and t > 0:
-                    rows.append(TrainingRow(k, float(t), sources[int(row.point_id)], int(row.point_id)))
+                    rows.append(TrainingRow(k if probe else in_run_of(k, run_us), float(t), sources[int(row.point_id)],
+                                            int(row.point_id)))  # fmt: skip
     else:
         for row in points[is_probe].itertuples():
             ks = kernels(str(row.artifact_sha))
@@ -199,8 +203,9 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
             if group is None:
                 continue
             ops = [ProfiledOp(str(t), float(us)) for t, us in zip(group["op_type"], group["time_us"], strict=True)]
+            run_us = target_ms(row.median_ms, optional_float(row.p10_ms)) * 1e3
             for k, t in join_profile(ops, kernels(str(row.artifact_sha))):
-                rows.append(TrainingRow(k, t, str(row.family), int(row.point_id)))
+                rows.append(TrainingRow(in_run_of(k, run_us), t, str(row.family), int(row.point_id)))
     roof = roofline_by_artifact(store, ctx)
     models = []
     for row in model_rows.itertuples():
@@ -222,6 +227,12 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
             )
         )
     return Dataset(ctx, rows, models)
+
+
+def in_run_of(kernel: Kernel, run_us: float) -> Kernel:
+    """A model's kernel as it was timed: its weights reused once per run of the model (``run_us``; see
+    :attr:`~harness.predict.kernels.Kernel.reuse_us`). A probe's kernels stay as they are: timed alone, reuse 0."""
+    return replace(kernel, reuse_us=run_us)
 
 
 def optional_float(value: object) -> float | None:

@@ -14,7 +14,7 @@ import math
 import platform
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
@@ -27,7 +27,8 @@ from harness.predict.regressor import Loss, TypeModel, fit_type_model, lightgbm_
 from harness.predict.trust import model_errors, training_ranges
 
 LIBRARY = "lightgbm"
-FORMAT_VERSION = 3  # 2: models per group of types for types with too few rows; 3: alignment, implementation
+FORMAT_VERSION = 4  # 2: models per group of types for types with too few rows; 3: alignment, implementation;
+# 4: the base's cold-weight terms (a kernel's weights reused once per run of its model)
 MIN_TYPE_ROWS = 8  # fewer rows of a type: its group's model predicts it (a line through one probe is no model)
 # A variant within a type whose cost per element differs by an order of magnitude (swish's exp against ReLU's
 # max) gets a model of its own from this many rows: a type model dominated by ReLU rows cannot carve out a few
@@ -49,6 +50,9 @@ def kernel_group(kind: KernelType) -> str:
 
 
 PRIOR_WEIGHT = 0.3  # weight of the (0, 1, 0) prior rows against one model's relative error
+# Passes of a model's kernel sum through its kernels' reuse interval (:meth:`KernelPredictor.model_times_us`): the
+# second moved the stored builds' random nets by under a point, a third by none.
+REUSE_PASSES = 2
 
 
 @dataclass(frozen=True)
@@ -152,19 +156,46 @@ class KernelPredictor:
             return self.groups[group], f"group {group}"
         return self.fallback, "fallback"
 
-    def kernel_times_us(self, kernels: Sequence[Kernel]) -> np.ndarray:
-        """Each kernel's predicted µs (uncalibrated), by the most specific model there is for it."""
-        out = np.zeros(len(kernels))
+    def _by_model(self, kernels: Sequence[Kernel]) -> list[tuple[TypeModel, list[int]]]:
+        """The kernels' indices grouped by the model that prices them."""
         by_model: dict[int, tuple[TypeModel, list[int]]] = {}
         for i, k in enumerate(kernels):
             model = self.model_for(k)
             by_model.setdefault(id(model), (model, []))[1].append(i)
-        for model, idx in by_model.values():
-            out[idx] = _predict(model, [kernels[i] for i in idx])
+        return list(by_model.values())
+
+    def kernel_times_us(self, kernels: Sequence[Kernel]) -> np.ndarray:
+        """Each kernel's predicted µs (uncalibrated), by the most specific model there is for it, with the reuse
+        interval each kernel carries."""
+        out = np.zeros(len(kernels))
+        for model, idx in self._by_model(kernels):
+            out[idx] = model.predict(*feature_matrix([kernels[i] for i in idx]))
         return out
 
+    def model_times_us(self, kernels: Sequence[Kernel]) -> np.ndarray:
+        """Each kernel's predicted µs (uncalibrated) as part of one model run back to back: its weights' reuse
+        interval (:attr:`~harness.predict.kernels.Kernel.reuse_us`) is the model's own run, so the kernels are
+        priced with none first, then :data:`REUSE_PASSES` times with the kernel sum of the pass before (only the
+        linear base reads it: the trees' factor is computed once)."""
+        groups = self._by_model(kernels)
+        factor = np.ones(len(kernels))
+        for model, idx in groups:
+            factor[idx] = model.efficiency(feature_matrix([kernels[i] for i in idx])[0])
+
+        def priced(run_us: float) -> np.ndarray:
+            out = np.zeros(len(kernels))
+            for model, idx in groups:
+                out[idx] = model.base_us(feature_matrix([replace(kernels[i], reuse_us=run_us) for i in idx])[1])
+            return out * factor
+
+        times = priced(0.0)
+        for _ in range(REUSE_PASSES):
+            times = priced(float(times.sum()))
+        return times
+
     def predict(self, kernels: Sequence[Kernel]) -> Prediction:
-        times = self.kernel_times_us(kernels)
+        """A whole model's prediction (its kernels, the graph's order)."""
+        times = self.model_times_us(kernels)
         kernel_sum, n = float(times.sum()), len(kernels)
         sources = {i: self.source_of(k) for i, k in enumerate(kernels)}
         return Prediction(self.calibration.apply(kernel_sum, n) / 1e3, times, list(kernels), sources,
@@ -203,10 +234,6 @@ class KernelPredictor:
             groups={name: TypeModel.from_json(m) for name, m in (data.get("groups") or {}).items()},
             variants={name: TypeModel.from_json(m) for name, m in (data.get("variants") or {}).items()},
         )
-
-
-def _predict(model: TypeModel, kernels: Sequence[Kernel]) -> np.ndarray:
-    return model.predict(*feature_matrix(kernels))
 
 
 @dataclass
@@ -258,7 +285,7 @@ def fit_predictor(
     (kernel lists with measured µs)."""
     fitted = fit_kernel_models(rows, loss_for(context.get("runtime")))
     predictor = fitted.predictor(context, versions=library_versions())
-    sums = [float(predictor.kernel_times_us(kernels).sum()) for kernels, _ in models]
+    sums = [float(predictor.model_times_us(kernels).sum()) for kernels, _ in models]
     counts = [len(k) for k, _ in models]
     predictor.calibration = fit_calibration(sums, counts, [m for _, m in models])
     calibrated = [predictor.calibration.apply(s, n) for s, n in zip(sums, counts, strict=True)]

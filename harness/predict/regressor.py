@@ -1,9 +1,10 @@
 """One kernel type's latency model: a non-negative linear base (FLOPs, bytes, what a conv gathers), times a boosted
 correction.
 
-``t = base(x) · exp(g(x))`` where ``base = c0 + c1·FLOPs + c2·bytes + c3·window bytes + c4·groups`` (the terms of
-:data:`~harness.predict.kernels.BASE_TERMS`; fitted by non-negative least squares on relative error: a roofline
-with learned per-type throughputs, plus what a convolution gathers and the GEMMs its groups run) and ``g`` is a
+``t = base(x) · exp(g(x))`` where ``base = c0 + c1·FLOPs + c2·bytes + c3·window bytes + c4·groups + ...`` (the
+terms of :data:`~harness.predict.kernels.BASE_TERMS`; fitted by non-negative least squares on relative error: a
+roofline with learned per-type throughputs, plus what a convolution gathers, the GEMMs its groups run, traffic past
+the caches and weights that went cold between two runs of a model) and ``g`` is a
 LightGBM regressor of
 ``log(t / base)`` on :data:`~harness.predict.kernels.FEATURES`. The base carries the scale, so a model
 extrapolates to kernels larger than any probe along its FLOPs and bytes; the trees only learn the efficiency
@@ -90,10 +91,17 @@ class TypeModel:
 
     def predict(self, features: np.ndarray, terms: np.ndarray) -> np.ndarray:
         """Predicted µs for each row of ``features`` (columns in FEATURES order; ``terms``: in BASE_TERMS order)."""
-        base = self._base(terms)
+        return self.base_us(terms) * self.efficiency(features)
+
+    def efficiency(self, features: np.ndarray) -> np.ndarray:
+        """The trees' factor on the base for each row of ``features`` (1 where there are no trees)."""
         if self.booster_text is None or len(features) == 0:
-            return base
-        return base * np.exp(self.booster().predict(features))
+            return np.ones(len(features))
+        return np.exp(self.booster().predict(features))
+
+    def base_us(self, terms: np.ndarray) -> np.ndarray:
+        """The linear base's µs for each row of ``terms`` (in BASE_TERMS order)."""
+        return self._base(terms)
 
     def _base(self, terms: np.ndarray) -> np.ndarray:
         coef = np.zeros(1 + len(BASE_TERMS))
