@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from harness.predict.kernels import FEATURES, REUSE_STEPS_US, Kernel, KernelType, base_terms
+from harness.predict.kernels import FEATURES, REUSE_STEPS_US, Kernel, KernelType, base_terms, cold_terms_at
 from harness.predict.predictor import TrainingRow, fit_predictor
 
 COLD_AFTER_US = 1500.0  # where the synthetic device's weights go cold: between two of the steps
@@ -86,3 +86,4 @@ def test_the_cold_weight_terms_step_at_each_reuse_interval() -> None:
     for run_us in (0.0, *REUSE_STEPS_US, 1e6):
         steps = base_terms(replace(k, reuse_us=run_us))[-len(REUSE_STEPS_US) :]
         assert steps == [float(k.weight_bytes) if run_us > s else 0.0 for s in REUSE_STEPS_US]
+        assert cold_terms_at([k], run_us)[0].tolist() == steps  # what a whole model's passes write into its terms

@@ -273,15 +273,15 @@ def _alignment(channels: int) -> int:
 # (:attr:`Kernel.reuse_us`: one run of its model) passes each of :data:`REUSE_STEPS_US`, a staircase whose non-negative
 # steps the fit learns per type: a model run back to back keeps its weights in the last-level cache only while one
 # run is short (its own activations and, on a shared host, other guests evict them), and a probe timed alone never
-# loses them. On the development machine a 1280x1000 fully connected layer's profiled time was 0.03-0.04 ns per
-# FLOP in models of under 1.6 ms (and as a probe) and 0.10-0.15 in models of 3 ms and more (0.06-0.07 between),
+# loses them. On the development machine fully connected layers of 0.8-8 MB of weights were profiled at 0.03-0.04
+# ns per FLOP in models of under 1.7 ms (all but one; and as probes) and 0.09-0.15 in models of 2.8 ms and more,
 # whatever the model's weights or bytes moved (a 1.6 ms model moving 32 MB kept them, a 4.3 ms one of 14 MB did
-# not); priced at the cold rate, a 0.7 ms random net came out +35%. Refitted on eight stored ONNX Runtime builds
-# and scored against every measurement of their seed's random nets (32 pairs, same measurements): within ±10% 74% ->
-# 80% (mean; 18 pairs better, 13 equal, one lost a net; RMSE 10.1% -> 8.2%); zoo leave-one-family-out on the six
-# builds with training nets 82% -> 85%. A probe's rows keep reuse 0, so runtimes whose rows are all probes (LiteRT on
-# the host) learn no step and price as before (setting a probe's reuse to its own time instead let long
-# compute-bound probes teach LiteRT steep steps: 63% -> 8%).
+# not); priced at the cold rate, a 0.7 ms random net's 1280x1000 head came out at 3.5x its profiled time and the net
+# at +35%. Refitted on eight stored ONNX Runtime builds and scored against every measurement of their seed's random
+# nets (32 pairs, same measurements): within ±10% 74% -> 80% (mean; 18 pairs better, 13 equal, one lost a net; RMSE
+# 10.1% -> 8.2%); zoo leave-one-family-out on the six builds with training nets 82% -> 85%. A probe's rows keep
+# reuse 0, so runtimes whose rows are all probes (LiteRT on the host) learn no step and price as before (setting a
+# probe's reuse to its own time instead let long compute-bound probes teach LiteRT steep steps: 63% -> 8%).
 REUSE_STEPS_US: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
 BASE_TERMS: tuple[str, ...] = ("flops", "bytes_moved", "window_bytes", "conv_groups", "bytes_beyond_knee",
                                *(f"weights_cold_after_{int(t)}us" for t in REUSE_STEPS_US))  # fmt: skip
@@ -316,6 +316,15 @@ def base_terms(kernel: Kernel) -> list[float]:
 def cold_weight_bytes(kernel: Kernel) -> list[float]:
     """The kernel's weight bytes for each of :data:`REUSE_STEPS_US` its reuse interval passes, else 0."""
     return [float(kernel.weight_bytes) if kernel.reuse_us > step else 0.0 for step in REUSE_STEPS_US]
+
+
+COLD_TERMS = slice(len(BASE_TERMS) - len(REUSE_STEPS_US), len(BASE_TERMS))  # their columns in a terms matrix
+
+
+def cold_terms_at(kernels: Sequence[Kernel], reuse_us: float) -> np.ndarray:
+    """The :data:`COLD_TERMS` columns of ``kernels`` had their reuse interval been ``reuse_us``."""
+    passed = np.array([reuse_us > step for step in REUSE_STEPS_US], dtype=float)
+    return np.array([float(k.weight_bytes) for k in kernels])[:, None] * passed[None, :]
 
 
 def bytes_beyond_knee(kernel: Kernel) -> float:

@@ -14,7 +14,7 @@ import math
 import platform
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -22,7 +22,15 @@ import numpy as np
 from scipy.optimize import lsq_linear
 
 from devices.core.errors import FlopgapError
-from harness.predict.kernels import COMPUTE_TYPES, FEATURES, Kernel, KernelType, feature_matrix
+from harness.predict.kernels import (
+    COLD_TERMS,
+    COMPUTE_TYPES,
+    FEATURES,
+    Kernel,
+    KernelType,
+    cold_terms_at,
+    feature_matrix,
+)
 from harness.predict.regressor import Loss, TypeModel, fit_type_model, lightgbm_version, loss_for
 from harness.predict.trust import model_errors, training_ranges
 
@@ -177,16 +185,18 @@ class KernelPredictor:
         interval (:attr:`~harness.predict.kernels.Kernel.reuse_us`) is the model's own run, so the kernels are
         priced with none first, then :data:`REUSE_PASSES` times with the kernel sum of the pass before (only the
         linear base reads it: the trees' factor is computed once)."""
-        groups = self._by_model(kernels)
-        factor = np.ones(len(kernels))
-        for model, idx in groups:
-            factor[idx] = model.efficiency(feature_matrix([kernels[i] for i in idx])[0])
+        groups = []
+        for model, idx in self._by_model(kernels):
+            members = [kernels[i] for i in idx]
+            features, terms = feature_matrix(members)
+            groups.append((model, idx, members, terms, model.efficiency(features)))
 
         def priced(run_us: float) -> np.ndarray:
             out = np.zeros(len(kernels))
-            for model, idx in groups:
-                out[idx] = model.base_us(feature_matrix([replace(kernels[i], reuse_us=run_us) for i in idx])[1])
-            return out * factor
+            for model, idx, members, terms, factor in groups:
+                terms[:, COLD_TERMS] = cold_terms_at(members, run_us)
+                out[idx] = model.base_us(terms) * factor
+            return out
 
         times = priced(0.0)
         for _ in range(REUSE_PASSES):
