@@ -310,19 +310,15 @@ def base_terms(kernel: Kernel) -> list[float]:
     """The kernel's :data:`BASE_TERMS`."""
     groups = float(kernel.groups) if kernel.type in CONV_TYPES else 0.0
     return [float(kernel.flops), float(kernel.bytes_moved), window_bytes(kernel), groups, bytes_beyond_knee(kernel),
-            *cold_weight_bytes(kernel)]  # fmt: skip
-
-
-def cold_weight_bytes(kernel: Kernel) -> list[float]:
-    """The kernel's weight bytes for each of :data:`REUSE_STEPS_US` its reuse interval passes, else 0."""
-    return [float(kernel.weight_bytes) if kernel.reuse_us > step else 0.0 for step in REUSE_STEPS_US]
+            *cold_terms_at([kernel], kernel.reuse_us)[0].tolist()]  # fmt: skip
 
 
 COLD_TERMS = slice(len(BASE_TERMS) - len(REUSE_STEPS_US), len(BASE_TERMS))  # their columns in a terms matrix
 
 
 def cold_terms_at(kernels: Sequence[Kernel], reuse_us: float) -> np.ndarray:
-    """The :data:`COLD_TERMS` columns of ``kernels`` had their reuse interval been ``reuse_us``."""
+    """The :data:`COLD_TERMS` columns of ``kernels`` had their reuse interval been ``reuse_us``: each kernel's weight
+    bytes for every one of :data:`REUSE_STEPS_US` the interval passes, else 0."""
     passed = np.array([reuse_us > step for step in REUSE_STEPS_US], dtype=float)
     return np.array([float(k.weight_bytes) for k in kernels])[:, None] * passed[None, :]
 

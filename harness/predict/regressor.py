@@ -101,9 +101,6 @@ class TypeModel:
 
     def base_us(self, terms: np.ndarray) -> np.ndarray:
         """The linear base's µs for each row of ``terms`` (in BASE_TERMS order)."""
-        return self._base(terms)
-
-    def _base(self, terms: np.ndarray) -> np.ndarray:
         coef = np.zeros(1 + len(BASE_TERMS))
         coef[: len(self.base)] = self.base[: len(coef)]
         return np.maximum(coef[0] + terms @ coef[1:], MIN_TIME_US)
@@ -150,7 +147,7 @@ def fit_type_model(
         return model
     import lightgbm
 
-    target = np.log(y) - np.log(model._base(terms))
+    target = np.log(y) - np.log(model.base_us(terms))
     params = {**_LGB_PARAMS, "objective": _OBJECTIVES[loss], "min_data_in_leaf": max(3, len(y) // 50)}
     data = lightgbm.Dataset(features, target, feature_name=list(FEATURES), free_raw_data=False)
     booster = lightgbm.train(params, data, num_boost_round=rounds)
