@@ -52,7 +52,7 @@ from harness.measure.calibrate import calibrate, store_calibration
 from harness.measure.spec import SweepSpec, model_selection
 from harness.measure.stats import target_ms
 from harness.measure.sweep import run_sweep
-from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note
+from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note, scaling_note
 from harness.predict.build import MODEL_PROTOCOL, BuildPlan, BuildReporter, BuildResult, build_predictor, eval_models
 from harness.predict.dataset import (
     Dataset,
@@ -211,7 +211,7 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
                 adapted, awall = _timed(lambda: adapt_predictor(aplan, store, device, EXPORTER, progress))
                 out.note(
                     _build_line(f"adaptation to {args.adapt_threads} threads", adapted, awall)
-                    + f"; {calibration_note(adapted.predictor.summary)}"
+                    + f"; {scaling_note(adapted.predictor.summary)}; {calibration_note(adapted.predictor.summary)}"
                 )
                 a_ctx, a_predictor = adapted.context, adapted.predictor
             else:  # a rerun: adapting again would train on the full build's measurements

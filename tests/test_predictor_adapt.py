@@ -4,6 +4,7 @@ calibration an adaptation keeps from its source (one scale) or refits (enough mo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from harness.cli.main import app
 from harness.measure.spec import Protocol
 from harness.predict.adapt import (
     FULL_REFIT_MODELS,
+    PROBES_PER_TYPE,
+    SLOPE_LIMIT,
     AdaptPlan,
     CalibrationRefit,
     adapt_from,
@@ -26,14 +29,14 @@ from harness.predict.adapt import (
     priced_by,
     probe_configs,
     scale_factors,
+    scaling_note,
 )
 from harness.predict.build import BuildReporter
 from harness.predict.dataset import PredictContext, load_dataset
 from harness.predict.device_graph import host_arch
 from harness.predict.extract import extract_kernels
-from harness.predict.kernels import BASE_TERMS, Kernel, base_terms
+from harness.predict.kernels import Kernel, KernelType
 from harness.predict.predictor import Calibration, KernelPredictor, TrainingRow, fit_calibration, fit_predictor
-from harness.predict.regressor import MIN_TIME_US
 from harness.sources import source_artifact
 from harness.store import Store
 from harness.zoo.registry import resolve
@@ -43,6 +46,7 @@ MODELS = (resolve("mobilenet_v1", alpha=0.25, resolution=128), resolve("shufflen
           resolve("mobilenet_v3_small", alpha=0.75))  # fmt: skip
 FAST = Protocol(trials=2, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds=0.02)
 FAST_PROBES = Protocol(trials=1, warmup_runs=2, warmup_seconds=0.0, runs=5, min_seconds=0.01, parity=False)
+PER_TYPE = 8  # probes per dominant type: a budget no loaded machine exhausts measures all of them
 
 
 def _source(db: Path) -> tuple[int, KernelPredictor]:
@@ -67,7 +71,7 @@ def test_adapting_to_two_threads_scales_each_dominant_type_and_beats_the_source_
     # A budget no loaded machine exhausts: every planned probe is measured, so what is asserted never depends on
     # how fast this machine happens to be (the budget's cut-off is the build's, tested in test_predictor.py).
     plan = AdaptPlan(ctx, budget_s=3600, seed=0, models=MODELS, probe_protocol=FAST_PROBES, model_protocol=FAST,
-                     source_id=source_id)  # fmt: skip
+                     source_id=source_id, probes_per_type=PER_TYPE)  # fmt: skip
     with Store(db) as store:
         result = adapt_predictor(plan, store, local_device(), export, BuildReporter())
         row = store.predictor(result.predictor_id)
@@ -76,24 +80,21 @@ def test_adapting_to_two_threads_scales_each_dominant_type_and_beats_the_source_
     assert row is not None and (row.device, row.threads) == ("local", 2) and row.summary["adapted_from"] == source_id
     assert row.summary["arch"] == host_arch()  # the device it was adapted to, whatever the source's
     dominant = dominant_types(source, [m.kernels for m in dataset.models])
-    assert result.models == 3 and result.probes_measured == len(probe_configs(dominant, Runtime.ONNXRUNTIME, 0)) > 0
+    planned = probe_configs(dominant, Runtime.ONNXRUNTIME, 0, PER_TYPE)
+    assert result.models == 3 and result.probes_measured == len(planned) > 0
     assert probed <= {t.value for t in dominant}  # probes only of the types that dominate the models
-    # each regressor's factor is the median measured / source-predicted time of the new rows it prices
-    factors, overall = scale_factors(source, dataset.rows)
-    assert row.summary["scales"] == {name: round(f, 4) for name, f in factors.items()}
-    assert {"pointwise_conv", "depthwise_conv"} <= set(factors)  # what dominates these nets has a factor of its own
+    # each regressor's factor is the median measured / source-predicted time of the new rows it prices (at the
+    # pivot, with the shared exponent), and the adapted predictor prices every row through its regressor's rescale
+    scaling = scale_factors(source, dataset.rows)
+    assert row.summary["scales"] == {name: round(f, 4) for name, f in scaling.factors.items()}
+    assert row.summary["size_exponent"] == round(scaling.exponent, 4)
+    assert {"pointwise_conv", "depthwise_conv"} <= set(scaling.factors)  # what dominates these nets: own factors
     adapted = KernelPredictor.from_json(row.model)
     name_of = {id(m): name for name, m in priced_by(source).items()}
     for r in dataset.rows:
-        ratio = adapted.kernel_times_us([r.kernel])[0] / source.kernel_times_us([r.kernel])[0]
-        model = source.model_for(r.kernel)
-        factor = factors[name_of[id(model)]]
-        # the base's floor is not scaled: a base at it before or after the factor keeps it
-        coef = np.zeros(1 + len(BASE_TERMS))
-        coef[: len(model.base)] = model.base[: len(coef)]
-        base = coef[0] + np.dot(base_terms(r.kernel), coef[1:])
-        floor = min(base, base * factor) <= MIN_TIME_US
-        assert floor or np.isclose(ratio, factor, rtol=1e-6)
+        before = source.kernel_times_us([r.kernel])
+        expected = scaling.rescale(name_of[id(source.model_for(r.kernel))]).apply(before)
+        assert adapted.kernel_times_us([r.kernel]) == pytest.approx(expected, rel=1e-9)
     # the three models measured with 2 threads: the adapted predictor is far closer than the made-up source (how
     # close is the benchmark's figure, not this test's: on a loaded machine models and probes see other loads)
     measured = np.array([m.median_ms for m in dataset.models])
@@ -101,7 +102,7 @@ def test_adapting_to_two_threads_scales_each_dominant_type_and_beats_the_source_
     after = np.array([adapted.predict(m.kernels).total_ms for m in dataset.models]) / measured - 1
     print(f"relative errors before {before.round(3)}, after {after.round(3)}")
     assert np.abs(after).mean() < 0.5 * np.abs(before).mean()
-    assert overall > 0 and row.summary["overall_scale"] == overall
+    assert scaling.overall > 0 and row.summary["overall_scale"] == scaling.overall
     # three models are too few for three calibration terms: the source's shape, one scale
     assert row.summary["calibration_refit"] == CalibrationRefit.SCALE and row.summary["calibration_models"] == 3
     scale = row.summary["calibration_scale"]
@@ -207,3 +208,88 @@ def test_an_adapted_calibration_never_gives_zero_and_no_model_keeps_the_source_a
     unchanged = adapt_from(source, [], [])
     assert unchanged.calibration == source.calibration
     assert unchanged.summary["calibration_refit"] == CalibrationRefit.SOURCE
+
+
+def _law_rows(source: KernelPredictor, kernels: list[Kernel], exponent: float) -> list[TrainingRow]:
+    """Rows of a new device where each kernel takes its type's factor times the source's price, times
+    (price / 100 µs)^exponent: larger kernels gain more (a negative exponent), as with a second thread."""
+    factor = {KernelType.POINTWISE_CONV: 0.6, KernelType.DEPTHWISE_CONV: 0.9}
+    priced = source.kernel_times_us(kernels)
+    return [TrainingRow(k, float(factor.get(k.type, 1.2) * t * (t / 100.0) ** exponent), "space")
+            for k, t in zip(kernels, priced, strict=True)]  # fmt: skip
+
+
+def test_adapting_finds_how_the_new_device_speeds_up_large_kernels_more_than_small_ones(
+    unit_models: dict[tuple[int, int], list[Kernel]],
+) -> None:
+    source = _unit_source(unit_models)
+    kernels = unit_models[(28, 1)] + unit_models[(56, 1)] + unit_models[(112, 1)]
+    rows = _law_rows(source, kernels, -0.2)
+    scaling = scale_factors(source, rows)
+    assert scaling.exponent == pytest.approx(-0.2, abs=1e-6)
+    adapted = adapt_from(source, rows, [])
+    # every row priced exactly, small and large (a plain factor per type, the earlier adaptation, misses both ends)
+    priced = adapted.kernel_times_us([r.kernel for r in rows])
+    assert priced == pytest.approx([r.time_us for r in rows], rel=1e-6)
+    times = np.array([r.time_us for r in rows])
+    assert times.max() / times.min() > 10  # the rows span enough sizes for the exponent to matter
+    plain = {name: float(np.median([r.time_us / float(source.kernel_times_us([r.kernel])[0]) for r in rows
+                                    if source.model_for(r.kernel) is model]))
+             for name, model in priced_by(source).items()}  # fmt: skip
+    name_of = {id(m): name for name, m in priced_by(source).items()}
+    by_plain = [plain[name_of[id(source.model_for(r.kernel))]] * float(source.kernel_times_us([r.kernel])[0])
+                for r in rows]  # fmt: skip
+    assert max(abs(b / r.time_us - 1) for b, r in zip(by_plain, rows, strict=True)) > 0.2
+    assert "^-0.200" in scaling_note(adapted.summary)
+
+
+def test_the_size_exponent_is_bounded_and_never_extrapolated_past_the_measured_kernels(
+    unit_models: dict[tuple[int, int], list[Kernel]],
+) -> None:
+    source = _unit_source(unit_models)
+    measured = unit_models[(28, 1)] + unit_models[(56, 1)]
+    steep = scale_factors(source, _law_rows(source, measured, -2.0))
+    assert steep.exponent == -SLOPE_LIMIT  # a law this steep is a fit through noise: held at the limit
+    rows = _law_rows(source, measured, -0.2)
+    adapted = adapt_from(source, rows, [])
+    largest = float(np.max(source.kernel_times_us([r.kernel for r in rows])))
+    large = [k for k in unit_models[(112, 1)] if source.kernel_times_us([k])[0] > 1.5 * largest]
+    assert len(large) >= 3
+    # past the largest measured kernel the rescale is a plain factor: twice the price, twice the prediction
+    scaling = scale_factors(source, rows)
+    for k in large:
+        ratio = adapted.kernel_times_us([k])[0] / source.kernel_times_us([k])[0]
+        rescale = scaling.rescale(priced_by_name(source, k))
+        at_edge = rescale.factor * (rescale.high_us / rescale.pivot_us) ** rescale.exponent
+        assert ratio == pytest.approx(at_edge, rel=1e-9)
+
+
+def priced_by_name(source: KernelPredictor, kernel: Kernel) -> str:
+    return {id(m): name for name, m in priced_by(source).items()}[id(source.model_for(kernel))]
+
+
+def test_probes_of_the_dominant_types_are_interleaved_up_to_the_cap_per_type() -> None:
+    types = [KernelType.POINTWISE_CONV, KernelType.DEPTHWISE_CONV, KernelType.DENSE_CONV]
+    configs = probe_configs(types, Runtime.ONNXRUNTIME, 0)
+    assert len(configs) == PROBES_PER_TYPE * len(types)  # the sampling order has that many of each
+    # in rounds of one per type, so a budget cut anywhere leaves the types within one probe of each other
+    assert [c.type for c in configs[: 2 * len(types)]] == types * 2
+    assert probe_configs(types, Runtime.ONNXRUNTIME, 0, 2) == [c for i, c in enumerate(configs) if i < 2 * len(types)]
+
+
+def test_an_adapted_predictor_round_trips_its_rescales_and_format_4_files_still_load(
+    unit_models: dict[tuple[int, int], list[Kernel]],
+) -> None:
+    source = _unit_source(unit_models)
+    kernels = unit_models[(28, 1)] + unit_models[(56, 1)]
+    adapted = adapt_from(source, _law_rows(source, kernels, -0.2), [])
+    again = KernelPredictor.from_json(json.loads(json.dumps(adapted.to_json())))
+    every = unit_models[(112, 4)]
+    assert again.kernel_times_us(every) == pytest.approx(adapted.kernel_times_us(every), rel=1e-12)
+    assert not np.allclose(adapted.kernel_times_us(every), source.kernel_times_us(every))
+    # a predictor stored before rescales existed (format 4, no "rescales") means the same as one without them
+    older = source.to_json()
+    older["format_version"] = 4
+    for model in [*older["models"], *older["groups"].values(), *older["variants"].values(), older["fallback"]]:
+        del model["rescales"]
+    assert KernelPredictor.from_json(older).predict(every).total_ms == pytest.approx(source.predict(every).total_ms)

@@ -125,7 +125,7 @@ def build(
     Example: flopgap predictor build --device pixel7,board --lab 10.0.0.1:6379 --budget 15m
     """
     from harness.cli.predictor_builds import device_names, run_builds
-    from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note
+    from harness.predict.adapt import AdaptPlan, adapt_predictor, calibration_note, scaling_note
     from harness.predict.build import BuildPlan, build_predictor
 
     console = make_console()
@@ -176,9 +176,8 @@ def build(
         console.print(
             f"predictor {result.predictor_id} for {result.context}, adapted from predictor {from_id}: "
             f"{result.probes_measured} probes and {result.models} zoo models measured, {result.kernel_rows} kernel "
-            f"rows; type scales {summary.get('scales')} (others {summary.get('overall_scale', 1.0):.3f}); "
-            f"{calibration_note(summary)}; build time "
-            f"{result.build_s:.0f}s; stored in {where}",
+            f"rows; {scaling_note(summary)}; {calibration_note(summary)}; build time {result.build_s:.0f}s; stored in "
+            f"{where}",
             highlight=False,
         )
         return

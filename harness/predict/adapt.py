@@ -8,12 +8,16 @@ So the adaptation measures, within its budget:
    through the sweep (resumable, with ORT's per-node profile): they refit the model-level calibration and, on ORT,
    their profiled nodes are kernel rows of the new device.
 2. **Probes of the dominant kernel types**: the types that make up :data:`DOMINANT_SHARE` of those models' time
-   as the source predictor prices them, :data:`PROBES_PER_TYPE` each from the build's sampling order, until the
-   budget is spent.
+   as the source predictor prices them, up to :data:`PROBES_PER_TYPE` each from the build's sampling order,
+   interleaved by type, until the budget is spent.
 
-Each of the source's regressors (per type, variant, group, fallback) keeps its shape (its trees) and its base is
-scaled by the median ratio of measured to source-predicted time over the new rows it prices (``t = base · exp(g)``,
-so scaling the base scales the model); one that prices no new row by the median over every row. The model-level
+Each of the source's regressors (per type, variant, group, fallback) keeps its shape (its base and trees) and gains a
+:class:`~harness.predict.regressor.Rescale` of what it predicts: ``factor · t · (t / pivot)^exponent``. The exponent is
+one for all of them, the slope of the log ratio of measured to source-predicted time against the log of the
+predicted time within each regressor's rows (a new thread count speeds large kernels up more than small ones: at 2
+threads on the development machine the slope was -0.19, a 5 ms convolution 0.55x, a 5 µs reshape 1.3x); the factor
+is each regressor's median ratio at the pivot over the new rows it prices, the median over every row for one that
+prices none. The model-level
 calibration (``c0 + c1·sum + c2·kernels``) is refitted in full only on :data:`FULL_REFIT_MODELS` models or more;
 with fewer it keeps the source's shape and takes one scale, the median ratio of measured to predicted time over the
 models (:func:`adapted_calibration`). Every measurement is a point of the new context, so a later full build there
@@ -50,7 +54,7 @@ from harness.predict.device_graph import normal_arch
 from harness.predict.kernels import Kernel, KernelType
 from harness.predict.predictor import LIBRARY, Calibration, KernelPredictor, TrainingRow, fit_calibration
 from harness.predict.probe_trials import Probing, measure_probes
-from harness.predict.regressor import TypeModel
+from harness.predict.regressor import MIN_TIME_US, Rescale, TypeModel
 from harness.predict.space import KernelConfig, sample
 from harness.predict.trust import model_errors
 from harness.store import RunStatus, Store
@@ -69,7 +73,11 @@ ADAPT_MODEL_PROTOCOL = SweepProtocol(trials=2, warmup_runs=5, warmup_seconds=0.1
 ADAPT_PROBE_PROTOCOL = SweepProtocol(trials=1, warmup_runs=3, warmup_seconds=0.02, runs=10, min_seconds=0.05,
                                      parity=False)  # fmt: skip
 DOMINANT_SHARE = 0.9
-PROBES_PER_TYPE = 8
+# About 0.35 s each at the probe protocol on the development machine: 6 dominant types fill 3 minutes. Refitted on
+# a stored 2-thread adaptation with the full build's probes of those types added, 8 per type put 37% of the random
+# nets within ±10% (RMSE 16.4%), 24 57% (14.1%), 48 50% (14.4%), 96 67% (10.4%); the full build there 53% (13.0%).
+PROBES_PER_TYPE = 64
+SLOPE_LIMIT = 0.5  # |exponent| of a rescale at most: a 100x larger kernel never gets a factor 10x apart
 SAMPLED = 3000  # how far down the build's sampling order to look for each dominant type's probes
 CALIBRATION_TERMS = 3  # c0, c1, c2 of :class:`Calibration`
 # Three terms fitted on fewer than two models per term pass through the models' noise (three models: exactly, the
@@ -100,6 +108,7 @@ class AdaptPlan(BuildPlan):
     model_protocol: SweepProtocol = ADAPT_MODEL_PROTOCOL
     source_id: int = 0
     train_nets: int = 0  # minutes of device time: the few zoo models alone calibrate
+    probes_per_type: int = PROBES_PER_TYPE
 
     @property
     def name(self) -> str:
@@ -149,7 +158,8 @@ def adapt_predictor(
     status = RunStatus.FAILED
     state = Probing(plan, ctx, versions, store, device, run_id, rep, clock)
     try:
-        measure_probes(state, probe_configs(types, ctx.runtime, plan.seed), 0, SPACE, deadline)
+        measure_probes(state, probe_configs(types, ctx.runtime, plan.seed, plan.probes_per_type), 0, SPACE,
+                       deadline)  # fmt: skip
         state.check_reachable()
         status = RunStatus.COMPLETED
     except KeyboardInterrupt:
@@ -209,6 +219,14 @@ def adapted_calibration(
     return Calibration(source.c0 * f, source.c1 * f, source.c2 * f), CalibrationRefit.SCALE, f
 
 
+def scaling_note(summary: Mapping[str, Any]) -> str:
+    """How an adapted predictor's regressors were rescaled, for its build line."""
+    return (
+        f"type scales {summary.get('scales')} (others {summary.get('overall_scale', 1.0):.3f}) at "
+        f"{summary.get('size_pivot_us', 0.0):.0f} µs, times (t / it)^{summary.get('size_exponent', 0.0):+.3f}"
+    )
+
+
 def calibration_note(summary: Mapping[str, Any]) -> str:
     """How an adapted predictor's calibration was obtained, for its build line."""
     models = summary.get("calibration_models", 0)
@@ -242,15 +260,17 @@ def dominant_types(predictor: KernelPredictor, models: Sequence[Sequence[Kernel]
     return out
 
 
-def probe_configs(types: Sequence[KernelType], runtime: Runtime, seed: int) -> list[KernelConfig]:
-    """:data:`PROBES_PER_TYPE` probes of each type from the build's sampling order, interleaved by type so a short
-    budget still reaches every dominant type."""
-    per_type: dict[KernelType, list[KernelConfig]] = {t: [] for t in types}
+def probe_configs(
+    types: Sequence[KernelType], runtime: Runtime, seed: int, per_type: int = PROBES_PER_TYPE
+) -> list[KernelConfig]:
+    """Up to ``per_type`` probes of each type from the build's sampling order, interleaved by type so a budget cut
+    anywhere leaves every dominant type as many probes as the others."""
+    chosen: dict[KernelType, list[KernelConfig]] = {t: [] for t in types}
     for cfg in sample(np.random.default_rng(seed), runtime, SAMPLED):
-        chosen = per_type.get(cfg.type)
-        if chosen is not None and len(chosen) < PROBES_PER_TYPE:
-            chosen.append(cfg)
-    return [group[i] for i in range(PROBES_PER_TYPE) for group in per_type.values() if i < len(group)]
+        group = chosen.get(cfg.type)
+        if group is not None and len(group) < per_type:
+            group.append(cfg)
+    return [group[i] for i in range(per_type) for group in chosen.values() if i < len(group)]
 
 
 def priced_by(predictor: KernelPredictor) -> dict[str, TypeModel]:
@@ -262,35 +282,64 @@ def priced_by(predictor: KernelPredictor) -> dict[str, TypeModel]:
     return named
 
 
-def scale_factors(source: KernelPredictor, rows: Sequence[TrainingRow]) -> tuple[dict[str, float], float]:
-    """Per regressor of ``source`` (by name, see :func:`_priced_by`), the median ratio of measured to predicted
-    time over the rows it prices; and the median over every row (1 where there are none)."""
+@dataclass(frozen=True)
+class Scaling:
+    """How an adaptation rescales the source's regressors (:class:`~harness.predict.regressor.Rescale`): a factor
+    per regressor by name, one for those without new rows, and the exponent, pivot and range all share."""
+
+    factors: dict[str, float]
+    overall: float
+    exponent: float = 0.0
+    pivot_us: float = 1.0
+    low_us: float = 1.0
+    high_us: float = 1.0
+
+    def rescale(self, name: str) -> Rescale:
+        return Rescale(self.factors.get(name, self.overall), self.exponent, self.pivot_us, self.low_us, self.high_us)
+
+
+def scale_factors(source: KernelPredictor, rows: Sequence[TrainingRow]) -> Scaling:
+    """The rescaling of ``source``'s regressors that the new ``rows`` show: the exponent is the slope of
+    ``log(measured / predicted)`` on ``log(predicted)`` within each regressor's rows (pooled; within
+    ±:data:`SLOPE_LIMIT`), each factor the median ratio at the pivot (the rows' median predicted time) over the rows
+    the regressor prices, the overall one over every row; no rows: no change."""
     if not rows:
-        return {}, 1.0
-    predicted = source.kernel_times_us([r.kernel for r in rows])
-    ratios = np.array([r.time_us for r in rows]) / np.maximum(predicted, 1e-9)
+        return Scaling({}, 1.0)
+    predicted = np.maximum(source.kernel_times_us([r.kernel for r in rows]), MIN_TIME_US)
+    log_ratio = np.log(np.maximum(np.array([r.time_us for r in rows]), MIN_TIME_US) / predicted)
+    pivot = float(np.exp(np.median(np.log(predicted))))
+    x = np.log(predicted / pivot)
     name_of = {id(m): name for name, m in priced_by(source).items()}
-    by_model: dict[str, list[float]] = {}
-    for r, q in zip(rows, ratios, strict=True):
-        by_model.setdefault(name_of[id(source.model_for(r.kernel))], []).append(float(q))
-    return {name: float(np.median(v)) for name, v in sorted(by_model.items())}, float(np.median(ratios))
+    names = np.array([name_of[id(source.model_for(r.kernel))] for r in rows])
+    dx, dy = np.zeros_like(x), np.zeros_like(x)
+    for name in set(names):
+        mine = names == name
+        dx[mine], dy[mine] = x[mine] - x[mine].mean(), log_ratio[mine] - log_ratio[mine].mean()
+    spread = float(np.dot(dx, dx))
+    slope = float(np.clip(np.dot(dx, dy) / spread, -SLOPE_LIMIT, SLOPE_LIMIT)) if spread > 0 else 0.0
+    at_pivot = log_ratio - slope * x
+    factors = {str(name): float(np.exp(np.median(at_pivot[names == name]))) for name in sorted(set(names))}
+    return Scaling(factors, float(np.exp(np.median(at_pivot))), slope, pivot, float(predicted.min()),
+                   float(predicted.max()))  # fmt: skip
 
 
 def scaled(source: KernelPredictor, rows: Sequence[TrainingRow]) -> KernelPredictor:
-    """``source`` with each regressor scaled by the factor of the rows it prices (the overall one where none)."""
-    factors, overall = scale_factors(source, rows)
+    """``source`` with each regressor rescaled as the new ``rows`` show (:func:`scale_factors`)."""
+    scaling = scale_factors(source, rows)
 
     def scale(name: str, model: TypeModel) -> TypeModel:
-        f = factors.get(name, overall)
-        return TypeModel(model.type, tuple(c * f for c in model.base), model.booster_text, model.rows)
+        return replace(model, rescales=(*model.rescales, scaling.rescale(name)))
 
+    summary = {**source.summary, "scales": {n: round(f, 4) for n, f in scaling.factors.items()},
+               "overall_scale": scaling.overall, "size_exponent": round(scaling.exponent, 4),
+               "size_pivot_us": round(scaling.pivot_us, 2)}  # fmt: skip
     return KernelPredictor(
         context=dict(source.context),
         models={t: scale(t.value, m) for t, m in source.models.items()},
         fallback=scale("fallback", source.fallback),
         calibration=source.calibration,
         versions=dict(source.versions),
-        summary={**source.summary, "scales": {n: round(f, 4) for n, f in factors.items()}, "overall_scale": overall},
+        summary=summary,
         groups={g: scale(f"group {g}", m) for g, m in source.groups.items()},
         variants={v: scale(v, m) for v, m in source.variants.items()},
     )

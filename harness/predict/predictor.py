@@ -35,8 +35,10 @@ from harness.predict.regressor import Loss, TypeModel, fit_type_model, lightgbm_
 from harness.predict.trust import model_errors, training_ranges
 
 LIBRARY = "lightgbm"
-FORMAT_VERSION = 4  # 2: models per group of types for types with too few rows; 3: alignment, implementation;
-# 4: the base's cold-weight terms (a kernel's weights reused once per run of its model)
+FORMAT_VERSION = 5  # 2: models per group of types for types with too few rows; 3: alignment, implementation;
+# 4: the base's cold-weight terms (a kernel's weights reused once per run of its model); 5: an adaptation's rescales
+# (a power of the predicted time), which format 4 lacks and means the same without: it is read as well
+READABLE_VERSIONS = (4, FORMAT_VERSION)
 MIN_TYPE_ROWS = 8  # fewer rows of a type: its group's model predicts it (a line through one probe is no model)
 # A variant within a type whose cost per element differs by an order of magnitude (swish's exp against ReLU's
 # max) gets a model of its own from this many rows: a type model dominated by ReLU rows cannot carve out a few
@@ -195,7 +197,7 @@ class KernelPredictor:
             out = np.zeros(len(kernels))
             for model, idx, members, terms, factor in groups:
                 terms[:, COLD_TERMS] = cold_terms_at(members, run_us)
-                out[idx] = model.base_us(terms) * factor
+                out[idx] = model.rescaled(model.base_us(terms) * factor)
             return out
 
         times = priced(0.0)
@@ -228,7 +230,7 @@ class KernelPredictor:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> KernelPredictor:
-        if data.get("format_version") != FORMAT_VERSION or list(data.get("features") or []) != list(FEATURES):
+        if data.get("format_version") not in READABLE_VERSIONS or list(data.get("features") or []) != list(FEATURES):
             raise FlopgapError(
                 "this predictor was stored by another version of flopgap (its features differ); rebuild it with "
                 "'flopgap predictor build' (measurements already in the database are reused)"

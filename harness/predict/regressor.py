@@ -18,7 +18,7 @@ milliseconds on one thread and predicts a whole model's kernels in well under a 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -77,6 +77,35 @@ def lightgbm_version() -> str:
     return str(lightgbm.__version__)
 
 
+@dataclass(frozen=True)
+class Rescale:
+    """An adaptation's correction of a model's prediction ``t`` (µs): ``factor · t · (t / pivot)^exponent``, with
+    ``t`` held to ``[low_us, high_us]`` in the power (the predicted times the adaptation measured: the exponent is
+    never extrapolated past them). ``exponent`` 0 is a plain scale; a negative one gives large kernels a smaller
+    factor than small ones (a second thread speeds up a 5 ms convolution, not a 5 µs reshape)."""
+
+    factor: float = 1.0
+    exponent: float = 0.0
+    pivot_us: float = 1.0
+    low_us: float = MIN_TIME_US
+    high_us: float = math.inf
+
+    def apply(self, time_us: np.ndarray) -> np.ndarray:
+        if self.exponent == 0.0:
+            return self.factor * time_us
+        held = np.clip(time_us, self.low_us, self.high_us)
+        return self.factor * time_us * np.exp(self.exponent * np.log(held / self.pivot_us))
+
+    def to_json(self) -> dict[str, float]:
+        return {"factor": self.factor, "exponent": self.exponent, "pivot_us": self.pivot_us, "low_us": self.low_us,
+                "high_us": self.high_us}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Rescale:
+        return cls(float(data["factor"]), float(data["exponent"]), float(data["pivot_us"]), float(data["low_us"]),
+                   float(data["high_us"]))  # fmt: skip
+
+
 @dataclass
 class TypeModel:
     """The latency model of one kernel type (``None`` type: the fallback fitted on every type)."""
@@ -87,11 +116,19 @@ class TypeModel:
     base: tuple[float, ...]
     booster_text: str | None
     rows: int
-    _booster: Any = None
+    # adaptations to other devices, applied in order to what base and trees predict (empty: as fitted)
+    rescales: tuple[Rescale, ...] = ()
+    _booster: Any = field(default=None, repr=False, compare=False)
 
     def predict(self, features: np.ndarray, terms: np.ndarray) -> np.ndarray:
         """Predicted µs for each row of ``features`` (columns in FEATURES order; ``terms``: in BASE_TERMS order)."""
-        return self.base_us(terms) * self.efficiency(features)
+        return self.rescaled(self.base_us(terms) * self.efficiency(features))
+
+    def rescaled(self, time_us: np.ndarray) -> np.ndarray:
+        """``time_us`` as fitted (base times trees) through this model's adaptations."""
+        for rescale in self.rescales:
+            time_us = rescale.apply(time_us)
+        return time_us
 
     def efficiency(self, features: np.ndarray) -> np.ndarray:
         """The trees' factor on the base for each row of ``features`` (1 where there are no trees)."""
@@ -118,12 +155,14 @@ class TypeModel:
             "base": list(self.base),
             "lightgbm_model": self.booster_text,
             "rows": self.rows,
+            "rescales": [r.to_json() for r in self.rescales],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TypeModel:
         kind = KernelType(data["type"]) if data.get("type") else None
-        return cls(kind, tuple(float(v) for v in data["base"]), data.get("lightgbm_model"), int(data["rows"]))
+        return cls(kind, tuple(float(v) for v in data["base"]), data.get("lightgbm_model"), int(data["rows"]),
+                   tuple(Rescale.from_json(r) for r in data.get("rescales") or ()))  # fmt: skip
 
 
 def fit_type_model(
