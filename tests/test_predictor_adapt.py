@@ -20,6 +20,7 @@ from harness.predict.adapt import (
     FULL_REFIT_MODELS,
     PROBES_PER_TYPE,
     SLOPE_LIMIT,
+    SOURCE_PRIOR_WEIGHT,
     AdaptPlan,
     CalibrationRefit,
     adapt_from,
@@ -187,7 +188,10 @@ def test_adapting_on_enough_models_refits_all_three_calibration_terms(
     models = [(unit_models[k], _measured(source, unit_models[k]) + 30.0 * len(unit_models[k])) for k in keys]
     adapted = adapt_from(source, [], models)
     sums = [float(source.kernel_times_us(m).sum()) for m, _ in models]
-    expected = fit_calibration(sums, [len(m) for m, _ in models], [t for _, t in models])
+    ratio = float(np.median([t / SOURCE_CALIBRATION.apply(s, len(m)) for s, (m, t) in zip(sums, models, strict=True)]))
+    shape = Calibration(SOURCE_CALIBRATION.c0 * ratio, SOURCE_CALIBRATION.c1 * ratio, SOURCE_CALIBRATION.c2 * ratio)
+    expected = fit_calibration(sums, [len(m) for m, _ in models], [t for _, t in models], prior=shape,
+                               prior_weight=SOURCE_PRIOR_WEIGHT)  # fmt: skip
     assert adapted.summary["calibration_refit"] == CalibrationRefit.FULL and adapted.calibration == expected
     assert adapted.calibration.c2 > SOURCE_CALIBRATION.c2 * TRUE_SCALE  # it found the extra per-kernel time
     assert calibration_note(adapted.summary) == f"calibration refitted on {FULL_REFIT_MODELS} models"
@@ -293,3 +297,24 @@ def test_an_adapted_predictor_round_trips_its_rescales_and_format_4_files_still_
     for model in [*older["models"], *older["groups"].values(), *older["variants"].values(), older["fallback"]]:
         del model["rescales"]
     assert KernelPredictor.from_json(older).predict(every).total_ms == pytest.approx(source.predict(every).total_ms)
+
+
+def test_a_full_refit_on_few_noisy_models_stays_near_the_source_calibration(
+    unit_models: dict[tuple[int, int], list[Kernel]],
+) -> None:
+    source = _unit_source(unit_models)
+    keys = sorted(unit_models)[:FULL_REFIT_MODELS]
+    # the new device: 1.3x the source's prices, but the two smallest models measured 40% slow (a noisy spell)
+    slow = sorted(keys, key=lambda k: _measured(source, unit_models[k]))[:2]
+    models = [(unit_models[k], _measured(source, unit_models[k], 0.4 if k in slow else 0.0)) for k in keys]
+    adapted = adapt_from(source, [], models)
+    sums = [float(source.kernel_times_us(m).sum()) for m, _ in models]
+    towards_identity = fit_calibration(sums, [len(m) for m, _ in models], [t for _, t in models])
+    # pulled towards the identity the fit reads the slow small models as a fixed cost (not what the source has)
+    assert towards_identity.c0 > 2 * SOURCE_CALIBRATION.c0
+    assert abs(adapted.calibration.c0 - SOURCE_CALIBRATION.c0) < abs(towards_identity.c0 - SOURCE_CALIBRATION.c0)
+    # and a held-out model's prediction stays nearer the truth (1.3x the source's price)
+    held_out = unit_models[(112, 4)] if (112, 4) not in keys else unit_models[(112, 2)]
+    truth = _measured(source, held_out)
+    by_identity = towards_identity.apply(float(source.kernel_times_us(held_out).sum()), len(held_out))
+    assert abs(adapted.predict(held_out).total_ms * 1e3 / truth - 1) < abs(by_identity / truth - 1)

@@ -85,9 +85,15 @@ class Calibration:
         return math.isfinite(value) and value > 0
 
 
-def fit_calibration(sums_us: Sequence[float], counts: Sequence[int], measured_us: Sequence[float]) -> Calibration:
-    """Least squares on relative error over the training models, pulled towards the identity, with the fixed cost
-    ``c0`` held at zero or above.
+def fit_calibration(
+    sums_us: Sequence[float],
+    counts: Sequence[int],
+    measured_us: Sequence[float],
+    prior: Calibration | None = None,
+    prior_weight: float = PRIOR_WEIGHT,
+) -> Calibration:
+    """Least squares on relative error over the training models, pulled towards ``prior`` (default: the identity)
+    with ``prior_weight``, with the fixed cost ``c0`` held at zero or above.
 
     A model's fixed cost (one invoke, its input's copy) is never negative, and the zoo models the calibration is
     fitted on (0.8-87 ms on the development machine) barely pin the intercept: left free, LiteRT's fits put it at
@@ -96,16 +102,17 @@ def fit_calibration(sums_us: Sequence[float], counts: Sequence[int], measured_us
     within ±10% in all 15 build × measurement pairs (up to +13 points) and the RMSE fell in each; ONNX Runtime's fits
     stay within the noise of the free ones (their intercepts were -101 to +13 µs)."""
     y = np.asarray(measured_us, dtype=float)
+    centre = prior or Calibration()
     if len(y) < 3:
-        return Calibration()
+        return centre
     s, n = np.asarray(sums_us, dtype=float), np.asarray(counts, dtype=float)
     rows = np.column_stack([np.ones_like(y), s, n]) / y[:, None]
     target = np.ones_like(y)
-    # The prior: c0 ~ 0 (in units of the median model), c1 ~ 1, c2 ~ 0 (in units of the median kernel time).
+    # The prior: c0 ~ centre's (in units of the median model), c1, c2 ~ centre's (c2 in units of the median kernel
+    # time).
     scale = np.array([float(np.median(y)), 1.0, float(np.median(s / np.maximum(n, 1)))])
-    prior = np.diag(PRIOR_WEIGHT / scale)
-    rows = np.vstack([rows, prior])
-    target = np.concatenate([target, PRIOR_WEIGHT * np.array([0.0, 1.0, 0.0]) / scale])
+    rows = np.vstack([rows, np.diag(prior_weight / scale)])
+    target = np.concatenate([target, prior_weight * np.array([centre.c0, centre.c1, centre.c2]) / scale])
     fit = lsq_linear(rows, target, bounds=([0.0, -np.inf, -np.inf], [np.inf, np.inf, np.inf]))
     return Calibration(float(fit.x[0]), float(fit.x[1]), float(fit.x[2]))
 
