@@ -429,7 +429,7 @@ def test_a_phone_unplugged_from_its_host_shows_in_lab_status_and_fails_only_its_
 
 
 def test_run_and_profile_with_lab_measure_on_the_devices_actor_and_store_here(lab: LabCluster, tmp_path: Path) -> None:
-    from harness.measure.profile import has_profile
+    from harness.measure.profile import PROFILE_RETRIES, has_profile
     from harness.store import Store
 
     ray = connect(lab.address, _node_ip_address="127.0.0.1")
@@ -446,11 +446,16 @@ def test_run_and_profile_with_lab_measure_on_the_devices_actor_and_store_here(la
         assert ray.get(device_actor(ray, "here").status.remote()).trials_done == 2
         profiled = CliRunner().invoke(app, ["profile", *point, *common, "--runs", "20", "--min-seconds", "0"])
         assert profiled.exit_code == 0, profiled.output
-        # The point is done already (same key): only the profiled pass runs, on the actor of host-c.
-        assert ray.get(device_actor(ray, "here").status.remote()).trials_done == 3
+        # The point is done already (same key): only the profiled pass runs, on the actor of host-c; an ORT profile
+        # whose nodes sum far from the timed latency is taken again (at most PROFILE_RETRIES times), so on a busy
+        # machine one run may take two or three passes (one CI run took two).
+        passes = ray.get(device_actor(ray, "here").status.remote()).trials_done - 2
+        assert 1 <= passes <= 1 + PROFILE_RETRIES
         with Store(db, readonly=True) as store:
             frame = store.points_frame()
             assert set(frame["status"]) == {"done"}
+            # and the timed trials were not taken again
+            assert len(store.trials_frame([int(pid) for pid in frame["point_id"]])) == 2
             assert any(has_profile(store, int(pid)) for pid in frame["point_id"])
     finally:
         leave(ray)
