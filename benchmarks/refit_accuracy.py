@@ -98,9 +98,9 @@ def cell(errors: np.ndarray) -> str:
     return f"{within5:.0%} / {within10:.0%} / {np.sqrt(np.mean(errors**2)):.1%}"
 
 
-def load(db: Path, runtime: str) -> tuple[Dataset, list[Net]]:
-    """The build's dataset and the random nets the run measured (their kernels as the build's predictor sees them:
-    ONNX Runtime's from the graph the device optimized, stored; LiteRT's from the file)."""
+def load(db: Path, runtime: str, threads: int = 1) -> tuple[Dataset, list[Net]]:
+    """The build's dataset and the random nets the run measured at ``threads`` (their kernels as the build's
+    predictor sees them: ONNX Runtime's from the graph the device optimized, stored; LiteRT's from the file)."""
     from devices.vocabulary import Runtime
     from harness.measure.stats import target_ms
     from harness.predict.dataset import (
@@ -118,10 +118,11 @@ def load(db: Path, runtime: str) -> tuple[Dataset, list[Net]]:
     rt = Runtime(runtime)
     store = Store(db, readonly=True)
     points = store.points_frame()
-    points = points[(points["runtime"] == rt.value) & (points["threads"] == 1) & (points["status"] == PointStatus.DONE)]
+    points = points[(points["runtime"] == rt.value) & (points["threads"] == threads)
+                    & (points["status"] == PointStatus.DONE)]  # fmt: skip
     if points.empty:
-        raise SystemExit(f"{db}: no {runtime} point at 1 thread; give a database of a {runtime} accuracy run")
-    ctx = PredictContext(str(points["device"].iloc[0]), rt, 1)
+        raise SystemExit(f"{db}: no {runtime} point at {threads} thread(s); give a {runtime} accuracy run's database")
+    ctx = PredictContext(str(points["device"].iloc[0]), rt, threads)
     dataset = load_dataset(store, ctx, latest_versions(store, ctx))
     paths = store.artifacts_frame().set_index("sha256")["path"]
     key = kernel_key(rt, ctx.device)
