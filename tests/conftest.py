@@ -70,7 +70,8 @@ def running_sshd(d: Path, listen: str = "127.0.0.1", client_key: Path | None = N
     except PermissionError:
         require(Need.SSHD, "sshd needs /run/sshd; create it once as root (or run the tests as root, as CI does)")
     log = d / "sshd.log"  # a file, not a pipe nobody reads: a chatty LogLevel must never block sshd
-    proc = subprocess.Popen([str(SSHD), "-D", "-E", str(log), "-f", str(cfg)])
+    # dies with this process even when a signal ends it before the finally below runs
+    proc = subprocess.Popen([str(SSHD), "-D", "-E", str(log), "-f", str(cfg)], preexec_fn=leftovers.die_with_parent)
     deadline = time.monotonic() + 10
     while True:
         if proc.poll() is not None:

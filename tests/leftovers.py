@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,14 @@ def become_subreaper() -> bool:
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+
+
+def die_with_parent() -> None:
+    """In a child between fork and exec (``Popen(preexec_fn=...)``): the kernel sends it SIGTERM when the thread that
+    started it ends, however that ends. A test session killed by a signal runs no teardown, so a server it started
+    (the loopback sshd) would otherwise outlive it; the setting survives exec of a binary that is not set-user-ID."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def reap_adopted() -> None:

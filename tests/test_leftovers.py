@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +96,45 @@ def test_processes_ended_in_a_session_fixtures_teardown_are_not_leftovers(
     result, left = _run(pytester, request, TIDY, 3)
     assert left == [] and result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert "left processes running" not in result.stdout.str()
+
+
+KILLED_HOLDING_SSHD = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from tests.conftest import running_sshd
+with running_sshd(Path({d!r})) as sshd:
+    print(sshd.port, flush=True)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_the_loopback_sshd_ends_when_the_process_holding_it_is_killed(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """SIGKILL runs no teardown; the sshd must still go (it used to stay, listening, until someone killed it)."""
+    d = tmp_path / "sshd"
+    code = KILLED_HOLDING_SSHD.format(repo=str(request.config.rootpath), d=str(d))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip().isdigit()
+        sshd_pid = int((d / "sshd.pid").read_text())
+        assert _alive(sshd_pid)
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 10
+    while _alive(sshd_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    still = _alive(sshd_pid)
+    if still:
+        os.kill(sshd_pid, signal.SIGKILL)
+    assert not still, f"sshd {sshd_pid} outlived the process that started it"
