@@ -387,6 +387,21 @@ def test_sweep_lab_address_nobody_answers_at_is_one_line_exit_2_in_seconds(tmp_p
     assert not (tmp_path / "lab.db").exists()
 
 
+def test_sweep_lab_address_of_another_server_is_one_line_exit_2_in_seconds(tmp_path: Path, sshd: Sshd) -> None:
+    """The loopback sshd, a real server that is no lab's head: Ray's own client waited 40 s on it, then raised a
+    multi-line RpcError."""
+    address = f"127.0.0.1:{sshd.port}"
+    done = _sweep_subprocess(tmp_path, address)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert re.fullmatch(
+        rf"error: {re.escape(address)} answers, but not as a lab's head \(it said 'SSH-2\.0-OpenSSH_[^']+', not "
+        r"Ray's gRPC\); give the address 'flopgap lab start' printed",
+        line,
+    ), line
+    assert not (tmp_path / "lab.db").exists()
+
+
 def test_sweep_lab_without_ray_faked_by_blocking_its_import_is_one_line_exit_2(tmp_path: Path) -> None:
     done = _sweep_subprocess(tmp_path, "127.0.0.1:6379", prelude="import sys; sys.modules['ray'] = None")
     assert done.returncode == 2, done.stderr

@@ -166,12 +166,44 @@ def _answers(address: str, timeout_s: float = 5) -> None:
     if not host or not port.isdigit():
         raise LabError(f"'{address}' is not a lab address; give HOST:PORT, as 'flopgap lab start' printed it")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as conn:
+            spoke = _http2_greeting(conn)
     except OSError as exc:
         raise LabError(
             f"no lab answers at {address} ({exc.strerror or exc}); start one with 'flopgap lab start' or check "
             "the address"
         ) from None
+    if spoke is not None:  # Ray's client would wait 40 s on it, then raise a multi-line RpcError
+        raise LabError(
+            f"{address} answers, but not as a lab's head ({spoke}, not Ray's gRPC); give the address "
+            "'flopgap lab start' printed"
+        )
+
+
+# A client's HTTP/2 connection preface and an empty SETTINGS frame (RFC 9113, section 3.4): a gRPC server, as Ray's
+# GCS is, answers with a SETTINGS frame of its own (frame type 4 in the fourth byte of its 9-byte header).
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_SETTINGS = 4
+
+
+def _http2_greeting(conn: socket.socket) -> str | None:
+    """None where the peer speaks HTTP/2; else what it did instead, for the error line."""
+    conn.sendall(_H2_PREFACE)
+    got, silent = b"", "it closed the connection without a word"
+    try:
+        while len(got) < 9:
+            chunk = conn.recv(64)
+            if not chunk:
+                break
+            got += chunk
+    except TimeoutError:
+        silent = f"it said nothing in {conn.gettimeout():g} s"
+    if len(got) >= 9 and got[3] == _SETTINGS:
+        return None
+    if not got:
+        return silent
+    text = (got.decode("ascii", errors="replace").splitlines() or [""])[0].strip()
+    return f"it said '{text[:60]}'" if text.isprintable() and text else f"it sent {len(got)} bytes of something else"
 
 
 def _one_line(exc: BaseException) -> str:
