@@ -14,6 +14,7 @@ from devices.vocabulary import Format, Precision
 from exporters.export import export
 from exporters.pte_export import etrecord_path
 from harness.cli.main import app
+from harness.cli.profile import xnnpack_mapping_line
 from harness.measure.etdump_profile import EtEvent, EtNode, map_events, read_events
 from harness.proxies.categories import Category
 from harness.proxies.executorch_ops import named_by_op
@@ -24,7 +25,9 @@ from tests.test_runner import run_runner
 
 register()
 
-UNIT = {"cin": 48, "cout": 48, "h": 8, "w": 8, "stride": 1}
+# 32x32, not smaller: XNNPACK times its ops in whole microseconds, and on a fast x86 core (AMD family 26) every op
+# of an 8x8 unit took under one and read 0 (its depthwise conv 13 µs at 32x32).
+UNIT = {"cin": 48, "cout": 48, "h": 32, "w": 32, "stride": 1}
 UNIT_ARGS = [item for k, v in UNIT.items() for item in ("-p", f"{k}={v}")]
 FAST = ["--warmup-runs", "2", "--warmup-seconds", "0", "--runs", "5", "--min-seconds", "0"]
 
@@ -78,7 +81,7 @@ def test_runner_sends_back_an_etdump_whose_events_the_inspector_maps_to_modules(
     assert (frame["category"] == Category.LAYOUT.value).sum() >= 1
     assert all(named_by_op(n) for n in frame.loc[frame["category"] == Category.LAYOUT.value, "node_name"])
     # The rows (ops + each delegate call's own overhead + the portable kernel) account for the method's time:
-    # what they leave out is the method's own dispatch between instructions, under 35% on this 8x8 unit.
+    # what they leave out is the method's own dispatch between instructions, under 35% on this unit.
     total = float(frame["time_us"].sum())
     assert 0.65 * notes["method_execute_us"] <= total <= notes["method_execute_us"] * 1.02
 
@@ -107,6 +110,22 @@ def test_map_events_reports_by_op_name_when_the_delegate_order_does_not_match() 
     assert len(rows) == 4 and notes["method_execute_us"] == pytest.approx(40.0)
 
 
+def test_xnnpack_ops_that_read_zero_are_counted_and_explained() -> None:
+    """XNNPACK's profiler counts whole microseconds: an op under one reads 0, its time left in the delegate call."""
+    ops = pd.DataFrame({
+        "op_type": ["Convolution (NHWC, F32) DWConv", "Transpose (ND, X32)", "Transpose (ND, X32)", "DELEGATE_CALL"],
+        "node_name": ["aten_convolution_default", "i0/Transpose (ND, X32) #1", "i0/Transpose (ND, X32) #2",
+                      "i0/DELEGATE_CALL"],
+        "time_us": [13.0, 0.0, 2.0, 5.0],
+    })  # fmt: skip
+    line = xnnpack_mapping_line(ops)
+    assert line.startswith("XNNPACK ops: 1 mapped to graph nodes by their order in the delegate, 2 reported by op")
+    assert "(10.0% of the summed time" in line
+    assert line.endswith("; 1 read 0 µs: XNNPACK times its ops in whole microseconds, so theirs is in their delegate "
+                         "call's row (profile a larger input for per-op times)")  # fmt: skip
+    assert "read 0" not in xnnpack_mapping_line(ops.assign(time_us=[13.0, 1.0, 2.0, 5.0]))
+
+
 def test_profile_command_stores_executorch_rows_and_says_how_they_were_mapped(cache: Path, tmp_path: Path) -> None:
     db = tmp_path / "et.db"
     args = ["profile", "shufflenet_v2_unit", *UNIT_ARGS, "--runtime", "executorch", "--db", str(db)]
@@ -127,4 +146,3 @@ def test_profile_command_stores_executorch_rows_and_says_how_they_were_mapped(ca
     # the program's FLOPs come from the same model's ONNX graph: its account is stored under the program's sha
     [sha] = points["artifact_sha"].unique()
     assert sha in accounts and accounts[sha]["flops"].sum() > 0
-

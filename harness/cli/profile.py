@@ -117,12 +117,15 @@ def xnnpack_mapping_line(ops: pd.DataFrame) -> str:
     by_name = xnnpack["node_name"].astype(str).map(named_by_op)
     total = float(ops["time_us"].sum()) or 1.0
     share = float(xnnpack.loc[by_name, "time_us"].sum()) / total
+    zero = int((xnnpack["time_us"] <= 0).sum())
     return (
         f"XNNPACK ops: {int((~by_name).sum())} mapped to graph nodes by their order in the delegate, "
         f"{int(by_name.sum())} reported by op name only ({share:.1%} of the summed time: layout transposes, "
         "reshapes, copies, and the compute ops of delegate calls whose op order did not match; their module is "
         "the one holding the whole delegate call)"
-    )
+        + (f"; {zero} read 0 µs: XNNPACK times its ops in whole microseconds, so theirs is in their delegate call's "
+           "row (profile a larger input for per-op times)" if zero else "")
+    )  # fmt: skip
 
 
 NO_MODULE_PATHS = "this graph names no torch modules (exported by another tool)"
