@@ -146,7 +146,11 @@ def _cached_or_convert(spec: ModelSource, fmt: Format, precision: Precision, cac
 
 
 def _convert_pte(
-    spec: ModelSource, precision: Precision, cache: ArtifactCache, final: Path, notes: dict[str, Any],
+    spec: ModelSource,
+    precision: Precision,
+    cache: ArtifactCache,
+    final: Path,
+    notes: dict[str, Any],
     versions: dict[str, str],
 ) -> Artifact:
     """Both precisions lower from torch (int8 quantizes the torch graph), so neither starts from another artifact."""
@@ -160,7 +164,11 @@ def _convert_pte(
                 calib = [example_inputs(spec, CALIBRATION_SEED + i) for i in range(CALIBRATION_SAMPLES)]
                 notes.update(
                     pte_export.export_pte(
-                        folded.model, x, tmp, pte_export.etrecord_path(final), precision,
+                        folded.model,
+                        x,
+                        tmp,
+                        pte_export.etrecord_path(final),
+                        precision,
                         calib if precision is Precision.INT8 else [],
                     )
                 )

@@ -102,8 +102,6 @@ def test_the_runner_reports_the_sha256_of_the_bytes_it_loaded(tmp_path: Path) ->
     assert result.details["model_sha256"] == art.sha256
 
 
-
-
 # --------------------------------------------------------------------------- 3. a board lost between two trials
 
 

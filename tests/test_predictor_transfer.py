@@ -82,8 +82,15 @@ def test_import_refuses_another_machine_under_the_same_name_unless_renamed(built
         (lambda doc: json.dumps({k: v for k, v in doc.items() if k != "runtime"}), "lacks runtime"),
         (lambda doc: json.dumps({**doc, "predictor": {**doc["predictor"], "format_version": 1}}), "rebuild it"),
         (
-            lambda doc: json.dumps({**doc, "predictor": {**doc["predictor"], "fallback": {
-                **doc["predictor"]["fallback"], "lightgbm_model": "tree\nnonsense"}}}),
+            lambda doc: json.dumps(
+                {
+                    **doc,
+                    "predictor": {
+                        **doc["predictor"],
+                        "fallback": {**doc["predictor"]["fallback"], "lightgbm_model": "tree\nnonsense"},
+                    },
+                }
+            ),
             "does not load",
         ),
     ],

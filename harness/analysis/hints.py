@@ -16,7 +16,7 @@ HOW_TO: dict[str, str] = {
     "artifact cache, or re-export them with 'flopgap export MODEL'",
     "calibrations": "no roofline calibration: run 'flopgap calibrate --device DEVICE --runtime RUNTIME --threads N'",
     "runtimes": "no model measured on two runtimes or more: sweep with runtimes = "
-    "[\"onnxruntime\", \"litert\", \"executorch\"] and profile = true",
+    '["onnxruntime", "litert", "executorch"] and profile = true',
     "guidelines": "no guideline experiments: sweep the guideline_g1..guideline_g4 blocks "
     "(e.g. 'flopgap sweep' with models = ['guideline_g*'])",
 }

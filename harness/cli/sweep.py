@@ -234,7 +234,7 @@ def measure(
                 raise Interrupted.by(
                     stop,
                     f"interrupted; everything measured so far is saved in {store.path}; "
-                    "rerun the same command to resume"
+                    "rerun the same command to resume",
                 ) from None
             return result, store.path
     finally:

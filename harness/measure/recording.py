@@ -51,8 +51,6 @@ def record_devices(
     return stored, facts
 
 
-
-
 def ort_key(protocol: SweepProtocol) -> PointOptions:
     """The ORT settings that differ from their defaults: part of an ONNX Runtime point's key, so a changed setting
     is measured anew while points measured at the defaults keep the keys they always had."""

@@ -139,6 +139,7 @@ class Protocol(_Strict):
     @classmethod
     def _cpu_ids(cls, v: Any) -> Any:
         return cpu_ids(v) if isinstance(v, list) else v
+
     cv_threshold: float = Field(default=0.10, gt=0, description="A point whose CV exceeds this is flagged noisy.")
     spread_threshold: float = Field(
         default=0.05, gt=0, description="Max relative spread of trial medians before noisy."

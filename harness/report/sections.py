@@ -252,8 +252,10 @@ def runtimes_figure(group: pd.DataFrame, title: str) -> Figure:
             ]
             ax.bar(xs, heights, width, bottom=bottom, color=colours[name], label=name if j == 0 else None)
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-        untimed = [float(sel.at[m, "median_ms"]) if m in sel.index and b == 0 else 0.0 for m, b in zip(models, bottom,
-                                                                                                      strict=True)]
+        untimed = [
+            float(sel.at[m, "median_ms"]) if m in sel.index and b == 0 else 0.0
+            for m, b in zip(models, bottom, strict=True)
+        ]
         ax.bar(xs, untimed, width, color="0.8", edgecolor="0.5", label="no per-op times" if any(untimed) else None)
         for x, m in zip(xs, models, strict=True):
             if m in sel.index:
