@@ -140,10 +140,10 @@ def load(db: Path, runtime: str, threads: int = 1) -> tuple[Dataset, list[Net]]:
 
 def refit(dataset: Dataset) -> KernelPredictor:
     """The predictor this code fits on the build's rows, calibrated on its whole models (as the build did)."""
+    from harness.predict.dataset import calibration_set
     from harness.predict.predictor import fit_predictor
 
-    return fit_predictor(dataset.context.to_json(), dataset.rows,
-                         [(m.kernels, m.target_ms * 1e3) for m in dataset.models if m.kernels])  # fmt: skip
+    return fit_predictor(dataset.context.to_json(), dataset.rows, *calibration_set(dataset.models))
 
 
 def score(predictor: KernelPredictor, nets: list[Net]) -> np.ndarray:

@@ -22,7 +22,7 @@ from harness.measure import profile as profile_module
 from harness.measure.profile import profile_agrees
 from harness.measure.spec import Protocol
 from harness.measure.stats import combine_trials
-from harness.predict.build import BuildPlan, BuildReporter, build_predictor
+from harness.predict.build import TRAIN_NETS, TRAIN_NETS_UNPROFILED, BuildPlan, BuildReporter, build_predictor
 from harness.predict.dataset import (
     RANDOM_NETS,
     TRAINING_FAMILY,
@@ -30,6 +30,7 @@ from harness.predict.dataset import (
     Dataset,
     ModelPoint,
     PredictContext,
+    calibration_set,
     load_dataset,
 )
 from harness.predict.device_graph import host_arch, kernel_key
@@ -381,6 +382,33 @@ def test_training_nets_calibrate_every_fold_and_are_never_a_family_it_predicts()
     assert TRAINING_FAMILY not in {r.family for r in evaluation.results} and len(evaluation.results) == 9
 
 
+def test_training_nets_together_never_outweigh_the_zoo_models_in_the_calibration() -> None:
+    """Where a build measures more training nets than zoo models, each net weighs zoo/nets, so the nets together
+    weigh what the zoo models do; fewer nets weigh 1 each; a model with no kernels calibrates nothing. The weights
+    move the fit: nets 20% slower than their kernel sum, four times as many as the zoo models (on it exactly), pull
+    the ratio c1 to 1.14 unweighted and to 1.08 weighted (the prior pulls both towards 1)."""
+    base = _dataset().models  # 9 zoo models, with kernels
+    nets = [replace(base[i % len(base)], point_id=900 + i, label=f"net_{i}", family=TRAINING_FAMILY)
+            for i in range(36)]  # fmt: skip
+    bare = replace(base[0], point_id=999, label="swept, no kernels", kernels=())
+    models, weights = calibration_set([*base, *nets, bare])
+    assert len(models) == len(weights) == 45 and all(k for k, _ in models)
+    assert weights == [1.0] * 9 + [9 / 36] * 36
+    assert calibration_set([*base, *nets[:5]])[1] == [1.0] * 14
+    assert calibration_set(base)[1] == [1.0] * 9
+
+    rng = np.random.default_rng(0)
+    sums = rng.uniform(500, 5000, 50)
+    counts = rng.integers(50, 150, 50)
+    measured = sums * np.where(np.arange(50) < 10, 1.0, 1.2)
+    plain, weighted = (
+        fit_calibration(sums, counts, measured),
+        fit_calibration(sums, counts, measured, weights=[1] * 10 + [10 / 40] * 40),
+    )
+    assert fit_calibration(sums, counts, measured, weights=[3.0] * 50) == plain  # only their ratios count
+    assert plain.c1 == pytest.approx(1.145, abs=0.01) and weighted.c1 == pytest.approx(1.080, abs=0.01)
+
+
 def test_training_nets_are_never_the_nets_eval_random_draws() -> None:
     """Same seed, same index, same size: the training stream draws another net, and its factory another label."""
     from harness.predict.held_out import random_models
@@ -393,6 +421,22 @@ def test_training_nets_are_never_the_nets_eval_random_draws() -> None:
     (train,), (evaluated,) = random_models(1, 0, Size.SMALL, training=True), random_models(1, 0, Size.SMALL)
     assert train.label.startswith(TRAINING_NETS) and evaluated.label.startswith(RANDOM_NETS)
     assert not train.label.startswith(RANDOM_NETS) and not evaluated.label.startswith(TRAINING_NETS)
+
+
+def test_a_build_measures_more_training_nets_where_the_device_profiles_their_ops() -> None:
+    """Where a net's ops are profiled (ONNX Runtime on flopgap's runner) its kernels are training rows timed inside a
+    whole net, and a build takes 48 by default; where they are not (LiteRT on flopgap's runner) a net only
+    calibrates, and a build takes 16. A number given wins, 0 included; a plan not yet set for a device says so."""
+    device = local_device()
+    assert device.profiles_ops(Format.ONNX) and not device.profiles_ops(Format.TFLITE)
+    ort, lite = PredictContext("local", Runtime.ONNXRUNTIME), PredictContext("local", Runtime.LITERT)
+    assert BuildPlan(ort).on(device).train_nets == TRAIN_NETS == 48
+    assert BuildPlan(lite).on(device).train_nets == TRAIN_NETS_UNPROFILED == 16
+    assert BuildPlan(ort, train_nets=0).on(device).train_nets == 0
+    assert BuildPlan(lite, train_nets=5).on(device).train_nets == 5
+    assert len(BuildPlan(ort, models=()).on(device).measured_models()) == 48
+    with pytest.raises(ValueError, match="train_nets is not set"):
+        BuildPlan(ort).measured_models()
 
 
 def test_an_onnxruntime_build_measures_its_training_nets_whole_and_learns_their_nodes(

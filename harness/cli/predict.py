@@ -40,7 +40,7 @@ from harness.cli.options import (
 from harness.cli.output import OutputFormat, OutputFormatOpt, make_console, notes_console, write_records
 from harness.cli.sweep import ProgressReporter, make_exporter, open_named_devices
 from harness.cli.user_errors import one_line_errors
-from harness.predict.build import MODEL_PROTOCOL, TRAIN_NETS, BuildReporter
+from harness.predict.build import MODEL_PROTOCOL, TRAIN_NETS, TRAIN_NETS_UNPROFILED, BuildReporter
 from harness.predict.dataset import PredictContext, target_ms  # a point's p10 (harness.measure.stats)
 from harness.predict.evaluate import METHODS, Evaluation
 from harness.predict.predictor import KernelPredictor
@@ -92,13 +92,15 @@ def build(
     budget: Annotated[str, typer.Option(help="Device time for measuring (15m, 90s, 1h): earlier runs count.")] = "15m",
     seed: Annotated[int, typer.Option(help="Seed of the kernel sampling order and of the training nets.")] = 0,
     train_nets: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="Random nets of the training stream measured whole to calibrate on (never the nets "
-            "'eval --random' measures); 0: the zoo models alone.",
+            help=f"Random nets of the training stream measured whole to calibrate and train on (never the nets "
+            f"'eval --random' measures); 0: the zoo models alone. Default: {TRAIN_NETS} where the device profiles "
+            f"ops inside whole models (ONNX Runtime; benchmark_model), else {TRAIN_NETS_UNPROFILED}.",
+            show_default=False,
         ),
-    ] = TRAIN_NETS,
+    ] = None,
     from_id: Annotated[
         int | None,
         typer.Option("--from", help="Adapt this stored predictor (an id from 'flopgap predictor list') instead."),

@@ -42,7 +42,14 @@ from harness.measure.spec import Protocol as SweepProtocol
 from harness.measure.spec import SweepSpec, model_selection
 from harness.measure.sweep import Exporter, Reporter, run_sweep
 from harness.measure.versions import PointVersions, point_versions
-from harness.predict.dataset import SPACE, PredictContext, context_points, load_dataset, same_versions
+from harness.predict.dataset import (
+    SPACE,
+    PredictContext,
+    calibration_set,
+    context_points,
+    load_dataset,
+    same_versions,
+)
 from harness.predict.device_graph import (
     fetch_graphs,
     graph_refusal,
@@ -90,8 +97,25 @@ EVAL_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
 # Nets of the random space's training stream measured whole in every build: the zoo's 21 models are the only other
 # whole models the calibration sees, and nets of the space `eval --random` draws from differ from them in what a
 # kernel sum misses (grouped convs of small group widths, SE blocks, concatenations: 31% of the nets' time in grouped
-# convs against 8% of the zoo's). Each costs about 10 s of device time at 1 thread on the development machine.
-TRAIN_NETS = 16
+# convs against 8% of the zoo's). Where the device profiles ops inside whole models (ONNX Runtime's per-node profile,
+# benchmark_model's op profile) each net's kernels are also training rows timed where they run, among their
+# neighbours, which the probes (each kernel timed alone) are not; each net costs about 7 s of device time at 1 thread
+# on the development machine, taken from the probes' share of the budget. Refitted on a 15-minute ONNX Runtime build
+# with 16 (README, "The accuracy table with 48 training nets"), its 30 random nets within ±10% went 70% / 73% / 77% /
+# 87% / 83% with 0 / 4 / 8 / 12 / 16 of its nets, while half its 1190 probes (five draws) scored 85% on average and
+# 30% of them 84%: the probes were saturated, the nets were not. Builds with 48 scored 97% and 93% (seeds 0 and 1;
+# 80% and 87% refitted with their first 16 nets).
+TRAIN_NETS = 48
+# Where the device gives no per-op profile (LiteRT on flopgap's runner) the nets only calibrate the kernel sum (three
+# coefficients), and every second they take is a second of probes lost.
+TRAIN_NETS_UNPROFILED = 16
+
+
+def default_train_nets(device: Device, runtime: Runtime) -> int:
+    """Training nets a build measures on ``device`` unless told: :data:`TRAIN_NETS` where their ops are profiled."""
+    return TRAIN_NETS if device.profiles_ops(runtime.artifact_format) else TRAIN_NETS_UNPROFILED
+
+
 PROBE_PROTOCOL = SweepProtocol(trials=1, warmup_runs=5, warmup_seconds=0.05, runs=20, min_seconds=0.1, parity=False)
 MODEL_PROTOCOL = SweepProtocol(trials=5, warmup_runs=10, warmup_seconds=0.2, runs=30, min_seconds=0.3)
 # A LiteRT probe is loaded this many times in its runner process and timed in each (the protocol's runs shared out):
@@ -134,16 +158,25 @@ class BuildPlan:
     # LiteRT probes on flopgap's runner: instances per probe (see PROBE_INSTANCES); ONNX Runtime's probes are learnt
     # from their per-node profile, one session's, and a stock binary loads a model once.
     probe_instances: int = PROBE_INSTANCES
-    # Training nets (the random space's training stream, of this seed) measured whole beside the zoo models.
-    train_nets: int = TRAIN_NETS
+    # Training nets (the random space's training stream, of this seed) measured whole beside the zoo models; None:
+    # the device's default (:func:`default_train_nets`), set by :meth:`on`.
+    train_nets: int | None = None
     net_size: Size = Size.FULL
 
     @property
     def name(self) -> str:
         return f"predictor-build {self.context} seed={self.seed}"
 
+    def on(self, device: Device) -> BuildPlan:
+        """This plan with its training nets set for ``device`` where it leaves them to the default."""
+        if self.train_nets is not None:
+            return self
+        return replace(self, train_nets=default_train_nets(device, self.context.runtime))
+
     def measured_models(self) -> list[ModelRef]:
-        """What the build measures whole: its zoo models, then its training nets."""
+        """What the build measures whole: its zoo models, then its training nets (set them first: :meth:`on`)."""
+        if self.train_nets is None:
+            raise ValueError("BuildPlan.measured_models: train_nets is not set; call plan.on(device) first")
         return [*self.models, *random_models(self.train_nets, self.seed, self.net_size, training=True)]
 
     def text(self) -> str:
@@ -177,6 +210,7 @@ def build_predictor(
     rep = reporter or BuildReporter()
     ctx = plan.context
     _check_device(device, ctx)
+    plan = plan.on(device)
     if ctx.precision is not Precision.FP32:
         raise FlopgapError(f"predictor build: precision {ctx.precision} is not supported yet; use --precision fp32")
     started = clock()
@@ -207,7 +241,7 @@ def build_predictor(
     dataset = load_dataset(store, ctx, versions)
     if not dataset.rows:
         raise FlopgapError(_nothing_measured(store, ctx, versions))
-    predictor = fit_predictor(ctx.to_json(), dataset.rows, [(m.kernels, m.target_ms * 1e3) for m in dataset.models])
+    predictor = fit_predictor(ctx.to_json(), dataset.rows, *calibration_set(dataset.models))
     probes = int(store.kernel_samples_frame()["point_id"].isin(_context_point_ids(store, ctx, versions)).sum())
     build_s = _time_spent(store, plan.name)
     predictor.summary.update({"probes": probes, "build_s": round(build_s, 1), "budget_s": plan.budget_s,

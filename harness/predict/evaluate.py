@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from harness.predict.dataset import Dataset, ModelPoint
+from harness.predict.dataset import Dataset, ModelPoint, calibration_set
 from harness.predict.predictor import TrainingRow, fit_predictor
 
 METHODS = ("predictor", "macs_linear", "roofline")
@@ -126,8 +126,8 @@ def leave_one_family_out(
         if on_fold is not None:
             on_fold(family, rows, train_models)
         held_out = [m for m in dataset.models if m.family == family]
-        calibrating = [(m.kernels, m.target_ms * 1e3) for m in train_models if m.kernels]
-        predictor = fit_predictor(dataset.context.to_json(), rows, calibrating) if rows else None
+        calibrating, weights = calibration_set(train_models)
+        predictor = fit_predictor(dataset.context.to_json(), rows, calibrating, weights) if rows else None
         macs = _fit_macs(train_models)
         roof = _fit_roofline(train_models)
         for m in held_out:

@@ -91,9 +91,11 @@ def fit_calibration(
     measured_us: Sequence[float],
     prior: Calibration | None = None,
     prior_weight: float = PRIOR_WEIGHT,
+    weights: Sequence[float] | None = None,
 ) -> Calibration:
-    """Least squares on relative error over the training models, pulled towards ``prior`` (default: the identity)
-    with ``prior_weight``, with the fixed cost ``c0`` held at zero or above.
+    """Least squares on relative error over the training models (each model's squared error times its weight in
+    ``weights``, scaled to a mean of 1; default: all 1), pulled towards ``prior`` (default: the identity) with
+    ``prior_weight``, with the fixed cost ``c0`` held at zero or above.
 
     A model's fixed cost (one invoke, its input's copy) is never negative, and the zoo models the calibration is
     fitted on (0.8-87 ms on the development machine) barely pin the intercept: left free, LiteRT's fits put it at
@@ -106,8 +108,10 @@ def fit_calibration(
     if len(y) < 3:
         return centre
     s, n = np.asarray(sums_us, dtype=float), np.asarray(counts, dtype=float)
-    rows = np.column_stack([np.ones_like(y), s, n]) / y[:, None]
-    target = np.ones_like(y)
+    w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
+    root = np.sqrt(w / w.mean())
+    rows = np.column_stack([np.ones_like(y), s, n]) / y[:, None] * root[:, None]
+    target = root
     # The prior: c0 ~ centre's (in units of the median model), c1, c2 ~ centre's (c2 in units of the median kernel
     # time).
     scale = np.array([float(np.median(y)), 1.0, float(np.median(s / np.maximum(n, 1)))])
@@ -299,14 +303,15 @@ def fit_predictor(
     context: Mapping[str, Any],
     rows: Sequence[TrainingRow],
     models: Sequence[tuple[Sequence[Kernel], float]],
+    weights: Sequence[float] | None = None,
 ) -> KernelPredictor:
     """Fit kernel models on ``rows`` (with the loss for ``context``'s runtime), then the calibration on ``models``
-    (kernel lists with measured µs)."""
+    (kernel lists with measured µs; ``weights``: each one's, see :func:`fit_calibration`)."""
     fitted = fit_kernel_models(rows, loss_for(context.get("runtime")))
     predictor = fitted.predictor(context, versions=library_versions())
     sums = [float(predictor.model_times_us(kernels).sum()) for kernels, _ in models]
     counts = [len(k) for k, _ in models]
-    predictor.calibration = fit_calibration(sums, counts, [m for _, m in models])
+    predictor.calibration = fit_calibration(sums, counts, [m for _, m in models], weights=weights)
     calibrated = [predictor.calibration.apply(s, n) for s, n in zip(sums, counts, strict=True)]
     predictor.summary = {
         "ranges": training_ranges([r.kernel for r in rows]),
