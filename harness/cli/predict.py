@@ -95,9 +95,8 @@ def build(
         int | None,
         typer.Option(
             min=0,
-            help=f"Random nets of the training stream measured whole to calibrate and train on (never the nets "
-            f"'eval --random' measures); 0: the zoo models alone. Default: {TRAIN_NETS} where the device profiles "
-            f"ops inside whole models (ONNX Runtime; benchmark_model), else {TRAIN_NETS_UNPROFILED}.",
+            help=f"Random nets of the training stream measured whole (never the nets 'eval --random' measures); 0: "
+            f"the zoo alone. Default: {TRAIN_NETS} where the device profiles their ops, else {TRAIN_NETS_UNPROFILED}.",
             show_default=False,
         ),
     ] = None,
