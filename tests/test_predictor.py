@@ -396,6 +396,7 @@ def test_training_nets_together_never_outweigh_the_zoo_models_in_the_calibration
     assert weights == [1.0] * 9 + [9 / 36] * 36
     assert calibration_set([*base, *nets[:5]])[1] == [1.0] * 14
     assert calibration_set(base)[1] == [1.0] * 9
+    assert calibration_set(nets)[1] == [1.0] * 36  # a build of nets alone (no zoo models): all of them count
 
     rng = np.random.default_rng(0)
     sums = rng.uniform(500, 5000, 50)

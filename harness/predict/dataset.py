@@ -240,7 +240,8 @@ def calibration_set(models: Sequence[ModelPoint]) -> tuple[list[tuple[Sequence[K
     stayed at 97%; another seed's build stayed at 95% and 93%."""
     usable = [m for m in models if m.kernels]
     nets = sum(m.family == TRAINING_FAMILY for m in usable)
-    net_weight = min(1.0, (len(usable) - nets) / nets) if nets else 1.0
+    others = len(usable) - nets
+    net_weight = min(1.0, others / nets) if nets and others else 1.0  # nets alone: nothing to weigh them against
     weights = [net_weight if m.family == TRAINING_FAMILY else 1.0 for m in usable]
     return [(m.kernels, m.target_ms * 1e3) for m in usable], weights
 
