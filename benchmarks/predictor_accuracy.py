@@ -179,8 +179,8 @@ def run_seed(runtime: Runtime, seed: int, args: argparse.Namespace, device: Devi
     progress = _Progress()
     with Store(seed_db(args.db, seed)) as store:
         progress.stage(f"{runtime}, seed {seed}: full build at 1 thread ({args.budget})")
-        result, wall = _timed(lambda: build_predictor(BuildPlan(ctx, budget, seed), store, device, EXPORTER,
-                                                      progress))  # fmt: skip
+        plan = BuildPlan(ctx, budget, seed, train_nets=args.train_nets)
+        result, wall = _timed(lambda: build_predictor(plan, store, device, EXPORTER, progress))
         out.note(_build_line("1-thread build", result, wall))
         ctx = result.context  # the device as stored (another machine behind "local" is stored apart)
         cals = store.calibrations_frame()
@@ -412,6 +412,8 @@ def main() -> None:
     parser.add_argument("--adapt-budget", default="3m", help="the adaptation's budget (default 3m)")
     parser.add_argument("--adapt-threads", type=int, default=2, help="the adaptation's thread count; 0: none")
     parser.add_argument("--random", type=int, default=30, help="random nets per seed (default 30)")
+    parser.add_argument("--train-nets", type=int, default=None,
+                        help="training nets per full build (default: the device's, as predictor build)")  # fmt: skip
     parser.add_argument("--net-size", type=Size, default=Size.FULL, help="full (zoo-sized, default) or small")
     parser.add_argument("--seed", type=int, action="append", help="repeatable; build and random-net seed (0)")
     parser.add_argument("--runtime", type=Runtime, action="append", help="repeatable; default: both")

@@ -166,7 +166,8 @@ class AgentBackend:
         self._runner = None
 
     def profiles_ops(self, fmt: Format) -> bool:
-        # ORT's per-node profiler and ExecuTorch's ETDump; the TFLite Python API has neither
+        # ORT's per-node profiler and ExecuTorch's ETDump. The runner also returns LiteRT 2.3's operators (its C API
+        # profiler) for a .tflite; the host does not ask for them yet (README, "LiteRT's operators inside whole models")
         return fmt in (Format.ONNX, Format.PTE)
 
     def argv(self, transport: Transport, model: str | Sequence[str], request: TrialRequest) -> list[str]:

@@ -52,9 +52,22 @@ EXIT_FAILED = 2
 EXIT_INTERNAL = 1
 
 _TFLITE_PROFILE_NOTE = (
-    "the LiteRT/TFLite Python interpreter exposes no per-op profiler (no profiler hook or op timings in "
-    "ai_edge_litert.interpreter or CompiledModel); time sub-models or use benchmark_model --enable_op_profiling"
+    "the LiteRT/TFLite Python interpreter exposes no per-op profiler; per-op times come from LiteRT's C API "
+    "profiler (ai-edge-litert {versions}, XNNPACK on), which {runtime} {version} {why}; time sub-models or use "
+    "benchmark_model --enable_op_profiling"
 )
+# LiteRT's C API (libLiteRt.so in the ai-edge-litert wheel) has a profiler its Python API does not expose: a
+# CompiledModel made with the runtime option ``enable_profiling`` records XNNPACK's operator events, run order, in
+# the same terms as benchmark_model's op profile. Reached through ctypes, so its ABI is checked per release: the
+# releases whose layout was read off (ProfiledEventData is 104 bytes: tag, type, start, elapsed, two memory
+# records of three 8-byte fields, two metadata words, source) are the only ones used.
+LITERT_PROFILER_RELEASES = ("2.3.",)
+_LITERT_EVENT_BYTES = 104
+_LITERT_METADATA_AT = 80  # event_metadata1: the operator's index in its delegate's (or the graph's) run order
+_LITERT_OP_EVENTS = (2, 4, 8)  # operator, delegate operator, delegate-profiled operator invoke events
+_LITERT_EVENT_TYPES = frozenset(1 << i for i in range(9))
+_LITERT_CPU = 1  # kLiteRtHwAcceleratorCpu
+_LITERT_ALIGN = 64  # host memory wrapped in a tensor buffer
 
 
 # --------------------------------------------------------------------------- the JSON document (the contract)
@@ -804,13 +817,13 @@ class TfliteBackend(Backend):
         self._module, self.runtime, self.runtime_version = _import_tflite()
         self._threads = threads
         self.xnnpack = xnnpack
-        self.profile_note = _TFLITE_PROFILE_NOTE
         self._resolver = getattr(self._module, "OpResolverType", None)
         if self._resolver is None and not xnnpack:
             message = f"--no-xnnpack needs OpResolverType, which {self.runtime} {self.runtime_version} lacks"
             raise RunnerError("BadArguments", message)
 
     def load(self, path: str, content: bytes) -> None:
+        self._path = path
         self._content = content  # the interpreter reads the model from this buffer for as long as it lives
         kwargs: dict[str, Any] = {"model_content": content, "num_threads": self._threads}
         if self._resolver is not None:
@@ -864,6 +877,159 @@ class TfliteBackend(Backend):
 
     def invoke(self) -> None:
         self._interpreter.invoke()
+
+    def profile(self, warmup_runs: int, runs: int) -> list[ProfileRow] | None:
+        """XNNPACK's per-operator times from LiteRT's C API profiler, in a second instance of the model (a
+        CompiledModel with profiling on, on the CPU, with this trial's threads and its inputs), so timing is
+        untouched; None, with ``profile_note`` saying why, where this runtime has no such profiler."""
+        why = self._profiler_missing()
+        if why is not None:
+            self.profile_note = _TFLITE_PROFILE_NOTE.format(
+                versions=" or ".join(v + "x" for v in LITERT_PROFILER_RELEASES), runtime=self.runtime,
+                version=self.runtime_version, why=why,
+            )  # fmt: skip
+            return None
+        arrays = [self._interpreter.get_tensor(d["index"]) for d in self._interpreter.get_input_details()]
+        return litert_op_profile(self._module_dir(), self._path, self._threads, arrays, warmup_runs, runs)
+
+    def _module_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(str(self._module.__file__)))  # ai_edge_litert/ (of .interpreter)
+
+    def _profiler_missing(self) -> str | None:
+        if self.runtime != "ai_edge_litert":
+            return "is not"
+        if not self.runtime_version.startswith(LITERT_PROFILER_RELEASES):
+            return "is not (its C API's layout is read off per release)"
+        if not self.xnnpack:
+            return "runs only with XNNPACK, which this trial turned off"
+        if not os.path.exists(os.path.join(self._module_dir(), "libLiteRt.so")):
+            return "ships without (no libLiteRt.so beside its Python package)"
+        return None
+
+
+def _litert_check(status: int, what: str) -> None:
+    if status != 0:
+        raise RuntimeError(f"LiteRT's C API: {what} returned status {status}")
+
+
+def litert_op_profile(
+    package_dir: str, path: str, threads: int, inputs: Sequence[np.ndarray], warmup_runs: int, runs: int
+) -> list[ProfileRow]:
+    """Per-operator rows {name: the operator's index, op_type: XNNPACK's operator name, time_us: mean, median_us,
+    calls} of ``runs`` runs of the model at ``path`` after ``warmup_runs``, from LiteRT's C API profiler (see
+    :data:`LITERT_PROFILER_RELEASES`), in run order. ``inputs`` fill the model's inputs in signature order."""
+    import ctypes
+
+    lib = ctypes.CDLL(os.path.join(package_dir, "libLiteRt.so"))
+    ptr = ctypes.c_void_p
+    keep: list[Any] = []  # what the C side points into stays alive until the end
+
+    def handle(fn: Any, *args: Any) -> Any:
+        out = ptr()
+        _litert_check(fn(*args, ctypes.byref(out)), fn.__name__)
+        return out
+
+    env = handle(lib.LiteRtCreateEnvironment, 0, None)
+    model = handle(lib.LiteRtCreateModelFromFile, env, ctypes.c_char_p(path.encode()))
+    options = handle(lib.LiteRtCreateOptions)
+    _litert_check(
+        lib.LiteRtSetOptionsHardwareAccelerators(options, _LITERT_CPU), "LiteRtSetOptionsHardwareAccelerators"
+    )
+    keep.append(ctypes.CFUNCTYPE(None, ptr)(lambda _: None))  # the options' payloads are ours: nothing to free
+    for identifier, toml in (
+        ("runtime_options_string", "enable_profiling = true"),
+        ("xnnpack", f"num_threads = {threads}"),
+    ):
+        payload = ctypes.create_string_buffer(toml.encode() + b"\n")
+        keep.append(payload)
+        opaque = handle(lib.LiteRtCreateOpaqueOptions, ctypes.c_char_p(identifier.encode()), ctypes.cast(payload, ptr),
+                        keep[0])  # fmt: skip
+        _litert_check(lib.LiteRtAddOpaqueOptions(options, opaque), "LiteRtAddOpaqueOptions")
+    compiled = handle(lib.LiteRtCreateCompiledModel, env, model, options)
+    signature = handle(lib.LiteRtGetModelSignature, model, ctypes.c_size_t(0))
+
+    def buffers(kind: str, fill: Sequence[np.ndarray]) -> Any:
+        count = ctypes.c_size_t()
+        _litert_check(getattr(lib, f"LiteRtGetNumSignature{kind}s")(signature, ctypes.byref(count)), kind)
+        out = (ptr * count.value)()
+        for i in range(count.value):
+            tensor = handle(getattr(lib, f"LiteRtGetSignature{kind}TensorByIndex"), signature, ctypes.c_size_t(i))
+            tensor_type = ctypes.create_string_buffer(512)  # LiteRtRankedTensorType, passed through untouched
+            keep.append(tensor_type)
+            _litert_check(lib.LiteRtGetRankedTensorType(tensor, tensor_type), "LiteRtGetRankedTensorType")
+            needs = handle(getattr(lib, f"LiteRtGetCompiledModel{kind}BufferRequirements"), compiled,
+                           ctypes.c_size_t(0), ctypes.c_size_t(i))  # fmt: skip
+            size = ctypes.c_size_t()
+            _litert_check(lib.LiteRtGetTensorBufferRequirementsBufferSize(needs, ctypes.byref(size)), "size")
+            if i < len(fill) and fill[i].nbytes == size.value:
+                raw = np.zeros(size.value + _LITERT_ALIGN, dtype=np.uint8)
+                start = -raw.ctypes.data % _LITERT_ALIGN
+                raw[start : start + size.value] = np.frombuffer(np.ascontiguousarray(fill[i]).tobytes(), np.uint8)
+                keep.append(raw)
+                out[i] = handle(lib.LiteRtCreateTensorBufferFromHostMemory, tensor_type,
+                                ctypes.c_void_p(raw.ctypes.data + start), size, None)  # fmt: skip
+            else:
+                out[i] = handle(lib.LiteRtCreateManagedTensorBufferFromRequirements, env, tensor_type, needs)
+        return count.value, out
+
+    n_in, ins = buffers("Input", inputs)
+    n_out, outs = buffers("Output", [])
+    profiler = handle(lib.LiteRtCompiledModelGetProfiler, compiled)
+    if not profiler.value:
+        raise RuntimeError(
+            "LiteRT's C API: the compiled model has no profiler (the enable_profiling option was ignored)"
+        )
+
+    def run() -> None:
+        _litert_check(lib.LiteRtRunCompiledModel(compiled, ctypes.c_size_t(0), ctypes.c_size_t(n_in), ins,
+                                                 ctypes.c_size_t(n_out), outs), "LiteRtRunCompiledModel")  # fmt: skip
+
+    for _ in range(warmup_runs):
+        run()
+    _litert_check(lib.LiteRtResetProfiler(profiler), "LiteRtResetProfiler")
+    _litert_check(lib.LiteRtStartProfiler(profiler), "LiteRtStartProfiler")
+    for _ in range(runs):
+        run()
+    _litert_check(lib.LiteRtStopProfiler(profiler), "LiteRtStopProfiler")
+    count = ctypes.c_int()
+    _litert_check(lib.LiteRtGetNumProfilerEvents(profiler, ctypes.byref(count)), "LiteRtGetNumProfilerEvents")
+    events = ctypes.create_string_buffer(_LITERT_EVENT_BYTES * max(count.value, 1))
+    _litert_check(lib.LiteRtGetProfilerEvents(profiler, count, events), "LiteRtGetProfilerEvents")
+    rows = parse_litert_events(events.raw[: _LITERT_EVENT_BYTES * count.value], ctypes.string_at)
+    lib.LiteRtDestroyCompiledModel(compiled)
+    for buffer in [*ins, *outs]:
+        lib.LiteRtDestroyTensorBuffer(ptr(buffer))
+    lib.LiteRtDestroyOptions(options)
+    lib.LiteRtDestroyModel(model)
+    lib.LiteRtDestroyEnvironment(env)
+    return rows
+
+
+def parse_litert_events(data: bytes, read_tag: Callable[[int], bytes]) -> list[ProfileRow]:
+    """Rows {name, op_type, time_us, median_us, calls} from LiteRT's ProfiledEventData records (``data``; each tag
+    a C string that ``read_tag`` reads at its address), operator events only, by operator index (run order).
+    A record whose type is no event type LiteRT has means the layout is not this release's: an error, never
+    rows read from the wrong offsets."""
+    import struct
+
+    times: dict[tuple[int, str], list[float]] = {}
+    for at in range(0, len(data), _LITERT_EVENT_BYTES):
+        tag, kind, _start, elapsed_us = struct.unpack_from("<QI4xQQ", data, at)
+        (index,) = struct.unpack_from("<Q", data, at + _LITERT_METADATA_AT)
+        if kind not in _LITERT_EVENT_TYPES:
+            raise RuntimeError(f"LiteRT's C API: profiler event type {kind} is unknown (another ABI?)")
+        if kind not in _LITERT_OP_EVENTS:
+            continue
+        name = read_tag(tag).decode("utf-8", "replace") if tag else "?"
+        times.setdefault((index, name), []).append(float(elapsed_us))
+    rows: list[ProfileRow] = []
+    for (index, name), values in sorted(times.items()):
+        values.sort()
+        mid = len(values) // 2
+        median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        rows.append({"name": str(index), "op_type": name, "provider": "xnnpack", "time_us": sum(values) / len(values),
+                     "median_us": median, "calls": len(values)})  # fmt: skip
+    return rows
 
 
 class ExecutorchBackend(Backend):
@@ -1235,7 +1401,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--affinity", type=_cpu_list, default=None, help="pin to these CPUs first, e.g. '4-7'")
     parser.add_argument(
-        "--profile", action="store_true", help="also collect a per-op profile (ONNX Runtime; ExecuTorch: its ETDump)"
+        "--profile",
+        action="store_true",
+        help="also collect a per-op profile (ONNX Runtime; LiteRT 2.3 with XNNPACK; ExecuTorch: its ETDump)",
     )
     parser.add_argument("--profile-runs", type=int, default=20, help="profiled runs averaged per op (default 20)")
     parser.add_argument(
@@ -1433,12 +1601,12 @@ def measure(args: argparse.Namespace, doc: RunnerDocument) -> None:
     doc["peak_rss_kib"], doc["peak_rss_source"] = peak_rss()
 
     if args.profile:
-        doc["profile_note"] = backend.profile_note
         try:
             doc["profile"] = backend.profile(max(1, min(args.warmup_runs, 10)), args.profile_runs)
             doc["etdump"] = backend.etdump
         except Exception as exc:
             raise RunnerError("InferenceFailed", f"profiling {args.model} failed: {_one_line(exc)}") from exc
+        doc["profile_note"] = backend.profile_note  # after: a backend says why it gave no rows once it knows
 
 
 def _measure_sustained(invoke: Callable[[], None], args: argparse.Namespace, doc: RunnerDocument) -> Timing:

@@ -374,11 +374,58 @@ def test_onnx_profile_without_optimization_names_every_exported_node(models: dic
     assert [(r["name"], r["op_type"]) for r in doc["profile"]] == [(n.name, n.op_type) for n in graph.node]
 
 
-def test_tflite_profile_is_null_with_a_note(models: dict[str, Path]) -> None:
-    code, doc, _ = run_runner(str(models["tflite"]), "--profile", *FAST)
+def test_a_tflite_profile_times_xnnpacks_operators_through_litert_c_api(models: dict[str, Path]) -> None:
+    """The tiny net (3x3 conv, ReLU, 1x1 conv; NCHW in and out) as XNNPACK runs it: the layout transposes the
+    export adds, the ReLU fused into the first convolution, the 1x1 convolution run as a fully connected GEMM over
+    the pixels; each operator timed in every profiled run."""
+    code, doc, _ = run_runner(str(models["tflite"]), "--profile", "--profile-runs", "15", *FAST)
     assert code == 0, doc["error"]
+    assert doc["profile_note"] is None
+    rows = doc["profile"]
+    assert [(r["name"], r["op_type"], r["calls"]) for r in rows] == [
+        ("0", "Transpose (ND, X32) Transpose", 15), ("1", "Convolution (NHWC, F32) IGEMM", 15),
+        ("2", "Fully Connected (NC, F32) GEMM", 15), ("3", "Transpose (ND, X32) Transpose", 15)]  # fmt: skip
+    # LiteRT times events in whole µs: the 32x32x8 transposes take under one, the convolutions several
+    assert rows[1]["median_us"] >= 1 and rows[2]["median_us"] >= 1 and all(r["time_us"] >= 0 for r in rows)
+    # the operators' times make up the model's (within what profiling adds and a noisy machine moves)
+    run_us = sorted(doc["samples_ns"])[len(doc["samples_ns"]) // 2] / 1e3
+    assert 0.3 * run_us < sum(r["median_us"] for r in rows) < 3 * run_us
+
+
+def test_a_tflite_profile_on_a_litert_release_of_unread_layout_is_null_with_a_note(models: dict[str, Path]) -> None:
+    """The C API is reached through ctypes, its layout read off per release: another release gets no rows."""
+    code = ("import sys, devices.runner as r; r.LITERT_PROFILER_RELEASES = ('9.9.',); "
+            "sys.exit(r.main(sys.argv[1:]))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, str(models["tflite"]), "--profile", *FAST],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    doc = json.loads(proc.stdout.splitlines()[-1])
+    assert proc.returncode == 0, doc["error"]
     assert doc["profile"] is None
-    assert "per-op" in doc["profile_note"]
+    assert "ai-edge-litert 9.9.x" in doc["profile_note"] and "layout is read off per release" in doc["profile_note"]
+
+
+def test_litert_profiler_events_parse_to_operator_rows_and_refuse_an_unknown_layout() -> None:
+    import struct
+
+    from devices.runner import parse_litert_events
+
+    def event(tag: int, kind: int, elapsed: int, index: int) -> bytes:
+        record = struct.pack("<QI4xQQ", tag, kind, 0, elapsed) + bytes(48) + struct.pack("<QQI4x", index, 0, 0)
+        assert len(record) == 104
+        return record
+
+    tags = {1: b"Convolution (NHWC, F32) IGEMM", 2: b"Add (ND)", 3: b"Invoke"}
+    data = b"".join([event(3, 1, 900, 0),  # a DEFAULT event (the whole invoke): not an operator's
+                     event(1, 8, 40, 0), event(2, 8, 3, 1), event(1, 8, 60, 0), event(2, 8, 1, 1),
+                     event(1, 8, 50, 0), event(2, 8, 2, 1)])  # fmt: skip
+    rows = parse_litert_events(data, tags.__getitem__)
+    assert rows == [
+        {"name": "0", "op_type": "Convolution (NHWC, F32) IGEMM", "provider": "xnnpack", "time_us": 50.0,
+         "median_us": 50.0, "calls": 3},
+        {"name": "1", "op_type": "Add (ND)", "provider": "xnnpack", "time_us": 2.0, "median_us": 2.0, "calls": 3},
+    ]  # fmt: skip
+    with pytest.raises(RuntimeError, match="event type 3 is unknown"):
+        parse_litert_events(event(1, 3, 40, 0), tags.__getitem__)
 
 
 def test_parse_ort_profile_averages_after_skipping_warmup() -> None:

@@ -138,3 +138,17 @@ def test_to_row_uses_unit_suffixed_keys() -> None:
     }  # fmt: skip
     assert (row["n"], row["median_ms"], row["min_ms"], row["max_ms"]) == (90, 10.2, 10.0, 10.6)
     assert row["noisy"] is True and row["noisy_reasons"] == ["trial spread 0.059 > 0.050"]
+
+
+def test_summary_trials_whose_printed_median_is_zero_take_their_mean() -> None:
+    """benchmark_model prints whole microseconds: a probe of 0.4 µs reads median=0 while its mean keeps 0.412. A
+    point's median of 0 ms (what the p50s gave before) is no time; the means are what the tool measured."""
+    from harness.measure.stats import combine_summaries
+
+    tiny = [{"count": 20, "mean": 412.0, "std": 40.0, "min": 0.0, "max": 1000.0, "p50": 0.0},
+            {"count": 20, "mean": 388.0, "std": 35.0, "min": 0.0, "max": 1000.0, "p50": 0.0}]  # fmt: skip
+    point = combine_summaries(tiny)
+    assert point["median_ms"] == pytest.approx(0.0004)  # the median of the two means, 412 and 388 ns
+    assert point["noisy_reasons"][-1] == "summary-only trials; median from mean"
+    printed = [dict(s, p50=1000.0) for s in tiny]  # a printed median of 1 µs is a reading: it stays the centre
+    assert combine_summaries(printed)["median_ms"] == pytest.approx(0.001)

@@ -184,16 +184,17 @@ def combine_summaries(
     """Point statistics from trials that only report a summary (TFLite ``benchmark_model`` prints no raw runs).
 
     Each summary holds ``count, mean, std, min, max`` and optionally ``p50`` in ns. The point's median is the
-    median of the trials' p50 (their mean where the tool printed no median; the last ``noisy_reasons`` line
-    says which); CV is the count-weighted pooled std over the pooled mean; p10/p90 and the bootstrap CI stay
-    None, because a summary cannot give them honestly.
+    median of the trials' p50 (their mean where the tool printed no median, or printed 0: ``benchmark_model``
+    prints whole microseconds, so a kernel under half of one reads ``median=0`` while its mean keeps the decimals;
+    the last ``noisy_reasons`` line says which); CV is the count-weighted pooled std over the pooled mean; p10/p90
+    and the bootstrap CI stay None, because a summary cannot give them honestly.
     """
     if not summaries:
         raise ValueError("no trial summaries to combine")
     counts = np.array([float(s["count"]) for s in summaries])
     means = np.array([float(s["mean"]) for s in summaries]) / NS_PER_MS
     stds = np.array([float(s.get("std") or 0.0) for s in summaries]) / NS_PER_MS
-    has_p50 = all(s.get("p50") is not None for s in summaries)
+    has_p50 = all(s.get("p50") is not None and float(s["p50"]) > 0 for s in summaries)
     centres = np.array([float(s["p50"] if has_p50 else s["mean"]) for s in summaries]) / NS_PER_MS
     total = counts.sum()
     mean = float((counts * means).sum() / total)

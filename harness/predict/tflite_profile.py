@@ -24,7 +24,8 @@ _MOVES = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "SPLIT
 XNNPACK_OPS: dict[str, frozenset[str]] = {
     "Convolution": frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"}),
     "Deconvolution": frozenset({"TRANSPOSE_CONV"}),
-    "Fully Connected": frozenset({"FULLY_CONNECTED"}),
+    # XNNPACK runs a 1x1 convolution of stride 1 as a fully connected GEMM over the pixels (NC layout).
+    "Fully Connected": frozenset({"FULLY_CONNECTED", "CONV_2D"}),
     "Batch Matrix Multiply": frozenset({"BATCH_MATMUL"}),
     "Global Average Pooling": frozenset({"MEAN", "AVERAGE_POOL_2D"}),
     "Mean": frozenset({"MEAN"}),
