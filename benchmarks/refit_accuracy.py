@@ -2,13 +2,16 @@
 ``benchmarks/predictor_accuracy.py`` refitted with the code as it is now and scored on the random nets its run
 measured, with no new timing. A benchmark: it reads stored points, prints figures, asserts nothing.
 
-    python benchmarks/refit_accuracy.py RUN-seed0.db [RUN2-seed1.db ...] --runtime litert [--without TERM] [--cross]
+    python benchmarks/refit_accuracy.py RUN-seed0.db [RUN2-seed1.db ...] --runtime litert [--without TERM]
+        [--rows probes] [--cross]
 
 Per database: the build's kernel rows and whole models (zoo and training nets) refitted, then its random nets
 predicted and compared with their p10 (:func:`harness.measure.stats.target_ms`): within ±5% / within ±10% / RMSE.
 ``--without TERM`` fits each build a second time with one of the regressors' base terms
 (:data:`harness.predict.kernels.BASE_TERMS`) held at zero, on the same rows, and names the nets whose error moved by
 more than 2 points: an A/B of that term where the measurements are the same, so the machine's spell cancels out.
+``--rows probes`` refits on the probes' kernel rows alone (leaving out the kernels timed inside zoo models and
+training nets; the whole models still calibrate): what the in-context rows bring, on the same measurements.
 ``--cross`` scores every build against every database's measurement of the nets they share (the same seed's nets
 measured by several runs): how much of a score is the build, and how much the measurement.
 """
@@ -45,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", required=True, choices=["litert", "onnxruntime"])
     parser.add_argument("--without", default=None, help="a base term to refit without as well (an A/B)")
     parser.add_argument("--cross", action="store_true", help="every build against every database's nets")
+    parser.add_argument(
+        "--rows",
+        choices=["all", "probes"],
+        default="all",
+        help="kernel rows to refit on: all, or the probes' alone (no kernels timed inside models)",
+    )
     args = parser.parse_args(argv)
 
     from harness.predict.kernels import BASE_TERMS
@@ -55,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if not db.is_file():
             raise SystemExit(f"{db}: no such database; give the -seedS.db files predictor_accuracy.py wrote")
 
-    loaded = {db: load(db, args.runtime) for db in args.databases}
+    loaded = {db: load(db, args.runtime, probes_only=args.rows == "probes") for db in args.databases}
     print(
         f"| database | random nets | within ±5% / ±10% / RMSE{'' if args.without is None else ' (this code)'} |"
         + ("" if args.without is None else f" without {args.without} | nets moved by more than 2 points |")
@@ -98,13 +107,17 @@ def cell(errors: np.ndarray) -> str:
     return f"{within5:.0%} / {within10:.0%} / {np.sqrt(np.mean(errors**2)):.1%}"
 
 
-def load(db: Path, runtime: str, threads: int = 1) -> tuple[Dataset, list[Net]]:
-    """The build's dataset and the random nets the run measured at ``threads`` (their kernels as the build's
-    predictor sees them: ONNX Runtime's from the graph the device optimized, stored; LiteRT's from the file)."""
+def load(db: Path, runtime: str, threads: int = 1, probes_only: bool = False) -> tuple[Dataset, list[Net]]:
+    """The build's dataset (``probes_only``: its probes' kernel rows alone) and the random nets the run measured at
+    ``threads`` (their kernels as the build's predictor sees them: ONNX Runtime's from the graph the device
+    optimized, stored; LiteRT's from the file)."""
+    from dataclasses import replace
+
     from devices.vocabulary import Runtime
     from harness.measure.stats import target_ms
     from harness.predict.dataset import (
         RANDOM_NETS,
+        SPACE,
         PredictContext,
         latest_versions,
         load_dataset,
@@ -124,6 +137,8 @@ def load(db: Path, runtime: str, threads: int = 1) -> tuple[Dataset, list[Net]]:
         raise SystemExit(f"{db}: no {runtime} point at {threads} thread(s); give a {runtime} accuracy run's database")
     ctx = PredictContext(str(points["device"].iloc[0]), rt, threads)
     dataset = load_dataset(store, ctx, latest_versions(store, ctx))
+    if probes_only:
+        dataset = replace(dataset, rows=[r for r in dataset.rows if r.source == SPACE])
     paths = store.artifacts_frame().set_index("sha256")["path"]
     key = kernel_key(rt, ctx.device)
     nets = []

@@ -165,10 +165,10 @@ class AgentBackend:
     def forget(self) -> None:
         self._runner = None
 
-    def profiles_ops(self, fmt: Format) -> bool:
-        # ORT's per-node profiler and ExecuTorch's ETDump. The runner also returns LiteRT 2.3's operators (its C API
-        # profiler) for a .tflite; the host does not ask for them yet (README, "LiteRT's operators inside whole models")
-        return fmt in (Format.ONNX, Format.PTE)
+    def profiles_ops(self, fmt: Format) -> bool | None:
+        # ORT's per-node profiler and ExecuTorch's ETDump; LiteRT's operators where the device's LiteRT has the C API
+        # profiler the runner reads (its facts' ``op_profiles``, see runner.op_profile_formats)
+        return None if fmt is Format.TFLITE else fmt in (Format.ONNX, Format.PTE)
 
     def argv(self, transport: Transport, model: str | Sequence[str], request: TrialRequest) -> list[str]:
         pin = ["--affinity", _cpus(self.affinity)] if self.affinity else []

@@ -147,8 +147,9 @@ class Backend(Protocol):
         """Facts only this backend can tell (runtime versions, the binary's sha256)."""
         ...
 
-    def profiles_ops(self, fmt: Format) -> bool:
-        """Whether a trial with ``profile=True`` returns per-op rows for models of this format."""
+    def profiles_ops(self, fmt: Format) -> bool | None:
+        """Whether a trial with ``profile=True`` returns per-op rows for models of this format; None where the
+        device's facts tell (their ``op_profiles``: the runtime installed there decides)."""
         ...
 
     def forget(self) -> None:
@@ -193,8 +194,15 @@ class Device:
         return fmt is not None and fmt in self.backend.kind.formats
 
     def profiles_ops(self, fmt: Format) -> bool:
-        """Whether this device's tool reports per-op times for ``fmt`` models itself."""
-        return self.can_run(fmt) and self.backend.profiles_ops(fmt)
+        """Whether this device's tool reports per-op times for ``fmt`` models itself (where the backend leaves it to
+        the device's runtimes, their facts tell: read once)."""
+        if not self.can_run(fmt):
+            return False
+        said = self.backend.profiles_ops(fmt)
+        if said is None:
+            facts = self._facts if self._facts is not None else self.facts()
+            said = fmt.value in facts.get("op_profiles", [])
+        return said
 
     def facts(self) -> DeviceFacts:
         """The transport's facts, overridden by the backend's where the backend tells (runtime versions, CPUs...).

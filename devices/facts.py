@@ -85,6 +85,7 @@ class DeviceFacts(TypedDict, total=False):
     python: str
     hostname: str
     runtimes: dict[str, str | None]  # importable module -> version (None: not importable)
+    op_profiles: list[str]  # the formats whose per-op profile the runner returns there (op_profile_formats)
     state: dict[str, Any]  # the runner's device_state() as it read the facts
     clusters: dict[str, PolicyState]  # a shell's or phone's cpufreq policies
     temperatures_c: dict[str, float]

@@ -503,8 +503,34 @@ def device_facts() -> dict[str, Any]:
         name: _module_version(name) for name in ("onnxruntime", "ai_edge_litert", "tflite_runtime", "numpy")
     }
     facts["runtimes"]["executorch"] = _installed_version("executorch")
+    facts["op_profiles"] = op_profile_formats(facts["runtimes"])
     facts["state"] = device_state()
     return facts
+
+
+def op_profile_formats(runtimes: dict[str, str | None]) -> list[str]:
+    """The model formats whose per-op profile a trial here returns: ONNX (ORT's profiler), PTE (ETDump), TFLite
+    where this LiteRT's C API profiler is one flopgap can read (:func:`litert_profiler_missing`)."""
+    out = [fmt for fmt, name in (("onnx", "onnxruntime"), ("pte", "executorch")) if runtimes.get(name)]
+    version = runtimes.get("ai_edge_litert")
+    if version is not None and litert_profiler_missing(_litert_dir(), version) is None:
+        out.append("tflite")
+    return out
+
+
+def _litert_dir() -> str:
+    spec = importlib.util.find_spec("ai_edge_litert")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return locations[0] if locations else ""
+
+
+def litert_profiler_missing(package_dir: str, version: str) -> str | None:
+    """Why ai-edge-litert ``version`` (its package at ``package_dir``) gives no per-op profile; None where it does."""
+    if not version.startswith(LITERT_PROFILER_RELEASES):
+        return "is not (its C API's layout is read off per release)"
+    if not os.path.exists(os.path.join(package_dir, "libLiteRt.so")):
+        return "ships without (no libLiteRt.so beside its Python package)"
+    return None
 
 
 PROC_SELF_STATUS = "/proc/self/status"
@@ -898,13 +924,9 @@ class TfliteBackend(Backend):
     def _profiler_missing(self) -> str | None:
         if self.runtime != "ai_edge_litert":
             return "is not"
-        if not self.runtime_version.startswith(LITERT_PROFILER_RELEASES):
-            return "is not (its C API's layout is read off per release)"
         if not self.xnnpack:
             return "runs only with XNNPACK, which this trial turned off"
-        if not os.path.exists(os.path.join(self._module_dir(), "libLiteRt.so")):
-            return "ships without (no libLiteRt.so beside its Python package)"
-        return None
+        return litert_profiler_missing(self._module_dir(), self.runtime_version)
 
 
 def _litert_check(status: int, what: str) -> None:

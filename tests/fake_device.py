@@ -172,3 +172,26 @@ def stub_exporter(folder: Path) -> Callable[[ModelSpec, Format, Precision], Arti
                         path.stat().st_size)  # fmt: skip
 
     return export
+
+
+class LiteRtWithoutProfiler:
+    """The real runner behind a stand-in backend boundary whose facts say its LiteRT has no per-op profiler (as an
+    ai-edge-litert other than 2.3, or tflite_runtime on an older board, would); everything else is the real one."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def facts(self, transport: Transport) -> Any:
+        facts = self.inner.facts(transport)
+        return {**facts, "op_profiles": [f for f in facts.get("op_profiles", []) if f != "tflite"]}
+
+
+def local_without_litert_profiler() -> Device:
+    """This machine's device (the real runner), told its LiteRT cannot profile ops."""
+    from devices.local import local_device
+
+    real = local_device()
+    return Device(real.name, real.transport, LiteRtWithoutProfiler(real.backend))

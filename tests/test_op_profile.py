@@ -32,6 +32,7 @@ from harness.measure.stats import target_ms
 from harness.measure.sweep import run_sweep
 from harness.store import Store
 from harness.zoo.registry import ModelSpec, resolve
+from tests.fake_device import local_without_litert_profiler
 
 BLOCK = resolve("inverted_residual")  # 24 -> 144 -> 24 channels at 56x56, residual add in the parent's forward
 PROTO = Protocol(trials=1, warmup_runs=3, warmup_seconds=0, runs=20, min_seconds=0)  # type: ignore[call-arg]
@@ -69,9 +70,11 @@ def _exported_paths(art: Artifact) -> set[str]:
     return {node_module_path(n) for n in onnx.load(str(art.path)).graph.node}
 
 
-def test_sweep_with_profile_stores_ort_nodes_and_tflite_blocks_once(tmp_path: Path, cache_dir: Path) -> None:
+def test_sweep_with_profile_stores_ort_nodes_and_litert_operators_once(tmp_path: Path, cache_dir: Path) -> None:
     spec = parse_spec(SPEC)
-    devices: dict[str, Device] = {"local": local_device()}
+    device = local_device()
+    assert "tflite" in device.facts()["op_profiles"]  # ai-edge-litert 2.3 here: its C API profiler is read
+    devices: dict[str, Device] = {"local": device}
 
     def exporter(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
         return export(model, fmt, precision, cache_dir=cache_dir)
@@ -82,7 +85,7 @@ def test_sweep_with_profile_stores_ort_nodes_and_tflite_blocks_once(tmp_path: Pa
         points = store.points_frame().set_index("format")
         ops = store.op_profiles_frame()
         onnx_ops = ops[ops["point_id"] == points.loc["onnx", "point_id"]]
-        blocks = ops[ops["point_id"] == points.loc["tflite", "point_id"]]
+        lite_ops = ops[ops["point_id"] == points.loc["tflite", "point_id"]]
 
         # ONNX: every exported conv has a row of its own, named and placed as in the exported graph.
         art = _export(cache_dir, BLOCK, Format.ONNX)
@@ -92,17 +95,35 @@ def test_sweep_with_profile_stores_ort_nodes_and_tflite_blocks_once(tmp_path: Pa
         assert set(onnx_ops["module_path"]) <= _exported_paths(art)
         assert (onnx_ops["time_us"] > 0).all()
 
-        # TFLite: one row per block, and each block holds ONNX rows of the same module.
-        assert list(blocks["module_path"]) == ["expand", "dw", "project"]
-        assert list(blocks["node_name"]) == ["expand/ConvBNAct", "dw/ConvBNAct", "project/ConvBNAct"]
-        assert set(blocks["category"]) == {BLOCK_CATEGORY}
-        for path in blocks["module_path"]:
-            assert any(p == path or p.startswith(path + ".") for p in onnx_ops["module_path"])
+        # TFLite: XNNPACK's operators timed inside the block, each named for the graph's op it runs (the 1x1 convs
+        # ran as fully connected GEMMs, the 3x3 depthwise as DWConv), their modules those of the ONNX rows.
+        convs_run = lite_ops[lite_ops["op_type"].isin(["CONV_2D", "DEPTHWISE_CONV_2D"])]
+        assert list(convs_run["node_name"]) == [
+            "expand.conv/CONV_2D", "dw.conv/DEPTHWISE_CONV_2D", "project.conv/CONV_2D"]  # fmt: skip
+        assert (convs_run["time_us"] > 0).all() and lite_ops["category"].isna().all()
+        assert set(convs_run["module_path"]) <= set(onnx_ops["module_path"])
 
         # A rerun finds both points done and profiled: nothing is measured or profiled twice.
         again = run_sweep(spec, SPEC, store, devices, exporter)
         assert again.measured_trials == 0 and again.skipped_points == 2
         assert len(store.op_profiles_frame()) == len(ops)
+
+
+def test_a_litert_without_the_profiler_is_profiled_block_by_block(tmp_path: Path, cache_dir: Path) -> None:
+    spec = parse_spec(SPEC.replace('runtimes = ["onnxruntime", "litert"]', 'runtimes = ["litert"]'))
+    device = local_without_litert_profiler()
+    assert device.profiles_ops(Format.ONNX) and not device.profiles_ops(Format.TFLITE)
+
+    def exporter(model: ModelSpec, fmt: Format, precision: Precision) -> Artifact:
+        return export(model, fmt, precision, cache_dir=cache_dir)
+
+    with Store(tmp_path / "r.db") as store:
+        assert run_sweep(spec, SPEC, store, {"local": device}, exporter).failed_points == 0
+        blocks = store.op_profiles_frame()
+    # One row per block, named for the module it times.
+    assert list(blocks["module_path"]) == ["expand", "dw", "project"]
+    assert list(blocks["node_name"]) == ["expand/ConvBNAct", "dw/ConvBNAct", "project/ConvBNAct"]
+    assert set(blocks["category"]) == {BLOCK_CATEGORY}
 
 
 class _SpellOnFirstProfile:

@@ -24,7 +24,6 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner, Result
 
 from devices.core.digest import file_digest
-from devices.core.errors import ExitCode
 from devices.runner import random_input
 from devices.vocabulary import Format, Precision
 from exporters import tflite_export
@@ -461,9 +460,9 @@ profile = true
 
 def test_sweep_mixes_file_factory_and_zoo_models_and_resumes(swept: tuple[Path, Result], files: Path) -> None:
     db, res = swept
-    # Every point is measured; the TFLite file's profile is refused (below), and a failed profile exits 3.
-    assert res.exit_code == ExitCode.SOME_FAILED, res.output
-    assert "0 failed, 1 profiles failed" in res.output.replace("\n", " ")
+    # Every point is measured and profiled (the TFLite file too: LiteRT's operators, timed inside it).
+    assert res.exit_code == 0, res.output
+    assert "0 failed" in res.output.replace("\n", " ") and "profiles failed" not in res.output
     with _store(db) as conn:
         rows = conn.execute(
             "SELECT a.label, a.family, a.format, a.precision, p.runtime, p.status FROM points p "
@@ -483,11 +482,17 @@ def test_sweep_mixes_file_factory_and_zoo_models_and_resumes(swept: tuple[Path, 
             (factory, "torch", "onnx", "fp32", "onnxruntime", "done"),
         ]
     )
-    # The TFLite file has no torch module to cut into blocks: its profile is refused, its timing kept.
-    assert "profiling failed (timing kept)" in res.output and "no per-op profiler" in res.output.replace("\n", " ")
+    # The int8 TFLite file has no torch module to cut into blocks; XNNPACK's quantized operators are timed instead.
+    with _store(db) as conn:
+        quant_ops = conn.execute(
+            "SELECT o.op_type, o.time_us FROM op_profiles o JOIN points p ON p.id = o.point_id "
+            "JOIN artifacts a ON a.sha256 = p.artifact_sha WHERE a.label = ?",
+            (quant,),
+        ).fetchall()
+    assert "CONV_2D" in {op for op, _ in quant_ops} and sum(t for _, t in quant_ops) > 0, quant_ops
     again = _invoke("sweep", str(db.parent / "mixed.toml"), "--db", str(db))
-    assert again.exit_code == ExitCode.SOME_FAILED  # the profile is still refused: still not all done
-    assert "0 trials measured, 6 points already done (skipped), 0 failed, 1 profiles failed" in again.output
+    assert again.exit_code == 0, again.output
+    assert "0 trials measured, 6 points already done (skipped), 0 failed" in again.output
 
 
 def test_proxies_show_accounts_a_foreign_graph_and_lists_ops_without_handler(files: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +52,7 @@ from harness.predict.regressor import Loss, fit_type_model
 from harness.predict.space import KernelConfig, kernel_types, neighbours, sample, valid
 from harness.store import OpTime, Store
 from harness.zoo.registry import resolve
+from tests.fake_device import local_without_litert_profiler
 
 K = KernelType
 
@@ -425,14 +428,16 @@ def test_training_nets_are_never_the_nets_eval_random_draws() -> None:
 
 
 def test_a_build_measures_more_training_nets_where_the_device_profiles_their_ops() -> None:
-    """Where a net's ops are profiled (ONNX Runtime on flopgap's runner) its kernels are training rows timed inside a
-    whole net, and a build takes 48 by default; where they are not (LiteRT on flopgap's runner) a net only
-    calibrates, and a build takes 16. A number given wins, 0 included; a plan not yet set for a device says so."""
+    """Where a net's ops are profiled (ONNX Runtime on flopgap's runner, LiteRT 2.3 there) its kernels are training
+    rows timed inside a whole net, and a build takes 48 by default; where they are not (a LiteRT the runner cannot
+    profile) a net only calibrates, and a build takes 16. A number given wins, 0 included; a plan not yet set for a
+    device says so."""
     device = local_device()
-    assert device.profiles_ops(Format.ONNX) and not device.profiles_ops(Format.TFLITE)
+    assert device.profiles_ops(Format.ONNX) and device.profiles_ops(Format.TFLITE)
     ort, lite = PredictContext("local", Runtime.ONNXRUNTIME), PredictContext("local", Runtime.LITERT)
     assert BuildPlan(ort).on(device).train_nets == TRAIN_NETS == 48
-    assert BuildPlan(lite).on(device).train_nets == TRAIN_NETS_UNPROFILED == 16
+    assert BuildPlan(lite).on(device).train_nets == TRAIN_NETS == 48
+    assert BuildPlan(lite).on(local_without_litert_profiler()).train_nets == TRAIN_NETS_UNPROFILED == 16
     assert BuildPlan(ort, train_nets=0).on(device).train_nets == 0
     assert BuildPlan(lite, train_nets=5).on(device).train_nets == 5
     assert len(BuildPlan(ort, models=()).on(device).measured_models()) == 48
@@ -521,6 +526,15 @@ def test_a_contended_trial_moves_neither_a_probe_nor_a_model_the_predictor_learn
     assert macs_linear(models["summary_only"]) == pytest.approx(5.0, rel=1e-6)
 
 
+@contextlib.contextmanager
+def _profiles_store(path: Path, ctx: PredictContext) -> Iterator[tuple[Store, int, str]]:
+    """A store with one run and the context's device: where a test writes models, their kernels and profiles."""
+    with Store(path) as store:
+        run = store.start_run("profiles", "")
+        store.upsert_device(ctx.device, ctx.device, {})
+        yield store, run, kernel_key(ctx.runtime, ctx.device)
+
+
 def test_an_onnxruntime_profile_that_strays_from_its_models_timed_latency_teaches_no_kernel_rows(
     tmp_path: Path,
 ) -> None:
@@ -529,10 +543,7 @@ def test_an_onnxruntime_profile_that_strays_from_its_models_timed_latency_teache
     still calibrates: its latency is sound). One within x1.28 is learnt from as profiled. A single-kernel probe is
     not held to it: its fixed per-run cost is a large share of it by design."""
     ctx = PredictContext("local", Runtime.ONNXRUNTIME)
-    key = kernel_key(Runtime.ONNXRUNTIME, ctx.device)
-    with Store(tmp_path / "r.db") as store:
-        run = store.start_run("profiles", "")
-        store.upsert_device("local", "local", {})
+    with _profiles_store(tmp_path / "r.db", ctx) as (store, run, key):
         points = {}
         # (label, node times in the profile in µs, trials' µs): p10 = 1000 µs for both models
         for j, (label, nodes) in enumerate([("agrees", (700.0, 500.0)), ("strays", (1100.0, 700.0)),
@@ -561,6 +572,42 @@ def test_an_onnxruntime_profile_that_strays_from_its_models_timed_latency_teache
     assert sorted(m.label for m in dataset.models) == ["agrees", "strays"]  # both still calibrate
     assert profile_agrees(1279.0, 1000.0) and not profile_agrees(1290.0, 1000.0)
     assert profile_agrees(782.0, 1000.0) and not profile_agrees(775.0, 1000.0)
+
+
+def test_a_litert_profile_that_strays_from_its_models_timed_latency_teaches_no_kernel_rows_and_none_learns_reuse(
+    tmp_path: Path,
+) -> None:
+    """LiteRT's operators timed inside a model (benchmark_model's profile, or the C API profiler flopgap's runner
+    reads) are held to the model's timed p10 as ORT's nodes are, the delegate's own row (their sum) left out of the
+    sum; only convolutions and fully connected layers become rows (a memory-bound operator in place is left to its
+    probes), and they keep reuse 0, as LiteRT's probes do, so no cold-weight term is learnt from in-context rows
+    alone (dataset module doc)."""
+    ctx = PredictContext("local", Runtime.LITERT)
+    with _profiles_store(tmp_path / "r.db", ctx) as (store, run, key):
+        points = {}
+        for j, (label, ops) in enumerate([("agrees", (700.0, 500.0)), ("strays", (1100.0, 700.0))]):
+            art = Artifact(tmp_path / f"{label}.tflite", Format.TFLITE, Precision.FP32, f"{j}".ljust(64, "0"), label,
+                           (), (1, 8, 8, 3), "NHWC", {}, None, None, 1)  # fmt: skip
+            store.upsert_artifact(art, macs=1_000_000, params_count=None, family=f"fam{j}", label=label)
+            # a grouped conv, then an add: each timed inside the model
+            kernels = [replace(_grouped(16 * (i + 1), 4, 3, 8), name=f"{label}_n{i}", op_type="CONV_2D")
+                       for i in range(len(ops))]  # fmt: skip
+            kernels.append(replace(_add(8, 8), name=f"{label}_add", op_type="ADD"))
+            store.put_kernels(art.sha256, key, [k.to_json() for k in kernels])
+            pid = _timed_point(store, run, art.sha256, [1500.0, 1000.0, 1500.0])  # p10 1000 µs
+            rows = [OpTime("[out]:3", "TfLiteXNNPackDelegate", sum(ops) + 10.0)]
+            rows += [OpTime(f"Delegate/Convolution (NHWC, F32) IGEMM:{i}", "Convolution (NHWC, F32) IGEMM", us)
+                     for i, us in enumerate(ops)]  # fmt: skip
+            rows.append(OpTime("Delegate/Add (ND, F32):2", "Add (ND, F32)", 10.0))
+            store.add_op_profile(pid, rows)
+            points[label] = pid
+        dataset = load_dataset(store, ctx)
+    by_point = {pid: sorted(r.time_us for r in dataset.rows if r.point_id == pid) for pid in points.values()}
+    # its operators sum to 1.21x its p10 (the delegate row aside); the add's 10 µs is no row
+    assert by_point[points["agrees"]] == [500.0, 700.0]
+    assert by_point[points["strays"]] == []  # 1.81x
+    assert {r.kernel.reuse_us for r in dataset.rows} == {0.0}
+    assert sorted(m.label for m in dataset.models) == ["agrees", "strays"]  # both still calibrate
 
 
 class _StopAfter(BuildReporter):

@@ -55,7 +55,7 @@ class Headline:
         parts = []
         if self.per_block:
             parts.append(
-                "per-block profile only (the TFLite runtime has no per-op profiler), so shuffle, layout and "
+                "per-block profile only (the device's LiteRT gave no per-op profile), so shuffle, layout and "
                 "depthwise time cannot be told apart from the rest of each block; see the block breakdown"
             )
         else:

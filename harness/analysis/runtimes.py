@@ -4,11 +4,11 @@ Per device, threads and precision, and per model measured on at least two runtim
 where its profile is per op (ONNX Runtime's nodes, ExecuTorch's ETDump), the share of the summed profiled time in
 five groups of :class:`~harness.proxies.categories.Category` (:data:`GROUPS`) and the rest. ``layout_ms`` is the
 layout share times the median: what that runtime's own layout handling costs (XNNPACK's NHWC transposes in
-ExecuTorch, ORT's NCHWc reorders). LiteRT's Python API has no per-op profiler (profiles are per block), so its
-shares are empty; its layout handling shows as ``layout_ops``, the transposes the TFLite converter put in the graph
-(from the graph account), which have no time of their own here. ``by_op_name_share`` is the share of an ExecuTorch
-point's profiled time in rows XNNPACK reported without a graph node, categorised by the op's name alone
-(:mod:`harness.measure.etdump_profile`).
+ExecuTorch, ORT's NCHWc reorders). LiteRT's shares come from its operators where the device's LiteRT profiles
+them (ai-edge-litert 2.3's C API, read by flopgap's runner; ``benchmark_model``), and are empty where its profiles
+are per block; ``layout_ops`` counts the transposes the TFLite converter put in the graph (from the graph
+account). ``by_op_name_share`` is the share of an ExecuTorch point's profiled time in rows XNNPACK reported
+without a graph node, categorised by the op's name alone (:mod:`harness.measure.etdump_profile`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`flopgap profile`: measure one model point and store where its time goes (per ONNX node, per TFLite block).
+"""`flopgap profile`: measure one model point and store where its time goes (per ONNX node, per LiteRT operator or
+TFLite block, per ExecuTorch event).
 
 It is `flopgap run` with the sweep protocol's ``profile = true``: the point is timed in trials as usual, then
 profiled once (see :mod:`harness.measure.profile`), and both land in the results database. A point that already has
@@ -186,7 +187,12 @@ def profile(
     runs: RunsOpt = 50,
     min_seconds: MinSecondsOpt = 1.0,
     depth: Annotated[
-        int, typer.Option(min=1, help="TFLite: module-tree depth of the blocks (Sequentials expand).")
+        int,
+        typer.Option(
+            min=1,
+            help="TFLite timed block by block (a LiteRT without per-op profiler): module-tree "
+            "depth of the blocks (Sequentials expand).",
+        ),
     ] = 1,
     top: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 25,
     device: DeviceOpt = "local",
@@ -195,11 +201,12 @@ def profile(
     devices_file: DevicesFileOpt = None,
     lab: LabOpt = None,
 ) -> None:
-    """Time one model, then store where its time goes: per ONNX node (ORT profiler) or per TFLite block.
+    """Time one model, then store where its time goes: per ONNX node (ORT profiler), per LiteRT operator (LiteRT 2.3's
+    C API profiler; per TFLite block where the device's LiteRT has none) or per ExecuTorch event (ETDump).
 
     The runtime defaults to onnxruntime (a model file: its own format's runtime).
 
-    Example: flopgap profile shufflenet_v2 --param scale=0.5 --runtime litert --depth 2
+    Example: flopgap profile shufflenet_v2 --param scale=0.5 --runtime litert
     """
     console = make_console()
     model = cli_model(name, param, input_shape)

@@ -1,5 +1,6 @@
-"""TFLite per-block profiles: the LiteRT Python API has no per-op profiler, so a model's blocks are exported as
-sub-models and each is timed on its own (see :mod:`harness.measure.profile` for how the rows are read).
+"""TFLite per-block profiles, where the device's LiteRT gives no per-op times (the Python API has no per-op profiler,
+and flopgap's runner reads only ai-edge-litert 2.3's C API one): a model's blocks are exported as sub-models and each
+is timed on its own (see :mod:`harness.measure.profile` for how the rows are read).
 
 :func:`block_cut` takes the modules of a chosen depth of the module tree, expanding only ``nn.Sequential``
 containers of blocks so the blocks compose to the model; their inputs are captured by forward pre-hooks; each

@@ -1,6 +1,6 @@
 """Per-op measured time, mapped to torch module paths so FLOPs and time can be set side by side.
 
-Two ways, one per format:
+Three ways:
 
 - **ONNX** (``kind = "ort-nodes"``): flopgap's runner with ``--profile`` gives ORT's kernel time per node. The
   session is profiled at the graph-optimization level that sweeps time (``all``), so the profile describes the
@@ -13,13 +13,20 @@ Two ways, one per format:
   counterpart, keeps ORT's name and takes the module path of the op it serves (``ReorderOutput``: the one
   before it in execution order, ``ReorderInput``: the one after). Profiling at ``disable`` or ``basic`` would
   keep every exported name but time a graph 2-3x slower than the one the sweep measured, so it is not used.
-- **TFLite** (``kind = "tflite-blocks"``): the LiteRT Python API has no per-op profiler, so the model's blocks
+- **TFLite, per op** (``kind = "litert-ops"``, :func:`profile_litert`): where the device's LiteRT is one whose C API
+  profiler flopgap's runner reads (ai-edge-litert 2.3: the device's facts list ``tflite`` in ``op_profiles``), each
+  XNNPACK operator timed inside the whole model, joined to the graph op it runs and named like the graph account's
+  rows (``<module path>/<OP_TYPE>``); ``benchmark_model``'s op profile on a phone (``kind = "tflite-ops"``,
+  :func:`profile_binary`) likewise.
+- **TFLite, per block** (``kind = "tflite-blocks"``), where the device's LiteRT gives no per-op times (the Python
+  API has no per-op profiler; another ai-edge-litert release, ``tflite_runtime``): the model's blocks
   are exported as sub-models (:func:`block_cut`: modules of a chosen depth of the module tree, expanding only
   ``nn.Sequential`` containers of blocks so the blocks compose to the model; inputs captured by forward pre-hooks; NHWC
   I/O like the whole model) and each is timed on its own. One row per block, ``category = "block"``.
 
 Error, reported as ``ratio = sum of rows / whole-model median`` measured in the same pass: ORT per-node times
-add the profiler's own per-node overhead and lose the session's fixed per-run cost; block times add the
+add the profiler's own per-node overhead and lose the session's fixed per-run cost (LiteRT's operators lose it
+too, and read whole microseconds); block times add the
 boundary layout transposes of every sub-model, per-invoke overhead per block and lose cross-block fusion, and
 miss ops of the parents' own ``forward`` (a channel split, a flatten). The ratio is returned with each profile
 (:attr:`OpProfile.ratio`) and can be recomputed from the store as ``sum(time_us) / 1000 / points.median_ms``.
@@ -30,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,7 @@ from harness.store import OpTime, Store
 
 ORT_KIND = "ort-nodes"
 TFLITE_KIND = "tflite-blocks"
+LITERT_KIND = "litert-ops"  # XNNPACK's operators inside the model, read by flopgap's runner
 BLOCK_CATEGORY = "block"
 NCHWC_SUFFIX = "_nchwc"
 # ORT layout nodes with no exported counterpart, and which neighbour (in execution order) they serve.
@@ -68,9 +76,10 @@ class ProfileError(FlopgapError):
 
 @dataclass(frozen=True)
 class OpProfile:
-    """Per-op (ONNX) or per-block (TFLite) times of one artifact, with the whole-model median of the same pass."""
+    """Per-op (or, for a TFLite model the device cannot profile, per-block) times of one artifact, with the
+    whole-model median of the same pass."""
 
-    kind: str  # ORT_KIND or TFLITE_KIND
+    kind: str  # ORT_KIND, LITERT_KIND, BINARY_KIND, TFLITE_KIND (blocks) or ExecuTorch's
     ops: tuple[OpTime, ...]
     whole_us: float
     notes: dict[str, Any] = field(default_factory=dict)
@@ -276,9 +285,9 @@ def profile_artifact(
     depth: int = 1,
     cache_dir: Path | None = None,
 ) -> OpProfile:
-    """Per-op rows where the device's tool reports them (ORT nodes and ExecuTorch's ETDump from flopgap's runner,
-    TFLite ops from ``benchmark_model``); otherwise, for TFLite, per-block rows from timing the model's blocks one
-    by one."""
+    """Per-op rows where the device's tool reports them (ORT nodes, ExecuTorch's ETDump and LiteRT 2.3's operators
+    from flopgap's runner, TFLite ops from ``benchmark_model``); otherwise, for TFLite, per-block rows from timing
+    the model's blocks one by one."""
     fmt = artifact.format
     if dev.profiles_ops(fmt):
         if fmt is Format.PTE:
@@ -288,14 +297,17 @@ def profile_artifact(
             return profile_pte(dev, artifact, etrecord_path(artifact.path), threads, protocol, options)
         if fmt is Format.ONNX:
             return profile_onnx(dev, artifact, threads, protocol, options)
+        if not dev.runner.is_binary:
+            return profile_litert(dev, artifact, threads, protocol, options)
         return profile_binary(dev, artifact, threads, protocol, options)
     if fmt is Format.TFLITE and dev.can_run(fmt):
         from harness.measure.block_profile import profile_tflite_blocks
 
         if isinstance(spec, FileSource):
             raise ProfileError(
-                f"{spec.label}: LiteRT's Python API has no per-op profiler and a TFLite file has no torch module to "
-                "cut into timed blocks; profile it on a device running benchmark_model, or profile its ONNX form"
+                f"{spec.label}: the LiteRT on '{dev.name}' gives no per-op profile (flopgap's runner reads "
+                "ai-edge-litert 2.3's) and a TFLite file has no torch module to cut into timed blocks; install "
+                "ai-edge-litert 2.3 there, profile it on a device running benchmark_model, or profile its ONNX form"
             )
 
         return profile_tflite_blocks(dev, spec, artifact, threads, protocol, options, depth, cache_dir)
@@ -338,6 +350,40 @@ def profile_binary(
         )
     notes = {"source": f"{dev.runner} --enable_op_profiling (CSV)", "device": dev.name}
     return OpProfile(BINARY_KIND, tuple(ops), median_us(result), notes)
+
+
+def profile_litert(
+    dev: Device, artifact: Artifact, threads: int, protocol: Protocol, options: PointOptions | None = None
+) -> OpProfile:
+    """XNNPACK's operators timed inside the whole model by flopgap's runner (LiteRT's C API profiler, in a second
+    instance of the model after the trial), each joined to the graph's op it runs
+    (:func:`~harness.predict.tflite_profile.pair_rows`) and named like the graph account's rows (``<module
+    path>/<OP_TYPE>``, the copies of a concatenation summed); an operator no op nearby runs keeps its own name."""
+    from harness.predict.tflite_kernels import tflite_kernels
+    from harness.predict.tflite_profile import ProfiledOp, pair_rows
+
+    runs = max(MIN_PROFILE_RUNS, protocol.runs)
+    result = time_model(dev, artifact.path, threads, protocol, options, profile=True, profile_runs=runs)
+    if not result.ops:
+        note = result.ops_note or "the runner returned no per-op rows"
+        raise ProfileError(f"{artifact.path.name} on '{dev.name}': no profile ({note})")
+    kernels = tflite_kernels(artifact.path)
+    pairs = pair_rows([ProfiledOp(r.op_type, r.time_us) for r in result.ops], kernels)
+    ops: list[OpTime] = []
+    at: dict[int, int] = {}  # kernel index -> its row in ops
+    for row, k in zip(result.ops, pairs, strict=True):
+        if k is None:
+            ops.append(OpTime(row.name, row.op_type, row.time_us, row.calls))
+        elif k in at:
+            ops[at[k]] = replace(ops[at[k]], time_us=ops[at[k]].time_us + row.time_us)
+        else:
+            at[k] = len(ops)
+            k_ = kernels[k]
+            ops.append(OpTime(k_.name, k_.op_type, row.time_us, row.calls, module_path=k_.module_path or None))
+    notes = {"source": "LiteRT's C API profiler (flopgap's runner)", "profile_runs": runs,
+             "runtime_version": result.runtime_version, "operators": len(result.ops), "ops_timed": len(at),
+             "ops_in_graph": len(kernels)}  # fmt: skip
+    return OpProfile(LITERT_KIND, tuple(ops), median_us(result), notes)
 
 
 def store_profile(store: Store, point_id: int, profile: OpProfile, trial_id: int | None = None) -> int:

@@ -400,7 +400,8 @@ def _cooldowns(
 def _profile_pass(
     spec: SweepSpec, store: Store, states: list[PointState], devices: dict[str, Device], rep: Reporter
 ) -> int:
-    """Per-op (ONNX) or per-block (TFLite) times for every done point that has none yet; after all trials, so
+    """Per-op times (per-block for a TFLite model whose device cannot profile its ops) for every done point that
+    has none yet; after all trials, so
     profiling never sits between timed trials (an ORT profile far from the point's timed latency is taken again,
     see :func:`_profile_point`). A failure is reported and leaves the point's timing untouched; returns how many
     failed."""
@@ -427,11 +428,18 @@ def _profile_pass(
 
 
 def _profile_point(st: PointState, device: Device, proto: SweepProtocol, timed_us: float) -> OpProfile:
-    """The point's profile. An ORT profile whose nodes sum far from ``timed_us`` (the point's
-    :func:`~harness.measure.stats.target_ms`) ran in another spell than the trials, and is taken again: the closest
-    of at most 1 + ``PROFILE_RETRIES`` is kept (:func:`~harness.measure.profile.profile_agrees`); its notes say how
-    many were taken."""
-    from harness.measure.profile import ORT_KIND, PROFILE_RETRIES, profile_agrees, profile_artifact, profile_stray
+    """The point's profile. An ORT or LiteRT profile (flopgap's runner) whose rows sum far from ``timed_us`` (the
+    point's :func:`~harness.measure.stats.target_ms`) ran in another spell than the trials, and is taken again: the
+    closest of at most 1 + ``PROFILE_RETRIES`` is kept (:func:`~harness.measure.profile.profile_agrees`); its notes
+    say how many were taken."""
+    from harness.measure.profile import (
+        LITERT_KIND,
+        ORT_KIND,
+        PROFILE_RETRIES,
+        profile_agrees,
+        profile_artifact,
+        profile_stray,
+    )
 
     p = st.point
 
@@ -439,7 +447,7 @@ def _profile_point(st: PointState, device: Device, proto: SweepProtocol, timed_u
         return profile_artifact(device, p.model, st.artifact, p.threads, proto, p.options, depth=proto.profile_depth)
 
     profile = take()
-    if profile.kind != ORT_KIND or not timed_us > 0:  # nothing to hold it to (no timed latency)
+    if profile.kind not in (ORT_KIND, LITERT_KIND) or not timed_us > 0:  # nothing to hold it to (no timed latency)
         return profile
     taken = 1
     while not profile_agrees(profile.sum_us, timed_us) and taken <= PROFILE_RETRIES:

@@ -106,9 +106,10 @@ EVAL_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
 # 30% of them 84%: the probes were saturated, the nets were not. Builds with 48 scored 97% and 93% (seeds 0 and 1;
 # 80% and 87% refitted with their first 16 nets).
 TRAIN_NETS = 48
-# Where the device gives no per-op profile (LiteRT on flopgap's runner) the nets only calibrate the kernel sum (three
-# coefficients), and every second they take is a second of probes lost: a LiteRT build with 48 scored 83% within
-# ±10% on its random nets refitted with its first 16, 32 or 48 (README, "A second machine, LiteRT with 48 nets").
+# Where the device gives no per-op profile (a LiteRT whose profiler flopgap's runner cannot read: not ai-edge-litert
+# 2.3) the nets only calibrate the kernel sum (three coefficients), and every second they take is a second of probes
+# lost: a LiteRT build with 48 whose nets were not profiled scored 83% within ±10% on its random nets refitted with
+# its first 16, 32 or 48 (README, "A second machine, LiteRT with 48 nets").
 TRAIN_NETS_UNPROFILED = 16
 
 
@@ -306,8 +307,8 @@ def _context_point_ids(store: Store, ctx: PredictContext, versions: PointVersion
 
 def _measure_models(plan: BuildPlan, store: Store, device: Device, exporter: Exporter, rep: BuildReporter) -> None:
     ctx = plan.context
-    # Per-op profiles where the device's own tool gives them (ORT's nodes; benchmark_model's ops inside whole models):
-    # their kernels are training rows. The host does not ask flopgap's runner for LiteRT's (its C API profiler's).
+    # Per-op profiles where the device's own tool gives them (ORT's nodes; LiteRT's operators inside whole models,
+    # from benchmark_model or LiteRT 2.3's C API profiler on flopgap's runner): their kernels are training rows.
     protocol = plan.model_protocol.model_copy(update={"profile": device.profiles_ops(ctx.runtime.artifact_format)})
     measured = plan.measured_models()
     spec = SweepSpec(

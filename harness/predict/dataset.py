@@ -2,18 +2,33 @@
 
 - **Kernel rows** (:class:`~harness.predict.predictor.TrainingRow`): ONNX Runtime: every profiled node of a kernel
   probe or a zoo model, joined to its kernel by the name the op profile stores (the exported node it runs, or
-  ORT's own name for layout nodes); LiteRT: each single-kernel probe's median, and every kernel of a zoo model
-  that ``benchmark_model``'s op profile times (:mod:`harness.predict.tflite_profile`; LiteRT's Python API has no
-  per-op profiler, so flopgap's runner gives none). A row's ``source`` is ``space`` for probes and the model's
-  family for a zoo model's nodes. A model's ORT profile that sums far from the model's timed latency (one the sweep
+  ORT's own name for layout nodes); LiteRT: each single-kernel probe's median, and every convolution and fully
+  connected layer of a zoo model or training net that its op profile times (``benchmark_model``'s, or LiteRT's C
+  API profiler read by flopgap's runner: :mod:`harness.predict.tflite_profile`; memory-bound operators in place are
+  left to their probes, below). A row's ``source`` is ``space`` for probes and the model's
+  family for a zoo model's nodes. A model's profile that sums far from the model's timed latency (one the sweep
   took again and still found astray: :func:`~harness.measure.profile.profile_agrees`) gives none.
 - **Model points** (:class:`ModelPoint`): zoo models measured in the context, with their kernels, MACs and
   roofline sum (when the device is calibrated), which the calibration is fitted on and the evaluation predicts;
   and a build's training nets (family :data:`TRAINING_FAMILY`), which the calibration is fitted on too and whose
   profiled ops are kernel rows, but which no leave-one-family-out fold predicts.
 
-A model's kernel rows carry the model's timed run as their weights' reuse interval (:func:`in_run_of`): in a model
-run back to back its weights are used once per run, and a long run lets them leave the cache.
+A model's ONNX Runtime kernel rows carry the model's timed run as their weights' reuse interval (:func:`in_run_of`):
+in a model run back to back its weights are used once per run, and a long run lets them leave the cache. LiteRT's
+keep reuse 0, as its probes do, so LiteRT learns no cold-weight terms: the in-context rows would be the only LiteRT
+rows with a reuse interval, and the dense-conv regressor learnt its steps from the training nets' small convs and
+extrapolated them to ResNet-50's 9 MiB 3x3 weights (1.0 ms -> 44.6 ms a kernel). Refitted offline on a LiteRT 48-net
+build per seed with their in-context rows (README, "LiteRT's operators timed inside the nets"): 80-87% and 3-67%
+within ±10% on the random nets with reuse, 87% and 87% without.
+
+LiteRT's memory-bound operators (transposes, activations, element-wise ops, pools, copies) timed inside a model are
+not rows: XNNPACK fuses some into their producer (a hard-swish after a conv reads 0 µs) and times the others with
+whatever cache state the producer left, and the rows taught steep per-byte slopes that the trees' factor then
+multiplied: two 15-minute LiteRT builds with every in-context row priced a 2.6 M-element transpose at 28 ms (a
+19x factor on a base with a steep slope past the 8 MiB knee; the net measured 4.7 ms) and scored 83% and 70%
+within ±10% on their random nets (RMSE 16% and 118%); refitted with in-context rows of convolutions and fully
+connected layers alone, 87% and 63% (RMSE 9.4% and 10.5%), against 67% and 43% (8.6%, 12.9%) with no in-context
+rows (README, "LiteRT builds with their operators timed inside the nets").
 
 What a point contributes, as a probe's time or a model's latency, is :func:`target_ms`: its pooled 10th percentile,
 the latency the device gives when nothing else runs on it, not its median (see there).
@@ -31,9 +46,9 @@ from harness.measure.profile import profile_agrees
 from harness.measure.stats import target_ms
 from harness.measure.versions import PointVersions
 from harness.predict.device_graph import kernel_key
-from harness.predict.kernels import Kernel
+from harness.predict.kernels import COMPUTE_TYPES, Kernel
 from harness.predict.predictor import TrainingRow
-from harness.predict.tflite_profile import ProfiledOp, join_profile
+from harness.predict.tflite_profile import DELEGATE_NODES, ProfiledOp, join_profile
 from harness.store import Store
 from harness.store.status import PointStatus
 
@@ -196,7 +211,8 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
                 source = str(probes.loc[row.point_id, "source"])
                 rows.append(TrainingRow(ks[0], target_ms(row.median_ms, optional_float(row.p10_ms)) * 1e3, source,
                                         int(row.point_id)))  # fmt: skip
-        # benchmark_model's op profile of a whole model: its kernels timed where they run, among their neighbours.
+        # A whole model's op profile (benchmark_model's, or LiteRT's C API profiler read by flopgap's runner): its
+        # kernels timed where they run, among their neighbours (reuse 0: the module doc).
         profiled = store.op_profiles_frame(model_rows["point_id"].tolist())
         by_point = {int(pid): group for pid, group in profiled.groupby("point_id")}
         for row in model_rows.itertuples():
@@ -205,8 +221,11 @@ def load_dataset(store: Store, ctx: PredictContext, versions: PointVersions | No
                 continue
             ops = [ProfiledOp(str(t), float(us)) for t, us in zip(group["op_type"], group["time_us"], strict=True)]
             run_us = target_ms(row.median_ms, optional_float(row.p10_ms)) * 1e3
+            if not profile_agrees(sum(op.time_us for op in ops if op.op_type not in DELEGATE_NODES), run_us):
+                continue
             for k, t in join_profile(ops, kernels(str(row.artifact_sha))):
-                rows.append(TrainingRow(in_run_of(k, run_us), t, str(row.family), int(row.point_id)))
+                if k.type in COMPUTE_TYPES:  # memory-bound operators in place: see the module doc
+                    rows.append(TrainingRow(k, t, str(row.family), int(row.point_id)))
     roof = roofline_by_artifact(store, ctx)
     models = []
     for row in model_rows.itertuples():

@@ -76,23 +76,34 @@ def runs(op_type: str) -> frozenset[str]:
 def join_profile(rows: Sequence[ProfiledOp], kernels: Sequence[Kernel]) -> list[tuple[Kernel, float]]:
     """Each kernel the profile times, with its time in µs, in kernel order (see the module doc)."""
     times: dict[int, float] = {}
+    for row, found in zip(rows, pair_rows(rows, kernels), strict=True):
+        if found is not None:
+            times[found] = times.get(found, 0.0) + row.time_us
+    return [(kernels[i], t) for i, t in sorted(times.items()) if t > 0]
+
+
+def pair_rows(rows: Sequence[ProfiledOp], kernels: Sequence[Kernel]) -> list[int | None]:
+    """For each row, the index of the kernel it times (the copies of a concatenation or split: the same kernel);
+    None for a delegate's own row and for a row no kernel nearby can run."""
+    out: list[int | None] = []
     at = 0  # the first kernel not yet timed
     last, copies_left = -1, 0
     for row in rows:
         if row.op_type in DELEGATE_NODES:
-            continue  # with its operators listed it is their sum; without, no one kernel's time
+            out.append(None)  # with its operators listed it is their sum; without, no one kernel's time
+            continue
         ops = runs(row.op_type)
         if copies_left > 0 and _operator(row.op_type) in _COPIES and kernels[last].op_type in ops:
-            times[last] += row.time_us  # the next copy of the concatenation (or split) just timed
+            out.append(last)  # the next copy of the concatenation (or split) just timed
             copies_left -= 1
             continue
         found = next((i for i in range(at, min(at + LOOKAHEAD, len(kernels))) if kernels[i].op_type in ops), None)
+        out.append(found)
         if found is None:
             continue
-        times[found] = row.time_us
         last, at = found, found + 1
         copies_left = _copies(kernels[found]) - 1 if _operator(row.op_type) in _COPIES else 0
-    return [(kernels[i], t) for i, t in sorted(times.items()) if t > 0]
+    return out
 
 
 def _operator(op_type: str) -> str:

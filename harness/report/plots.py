@@ -165,8 +165,8 @@ def no_per_op_points(results: Results, context: Context) -> NoData | None:
     if not sel.empty and set(sel["point_id"]) <= analysis.block_profiled(results):
         return NoData(
             f"{context}: TFLite per-block profiles give no per-op points (each block is timed as a sub-model, "
-            "LiteRT's Python API has no per-op profiler); profile an ONNX artifact, or use benchmark_model's "
-            "op profiling on a phone"
+            "the device's LiteRT gave no per-op profile); profile with ai-edge-litert 2.3 on the device (its C API "
+            "profiler), an ONNX artifact, or benchmark_model's op profiling on a phone"
         )
     return None
 
