@@ -28,6 +28,7 @@ from devices.local import local_device
 from devices.vocabulary import Format, Precision, RunnerKind, Runtime
 from exporters.export import export
 from harness.cli.main import app
+from harness.measure import profile as profile_module
 from harness.measure.spec import Protocol
 from harness.predict.build import BuildPlan, BuildReporter, build_predictor
 from harness.predict.dataset import SPACE, TRAINING_FAMILY, PredictContext, load_dataset
@@ -67,9 +68,12 @@ def phone(tmp_path: Path) -> Iterator[tuple[FakePhone, Device]]:
 
 
 def test_a_phone_running_benchmark_model_builds_a_litert_predictor_stand_in_binary_fake_phone_endpoint(
-    phone: tuple[FakePhone, Device], tmp_path: Path
+    phone: tuple[FakePhone, Device], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, device = phone
+    # Every profile is learnt from whatever it sums to: on a loaded test machine the stand-in's profile of a small
+    # net can stray from the net's timed p10 past what a build accepts (tests/test_predictor.py holds that check).
+    monkeypatch.setattr(profile_module, "PROFILE_STRAY", math.inf)
     ctx = PredictContext("pixel", Runtime.LITERT)
     # a count bounds it, never this machine's load; one small training net is profiled inside the phone too
     plan = BuildPlan(ctx, budget_s=3600, seed=0, models=MODELS, train_nets=1, net_size=Size.SMALL,
